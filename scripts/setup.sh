@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything previrt needs on a fresh Debian machine (run as root, or with sudo
+# available): the 32-bit gcc toolchain and binutils for guests, QEMU as the reference machine,
+# the BIOS images v86 needs for the CPU benchmark, and the npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v as >/dev/null || need+=(binutils)
+command -v objdump >/dev/null || need+=(binutils)
+[ -e /usr/lib32/crt1.o ] || [ -e /usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o ] || need+=(gcc-multilib)
+command -v qemu-system-i386 >/dev/null || need+=(qemu-system-x86)
+[ -e /usr/share/seabios/bios.bin ] || need+=(seabios)
+[ -e /usr/share/vgabios/vgabios.bin ] || need+=(vgabios)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=''
+  [ "$(id -u)" -eq 0 ] || sudo='sudo'
+  echo "setup: installing Debian packages: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo 'setup: installing npm packages'
+  npm ci --no-audit --no-fund >/dev/null
+fi

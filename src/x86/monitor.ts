@@ -1,0 +1,27 @@
+/**
+ * The hook hypervisors use to own ring 0 (DESIGN.md decision 5). With a monitor attached, the CPU
+ * never vectors through the guest's IDT: every exception, hardware interrupt and software
+ * interrupt becomes a call to `onEvent`, with the CPU state left as the hardware would leave it
+ * just before delivery (EIP at the faulting instruction for faults, after it for traps and INT n).
+ */
+export type CpuEvent =
+  | { kind: 'exception'; vector: number; errorCode: number | undefined }
+  | { kind: 'interrupt'; vector: number }
+  | { kind: 'software'; vector: number };
+
+export interface Monitor {
+  /**
+   * Handle an event. The monitor may change any CPU state through the Cpu API (registers,
+   * segments, CR3, EFLAGS), deliver the event into a guest handler with `Cpu.bounce`, or stop the
+   * machine. When it returns, the CPU resumes at the (possibly changed) CS:EIP.
+   */
+  onEvent(event: CpuEvent): void;
+}
+
+/**
+ * A TypeScript handler bound to a linear address (DESIGN.md decision 6). When the CPU is about to
+ * fetch an instruction at that address, it calls the handler instead; the guest reached it with a
+ * near CALL, so after the handler returns the CPU performs a near RET (pops EIP). The handler may
+ * change any state, including the return address on the stack, to redirect the guest.
+ */
+export type BoundHandler = () => void;
