@@ -11,6 +11,7 @@ command -v as >/dev/null || need+=(binutils)
 command -v objdump >/dev/null || need+=(binutils)
 [ -e /usr/lib32/crt1.o ] || [ -e /usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o ] || need+=(gcc-multilib)
 command -v qemu-system-i386 >/dev/null || need+=(qemu-system-x86)
+command -v qemu-i386 >/dev/null || need+=(qemu-user)
 [ -e /usr/share/seabios/bios.bin ] || need+=(seabios)
 [ -e /usr/share/vgabios/vgabios.bin ] || need+=(vgabios)
 if [ ${#need[@]} -gt 0 ]; then
