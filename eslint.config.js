@@ -1,5 +1,6 @@
 // Lint rules, including the layering of DESIGN.md: dependencies point downwards only,
-// x86 <- machine <- (loader, hypervisor, vmm) <- (cli, bench, web); the afterburner stands alone.
+// x86 <- machine <- (net, loader, hypervisor, vmm) <- (cli, bench, web); the afterburner stands
+// alone. net is the simulated peer machine on the far end of the Ethernet link.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -16,6 +17,7 @@ const forbidden = {
     '**/web/**',
   ],
   machine: [
+    '**/net/**',
     '**/loader/**',
     '**/hypervisor/**',
     '**/vmm/**',
@@ -25,6 +27,15 @@ const forbidden = {
     '**/web/**',
   ],
   loader: [
+    '**/hypervisor/**',
+    '**/vmm/**',
+    '**/cli/**',
+    '**/bench/**',
+    '**/afterburner/**',
+    '**/web/**',
+  ],
+  net: [
+    '**/loader/**',
     '**/hypervisor/**',
     '**/vmm/**',
     '**/cli/**',
@@ -46,7 +57,7 @@ const forbidden = {
   ],
 };
 /** Layers whose core must run in a browser: no Node built-ins. */
-const platformNeutral = ['x86', 'machine', 'loader', 'hypervisor', 'vmm'];
+const platformNeutral = ['x86', 'machine', 'net', 'loader', 'hypervisor', 'vmm'];
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'build/', 'guest/', '**/*.d.ts'] },
