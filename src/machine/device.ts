@@ -85,3 +85,18 @@ export interface Stateful<S extends { version: number }> {
   save(): S;
   restore(state: S): void;
 }
+
+/** A range placed on a bus; `remove()` takes it off again (a PCI BAR that moves). */
+export interface Registration {
+  remove(): void;
+}
+
+/**
+ * The machine's buses as a device sees them, for placing ranges at run time (PCI BARs). Each
+ * call refuses a range that overlaps one already registered: it returns a string saying which
+ * device holds the range, never throws, because the base addresses usually come from the guest.
+ */
+export interface BusAccess {
+  registerPorts(base: number, length: number, device: PortDevice): Registration | string;
+  registerMmio(base: number, length: number, device: MmioDevice): Registration | string;
+}
