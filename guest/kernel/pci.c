@@ -1,0 +1,69 @@
+/*
+ * PCI enumeration through configuration mechanism #1: write the address of a configuration
+ * dword to port 0xCF8, read or write the dword at 0xCFC (PCI Local Bus Specification 3.0,
+ * 3.2.2.3.2). Every function found is printed and kept for drivers to look up.
+ */
+#include "defs.h"
+#include "x86.h"
+
+#define PCI_ADDR 0xcf8
+#define PCI_DATA 0xcfc
+#define MAX_PCI 32
+#define CLASS_BRIDGE 0x06
+#define SUBCLASS_PCI_BRIDGE 0x04
+
+static struct pci_dev devs[MAX_PCI];
+static int ndevs;
+
+static u32 addr(int bus, int dev, int fn, int off) {
+  return 0x80000000u | (u32)bus << 16 | (u32)dev << 11 | (u32)fn << 8 | (off & 0xfc);
+}
+
+u32 pci_read32(int bus, int dev, int fn, int off) {
+  outl(PCI_ADDR, addr(bus, dev, fn, off));
+  return inl(PCI_DATA);
+}
+
+void pci_write32(int bus, int dev, int fn, int off, u32 v) {
+  outl(PCI_ADDR, addr(bus, dev, fn, off));
+  outl(PCI_DATA, v);
+}
+
+static void scan_bus(int bus, int depth);
+
+static void scan_fn(int bus, int dev, int fn, int depth) {
+  u32 id = pci_read32(bus, dev, fn, 0x00);
+  u32 cls = pci_read32(bus, dev, fn, 0x08);
+  u32 irq = pci_read32(bus, dev, fn, 0x3c);
+  struct pci_dev d = {(u8)bus, (u8)dev, (u8)fn, id & 0xffff, id >> 16, cls >> 24,
+                      (cls >> 16) & 0xff, irq & 0xff};
+  kprintf("pci: %02x:%02x.%u %04x:%04x class %02x/%02x irq %u\n", bus, dev, fn, d.vendor,
+          d.device, d.class_code, d.subclass, d.irq_line);
+  if (ndevs < MAX_PCI) devs[ndevs++] = d;
+  if (d.class_code == CLASS_BRIDGE && d.subclass == SUBCLASS_PCI_BRIDGE && depth < 4) {
+    int secondary = (pci_read32(bus, dev, fn, 0x18) >> 8) & 0xff;
+    if (secondary > bus) scan_bus(secondary, depth + 1);
+  }
+}
+
+static void scan_bus(int bus, int depth) {
+  for (int dev = 0; dev < 32; dev++) {
+    if ((pci_read32(bus, dev, 0, 0x00) & 0xffff) == 0xffff) continue; /* nothing there */
+    int multi = (pci_read32(bus, dev, 0, 0x0c) >> 16) & 0x80;
+    for (int fn = 0; fn < (multi ? 8 : 1); fn++)
+      if ((pci_read32(bus, dev, fn, 0x00) & 0xffff) != 0xffff) scan_fn(bus, dev, fn, depth);
+  }
+}
+
+void pci_init(void) {
+  scan_bus(0, 0);
+  kprintf("pci: %d function(s)\n", ndevs);
+}
+
+const struct pci_dev *pci_find(u16 vendor, u16 device) {
+  for (int i = 0; i < ndevs; i++)
+    if (devs[i].vendor == vendor && devs[i].device == device) return &devs[i];
+  return 0;
+}
+
+int pci_count(void) { return ndevs; }
