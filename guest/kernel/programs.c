@@ -1,7 +1,8 @@
 /*
  * The programs the kernel can run: the user ELFs linked into the image (build/programs.S
  * lists them between `programs_table` and `programs_table_end`) and any multiboot modules,
- * named by their module command line (its first word, without a directory).
+ * named by their module command line: its first word without a directory or ".elf"
+ * (QEMU: -initrd "build/user/spin.elf" runs as "spin").
  */
 #include "defs.h"
 #include "memlayout.h"
@@ -34,6 +35,7 @@ void programs_init(const struct bootinfo *bi) {
       if (*p == '/') base = p + 1;
     int n = 0;
     while (base[n] && base[n] != ' ' && n < 31) modnames[i][n] = base[n], n++;
+    if (n > 4 && strcmp(&modnames[i][n - 4], ".elf") == 0) n -= 4;
     modnames[i][n] = 0;
     if (n == 0) continue;
     add(modnames[i], P2V(bi->mods[i].start), bi->mods[i].end - bi->mods[i].start);

@@ -17,7 +17,7 @@
 #define MCR 4 /* modem control */
 #define LSR 5 /* line status */
 
-#define IER_RDA 0x01   /* interrupt when received data is available */
+#define IER_RDA 0x01 /* interrupt when received data is available */
 #define LCR_8N1 0x03
 #define LCR_DLAB 0x80
 #define MCR_DTR 0x01
@@ -32,10 +32,11 @@ void uart_init(void) {
   outb(COM1 + DLL, 1); /* 115200 baud */
   outb(COM1 + DLM, 0);
   outb(COM1 + LCR, LCR_8N1);
-  outb(COM1 + FCR, 0x07); /* enable and clear the FIFOs */
+  /* FIFOs off (16450 mode): turning them on flushes them, which would lose whatever was
+   * typed (or piped) before boot; console input is slow enough for a 1-byte buffer. */
+  outb(COM1 + FCR, 0);
   outb(COM1 + MCR, MCR_DTR | MCR_RTS | MCR_OUT2);
   outb(COM1 + IER, IER_RDA);
-  (void)inb(COM1 + RBR); /* drop anything pending */
 }
 
 void uart_putc(char c) {

@@ -1,0 +1,105 @@
+// Shared by the guest tests and the report: build the guest kernel, run it on QEMU or on
+// `previrt run`, and pick the comparable lines out of its console output.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const GUEST = join(ROOT, 'guest');
+export const BUILD = join(GUEST, 'build');
+
+export type Variant = 'native' | 'afterburned';
+
+export function kernelPath(variant: Variant): string {
+  return join(BUILD, variant, 'kernel.elf');
+}
+
+/** Where the afterburner's `as` wrapper for `gcc -B` lives (guest/Makefile's AB_DIR default). */
+export const AFTERBURNER_DIR = process.env.AB_DIR ?? join(ROOT, 'src', 'afterburner', 'bin');
+
+export function hasCommand(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).status === 0;
+}
+
+/** Why the guest cannot be built here, or undefined if it can. */
+export function buildSkipReason(): string | undefined {
+  for (const tool of ['make', 'gcc', 'ld', 'objcopy'])
+    if (!hasCommand(tool)) return `${tool} is not installed (bash scripts/setup.sh)`;
+  return undefined;
+}
+
+/** Why the afterburned variant cannot be built here, or undefined if it can. */
+export function afterburnedSkipReason(): string | undefined {
+  return existsSync(join(AFTERBURNER_DIR, 'as'))
+    ? buildSkipReason()
+    : `the afterburner's as wrapper (${AFTERBURNER_DIR}/as) does not exist yet`;
+}
+
+/** Runs `make -C guest <target>` (incremental, so a second call is nearly free). */
+export function make(target: Variant | 'user'): { ok: boolean; output: string } {
+  const r = spawnSync('make', ['-s', '-C', GUEST, target], { encoding: 'utf8' });
+  return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+}
+
+export interface GuestRun {
+  /** Host exit status: isa-debug-exit makes it (code << 1) | 1. */
+  status: number | null;
+  console: string;
+}
+
+/** Boots a kernel on QEMU with the isa-debug-exit device and COM1 on stdio. */
+export function runQemu(
+  kernel: string,
+  append: string,
+  opts: { input?: string; modules?: string[]; memMb?: number } = {},
+): GuestRun {
+  const args = [
+    '-kernel',
+    kernel,
+    '-append',
+    append,
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=4',
+    '-serial',
+    'stdio',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-m',
+    String(opts.memMb ?? 256),
+  ];
+  if (opts.modules) args.push('-initrd', opts.modules.join(','));
+  const r = spawnSync('qemu-system-i386', args, {
+    input: opts.input ?? '',
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: r.status, console: r.stdout.replace(/\r/g, '') };
+}
+
+/** The command that runs a kernel on previrt's own PC, or a reason why there is none yet. */
+export function previrtRunSkipReason(): string | undefined {
+  return existsSync(join(ROOT, 'src', 'cli', 'commands', 'run.ts'))
+    ? undefined
+    : '`previrt run` does not exist yet (src/cli/commands/run.ts)';
+}
+
+export function runPrevirt(kernel: string, append: string, extra: string[] = []): GuestRun {
+  const r = spawnSync(
+    process.execPath,
+    [join(ROOT, 'bin', 'previrt.mjs'), 'run', '--kernel', kernel, '--append', append, ...extra],
+    { encoding: 'utf8', timeout: 300_000 },
+  );
+  return { status: r.status, console: r.stdout.replace(/\r/g, '') };
+}
+
+/**
+ * The lines a self-test run must print identically everywhere: test results, summaries and
+ * the kernel's kill messages. Boot lines (memory size, PCI devices, CMOS time) differ between
+ * machines and are left out.
+ */
+export function comparableLines(console: string): string[] {
+  return console
+    .split('\n')
+    .filter((l) => /^(test: |selftest: |kernel: pid |kernel: init exited|hello from )/.test(l));
+}
