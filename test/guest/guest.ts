@@ -77,11 +77,17 @@ export function runQemu(
   return { status: r.status, console: r.stdout.replace(/\r/g, '') };
 }
 
-/** The command that runs a kernel on previrt's own PC, or a reason why there is none yet. */
+/** Whether `previrt <name>` exists yet (other helpers add the commands while this is written). */
+export function previrtSubcommandExists(name: string): boolean {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), name, '--help'], {
+    encoding: 'utf8',
+  });
+  return r.status === 0;
+}
+
+/** Why `previrt run` cannot be used here, or undefined if it can. */
 export function previrtRunSkipReason(): string | undefined {
-  return existsSync(join(ROOT, 'src', 'cli', 'commands', 'run.ts'))
-    ? undefined
-    : '`previrt run` does not exist yet (src/cli/commands/run.ts)';
+  return previrtSubcommandExists('run') ? undefined : '`previrt run` does not exist yet';
 }
 
 export function runPrevirt(kernel: string, append: string, extra: string[] = []): GuestRun {
