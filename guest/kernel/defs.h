@@ -59,6 +59,7 @@ void tss_set_kstack(u32 esp0);
 /* trap.c, vectors in trapasm.S */
 void idt_init(void);
 void trap(struct trapframe *tf);
+int irq_register(int irq, void (*handler)(void));
 extern u32 trap_vectors[];
 void trapret(void);
 
@@ -90,6 +91,8 @@ void pci_init(void);
 u32 pci_read32(int bus, int dev, int fn, int off);
 void pci_write32(int bus, int dev, int fn, int off, u32 v);
 const struct pci_dev *pci_find(u16 vendor, u16 device);
+u32 pci_bar(const struct pci_dev *d, int n, u32 *size);
+void pci_enable(const struct pci_dev *d);
 int pci_count(void);
 
 /* kalloc.c: physical pages */
@@ -99,8 +102,8 @@ void kfree(void *va);
 u32 kalloc_free_pages(void);
 
 /* vm.c */
-typedef u32 pte_t;
-typedef u32 pde_t;
+typedef unsigned long pte_t; /* the type afterburn.h's helpers take */
+typedef unsigned long pde_t;
 void kvm_init(const struct bootinfo *bi);
 void kvm_switch(void);
 pde_t *kvm_pgdir(void);

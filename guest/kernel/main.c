@@ -41,7 +41,7 @@ void kmain(u32 magic, u32 mbi_pa) {
   kalloc_add(&bootinfo, BOOT_MAPPED, PHYS_MAX); /* now all RAM is mapped */
   lcr0(rcr0() | CR0_WP | CR0_NE);           /* ring 0 respects read-only user pages */
   timer_init();                             /* 8254 channel 0 at HZ: the preemption tick */
-  pic_enable(IRQ_COM1);                /* console input interrupts */
+  irq_register(IRQ_COM1, uart_intr);        /* console input interrupts */
   clock_init(cmos_time());                  /* wall clock: CMOS at boot, then the tick */
   kprintf("time: %u seconds since 1970 (CMOS)\n", clock_seconds());
   pci_init();                               /* enumerate and print PCI functions */

@@ -67,3 +67,22 @@ const struct pci_dev *pci_find(u16 vendor, u16 device) {
 }
 
 int pci_count(void) { return ndevs; }
+
+/* Base address register n: its address (I/O port or physical memory) and, in *size, how many
+ * bytes it decodes, found by writing all ones and reading back the mask (PCI 3.0, 6.2.5.1). */
+u32 pci_bar(const struct pci_dev *d, int n, u32 *size) {
+  int off = 0x10 + 4 * n;
+  u32 orig = pci_read32(d->bus, d->dev, d->fn, off);
+  pci_write32(d->bus, d->dev, d->fn, off, 0xffffffffu);
+  u32 mask = pci_read32(d->bus, d->dev, d->fn, off);
+  pci_write32(d->bus, d->dev, d->fn, off, orig);
+  u32 bits = (orig & 1) ? 0x3u : 0xfu; /* I/O BARs keep 2 flag bits, memory BARs 4 */
+  if (size) *size = (~(mask & ~bits)) + 1;
+  return orig & ~bits;
+}
+
+/* Turn on I/O and memory decoding and bus mastering (DMA) in the command register. */
+void pci_enable(const struct pci_dev *d) {
+  u32 cmd = pci_read32(d->bus, d->dev, d->fn, 0x04);
+  pci_write32(d->bus, d->dev, d->fn, 0x04, (cmd & 0xffff) | 0x7);
+}

@@ -18,7 +18,7 @@ struct proc {
   enum procstate state;
   int pid;
   char name[16];
-  u32 *pgdir;                /* page directory (kernel virtual address) */
+  unsigned long *pgdir;      /* page directory (kernel virtual address; pde_t *) */
   char *kstack;              /* bottom of the kernel stack (KSTACK_SIZE bytes) */
   struct trapframe *tf;      /* user registers, at the top of kstack */
   struct context *context;   /* where swtch() resumes this process */

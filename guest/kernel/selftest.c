@@ -70,12 +70,12 @@ static const char *test_page_tables(void) {
   pte_t *pte = vm_walk(kvm_pgdir(), SCRATCH_VA, 0);
   if (!pte) why = "no page table for the scratch page";
   if (!why) {
-    ab_pte_set((volatile unsigned long *)pte, V2P(a) | PTE_P | PTE_W);
+    ab_pte_set(pte, V2P(a) | PTE_P | PTE_W);
     invlpg(SCRATCH_VA);
     if (*scratch != 0xaaaa5555) why = "first mapping reads the wrong frame";
   }
   if (!why) {
-    ab_pte_set((volatile unsigned long *)pte, V2P(b) | PTE_P | PTE_W);
+    ab_pte_set(pte, V2P(b) | PTE_P | PTE_W);
     invlpg(SCRATCH_VA);
     if (*scratch != 0x5555aaaa) why = "remapping not visible after invlpg";
   }
@@ -84,10 +84,10 @@ static const char *test_page_tables(void) {
     if (b[0] != 0x12345678) why = "write through the mapping missed the frame";
   }
   if (pte) {
-    u32 old = ab_pte_test_clear((volatile unsigned long *)pte);
+    u32 old = ab_pte_test_clear(pte);
     invlpg(SCRATCH_VA);
     if (!why && (PTE_ADDR(old) != V2P(b) || !(old & PTE_P))) why = "test-and-clear returned the wrong entry";
-    if (!why && ab_pte_read((volatile unsigned long *)pte) != 0) why = "entry not cleared";
+    if (!why && ab_pte_read(pte) != 0) why = "entry not cleared";
   }
   kfree(a);
   kfree(b);
@@ -102,7 +102,7 @@ static const char *test_address_space(void) {
   const char *why = 0;
   if (uvm_demand_zero(pgdir, UHEAP_BASE + 5 * PAGE_SIZE) < 0) why = "demand-zero refused a heap page";
   pte_t *pte = vm_walk(pgdir, UHEAP_BASE + 5 * PAGE_SIZE, 0);
-  u32 e = pte ? ab_pte_read((volatile unsigned long *)pte) : 0;
+  u32 e = pte ? ab_pte_read(pte) : 0;
   if (!why && (e & (PTE_P | PTE_U | PTE_W)) != (PTE_P | PTE_U | PTE_W)) why = "heap page not user-writable";
   if (!why) {
     const u32 *page = P2V(PTE_ADDR(e));

@@ -17,7 +17,7 @@ void timer_init(void) {
   outb(PIT_MODE, MODE_CH0_LOHI_RATEGEN);
   outb(PIT_CH0, divisor & 0xff);
   outb(PIT_CH0, divisor >> 8);
-  pic_enable(IRQ_TIMER);
+  irq_register(IRQ_TIMER, timer_intr);
 }
 
 void timer_intr(void) {

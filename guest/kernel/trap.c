@@ -16,6 +16,7 @@ struct gatedesc {
 } __attribute__((packed));
 
 static struct gatedesc idt[256];
+static void (*irq_handlers[16])(void); /* drivers' handlers, by IRQ line */
 
 #define GATE_INTR32 0x0e /* interrupt gate: the CPU clears IF, so the kernel runs with IRQs off */
 #define GATE_PRESENT 0x80
@@ -32,6 +33,14 @@ void idt_init(void) {
   for (int i = 0; i < 256; i++) set_gate(i, trap_vectors[i], 0);
   set_gate(T_SYSCALL, trap_vectors[T_SYSCALL], 3); /* the only gate ring 3 may use */
   lidt(idt, sizeof idt);
+}
+
+/* A driver's interrupt handler; the line is unmasked at the PIC. One handler per line. */
+int irq_register(int irq, void (*handler)(void)) {
+  if (irq < 0 || irq >= 16 || irq_handlers[irq]) return -1;
+  irq_handlers[irq] = handler;
+  pic_enable(irq);
+  return 0;
 }
 
 static const char *trap_name(u32 n) {
@@ -73,8 +82,7 @@ void trap(struct trapframe *tf) {
   } else if (tf->trapno >= T_IRQ0 && tf->trapno < T_IRQ0 + 16) {
     int irq = tf->trapno - T_IRQ0;
     if (pic_spurious(irq)) return;
-    if (irq == IRQ_TIMER) timer_intr();
-    else if (irq == IRQ_COM1) uart_intr();
+    if (irq_handlers[irq]) irq_handlers[irq]();
     pic_eoi(irq);
     /* Preemption: a tick that interrupts ring 3 ends that process's time slice. */
     if (irq == IRQ_TIMER && p && p->state == RUNNING && (tf->cs & 3)) yield();

@@ -27,14 +27,14 @@ static void *zalloc(void) {
 /* The page-table entry for va, creating its page table if alloc is set. */
 pte_t *vm_walk(pde_t *pgdir, u32 va, int alloc) {
   pde_t *pde = &pgdir[PDX(va)];
-  u32 e = ab_pgd_read((volatile unsigned long *)pde);
+  u32 e = ab_pgd_read(pde);
   pte_t *pt;
   if (e & PTE_P) {
     pt = P2V(PTE_ADDR(e));
   } else {
     if (!alloc || !(pt = zalloc())) return 0;
     /* User bit and write bit on the directory entry; the page-table entries decide. */
-    ab_pgd_set((volatile unsigned long *)pde, V2P(pt) | PTE_P | PTE_W | (va < KERNBASE ? PTE_U : 0));
+    ab_pgd_set(pde, V2P(pt) | PTE_P | PTE_W | (va < KERNBASE ? PTE_U : 0));
   }
   return &pt[PTX(va)];
 }
@@ -42,7 +42,7 @@ pte_t *vm_walk(pde_t *pgdir, u32 va, int alloc) {
 int vm_map(pde_t *pgdir, u32 va, u32 pa, u32 perm) {
   pte_t *pte = vm_walk(pgdir, va, 1);
   if (!pte) return -ENOMEM;
-  ab_pte_set((volatile unsigned long *)pte, pa | perm | PTE_P);
+  ab_pte_set(pte, pa | perm | PTE_P);
   return 0;
 }
 
@@ -87,8 +87,8 @@ pde_t *uvm_create(void) {
   pde_t *pgdir = zalloc();
   if (!pgdir) return 0;
   for (u32 i = PDX(KERNBASE); i < 1024; i++) {
-    u32 e = ab_pgd_read((volatile unsigned long *)&kpgdir[i]);
-    if (e) ab_pgd_set((volatile unsigned long *)&pgdir[i], e);
+    u32 e = ab_pgd_read(&kpgdir[i]);
+    if (e) ab_pgd_set(&pgdir[i], e);
   }
   return pgdir;
 }
@@ -96,14 +96,14 @@ pde_t *uvm_create(void) {
 /* Free a process's pages, page tables and directory. Never the one the CPU is using. */
 void uvm_free(pde_t *pgdir) {
   for (u32 i = 0; i < PDX(KERNBASE); i++) {
-    u32 e = ab_pgd_read((volatile unsigned long *)&pgdir[i]);
+    u32 e = ab_pgd_read(&pgdir[i]);
     if (!(e & PTE_P)) continue;
     pte_t *pt = P2V(PTE_ADDR(e));
     for (int j = 0; j < 1024; j++) {
-      u32 old = ab_pte_test_clear((volatile unsigned long *)&pt[j]);
+      u32 old = ab_pte_test_clear(&pt[j]);
       if (old & PTE_P) kfree(P2V(PTE_ADDR(old)));
     }
-    ab_pgd_set((volatile unsigned long *)&pgdir[i], 0);
+    ab_pgd_set(&pgdir[i], 0);
     kfree(pt);
   }
   kfree(pgdir);
@@ -123,10 +123,10 @@ int uvm_demand_zero(pde_t *pgdir, u32 va) {
   if (!in_demand_zero(va)) return -EFAULT;
   pte_t *pte = vm_walk(pgdir, va, 1);
   if (!pte) return -ENOMEM;
-  if (ab_pte_read((volatile unsigned long *)pte) & PTE_P) return 0;
+  if (ab_pte_read(pte) & PTE_P) return 0;
   void *page = zalloc();
   if (!page) return -ENOMEM;
-  ab_pte_set((volatile unsigned long *)pte, V2P(page) | PTE_P | PTE_W | PTE_U);
+  ab_pte_set(pte, V2P(page) | PTE_P | PTE_W | PTE_U);
   return 0;
 }
 
@@ -136,7 +136,7 @@ int uvm_check(pde_t *pgdir, u32 va, u32 len, int write) {
   if (va >= KERNBASE || len > KERNBASE - va) return -EFAULT;
   for (u32 p = PAGE_ROUNDDOWN(va); p < va + len; p += PAGE_SIZE) {
     pte_t *pte = vm_walk(pgdir, p, 0);
-    u32 e = pte ? ab_pte_read((volatile unsigned long *)pte) : 0;
+    u32 e = pte ? ab_pte_read(pte) : 0;
     if (!(e & PTE_P)) {
       int r = uvm_demand_zero(pgdir, p);
       if (r < 0) return r;
@@ -166,12 +166,12 @@ int uvm_copyout(pde_t *pgdir, u32 va, const void *src, u32 len, u32 perm) {
     u32 n = PAGE_SIZE - off < len ? PAGE_SIZE - off : len;
     pte_t *pte = vm_walk(pgdir, page, 1);
     if (!pte) return -ENOMEM;
-    u32 e = ab_pte_read((volatile unsigned long *)pte);
+    u32 e = ab_pte_read(pte);
     if (!(e & PTE_P)) {
       void *frame = zalloc();
       if (!frame) return -ENOMEM;
       e = V2P(frame) | PTE_P | PTE_U | perm;
-      ab_pte_set((volatile unsigned long *)pte, e);
+      ab_pte_set(pte, e);
     }
     if (s) memcpy((u8 *)P2V(PTE_ADDR(e)) + off, s, n), s += n;
     va += n;
