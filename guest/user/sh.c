@@ -47,7 +47,10 @@ int main(void) {
       printf("%s: %s\n", argv[0], pid == -ENOENT ? "no such program" : "cannot run");
       continue;
     }
-    int status;
-    if (wait(&status) == pid && status != 0) printf("[%s exited with status %d]\n", argv[0], status);
+    /* wait() returns any child: orphans handed to us (we may be init) are reaped on the way. */
+    int status, w;
+    while ((w = wait(&status)) > 0 && w != pid) {
+    }
+    if (w == pid && status != 0) printf("[%s exited with status %d]\n", argv[0], status);
   }
 }

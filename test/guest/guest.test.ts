@@ -97,6 +97,13 @@ test('QEMU: the shell runs programs and exits with the status asked for', { skip
   assert.equal(run.status, (3 << 1) | 1, run.console);
 });
 
+test('QEMU: the afterburned variant passes too, same test lines as native', { skip: noQemu ?? noAfterburned }, () => {
+  assert.ok(make('afterburned').ok);
+  const run = runQemu(kernelPath('afterburned'), 'init=selftest');
+  assertSelftestPassed(run);
+  assert.deepEqual(comparableLines(run.console), comparableLines(qemuRun().console));
+});
+
 for (const variant of ['native', 'afterburned'] as const) {
   const skip = variant === 'afterburned' ? (noAfterburned ?? noPrevirt) : noPrevirt;
   test(`previrt run: the self-test passes (${variant}), same test lines as QEMU`, { skip }, () => {
