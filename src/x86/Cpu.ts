@@ -1,0 +1,1011 @@
+import type { CpuCosts } from './cost.ts';
+import { CpuFault, Vector, gp, ss } from './fault.ts';
+import * as F from './flags.ts';
+import { decode } from './decode.ts';
+import { Instr } from './instr.ts';
+import type { BoundHandler, Monitor } from './monitor.ts';
+import type { CpuPlatform } from './platform.ts';
+import { CS, DS, SS, SegmentRegister } from './segment.ts';
+import { walk } from './system/paging.ts';
+import { deliverEvent, type EventKind } from './system/interrupts.ts';
+import { saveCpu, restoreCpu, type CpuState } from './system/state.ts';
+
+/** Raw counts every run reports (DESIGN.md decision 4). */
+export interface CpuCounters {
+  instructions: number;
+  /** Exceptions by vector (0–31). */
+  exceptions: number[];
+  interrupts: number;
+  softwareInterrupts: number;
+  tlbMisses: number;
+  tlbFlushes: number;
+  ioReads: number;
+  ioWrites: number;
+  mmioReads: number;
+  mmioWrites: number;
+  cr3Loads: number;
+  invlpg: number;
+  monitorExits: number;
+  boundCalls: number;
+}
+
+export type RunResult = 'limit' | 'halt' | 'shutdown' | 'stop';
+
+export interface TableRegister {
+  base: number;
+  limit: number;
+}
+
+/** TLB entry bits, beside the physical page number in bits 12–31 (see `fillTlb`). */
+const T_VALID = 1;
+const T_USER = 2;
+const T_WRITE = 4;
+const T_USER_WRITE = 8;
+/** The page is ordinary RAM: the fast path may read it directly. */
+const T_RAM = 16;
+/** Ordinary RAM holding no decoded code: the fast path may write it directly. */
+const T_RAM_WRITE = 32;
+const T_GLOBAL = 64;
+
+/** Entries per TLB (cost-model.md: "64-entry TLB per kind"); one for code, one for data. */
+const TLB_ENTRIES = 64;
+
+/**
+ * The IA-32 CPU (i686 class, no FPU). Holds the architectural state, the TLBs and the decoded
+ * instruction cache, and runs the fetch–decode–execute loop. Instruction semantics live in
+ * ops/, the protected-mode machinery (paging walks, descriptor loads, event delivery, far
+ * transfers) in system/. See README.md for the API.
+ *
+ * PERF: the methods `read*`, `write*`, `fetch` and `run` are the interpreter's hot path; they are
+ * kept plain and monomorphic on purpose.
+ */
+export class Cpu {
+  readonly platform: CpuPlatform;
+  costs: CpuCosts;
+  readonly ram: Uint8Array;
+  private readonly view: DataView;
+
+  /** EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI (SDM encoding order). */
+  readonly regs = new Int32Array(8);
+  eip = 0;
+  /** EIP of the instruction being executed (faults restart here). */
+  instrEip = 0;
+
+  /** EFLAGS except the status flags named in `lazyMask`, which come from the lazy state. */
+  flagsBits = F.FIXED;
+  lazyMask = 0;
+  lazyOp = 0;
+  lazyRes = 0;
+  lazyDst = 0;
+  lazySrc = 0;
+  lazyCin = 0;
+  lazySizeMask = 0;
+
+  readonly segs = [
+    new SegmentRegister('es'),
+    new SegmentRegister('cs'),
+    new SegmentRegister('ss'),
+    new SegmentRegister('ds'),
+    new SegmentRegister('fs'),
+    new SegmentRegister('gs'),
+  ];
+  readonly ldtr = new SegmentRegister('ldtr');
+  readonly tr = new SegmentRegister('tr');
+  gdtr: TableRegister = { base: 0, limit: 0xffff };
+  idtr: TableRegister = { base: 0, limit: 0x3ff };
+  private cplValue = 0;
+
+  private cr0Value = 0x60000010;
+  cr2 = 0;
+  private cr3Value = 0;
+  private cr4Value = 0;
+  readonly dr = new Int32Array(8);
+  sysenterCs = 0;
+  sysenterEsp = 0;
+  sysenterEip = 0;
+  tscOffset = 0;
+
+  cycles = 0;
+  idleCycles = 0;
+  halted = false;
+  counters: CpuCounters = newCounters();
+  shutdownReason: string | undefined = undefined;
+  monitor: Monitor | null = null;
+
+  private interruptLine = false;
+  /** Interrupts are inhibited for one instruction after STI and MOV/POP SS (SDM 3A 6.8.3). */
+  interruptShadow = false;
+  private stopRequested = false;
+  private runLimit = 0;
+
+  // Paging and TLBs.
+  private paging = false;
+  /** Per linear page: physical page | T_* bits, 0 when not cached. Data and code TLBs. */
+  private readonly dtlb = new Int32Array(1 << 20);
+  private readonly itlb = new Int32Array(1 << 20);
+  private readonly dRing = new Int32Array(TLB_ENTRIES).fill(-1);
+  private readonly iRing = new Int32Array(TLB_ENTRIES).fill(-1);
+  private dNext = 0;
+  private iNext = 0;
+  /** Required TLB bits for a read / write at the current CPL (fast path). */
+  private readMask = T_VALID | T_RAM;
+  private writeMask = T_VALID | T_WRITE | T_RAM_WRITE;
+
+  // Decoded-instruction cache, per physical page.
+  private readonly code: (Instr[] | undefined)[] = [];
+  private readonly mmioPages: Uint8Array;
+  private readonly bound = new Map<number, BoundHandler>();
+  /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
+  private readonly fetchBuffer = new Uint8Array(16);
+
+  constructor(platform: CpuPlatform, costs: CpuCosts) {
+    this.platform = platform;
+    this.costs = costs;
+    this.ram = platform.ram;
+    this.view = new DataView(this.ram.buffer, this.ram.byteOffset, this.ram.byteLength);
+    this.mmioPages = new Uint8Array(Math.ceil(this.ram.length / 4096));
+    this.reset();
+  }
+
+  /**
+   * Power-on state (SDM 3A 9.1.1), except that real mode is out of scope: the loader puts the
+   * CPU into 32-bit flat protected mode with `enterFlatProtectedMode`, as a boot loader would.
+   */
+  reset(): void {
+    this.regs.fill(0);
+    this.regs[2] = 0x633; // EDX: family 6, model 3, stepping 3
+    this.eip = 0xfff0;
+    this.flagsBits = F.FIXED;
+    this.lazyMask = 0;
+    for (const s of this.segs) s.load(0, 0, 0xffff, 0x93);
+    this.segs[CS].load(0xf000, 0xffff0000, 0xffff, 0x9b);
+    this.gdtr = { base: 0, limit: 0xffff };
+    this.idtr = { base: 0, limit: 0x3ff };
+    this.ldtr.load(0, 0, 0xffff, 0x82);
+    this.tr.load(0, 0, 0xffff, 0x8b);
+    this.cr0Value = 0x60000010;
+    this.cr2 = 0;
+    this.cr3Value = 0;
+    this.cr4Value = 0;
+    this.dr.fill(0);
+    this.dr[6] = 0xffff0ff0 | 0;
+    this.dr[7] = 0x400;
+    this.halted = false;
+    this.interruptShadow = false;
+    this.shutdownReason = undefined;
+    this.setCpl(0);
+    this.updatePaging();
+  }
+
+  /** 32-bit flat protected mode, ring 0, paging off, interrupts off: the multiboot entry state. */
+  enterFlatProtectedMode(): void {
+    this.cr0Value = (this.cr0Value | 1) & ~0x60000000;
+    this.segs[CS].load(0x08, 0, 0xffffffff, 0xc09b);
+    for (const i of [0, 2, 3, 4, 5]) this.segs[i].load(0x10, 0, 0xffffffff, 0xc093);
+    this.setEflags(F.FIXED);
+    this.setCpl(0);
+    this.updatePaging();
+  }
+
+  // ---- registers -------------------------------------------------------------------------
+
+  get eax(): number {
+    return this.regs[0] >>> 0;
+  }
+  set eax(v: number) {
+    this.regs[0] = v;
+  }
+  get ecx(): number {
+    return this.regs[1] >>> 0;
+  }
+  set ecx(v: number) {
+    this.regs[1] = v;
+  }
+  get edx(): number {
+    return this.regs[2] >>> 0;
+  }
+  set edx(v: number) {
+    this.regs[2] = v;
+  }
+  get ebx(): number {
+    return this.regs[3] >>> 0;
+  }
+  set ebx(v: number) {
+    this.regs[3] = v;
+  }
+  get esp(): number {
+    return this.regs[4] >>> 0;
+  }
+  set esp(v: number) {
+    this.regs[4] = v;
+  }
+  get ebp(): number {
+    return this.regs[5] >>> 0;
+  }
+  set ebp(v: number) {
+    this.regs[5] = v;
+  }
+  get esi(): number {
+    return this.regs[6] >>> 0;
+  }
+  set esi(v: number) {
+    this.regs[6] = v;
+  }
+  get edi(): number {
+    return this.regs[7] >>> 0;
+  }
+  set edi(v: number) {
+    this.regs[7] = v;
+  }
+
+  /** A general register of `size` bytes; for size 1, r 4–7 are AH, CH, DH, BH. */
+  getReg(r: number, size: number): number {
+    if (size === 4) return this.regs[r] >>> 0;
+    if (size === 2) return this.regs[r] & 0xffff;
+    return r < 4 ? this.regs[r] & 0xff : (this.regs[r - 4] >> 8) & 0xff;
+  }
+
+  setReg(r: number, size: number, v: number): void {
+    if (size === 4) this.regs[r] = v;
+    else if (size === 2) this.regs[r] = (this.regs[r] & ~0xffff) | (v & 0xffff);
+    else if (r < 4) this.regs[r] = (this.regs[r] & ~0xff) | (v & 0xff);
+    else this.regs[r - 4] = (this.regs[r - 4] & ~0xff00) | ((v & 0xff) << 8);
+  }
+
+  get cpl(): number {
+    return this.cplValue;
+  }
+
+  /** Changes the CPL (the system code does, on control transfers) and the TLB access masks. */
+  setCpl(cpl: number): void {
+    this.cplValue = cpl;
+    const user = cpl === 3;
+    this.readMask = T_VALID | T_RAM | (user ? T_USER : 0);
+    this.writeMask = T_VALID | T_RAM_WRITE | (user ? T_USER_WRITE : T_WRITE);
+  }
+
+  // ---- flags -----------------------------------------------------------------------------
+
+  /** Records an arithmetic result for lazy flags. */
+  setLazy(op: number, dst: number, src: number, res: number, sizeMask: number, cin = 0): void {
+    this.lazyOp = op;
+    this.lazyDst = dst;
+    this.lazySrc = src;
+    this.lazyRes = res;
+    this.lazyCin = cin;
+    this.lazySizeMask = sizeMask;
+    this.lazyMask = F.ARITH;
+  }
+
+  /** As `setLazy` but CF keeps its value (INC, DEC). */
+  setLazyKeepCarry(op: number, dst: number, src: number, res: number, sizeMask: number): void {
+    const cf = this.getCF();
+    this.flagsBits = (this.flagsBits & ~F.CF) | (cf ? F.CF : 0);
+    this.lazyOp = op;
+    this.lazyDst = dst;
+    this.lazySrc = src;
+    this.lazyRes = res;
+    this.lazyCin = 0;
+    this.lazySizeMask = sizeMask;
+    this.lazyMask = F.ARITH & ~F.CF;
+  }
+
+  /** Sets status flags directly (the listed bits), materialising the rest first. */
+  setFlagBits(mask: number, values: number): void {
+    if (this.lazyMask !== 0) this.materialize();
+    this.flagsBits = (this.flagsBits & ~mask) | (values & mask);
+  }
+
+  private lazyFlag(bit: number): boolean {
+    const m = this.lazySizeMask;
+    const sign = m === 0xff ? 0x80 : m === 0xffff ? 0x8000 : 0x80000000;
+    const res = this.lazyRes & m;
+    switch (bit) {
+      case F.ZF:
+        return res === 0;
+      case F.SF:
+        return (res & sign) !== 0;
+      case F.PF:
+        return F.PARITY[res & 0xff] === 1;
+      case F.AF:
+        return (
+          this.lazyOp !== F.LAZY_LOGIC &&
+          ((this.lazyDst ^ this.lazySrc ^ this.lazyRes) & 0x10) !== 0
+        );
+      case F.CF: {
+        const d = (this.lazyDst & m) >>> 0;
+        const s = (this.lazySrc & m) >>> 0;
+        if (this.lazyOp === F.LAZY_ADD) return d + s + this.lazyCin > m >>> 0;
+        if (this.lazyOp === F.LAZY_SUB) return d < s + this.lazyCin;
+        return false;
+      }
+      default: {
+        // OF
+        const d = this.lazyDst;
+        const s = this.lazySrc;
+        const r = this.lazyRes;
+        if (this.lazyOp === F.LAZY_ADD) return ((d ^ r) & (s ^ r) & sign) !== 0;
+        if (this.lazyOp === F.LAZY_SUB) return ((d ^ s) & (d ^ r) & sign) !== 0;
+        return false;
+      }
+    }
+  }
+
+  private flag(bit: number): boolean {
+    if ((this.lazyMask & bit) !== 0) return this.lazyFlag(bit);
+    return (this.flagsBits & bit) !== 0;
+  }
+
+  getCF(): boolean {
+    return this.flag(F.CF);
+  }
+  getZF(): boolean {
+    return this.flag(F.ZF);
+  }
+  getSF(): boolean {
+    return this.flag(F.SF);
+  }
+  getOF(): boolean {
+    return this.flag(F.OF);
+  }
+  getPF(): boolean {
+    return this.flag(F.PF);
+  }
+  getAF(): boolean {
+    return this.flag(F.AF);
+  }
+
+  /** Folds the lazy status flags into `flagsBits`. */
+  materialize(): void {
+    if (this.lazyMask === 0) return;
+    let bits = this.flagsBits & ~this.lazyMask;
+    for (const bit of [F.CF, F.PF, F.AF, F.ZF, F.SF, F.OF]) {
+      if ((this.lazyMask & bit) !== 0 && this.lazyFlag(bit)) bits |= bit;
+    }
+    this.flagsBits = bits;
+    this.lazyMask = 0;
+  }
+
+  getEflags(): number {
+    this.materialize();
+    return (this.flagsBits | F.FIXED) >>> 0;
+  }
+
+  /** Replaces EFLAGS (no privilege rules: callers such as POPF and IRET apply them). */
+  setEflags(v: number): void {
+    this.lazyMask = 0;
+    this.flagsBits = ((v & F.WRITABLE) | F.FIXED) >>> 0;
+  }
+
+  get interruptsEnabled(): boolean {
+    return (this.flagsBits & F.IF) !== 0;
+  }
+
+  get iopl(): number {
+    return (this.flagsBits >> 12) & 3;
+  }
+
+  // ---- control registers -----------------------------------------------------------------
+
+  get cr0(): number {
+    return this.cr0Value >>> 0;
+  }
+  /** MOV to CR0: a change of PG, WP or PE flushes the TLBs (SDM 3A 4.10.4.1). */
+  set cr0(v: number) {
+    const old = this.cr0Value;
+    this.cr0Value = (v | 0x10) >>> 0; // ET is hard-wired to 1 on i686
+    if (((old ^ this.cr0Value) & 0x80010001) !== 0) this.updatePaging();
+  }
+  get cr3(): number {
+    return this.cr3Value >>> 0;
+  }
+  /** MOV to CR3 flushes every TLB entry except global pages (SDM 3A 4.10.4.1). */
+  set cr3(v: number) {
+    this.cr3Value = v >>> 0;
+    this.counters.cr3Loads++;
+    this.flushTlb(false);
+  }
+  get cr4(): number {
+    return this.cr4Value >>> 0;
+  }
+  /** A change of PSE, PGE or PAE flushes the TLBs including global pages. */
+  set cr4(v: number) {
+    const old = this.cr4Value;
+    this.cr4Value = v >>> 0;
+    if (((old ^ this.cr4Value) & 0xb0) !== 0) this.updatePaging();
+  }
+
+  private updatePaging(): void {
+    this.paging = (this.cr0Value & 0x80000001) >>> 0 === 0x80000001;
+    this.flushTlb(true);
+  }
+
+  // ---- TLB -------------------------------------------------------------------------------
+
+  /** Drops TLB entries: all of them, or all but global pages. */
+  flushTlb(includeGlobal: boolean): void {
+    this.counters.tlbFlushes++;
+    for (let k = 0; k < TLB_ENTRIES; k++) {
+      const d = this.dRing[k];
+      if (d >= 0 && (includeGlobal || (this.dtlb[d] & T_GLOBAL) === 0)) {
+        this.dtlb[d] = 0;
+        this.dRing[k] = -1;
+      }
+      const c = this.iRing[k];
+      if (c >= 0 && (includeGlobal || (this.itlb[c] & T_GLOBAL) === 0)) {
+        this.itlb[c] = 0;
+        this.iRing[k] = -1;
+      }
+    }
+  }
+
+  /** INVLPG: drops the entries for one linear page, global or not. */
+  invalidatePage(linear: number): void {
+    const page = linear >>> 12;
+    for (let k = 0; k < TLB_ENTRIES; k++) {
+      if (this.dRing[k] === page) this.dRing[k] = -1;
+      if (this.iRing[k] === page) this.iRing[k] = -1;
+    }
+    this.dtlb[page] = 0;
+    this.itlb[page] = 0;
+  }
+
+  /**
+   * Translates a linear address, filling the TLB on a miss. `kind`: 0 data read, 1 data write,
+   * 2 instruction fetch. `user`: the access is made with user privilege (CPL 3, not an implicit
+   * supervisor access to a descriptor table or TSS). Returns the physical address or throws #PF.
+   */
+  translate(linear: number, kind: number, user: boolean): number {
+    const page = linear >>> 12;
+    const tlb = kind === 2 ? this.itlb : this.dtlb;
+    const e = tlb[page];
+    const need =
+      kind === 1
+        ? user
+          ? T_VALID | T_USER_WRITE
+          : T_VALID | T_WRITE
+        : user
+          ? T_VALID | T_USER
+          : T_VALID;
+    if ((e & need) === need) return ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
+    return this.fillTlb(linear, kind, user);
+  }
+
+  private fillTlb(linear: number, kind: number, user: boolean): number {
+    const page = linear >>> 12;
+    let bits: number;
+    let physical: number;
+    if (!this.paging) {
+      physical = linear >>> 0;
+      bits = T_VALID | T_USER | T_WRITE | T_USER_WRITE;
+    } else {
+      this.counters.tlbMisses++;
+      this.cycles += this.costs.tlbMiss;
+      const result = walk(this, linear, kind === 1, user);
+      physical = result.physical;
+      bits = T_VALID;
+      if (result.user) bits |= T_USER;
+      // A write-enabled entry is cached only once the dirty bit is set, so that the first write
+      // to a clean page walks and sets D (SDM 3A 4.8).
+      if (result.dirty) {
+        if (result.writable) bits |= T_USER_WRITE | T_WRITE;
+        else if ((this.cr0Value & 0x10000) === 0) bits |= T_WRITE;
+      }
+      if (result.global && (this.cr4Value & 0x80) !== 0) bits |= T_GLOBAL;
+    }
+    const ppage = physical >>> 12;
+    if (physical < this.ram.length && this.mmioPages[ppage] === 0) {
+      bits |= T_RAM;
+      if (this.code[ppage] === undefined) bits |= T_RAM_WRITE;
+    }
+    const entry = (physical & 0xfffff000) | bits | 0;
+    if (kind === 2) {
+      const old = this.iRing[this.iNext];
+      if (old >= 0) this.itlb[old] = 0;
+      this.iRing[this.iNext] = page;
+      this.iNext = (this.iNext + 1) % TLB_ENTRIES;
+      this.itlb[page] = entry;
+    } else {
+      const old = this.dRing[this.dNext];
+      if (old >= 0) this.dtlb[old] = 0;
+      this.dRing[this.dNext] = page;
+      this.dNext = (this.dNext + 1) % TLB_ENTRIES;
+      this.dtlb[page] = entry;
+    }
+    return (physical & 0xfffff000) + (linear & 0xfff);
+  }
+
+  // ---- physical memory -------------------------------------------------------------------
+
+  /** Routes a physical range through `platform.mmio*` (page granular). */
+  markMmio(physical: number, length: number): void {
+    const end = Math.min(physical + length, this.ram.length);
+    for (let p = physical >>> 12; p * 4096 < end; p++) this.mmioPages[p] = 1;
+    this.flushTlb(true);
+  }
+
+  readPhysical(p: number, size: number): number {
+    if (p + size <= this.ram.length && this.mmioPages[p >>> 12] === 0) {
+      if (size === 1) return this.ram[p];
+      if (size === 2) return this.view.getUint16(p, true);
+      return this.view.getUint32(p, true);
+    }
+    if (size === 1 || size === 2 || size === 4) {
+      if (this.mmioPages[p >>> 12] === 1 || p >= this.ram.length) {
+        this.counters.mmioReads++;
+        this.cycles += this.costs.mmioRead;
+        return this.platform.mmioRead(p, size) >>> 0;
+      }
+    }
+    return 0;
+  }
+
+  writePhysical(p: number, size: number, v: number): void {
+    if (p + size <= this.ram.length && this.mmioPages[p >>> 12] === 0) {
+      if (size === 1) this.ram[p] = v;
+      else if (size === 2) this.view.setUint16(p, v, true);
+      else this.view.setUint32(p, v >>> 0, true);
+      if (this.code[p >>> 12] !== undefined) this.invalidateCode(p, size);
+      return;
+    }
+    if (size === 1 || size === 2 || size === 4) {
+      this.counters.mmioWrites++;
+      this.cycles += this.costs.mmioWrite;
+      this.platform.mmioWrite(p, size, v >>> 0);
+    }
+  }
+
+  /** Someone wrote guest memory at [p, p+length): drop decoded instructions overlapping it. */
+  invalidateCode(p: number, length: number): void {
+    const first = Math.max(0, p - 15);
+    for (let a = first; a < p + length; a++) {
+      const page = this.code[a >>> 12];
+      if (page === undefined) {
+        a = (a | 0xfff) >>> 0;
+        continue;
+      }
+      const instr = page[a & 0xfff];
+      if (instr !== undefined && a + instr.length > p) delete page[a & 0xfff];
+    }
+  }
+
+  /** Drops every decoded instruction (after the loader or a snapshot restore rewrote memory). */
+  invalidateAllCode(): void {
+    this.code.length = 0;
+    this.flushTlb(true);
+  }
+
+  // ---- linear memory (through paging) ----------------------------------------------------
+
+  /** Implicit supervisor accesses (descriptor tables, TSS) ignore the CPL (SDM 3A 5.6). */
+  readLinear(linear: number, size: number, supervisor = false): number {
+    linear = linear >>> 0;
+    const user = !supervisor && this.cplValue === 3;
+    if ((linear & 0xfff) + size > 0x1000) return this.readSplit(linear, size, user);
+    return this.readPhysical(this.translate(linear, 0, user), size);
+  }
+
+  writeLinear(linear: number, size: number, v: number, supervisor = false): void {
+    linear = linear >>> 0;
+    const user = !supervisor && this.cplValue === 3;
+    if ((linear & 0xfff) + size > 0x1000) {
+      this.writeSplit(linear, size, v, user);
+      return;
+    }
+    this.writePhysical(this.translate(linear, 1, user), size, v);
+  }
+
+  private readSplit(linear: number, size: number, user: boolean): number {
+    // Translate both pages before reading, so a #PF on the second leaves no side effect.
+    const p0 = this.translate(linear, 0, user);
+    const p1 = this.translate((linear + size - 1) >>> 0, 0, user);
+    let v = 0;
+    for (let k = 0; k < size; k++) {
+      const a = (linear + k) >>> 0;
+      const p = (a & 0xfff) >= (linear & 0xfff) ? p0 + k : (p1 & ~0xfff) + (a & 0xfff);
+      v |= this.readPhysical(p, 1) << (8 * k);
+    }
+    return v >>> 0;
+  }
+
+  private writeSplit(linear: number, size: number, v: number, user: boolean): void {
+    const p0 = this.translate(linear, 1, user);
+    const p1 = this.translate((linear + size - 1) >>> 0, 1, user);
+    for (let k = 0; k < size; k++) {
+      const a = (linear + k) >>> 0;
+      const p = (a & 0xfff) >= (linear & 0xfff) ? p0 + k : (p1 & ~0xfff) + (a & 0xfff);
+      this.writePhysical(p, 1, (v >>> (8 * k)) & 0xff);
+    }
+  }
+
+  // PERF: the fast paths below serve nearly every memory access: one TLB array lookup and a
+  // typed-array access. Everything else (misses, page crossings, MMIO, code pages) is slow path.
+
+  read8(linear: number): number {
+    const e = this.dtlb[linear >>> 12];
+    if ((e & this.readMask) === this.readMask) return this.ram[(e & 0xfffff000) | (linear & 0xfff)];
+    return this.readLinear(linear, 1);
+  }
+
+  read16(linear: number): number {
+    const e = this.dtlb[linear >>> 12];
+    if ((e & this.readMask) === this.readMask && (linear & 0xfff) <= 0xffe) {
+      return this.view.getUint16((e & 0xfffff000) | (linear & 0xfff), true);
+    }
+    return this.readLinear(linear, 2);
+  }
+
+  read32(linear: number): number {
+    const e = this.dtlb[linear >>> 12];
+    if ((e & this.readMask) === this.readMask && (linear & 0xfff) <= 0xffc) {
+      return this.view.getInt32((e & 0xfffff000) | (linear & 0xfff), true);
+    }
+    return this.readLinear(linear, 4) | 0;
+  }
+
+  write8(linear: number, v: number): void {
+    const e = this.dtlb[linear >>> 12];
+    if ((e & this.writeMask) === this.writeMask) {
+      this.ram[(e & 0xfffff000) | (linear & 0xfff)] = v;
+      return;
+    }
+    this.writeLinear(linear, 1, v & 0xff);
+  }
+
+  write16(linear: number, v: number): void {
+    const e = this.dtlb[linear >>> 12];
+    if ((e & this.writeMask) === this.writeMask && (linear & 0xfff) <= 0xffe) {
+      this.view.setUint16((e & 0xfffff000) | (linear & 0xfff), v, true);
+      return;
+    }
+    this.writeLinear(linear, 2, v & 0xffff);
+  }
+
+  write32(linear: number, v: number): void {
+    const e = this.dtlb[linear >>> 12];
+    if ((e & this.writeMask) === this.writeMask && (linear & 0xfff) <= 0xffc) {
+      this.view.setInt32((e & 0xfffff000) | (linear & 0xfff), v, true);
+      return;
+    }
+    this.writeLinear(linear, 4, v >>> 0);
+  }
+
+  readSized(linear: number, size: number): number {
+    if (size === 4) return this.read32(linear) >>> 0;
+    if (size === 2) return this.read16(linear);
+    return this.read8(linear);
+  }
+
+  writeSized(linear: number, size: number, v: number): void {
+    if (size === 4) this.write32(linear, v);
+    else if (size === 2) this.write16(linear, v);
+    else this.write8(linear, v);
+  }
+
+  /**
+   * Checks a segment access (SDM 3A 5.3 limit checking, 5.4 type checking) and returns the
+   * linear address. Flat segments skip the checks.
+   */
+  linear(seg: number, offset: number, size: number, write: boolean): number {
+    const s = this.segs[seg];
+    if (write ? s.flatWrite : s.flatRead) return offset | 0;
+    return this.checkedLinear(seg, s, offset >>> 0, size, write);
+  }
+
+  private checkedLinear(
+    seg: number,
+    s: SegmentRegister,
+    offset: number,
+    size: number,
+    write: boolean,
+  ): number {
+    const fault = seg === SS ? ss(0) : gp(0);
+    if (!s.usable) throw gp(0);
+    const a = s.attributes;
+    const isCode = (a & 0x08) !== 0;
+    if (write && (isCode || (a & 0x02) === 0)) throw fault;
+    if (!write && isCode && (a & 0x02) === 0) throw fault;
+    const last = offset + size - 1;
+    if (!isCode && (a & 0x04) !== 0) {
+      const upper = s.big ? 0xffffffff : 0xffff;
+      if (offset <= s.limit || last > upper) throw fault;
+    } else if (last > s.limit) {
+      throw fault;
+    }
+    return (s.base + offset) | 0;
+  }
+
+  /** Effective address (offset) of a decoded memory operand. */
+  ea(i: Instr): number {
+    if (i.addr32) {
+      let v = i.disp;
+      if (i.base >= 0) v += this.regs[i.base];
+      if (i.index >= 0) v += this.regs[i.index] << i.scale;
+      return v >>> 0;
+    }
+    let v = i.disp;
+    if (i.base >= 0) v += this.regs[i.base] & 0xffff;
+    if (i.index >= 0) v += this.regs[i.index] & 0xffff;
+    return v & 0xffff;
+  }
+
+  /** Linear address of a decoded memory operand of `size` bytes. */
+  eaLinear(i: Instr, size: number, write: boolean): number {
+    return this.linear(i.seg, this.ea(i), size, write);
+  }
+
+  /** The r/m operand (register or memory) at the instruction's operand size. */
+  readRm(i: Instr): number {
+    if (i.mod === 3) return this.getReg(i.rm, i.size);
+    return this.readSized(this.eaLinear(i, i.size, false), i.size);
+  }
+
+  writeRm(i: Instr, v: number): void {
+    if (i.mod === 3) this.setReg(i.rm, i.size, v);
+    else this.writeSized(this.eaLinear(i, i.size, true), i.size, v);
+  }
+
+  // ---- stack -----------------------------------------------------------------------------
+
+  /** Pushes with the stack's address size (SS.B) and the given operand size. */
+  push(v: number, size: number): void {
+    const ssReg = this.segs[SS];
+    if (ssReg.big) {
+      const esp = (this.regs[4] - size) >>> 0;
+      this.writeSized(this.linear(SS, esp, size, true), size, v);
+      this.regs[4] = esp;
+    } else {
+      const sp = (this.regs[4] - size) & 0xffff;
+      this.writeSized(this.linear(SS, sp, size, true), size, v);
+      this.regs[4] = (this.regs[4] & ~0xffff) | sp;
+    }
+  }
+
+  pop(size: number): number {
+    const v = this.peek(size, 0);
+    this.adjustSp(size);
+    return v;
+  }
+
+  /** Reads the stack at ESP + `offset` without popping. */
+  peek(size: number, offset: number): number {
+    const ssReg = this.segs[SS];
+    const sp = ssReg.big ? (this.regs[4] + offset) >>> 0 : (this.regs[4] + offset) & 0xffff;
+    return this.readSized(this.linear(SS, sp, size, false), size);
+  }
+
+  adjustSp(delta: number): void {
+    if (this.segs[SS].big) this.regs[4] = this.regs[4] + delta;
+    else this.regs[4] = (this.regs[4] & ~0xffff) | ((this.regs[4] + delta) & 0xffff);
+  }
+
+  // ---- code fetch ------------------------------------------------------------------------
+
+  /** Reads instruction bytes for the decoder (fetch access: #PF with the fetch's rights). */
+  fetchByte(linear: number): number {
+    const p = this.translate(linear >>> 0, 2, this.cplValue === 3);
+    return this.readPhysical(p, 1);
+  }
+
+  private instructionAt(eip: number): Instr {
+    const cs = this.segs[CS];
+    if (eip > cs.limit) throw gp(0);
+    const linear = (cs.base + eip) >>> 0;
+    const e = this.itlb[linear >>> 12];
+    const need = this.cplValue === 3 ? T_VALID | T_USER | T_RAM : T_VALID | T_RAM;
+    let physical: number;
+    if ((e & need) === need) physical = ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
+    else {
+      physical = this.translate(linear, 2, this.cplValue === 3);
+      if (physical >= this.ram.length || this.mmioPages[physical >>> 12] === 1) {
+        return this.decodeUncached(linear, cs.big);
+      }
+    }
+    const ppage = physical >>> 12;
+    let page = this.code[ppage];
+    if (page !== undefined) {
+      const instr = page[physical & 0xfff];
+      if (instr !== undefined && instr.codeBig === cs.big) return instr;
+    }
+    if ((linear & 0xfff) > 0xff0) return this.decodeUncached(linear, cs.big);
+    const instr = decode(this.ram, physical, cs.big);
+    if (instr.length === 0 || (physical & 0xfff) + instr.length > 0x1000) {
+      return this.decodeUncached(linear, cs.big);
+    }
+    if (page === undefined) {
+      page = [];
+      this.code[ppage] = page;
+      this.protectCodePage(ppage);
+    }
+    page[physical & 0xfff] = instr;
+    return instr;
+  }
+
+  /** A page just got decoded code: writes to it must leave the data TLB's fast path. */
+  private protectCodePage(ppage: number): void {
+    for (let k = 0; k < TLB_ENTRIES; k++) {
+      const page = this.dRing[k];
+      if (page >= 0 && this.dtlb[page] >>> 12 === ppage) this.dtlb[page] &= ~T_RAM_WRITE;
+    }
+  }
+
+  /** Decodes from a scratch copy (page-crossing instructions, code in MMIO): not cached. */
+  private decodeUncached(linear: number, big: boolean): Instr {
+    const buf = this.fetchBuffer;
+    let n = 0;
+    for (; n < 15; n++) {
+      try {
+        buf[n] = this.fetchByte(linear + n);
+      } catch (e) {
+        if (n === 0) throw e;
+        // The decoder will raise the fault again if it needs this byte.
+        break;
+      }
+    }
+    const instr = decode(buf.subarray(0, n), 0, big);
+    if (instr.length === 0) {
+      // Ran out of bytes: the fetch of byte n is what faults.
+      this.fetchByte(linear + n);
+      throw new CpuFault(Vector.GP, 0);
+    }
+    return instr;
+  }
+
+  // ---- bound entries, interrupts, running -------------------------------------------------
+
+  /** Binds a TypeScript handler to a linear address (DESIGN.md decision 6). */
+  bindEntry(linear: number, handler: BoundHandler): () => void {
+    const key = linear >>> 0;
+    this.bound.set(key, handler);
+    return () => {
+      if (this.bound.get(key) === handler) this.bound.delete(key);
+    };
+  }
+
+  attachMonitor(monitor: Monitor | null): void {
+    this.monitor = monitor;
+  }
+
+  /** The INTR line from the interrupt controller; sampled at instruction boundaries. */
+  setInterruptLine(level: boolean): void {
+    this.interruptLine = level;
+  }
+
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  /** The monitor or a VMM charges its own work to the simulated clock. */
+  charge(cycles: number): void {
+    this.cycles += cycles;
+  }
+
+  /** Executes exactly one instruction or one event delivery. */
+  step(): RunResult {
+    return this.run(this.cycles + 1, 1);
+  }
+
+  /**
+   * Runs until `cycles >= untilCycle`, HLT, shutdown, or `requestStop()`. `maxInstructions`
+   * bounds the number of instructions (for stepping and tests).
+   */
+  run(untilCycle: number, maxInstructions = Infinity): RunResult {
+    this.runLimit = untilCycle;
+    this.stopRequested = false;
+    let budget = maxInstructions;
+    while (true) {
+      if (this.shutdownReason !== undefined) return 'shutdown';
+      if (this.stopRequested) return 'stop';
+      if (this.halted) {
+        if (this.interruptLine && (this.flagsBits & F.IF) !== 0) this.halted = false;
+        else return 'halt';
+      }
+      if (this.cycles >= this.runLimit || budget <= 0) return 'limit';
+      try {
+        budget = this.runInner(budget);
+      } catch (e) {
+        if (!(e instanceof CpuFault)) throw e;
+        this.eip = this.instrEip;
+        this.raise(e.vector, e.errorCode, 'exception');
+        budget--;
+      }
+    }
+  }
+
+  private runInner(budget: number): number {
+    const costs = this.costs;
+    const counters = this.counters;
+    while (budget > 0 && this.cycles < this.runLimit && !this.stopRequested && !this.halted) {
+      if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
+        this.instrEip = this.eip;
+        const vector = this.platform.acknowledgeInterrupt() & 0xff;
+        this.raise(vector, undefined, 'interrupt');
+        budget--;
+        continue;
+      }
+      this.interruptShadow = false;
+      const eip = this.eip;
+      this.instrEip = eip;
+      if (this.bound.size !== 0 && this.callBound(eip)) {
+        budget--;
+        continue;
+      }
+      const instr = this.instructionAt(eip);
+      this.eip = (eip + instr.length) >>> 0;
+      if (!this.segs[CS].big) this.eip &= 0xffff;
+      this.cycles += costs.base;
+      counters.instructions++;
+      instr.exec(this, instr);
+      budget--;
+    }
+    return budget;
+  }
+
+  private callBound(eip: number): boolean {
+    const handler = this.bound.get((this.segs[CS].base + eip) >>> 0);
+    if (handler === undefined) return false;
+    this.counters.boundCalls++;
+    handler();
+    // The guest reached the entry with a near CALL: return to it (pop EIP).
+    this.eip = this.pop(this.segs[CS].big ? 4 : 2);
+    return true;
+  }
+
+  /**
+   * Delivers an exception, interrupt or INT n: to the monitor if one is attached, else through
+   * the IDT (system/interrupts.ts). Double and triple faults are handled there.
+   */
+  raise(vector: number, errorCode: number | undefined, kind: EventKind): void {
+    if (kind === 'exception' && vector < 32) this.counters.exceptions[vector]++;
+    else if (kind === 'interrupt') this.counters.interrupts++;
+    else if (kind === 'software') this.counters.softwareInterrupts++;
+    if (vector === Vector.PF && kind === 'exception') {
+      /* CR2 was set by the page walk. */
+    }
+    this.halted = false;
+    deliverEvent(this, vector, errorCode, kind);
+  }
+
+  /** Triple fault: the CPU stops; the machine reports the reason (SDM 3A 6.15, #DF). */
+  shutdown(reason: string): void {
+    this.shutdownReason = reason;
+  }
+
+  /** Segment base + EIP of the next instruction. */
+  get linearEip(): number {
+    return (this.segs[CS].base + this.eip) >>> 0;
+  }
+
+  /** Data segment default for string sources and the like. */
+  get defaultSeg(): number {
+    return DS;
+  }
+
+  save(): CpuState {
+    return saveCpu(this);
+  }
+
+  restore(state: CpuState): void {
+    restoreCpu(this, state);
+    this.invalidateAllCode();
+  }
+}
+
+export function newCounters(): CpuCounters {
+  return {
+    instructions: 0,
+    exceptions: new Array<number>(32).fill(0),
+    interrupts: 0,
+    softwareInterrupts: 0,
+    tlbMisses: 0,
+    tlbFlushes: 0,
+    ioReads: 0,
+    ioWrites: 0,
+    mmioReads: 0,
+    mmioWrites: 0,
+    cr3Loads: 0,
+    invlpg: 0,
+    monitorExits: 0,
+    boundCalls: 0,
+  };
+}
