@@ -1,0 +1,37 @@
+/** Node-side helpers shared by the command and the `as` wrapper: files, includes, paths. */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterburn, type AfterburnOptions, type AfterburnReport } from './afterburn.ts';
+
+/** The directory holding the `as` wrapper, for `gcc -B`. */
+export function wrapperDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), 'bin');
+}
+
+/** The header directory, for `-I` when a guest includes afterburn.h. */
+export function includeDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), 'include');
+}
+
+/** Resolves `.include "name"` as gas does: the name as given, then each -I directory. */
+export function includeReader(dirs: string[]): NonNullable<AfterburnOptions['include']> {
+  return (name) => {
+    const candidates = isAbsolute(name) ? [name] : [name, ...dirs.map((d) => join(d, name))];
+    for (const path of candidates)
+      if (existsSync(path)) return { path, text: readFileSync(path, 'latin1') };
+    return null;
+  };
+}
+
+/**
+ * Afterburns `text` (read as latin1 so every byte passes through unchanged). Throws
+ * AfterburnError on bad input.
+ */
+export function afterburnText(
+  text: string,
+  file: string,
+  includeDirs: string[],
+): { text: string; report: AfterburnReport } {
+  return afterburn(text, { file, include: includeReader(includeDirs) });
+}
