@@ -131,8 +131,14 @@ export class Cpu {
   private readMask = T_VALID | T_RAM;
   private writeMask = T_VALID | T_WRITE | T_RAM_WRITE;
 
+  /** The code page the last fetch used (linear page number), for sequential execution. */
+  private fetchPage = -1;
+  private fetchCode: (Instr | undefined)[] = [];
+
   // Decoded-instruction cache, per physical page.
-  private readonly code: (Instr[] | undefined)[] = [];
+  // PERF: both levels are preallocated dense arrays; sparse stores would put V8 arrays into
+  // slow dictionary mode.
+  private code: ((Instr | undefined)[] | undefined)[];
   private readonly mmioPages: Uint8Array;
   private readonly bound = new Map<number, BoundHandler>();
   /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
@@ -144,6 +150,7 @@ export class Cpu {
     this.ram = platform.ram;
     this.view = new DataView(this.ram.buffer, this.ram.byteOffset, this.ram.byteLength);
     this.mmioPages = new Uint8Array(Math.ceil(this.ram.length / 4096));
+    this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
     this.reset();
   }
 
@@ -240,7 +247,7 @@ export class Cpu {
 
   /** A general register of `size` bytes; for size 1, r 4–7 are AH, CH, DH, BH. */
   getReg(r: number, size: number): number {
-    if (size === 4) return this.regs[r] >>> 0;
+    if (size === 4) return this.regs[r];
     if (size === 2) return this.regs[r] & 0xffff;
     return r < 4 ? this.regs[r] & 0xff : (this.regs[r - 4] >> 8) & 0xff;
   }
@@ -259,6 +266,7 @@ export class Cpu {
   /** Changes the CPL (the system code does, on control transfers) and the TLB access masks. */
   setCpl(cpl: number): void {
     this.cplValue = cpl;
+    this.fetchPage = -1;
     const user = cpl === 3;
     this.readMask = T_VALID | T_RAM | (user ? T_USER : 0);
     this.writeMask = T_VALID | T_RAM_WRITE | (user ? T_USER_WRITE : T_WRITE);
@@ -290,15 +298,30 @@ export class Cpu {
     this.lazyMask = F.ARITH & ~F.CF;
   }
 
+  /**
+   * Flags after a multiply: CF and OF given, SF, ZF, PF from the result (lazily), AF clear.
+   */
+  setMulFlags(res: number, sizeMask: number, carry: boolean): void {
+    this.flagsBits = (this.flagsBits & ~(F.CF | F.OF)) | (carry ? F.CF | F.OF : 0);
+    this.lazyOp = F.LAZY_LOGIC;
+    this.lazyRes = res;
+    this.lazyDst = 0;
+    this.lazySrc = 0;
+    this.lazyCin = 0;
+    this.lazySizeMask = sizeMask;
+    this.lazyMask = F.ZF | F.SF | F.PF | F.AF;
+  }
+
   /** Sets status flags directly (the listed bits), materialising the rest first. */
   setFlagBits(mask: number, values: number): void {
-    if (this.lazyMask !== 0) this.materialize();
+    if ((this.lazyMask & ~mask) === 0) this.lazyMask = 0;
+    else if (this.lazyMask !== 0) this.materialize();
     this.flagsBits = (this.flagsBits & ~mask) | (values & mask);
   }
 
   private lazyFlag(bit: number): boolean {
     const m = this.lazySizeMask;
-    const sign = m === 0xff ? 0x80 : m === 0xffff ? 0x8000 : 0x80000000;
+    const sign = m === 0xff ? 0x80 : m === 0xffff ? 0x8000 : -0x80000000;
     const res = this.lazyRes & m;
     switch (bit) {
       case F.ZF:
@@ -358,10 +381,14 @@ export class Cpu {
   /** Folds the lazy status flags into `flagsBits`. */
   materialize(): void {
     if (this.lazyMask === 0) return;
-    let bits = this.flagsBits & ~this.lazyMask;
-    for (const bit of [F.CF, F.PF, F.AF, F.ZF, F.SF, F.OF]) {
-      if ((this.lazyMask & bit) !== 0 && this.lazyFlag(bit)) bits |= bit;
-    }
+    const lazy = this.lazyMask;
+    let bits = this.flagsBits & ~lazy;
+    if ((lazy & F.CF) !== 0 && this.lazyFlag(F.CF)) bits |= F.CF;
+    if (this.lazyFlag(F.PF)) bits |= F.PF;
+    if (this.lazyFlag(F.AF)) bits |= F.AF;
+    if (this.lazyFlag(F.ZF)) bits |= F.ZF;
+    if (this.lazyFlag(F.SF)) bits |= F.SF;
+    if (this.lazyFlag(F.OF)) bits |= F.OF;
     this.flagsBits = bits;
     this.lazyMask = 0;
   }
@@ -425,6 +452,7 @@ export class Cpu {
   /** Drops TLB entries: all of them, or all but global pages. */
   flushTlb(includeGlobal: boolean): void {
     this.counters.tlbFlushes++;
+    this.fetchPage = -1;
     for (let k = 0; k < TLB_ENTRIES; k++) {
       const d = this.dRing[k];
       if (d >= 0 && (includeGlobal || (this.dtlb[d] & T_GLOBAL) === 0)) {
@@ -442,6 +470,7 @@ export class Cpu {
   /** INVLPG: drops the entries for one linear page, global or not. */
   invalidatePage(linear: number): void {
     const page = linear >>> 12;
+    this.fetchPage = -1;
     for (let k = 0; k < TLB_ENTRIES; k++) {
       if (this.dRing[k] === page) this.dRing[k] = -1;
       if (this.iRing[k] === page) this.iRing[k] = -1;
@@ -502,6 +531,7 @@ export class Cpu {
     if (kind === 2) {
       const old = this.iRing[this.iNext];
       if (old >= 0) this.itlb[old] = 0;
+      if (old === this.fetchPage) this.fetchPage = -1;
       this.iRing[this.iNext] = page;
       this.iNext = (this.iNext + 1) % TLB_ENTRIES;
       this.itlb[page] = entry;
@@ -565,13 +595,14 @@ export class Cpu {
         continue;
       }
       const instr = page[a & 0xfff];
-      if (instr !== undefined && a + instr.length > p) delete page[a & 0xfff];
+      if (instr !== undefined && a + instr.length > p) page[a & 0xfff] = undefined;
     }
   }
 
   /** Drops every decoded instruction (after the loader or a snapshot restore rewrote memory). */
   invalidateAllCode(): void {
-    this.code.length = 0;
+    this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
+    this.fetchPage = -1;
     this.flushTlb(true);
   }
 
@@ -671,7 +702,7 @@ export class Cpu {
   }
 
   readSized(linear: number, size: number): number {
-    if (size === 4) return this.read32(linear) >>> 0;
+    if (size === 4) return this.read32(linear);
     if (size === 2) return this.read16(linear);
     return this.read8(linear);
   }
@@ -721,7 +752,7 @@ export class Cpu {
       let v = i.disp;
       if (i.base >= 0) v += this.regs[i.base];
       if (i.index >= 0) v += this.regs[i.index] << i.scale;
-      return v >>> 0;
+      return v | 0;
     }
     let v = i.disp;
     if (i.base >= 0) v += this.regs[i.base] & 0xffff;
@@ -771,7 +802,7 @@ export class Cpu {
   peek(size: number, offset: number): number {
     const ssReg = this.segs[SS];
     const sp = ssReg.big ? (this.regs[4] + offset) >>> 0 : (this.regs[4] + offset) & 0xffff;
-    return this.readSized(this.linear(SS, sp, size, false), size);
+    return this.readSized(this.linear(SS, sp, size, false), size) >>> 0;
   }
 
   adjustSp(delta: number): void {
@@ -789,8 +820,13 @@ export class Cpu {
 
   private instructionAt(eip: number): Instr {
     const cs = this.segs[CS];
-    if (eip > cs.limit) throw gp(0);
     const linear = (cs.base + eip) >>> 0;
+    // PERF: sequential execution stays in one page: no TLB or cache-page lookup.
+    if (linear >>> 12 === this.fetchPage && eip <= cs.limit) {
+      const cached = this.fetchCode[linear & 0xfff];
+      if (cached !== undefined && cached.codeBig === cs.big) return cached;
+    }
+    if (eip > cs.limit) throw gp(0);
     const e = this.itlb[linear >>> 12];
     const need = this.cplValue === 3 ? T_VALID | T_USER | T_RAM : T_VALID | T_RAM;
     let physical: number;
@@ -804,6 +840,8 @@ export class Cpu {
     const ppage = physical >>> 12;
     let page = this.code[ppage];
     if (page !== undefined) {
+      this.fetchPage = linear >>> 12;
+      this.fetchCode = page;
       const instr = page[physical & 0xfff];
       if (instr !== undefined && instr.codeBig === cs.big) return instr;
     }
@@ -813,7 +851,7 @@ export class Cpu {
       return this.decodeUncached(linear, cs.big);
     }
     if (page === undefined) {
-      page = [];
+      page = new Array<Instr | undefined>(4096).fill(undefined);
       this.code[ppage] = page;
       this.protectCodePage(ppage);
     }
@@ -930,7 +968,12 @@ export class Cpu {
         budget--;
         continue;
       }
-      const instr = this.instructionAt(eip);
+      // PERF: the common case inline: same code page as the last fetch, instruction decoded.
+      const cs = this.segs[CS];
+      const linear = (cs.base + eip) | 0;
+      let instr = linear >>> 12 === this.fetchPage ? this.fetchCode[linear & 0xfff] : undefined;
+      if (instr === undefined || instr.codeBig !== cs.big || eip > cs.limit)
+        instr = this.instructionAt(eip);
       this.eip = (eip + instr.length) >>> 0;
       if (!this.segs[CS].big) this.eip &= 0xffff;
       this.cycles += costs.base;

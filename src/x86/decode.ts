@@ -132,7 +132,7 @@ function incomplete(): Instr {
 function readImm(bytes: Uint8Array, p: number, n: number): number {
   if (n === 1) return bytes[p];
   if (n === 2) return bytes[p] | (bytes[p + 1] << 8);
-  return (bytes[p] | (bytes[p + 1] << 8) | (bytes[p + 2] << 16) | (bytes[p + 3] << 24)) >>> 0;
+  return bytes[p] | (bytes[p + 1] << 8) | (bytes[p + 2] << 16) | (bytes[p + 3] << 24);
 }
 
 /** 32-bit ModRM memory forms with SIB (SDM Vol. 2 Tables 2-2, 2-3). Returns -1 if truncated. */

@@ -7,12 +7,17 @@ import { CpuFault, Vector } from '../fault.ts';
 import * as F from '../flags.ts';
 import type { Instr } from '../instr.ts';
 
+/**
+ * PERF: 32-bit values travel as signed int32 (V8 small integers, no heap numbers); the mask for
+ * 32 bits is therefore -1 and the sign bit is -2^31. Convert with `>>> 0` only where an unsigned
+ * value is compared or shown.
+ */
 export function sizeMask(size: number): number {
-  return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+  return size === 4 ? -1 : size === 2 ? 0xffff : 0xff;
 }
 
 export function signBit(size: number): number {
-  return size === 4 ? 0x80000000 : size === 2 ? 0x8000 : 0x80;
+  return size === 4 ? -0x80000000 : size === 2 ? 0x8000 : 0x80;
 }
 
 /** Sign-extends a value of `size` bytes to a signed 32-bit number. */
@@ -28,36 +33,36 @@ export function alu(cpu: Cpu, op: number, dst: number, src: number, size: number
     case 0:
       r = (dst + src) & m;
       cpu.setLazy(F.LAZY_ADD, dst, src, r, m);
-      return r >>> 0;
+      return r;
     case 1:
       r = (dst | src) & m;
       cpu.setLazy(F.LAZY_LOGIC, dst, src, r, m);
-      return r >>> 0;
+      return r;
     case 2: {
       const c = cpu.getCF() ? 1 : 0;
       r = (dst + src + c) & m;
       cpu.setLazy(F.LAZY_ADD, dst, src, r, m, c);
-      return r >>> 0;
+      return r;
     }
     case 3: {
       const c = cpu.getCF() ? 1 : 0;
       r = (dst - src - c) & m;
       cpu.setLazy(F.LAZY_SUB, dst, src, r, m, c);
-      return r >>> 0;
+      return r;
     }
     case 4:
       r = dst & src & m;
       cpu.setLazy(F.LAZY_LOGIC, dst, src, r, m);
-      return r >>> 0;
+      return r;
     case 6:
       r = (dst ^ src) & m;
       cpu.setLazy(F.LAZY_LOGIC, dst, src, r, m);
-      return r >>> 0;
+      return r;
     default:
       // SUB and CMP
       r = (dst - src) & m;
       cpu.setLazy(F.LAZY_SUB, dst, src, r, m);
-      return r >>> 0;
+      return r;
   }
 }
 
@@ -118,7 +123,7 @@ function incdec(cpu: Cpu, v: number, size: number, dec: boolean): number {
   const m = sizeMask(size);
   const r = (dec ? v - 1 : v + 1) & m;
   cpu.setLazyKeepCarry(dec ? F.LAZY_SUB : F.LAZY_ADD, v, 1, r, m);
-  return r >>> 0;
+  return r;
 }
 
 /** 40–4F: INC/DEC r16/r32. */
@@ -164,13 +169,7 @@ export function negRm(cpu: Cpu, i: Instr): void {
  * the low result as the host CPU leaves them (the SDM calls them undefined), AF cleared.
  */
 function mulFlags(cpu: Cpu, carry: boolean, low: number, size: number): void {
-  const m = sizeMask(size);
-  const r = low & m;
-  let bits = carry ? F.CF | F.OF : 0;
-  if (r === 0) bits |= F.ZF;
-  if ((r & signBit(size)) !== 0) bits |= F.SF;
-  if (F.PARITY[r & 0xff] === 1) bits |= F.PF;
-  cpu.setFlagBits(F.ARITH, bits);
+  cpu.setMulFlags(low & sizeMask(size), sizeMask(size), carry);
 }
 
 /** F6/F7 /4: MUL (unsigned, AX or eDX:eAX). */
@@ -187,9 +186,7 @@ export function mulRm(cpu: Cpu, i: Instr): void {
     cpu.setReg(2, 2, (r >>> 16) & 0xffff);
     mulFlags(cpu, r >>> 16 !== 0, r, 2);
   } else {
-    const r = BigInt(cpu.eax) * BigInt(src >>> 0);
-    const lo = Number(r & 0xffffffffn);
-    const hi = Number(r >> 32n);
+    const { lo, hi } = mul32(cpu.eax, src >>> 0);
     cpu.eax = lo;
     cpu.edx = hi;
     mulFlags(cpu, hi !== 0, lo, 4);
@@ -197,6 +194,19 @@ export function mulRm(cpu: Cpu, i: Instr): void {
 }
 
 /** Signed multiply of two sign-extended values; returns [low, significant-high]. */
+/** Unsigned 32 × 32 → 64-bit product in 16-bit pieces (exact, no BigInt). */
+function mul32(a: number, b: number): { lo: number; hi: number } {
+  const a0 = a & 0xffff;
+  const a1 = a >>> 16;
+  const b0 = b & 0xffff;
+  const b1 = b >>> 16;
+  const p00 = a0 * b0;
+  const mid = a1 * b0 + a0 * b1 + Math.floor(p00 / 0x10000);
+  const lo = ((mid % 0x10000) * 0x10000 + (p00 & 0xffff)) >>> 0;
+  const hi = (a1 * b1 + Math.floor(mid / 0x10000)) >>> 0;
+  return { lo, hi };
+}
+
 function imul(
   a: number,
   b: number,
@@ -230,6 +240,14 @@ export function imulRm(cpu: Cpu, i: Instr): void {
 export function imulRegRm(cpu: Cpu, i: Instr): void {
   cpu.cycles += cpu.costs.mul - cpu.costs.base;
   const b = i.opcode === 0x1af ? cpu.getReg(i.reg, i.size) : i.imm;
+  if (i.size === 4) {
+    // PERF: the common 32-bit form without allocating.
+    const a = cpu.readRm(i);
+    const low = Math.imul(a, b);
+    cpu.regs[i.reg] = low;
+    cpu.setMulFlags(low, -1, a * b !== low);
+    return;
+  }
   const { low, overflow } = imul(cpu.readRm(i), b, i.size);
   cpu.setReg(i.reg, i.size, low);
   mulFlags(cpu, overflow, low, i.size);
@@ -245,7 +263,7 @@ export function divRm(cpu: Cpu, i: Instr): void {
   const bits = BigInt(size * 8);
   let dividend: bigint;
   if (size === 1) dividend = BigInt(cpu.getReg(0, 2));
-  else dividend = (BigInt(cpu.getReg(2, size)) << bits) | BigInt(cpu.getReg(0, size));
+  else dividend = (BigInt(cpu.getReg(2, size) >>> 0) << bits) | BigInt(cpu.getReg(0, size) >>> 0);
   let q: bigint;
   let r: bigint;
   if (signed) {

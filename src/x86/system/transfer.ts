@@ -64,6 +64,7 @@ export function farTransfer(
 ): void {
   cpu.cycles += cpu.costs.segmentLoad - cpu.costs.base;
   selector &= 0xffff;
+  offset >>>= 0;
   if ((selector & 0xfffc) === 0) throw gp(0);
   const d = readDescriptor(cpu, selector);
   const err = selector & 0xfffc;
