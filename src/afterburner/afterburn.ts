@@ -390,7 +390,8 @@ class Burner {
     if (this.noannotate) return;
     const operands = splitOperands(t.slice(i, to));
     if (operands === null) return;
-    const params = operands.filter((op) => op.includes('\\'));
+    // Only an operand that is nothing but a parameter (`\reg`, `%\reg`) can name a register.
+    const params = operands.filter((op) => /^%?\\[A-Za-z_][\w]*(\\\(\))?$/.test(op));
     if (params.length === 0) return;
     const kind: SiteKind = mnemonic.startsWith('mov')
       ? 'mov_cr'
@@ -400,11 +401,10 @@ class Burner {
     if (mnemonic.startsWith('j') || mnemonic.startsWith('c')) return;
     const insn = t.slice(start, to);
     const pad = PADDING[kind];
+    // One `.ifc` per register, no `.irp`: under `.altmacro` a `%` in .irp arguments would be
+    // evaluated as an expression.
     const checks = params
-      .map(
-        (p) =>
-          `.irp ab__r, ${SPECIAL_REGISTERS.join(',')}\n.ifc ${p},\\ab__r\n.set .Lab_sens, 1\n.endif\n.endr\n`,
-      )
+      .flatMap((p) => SPECIAL_REGISTERS.map((r) => `.ifc ${p},${r}; .set .Lab_sens, 1; .endif\n`))
       .join('');
     const text =
       `.set .Lab_sens, 0\n${checks}.if .Lab_sens\n` +

@@ -71,7 +71,13 @@ function disassemble(file: string, objdump: string): Insn[] {
         address,
         bytes,
         text: (m[3] ?? '').replace(/\s+/g, ' ').trim(),
-        where: symbol === '' ? '' : off === 0 ? symbol : `${symbol}+0x${off.toString(16)}`,
+        // objdump names a section start with no symbol `<sym+0x...>`; print only the section then.
+        where:
+          symbol === '' || symbol.includes('+')
+            ? ''
+            : off === 0
+              ? symbol
+              : `${symbol}+0x${off.toString(16)}`,
         section,
       });
       continue;
