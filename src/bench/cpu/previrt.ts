@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs';
+import { P4_2_8GHZ } from '../../machine/costModel.ts';
+import { Cpu } from '../../x86/Cpu.ts';
+import { MarkerWatcher } from './markers.ts';
+
+export interface PrevirtResult {
+  /** Guest instructions between the BEGIN and END markers (exact, counted by the CPU). */
+  instructions: number;
+  /** Simulated cycles between the markers. */
+  cycles: number;
+  /** Host milliseconds between the markers. */
+  ms: number;
+  checksum: string;
+}
+
+/**
+ * Loads the workload's PT_LOAD segments at their physical addresses and runs it on previrt's
+ * CPU with a minimal platform: COM1's transmit register and line status, isa-debug-exit. The
+ * benchmark measures the CPU, so nothing else sits in the loop.
+ */
+export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
+  const elf = readFileSync(elfPath);
+  const ram = new Uint8Array(memoryMb << 20);
+  const view = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
+  const phoff = view.getUint32(28, true);
+  const phnum = view.getUint16(44, true);
+  for (let k = 0; k < phnum; k++) {
+    const ph = phoff + k * 32;
+    if (view.getUint32(ph, true) !== 1) continue;
+    const offset = view.getUint32(ph + 4, true);
+    const paddr = view.getUint32(ph + 12, true);
+    const filesz = view.getUint32(ph + 16, true);
+    ram.set(elf.subarray(offset, offset + filesz), paddr);
+  }
+  let begin = { instructions: 0, cycles: 0, ms: 0 };
+  let result: PrevirtResult | undefined;
+  const cpu: Cpu = new Cpu(
+    {
+      ram,
+      mmioRead: () => 0xffffffff,
+      mmioWrite: () => {},
+      ioRead: (port) => (port === 0x3fd ? 0x60 : 0xff), // LSR: transmitter empty
+      ioWrite: (port, _size, value) => {
+        if (port === 0x3f8) watcher.byte(value);
+      },
+      acknowledgeInterrupt: () => 0x27,
+    },
+    P4_2_8GHZ.cpu,
+  );
+  const watcher = new MarkerWatcher(
+    () => {
+      begin = {
+        instructions: cpu.counters.instructions,
+        cycles: cpu.cycles,
+        ms: performance.now(),
+      };
+    },
+    (checksum) => {
+      result = {
+        instructions: cpu.counters.instructions - begin.instructions,
+        cycles: cpu.cycles - begin.cycles,
+        ms: performance.now() - begin.ms,
+        checksum,
+      };
+      cpu.requestStop();
+    },
+  );
+  cpu.enterFlatProtectedMode();
+  cpu.eip = view.getUint32(24, true);
+  cpu.eax = 0x2badb002;
+  const why = cpu.run(Number.MAX_SAFE_INTEGER);
+  if (result === undefined) {
+    throw new Error(`the workload ended (${why}) before printing its END marker`);
+  }
+  return result;
+}
