@@ -309,6 +309,7 @@ class Burner {
         return;
       }
     }
+    while (i < to && isSpace(t.charCodeAt(i))) i++;
     const nextChar = t.charCodeAt(i);
     if (nextChar === 0x3d /* = */ || (nextChar === 0x3a && i < to)) {
       this.pendingPrefix = -1;

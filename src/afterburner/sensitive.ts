@@ -132,7 +132,8 @@ type Shape =
   | 'none' // no operands
   | 'memory' // one memory operand (lgdt ...)
   | 'rm' // one register or memory operand (sldt, lldt, verr, smsw ...)
-  | 'rm,r' // two operands (lar, lsl, arpl, lds ...)
+  | 'rm,r' // two operands, the second a register (lar, lsl, lds ...)
+  | 'r,rm' // two operands, the first a register (arpl)
   | 'imm?' // optional immediate (lret $n)
   | 'imm' // one immediate (int $n)
   | 'far' // `$seg,$off`, or one memory operand with or without `*` (ljmp, lcall)
@@ -206,7 +207,7 @@ function buildTable(): Map<string, Entry> {
   for (const m of ['monitor', 'monitorl', 'monitorw']) t.set(m, { kind: 'monitor', shape: 'any' });
   t.set('mwait', { kind: 'mwait', shape: 'any' });
   t.set('invlpga', { kind: 'invlpga', shape: 'any' });
-  spellings(t, ['arpl'], ['', 'w'], 'arpl', 'rm,r');
+  spellings(t, ['arpl'], ['', 'w'], 'arpl', 'r,rm');
   spellings(t, ['lar'], wl, 'lar', 'rm,r');
   spellings(t, ['lsl'], wl, 'lsl', 'rm,r');
   return t;
@@ -311,6 +312,8 @@ function checkShape(shape: Shape, ops: string[]): string | null {
         return n === 1 && !isImmediate(ops[0]!);
       case 'rm,r':
         return n === 2 && !isImmediate(ops[0]!) && isRegister(ops[1]!);
+      case 'r,rm':
+        return n === 2 && isRegister(ops[0]!) && !isImmediate(ops[1]!);
       case 'imm?':
         return n === 0 || (n === 1 && isImmediate(ops[0]!));
       case 'imm':
@@ -340,6 +343,8 @@ function describe(shape: Shape): string {
       return 'one register or memory operand';
     case 'rm,r':
       return 'a register or memory operand and a register';
+    case 'r,rm':
+      return 'a register and a register or memory operand';
     case 'imm?':
       return 'none or one immediate';
     case 'imm':
