@@ -25,12 +25,12 @@ const cflags = [
 
 /**
  * Builds the benchmark workload (a multiboot ELF) with the machine's gcc and binutils into
- * `outDir`, keyed by a hash of its sources and `rounds`, and returns its path. A rebuild happens
- * only when a source changes.
+ * `outDir`, keyed by a hash of its sources and options, and returns its path. A rebuild happens
+ * only when a source changes. `exitPort`: write to isa-debug-exit after the END marker (QEMU).
  */
-export function buildWorkload(outDir: string, rounds: number): string {
+export function buildWorkload(outDir: string, rounds: number, exitPort = false): string {
   const sources = readdirSync(workloadDir).sort();
-  const hash = createHash('sha256').update(String(rounds));
+  const hash = createHash('sha256').update(`${rounds} ${exitPort}`);
   for (const name of sources) hash.update(name).update(readFileSync(join(workloadDir, name)));
   const dir = join(outDir, hash.digest('hex').slice(0, 16));
   const elf = join(dir, 'workload.elf');
@@ -42,6 +42,7 @@ export function buildWorkload(outDir: string, rounds: number): string {
   run('gcc', [
     ...cflags,
     `-DROUNDS=${rounds}`,
+    ...(exitPort ? ['-DEXIT_PORT=0xf4'] : []),
     '-c',
     join(workloadDir, 'workload.c'),
     '-o',

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { CpuEvent } from './monitor.ts';
+import { flatCpu, testPlatform } from './testing.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'previrt-cpu-'));
+
+/** Assembles AT&T source with binutils into a flat binary linked at `at`. */
+function assemble(source: string, at = 0x1000): Uint8Array {
+  const s = join(work, `t${at}-${source.length}.S`);
+  writeFileSync(s, `\t.code32\n\t.text\n\t.globl _start\n_start:\n${source}\n`);
+  execFileSync('as', ['--32', '-o', `${s}.o`, s]);
+  execFileSync('ld', [
+    '-m',
+    'elf_i386',
+    `-Ttext=0x${at.toString(16)}`,
+    '--oformat',
+    'binary',
+    '-o',
+    `${s}.bin`,
+    `${s}.o`,
+  ]);
+  return readFileSync(`${s}.bin`);
+}
+
+function run(source: string): ReturnType<typeof flatCpu> {
+  const cpu = flatCpu(assemble(`${source}\n\thlt`));
+  assert.equal(cpu.run(1e6), 'halt');
+  return cpu;
+}
+
+test('arithmetic results and flags', () => {
+  const cpu = run(`
+    movl $0xffffffff, %eax
+    addl $1, %eax          /* 0, CF ZF */
+    setc %bl
+    setz %bh
+    movl $0x7fffffff, %ecx
+    incl %ecx              /* OF SF */
+    seto %dl
+    sets %dh
+    movl %edx, %ebp
+    movl $7, %esi
+    imull $-3, %esi, %esi  /* -21 */
+    movl $100, %eax
+    movl $0, %edx
+    movl $7, %edi
+    divl %edi              /* 14 r 2 */`);
+  assert.equal(cpu.ebx & 0xffff, 0x0101);
+  assert.equal(cpu.ebp & 0xffff, 0x0101);
+  assert.equal(cpu.esi | 0, -21);
+  assert.equal(cpu.eax, 14);
+  assert.equal(cpu.edx, 2);
+});
+
+test('string instructions with REP, and MOVS across a page boundary', () => {
+  const cpu = run(`
+    movl $0x2ff8, %esi
+    movl $0x5ff0, %edi
+    movl $0x11223344, 0x2ff8
+    movl $0x55667788, 0x2ffc
+    movl $0x99aabbcc, 0x3000
+    movl $3, %ecx
+    cld
+    rep movsl
+    movl 0x5ff8, %eax`);
+  assert.equal(cpu.eax, 0x99aabbcc);
+  assert.equal(cpu.ecx, 0);
+  assert.equal(cpu.edi, 0x5ffc);
+});
+
+test('#DE reaches the monitor with EIP at the faulting DIV', () => {
+  const cpu = flatCpu(assemble('xorl %ecx, %ecx\n\tdivl %ecx\n\thlt'));
+  const events: CpuEvent[] = [];
+  cpu.attachMonitor({
+    onEvent(e) {
+      events.push(e);
+      cpu.eip += 2; // skip the two-byte DIV
+    },
+  });
+  assert.equal(cpu.run(1e6), 'halt');
+  assert.deepEqual(events, [{ kind: 'exception', vector: 0, errorCode: undefined }]);
+  assert.equal(cpu.counters.monitorExits, 1);
+});
+
+test('ring 3 sees the hardware behaviour pre-virtualization deals with (POPF, PUSHF, SGDT, SMSW, RPL)', () => {
+  // fixtures/rings.S: letters in order = checks passed; see the file for what each means.
+  const s = join(here, 'fixtures', 'rings.S');
+  const o = join(work, 'rings.o');
+  const bin = join(work, 'rings.bin');
+  execFileSync('as', ['--32', '-o', o, s]);
+  execFileSync('ld', [
+    '-m',
+    'elf_i386',
+    '-Ttext=0x1000',
+    '-Tdata=0x3000',
+    '-Tbss=0x5000',
+    '--oformat',
+    'binary',
+    '-o',
+    bin,
+    o,
+  ]);
+  const platform = testPlatform();
+  const cpu = flatCpu(readFileSync(bin), 0x1000, platform);
+  assert.equal(cpu.run(1e7), 'halt');
+  assert.equal(platform.text(), 'RIGMPPSK\n');
+  assert.equal(cpu.counters.exceptions[13], 2);
+  assert.equal(cpu.cpl, 0);
+});
+
+test('paging: #PF error code and CR2, accessed and dirty bits, TLB misses and flushes', () => {
+  const platform = testPlatform();
+  const ram = new DataView(platform.ram.buffer);
+  // Page directory at 0x10000, one table at 0x11000 identity-mapping the first 4 MB, except
+  // page 0x200 (not present) and page 0x201 (read-only, user).
+  ram.setUint32(0x10000, 0x11000 | 7, true);
+  for (let p = 0; p < 1024; p++) ram.setUint32(0x11000 + p * 4, (p << 12) | 3, true);
+  ram.setUint32(0x11000 + 0x200 * 4, 0, true);
+  ram.setUint32(0x11000 + 0x201 * 4, (0x201 << 12) | 5, true);
+  const cpu = flatCpu(
+    assemble(`
+    movl $0x10000, %eax
+    movl %eax, %cr3
+    movl %cr0, %eax
+    orl $0x80010000, %eax   /* PG, WP */
+    movl %eax, %cr0
+    movl 0x300000, %ebx     /* read: sets A */
+    movl %ebx, 0x300004     /* write: sets D */
+    movl 0x200000, %ebx     /* not present: #PF 0 */
+    movl %ebx, 0x201000     /* read-only with WP: #PF 3 */
+    hlt`),
+    0x1000,
+    platform,
+  );
+  const faults: { code: number | undefined; cr2: number }[] = [];
+  cpu.attachMonitor({
+    onEvent(e) {
+      assert.equal(e.kind, 'exception');
+      if (e.kind === 'exception') faults.push({ code: e.errorCode, cr2: cpu.cr2 });
+      cpu.eip += 6; // both faulting MOVs are 6 bytes (absolute address)
+    },
+  });
+  assert.equal(cpu.run(1e6), 'halt');
+  assert.deepEqual(faults, [
+    { code: 0, cr2: 0x200000 },
+    { code: 3, cr2: 0x201000 },
+  ]);
+  const pte300 = ram.getUint32(0x11000 + 0x300 * 4, true);
+  assert.equal(pte300 & 0x60, 0x60, 'accessed and dirty');
+  assert.ok(cpu.counters.tlbMisses >= 3);
+  assert.ok(cpu.counters.cr3Loads === 1);
+});
+
+test('a fault with no usable IDT ends in a triple fault, reported, not thrown', () => {
+  const cpu = flatCpu(assemble('lidt idt\n\tud2\nidt: .word 0\n\t.long 0'));
+  assert.equal(cpu.run(1e6), 'shutdown');
+  assert.match(cpu.shutdownReason ?? '', /triple fault/);
+  assert.equal(cpu.counters.exceptions[8], 1);
+});
+
+test('a bound entry address calls TypeScript with call semantics', () => {
+  const cpu = flatCpu(assemble('movl $5, %eax\n\tcall 0x9000\n\tincl %eax\n\thlt'));
+  let calls = 0;
+  cpu.bindEntry(0x9000, () => {
+    calls++;
+    cpu.eax = cpu.eax * 10;
+  });
+  assert.equal(cpu.run(1e6), 'halt');
+  assert.equal(calls, 1);
+  assert.equal(cpu.eax, 51);
+});
+
+test('code written at run time is seen (decoded-instruction cache invalidation)', () => {
+  const cpu = run(`
+    movl $1, %eax
+    movb $0x42, patch + 1   /* turn "movl $1, %ebx" into "movl $0x42, %ebx" */
+patch:
+    movl $1, %ebx`);
+  assert.equal(cpu.ebx, 0x42);
+});
+
+test('random bytes at CPL 0 raise only architectural faults', () => {
+  let seed = 12345;
+  const rand = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed >>> 24;
+  };
+  for (let round = 0; round < 50; round++) {
+    const bytes = new Uint8Array(4096).map(() => rand());
+    const cpu = flatCpu(bytes);
+    cpu.attachMonitor({
+      onEvent() {
+        // Skip ahead past whatever faulted; stay inside the random page.
+        cpu.eip = 0x1000 + (rand() << 4);
+        cpu.setCpl(0);
+      },
+    });
+    cpu.run(1e9, 2000);
+  }
+});
