@@ -1,0 +1,164 @@
+// Real gcc output through the `previrt afterburn` command (gcc -S -m32 -O2, inline asm, the
+// annotation header), the verify-annotations command on the linked result, and bad input.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { includeDir } from '../../src/afterburner/files.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const previrt = join(root, 'bin', 'previrt.mjs');
+
+function run(
+  cmd: string,
+  args: string[],
+): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(cmd, args, { encoding: 'utf8' });
+}
+function ok(cmd: string, args: string[]): string {
+  const r = run(cmd, args);
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+test('gcc -S output round-trips: afterburn, assemble, link, verify-annotations', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-gcc-'));
+  try {
+    const src = join(import.meta.dirname, 'gcc', 'kernel.c');
+    const s = join(dir, 'kernel.s');
+    const flags = [
+      '-m32',
+      '-O2',
+      '-ffreestanding',
+      '-fno-pie',
+      '-fno-asynchronous-unwind-tables',
+      `-I${includeDir()}`,
+    ];
+    ok('gcc', [...flags, '-S', '-o', s, src]);
+    const ab = join(dir, 'kernel.ab.s');
+    const r = run(process.execPath, [previrt, 'afterburn', s, '-o', ab, '--report']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /kernel\.s: \d+ sites, \d+ bytes of padding added/);
+    for (const kind of [
+      'cli',
+      'sti',
+      'hlt',
+      'pushf',
+      'popf',
+      'mov_cr',
+      'mov_seg',
+      'in',
+      'out',
+      'ins',
+      'lgdt',
+      'lidt',
+      'ltr',
+      'ljmp',
+      'invlpg',
+    ])
+      assert.match(r.stderr, new RegExp(`\\n  ${kind} +\\d+`), kind);
+    const text = readFileSync(s, 'latin1');
+    const burned = readFileSync(ab, 'latin1');
+    assert.equal(burned.split('\n').length, text.split('\n').length);
+
+    for (const [name, file] of [
+      ['plain', s],
+      ['burned', ab],
+    ] as const) {
+      ok('as', ['--32', '-o', join(dir, `${name}.o`), file]);
+      ok('ld', [
+        '-m',
+        'elf_i386',
+        '-e',
+        '_start',
+        '-o',
+        join(dir, `${name}.elf`),
+        join(dir, `${name}.o`),
+      ]);
+    }
+    const good = run(process.execPath, [
+      previrt,
+      'verify-annotations',
+      join(dir, 'burned.elf'),
+      '--json',
+    ]);
+    assert.equal(good.status, 0, good.stdout);
+    const result = JSON.parse(good.stdout) as {
+      sensitive: number;
+      annotated: number;
+      headerSites: Record<string, number>;
+    };
+    assert.equal(result.annotated, result.sensitive);
+    assert.ok(result.sensitive >= 20);
+    for (const kind of [
+      'pte_set',
+      'pgd_set',
+      'pte_read',
+      'pgd_read',
+      'pte_test_clear',
+      'mmio_read',
+      'mmio_write',
+    ])
+      assert.ok((result.headerSites[`.afterburn.${kind}`] ?? 0) >= 1, kind);
+
+    const bad = run(process.execPath, [
+      previrt,
+      'verify-annotations',
+      join(dir, 'plain.elf'),
+      '--max',
+      '3',
+    ]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, new RegExp(`${result.sensitive} offenders`));
+    assert.match(bad.stdout, /not annotated\n/);
+    assert.match(bad.stdout, /\.\.\. and \d+ more \(--max N\)/);
+    t.diagnostic(
+      `gcc output: ${result.sensitive} sensitive instructions, all annotated; header sites ${JSON.stringify(result.headerSites)}`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad input: one line with file:line, non-zero exit, no stack trace', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-bad-'));
+  try {
+    const bad = join(dir, 'bad.s');
+    writeFileSync(bad, '\tnop\n\tlgdt %eax\n');
+    const r = run(process.execPath, [previrt, 'afterburn', bad, '-o', join(dir, 'out.s')]);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(`^${bad.replace(/[.]/g, '\\.')}:2: cannot parse the operands`),
+    );
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+
+    const missing = run(process.execPath, [previrt, 'afterburn', join(dir, 'none.s')]);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /cannot read .*none\.s: ENOENT/);
+
+    const obj = join(dir, 'x.o');
+    ok(
+      'as',
+      ['--32', '-o', obj, join(dir, 'bad.s').replace('bad.s', 'ok.s')]
+        .slice(0, 3)
+        .concat(writeOk(dir)),
+    );
+    const rel = run(process.execPath, [previrt, 'verify-annotations', obj]);
+    assert.equal(rel.status, 2);
+    assert.match(rel.stderr, /relocatable object .* link it first/);
+    const notElf = run(process.execPath, [previrt, 'verify-annotations', bad]);
+    assert.equal(notElf.status, 2);
+    assert.match(notElf.stderr, /not an ELF file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function writeOk(dir: string): string {
+  const path = join(dir, 'ok.s');
+  writeFileSync(path, '\tcli\n');
+  return path;
+}
