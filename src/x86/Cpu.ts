@@ -287,8 +287,9 @@ export class Cpu {
 
   /** As `setLazy` but CF keeps its value (INC, DEC). */
   setLazyKeepCarry(op: number, dst: number, src: number, res: number, sizeMask: number): void {
-    const cf = this.getCF();
-    this.flagsBits = (this.flagsBits & ~F.CF) | (cf ? F.CF : 0);
+    if ((this.lazyMask & F.CF) !== 0) {
+      this.flagsBits = (this.flagsBits & ~F.CF) | (this.lazyCF() ? F.CF : 0);
+    }
     this.lazyOp = op;
     this.lazyDst = dst;
     this.lazySrc = src;
@@ -319,38 +320,46 @@ export class Cpu {
     this.flagsBits = (this.flagsBits & ~mask) | (values & mask);
   }
 
-  private lazyFlag(bit: number): boolean {
+  private lazySign(): number {
     const m = this.lazySizeMask;
-    const sign = m === 0xff ? 0x80 : m === 0xffff ? 0x8000 : -0x80000000;
-    const res = this.lazyRes & m;
+    return m === 0xff ? 0x80 : m === 0xffff ? 0x8000 : -0x80000000;
+  }
+
+  private lazyCF(): boolean {
+    const m = this.lazySizeMask;
+    const d = (this.lazyDst & m) >>> 0;
+    const s = (this.lazySrc & m) >>> 0;
+    if (this.lazyOp === F.LAZY_ADD) return d + s + this.lazyCin > m >>> 0;
+    if (this.lazyOp === F.LAZY_SUB) return d < s + this.lazyCin;
+    return false;
+  }
+
+  private lazyOF(): boolean {
+    const d = this.lazyDst;
+    const s = this.lazySrc;
+    const r = this.lazyRes;
+    if (this.lazyOp === F.LAZY_ADD) return ((d ^ r) & (s ^ r) & this.lazySign()) !== 0;
+    if (this.lazyOp === F.LAZY_SUB) return ((d ^ s) & (d ^ r) & this.lazySign()) !== 0;
+    return false;
+  }
+
+  private lazyFlag(bit: number): boolean {
     switch (bit) {
       case F.ZF:
-        return res === 0;
+        return (this.lazyRes & this.lazySizeMask) === 0;
       case F.SF:
-        return (res & sign) !== 0;
+        return (this.lazyRes & this.lazySign()) !== 0;
       case F.PF:
-        return F.PARITY[res & 0xff] === 1;
+        return F.PARITY[this.lazyRes & 0xff] === 1;
       case F.AF:
         return (
           this.lazyOp !== F.LAZY_LOGIC &&
           ((this.lazyDst ^ this.lazySrc ^ this.lazyRes) & 0x10) !== 0
         );
-      case F.CF: {
-        const d = (this.lazyDst & m) >>> 0;
-        const s = (this.lazySrc & m) >>> 0;
-        if (this.lazyOp === F.LAZY_ADD) return d + s + this.lazyCin > m >>> 0;
-        if (this.lazyOp === F.LAZY_SUB) return d < s + this.lazyCin;
-        return false;
-      }
-      default: {
-        // OF
-        const d = this.lazyDst;
-        const s = this.lazySrc;
-        const r = this.lazyRes;
-        if (this.lazyOp === F.LAZY_ADD) return ((d ^ r) & (s ^ r) & sign) !== 0;
-        if (this.lazyOp === F.LAZY_SUB) return ((d ^ s) & (d ^ r) & sign) !== 0;
-        return false;
-      }
+      case F.CF:
+        return this.lazyCF();
+      default:
+        return this.lazyOF();
     }
   }
 
@@ -359,11 +368,96 @@ export class Cpu {
     return (this.flagsBits & bit) !== 0;
   }
 
+  /**
+   * Evaluates condition code `cc` (SDM Vol. 1 Appendix B). PERF: after CMP/SUB/TEST/AND, the
+   * usual state before a Jcc, the condition comes straight from the operands.
+   */
+  condition(cc: number): boolean {
+    if (this.lazyMask === F.ARITH && this.lazyCin === 0) {
+      const op = this.lazyOp;
+      const m = this.lazySizeMask;
+      let r: boolean | undefined;
+      if (op === F.LAZY_SUB) {
+        const d = this.lazyDst & m;
+        const s = this.lazySrc & m;
+        switch (cc >> 1) {
+          case 1:
+            r = d >>> 0 < s >>> 0;
+            break;
+          case 2:
+            r = d === s;
+            break;
+          case 3:
+            r = d >>> 0 <= s >>> 0;
+            break;
+          case 6:
+          case 7: {
+            const shift = m === 0xff ? 24 : m === 0xffff ? 16 : 0;
+            const sd = (d << shift) >> shift;
+            const ss = (s << shift) >> shift;
+            r = cc >> 1 === 6 ? sd < ss : sd <= ss;
+            break;
+          }
+        }
+      } else if (op === F.LAZY_LOGIC) {
+        const res = this.lazyRes & m;
+        switch (cc >> 1) {
+          case 0:
+          case 1:
+            r = false;
+            break;
+          case 2:
+          case 3:
+            r = res === 0;
+            break;
+          case 4:
+          case 6:
+            r = (res & this.lazySign()) !== 0;
+            break;
+          case 7:
+            r = res === 0 || (res & this.lazySign()) !== 0;
+            break;
+        }
+      }
+      if (r !== undefined) return (cc & 1) === 0 ? r : !r;
+    }
+    let r: boolean;
+    switch (cc >> 1) {
+      case 0:
+        r = this.getOF();
+        break;
+      case 1:
+        r = this.getCF();
+        break;
+      case 2:
+        r = this.getZF();
+        break;
+      case 3:
+        r = this.getCF() || this.getZF();
+        break;
+      case 4:
+        r = this.getSF();
+        break;
+      case 5:
+        r = this.getPF();
+        break;
+      case 6:
+        r = this.getSF() !== this.getOF();
+        break;
+      default:
+        r = this.getZF() || this.getSF() !== this.getOF();
+        break;
+    }
+    return (cc & 1) === 0 ? r : !r;
+  }
+
   getCF(): boolean {
-    return this.flag(F.CF);
+    if ((this.lazyMask & F.CF) !== 0) return this.lazyCF();
+    return (this.flagsBits & F.CF) !== 0;
   }
   getZF(): boolean {
-    return this.flag(F.ZF);
+    if ((this.lazyMask & F.ZF) !== 0) return (this.lazyRes & this.lazySizeMask) === 0;
+    return (this.flagsBits & F.ZF) !== 0;
   }
   getSF(): boolean {
     return this.flag(F.SF);
@@ -940,7 +1034,10 @@ export class Cpu {
       }
       if (this.cycles >= this.runLimit || budget <= 0) return 'limit';
       try {
-        budget = this.runInner(budget);
+        // PERF: the inner loop runs in slices, so V8 re-optimizes it after a deoptimization
+        // instead of staying in on-stack-replaced baseline code for the whole run.
+        const slice = Math.min(budget, 8192);
+        budget -= slice - this.runInner(slice);
       } catch (e) {
         if (!(e instanceof CpuFault)) throw e;
         this.eip = this.instrEip;

@@ -11,34 +11,7 @@ import { alu, signExtend, sizeMask } from './alu.ts';
 
 /** Condition codes 0–15 (SDM Vol. 1 Appendix B). */
 export function condition(cpu: Cpu, cc: number): boolean {
-  let r: boolean;
-  switch (cc >> 1) {
-    case 0:
-      r = cpu.getOF();
-      break;
-    case 1:
-      r = cpu.getCF();
-      break;
-    case 2:
-      r = cpu.getZF();
-      break;
-    case 3:
-      r = cpu.getCF() || cpu.getZF();
-      break;
-    case 4:
-      r = cpu.getSF();
-      break;
-    case 5:
-      r = cpu.getPF();
-      break;
-    case 6:
-      r = cpu.getSF() !== cpu.getOF();
-      break;
-    default:
-      r = cpu.getZF() || cpu.getSF() !== cpu.getOF();
-      break;
-  }
-  return (cc & 1) === 0 ? r : !r;
+  return cpu.condition(cc);
 }
 
 /** 88/89: MOV r/m, reg. */
