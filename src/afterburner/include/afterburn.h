@@ -18,13 +18,13 @@
 #ifndef PREVIRT_AFTERBURN_H
 #define PREVIRT_AFTERBURN_H
 
-#define AB_STR_(x) #x
-#define AB_STR(x) AB_STR_(x)
-#define AB_PAD 12
+/* 12 bytes of padding as two 6-byte NOPs (SDM Vol. 2B, NOP): explicit, because gas's .nops
+ * picks lea-based fillers for -march=i686 and raw hardware would run three instructions. */
+#define AB_PAD ".byte 0x66,0x0f,0x1f,0x44,0x00,0x00,0x66,0x0f,0x1f,0x44,0x00,0x00"
 
 /* One annotated site: instruction, padding, record. Numeric labels keep expansions apart. */
 #define AB_SITE(kind, insn)                                                   \
-  "771:\n\t" insn "\n\t.nops " AB_STR(AB_PAD) "\n772:\n\t"                    \
+  "771:\n\t" insn "\n\t" AB_PAD "\n772:\n\t"                                \
   ".pushsection .afterburn." kind ",\"a\"\n\t.balign 4\n\t"                   \
   ".long 771b\n\t.long 772b\n\t.popsection\n\t"
 
