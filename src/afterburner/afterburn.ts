@@ -404,13 +404,14 @@ class Burner {
     const pad = PADDING[kind];
     // One `.ifc` per register, no `.irp`: under `.altmacro` a `%` in .irp arguments would be
     // evaluated as an expression.
+    // All on the instruction's line (gas takes conditionals statement by statement).
     const checks = params
-      .flatMap((p) => SPECIAL_REGISTERS.map((r) => `.ifc ${p},${r}; .set .Lab_sens, 1; .endif\n`))
+      .flatMap((p) => SPECIAL_REGISTERS.map((r) => `.ifc ${p},${r}; .set .Lab_sens, 1; .endif; `))
       .join('');
     const text =
-      `.set .Lab_sens, 0\n${checks}.if .Lab_sens\n` +
-      `${START}: ${insn}; ${this.padding(pad)}; ${END}: ; ${record('.afterburn', START, END)}\n` +
-      `.else\n${insn}\n.endif`;
+      `.set .Lab_sens, 0; ${checks}.if .Lab_sens; ` +
+      `${START}: ${insn}; ${this.padding(pad)}; ${END}: ; ${record('.afterburn', START, END)}; ` +
+      `.else; ${insn}; .endif`;
     this.edits.push({ at: start, del: to - start, text });
     const r = this.report;
     r.sites[kind] = (r.sites[kind] ?? 0) + 1;

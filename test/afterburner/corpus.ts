@@ -225,6 +225,43 @@ export function buildCorpus(valid: string[], validPrefixed: string[]): Corpus {
   out.push('\t.macro sensitive_all arg', ...valid.map((insn) => `\t${insn}`), '\t.endm');
   out.push('\t.section .text.macro,"ax",@progbits', '\tsensitive_all 1', '\tsensitive_all 2');
   sensitive += valid.length * 2;
+  // .rept: every iteration its own sites.
+  out.push(
+    '\t.section .text.rept,"ax",@progbits',
+    '\t.rept 2',
+    ...validPrefixed.map((insn) => `\t${insn}`),
+    '\t.endr',
+  );
+  sensitive += validPrefixed.length * 2;
+  // Parameter operands: sensitive or not only once expanded (.ifc); also under .altmacro.
+  const special = ['%ds', '%es', '%fs', '%gs', '%ss', '%cr0', '%cr3', '%db7'];
+  const ordinary = ['%eax', '%ebx', '(%ecx)', '4(%esp)'];
+  out.push('\t.section .text.param,"ax",@progbits');
+  out.push(
+    '\t.macro movfrom r',
+    '\tmov \\r, %eax',
+    '\t.endm',
+    '\t.macro pushpop r',
+    '\tpushl \\r',
+    '\tpopl \\r',
+    '\t.endm',
+  );
+  for (const r of [...special, ...ordinary]) out.push(`\tmovfrom ${r}`);
+  for (const r of [...special.slice(0, 5), ...ordinary]) out.push(`\tpushpop ${r}`);
+  sensitive += special.length + 5 * 2;
+  out.push('\t.irp seg, %ds, %es, %bx', '\tmovw \\seg, %ax', '\t.endr');
+  sensitive += 2;
+  out.push(
+    '\t.altmacro',
+    '\t.macro alt n',
+    '\tint $\\n',
+    '\tmov %ds, %eax',
+    '\t.endm',
+    '\talt %(1+2)',
+    '\talt 0x80',
+    '\t.noaltmacro',
+  );
+  sensitive += 4;
   out.push('\t.data', 'sym:\t.long 0', '');
   return { text: out.join('\n'), sensitive };
 }
