@@ -18,9 +18,11 @@ export interface PrevirtResult {
  * CPU with a minimal platform: COM1's transmit register and line status, isa-debug-exit. The
  * benchmark measures the CPU, so nothing else sits in the loop.
  */
-export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
-  const elf = readFileSync(elfPath);
-  const ram = new Uint8Array(memoryMb << 20);
+/**
+ * Copies an ELF32 executable's PT_LOAD segments to their physical addresses in `ram` (our own
+ * trusted test and benchmark programs: no validation, unlike src/loader) and returns the entry.
+ */
+export function loadSegments(elf: Uint8Array, ram: Uint8Array): number {
   const view = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
   const phoff = view.getUint32(28, true);
   const phnum = view.getUint16(44, true);
@@ -32,6 +34,12 @@ export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
     const filesz = view.getUint32(ph + 16, true);
     ram.set(elf.subarray(offset, offset + filesz), paddr);
   }
+  return view.getUint32(24, true);
+}
+
+export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
+  const ram = new Uint8Array(memoryMb << 20);
+  const entry = loadSegments(readFileSync(elfPath), ram);
   let begin = { instructions: 0, cycles: 0, ms: 0 };
   let result: PrevirtResult | undefined;
   const cpu: Cpu = new Cpu(
@@ -66,7 +74,7 @@ export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
     },
   );
   cpu.enterFlatProtectedMode();
-  cpu.eip = view.getUint32(24, true);
+  cpu.eip = entry;
   cpu.eax = 0x2badb002;
   // Run in slices of simulated time, as the machine's event loop does.
   let why = cpu.run(cpu.cycles + 1_000_000);

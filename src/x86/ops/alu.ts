@@ -336,10 +336,13 @@ export function aaaAas(cpu: Cpu, i: Instr): void {
   let ax = cpu.getReg(0, 2);
   let bits = 0;
   if ((ax & 0x0f) > 9 || cpu.getAF()) {
+    // As current processors do (SDM Vol. 2 AAA/AAS): a 16-bit add of 0x106, or a 16-bit
+    // subtract of 6 followed by AH - 1, so a carry out of AL reaches AH.
     if (sub) {
-      ax = ((ax - 6) & 0xff) | ((((ax >> 8) - 1) & 0xff) << 8);
+      ax = (ax - 6) & 0xffff;
+      ax = (ax & 0xff) | ((((ax >> 8) - 1) & 0xff) << 8);
     } else {
-      ax = ((ax + 6) & 0xff) | ((((ax >> 8) + 1) & 0xff) << 8);
+      ax = (ax + 0x106) & 0xffff;
     }
     bits = F.AF | F.CF;
   }

@@ -1,0 +1,17 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { generateCases, runDifferential } from './harness.ts';
+import { TEMPLATES } from './templates.ts';
+
+test('user-level instructions match the host CPU (registers, defined flags, memory)', () => {
+  const cases = generateCases(12, 0x5eed);
+  const result = runDifferential(cases, 'build/cpu-diff');
+  const shown = result.mismatches
+    .slice(0, 10)
+    .map(
+      (m) => `${m.asm}: ${m.field} host ${m.host.toString(16)} previrt ${m.previrt.toString(16)}`,
+    );
+  assert.equal(result.cases, TEMPLATES.length * 12);
+  assert.deepEqual(shown, []);
+  assert.equal(result.passed, result.cases);
+});
