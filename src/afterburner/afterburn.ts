@@ -78,6 +78,19 @@ const SPECIAL_REGISTERS = [
   ...[3, 4, 5, 6, 7].map((n) => `tr${n}`),
 ].map((r) => '%' + r);
 
+/**
+ * First two characters (lower-cased) of every word that can start a sensitive instruction: a
+ * cheap filter that lets the common instructions of compiler output pass without a lookup.
+ */
+const CANDIDATE_STARTS: ReadonlySet<number> = new Set(
+  [...SENSITIVE.keys(), ...OPERAND_DEPENDENT, ...PREFIXES].map(
+    (w) => ((w.charCodeAt(0) | 0x20) << 8) | (w.charCodeAt(1) | 0x20),
+  ),
+);
+
+/** Characters that make a line more than one plain statement: ; # " ' / */
+const SPECIAL_CHARS = [';', '#', '"', "'", '/'];
+
 interface Edit {
   at: number;
   del: number;
@@ -113,6 +126,10 @@ class Burner {
   private edits: Edit[] = [];
   private pendingPrefix = -1;
   private inBlockComment = false;
+  /** Next position of each SPECIAL_CHARS character at or after the current line (indexOf). */
+  private nextSpecial: number[] = [];
+  /** `.byte` padding directives already built, by size (and mode). */
+  private readonly padCache = new Map<number, string>();
 
   constructor(private readonly options: AfterburnOptions) {}
 
@@ -124,12 +141,14 @@ class Burner {
       edits: this.edits,
       pending: this.pendingPrefix,
       comment: this.inBlockComment,
+      special: this.nextSpecial,
     };
     this.text = text;
     this.file = file;
     this.edits = [];
     this.pendingPrefix = -1;
     this.inBlockComment = false;
+    this.nextSpecial = SPECIAL_CHARS.map(() => -1);
     this.line = 0;
     const len = text.length;
     let pos = 0;
@@ -159,6 +178,7 @@ class Burner {
     this.edits = saved.edits;
     this.pendingPrefix = saved.pending;
     this.inBlockComment = saved.comment;
+    this.nextSpecial = saved.special;
     return out;
   }
 
@@ -185,15 +205,7 @@ class Burner {
       i = close + 2;
     }
     // Fast path: a line with no quote, comment or separator is one statement.
-    let special = false;
-    for (let j = i; j < to; j++) {
-      const c = t.charCodeAt(j);
-      if (c === 0x3b || c === 0x23 || c === 0x22 || c === 0x27 || c === 0x2f) {
-        special = true;
-        break;
-      }
-    }
-    if (!special) {
+    if (!this.hasSpecial(i, to)) {
       this.statement(i, to);
       return;
     }
@@ -226,6 +238,20 @@ class Burner {
       }
     }
     this.statement(start, to);
+  }
+
+  /** Whether [from, to) holds a SPECIAL_CHARS character; one indexOf per character and text. */
+  private hasSpecial(from: number, to: number): boolean {
+    const next = this.nextSpecial;
+    let found = false;
+    for (let k = 0; k < next.length; k++) {
+      if (next[k]! < from) {
+        const at = this.text.indexOf(SPECIAL_CHARS[k]!, from);
+        next[k] = at < 0 ? Infinity : at;
+      }
+      if (next[k]! < to) found = true;
+    }
+    return found;
   }
 
   /** Reads a symbol (label, mnemonic or directive name) at i; returns its end. */
@@ -279,6 +305,15 @@ class Burner {
       return;
     }
     const stmtStart = i;
+    const c0 = t.charCodeAt(i);
+    if (
+      c0 !== 0x7b /* { */ &&
+      c0 !== 0x5c /* \ */ &&
+      !CANDIDATE_STARTS.has(((c0 | 0x20) << 8) | (t.charCodeAt(i + 1) | 0x20))
+    ) {
+      this.pendingPrefix = -1;
+      return;
+    }
     // Prefixes: words (`rep`, `data16`, `ds`), `/`-joined (`rep/outsb`), pseudo-prefixes (`{load}`).
     let mnemonic: string;
     for (;;) {
@@ -379,7 +414,13 @@ class Burner {
   }
 
   private padding(n: number): string {
-    return nopDirective(n, this.code16);
+    const key = n * 2 + (this.code16 ? 1 : 0);
+    let text = this.padCache.get(key);
+    if (text === undefined) {
+      text = nopDirective(n, this.code16);
+      this.padCache.set(key, text);
+    }
+    return text;
   }
 
   /**
@@ -422,6 +463,11 @@ class Burner {
   /** Directives the afterburner must follow; all others pass through. */
   private directive(i: number, to: number): void {
     const t = this.text;
+    // Only .macro .rept .irp .irpc .endm .endr .code* .afterburn_* .include matter.
+    const c1 = t.charCodeAt(i + 1) | 0x20;
+    if (c1 === 0x63 /* c */) {
+      if ((t.charCodeAt(i + 2) | 0x20) !== 0x6f || (t.charCodeAt(i + 3) | 0x20) !== 0x64) return;
+    } else if (c1 !== 0x6d && c1 !== 0x72 && c1 !== 0x69 && c1 !== 0x65 && c1 !== 0x61) return;
     const end = this.symbolEnd(i, to);
     const name = t.slice(i, end).toLowerCase();
     switch (name) {
