@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -113,7 +113,51 @@ test('ring 3 sees the hardware behaviour pre-virtualization deals with (POPF, PU
   assert.equal(platform.text(), 'RIGMPPSK\n');
   assert.equal(cpu.counters.exceptions[13], 2);
   assert.equal(cpu.cpl, 0);
+  assert.deepEqual(platform.outs.at(-1), { port: 0xf4, value: 0 });
 });
+
+test('the ring-3 exercise prints the same on QEMU (the reference machine)', (t) => {
+  if (!hasQemu()) {
+    t.skip('qemu-system-i386 is not installed (Debian package qemu-system-x86)');
+    return;
+  }
+  const o = join(work, 'rings-mb.o');
+  const elf = join(work, 'rings.elf');
+  execFileSync('as', ['--32', '-o', o, join(here, 'fixtures', 'rings.S')]);
+  execFileSync('ld', [
+    '-m',
+    'elf_i386',
+    '--no-warn-rwx-segments',
+    '-T',
+    join(here, 'fixtures', 'rings.ld'),
+    '-o',
+    elf,
+    o,
+  ]);
+  const qemu = spawnSync(
+    'qemu-system-i386',
+    [
+      '-kernel',
+      elf,
+      '-debugcon',
+      'stdio',
+      '-device',
+      'isa-debug-exit,iobase=0xf4,iosize=4',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-m',
+      '16',
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  assert.equal(qemu.status, 1, 'QEMU exits through isa-debug-exit with (0 << 1) | 1');
+  assert.equal(qemu.stdout, 'RIGMPPSK\n');
+});
+
+function hasQemu(): boolean {
+  return spawnSync('qemu-system-i386', ['--version']).status === 0;
+}
 
 test('paging: #PF error code and CR2, accessed and dirty bits, TLB misses and flushes', () => {
   const platform = testPlatform();
