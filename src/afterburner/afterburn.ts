@@ -384,10 +384,15 @@ class Burner {
     const fromMacro = operands.some((op) => op.includes('\\'));
     let result = classify(mnemonic, operands);
     if (result !== null && 'error' in result) {
-      if (fromMacro) result = sensitive ? { kind: SENSITIVE.get(mnemonic)!.kind } : null;
-      else
+      if (fromMacro && sensitive) result = { kind: SENSITIVE.get(mnemonic)!.kind };
+      else if (fromMacro) {
+        this.report.warnings.push(
+          `${this.file}:${this.line}: warning: '${t.slice(stmtStart, to)}' may be sensitive once its macro parameters are known; not annotated`,
+        );
+        return;
+      } else
         this.fail(
-          `cannot parse the operands '${operandText}' of sensitive instruction '${mnemonic}': ${result.error}`,
+          `cannot parse the operands '${operandText.trim()}' of sensitive instruction '${mnemonic}': ${result.error}`,
         );
     }
     if (result === null) return;

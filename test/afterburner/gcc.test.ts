@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { includeDir } from '../../src/afterburner/files.ts';
+import { includeDir, wrapperDir } from '../../src/afterburner/files.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const previrt = join(root, 'bin', 'previrt.mjs');
@@ -149,6 +149,34 @@ test('bad input: one line with file:line, non-zero exit, no stack trace', () => 
     const notElf = run(process.execPath, [previrt, 'verify-annotations', bad]);
     assert.equal(notElf.status, 2);
     assert.match(notElf.stderr, /not an ELF file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('as wrapper: gcc -B, with -pipe (standard input) the same object; a missing real as is one message', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-wrap-'));
+  try {
+    const src = join(import.meta.dirname, 'gcc', 'kernel.c');
+    const flags = [
+      '-m32',
+      '-O2',
+      '-ffreestanding',
+      '-fno-pie',
+      `-I${includeDir()}`,
+      `-B${wrapperDir()}`,
+      '-c',
+      src,
+    ];
+    ok('gcc', [...flags, '-o', join(dir, 'a.o')]);
+    ok('gcc', [...flags, '-pipe', '-o', join(dir, 'b.o')]);
+    assert.deepEqual(readFileSync(join(dir, 'a.o')), readFileSync(join(dir, 'b.o')));
+    const r = spawnSync('gcc', [...flags, '-o', join(dir, 'c.o')], {
+      encoding: 'utf8',
+      env: { ...process.env, PREVIRT_REAL_AS: join(dir, 'no-such-as') },
+    });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /previrt as wrapper: cannot run .*no-such-as/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
