@@ -379,7 +379,7 @@ class Burner {
     const operands = splitOperands(operandText);
     if (operands === null)
       this.fail(
-        `cannot parse the operands '${operandText}' of sensitive instruction '${mnemonic}'`,
+        `cannot parse the operands '${operandText.trim()}' of sensitive instruction '${mnemonic}'`,
       );
     const fromMacro = operands.some((op) => op.includes('\\'));
     let result = classify(mnemonic, operands);
