@@ -100,6 +100,9 @@ void uvm_free(pde_t *pgdir) {
     if (!(e & PTE_P)) continue;
     pte_t *pt = P2V(PTE_ADDR(e));
     for (int j = 0; j < 1024; j++) {
+      /* Read first, as Linux's zap_pte_range does: under a hypervisor the atomic
+       * test-and-clear is the expensive one, and most entries are empty. */
+      if (!ab_pte_read(&pt[j])) continue;
       u32 old = ab_pte_test_clear(&pt[j]);
       if (old & PTE_P) kfree(P2V(PTE_ADDR(old)));
     }
