@@ -65,11 +65,30 @@ static void init_exited(int status) {
   shutdown(status & 0xff);
 }
 
+#define MAX_INIT_ARGS 8
+
+/* Words after " -- " on the command line become init's argv[1..] (as on Linux). */
+static int init_args(char *argv[], int max) {
+  static char words[256];
+  const char *p = bootinfo.cmdline;
+  int argc = 0;
+  for (; *p; p++)
+    if (strncmp(p, " -- ", 4) == 0 || strcmp(p, " --") == 0) break;
+  if (!*p) return 0;
+  strlcpy_(words, p + 3, sizeof words);
+  for (char *w = words; *w && argc < max;) {
+    while (*w == ' ') *w++ = 0;
+    if (!*w) break;
+    argv[argc++] = w;
+    while (*w && *w != ' ') w++;
+  }
+  return argc;
+}
+
 static void run_init(void) {
   char init[32];
   if (!cmdline_get(bootinfo.cmdline, "init", init, sizeof init)) strlcpy_(init, "shell", sizeof init);
-  char *argv[2] = {init, 0};
-  int argc = 1;
+  char *argv[MAX_INIT_ARGS + 1] = {init};
   if (strcmp(init, "selftest") == 0) {
     kernel_failures = kernel_selftest();
     /* The user half of the suite reads this line from the console. */
@@ -78,6 +97,8 @@ static void run_init(void) {
   } else if (strcmp(init, "shell") == 0) {
     argv[0] = "sh";
   }
+  int argc = 1 + init_args(argv + 1, MAX_INIT_ARGS - 1);
+  argv[argc] = 0;
   proc_set_init_hook(init_exited);
   kprintf("kernel: starting init: %s\n", argv[0]);
   if (proc_spawn(argv[0], argv, argc, 0) < 0) {

@@ -78,10 +78,10 @@ test('QEMU: the self-test passes (native)', { skip: noQemu }, () => {
   assertSelftestPassed(qemuRun());
 });
 
-test('QEMU: init=<program> runs it as process 1 and its status ends the run', { skip: noQemu }, () => {
+test('QEMU: init=<program> -- args runs it as process 1 and its status ends the run', { skip: noQemu }, () => {
   assert.ok(make('native').ok);
-  const run = runQemu(kernelPath('native'), 'init=hello');
-  assert.match(run.console, /^hello from pid 1:$/m, run.console);
+  const run = runQemu(kernelPath('native'), 'init=hello -- one two');
+  assert.match(run.console, /^hello from pid 1: one two$/m, run.console);
   assert.equal(run.status, 1);
 });
 
