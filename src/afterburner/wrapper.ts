@@ -77,6 +77,9 @@ export function runAs(argv: string[], self: string): number {
       const name = path === '-' ? 'stdin.s' : basename(path);
       // The same base name, so as's messages name the file gcc gave it (line numbers match).
       const out = join(dir, `${sources.length > 1 ? `${k}-` : ''}${name}`);
+      // gcc's temporary files say little; name the source from gcc's `.file` directive too.
+      const source = /^\s*\.file\s+"([^"]+)"/m.exec(text.slice(0, 4096))?.[1];
+      const label = `${path === '-' ? '<stdin>' : path}${source !== undefined ? ` (${source})` : ''}`;
       const result = afterburnText(text, path === '-' ? '<stdin>' : path, includes);
       writeFileSync(out, result.text, 'latin1');
       if (k >= 0) args[k] = out;
@@ -84,7 +87,7 @@ export function runAs(argv: string[], self: string): number {
       for (const w of result.report.warnings) console.error(w);
       const report = process.env['PREVIRT_AFTERBURN_REPORT'];
       if (report !== undefined && report !== '') {
-        const line = formatReport(result.report, path) + '\n';
+        const line = formatReport(result.report, label) + '\n';
         if (report === '-') process.stderr.write(line);
         else appendFileSync(report, line);
       }
