@@ -176,3 +176,60 @@ test('ELF reader rejects what is not ELF32', () => {
   elf64.set([0x7f, 0x45, 0x4c, 0x46, 2, 1]);
   assert.throws(() => parseElf32(elf64), /32-bit/);
 });
+
+test('arbitrary input never throws anything but AfterburnError', () => {
+  const pieces = [
+    'cli',
+    'mov',
+    '%ds',
+    '%cr0',
+    ',',
+    '(',
+    ')',
+    '"',
+    "'",
+    ';',
+    '#',
+    '/*',
+    '*/',
+    '/',
+    '\\',
+    '.macro',
+    '.endm',
+    '.rept',
+    '.endr',
+    '.code16',
+    '.afterburn_noannotate',
+    '.afterburn_annotate',
+    '.include',
+    ':',
+    '$',
+    '{',
+    '}',
+    'rep',
+    ' ',
+    '\t',
+    '\n',
+    'x',
+    '1',
+    '=',
+    'ljmp',
+    '*',
+    'int',
+    'in',
+  ];
+  let seed = 12345;
+  const next = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  for (let round = 0; round < 2000; round++) {
+    let text = '';
+    for (let k = next(40); k > 0; k--) text += pieces[next(pieces.length)];
+    try {
+      afterburn(text, { file: 'fuzz.s', include: () => null });
+    } catch (e) {
+      assert.ok(e instanceof AfterburnError, `${String(e)} for ${JSON.stringify(text)}`);
+    }
+  }
+});
