@@ -15,7 +15,12 @@ sensitive instruction with NOP bytes and records each site as a {start, end} pai
   -I DIR               directory searched for .include files (repeatable)
   --print-wrapper-dir  print the directory of the 'as' wrapper, for gcc -B DIR
 
-Errors (an unparseable operand of a sensitive instruction) name file:line and exit 1.`;
+Errors (an unparseable operand of a sensitive instruction) name file:line and exit 1.
+
+The as wrapper: gcc -B$(previrt afterburn --print-wrapper-dir) ... afterburns every file gcc
+assembles, then runs the real as. Environment: PREVIRT_REAL_AS (the real as; default the first
+as on PATH that is not the wrapper), PREVIRT_AFTERBURN_REPORT (append each file's report to this
+file; '-' for standard error).`;
 
 function fail(message: string): number {
   console.error(`previrt afterburn: ${message}`);
