@@ -107,6 +107,7 @@ test('macros: each expansion gets its own site; parameter operands decided by .i
   assert.equal(burn('.macro v n\n\tpushl $\\n\n.endm\n'), '.macro v n\n\tpushl $\\n\n.endm\n');
   // A macro named like an instruction: its body is annotated, not its uses.
   assert.equal(burn('.macro cli\n\tnop\n.endm\n\tcli\n'), '.macro cli\n\tnop\n.endm\n\tcli\n');
+  assert.match(burn('.macro cli\n\tnop\n.endm\n.purgem cli\n\tcli\n'), /\t77701: cli;/);
   // A mnemonic that is a parameter cannot be decided: a warning, never silence.
   const r = afterburn('.macro op x\n\t\\x\n.endm\n', { file: 'm.s' });
   assert.match(r.report.warnings[0]!, /^m\.s:2: warning: mnemonic/);

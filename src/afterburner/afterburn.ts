@@ -472,7 +472,7 @@ class Burner {
     const c1 = t.charCodeAt(i + 1) | 0x20;
     if (c1 === 0x63 /* c */) {
       if ((t.charCodeAt(i + 2) | 0x20) !== 0x6f || (t.charCodeAt(i + 3) | 0x20) !== 0x64) return;
-    } else if (c1 !== 0x6d && c1 !== 0x72 && c1 !== 0x69 && c1 !== 0x65 && c1 !== 0x61) return;
+    } else if (!'mriepa'.includes(String.fromCharCode(c1))) return;
     const end = this.symbolEnd(i, to);
     const name = t.slice(i, end).toLowerCase();
     switch (name) {
@@ -482,6 +482,12 @@ class Burner {
         const nameEnd = this.symbolEnd(j, to);
         if (nameEnd > j) this.macroNames.add(t.slice(j, nameEnd).toLowerCase());
         this.macroDepth++;
+        return;
+      }
+      case '.purgem': {
+        let j = end;
+        while (j < to && isSpace(t.charCodeAt(j))) j++;
+        this.macroNames.delete(t.slice(j, this.symbolEnd(j, to)).toLowerCase());
         return;
       }
       case '.rept':

@@ -204,6 +204,8 @@ export function formatVerify(r: VerifyResult, max: number): string {
   const lines = [
     `${r.file}: ${r.sensitive} sensitive instructions, ${r.annotated} annotated, ${r.exempt} in .afterburn_noannotate regions, ${r.offenders.length} offenders; ${r.sites} sites in .afterburn`,
   ];
+  const kinds = Object.entries(r.byKind).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  if (kinds.length > 0) lines.push(`  by kind: ${kinds.map(([k, n]) => `${k} ${n}`).join(', ')}`);
   const header = Object.entries(r.headerSites);
   if (header.length > 0)
     lines.push(`  header sites: ${header.map(([s, n]) => `${s} ${n}`).join(', ')}`);
