@@ -1,0 +1,252 @@
+import { readFileSync, writeSync, openSync, closeSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Command } from '../command.ts';
+import {
+  createMachine,
+  describeEnd,
+  exitStatus,
+  EXIT_STATUS,
+  type MachineStats,
+} from '../../machine/Machine.ts';
+import { bootMultiboot, type BootModule } from '../../loader/multiboot.ts';
+
+const usage = `usage: previrt run --kernel FILE [options]
+
+Boots a multiboot v1 kernel (an ELF32 i386 executable) on the emulated PC, as
+qemu-system-i386 -kernel does, with COM1 as the console.
+
+options:
+  --kernel FILE, -kernel FILE   the kernel (required)
+  --append TEXT, -append TEXT   the kernel command line
+  --module FILE[ ARGS], -initrd FILE
+                                a multiboot module (repeatable); text after the file name
+                                becomes the module's string
+  --memory MB, -m MB            machine memory (default 256)
+  --serial stdio|FILE|none      where COM1 output goes (default stdio); with stdio, piped
+                                standard input is typed into COM1
+  --max-cycles N                stop after N simulated cycles (exit status 3)
+  --stats                       print simulated time, cycles, instructions, guest MIPS and every
+                                counter on stderr when the run ends
+  --json                        with --stats: as one JSON object
+  --cost-model NAME             cost-model preset (default p4-2.8ghz)
+
+exit status:
+  (v << 1) | 1   the guest wrote v to isa-debug-exit (port 0xf4), as QEMU
+  2              bad usage or bad input file (one line on stderr says which)
+  3              cycle limit reached
+  4              guest halted with interrupts off, or idle with nothing left to wake it
+  5              triple fault
+  6              guest reset the machine (keyboard controller 0xfe)
+Every ending other than isa-debug-exit prints a one-line reason on stderr.`;
+
+interface Options {
+  kernel?: string;
+  append: string;
+  modules: string[];
+  memoryMb: number;
+  serial: string;
+  maxCycles: number;
+  stats: boolean;
+  json: boolean;
+  costModel?: string;
+}
+
+function parse(argv: string[]): Options | string {
+  const o: Options = {
+    append: '',
+    modules: [],
+    memoryMb: 256,
+    serial: 'stdio',
+    maxCycles: Number.MAX_SAFE_INTEGER,
+    stats: false,
+    json: false,
+  };
+  for (let k = 0; k < argv.length; k++) {
+    const a = argv[k];
+    const value = (): string | undefined => argv[++k];
+    const need = (v: string | undefined): string => {
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    try {
+      switch (a) {
+        case '--kernel':
+        case '-kernel':
+          o.kernel = need(value());
+          break;
+        case '--append':
+        case '-append':
+          o.append = need(value());
+          break;
+        case '--module':
+        case '-initrd':
+          o.modules.push(need(value()));
+          break;
+        case '--memory':
+        case '-m': {
+          const v = need(value());
+          const n = Number(v.replace(/[Mm]$/, ''));
+          if (!Number.isInteger(n) || n <= 0) return `${a}: '${v}' is not a size in MB`;
+          o.memoryMb = n;
+          break;
+        }
+        case '--serial':
+          o.serial = need(value());
+          break;
+        case '--max-cycles': {
+          const v = need(value());
+          const n = Number(v);
+          if (!Number.isSafeInteger(n) || n <= 0)
+            return `--max-cycles: '${v}' is not a positive whole number`;
+          o.maxCycles = n;
+          break;
+        }
+        case '--stats':
+          o.stats = true;
+          break;
+        case '--json':
+          o.json = true;
+          break;
+        case '--cost-model':
+          o.costModel = need(value());
+          break;
+        default:
+          return `unknown option '${a}' (previrt run --help)`;
+      }
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  if (o.kernel === undefined) return 'no kernel: --kernel FILE is required';
+  if (o.json && !o.stats) return '--json needs --stats';
+  return o;
+}
+
+function readInput(path: string): Uint8Array | string {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return `${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code ?? 'error'})`}`;
+  }
+}
+
+function formatStats(s: MachineStats, hostMs: number): string {
+  const lines = [
+    `cost model        ${s.costModel} (${s.hz / 1e9} GHz)`,
+    `simulated time    ${(s.simulatedSeconds * 1000).toFixed(3)} ms`,
+    `cycles            ${s.cycles} (busy ${s.busyCycles}, idle ${s.idleCycles})`,
+    `instructions      ${s.instructions}`,
+    `host time         ${hostMs.toFixed(0)} ms, guest ${(s.instructions / Math.max(hostMs, 1) / 1000).toFixed(1)} MIPS`,
+  ];
+  const counters: [string, number][] = Object.entries(s.cpu).filter(
+    (e): e is [string, number] => typeof e[1] === 'number',
+  );
+  for (const [k, v] of counters) lines.push(`cpu.${k.padEnd(14)} ${v}`);
+  s.cpu.exceptions.forEach((n, v) => {
+    if (n > 0) lines.push(`cpu.exception[${v}]`.padEnd(18) + ` ${n}`);
+  });
+  s.irqs.forEach((n, irq) => {
+    if (n > 0) lines.push(`irq${irq}`.padEnd(18) + ` ${n}`);
+  });
+  lines.push(`spurious irqs      ${s.spuriousIrqs}`, `pit ticks          ${s.pitTicks}`);
+  lines.push(`serial bytes       out ${s.serialBytesOut}, in ${s.serialBytesIn}`);
+  lines.push(`unclaimed ports    reads ${s.unclaimedPortReads}, writes ${s.unclaimedPortWrites}`);
+  return lines.join('\n');
+}
+
+export const run: Command = {
+  name: 'run',
+  summary: 'boot a multiboot kernel on the emulated PC (like qemu-system-i386 -kernel)',
+  usage,
+  async run(argv) {
+    const o = parse(argv);
+    if (typeof o === 'string') {
+      console.error(`previrt run: ${o}`);
+      return EXIT_STATUS.usage;
+    }
+    const kernel = readInput(o.kernel as string);
+    if (typeof kernel === 'string') {
+      console.error(`previrt run: ${kernel}`);
+      return EXIT_STATUS.usage;
+    }
+    const modules: BootModule[] = [];
+    for (const spec of o.modules) {
+      const [path, ...args] = spec.split(' ');
+      const bytes = readInput(path);
+      if (typeof bytes === 'string') {
+        console.error(`previrt run: ${bytes}`);
+        return EXIT_STATUS.usage;
+      }
+      modules.push({ name: path, bytes, string: [basename(path), ...args].join(' ') });
+    }
+    let fd: number | undefined;
+    let sink: (b: number) => void = () => {};
+    if (o.serial === 'stdio') {
+      const out = Buffer.alloc(1);
+      sink = (b) => {
+        out[0] = b;
+        writeSync(1, out);
+      };
+    } else if (o.serial !== 'none') {
+      try {
+        fd = openSync(o.serial, 'w');
+      } catch (e) {
+        console.error(
+          `previrt run: ${o.serial}: cannot open for writing (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
+        return EXIT_STATUS.usage;
+      }
+      const out = Buffer.alloc(1);
+      const file = fd;
+      sink = (b) => {
+        out[0] = b;
+        writeSync(file, out);
+      };
+    }
+    const machine = createMachine({
+      memoryMb: o.memoryMb,
+      costModel: o.costModel,
+      serialOut: sink,
+    });
+    if (typeof machine === 'string') {
+      console.error(`previrt run: ${machine}`);
+      return EXIT_STATUS.usage;
+    }
+    const error = bootMultiboot(machine, {
+      kernel,
+      kernelName: o.kernel as string,
+      cmdline: o.append,
+      modules,
+    });
+    if (error !== undefined) {
+      console.error(`previrt run: ${error.message}`);
+      return EXIT_STATUS.usage;
+    }
+    if (o.serial === 'stdio' && !process.stdin.isTTY) {
+      try {
+        machine.uart.receive(readFileSync(0));
+      } catch {
+        // No readable standard input (closed): nothing to type.
+      }
+    }
+    const t0 = performance.now();
+    const end = machine.run(o.maxCycles);
+    const hostMs = performance.now() - t0;
+    if (fd !== undefined) closeSync(fd);
+    if (end.kind !== 'exit') console.error(`previrt run: ${describeEnd(end)}`);
+    if (o.stats) {
+      const s = machine.stats();
+      if (o.json)
+        console.error(
+          JSON.stringify(
+            { ...s, end, hostMs, guestMips: s.instructions / Math.max(hostMs, 1) / 1000 },
+            null,
+            2,
+          ),
+        );
+      else console.error(formatStats(s, hostMs));
+    }
+    return exitStatus(end);
+  },
+};

@@ -1,0 +1,223 @@
+/**
+ * Multiboot v1 (the Multiboot Specification 0.6.96) as QEMU's `-kernel` does it: the header in
+ * the first 8 KB, ELF segments loaded at their physical addresses (or the a.out kludge's
+ * addresses when header flag 16 is set), modules page-aligned after the kernel, and the
+ * information structure (memory sizes, memory map, command line, modules, boot loader name)
+ * below 640 KB. The CPU starts as the specification promises: 32-bit flat protected mode,
+ * paging off, interrupts off, EAX = 0x2BADB002, EBX = the information structure.
+ */
+import type { Machine } from '../machine/Machine.ts';
+import { LoadError, parseElf, type Segment } from './elf.ts';
+
+export interface BootModule {
+  name: string;
+  bytes: Uint8Array;
+  /** The module's string (QEMU: the file name plus anything after it). */
+  string: string;
+}
+
+export interface BootRequest {
+  kernel: Uint8Array;
+  kernelName: string;
+  cmdline: string;
+  modules: BootModule[];
+}
+
+const HEADER_MAGIC = 0x1badb002;
+const BOOT_MAGIC = 0x2badb002;
+/** Where the information structure, its strings and the memory map go (conventional memory). */
+const INFO_BASE = 0x9000;
+const INFO_LIMIT = 0x9fc00;
+
+interface Header {
+  flags: number;
+  offset: number;
+  v: DataView;
+}
+
+function findHeader(bytes: Uint8Array): Header | undefined {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = Math.min(bytes.length - 12, 8192 - 12);
+  for (let o = 0; o <= end; o += 4) {
+    if (v.getUint32(o, true) !== HEADER_MAGIC) continue;
+    const flags = v.getUint32(o + 4, true);
+    if (((HEADER_MAGIC + flags + v.getUint32(o + 8, true)) & 0xffffffff) >>> 0 === 0)
+      return { flags, offset: o, v };
+  }
+  return undefined;
+}
+
+/** The kernel's segments by the a.out kludge (header flag 16): load_addr .. load_end_addr. */
+function aoutSegments(
+  h: Header,
+  bytes: Uint8Array,
+  file: string,
+): { entry: number; segments: Segment[] } | LoadError {
+  if (h.offset + 32 > bytes.length) return new LoadError(`${file}: truncated multiboot header`);
+  const headerAddr = h.v.getUint32(h.offset + 12, true);
+  const loadAddr = h.v.getUint32(h.offset + 16, true);
+  const loadEnd = h.v.getUint32(h.offset + 20, true);
+  const bssEnd = h.v.getUint32(h.offset + 24, true);
+  const entry = h.v.getUint32(h.offset + 28, true);
+  const fileStart = h.offset - (headerAddr - loadAddr);
+  const size = loadEnd === 0 ? bytes.length - fileStart : loadEnd - loadAddr;
+  if (fileStart < 0 || fileStart + size > bytes.length)
+    return new LoadError(`${file}: multiboot load addresses lie outside the file`);
+  const memsz = bssEnd > 0 ? bssEnd - loadAddr : size;
+  return {
+    entry,
+    segments: [
+      {
+        paddr: loadAddr,
+        vaddr: loadAddr,
+        data: bytes.subarray(fileStart, fileStart + size),
+        memsz,
+      },
+    ],
+  };
+}
+
+/** Loads the kernel and modules into the machine and sets up the CPU. */
+export function bootMultiboot(machine: Machine, req: BootRequest): LoadError | undefined {
+  const file = req.kernelName;
+  const ramSize = machine.ram.length;
+  const header = findHeader(req.kernel);
+  let image: { entry: number; segments: Segment[] } | LoadError;
+  if (header !== undefined && (header.flags & 0x10000) !== 0)
+    image = aoutSegments(header, req.kernel, file);
+  else image = parseElf(req.kernel, file);
+  if (image instanceof LoadError) return image;
+  if (header === undefined)
+    return new LoadError(`${file}: no multiboot header in the first 8 KB (not a multiboot kernel)`);
+  // Bits 3–15 are requirements no loader of this specification version knows (spec 3.1.2); bit 2
+  // (a video mode) is a request we may ignore.
+  if ((header.flags & 0xfff8) !== 0) {
+    return new LoadError(
+      `${file}: multiboot header requests unsupported features (flags ${hex(header.flags)})`,
+    );
+  }
+
+  // Segments: inside memory, above the conventional-memory area we use, not overlapping.
+  const sorted = [...image.segments].sort((a, b) => a.paddr - b.paddr);
+  let kernelEnd = 0;
+  for (let k = 0; k < sorted.length; k++) {
+    const s = sorted[k];
+    if (s.paddr + s.memsz > ramSize) {
+      return new LoadError(
+        `${file}: segment at ${hex(s.paddr)} (${s.memsz} bytes) lies outside the machine's ${ramSize >> 20} MB`,
+      );
+    }
+    if (s.paddr < 0x100000 && s.paddr + s.memsz > INFO_BASE) {
+      return new LoadError(
+        `${file}: segment at ${hex(s.paddr)} overlaps conventional memory below 1 MB used for boot information`,
+      );
+    }
+    if (k > 0 && s.paddr < sorted[k - 1].paddr + sorted[k - 1].memsz) {
+      return new LoadError(
+        `${file}: segments at ${hex(sorted[k - 1].paddr)} and ${hex(s.paddr)} overlap`,
+      );
+    }
+    kernelEnd = Math.max(kernelEnd, s.paddr + s.memsz);
+  }
+  const ram = machine.ram;
+  for (const s of sorted) {
+    ram.fill(0, s.paddr, s.paddr + s.memsz);
+    ram.set(s.data, s.paddr);
+  }
+
+  // Modules, page aligned after the kernel (flag 0 asks for it; we always align).
+  let next = align(kernelEnd, 4096);
+  const placed: { start: number; end: number; string: string }[] = [];
+  for (const m of req.modules) {
+    if (next + m.bytes.length > ramSize) {
+      return new LoadError(
+        `${m.name}: module too large (${m.bytes.length} bytes at ${hex(next)} do not fit in ${ramSize >> 20} MB)`,
+      );
+    }
+    ram.set(m.bytes, next);
+    placed.push({ start: next, end: next + m.bytes.length, string: m.string });
+    next = align(next + m.bytes.length, 4096);
+  }
+
+  // The information structure and everything it points to.
+  const info = new InfoWriter(ram);
+  const mbi = info.alloc(88);
+  const cmdline = info.string(req.cmdline.length > 0 ? `${file} ${req.cmdline}` : file);
+  const loaderName = info.string('previrt');
+  const modsAddr = info.alloc(16 * placed.length);
+  placed.forEach((p, k) => {
+    info.u32(modsAddr + k * 16, p.start);
+    info.u32(modsAddr + k * 16 + 4, p.end);
+    info.u32(modsAddr + k * 16 + 8, info.string(p.string));
+  });
+  const map: [number, number, number][] = [
+    [0, 0x9fc00, 1],
+    [0x9fc00, 0x400, 2],
+    [0xf0000, 0x10000, 2],
+    [0x100000, ramSize - 0x100000, 1],
+  ];
+  const mmap = info.alloc(24 * map.length);
+  map.forEach(([base, length, type], k) => {
+    const e = mmap + k * 24;
+    info.u32(e, 20); // size of the entry, not counting this field
+    info.u32(e + 4, base);
+    info.u32(e + 8, 0);
+    info.u32(e + 12, length);
+    info.u32(e + 16, 0);
+    info.u32(e + 20, type);
+  });
+  if (info.overflow)
+    return new LoadError(`${file}: command line and module strings do not fit below 640 KB`);
+  // flags: mem (0), cmdline (2), mods (3), mmap (6), boot loader name (9).
+  info.u32(mbi, (1 << 0) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9));
+  info.u32(mbi + 4, 639);
+  info.u32(mbi + 8, (ramSize - 0x100000) >> 10);
+  info.u32(mbi + 16, cmdline);
+  info.u32(mbi + 20, placed.length);
+  info.u32(mbi + 24, modsAddr);
+  info.u32(mbi + 44, 24 * map.length);
+  info.u32(mbi + 48, mmap);
+  info.u32(mbi + 64, loaderName);
+
+  const cpu = machine.cpu;
+  cpu.invalidateAllCode();
+  cpu.enterFlatProtectedMode();
+  cpu.eip = image.entry;
+  cpu.eax = BOOT_MAGIC;
+  cpu.ebx = mbi;
+  cpu.esp = 0;
+  return undefined;
+}
+
+class InfoWriter {
+  private next = INFO_BASE;
+  overflow = false;
+  private readonly view: DataView;
+  constructor(private readonly ram: Uint8Array) {
+    this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+  }
+  alloc(bytes: number): number {
+    const at = align(this.next, 4);
+    this.next = at + bytes;
+    if (this.next > INFO_LIMIT) this.overflow = true;
+    else this.ram.fill(0, at, at + bytes);
+    return at;
+  }
+  string(s: string): number {
+    const bytes = new TextEncoder().encode(s);
+    const at = this.alloc(bytes.length + 1);
+    if (!this.overflow) this.ram.set(bytes, at);
+    return at;
+  }
+  u32(at: number, v: number): void {
+    if (at + 4 <= INFO_LIMIT) this.view.setUint32(at, v >>> 0, true);
+  }
+}
+
+function align(v: number, a: number): number {
+  return Math.ceil(v / a) * a;
+}
+
+function hex(v: number): string {
+  return `0x${v.toString(16)}`;
+}

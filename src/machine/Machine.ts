@@ -1,0 +1,255 @@
+/**
+ * The emulated PC: machine memory, the CPU, the buses and the legacy devices, the simulated
+ * clock, built from one validated config in one place (STYLE.md principle 5). No Node imports:
+ * the same machine runs in a browser.
+ */
+import { Cpu, type CpuCounters } from '../x86/Cpu.ts';
+import { MmioBus, PortBus } from './bus.ts';
+import { SimClock } from './clock.ts';
+import { costModels, P4_2_8GHZ, type CostModel } from './costModel.ts';
+import type { BusAccess } from './device.ts';
+import { Cmos } from './devices/legacy/cmos.ts';
+import { DebugExit, KeyboardController, PostPort } from './devices/legacy/misc.ts';
+import { DualPic } from './devices/legacy/pic.ts';
+import { Pit } from './devices/legacy/pit.ts';
+import { Uart16550 } from './devices/legacy/uart.ts';
+import { PciHostBridge } from './devices/pci/hostBridge.ts';
+
+export interface MachineConfig {
+  /** Machine memory in MB (default 256, the seed's test machine). */
+  memoryMb?: number;
+  /** Cost-model preset or its name (default p4-2.8ghz). */
+  costModel?: CostModel | string;
+  /** Receives every byte the guest writes to COM1. */
+  serialOut?: (byte: number) => void;
+  /** Seconds since the Unix epoch shown by the RTC at simulated time 0 (default 2026-01-01). */
+  rtcStartSeconds?: number;
+}
+
+/** How a run ended. `exitCode` is the process status `previrt run` uses for it. */
+export type EndReason =
+  | { kind: 'exit'; value: number }
+  | { kind: 'cycle-limit' }
+  | { kind: 'halted' }
+  | { kind: 'triple-fault'; detail: string }
+  | { kind: 'reset' };
+
+/** Process exit statuses of `previrt run` (README "Running a guest"). */
+export const EXIT_STATUS = {
+  usage: 2,
+  cycleLimit: 3,
+  halted: 4,
+  tripleFault: 5,
+  reset: 6,
+} as const;
+
+export function exitStatus(end: EndReason): number {
+  switch (end.kind) {
+    case 'exit':
+      return ((end.value << 1) | 1) & 0xff;
+    case 'cycle-limit':
+      return EXIT_STATUS.cycleLimit;
+    case 'halted':
+      return EXIT_STATUS.halted;
+    case 'triple-fault':
+      return EXIT_STATUS.tripleFault;
+    case 'reset':
+      return EXIT_STATUS.reset;
+  }
+}
+
+export function describeEnd(end: EndReason): string {
+  switch (end.kind) {
+    case 'exit':
+      return `guest wrote ${end.value} to isa-debug-exit (port 0xf4)`;
+    case 'cycle-limit':
+      return 'cycle limit reached';
+    case 'halted':
+      return 'guest halted with interrupts off (or idle with nothing scheduled): it can never wake';
+    case 'triple-fault':
+      return `triple fault: ${end.detail}`;
+    case 'reset':
+      return 'guest reset the machine through the keyboard controller (0x64 ← 0xfe)';
+  }
+}
+
+export interface MachineStats {
+  costModel: string;
+  hz: number;
+  simulatedSeconds: number;
+  cycles: number;
+  busyCycles: number;
+  idleCycles: number;
+  instructions: number;
+  cpu: CpuCounters;
+  irqs: number[];
+  spuriousIrqs: number;
+  pitTicks: number;
+  serialBytesOut: number;
+  serialBytesIn: number;
+  unclaimedPortReads: number;
+  unclaimedPortWrites: number;
+}
+
+export class Machine {
+  readonly costModel: CostModel;
+  readonly ram: Uint8Array;
+  readonly cpu: Cpu;
+  readonly clock: SimClock;
+  readonly ports = new PortBus();
+  readonly mmio = new MmioBus();
+  readonly pic: DualPic;
+  readonly pit: Pit;
+  readonly uart: Uart16550;
+  readonly cmos: Cmos;
+  readonly pci = new PciHostBridge();
+  /** What ended the run, once it has ended. */
+  end: EndReason | undefined;
+  private exitValue: number | undefined;
+  private resetRequested = false;
+
+  constructor(config: Required<Omit<MachineConfig, 'costModel'>> & { costModel: CostModel }) {
+    this.costModel = config.costModel;
+    this.ram = new Uint8Array(config.memoryMb << 20);
+    this.pic = new DualPic((level) => this.cpu.setInterruptLine(level));
+
+    // The CPU sees memory directly and everything else through the buses and the PIC.
+    this.cpu = new Cpu(
+      {
+        ram: this.ram,
+        ioRead: (port, size) => this.ports.read(port, size),
+        ioWrite: (port, size, value) => this.ports.write(port, size, value),
+        mmioRead: (paddr, size) => this.mmio.read(paddr, size),
+        mmioWrite: (paddr, size, value) => this.mmio.write(paddr, size, value),
+        acknowledgeInterrupt: () => this.pic.acknowledge(),
+      },
+      this.costModel.cpu,
+    );
+    this.clock = new SimClock(this.costModel.hz, () => this.cpu.cycles);
+
+    // Legacy devices at their PC/AT addresses, in the order a reader expects to find them.
+    this.attach(0x20, 2, this.pic.master);
+    this.attach(0xa0, 2, this.pic.slave);
+    this.pit = new Pit(this.clock, this.pic.line(0));
+    this.attach(0x40, 4, this.pit);
+    this.attach(0x60, 5, new KeyboardController(() => this.requestReset()));
+    this.cmos = new Cmos(this.clock, config.rtcStartSeconds);
+    this.attach(0x70, 2, this.cmos);
+    this.attach(0x80, 1, new PostPort());
+    this.attach(0xf4, 4, new DebugExit((v) => this.requestExit(v)));
+    this.uart = new Uart16550('com1', this.clock, this.pic.line(4), config.serialOut);
+    this.attach(0x3f8, 8, this.uart);
+    this.attach(0xcf8, 8, this.pci);
+  }
+
+  private attach(base: number, length: number, device: Parameters<PortBus['register']>[2]): void {
+    const r = this.ports.register(base, length, device);
+    if (typeof r === 'string') throw new Error(`machine set-up: ${r}`);
+  }
+
+  /** Bus access for devices that place ranges at run time (PCI BARs). */
+  get buses(): BusAccess {
+    return {
+      registerPorts: (base, length, device) => this.ports.register(base, length, device),
+      registerMmio: (base, length, device) => {
+        const r = this.mmio.register(base, length, device);
+        if (typeof r !== 'string') this.cpu.markMmio(base, length);
+        return r;
+      },
+    };
+  }
+
+  private requestExit(value: number): void {
+    this.exitValue = value;
+    this.cpu.requestStop();
+  }
+
+  private requestReset(): void {
+    this.resetRequested = true;
+    this.cpu.requestStop();
+  }
+
+  /**
+   * Runs until the guest ends the run or `maxCycles` simulated cycles have passed. The CPU runs
+   * up to the next device event; HLT skips to it, counting the skipped cycles as idle.
+   */
+  run(maxCycles = Number.MAX_SAFE_INTEGER, onProgress?: () => void): EndReason {
+    const cpu = this.cpu;
+    while (this.end === undefined) {
+      const next = this.clock.next() ?? Number.MAX_SAFE_INTEGER;
+      // Slices of at most 10 ms simulated, so progress reports and host events get a look in.
+      const limit = Math.min(next, maxCycles, cpu.cycles + this.costModel.hz / 100);
+      const why = cpu.run(limit);
+      this.clock.fireDue(cpu.cycles);
+      if (this.exitValue !== undefined) this.end = { kind: 'exit', value: this.exitValue };
+      else if (this.resetRequested) this.end = { kind: 'reset' };
+      else if (why === 'shutdown')
+        this.end = { kind: 'triple-fault', detail: cpu.shutdownReason ?? 'unknown' };
+      else if (why === 'halt') this.idle(maxCycles);
+      else if (cpu.cycles >= maxCycles) this.end = { kind: 'cycle-limit' };
+      onProgress?.();
+    }
+    return this.end;
+  }
+
+  /** HLT: jump to the next event; with interrupts off or nothing scheduled, the guest is stuck. */
+  private idle(maxCycles: number): void {
+    const cpu = this.cpu;
+    const next = this.clock.next();
+    if (!cpu.interruptsEnabled || next === undefined) {
+      this.end = { kind: 'halted' };
+      return;
+    }
+    const target = Math.min(Math.max(next, cpu.cycles), maxCycles);
+    cpu.idleCycles += target - cpu.cycles;
+    cpu.cycles = target;
+    this.clock.fireDue(cpu.cycles);
+    if (cpu.cycles >= maxCycles && this.clock.next() !== undefined && next > maxCycles) {
+      this.end = { kind: 'cycle-limit' };
+    }
+  }
+
+  stats(): MachineStats {
+    const cpu = this.cpu;
+    return {
+      costModel: this.costModel.name,
+      hz: this.costModel.hz,
+      simulatedSeconds: cpu.cycles / this.costModel.hz,
+      cycles: cpu.cycles,
+      busyCycles: cpu.cycles - cpu.idleCycles,
+      idleCycles: cpu.idleCycles,
+      instructions: cpu.counters.instructions,
+      cpu: structuredClone(cpu.counters),
+      irqs: [...this.pic.delivered],
+      spuriousIrqs: this.pic.spurious,
+      pitTicks: this.pit.ticks,
+      serialBytesOut: this.uart.bytesOut,
+      serialBytesIn: this.uart.bytesIn,
+      unclaimedPortReads: this.ports.unclaimedReads,
+      unclaimedPortWrites: this.ports.unclaimedWrites,
+    };
+  }
+}
+
+/** Validates a config and builds the machine. Returns a message for a bad config. */
+export function createMachine(config: MachineConfig = {}): Machine | string {
+  const memoryMb = config.memoryMb ?? 256;
+  if (!Number.isInteger(memoryMb) || memoryMb < 2 || memoryMb > 3072) {
+    return `memory must be a whole number of MB between 2 and 3072 (got ${memoryMb})`;
+  }
+  let costModel: CostModel;
+  if (config.costModel === undefined) costModel = P4_2_8GHZ;
+  else if (typeof config.costModel === 'string') {
+    const found = costModels.get(config.costModel);
+    if (found === undefined) {
+      return `unknown cost model '${config.costModel}' (known: ${[...costModels.keys()].join(', ')})`;
+    }
+    costModel = found;
+  } else costModel = config.costModel;
+  return new Machine({
+    memoryMb,
+    costModel,
+    serialOut: config.serialOut ?? (() => {}),
+    rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+  });
+}

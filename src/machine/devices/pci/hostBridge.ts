@@ -1,0 +1,71 @@
+/**
+ * PCI configuration mechanism #1 (PCI Local Bus Specification 3.0, 3.2.2.3.2) on bus 0: the
+ * CONFIG_ADDRESS register at 0xCF8 (32-bit, reads back what was written) and CONFIG_DATA at
+ * 0xCFC–0xCFF. Device 0 is the host bridge itself (an i440FX, as QEMU's pc machine has); other
+ * functions are added by the machine. Absent functions read all ones.
+ */
+import type { AccessSize, PciFunction, PortDevice } from '../../device.ts';
+
+/** A function with a fixed configuration header and nothing to program: the host bridge. */
+class HostBridgeFunction implements PciFunction {
+  readonly name = 'host-bridge';
+  private readonly config = new Uint8Array(256);
+  constructor() {
+    const v = new DataView(this.config.buffer);
+    v.setUint16(0x00, 0x8086, true); // Intel
+    v.setUint16(0x02, 0x1237, true); // 440FX
+    v.setUint16(0x04, 0x0006, true); // memory space, bus master
+    v.setUint8(0x08, 0x02); // revision
+    v.setUint8(0x0b, 0x06); // class: bridge
+    v.setUint8(0x0a, 0x00); // subclass: host bridge
+  }
+  configRead(offset: number, size: AccessSize): number {
+    const v = new DataView(this.config.buffer);
+    if (size === 4) return v.getUint32(offset & 0xfc, true);
+    if (size === 2) return v.getUint16(offset & 0xfe, true);
+    return this.config[offset & 0xff];
+  }
+  configWrite(): void {}
+}
+
+export class PciHostBridge implements PortDevice {
+  readonly name = 'pci-host';
+  private address = 0;
+  private readonly functions = new Map<number, PciFunction>();
+
+  constructor() {
+    this.functions.set(0, new HostBridgeFunction());
+  }
+
+  /** Places a function at device `device` (1–31), function `fn` of bus 0. */
+  add(device: number, fn: number, f: PciFunction): string | undefined {
+    const key = (device << 3) | fn;
+    const holder = this.functions.get(key);
+    if (holder !== undefined)
+      return `PCI 00:${device.toString(16).padStart(2, '0')}.${fn} is taken by ${holder.name}`;
+    this.functions.set(key, f);
+    return undefined;
+  }
+
+  ioRead(offset: number, size: AccessSize): number {
+    if (offset < 4)
+      return offset === 0 && size === 4 ? this.address : 0xffffffff >>> (32 - size * 8);
+    const f = this.selected();
+    if (f === undefined) return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+    return f.configRead((this.address & 0xfc) + (offset - 4), size);
+  }
+
+  ioWrite(offset: number, size: AccessSize, value: number): void {
+    if (offset < 4) {
+      if (offset === 0 && size === 4) this.address = (value & 0x80fffffc) >>> 0;
+      return;
+    }
+    this.selected()?.configWrite((this.address & 0xfc) + (offset - 4), size, value);
+  }
+
+  private selected(): PciFunction | undefined {
+    const a = this.address;
+    if ((a & 0x80000000) === 0 || ((a >> 16) & 0xff) !== 0) return undefined;
+    return this.functions.get((a >> 8) & 0xff);
+  }
+}
