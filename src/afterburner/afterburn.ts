@@ -468,11 +468,19 @@ class Burner {
   /** Directives the afterburner must follow; all others pass through. */
   private directive(i: number, to: number): void {
     const t = this.text;
-    // Only .macro .rept .irp .irpc .endm .endr .code* .afterburn_* .include matter.
+    // Only .macro .purgem .rept .irp .irpc .endm .endr .code* .afterburn_* .include matter.
     const c1 = t.charCodeAt(i + 1) | 0x20;
     if (c1 === 0x63 /* c */) {
       if ((t.charCodeAt(i + 2) | 0x20) !== 0x6f || (t.charCodeAt(i + 3) | 0x20) !== 0x64) return;
-    } else if (!'mriepa'.includes(String.fromCharCode(c1))) return;
+    } else if (
+      c1 !== 0x6d && // .macro
+      c1 !== 0x72 && // .rept
+      c1 !== 0x69 && // .irp .irpc .include
+      c1 !== 0x65 && // .endm .endr
+      c1 !== 0x61 && // .afterburn_*
+      c1 !== 0x70 // .purgem
+    )
+      return;
     const end = this.symbolEnd(i, to);
     const name = t.slice(i, end).toLowerCase();
     switch (name) {
