@@ -67,7 +67,7 @@ export function describeEnd(end: EndReason): string {
     case 'halted':
       return 'guest halted with interrupts off (or idle with nothing scheduled): it can never wake';
     case 'triple-fault':
-      return `triple fault: ${end.detail}`;
+      return end.detail;
     case 'reset':
       return 'guest reset the machine through the keyboard controller (0x64 ← 0xfe)';
   }

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createMachine, Machine } from '../../src/machine/Machine.ts';
+import { bootMultiboot } from '../../src/loader/multiboot.ts';
+import { buildProbe } from './build.ts';
+
+const probe = buildProbe();
+const work = mkdtempSync(join(tmpdir(), 'previrt-machine-'));
+
+function previrt(
+  args: string[],
+  input?: string,
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['bin/previrt.mjs', 'run', ...args], {
+    encoding: 'utf8',
+    input,
+    timeout: 60_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function boot(cmdline: string): { machine: Machine; out: () => string } {
+  let text = '';
+  const machine = createMachine({
+    memoryMb: 32,
+    serialOut: (b) => (text += String.fromCharCode(b)),
+  });
+  assert.ok(machine instanceof Machine);
+  const error = bootMultiboot(machine, {
+    kernel: readFileSync(probe),
+    kernelName: 'probe.elf',
+    cmdline,
+    modules: [],
+  });
+  assert.equal(error, undefined);
+  return { machine, out: () => text };
+}
+
+test('a guest prints on COM1 and exits through isa-debug-exit with (v << 1) | 1', () => {
+  const r = previrt(['--kernel', probe, '--append', 'hello']);
+  assert.equal(r.stdout, 'hello from the machine test\n');
+  assert.equal(r.status, (42 << 1) | 1);
+});
+
+test('timer interrupts arrive at the rate the PIT is programmed for, in simulated time', () => {
+  for (const hz of [100, 1000]) {
+    const { machine, out } = boot(`timer ${hz}`);
+    const end = machine.run(2_800_000_000);
+    assert.deepEqual(end, { kind: 'exit', value: 0 });
+    // hz/10 ticks take 100 ms less at most one period of phase (the first tick needs a period).
+    assert.match(out(), new RegExp(`^ticks ${hz / 10} tsc-ms (9[0-9]|100)\\n$`));
+    assert.equal(machine.stats().irqs[0], hz / 10);
+    const ms = machine.stats().simulatedSeconds * 1000;
+    assert.ok(ms > 95 && ms < 105, `simulated ${ms} ms`);
+    assert.ok(
+      machine.stats().idleCycles > machine.stats().busyCycles,
+      'the guest idles in HLT between ticks',
+    );
+  }
+});
+
+test('serial input typed on the host reaches the guest through the UART interrupt', () => {
+  const r = previrt(['--kernel', probe, '--append', 'echo'], 'typed text.');
+  assert.equal(r.stdout, 'typed text\n');
+  assert.equal(r.status, 1);
+});
+
+test('two runs give identical output, cycles and counters', () => {
+  const runs = [0, 1].map(() => {
+    const { machine, out } = boot('timer 1000');
+    machine.run(2_800_000_000);
+    return { out: out(), stats: machine.stats() };
+  });
+  assert.deepEqual(runs[0], runs[1]);
+});
+
+test('other endings have their own exit status and a one-line reason', () => {
+  const cases: [string, number, RegExp][] = [
+    ['halt', 4, /halted with interrupts off/],
+    ['triple', 5, /triple fault/],
+    ['reset', 6, /reset the machine/],
+  ];
+  for (const [probeName, status, reason] of cases) {
+    const r = previrt(['--kernel', probe, '--append', probeName]);
+    assert.equal(r.status, status, probeName);
+    assert.match(r.stderr, reason);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  }
+  const limited = previrt(['--kernel', probe, '--append', 'timer 100', '--max-cycles', '1000000']);
+  assert.equal(limited.status, 3);
+  assert.match(limited.stderr, /cycle limit/);
+});
+
+test('--stats prints every counter, as text or JSON', () => {
+  const text = previrt(['--kernel', probe, '--append', 'hello', '--stats']);
+  assert.match(text.stderr, /simulated time/);
+  assert.match(text.stderr, /cpu\.instructions/);
+  const json = previrt(['--kernel', probe, '--append', 'hello', '--stats', '--json']);
+  const stats = JSON.parse(json.stderr) as {
+    instructions: number;
+    cpu: { ioWrites: number };
+    costModel: string;
+  };
+  assert.ok(stats.instructions > 0);
+  assert.ok(stats.cpu.ioWrites > 0);
+  assert.equal(stats.costModel, 'p4-2.8ghz');
+});
+
+test('malformed input: one clear line naming the file and the problem, exit status 2', () => {
+  const elf = readFileSync(probe);
+  const file = (name: string, bytes: Uint8Array): string => {
+    const p = join(work, name);
+    writeFileSync(p, bytes);
+    return p;
+  };
+  const patched = (offset: number, bytes: number[]): Uint8Array => {
+    const b = Uint8Array.from(elf);
+    b.set(bytes, offset);
+    return b;
+  };
+  const v = new DataView(elf.buffer, elf.byteOffset);
+  const phoff = v.getUint32(28, true);
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['empty.elf', new Uint8Array(0), /empty file/],
+    ['text.elf', new TextEncoder().encode('hello, not a kernel'), /not an ELF file/],
+    ['elf64.elf', patched(4, [2]), /not ELFCLASS32/],
+    ['arm.elf', patched(18, [40, 0]), /not EM_386/],
+    ['short.elf', elf.subarray(0, 40), /truncated ELF header/],
+    ['noph.elf', elf.subarray(0, phoff + 8), /truncated program headers/],
+    ['cut.elf', elf.subarray(0, elf.length >> 1), /truncated segment/],
+    ['far.elf', patched(phoff + 12, [0, 0, 0, 0x40]), /outside the machine/],
+    ['noentry.elf', patched(24, [0, 0, 0, 0]), /no entry point/],
+  ];
+  for (const [name, bytes, problem] of cases) {
+    const r = previrt(['--kernel', file(name, bytes), '--memory', '32']);
+    assert.equal(r.status, 2, name);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `${name}: ${r.stderr}`);
+    assert.match(lines[0], new RegExp(name.replace('.', '\\.')));
+    assert.match(lines[0], problem);
+  }
+  const big = file('big.bin', new Uint8Array(40 << 20));
+  const r = previrt(['--kernel', probe, '--module', big, '--memory', '32']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /big\.bin: module too large/);
+  assert.match(
+    previrt(['--kernel', join(work, 'missing.elf')]).stderr,
+    /missing\.elf: no such file/,
+  );
+  assert.match(previrt(['--kernel', probe, '--bogus']).stderr, /unknown option '--bogus'/);
+  assert.equal(previrt([]).status, 2);
+});
