@@ -15,6 +15,7 @@
  */
 import {
   classify,
+  classifyIntel,
   OPERAND_DEPENDENT,
   PADDING,
   PREFIXES,
@@ -91,6 +92,8 @@ class Burner {
     warnings: [],
   };
   private code16 = false;
+  /** `.intel_syntax`: operands without `%` and `$`, far jumps spelled `jmp far`. */
+  private intel = false;
   private macroDepth = 0;
   private noannotate = false;
   private readonly macroNames = new Set<string>();
@@ -339,6 +342,10 @@ class Burner {
     const sensitive = SENSITIVE.has(mnemonic);
     if (!sensitive && !OPERAND_DEPENDENT.has(mnemonic)) return;
     if (this.macroNames.has(mnemonic)) return; // a user macro of that name: its body is annotated
+    if (this.intel) {
+      this.intelStatement(start, i, to, mnemonic, sensitive);
+      return;
+    }
     if (!sensitive) {
       // mov/push/pop/jmp/call: cheap filters before splitting operands.
       const c0 = mnemonic.charCodeAt(0);
@@ -372,6 +379,26 @@ class Burner {
     }
     if (result === null) return;
     this.site(start, to, result.kind);
+  }
+
+  /** An instruction in Intel syntax: the same mnemonics, other operand spellings. */
+  private intelStatement(
+    start: number,
+    i: number,
+    to: number,
+    mnemonic: string,
+    sensitive: boolean,
+  ): void {
+    if (sensitive) {
+      this.site(start, to, SENSITIVE.get(mnemonic)!.kind);
+      return;
+    }
+    const operandText = this.text.slice(i, to);
+    const operands = splitOperands(operandText);
+    if (operands === null)
+      this.fail(`cannot parse the operands '${operandText.trim()}' of '${mnemonic}'`);
+    const kind = classifyIntel(mnemonic, operands);
+    if (kind !== null) this.site(start, to, kind);
   }
 
   /** Annotates the instruction [start, end) as a site of `kind`. */
@@ -485,6 +512,12 @@ class Burner {
       case '.code16':
       case '.code16gcc':
         this.code16 = true;
+        return;
+      case '.intel_syntax':
+        this.intel = true;
+        return;
+      case '.att_syntax':
+        this.intel = false;
         return;
       case '.code32':
       case '.code64':

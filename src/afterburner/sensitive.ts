@@ -160,15 +160,17 @@ function spellings(
 function buildTable(): Map<string, Entry> {
   const t = new Map<string, Entry>();
   const wl = ['', 'w', 'l'];
-  spellings(t, ['pushf'], wl, 'pushf', 'none');
-  spellings(t, ['popf'], wl, 'popf', 'none');
+  // `d` suffixes and retf are the Intel-syntax spellings (`.intel_syntax`).
+  spellings(t, ['pushf'], [...wl, 'd'], 'pushf', 'none');
+  spellings(t, ['popf'], [...wl, 'd'], 'popf', 'none');
   for (const m of ['lgdt', 'sgdt', 'lidt', 'sidt'] as const) spellings(t, [m], wl, m, 'memory');
   for (const m of ['lldt', 'sldt', 'ltr', 'str', 'smsw', 'lmsw', 'verr', 'verw'] as const)
     spellings(t, [m], wl, m, 'rm');
   spellings(t, ['ljmp'], wl, 'ljmp', 'far');
   spellings(t, ['lcall'], wl, 'lcall', 'far');
   spellings(t, ['lret'], wl, 'lret', 'imm?');
-  spellings(t, ['iret'], wl, 'iret', 'none');
+  spellings(t, ['retf'], ['', 'w', 'd'], 'lret', 'any');
+  spellings(t, ['iret'], [...wl, 'd'], 'iret', 'none');
   t.set('int', { kind: 'int', shape: 'imm' });
   for (const m of ['int3', 'into', 'int1', 'icebp']) t.set(m, { kind: 'int', shape: 'none' });
   spellings(t, ['lds', 'les', 'lfs', 'lgs', 'lss'], wl, 'lseg', 'rm,r');
@@ -382,4 +384,34 @@ export function classify(mnemonic: string, operands: string[]): Classification {
   if (operands.length !== wanted)
     return { error: `${operands.length} operands where it needs ${wanted}` };
   return { kind };
+}
+
+const INTEL_SEGMENT = /^%?(cs|ds|es|fs|gs|ss)$/;
+const INTEL_SPECIAL = /^%?(cr|db|dr|tr)[0-9]+$/;
+
+/**
+ * Kind of a mov/push/pop/jmp/call in Intel syntax (`.intel_syntax [no]prefix`), or null. Far
+ * transfers are `jmp far ...`, `jmp fword ptr ...` or a direct `jmp sel:off`; registers may lack
+ * the `%`. Operand shapes are not checked in this mode.
+ */
+export function classifyIntel(mnemonic: string, operands: string[]): SiteKind | null {
+  const first = mnemonic.charCodeAt(0);
+  if (first === 0x6a /* j */ || first === 0x63 /* c */) {
+    const far = operands.some((raw) => {
+      const op = raw.toLowerCase();
+      if (/\b(far|fword)\b/.test(op)) return true;
+      const colon = /^([^:[]+):/.exec(op);
+      return colon !== null && !INTEL_SEGMENT.test(colon[1]!.trim());
+    });
+    return far || operands.length === 2 ? (first === 0x6a ? 'ljmp' : 'lcall') : null;
+  }
+  for (const raw of operands) {
+    const op = raw.trim().toLowerCase();
+    if (INTEL_SEGMENT.test(op))
+      return first === 0x6d ? 'mov_seg' : mnemonic.startsWith('pu') ? 'push_seg' : 'pop_seg';
+    const special = INTEL_SPECIAL.exec(op);
+    if (special !== null)
+      return special[1] === 'cr' ? 'mov_cr' : special[1] === 'tr' ? 'mov_tr' : 'mov_dr';
+  }
+  return null;
 }

@@ -15,6 +15,8 @@ import {
   candidates,
   DATA_LOOKALIKES,
   filterValid,
+  INTEL_LOOKALIKES,
+  INTEL_SENSITIVE,
   LOOKALIKES,
   prefixed,
 } from './corpus.ts';
@@ -96,6 +98,28 @@ test('look-alikes pass through untouched and assemble to the same bytes', () => 
     assert.ok(
       parseElf32(readFileSync(elf)).sections.every((s) => !s.name.startsWith('.afterburn')),
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Intel syntax regions: the same instructions in their other spelling', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-intel-'));
+  try {
+    const lines = ['\t.intel_syntax noprefix', '\t.text', '\t.globl _start', '_start:'];
+    const text = [
+      ...lines,
+      ...[...INTEL_SENSITIVE, ...INTEL_LOOKALIKES].map((l) => `\t${l}`),
+      '\t.att_syntax',
+      '\tmovl %cr0, %eax',
+      '',
+    ].join('\n');
+    const burned = afterburn(text, { file: 'intel.s' });
+    assert.equal(burned.report.total, INTEL_SENSITIVE.length + 1);
+    const elf = link(dir, 'intel', burned.text);
+    const r = verifyAnnotations(elf, readFileSync(elf));
+    assert.deepEqual(r.offenders, []);
+    assert.equal(r.annotated, INTEL_SENSITIVE.length + 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -313,3 +313,40 @@ export const DATA_LOOKALIKES: readonly string[] = [
   '.ascii "cli; hlt # in %dx"',
   '.string "mov %cr0,%eax"',
 ];
+
+/** Intel syntax (`.intel_syntax noprefix`): sensitive lines, then look-alikes. */
+export const INTEL_SENSITIVE: readonly string[] = [
+  'cli',
+  'mov eax, cr0',
+  'mov cr3, eax',
+  'mov ds, ax',
+  'mov ax, ss',
+  'push ds',
+  'pop es',
+  'pushfd',
+  'popfd',
+  'lgdt [eax]',
+  'int 0x80',
+  'in al, 0x60',
+  'out dx, al',
+  'jmp far ptr [eax]',
+  'jmp fword ptr [eax]',
+  'call fword ptr [ebx]',
+  'jmp 0x10:_start',
+  'call 0x10:_start',
+  'retf',
+  'retf 4',
+  'iretd',
+  'rep outsb',
+  'mov dr7, eax',
+  'mov %cr4, eax',
+];
+export const INTEL_LOOKALIKES: readonly string[] = [
+  'mov eax, DWORD PTR ds:[eax]',
+  'mov eax, fs:4',
+  'push eax',
+  'jmp eax',
+  'jmp fs:[eax]',
+  'call _start',
+  'mov ebx, eax',
+];
