@@ -2,6 +2,7 @@ import type { Command } from '../command.ts';
 import { afterburnCommand } from './afterburn.ts';
 import { verifyAnnotationsCommand } from './verifyAnnotations.ts';
 import { run } from './run.ts';
+import { demo } from './demo.ts';
 
 /** Every subcommand, in the order `previrt --help` lists them. Add one line per command. */
-export const commands: Command[] = [run, afterburnCommand, verifyAnnotationsCommand];
+export const commands: Command[] = [demo, run, afterburnCommand, verifyAnnotationsCommand];
