@@ -7,7 +7,7 @@ import type { BoundHandler, Monitor } from './monitor.ts';
 import type { CpuPlatform } from './platform.ts';
 import { CS, DS, SS, SegmentRegister } from './segment.ts';
 import { walk } from './system/paging.ts';
-import { deliverEvent, type EventKind } from './system/interrupts.ts';
+import { bounce, deliverEvent, type EventKind } from './system/interrupts.ts';
 import { saveCpu, restoreCpu, type CpuState } from './system/state.ts';
 
 /** Raw counts every run reports (DESIGN.md decision 4). */
@@ -996,6 +996,20 @@ export class Cpu {
 
   attachMonitor(monitor: Monitor | null): void {
     this.monitor = monitor;
+  }
+
+  /**
+   * For monitors: delivers an event into a guest-level handler with a hardware-like frame
+   * (system/interrupts.ts `bounce`). Raises the architectural fault if the handler or stack is
+   * not usable.
+   */
+  bounce(
+    vector: number,
+    errorCode: number | undefined,
+    handler: { cs: number; eip: number },
+    options: { stack?: { ss: number; esp: number }; clearIf?: boolean } = {},
+  ): void {
+    bounce(this, vector, errorCode, handler, options);
   }
 
   /** The INTR line from the interrupt controller; sampled at instruction boundaries. */
