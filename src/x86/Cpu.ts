@@ -1064,6 +1064,9 @@ export class Cpu {
   private runInner(budget: number): number {
     const costs = this.costs;
     const counters = this.counters;
+    // The CS register object is loaded in place, never replaced: safe to hoist.
+    const cs = this.segs[CS];
+    const bound = this.bound.size !== 0;
     while (budget > 0 && this.cycles < this.runLimit && !this.stopRequested && !this.halted) {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
         this.instrEip = this.eip;
@@ -1072,21 +1075,19 @@ export class Cpu {
         budget--;
         continue;
       }
-      this.interruptShadow = false;
+      if (this.interruptShadow) this.interruptShadow = false;
       const eip = this.eip;
       this.instrEip = eip;
-      if (this.bound.size !== 0 && this.callBound(eip)) {
+      if (bound && this.callBound(eip)) {
         budget--;
         continue;
       }
       // PERF: the common case inline: same code page as the last fetch, instruction decoded.
-      const cs = this.segs[CS];
       const linear = (cs.base + eip) | 0;
       let instr = linear >>> 12 === this.fetchPage ? this.fetchCode[linear & 0xfff] : undefined;
       if (instr === undefined || instr.codeBig !== cs.big || eip > cs.limit)
         instr = this.instructionAt(eip);
-      this.eip = (eip + instr.length) >>> 0;
-      if (!this.segs[CS].big) this.eip &= 0xffff;
+      this.eip = cs.big ? (eip + instr.length) >>> 0 : (eip + instr.length) & 0xffff;
       this.cycles += costs.base;
       counters.instructions++;
       instr.exec(this, instr);
