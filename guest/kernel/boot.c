@@ -20,6 +20,21 @@ static void copy_string(char *dst, int n, u32 pa) {
   dst[i] = 0;
 }
 
+/* A module's program name: the first word of its string, without a directory or ".elf"
+ * (QEMU: -initrd "build/user/spin.elf" runs as "spin"). Whole paths do not fit in the name. */
+static void module_name(char *dst, int n, u32 pa) {
+  char s[256];
+  copy_string(s, sizeof s, pa);
+  int end = 0, start = 0;
+  while (s[end] && s[end] != ' ') {
+    if (s[end] == '/') start = end + 1;
+    end++;
+  }
+  if (end - start > 4 && strncmp(&s[end - 4], ".elf", 4) == 0) end -= 4;
+  s[end] = 0;
+  strlcpy_(dst, &s[start], n);
+}
+
 static void add_range(struct bootinfo *bi, u64 start, u64 end) {
   if (start >= PHYS_MAX) return;
   if (end > PHYS_MAX) end = PHYS_MAX;
@@ -42,7 +57,7 @@ void boot_parse(u32 magic, u32 mbi_pa, struct bootinfo *bi) {
       mod->start = m[i].mod_start;
       mod->end = m[i].mod_end;
       mod->name[0] = 0;
-      if (m[i].string) copy_string(mod->name, sizeof mod->name, m[i].string);
+      if (m[i].string) module_name(mod->name, sizeof mod->name, m[i].string);
     }
   }
   if (mbi->flags & MB_INFO_MMAP) {

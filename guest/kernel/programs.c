@@ -1,8 +1,7 @@
 /*
  * The programs the kernel can run: the user ELFs linked into the image (build/programs.S
  * lists them between `programs_table` and `programs_table_end`) and any multiboot modules,
- * named by their module command line: its first word without a directory or ".elf"
- * (QEMU: -initrd "build/user/spin.elf" runs as "spin").
+ * named as boot.c derived from their module string (first word, no directory, no ".elf").
  */
 #include "defs.h"
 #include "memlayout.h"
@@ -16,7 +15,6 @@ extern const struct builtin programs_table[], programs_table_end[];
 #define MAX_PROGRAMS 32
 static struct program progs[MAX_PROGRAMS];
 static int nprogs;
-static char modnames[MAX_MODULES][32];
 
 static void add(const char *name, const u8 *image, u32 size) {
   if (nprogs == MAX_PROGRAMS) return;
@@ -30,16 +28,10 @@ void programs_init(const struct bootinfo *bi) {
   for (const struct builtin *b = programs_table; b < programs_table_end; b++)
     add(b->name, b->start, (u32)(b->end - b->start));
   for (u32 i = 0; i < bi->nmods; i++) {
-    const char *s = bi->mods[i].name, *base = s;
-    for (const char *p = s; *p && *p != ' '; p++)
-      if (*p == '/') base = p + 1;
-    int n = 0;
-    while (base[n] && base[n] != ' ' && n < 31) modnames[i][n] = base[n], n++;
-    if (n > 4 && strcmp(&modnames[i][n - 4], ".elf") == 0) n -= 4;
-    modnames[i][n] = 0;
-    if (n == 0) continue;
-    add(modnames[i], P2V(bi->mods[i].start), bi->mods[i].end - bi->mods[i].start);
-    kprintf("programs: module '%s' (%u bytes)\n", modnames[i], bi->mods[i].end - bi->mods[i].start);
+    const struct module *m = &bi->mods[i];
+    if (!m->name[0]) continue;
+    add(m->name, P2V(m->start), m->end - m->start);
+    kprintf("programs: module '%s' (%u bytes)\n", m->name, m->end - m->start);
   }
 }
 

@@ -1,6 +1,8 @@
 // The guest kernel (guest/): both variants build, and the self-test passes on QEMU and on
 // previrt's own PC, with the same test lines everywhere.
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -17,6 +19,7 @@ import {
   runPrevirt,
   runQemu,
   type GuestRun,
+  type Variant,
 } from './guest.ts';
 
 const noBuild = buildSkipReason();
@@ -33,10 +36,21 @@ function assertSelftestPassed(run: GuestRun): void {
   assert.equal(run.status, 1, 'exit code 0 through isa-debug-exit gives host status 1');
 }
 
-const qemuSelftest = new Map<string, GuestRun>();
-function qemuRun(): GuestRun {
-  let run = qemuSelftest.get('native');
-  if (!run) qemuSelftest.set('native', (run = runQemu(kernelPath('native'), 'init=selftest')));
+/** The two PCs the guest runs on: QEMU (the reference) and previrt's own. */
+const machines = [
+  { name: 'QEMU', skip: noQemu, run: runQemu },
+  { name: 'previrt run', skip: noPrevirt, run: runPrevirt },
+] as const;
+
+/** Self-test runs, by machine and variant, each booted once and shared by the tests. */
+const selftests = new Map<string, GuestRun>();
+function selftest(machine: (typeof machines)[number], variant: Variant): GuestRun {
+  const key = `${machine.name}/${variant}`;
+  let run = selftests.get(key);
+  if (!run) {
+    assert.ok(make(variant).ok, `make -C guest ${variant} failed`);
+    selftests.set(key, (run = machine.run(kernelPath(variant), 'init=selftest')));
+  }
   return run;
 }
 
@@ -73,59 +87,66 @@ test('the kernel never maps or links anything at 0xFC000000 and above', { skip: 
   }
 });
 
-test('QEMU: the self-test passes (native)', { skip: noQemu }, () => {
-  assert.ok(make('native').ok);
-  assertSelftestPassed(qemuRun());
-});
+for (const machine of machines) {
+  for (const variant of ['native', 'afterburned'] as const) {
+    const skip = machine.skip ?? (variant === 'afterburned' ? noAfterburned : undefined);
+    test(`${machine.name}: the self-test passes (${variant})`, { skip }, () => {
+      assertSelftestPassed(selftest(machine, variant));
+    });
+  }
 
-test('QEMU: init=<program> -- args runs it as process 1 and its status ends the run', { skip: noQemu }, () => {
-  assert.ok(make('native').ok);
-  const run = runQemu(kernelPath('native'), 'init=hello -- one two');
-  assert.match(run.console, /^hello from pid 1: one two$/m, run.console);
-  assert.equal(run.status, 1);
-});
-
-test('QEMU: a multiboot module is a program, named after its file', { skip: noQemu }, () => {
-  assert.ok(make('native').ok);
-  const run = runQemu(kernelPath('native'), 'init=bad', {
-    modules: [join(BUILD, 'user', 'bad.elf')],
-    memMb: 64,
+  test(`${machine.name}: init=<program> -- args runs it as process 1; its status ends the run`, { skip: machine.skip }, () => {
+    assert.ok(make('native').ok);
+    const run = machine.run(kernelPath('native'), 'init=hello -- one two');
+    assert.match(run.console, /^hello from pid 1: one two$/m, run.console);
+    assert.equal(run.status, 1);
   });
-  assert.match(run.console, /^programs: module 'bad'/m, run.console);
-  assert.match(run.console, /^kernel: pid 1 \(bad\): page fault at eip [0-9a-f]+, address 0/m);
-  // The host sees the low 8 bits of (142 << 1) | 1.
-  assert.equal(run.status, ((142 << 1) | 1) & 0xff, run.console);
-});
 
-test('QEMU: the shell runs programs and exits with the status asked for', { skip: noQemu }, () => {
-  assert.ok(make('native').ok);
-  const run = runQemu(kernelPath('native'), 'init=shell', {
-    input: 'programs\nhello a b\nno-such\nexit 3\n',
+  test(`${machine.name}: a multiboot module is a program, named after its file`, { skip: machine.skip }, () => {
+    assert.ok(make('native').ok);
+    // A long directory and a name no built-in program has: the kernel must not truncate it.
+    const dir = mkdtempSync(join(tmpdir(), 'previrt-guest-module-with-a-long-directory-name-'));
+    const file = join(dir, 'crasher.elf');
+    copyFileSync(join(BUILD, 'user', 'bad.elf'), file);
+    try {
+      const run = machine.run(kernelPath('native'), 'init=crasher -- null', {
+        modules: [`${file} crasher`],
+        memMb: 64,
+      });
+      assert.match(run.console, /^programs: module 'crasher'/m, run.console);
+      assert.match(run.console, /^kernel: pid 1 \(crasher\): page fault at eip [0-9a-f]+, address 0,/m);
+      // The host sees the low 8 bits of (142 << 1) | 1.
+      assert.equal(run.status, ((142 << 1) | 1) & 0xff, run.console);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
-  // Input typed ahead is echoed when it arrives, so output lines may start with echoes.
+
+  // previrt's COM1 drops typed-ahead bytes the guest has not read yet (QEMU holds them back until
+  // the receiver has room); reported in /work/NOTES.md, a todo until the machine does the same.
+  const shellTodo = machine.name === 'previrt run' ? 'previrt COM1 input overruns typed-ahead bytes' : undefined;
+  test(`${machine.name}: the shell runs programs and exits with the status asked for`, { skip: machine.skip, todo: shellTodo }, () => {
+    assert.ok(make('native').ok);
+    const run = machine.run(kernelPath('native'), 'init=shell', {
+      input: 'programs\nhello a b\nno-such\nexit 3\n',
+    });
+    // Input typed ahead is echoed when it arrives, so output lines may start with echoes.
     assert.match(run.console, /hello from pid 2: a b$/m, run.console);
-  assert.match(run.console, /no-such: no such program/, run.console);
-  // One write() is never split by echoes: the kernel writes with interrupts off.
+    assert.match(run.console, /no-such: no such program/, run.console);
+    // One write() is never split by echoes: the kernel writes with interrupts off.
     assert.match(run.console, /utest\nsh\nhello\nspin\nbad\n/, run.console);
-  assert.equal(run.status, (3 << 1) | 1, run.console);
-});
-
-test('QEMU: the afterburned variant passes too, same test lines as native', { skip: noQemu ?? noAfterburned }, () => {
-  assert.ok(make('afterburned').ok);
-  const run = runQemu(kernelPath('afterburned'), 'init=selftest');
-  assertSelftestPassed(run);
-  assert.deepEqual(comparableLines(run.console), comparableLines(qemuRun().console));
-});
-
-for (const variant of ['native', 'afterburned'] as const) {
-  const skip = variant === 'afterburned' ? (noAfterburned ?? noPrevirt) : noPrevirt;
-  test(`previrt run: the self-test passes (${variant}), same test lines as QEMU`, { skip }, () => {
-    assert.ok(make(variant).ok);
-    const run = runPrevirt(kernelPath(variant), 'init=selftest');
-    assertSelftestPassed(run);
-    if (!noQemu) assert.deepEqual(comparableLines(run.console), comparableLines(qemuRun().console));
+    assert.equal(run.status, (3 << 1) | 1, run.console);
   });
 }
+
+test('the test lines are the same on QEMU and previrt, native and afterburned', { skip: noQemu ?? noPrevirt }, () => {
+  const reference = comparableLines(selftest(machines[0], 'native').console);
+  assert.ok(reference.length > 20);
+  const variants: Variant[] = noAfterburned ? ['native'] : ['native', 'afterburned'];
+  for (const machine of machines)
+    for (const variant of variants)
+      assert.deepEqual(comparableLines(selftest(machine, variant).console), reference, `${machine.name}/${variant}`);
+});
 
 function runTool(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });

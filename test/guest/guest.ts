@@ -47,12 +47,16 @@ export interface GuestRun {
   console: string;
 }
 
+export interface RunOptions {
+  /** Typed into COM1 (both QEMU and previrt feed piped standard input to the UART). */
+  input?: string;
+  /** Multiboot modules: a file name, optionally followed by a space and the module's string. */
+  modules?: string[];
+  memMb?: number;
+}
+
 /** Boots a kernel on QEMU with the isa-debug-exit device and COM1 on stdio. */
-export function runQemu(
-  kernel: string,
-  append: string,
-  opts: { input?: string; modules?: string[]; memMb?: number } = {},
-): GuestRun {
+export function runQemu(kernel: string, append: string, opts: RunOptions = {}): GuestRun {
   const args = [
     '-kernel',
     kernel,
@@ -68,6 +72,7 @@ export function runQemu(
     '-m',
     String(opts.memMb ?? 256),
   ];
+  // QEMU separates modules with commas.
   if (opts.modules) args.push('-initrd', opts.modules.join(','));
   const r = spawnSync('qemu-system-i386', args, {
     input: opts.input ?? '',
@@ -75,6 +80,19 @@ export function runQemu(
     timeout: 60_000,
   });
   return { status: r.status, console: r.stdout.replace(/\r/g, '') };
+}
+
+/** Boots a kernel on previrt's own PC (`previrt run`), which takes QEMU's conventions. */
+export function runPrevirt(kernel: string, append: string, opts: RunOptions = {}): GuestRun {
+  const args = [join(ROOT, 'bin', 'previrt.mjs'), 'run', '--kernel', kernel, '--append', append];
+  args.push('--memory', String(opts.memMb ?? 256));
+  for (const m of opts.modules ?? []) args.push('--module', m);
+  const r = spawnSync(process.execPath, args, {
+    input: opts.input ?? '',
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  return { status: r.status, console: `${r.stdout}`.replace(/\r/g, '') };
 }
 
 /** Whether `previrt <name>` exists yet (other helpers add the commands while this is written). */
@@ -88,15 +106,6 @@ export function previrtSubcommandExists(name: string): boolean {
 /** Why `previrt run` cannot be used here, or undefined if it can. */
 export function previrtRunSkipReason(): string | undefined {
   return previrtSubcommandExists('run') ? undefined : '`previrt run` does not exist yet';
-}
-
-export function runPrevirt(kernel: string, append: string, extra: string[] = []): GuestRun {
-  const r = spawnSync(
-    process.execPath,
-    [join(ROOT, 'bin', 'previrt.mjs'), 'run', '--kernel', kernel, '--append', append, ...extra],
-    { encoding: 'utf8', timeout: 300_000 },
-  );
-  return { status: r.status, console: r.stdout.replace(/\r/g, '') };
 }
 
 /**
