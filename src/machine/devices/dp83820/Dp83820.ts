@@ -1,0 +1,590 @@
+/**
+ * The National Semiconductor DP83820 gigabit Ethernet MAC as a PCI function (facts from
+ * shared/reference/dp83820.md, which cites Linux ns83820.c, gem5, NetBSD, FreeBSD and U-Boot):
+ * I/O BAR0 (256 bytes) and memory BAR1 (4 KB) with the same registers, interrupt on INTA#,
+ * descriptor rings in the 32- and 64-bit formats walked by TX and RX engines that DMA on the
+ * simulated clock, the receive filter and perfect-match MAC, the EEPROM, MIB counters, and a
+ * 1000 Mb/s full-duplex copper link as CFG reports it. A descriptor or buffer outside memory is
+ * a bus error reported to the driver (status and interrupt), never a host exception.
+ */
+import type {
+  AccessSize,
+  BusAccess,
+  Clock,
+  DmaMemory,
+  IrqLine,
+  MmioDevice,
+  PciFunction,
+  PortDevice,
+  Registration,
+  Timer,
+} from '../../device.ts';
+import { fcsValid, withFcs } from '../../ethernet/frame.ts';
+import type { EthernetReceiver } from '../../ethernet/link.ts';
+import { Eeprom93c46 } from './eeprom.ts';
+import { CFG, CFG_READ_ONLY, CMDSTS, CR, ISR, MEAR, PTSCR, REG, RFCR, TBI } from './registers.ts';
+
+export interface Dp83820Config {
+  clock: Clock;
+  dma: DmaMemory;
+  irq: IrqLine;
+  buses: BusAccess;
+  mac: Uint8Array;
+  /** Puts a frame (with FCS) on the wire; returns the cycle the wire is free again, or undefined. */
+  transmit: (frame: Uint8Array) => number | undefined;
+}
+
+export interface Dp83820Counters {
+  rxFrames: number;
+  rxBytes: number;
+  rxDropped: number;
+  rxFcsErrors: number;
+  txFrames: number;
+  txBytes: number;
+  busErrors: number;
+  interrupts: number;
+  unknownRegisterReads: number;
+}
+
+/** Cycles the engines take to fetch and write back a descriptor (a PCI burst, ~0.2 µs). */
+const DESCRIPTOR_CYCLES = 560;
+/** Gigabit MAC DMA: about 4 bytes per 66 MHz PCI clock on a 64-bit bus (~2 Gb/s). */
+const DMA_BYTES_PER_CYCLE = 0.1;
+
+const ones = (size: AccessSize): number => (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff);
+
+export class Dp83820 implements PciFunction, EthernetReceiver {
+  readonly name = 'dp83820';
+  readonly counters: Dp83820Counters = {
+    rxFrames: 0,
+    rxBytes: 0,
+    rxDropped: 0,
+    rxFcsErrors: 0,
+    txFrames: 0,
+    txBytes: 0,
+    busErrors: 0,
+    interrupts: 0,
+    unknownRegisterReads: 0,
+  };
+
+  private readonly config = new Uint8Array(256);
+  private readonly regs = new Uint32Array(64);
+  /** Receive filter memory (perfect match at 0–5, hash at 0x100–0x1FF, patterns). */
+  private readonly filter = new Uint8Array(0x400);
+  private readonly mib = new Uint32Array(11);
+  private readonly eeprom: Eeprom93c46;
+  private ioRegistration: Registration | undefined;
+  private memRegistration: Registration | undefined;
+  private lineLevel = false;
+  private holdoffUntil = 0;
+  private holdoffTimer: Timer | undefined;
+
+  private txBusy = false;
+  private rxEnabled = false;
+  /** The RX engine stopped on an owned descriptor or a NULL link; RXE restarts it. */
+  private rxIdle = true;
+  private readonly rxQueue: Uint8Array[] = [];
+  private rxBusy = false;
+
+  constructor(private readonly cfg: Dp83820Config) {
+    this.eeprom = new Eeprom93c46(cfg.mac);
+    const c = new DataView(this.config.buffer);
+    c.setUint16(0x00, 0x100b, true); // National Semiconductor
+    c.setUint16(0x02, 0x0022, true); // DP83820
+    c.setUint16(0x06, 0x0290, true); // status: capability list, fast back-to-back, DEVSEL medium
+    c.setUint8(0x08, 0x00);
+    c.setUint8(0x0b, 0x02); // class: network controller, Ethernet
+    c.setUint32(0x10, 0x1, true); // BAR0: I/O
+    c.setUint32(0x14, 0x0, true); // BAR1: 32-bit memory
+    c.setUint16(0x2c, 0x100b, true); // subsystem vendor
+    c.setUint16(0x2e, 0x0022, true);
+    c.setUint8(0x3d, 1); // INTA#
+    c.setUint8(0x3e, 0xb0);
+    c.setUint8(0x3f, 0x34);
+    this.filter.set(cfg.mac, 0);
+    this.reset();
+  }
+
+  /** CR.RST: every register to its reset value; the perfect-match MAC survives (reference 4, 5). */
+  private reset(): void {
+    this.regs.fill(0);
+    this.set(REG.CFG, CFG.LNKSTS | CFG.SPDSTS0 | CFG.MODE_1000); // raw 1010: up, 1000, full (active-low bits)
+    this.set(REG.MEAR, 0x12);
+    this.set(REG.TXCFG, 0x120);
+    this.set(REG.RXCFG, 0x4);
+    this.set(REG.SRR, 0x103);
+    this.set(REG.MIBC, 0x2);
+    this.set(REG.VDR, 0x81);
+    this.set(REG.TESR, 0xc000);
+    this.set(REG.BRAR, 0xffffffff);
+    this.set(REG.TANAR, TBI.FULL_DUP);
+    this.mib.fill(0);
+    this.txBusy = false;
+    this.rxEnabled = false;
+    this.rxIdle = true;
+    this.rxQueue.length = 0;
+    this.updateLine();
+  }
+
+  private get(reg: number): number {
+    return this.regs[reg >> 2];
+  }
+
+  private set(reg: number, v: number): void {
+    this.regs[reg >> 2] = v >>> 0;
+  }
+
+  // ---- PCI configuration space ------------------------------------------------------------
+
+  configRead(offset: number, size: AccessSize): number {
+    const v = new DataView(this.config.buffer);
+    if (size === 4) return v.getUint32(offset & 0xfc, true);
+    if (size === 2) return v.getUint16(offset & 0xfe, true);
+    return this.config[offset & 0xff];
+  }
+
+  configWrite(offset: number, size: AccessSize, value: number): void {
+    const v = new DataView(this.config.buffer);
+    for (let k = 0; k < size; k++) {
+      const o = (offset + k) & 0xff;
+      const byte = (value >>> (8 * k)) & 0xff;
+      if (o === 0x04)
+        this.config[o] = byte & 0x07; // I/O, memory, bus master
+      else if (o === 0x05) this.config[o] = byte & 0x01;
+      else if (o >= 0x10 && o < 0x18) this.config[o] = byte;
+      else if (o === 0x0c || o === 0x0d || o === 0x3c) this.config[o] = byte;
+    }
+    // BAR sizing: the writable bits are the address bits above the size (PCI 3.0, 6.2.5.1).
+    v.setUint32(0x10, ((v.getUint32(0x10, true) & 0xffffff00) | 0x1) >>> 0, true);
+    v.setUint32(0x14, (v.getUint32(0x14, true) & 0xfffff000) >>> 0, true);
+    this.placeBars();
+  }
+
+  /** Places (or removes) the BARs on the buses after the guest moved them or toggled decoding. */
+  private placeBars(): void {
+    const v = new DataView(this.config.buffer);
+    const command = v.getUint16(0x04, true);
+    const ioBase = (v.getUint32(0x10, true) & 0xffffff00) >>> 0;
+    const memBase = (v.getUint32(0x14, true) & 0xfffff000) >>> 0;
+    this.ioRegistration?.remove();
+    this.ioRegistration = undefined;
+    this.memRegistration?.remove();
+    this.memRegistration = undefined;
+    // GUEST-CONTROLLED: the bases come from the guest; a clash is refused by the bus, not thrown.
+    if ((command & 1) !== 0 && ioBase !== 0 && ioBase < 0x10000 && ioBase !== 0xffffff00) {
+      const r = this.cfg.buses.registerPorts(ioBase, 0x100, this.ioView);
+      if (typeof r !== 'string') this.ioRegistration = r;
+    }
+    if ((command & 2) !== 0 && memBase !== 0 && memBase !== 0xfffff000) {
+      const r = this.cfg.buses.registerMmio(memBase, 0x1000, this.mmioView);
+      if (typeof r !== 'string') this.memRegistration = r;
+    }
+  }
+
+  private readonly ioView: PortDevice = {
+    name: 'dp83820-io',
+    ioRead: (offset, size) => this.read(offset, size),
+    ioWrite: (offset, size, value) => this.write(offset, size, value),
+  };
+
+  private readonly mmioView: MmioDevice = {
+    name: 'dp83820-mmio',
+    mmioRead: (offset, size) => this.read(offset, size),
+    mmioWrite: (offset, size, value) => this.write(offset, size, value),
+  };
+
+  // ---- registers ----------------------------------------------------------------------------
+
+  /** Register reads; sub-dword accesses see the bytes of the containing register. */
+  read(offset: number, size: AccessSize): number {
+    const shift = (offset & 3) * 8;
+    return (this.readRegister(offset & ~3) >>> shift) & ones(size);
+  }
+
+  private readRegister(reg: number): number {
+    if (reg >= 0x200 && reg < 0x300) return this.configRead(reg - 0x200, 4);
+    switch (reg) {
+      case REG.CR:
+        return (this.txBusy ? CR.TXE : 0) | (this.rxEnabled && !this.rxIdle ? CR.RXE : 0);
+      case REG.ISR: {
+        // Read-to-clear; the hold-off timer starts from here (IHR, reference 2).
+        const v = this.get(REG.ISR);
+        this.set(REG.ISR, 0);
+        const holdoff = this.get(REG.IHR) & 0xff;
+        if (holdoff > 0)
+          this.holdoffUntil =
+            this.cfg.clock.now() + Math.round(holdoff * 100e-6 * this.cfg.clock.hz);
+        this.updateLine();
+        return v;
+      }
+      case REG.MEAR:
+        return (this.get(REG.MEAR) & ~MEAR.EEDO) | (this.eeprom.dataOut ? MEAR.EEDO : 0);
+      case REG.RFDR: {
+        const a = this.get(REG.RFCR) & RFCR.ADDR & ~1;
+        return this.filter[a] | (this.filter[a + 1] << 8);
+      }
+      default:
+        if (reg >= REG.MIB_FIRST && reg <= REG.MIB_LAST) {
+          // MIB counters clear on read (Linux accumulates them on every read, reference 2).
+          const k = (reg - REG.MIB_FIRST) >> 2;
+          const v = this.mib[k];
+          this.mib[k] = 0;
+          return v;
+        }
+        if (reg >= 0x100) {
+          this.counters.unknownRegisterReads++;
+          return 0;
+        }
+        return this.get(reg);
+    }
+  }
+
+  write(offset: number, size: AccessSize, value: number): void {
+    const reg = offset & ~3;
+    let v = value >>> 0;
+    if (size !== 4) {
+      // Merge a byte or word write into the register.
+      const shift = (offset & 3) * 8;
+      const mask = (ones(size) << shift) >>> 0;
+      v = ((this.get(reg) & ~mask) | ((v << shift) & mask)) >>> 0;
+    }
+    this.writeRegister(reg, v);
+  }
+
+  private writeRegister(reg: number, v: number): void {
+    switch (reg) {
+      case REG.CR:
+        this.command(v);
+        return;
+      case REG.CFG:
+        this.set(REG.CFG, (this.get(REG.CFG) & CFG_READ_ONLY) | (v & ~CFG_READ_ONLY));
+        return;
+      case REG.MEAR:
+        this.set(REG.MEAR, v);
+        this.eeprom.drive((v & MEAR.EESEL) !== 0, (v & MEAR.EECLK) !== 0, (v & MEAR.EEDI) !== 0);
+        return;
+      case REG.PTSCR:
+        // BIST and EEPROM load complete at once: enable bits clear, RBIST reports done.
+        if ((v & PTSCR.EELOAD_EN) !== 0) this.filter.set(this.cfg.mac, 0);
+        this.set(
+          REG.PTSCR,
+          (v & ~(PTSCR.EEBIST_EN | PTSCR.EELOAD_EN | PTSCR.RBIST_EN | PTSCR.RBIST_RST)) |
+            ((v & PTSCR.RBIST_EN) !== 0 ? PTSCR.RBIST_DONE : 0),
+        );
+        return;
+      case REG.ISR:
+        return; // read-only
+      case REG.IMR:
+      case REG.IER:
+        this.set(reg, v);
+        this.updateLine();
+        return;
+      case REG.TXDP:
+      case REG.RXDP:
+        this.set(reg, v & ~3);
+        return;
+      case REG.RFDR: {
+        const a = this.get(REG.RFCR) & RFCR.ADDR & ~1;
+        const bmask = (v >>> 16) & 3;
+        if ((bmask & 1) === 0 || bmask === 0) this.filter[a] = v & 0xff;
+        if ((bmask & 2) === 0 || bmask === 0) this.filter[a + 1] = (v >>> 8) & 0xff;
+        return;
+      }
+      case REG.TBICR:
+        this.set(reg, v);
+        if ((v & TBI.AN_ENABLE) !== 0) {
+          // Autonegotiation completes at once with a partner that mirrors our abilities.
+          this.set(REG.TANLPAR, this.get(REG.TANAR));
+          this.set(REG.TBISR, TBI.AN_COMPLETE | TBI.LINK_STATUS);
+        }
+        return;
+      case REG.SRR:
+      case REG.TBISR:
+        return;
+      default:
+        if (reg >= 0x200 && reg < 0x300) {
+          this.configWrite(reg - 0x200, 4, v);
+          return;
+        }
+        if (reg < 0x100) this.set(reg, v);
+    }
+  }
+
+  private command(v: number): void {
+    if ((v & CR.RST) !== 0) {
+      this.reset();
+      return; // RST self-clears: the register reads 0 at once
+    }
+    if ((v & CR.SWI) !== 0) this.raise(ISR.SWI);
+    if ((v & CR.TXR) !== 0) {
+      this.txBusy = false;
+      this.raise(ISR.TXRCMP);
+    }
+    if ((v & CR.RXR) !== 0) {
+      this.rxEnabled = false;
+      this.rxIdle = true;
+      this.rxQueue.length = 0;
+      this.raise(ISR.RXRCMP);
+    }
+    // Disable wins over enable when both are written (reference 2, CR).
+    if ((v & CR.TXD) !== 0) this.txBusy = false;
+    else if ((v & CR.TXE) !== 0 && !this.txBusy) {
+      this.txBusy = true;
+      this.cfg.clock.at(this.cfg.clock.now() + DESCRIPTOR_CYCLES, () => this.txStep());
+    }
+    if ((v & CR.RXD) !== 0) {
+      this.rxEnabled = false;
+      this.rxIdle = true;
+    } else if ((v & CR.RXE) !== 0) {
+      this.rxEnabled = true;
+      this.rxIdle = false;
+      this.scheduleRx();
+    }
+  }
+
+  // ---- interrupts -------------------------------------------------------------------------
+
+  private raise(bits: number): void {
+    this.set(REG.ISR, this.get(REG.ISR) | bits);
+    this.updateLine();
+  }
+
+  private updateLine(): void {
+    const now = this.cfg.clock.now();
+    let level = (this.get(REG.ISR) & this.get(REG.IMR)) !== 0 && (this.get(REG.IER) & 1) !== 0;
+    if (level && now < this.holdoffUntil) {
+      level = false;
+      if (this.holdoffTimer === undefined) {
+        this.holdoffTimer = this.cfg.clock.at(this.holdoffUntil, () => {
+          this.holdoffTimer = undefined;
+          this.updateLine();
+        });
+      }
+    }
+    if (level && !this.lineLevel) this.counters.interrupts++;
+    this.lineLevel = level;
+    this.cfg.irq.set(level);
+  }
+
+  // ---- descriptors --------------------------------------------------------------------------
+
+  private get wide(): boolean {
+    return (this.get(REG.CFG) & CFG.M64ADDR) !== 0;
+  }
+
+  /** Reads a descriptor: link, buffer pointer, cmdsts (the low 32 bits of 64-bit fields). */
+  private readDescriptor(addr: number): { link: number; buf: number; cmdsts: number } | undefined {
+    const bytes = new Uint8Array(this.wide ? 24 : 16);
+    // GUEST-CONTROLLED: a descriptor address outside memory is a bus error.
+    if (!this.cfg.dma.read(addr, bytes)) return undefined;
+    const v = new DataView(bytes.buffer);
+    if (this.wide)
+      return {
+        link: v.getUint32(0, true),
+        buf: v.getUint32(8, true),
+        cmdsts: v.getUint32(16, true),
+      };
+    return { link: v.getUint32(0, true), buf: v.getUint32(4, true), cmdsts: v.getUint32(8, true) };
+  }
+
+  private writeCmdsts(addr: number, cmdsts: number): boolean {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, cmdsts >>> 0, true);
+    return this.cfg.dma.write(addr + (this.wide ? 16 : 8), b);
+  }
+
+  private busError(): void {
+    this.counters.busErrors++;
+    this.raise(ISR.RMABT);
+  }
+
+  // ---- transmit -----------------------------------------------------------------------------
+
+  /** One TX step: gather the packet at TXDP (MORE chain), send it, write status back. */
+  private txStep(): void {
+    if (!this.txBusy) return;
+    const first = this.get(REG.TXDP);
+    const parts: Uint8Array[] = [];
+    const descs: { addr: number; cmdsts: number; link: number }[] = [];
+    let addr = first;
+    for (;;) {
+      const d = addr === 0 ? undefined : this.readDescriptor(addr);
+      if (d === undefined) {
+        if (addr !== 0) this.busError();
+        this.txIdle();
+        return;
+      }
+      if ((d.cmdsts & CMDSTS.OWN) === 0) {
+        // Not ours: the engine goes idle with TXDP on this descriptor (reference 3).
+        this.txIdle();
+        return;
+      }
+      const size = d.cmdsts & CMDSTS.SIZE;
+      const data = new Uint8Array(size);
+      if (!this.cfg.dma.read(d.buf, data)) {
+        this.writeCmdsts(addr, (d.cmdsts & ~CMDSTS.OWN & ~CMDSTS.OK) | CMDSTS.TX_ABORT);
+        this.busError();
+        this.raise(ISR.TXERR);
+        this.txIdle();
+        return;
+      }
+      parts.push(data);
+      descs.push({ addr, cmdsts: d.cmdsts, link: d.link });
+      if ((d.cmdsts & CMDSTS.MORE) === 0 || d.link === 0) break;
+      addr = d.link;
+    }
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    const frame = new Uint8Array(Math.max(length, 60)); // TXCFG.ATP pads short frames
+    let at = 0;
+    for (const p of parts) {
+      frame.set(p, at);
+      at += p.length;
+    }
+    const free = this.cfg.transmit(withFcs(frame));
+    const ok = free !== undefined;
+    const last = descs[descs.length - 1];
+    for (const d of descs) {
+      const status = (d.cmdsts & ~CMDSTS.OWN) | (ok ? CMDSTS.OK : CMDSTS.TX_ABORT);
+      this.writeCmdsts(d.addr, d === last ? status : d.cmdsts & ~CMDSTS.OWN);
+    }
+    if (ok) {
+      this.counters.txFrames++;
+      this.counters.txBytes += length;
+    }
+    let bits = ok ? ISR.TXOK : ISR.TXERR;
+    if ((last.cmdsts & CMDSTS.INTR) !== 0) bits |= ISR.TXDESC;
+    const doneAt = Math.max(
+      free ?? 0,
+      this.cfg.clock.now() + DESCRIPTOR_CYCLES + Math.ceil(length / DMA_BYTES_PER_CYCLE / 100),
+    );
+    this.cfg.clock.at(doneAt, () => {
+      this.raise(bits);
+      if (last.link === 0) {
+        this.txIdle();
+        return;
+      }
+      this.set(REG.TXDP, last.link);
+      this.txStep();
+    });
+  }
+
+  private txIdle(): void {
+    this.txBusy = false;
+    this.raise(ISR.TXIDLE);
+  }
+
+  // ---- receive ------------------------------------------------------------------------------
+
+  /** A frame (with FCS) arrives from the wire. */
+  receive(frame: Uint8Array): void {
+    if (!this.rxEnabled || !this.accepts(frame)) {
+      this.counters.rxDropped++;
+      return;
+    }
+    if (this.rxQueue.length >= 32) {
+      // The 32 KB RX FIFO is full (about 21 full-size frames): overrun.
+      this.mib[2]++; // RxMissedPkts
+      this.counters.rxDropped++;
+      this.raise(ISR.RXORN);
+      return;
+    }
+    this.rxQueue.push(frame);
+    this.scheduleRx();
+  }
+
+  private scheduleRx(): void {
+    if (this.rxBusy || this.rxIdle || this.rxQueue.length === 0) return;
+    this.rxBusy = true;
+    const frame = this.rxQueue[0];
+    const delay = DESCRIPTOR_CYCLES + Math.ceil(frame.length / DMA_BYTES_PER_CYCLE / 100);
+    this.cfg.clock.at(this.cfg.clock.now() + delay, () => {
+      this.rxBusy = false;
+      this.rxStep();
+      this.scheduleRx();
+    });
+  }
+
+  /** The receive filter (RFCR): broadcast, multicast, unicast to our address or all. */
+  private accepts(frame: Uint8Array): boolean {
+    const rfcr = this.get(REG.RFCR);
+    if ((rfcr & RFCR.RFEN) === 0 || frame.length < 14) return false;
+    if (
+      frame[0] === 0xff &&
+      frame[1] === 0xff &&
+      frame[2] === 0xff &&
+      frame[3] === 0xff &&
+      frame[4] === 0xff &&
+      frame[5] === 0xff
+    ) {
+      return (rfcr & RFCR.AAB) !== 0;
+    }
+    if ((frame[0] & 1) !== 0) return (rfcr & RFCR.AAM) !== 0;
+    if ((rfcr & RFCR.AAU) !== 0) return true;
+    if ((rfcr & RFCR.APM) === 0) return false;
+    for (let k = 0; k < 6; k++) if (frame[k] !== this.filter[k]) return false;
+    return true;
+  }
+
+  private rxStep(): void {
+    const frame = this.rxQueue[0];
+    if (frame === undefined || !this.rxEnabled || this.rxIdle) return;
+    const addr = this.get(REG.RXDP);
+    const d = addr === 0 ? undefined : this.readDescriptor(addr);
+    if (d === undefined || (d.cmdsts & CMDSTS.OWN) !== 0) {
+      if (d === undefined && addr !== 0) this.busError();
+      // No buffer: the engine idles until the driver kicks it with RXE (reference 3).
+      this.rxIdle = true;
+      this.raise(ISR.RXIDLE);
+      return;
+    }
+    this.rxQueue.shift();
+    const rxcfg = this.get(REG.RXCFG);
+    const good = fcsValid(frame);
+    if (!good) {
+      this.mib[1]++; // RxFCSErrors
+      this.counters.rxFcsErrors++;
+      if ((rxcfg & 0x80000000) === 0) {
+        // Without RXCFG.AEP an errored frame is dropped before it reaches a descriptor.
+        this.mib[0]++;
+        this.counters.rxDropped++;
+        this.scheduleRx();
+        return;
+      }
+    }
+    const data = (rxcfg & 0x20000000) !== 0 ? frame.subarray(0, frame.length - 4) : frame; // STRIPCRC
+    const size = d.cmdsts & CMDSTS.SIZE;
+    let status = CMDSTS.OWN | (d.cmdsts & CMDSTS.INTR);
+    const len = Math.min(data.length, size);
+    if (data.length > size) status |= CMDSTS.RX_LONG | CMDSTS.RX_OVERRUN;
+    else if (good) status |= CMDSTS.OK;
+    if (!good) status |= CMDSTS.RX_CRCE;
+    status |=
+      frame[0] === 0xff
+        ? CMDSTS.DEST_BROADCAST
+        : (frame[0] & 1) !== 0
+          ? CMDSTS.DEST_MULTICAST
+          : CMDSTS.DEST_UNICAST;
+    // GUEST-CONTROLLED: the buffer address comes from the descriptor.
+    if (!this.cfg.dma.write(d.buf, data.subarray(0, len))) {
+      this.busError();
+      this.writeCmdsts(addr, CMDSTS.OWN | CMDSTS.RX_OVERRUN);
+      this.raise(ISR.RXERR);
+    } else {
+      this.writeCmdsts(addr, status | len);
+      if ((status & CMDSTS.OK) !== 0) {
+        this.counters.rxFrames++;
+        this.counters.rxBytes += len;
+        this.raise(ISR.RXOK | ((d.cmdsts & CMDSTS.INTR) !== 0 ? ISR.RXDESC : 0));
+      } else {
+        this.mib[0]++;
+        this.raise(ISR.RXERR | ((d.cmdsts & CMDSTS.INTR) !== 0 ? ISR.RXDESC : 0));
+      }
+    }
+    if (d.link === 0) {
+      this.rxIdle = true;
+      this.raise(ISR.RXIDLE);
+      return;
+    }
+    this.set(REG.RXDP, d.link);
+  }
+}
