@@ -7,13 +7,15 @@ import { Cpu, type CpuCounters } from '../x86/Cpu.ts';
 import { MmioBus, PortBus } from './bus.ts';
 import { SimClock } from './clock.ts';
 import { costModels, P4_2_8GHZ, type CostModel } from './costModel.ts';
-import type { BusAccess } from './device.ts';
+import type { BusAccess, DmaMemory } from './device.ts';
 import { Cmos } from './devices/legacy/cmos.ts';
 import { DebugExit, KeyboardController, PostPort } from './devices/legacy/misc.ts';
 import { DualPic } from './devices/legacy/pic.ts';
 import { Pit } from './devices/legacy/pit.ts';
 import { Uart16550 } from './devices/legacy/uart.ts';
 import { PciHostBridge } from './devices/pci/hostBridge.ts';
+import { Dp83820 } from './devices/dp83820/Dp83820.ts';
+import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
 
 export interface MachineConfig {
   /** Machine memory in MB (default 256, the seed's test machine). */
@@ -24,6 +26,11 @@ export interface MachineConfig {
   serialOut?: (byte: number) => void;
   /** Seconds since the Unix epoch shown by the RTC at simulated time 0 (default 2026-01-01). */
   rtcStartSeconds?: number;
+  /**
+   * A DP83820 at PCI 00:03.0 (IRQ 11, level-triggered) on a 1 Gb/s link whose far end
+   * (`machine.link`, end 1) a peer attaches to.
+   */
+  network?: { mac?: Uint8Array; faults?: FaultConfig };
 }
 
 /** How a run ended. `exitCode` is the process status `previrt run` uses for it. */
@@ -103,12 +110,18 @@ export class Machine {
   readonly uart: Uart16550;
   readonly cmos: Cmos;
   readonly pci = new PciHostBridge();
+  /** The NIC and its link, when the config asks for a network. */
+  readonly nic: Dp83820 | undefined;
+  readonly link: EthernetLink | undefined;
   /** What ended the run, once it has ended. */
   end: EndReason | undefined;
   private exitValue: number | undefined;
   private resetRequested = false;
 
-  constructor(config: Required<Omit<MachineConfig, 'costModel'>> & { costModel: CostModel }) {
+  constructor(
+    config: Required<Omit<MachineConfig, 'costModel' | 'network'>> &
+      Pick<MachineConfig, 'network'> & { costModel: CostModel },
+  ) {
     this.costModel = config.costModel;
     this.ram = new Uint8Array(config.memoryMb << 20);
     this.pic = new DualPic((level) => this.cpu.setInterruptLine(level));
@@ -140,7 +153,46 @@ export class Machine {
     this.uart = new Uart16550('com1', this.clock, this.pic.line(4), config.serialOut);
     this.attach(0x3f8, 8, this.uart);
     this.attach(0xcf8, 8, this.pci);
+    this.attach(0x4d0, 2, this.pic.elcr);
+
+    // The network card, set up as a PC BIOS leaves a PCI device: interrupt line 11, routed
+    // level-triggered through the ELCR; the guest places the BARs.
+    if (config.network !== undefined) {
+      this.link = new EthernetLink(this.clock, 1_000_000_000, config.network.faults);
+      const link = this.link;
+      this.nic = new Dp83820({
+        clock: this.clock,
+        dma: this.dma,
+        irq: this.pic.line(11),
+        buses: this.buses,
+        mac: config.network.mac ?? Uint8Array.from([0x00, 0x0d, 0x42, 0x00, 0x00, 0x01]),
+        transmit: (frame) => link.send(0, frame),
+      });
+      link.attach(0, this.nic);
+      const taken = this.pci.add(3, 0, this.nic);
+      if (taken !== undefined) throw new Error(`machine set-up: ${taken}`);
+      this.nic.configWrite(0x3c, 1, 11);
+      this.pic.elcr.ioWrite(1, 1, this.pic.elcr.ioRead(1, 1) | (1 << (11 - 8)));
+    }
   }
+
+  /**
+   * Bus-master access to machine memory (DMA). Writes drop decoded instructions they overlap;
+   * any byte outside RAM makes the whole transfer fail, for the device to report.
+   */
+  readonly dma: DmaMemory = {
+    read: (paddr, into) => {
+      if (paddr < 0 || paddr + into.length > this.ram.length) return false;
+      into.set(this.ram.subarray(paddr, paddr + into.length));
+      return true;
+    },
+    write: (paddr, from) => {
+      if (paddr < 0 || paddr + from.length > this.ram.length) return false;
+      this.ram.set(from, paddr);
+      this.cpu.invalidateCode(paddr, from.length);
+      return true;
+    },
+  };
 
   private attach(base: number, length: number, device: Parameters<PortBus['register']>[2]): void {
     const r = this.ports.register(base, length, device);
@@ -251,5 +303,6 @@ export function createMachine(config: MachineConfig = {}): Machine | string {
     costModel,
     serialOut: config.serialOut ?? (() => {}),
     rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+    network: config.network,
   });
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -153,4 +153,29 @@ test('malformed input: one clear line naming the file and the problem, exit stat
   );
   assert.match(previrt(['--kernel', probe, '--bogus']).stderr, /unknown option '--bogus'/);
   assert.equal(previrt([]).status, 2);
+});
+
+test('with a network, the guest kernel finds the DP83820 on PCI at 00:03.0, IRQ 11', (t) => {
+  const elf = 'guest/build/native/kernel.elf';
+  if (!existsSync(elf)) {
+    t.skip('guest not built (make -C guest native); test/guest builds it');
+    return;
+  }
+  let text = '';
+  const machine = createMachine({
+    memoryMb: 64,
+    network: {},
+    serialOut: (b) => (text += String.fromCharCode(b)),
+  });
+  assert.ok(machine instanceof Machine);
+  const error = bootMultiboot(machine, {
+    kernel: readFileSync(elf),
+    kernelName: elf,
+    cmdline: 'init=hello',
+    modules: [],
+  });
+  assert.equal(error, undefined);
+  machine.run(2_800_000_000);
+  assert.match(text, /pci: 00:03\.0 100b:0022 class 02\/00 irq 11/);
+  assert.equal(machine.nic?.configRead(0x3c, 1), 11);
 });

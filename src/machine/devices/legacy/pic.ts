@@ -12,6 +12,7 @@ export interface PicChipState {
   imr: number;
   base: number;
   lines: number;
+  levelMask: number;
   readIsr: boolean;
   autoEoi: boolean;
   /** Initialisation step: 0 ready, 2–4 waiting for ICW2–ICW4. */
@@ -33,6 +34,8 @@ class Chip implements PortDevice {
   base = 0x08;
   /** Current input line levels, for edge detection. */
   lines = 0;
+  /** Inputs programmed level-triggered through the ELCR (PCI interrupts), one bit per IRQ. */
+  levelMask = 0;
   readIsr = false;
   autoEoi = false;
   initStep = 0;
@@ -54,7 +57,8 @@ class Chip implements PortDevice {
 
   /** The highest-priority request that may interrupt now, or -1. */
   pending(): number {
-    const requests = this.irr & ~this.imr;
+    // A level-triggered input requests service for as long as its line is high.
+    const requests = (this.irr | (this.lines & this.levelMask)) & ~this.imr;
     for (let irq = 0; irq < 8; irq++) {
       const bit = 1 << irq;
       if ((this.isr & bit) !== 0) return -1; // an equal or higher priority is in service
@@ -127,8 +131,9 @@ class Chip implements PortDevice {
   }
 
   save(): PicChipState {
-    const { irr, isr, imr, base, lines, readIsr, autoEoi, initStep, needIcw4, single } = this;
-    return { irr, isr, imr, base, lines, readIsr, autoEoi, initStep, needIcw4, single };
+    const { irr, isr, imr, base, lines, levelMask, readIsr, autoEoi, initStep, needIcw4, single } =
+      this;
+    return { irr, isr, imr, base, lines, levelMask, readIsr, autoEoi, initStep, needIcw4, single };
   }
 
   restore(s: PicChipState): void {
@@ -148,6 +153,21 @@ export class DualPic {
     this.master = new Chip('pic-master', () => this.update());
     this.slave = new Chip('pic-slave', () => this.update());
   }
+
+  /**
+   * The edge/level control registers at 0x4D0/0x4D1 (ELCR of the PIIX, as on PCs since PCI):
+   * one bit per IRQ, set for level-triggered (shared PCI) interrupts.
+   */
+  readonly elcr: PortDevice = {
+    name: 'pic-elcr',
+    ioRead: (offset) => (offset === 0 ? this.master.levelMask : this.slave.levelMask),
+    ioWrite: (offset, _size, value) => {
+      // IRQ 0, 1, 2, 8 and 13 are edge-only on the PIIX.
+      if (offset === 0) this.master.levelMask = value & 0xf8;
+      else this.slave.levelMask = value & 0xde;
+      this.update();
+    },
+  };
 
   /** The IRQ line object for ISA IRQ `irq` (0–15). */
   line(irq: number): IrqLine {
