@@ -44,6 +44,9 @@ interface Insn {
   section: string;
 }
 
+/** NOP bytes after each annotation-header instruction (AB_PAD in include/afterburn.h). */
+const HEADER_PADDING = 12;
+
 const LINE = /^\s*([0-9a-f]+):\t([0-9a-f]{2}(?: [0-9a-f]{2})*)\s*(?:\t(.*))?$/;
 const SYMBOL = /^([0-9a-f]+) <(.*)>:$/;
 const SECTION = /^Disassembly of section (.*):$/;
@@ -116,6 +119,7 @@ export function verifyAnnotations(
   const sites = new Map<number, number>();
   const noannotate: { start: number; end: number }[] = [];
   const headerSites: Record<string, number> = {};
+  const headerPairs: { section: string; start: number; end: number }[] = [];
   let siteCount = 0;
   for (const section of elf.sections) {
     if (section.name === '.afterburn') {
@@ -123,7 +127,10 @@ export function verifyAnnotations(
       siteCount += section.size / 8;
     } else if (section.name === '.afterburn_noannotate')
       noannotate.push(...readPairs(bytes, section));
-    else if (section.name.startsWith('.afterburn.')) headerSites[section.name] = section.size / 8;
+    else if (section.name.startsWith('.afterburn.')) {
+      headerSites[section.name] = section.size / 8;
+      for (const p of readPairs(bytes, section)) headerPairs.push({ section: section.name, ...p });
+    }
   }
   const hasCode = elf.sections.some((s) => (s.flags & SHF_EXECINSTR) !== 0);
   const insns = hasCode ? disassemble(file, objdump) : [];
@@ -194,6 +201,29 @@ export function verifyAnnotations(
       kind: null,
       problem: 'site does not begin with a sensitive instruction',
     });
+  }
+  const indexOf = new Map(insns.map((i, k) => [i.address, k]));
+  // The header's sites (afterburn.h): one instruction, then AB_PAD (12) bytes of NOP.
+  for (const h of headerPairs) {
+    const k = indexOf.get(h.start) ?? -1;
+    const insn = insns[k];
+    const problem =
+      insn === undefined
+        ? 'header site: no instruction starts here'
+        : h.end - h.start - insn.bytes.length < HEADER_PADDING
+          ? `header site: padding ${h.end - h.start - insn.bytes.length} bytes, needs ${HEADER_PADDING}`
+          : insns.slice(k + 1).find((i) => i.address < h.end && !isNop(i)) !== undefined
+            ? 'header site: padding is not all NOP'
+            : null;
+    if (problem !== null)
+      result.offenders.push({
+        address: h.start,
+        where: insn?.where ?? '',
+        section: h.section,
+        instruction: insn?.text ?? '',
+        kind: null,
+        problem,
+      });
   }
   result.offenders.sort((a, b) => a.address - b.address);
   return result;

@@ -124,3 +124,29 @@ test('Intel syntax regions: the same instructions in their other spelling', () =
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('header sites: short or non-NOP padding is an offender', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-header-'));
+  try {
+    const site = (pad: string): string =>
+      `771: movl %eax,(%edx); ${pad}; 772: ; .pushsection .afterburn.pte_set,"a"; .long 771b, 772b; .popsection`;
+    const text = [
+      '\t.text',
+      '\t.globl _start',
+      '_start:',
+      site('.byte 0x66,0x0f,0x1f,0x44,0x00,0x00,0x66,0x0f,0x1f,0x44,0x00,0x00'),
+      site('.byte 0x90,0x90'),
+      site('.byte 0x8d,0xb4,0x26,0,0,0,0,0x8d,0x74,0x26,0x00,0x90'),
+      '',
+    ].join('\n');
+    const elf = link(dir, 'header', text);
+    const r = verifyAnnotations(elf, readFileSync(elf));
+    assert.deepEqual(r.headerSites, { '.afterburn.pte_set': 3 });
+    assert.deepEqual(
+      r.offenders.map((o) => o.problem),
+      ['header site: padding 2 bytes, needs 12', 'header site: padding is not all NOP'],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
