@@ -7,8 +7,9 @@ const usage = `usage: previrt verify-annotations FILE.elf [--json] [--objdump PA
 Disassembles the executable sections of a linked 32-bit ELF file with GNU objdump and checks
 that every sensitive instruction (found by its opcode) begins a site recorded in .afterburn,
 followed by at least the padding the afterburner gives its kind, all NOP. Instructions inside
-.afterburn_noannotate regions are exempt. Exits 0 when all are annotated, 1 otherwise (and
-lists the offenders), 2 on bad input.
+.afterburn_noannotate regions are exempt. Sites of the annotation header (.afterburn.pte_set,
+.afterburn.mmio_write, ...) must each be an instruction followed by 12 bytes of NOP. Exits 0
+when all is well, 1 otherwise (and lists the offenders), 2 on bad input.
 
   --json          print the result as JSON (all offenders)
   --objdump PATH  objdump to run (default: objdump from PATH)
