@@ -2,7 +2,9 @@
  * A 16550A UART (National Semiconductor PC16550D datasheet) as the console: registers RBR/THR,
  * IER, IIR/FCR, LCR, MCR, LSR, MSR, SCR and the divisor latch (LCR.DLAB). Transmission is
  * instantaneous (bytes go to the sink when THR is written); received bytes from the host arrive
- * on the simulated clock at the line rate the divisor sets, into a 16-byte FIFO. Interrupts:
+ * on the simulated clock at the line rate the divisor sets, into a 16-byte FIFO (one byte with the
+ * FIFO off). Like QEMU, the host side waits while the receiver is full instead of overrunning it,
+ * so piped input is never lost. Interrupts:
  * receiver line status, received data available (with the FIFO trigger level), THR empty. As on
  * QEMU, MCR.OUT2 does not gate the interrupt line.
  */
@@ -70,10 +72,11 @@ export class Uart16550 implements PortDevice {
     if (this.arrival !== undefined || this.input.length === 0) return;
     this.arrival = this.clock.at(this.clock.now() + this.characterCycles(), () => {
       this.arrival = undefined;
+      // The receiver is full: wait until the guest reads RBR (QEMU's can_receive).
+      if (this.rx.length >= (this.fifoEnabled ? 16 : 1)) return;
       const byte = this.input.shift();
       if (byte === undefined) return;
-      if (this.rx.length >= (this.fifoEnabled ? 16 : 1)) this.overrun = true;
-      else this.rx.push(byte);
+      this.rx.push(byte);
       this.bytesIn++;
       this.update();
       this.scheduleArrival();
@@ -110,6 +113,7 @@ export class Uart16550 implements PortDevice {
         if (dlab) return this.divisor & 0xff;
         const b = this.rx.shift() ?? 0;
         this.update();
+        this.scheduleArrival();
         return b;
       }
       case 1:
