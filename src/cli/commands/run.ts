@@ -1,6 +1,7 @@
-import { readFileSync, writeSync, openSync, closeSync } from 'node:fs';
+import { readFileSync, openSync, closeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from '../command.ts';
+import { byteWriter, type ByteWriter } from '../output.ts';
 import {
   createMachine,
   describeEnd,
@@ -181,14 +182,9 @@ export const run: Command = {
       modules.push({ name: path, bytes, string: [basename(path), ...args].join(' ') });
     }
     let fd: number | undefined;
-    let sink: (b: number) => void = () => {};
-    if (o.serial === 'stdio') {
-      const out = Buffer.alloc(1);
-      sink = (b) => {
-        out[0] = b;
-        writeSync(1, out);
-      };
-    } else if (o.serial !== 'none') {
+    let writer: ByteWriter | undefined;
+    if (o.serial === 'stdio') writer = byteWriter(1);
+    else if (o.serial !== 'none') {
       try {
         fd = openSync(o.serial, 'w');
       } catch (e) {
@@ -197,13 +193,9 @@ export const run: Command = {
         );
         return EXIT_STATUS.usage;
       }
-      const out = Buffer.alloc(1);
-      const file = fd;
-      sink = (b) => {
-        out[0] = b;
-        writeSync(file, out);
-      };
+      writer = byteWriter(fd);
     }
+    const sink = writer ? (b: number) => writer.byte(b) : () => {};
     const machine = createMachine({
       memoryMb: o.memoryMb,
       costModel: o.costModel,
@@ -233,6 +225,7 @@ export const run: Command = {
     const t0 = performance.now();
     const end = machine.run(o.maxCycles);
     const hostMs = performance.now() - t0;
+    writer?.flush();
     if (fd !== undefined) closeSync(fd);
     if (end.kind !== 'exit') console.error(`previrt run: ${describeEnd(end)}`);
     if (o.stats) {
