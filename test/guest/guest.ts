@@ -1,7 +1,7 @@
 // Shared by the guest tests and the report: build the guest kernel, run it on QEMU or on
 // `previrt run`, and pick the comparable lines out of its console output.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -37,7 +37,11 @@ export function afterburnedSkipReason(): string | undefined {
 
 /** Runs `make -C guest <target>` (incremental, so a second call is nearly free). */
 export function make(target: Variant | 'user'): { ok: boolean; output: string } {
-  const r = spawnSync('make', ['-s', '-C', GUEST, target], { encoding: 'utf8' });
+  // Test files run in parallel: one build at a time (flock), so no test reads a half-written ELF.
+  mkdirSync(BUILD, { recursive: true });
+  const argv = ['make', '-s', '-C', GUEST, target];
+  if (hasCommand('flock')) argv.unshift('flock', join(BUILD, '.make.lock'));
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
   return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
 }
 
@@ -45,6 +49,8 @@ export interface GuestRun {
   /** Host exit status: isa-debug-exit makes it (code << 1) | 1. */
   status: number | null;
   console: string;
+  /** The emulator's own messages (not the guest's). */
+  stderr: string;
 }
 
 export interface RunOptions {
@@ -79,7 +85,7 @@ export function runQemu(kernel: string, append: string, opts: RunOptions = {}): 
     encoding: 'utf8',
     timeout: 60_000,
   });
-  return { status: r.status, console: r.stdout.replace(/\r/g, '') };
+  return { status: r.status, console: r.stdout.replace(/\r/g, ''), stderr: r.stderr };
 }
 
 /** Boots a kernel on previrt's own PC (`previrt run`), which takes QEMU's conventions. */
@@ -92,7 +98,7 @@ export function runPrevirt(kernel: string, append: string, opts: RunOptions = {}
     encoding: 'utf8',
     timeout: 300_000,
   });
-  return { status: r.status, console: `${r.stdout}`.replace(/\r/g, '') };
+  return { status: r.status, console: `${r.stdout}`.replace(/\r/g, ''), stderr: `${r.stderr}` };
 }
 
 /** Whether `previrt <name>` exists yet (other helpers add the commands while this is written). */
