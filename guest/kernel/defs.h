@@ -95,6 +95,17 @@ u32 pci_bar(const struct pci_dev *d, int n, u32 *size);
 void pci_enable(const struct pci_dev *d);
 int pci_count(void);
 
+/* dp83820.c: the Ethernet NIC (absent on machines without one: the functions do nothing) */
+struct dp83820_stats {
+  u32 rx_frames, rx_bytes, rx_errors, tx_frames, interrupts;
+};
+void dp83820_init(void);
+void dp83820_announce(void);
+int dp83820_send(const void *frame, u32 len);
+void dp83820_set_receiver(void (*receive)(const u8 *frame, u32 len));
+const u8 *dp83820_mac(void);
+const struct dp83820_stats *dp83820_stats(void);
+
 /* kalloc.c: physical pages */
 void kalloc_add(const struct bootinfo *bi, u32 lo, u32 hi);
 void *kalloc(void);

@@ -45,6 +45,8 @@ void kmain(u32 magic, u32 mbi_pa) {
   clock_init(cmos_time());                  /* wall clock: CMOS at boot, then the tick */
   kprintf("time: %u seconds since 1970 (CMOS)\n", clock_seconds());
   pci_init();                               /* enumerate and print PCI functions */
+  dp83820_init();                           /* the NIC, if there is one */
+  dp83820_announce();
   programs_init(&bootinfo);                 /* built-in programs and multiboot modules */
   proc_init();
   run_init();                               /* create process 1 as the command line says */

@@ -55,8 +55,11 @@ static void scan_bus(int bus, int depth) {
   }
 }
 
+static void assign_bars(const struct pci_dev *d);
+
 void pci_init(void) {
   scan_bus(0, 0);
+  for (int i = 0; i < ndevs; i++) assign_bars(&devs[i]);
   kprintf("pci: %d function(s)\n", ndevs);
 }
 
@@ -69,16 +72,48 @@ const struct pci_dev *pci_find(u16 vendor, u16 device) {
 int pci_count(void) { return ndevs; }
 
 /* Base address register n: its address (I/O port or physical memory) and, in *size, how many
- * bytes it decodes, found by writing all ones and reading back the mask (PCI 3.0, 6.2.5.1). */
+ * bytes it decodes, found by writing all ones and reading back the mask (PCI 3.0, 6.2.5.1).
+ * Decoding is off meanwhile, so the device never answers at the all-ones address. */
 u32 pci_bar(const struct pci_dev *d, int n, u32 *size) {
   int off = 0x10 + 4 * n;
+  u32 cmd = pci_read32(d->bus, d->dev, d->fn, 0x04);
+  pci_write32(d->bus, d->dev, d->fn, 0x04, cmd & 0xfffc);
   u32 orig = pci_read32(d->bus, d->dev, d->fn, off);
   pci_write32(d->bus, d->dev, d->fn, off, 0xffffffffu);
   u32 mask = pci_read32(d->bus, d->dev, d->fn, off);
   pci_write32(d->bus, d->dev, d->fn, off, orig);
+  pci_write32(d->bus, d->dev, d->fn, 0x04, cmd & 0xffff);
   u32 bits = (orig & 1) ? 0x3u : 0xfu; /* I/O BARs keep 2 flag bits, memory BARs 4 */
-  if (size) *size = (~(mask & ~bits)) + 1;
+  u32 m = mask & ~bits;
+  if (orig & 1) m |= 0xffff0000u; /* I/O BARs may implement only the low 16 bits */
+  if (size) *size = m ? (~m) + 1 : 0;
   return orig & ~bits;
+}
+
+/*
+ * Without firmware (previrt boots the kernel directly, as QEMU -kernel would without SeaBIOS)
+ * nobody has given the BARs addresses: hand out memory above every RAM size the machine
+ * supports and I/O ports above the legacy range, each aligned to its size.
+ */
+#define ASSIGN_MEM_BASE 0xe0000000u
+#define ASSIGN_IO_BASE 0xc000u
+static u32 next_mem = ASSIGN_MEM_BASE, next_io = ASSIGN_IO_BASE;
+
+static void assign_bars(const struct pci_dev *d) {
+  int header = (pci_read32(d->bus, d->dev, d->fn, 0x0c) >> 16) & 0x7f;
+  if (header != 0) return; /* bridges: their windows are not set up here */
+  for (int n = 0; n < 6; n++) {
+    u32 size, base = pci_bar(d, n, &size);
+    u32 raw = pci_read32(d->bus, d->dev, d->fn, 0x10 + 4 * n);
+    if (size == 0 || base != 0) continue;
+    u32 *next = (raw & 1) ? &next_io : &next_mem;
+    u32 addr = (*next + size - 1) & ~(size - 1);
+    *next = addr + size;
+    pci_write32(d->bus, d->dev, d->fn, 0x10 + 4 * n, addr | (raw & ((raw & 1) ? 0x3 : 0xf)));
+    kprintf("pci: %02x:%02x.%u BAR%d assigned %s %x (%u bytes)\n", d->bus, d->dev, d->fn, n,
+            (raw & 1) ? "I/O" : "memory", addr, size);
+    if ((raw & 0x7) == 0x4) n++; /* a 64-bit BAR uses the next slot for its high half */
+  }
 }
 
 /* Turn on I/O and memory decoding and bus mastering (DMA) in the command register. */
