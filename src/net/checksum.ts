@@ -1,0 +1,52 @@
+/**
+ * The two checksums the peer needs: the Internet checksum of IPv4 and TCP headers (RFC 1071:
+ * the ones'-complement of the ones'-complement sum of 16-bit big-endian words), and CRC-32 as
+ * zlib and Ethernet compute it (reflected polynomial 0xEDB88320, initial and final XOR
+ * 0xFFFFFFFF), here with a running state so the sender can checksum a stream it generates piece
+ * by piece.
+ */
+
+/**
+ * Adds bytes [start, end) to a running ones'-complement sum as 16-bit big-endian words (an odd
+ * last byte is padded with a zero byte, RFC 1071 section 4.1). The sum is kept unfolded (exact
+ * in a double for any frame size); fold it with `foldChecksum`.
+ */
+export function sum16(bytes: Uint8Array, start = 0, end = bytes.length, acc = 0): number {
+  let sum = acc;
+  let k = start;
+  for (; k + 1 < end; k += 2) sum += (bytes[k] << 8) | bytes[k + 1];
+  if (k < end) sum += bytes[k] << 8;
+  return sum;
+}
+
+/** Folds the carries back in and complements: the value to put in a checksum field. */
+export function foldChecksum(sum: number): number {
+  let s = sum;
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return ~s & 0xffff;
+}
+
+/** The Internet checksum of bytes [start, end). A header that carries a correct one sums to 0. */
+export function internetChecksum(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  return foldChecksum(sum16(bytes, start, end));
+}
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * Continues a CRC-32 over more bytes: `crc32Update(crc32Update(0, a), b)` equals the CRC-32 of
+ * a followed by b, and `crc32Update(0, x)` equals zlib's `crc32(x)`.
+ */
+export function crc32Update(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let c = ~crc >>> 0;
+  for (let k = start; k < end; k++) c = CRC_TABLE[(c ^ bytes[k]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
