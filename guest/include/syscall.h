@@ -18,7 +18,7 @@
 #define SYS_uptime 10  /* uptime() -> milliseconds since boot (timer ticks * 10) */
 #define SYS_kill 11    /* kill(pid) -> 0: the process dies with status EXIT_KILLED */
 #define SYS_programs 12 /* programs(buf, n) -> bytes: names of the runnable programs, one a line */
-#define SYS_recv 13    /* reserved: the socket-like receive call of the network stack */
+#define SYS_recv 13    /* recv(buf, n) -> bytes from the TCP connection on port 5001; 0 at its end */
 #define NSYSCALLS 14
 
 #define EPERM 1
@@ -32,6 +32,9 @@
 #define ENOEXEC 8
 #define EAGAIN 11
 #define ENOSYS 38
+#define EINTR 4
+#define ENETDOWN 100
+#define ECONNRESET 104
 
 /* Exit status of a process the kernel killed: 128 + the exception vector (14 = page fault). */
 #define EXIT_FAULT(vector) (128 + (vector))

@@ -103,8 +103,15 @@ void dp83820_init(void);
 void dp83820_announce(void);
 int dp83820_send(const void *frame, u32 len);
 void dp83820_set_receiver(void (*receive)(const u8 *frame, u32 len));
+void dp83820_log_frame(const u8 *frame, u32 len);
 const u8 *dp83820_mac(void);
 const struct dp83820_stats *dp83820_stats(void);
+
+/* net.c, tcp.c: the network stack on top of the NIC (net.h has its insides) */
+void net_init(void);
+void net_tick(u32 now);
+void net_report(void);
+int tcp_recv(void *dst, u32 n);
 
 /* kalloc.c: physical pages */
 void kalloc_add(const struct bootinfo *bi, u32 lo, u32 hi);

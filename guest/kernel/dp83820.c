@@ -89,8 +89,9 @@ static struct {
 static u32 rd(u32 reg) { return ab_mmio_read32(nic.regs + reg); }
 static void wr(u32 reg, u32 v) { ab_mmio_write32(nic.regs + reg, v); }
 
-/* Until the network stack registers itself: log the first few frames. */
-static void log_frame(const u8 *f, u32 len) {
+/* Frames nobody takes (all of them until the network stack registers itself): the first few
+ * are logged. */
+void dp83820_log_frame(const u8 *f, u32 len) {
   if (nic.stats.rx_frames <= 3)
     kprintf("dp83820: frame %u: %u bytes from %02x:%02x:%02x:%02x:%02x:%02x type %04x\n",
             nic.stats.rx_frames, len, f[6], f[7], f[8], f[9], f[10], f[11], f[12] << 8 | f[13]);
@@ -144,7 +145,7 @@ int dp83820_send(const void *frame, u32 len) {
 }
 
 void dp83820_set_receiver(void (*receive)(const u8 *frame, u32 len)) {
-  nic.receive = receive ? receive : log_frame;
+  nic.receive = receive ? receive : dp83820_log_frame;
 }
 
 const u8 *dp83820_mac(void) { return nic.regs ? nic.mac : 0; }
@@ -180,7 +181,7 @@ void dp83820_init(void) {
   }
   pci_enable(pd); /* memory decoding and bus mastering */
   nic.regs = ioremap(bar, PAGE_SIZE);
-  nic.receive = log_frame;
+  nic.receive = dp83820_log_frame;
 
   wr(IMR, 0);
   wr(IER, 0);

@@ -23,6 +23,7 @@ void timer_init(void) {
 void timer_intr(void) {
   ticks++;
   wakeup(&ticks);
+  net_tick(ticks); /* TCP's delayed ACK and FIN timers */
 }
 
 u32 ticks_now(void) { return ticks; }
