@@ -1,0 +1,39 @@
+/**
+ * Building the guest for the benchmark: `make -C guest` in the repository that holds this file
+ * (found from the module's own path, so the command works from any directory).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
+
+/** The two kernels of the benchmark's raw rows: the same sources, without and with afterburning. */
+export const CONFIGS = {
+  native: { label: 'native, raw', kernel: join(REPO_ROOT, 'guest/build/native/kernel.elf') },
+  nops: { label: 'NOPs, raw', kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf') },
+} as const;
+
+export type NetperfConfig = keyof typeof CONFIGS;
+
+function hasCommand(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).status === 0;
+}
+
+/**
+ * Runs `make -C guest` (incremental, so nearly free when nothing changed). Builds are serialised
+ * with flock on guest/build/.make.lock, as the guest tests do, so no run reads a half-written ELF.
+ * Returns the build's output when it fails.
+ */
+export function buildGuest(): { ok: true } | { ok: false; output: string } {
+  const guest = join(REPO_ROOT, 'guest');
+  mkdirSync(join(guest, 'build'), { recursive: true });
+  const argv = ['make', '-s', '--no-print-directory', '-C', guest];
+  if (hasCommand('flock')) argv.unshift('flock', join(guest, 'build', '.make.lock'));
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+  if (r.error !== undefined) return { ok: false, output: `${argv[0]}: ${r.error.message}` };
+  if (r.status !== 0) return { ok: false, output: `${r.stdout}${r.stderr}` };
+  for (const c of Object.values(CONFIGS))
+    if (!existsSync(c.kernel)) return { ok: false, output: `the build made no ${c.kernel}` };
+  return { ok: true };
+}

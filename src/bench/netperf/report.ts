@@ -1,0 +1,104 @@
+/**
+ * The benchmark's tables: the seed's layout first (System | Xput | CPU util | cycles/byte, as in
+ * reference/seed-results.md), then the counts behind each row, then the setting (cost model,
+ * client, transfer size). Figures of several runs are means; the JSON keeps every run.
+ */
+import type { NetperfRun } from './run.ts';
+
+export interface NetperfRow {
+  label: string;
+  runs: NetperfRun[];
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+function spread(xs: number[], digits: number): string {
+  if (xs.length < 2) return '';
+  return ` (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes % 2 ** 30 === 0) return `${bytes / 2 ** 30} GB`;
+  if (bytes % 2 ** 20 === 0) return `${bytes / 2 ** 20} MB`;
+  if (bytes % 2 ** 10 === 0) return `${bytes / 2 ** 10} KB`;
+  return `${bytes} bytes`;
+}
+
+/** Means of the figures of a row's runs. */
+export function summarise(row: NetperfRow): {
+  throughputMbps: number;
+  cpuUtilisation: number;
+  cyclesPerByte: number;
+} {
+  return {
+    throughputMbps: mean(row.runs.map((r) => r.throughputMbps)),
+    cpuUtilisation: mean(row.runs.map((r) => r.cpuUtilisation)),
+    cyclesPerByte: mean(row.runs.map((r) => r.cyclesPerByte)),
+  };
+}
+
+export function markdownTables(rows: NetperfRow[]): string {
+  const out: string[] = [];
+  out.push('| System | Xput [Mb/s] | CPU util | cycles/byte |', '|---|---|---|---|');
+  for (const row of rows) {
+    const s = summarise(row);
+    const x = row.runs.map((r) => r.throughputMbps);
+    const u = row.runs.map((r) => r.cpuUtilisation * 100);
+    const c = row.runs.map((r) => r.cyclesPerByte);
+    out.push(
+      `| ${row.label} | ${s.throughputMbps.toFixed(1)}${spread(x, 1)} | ` +
+        `${(s.cpuUtilisation * 100).toFixed(1)}%${spread(u, 1)} | ` +
+        `${s.cyclesPerByte.toFixed(2)}${spread(c, 2)} |`,
+    );
+  }
+  out.push('');
+  out.push(
+    '| System | interval [ms] | busy cycles | idle cycles | instructions | interrupts (NIC) | ' +
+      'port I/O | MMIO r/w | exceptions | syscalls | NIC rx frames / dropped | ' +
+      'client segments / retransmitted / dup ACKs / timeouts | host [s] | guest MIPS |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const row of rows) {
+    const m = (f: (r: NetperfRun) => number): string =>
+      Math.round(mean(row.runs.map(f))).toString();
+    const ms = mean(row.runs.map((r) => (r.intervalCycles / r.hz) * 1000));
+    out.push(
+      `| ${row.label} | ${ms.toFixed(2)} | ${m((r) => r.busyCycles)} | ${m((r) => r.idleCycles)} | ` +
+        `${m((r) => r.counters.instructions)} | ` +
+        `${m((r) => r.counters.interrupts)} (${m((r) => r.counters.nicInterrupts)}) | ` +
+        `${m((r) => r.counters.portReads + r.counters.portWrites)} | ` +
+        `${m((r) => r.counters.mmioReads)} / ${m((r) => r.counters.mmioWrites)} | ` +
+        `${m((r) => r.counters.exceptions)} | ${m((r) => r.counters.softwareInterrupts)} | ` +
+        `${m((r) => r.counters.nic.rxFrames)} / ${m((r) => r.counters.nic.rxDropped)} | ` +
+        `${m((r) => r.sender.counters.segmentsSent)} / ${m((r) => r.sender.counters.retransmissions)} / ` +
+        `${m((r) => r.sender.counters.duplicateAcks)} / ${m((r) => r.sender.counters.timeouts)} | ` +
+        `${mean(row.runs.map((r) => r.hostSeconds)).toFixed(1)} | ` +
+        `${mean(row.runs.map((r) => r.guestMips)).toFixed(1)} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+/** The paragraph under the tables: what was measured, under which cost model. */
+export function setting(rows: NetperfRow[]): string {
+  const first = rows[0]?.runs[0];
+  if (first === undefined) return '';
+  const runs = rows[0].runs.length;
+  const lines = [
+    `Cost model ${first.costModel} (${(first.hz / 1e9).toFixed(1)} GHz). ` +
+      `TCP stream of ${formatSize(first.payloadBytes)} in 32 KB messages, 256 KB socket buffer, ` +
+      `${runs} run${runs === 1 ? '' : 's'} per row (means; ranges in brackets), seeds ` +
+      `${rows[0].runs.map((r) => r.seed).join(', ')}.`,
+    'Client machine: the TypeScript peer on the far end of the 1 Gb/s link, limited only by the ' +
+      'link (its own work costs the guest nothing). Interval: from its first SYN to the start of ' +
+      "netserver's result line; the counts above are over that interval.",
+  ];
+  if (rows.length === 2) {
+    const [a, b] = rows.map(summarise);
+    const d = ((b.cyclesPerByte - a.cyclesPerByte) / a.cyclesPerByte) * 100;
+    lines.push(
+      `${rows[1].label} vs ${rows[0].label}: ${d >= 0 ? '+' : ''}${d.toFixed(2)}% cycles/byte.`,
+    );
+  }
+  return lines.join('\n');
+}

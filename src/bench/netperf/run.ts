@@ -1,0 +1,288 @@
+/**
+ * One netperf run: boots a guest kernel with `init=netserver` on a PC with a DP83820 and a
+ * 1 Gb/s link, puts the client machine (src/net/TcpSender.ts) on the far end, streams N payload
+ * bytes and the checksum trailer into the guest, and measures, on the simulated clock, the
+ * interval from the client's first SYN to the end of netserver's result line (or, if the guest
+ * prints none, to the guest's FIN):
+ *
+ *   throughput      = payload bytes × 8 / interval seconds          (Mb/s, 10^6 bit/s)
+ *   CPU utilisation = (all − idle cycles) / all cycles in the interval
+ *   cycles per byte = non-idle cycles in the interval / payload bytes
+ *
+ * as reference/cost-model.md defines them, plus the raw counts behind them over the same
+ * interval. The client's own work costs the guest nothing (it is another machine; see
+ * TcpSender.ts), so the guest's CPU or the wire limits the throughput, whichever is slower.
+ */
+import { bootMultiboot } from '../../loader/multiboot.ts';
+import type { Dp83820Counters } from '../../machine/devices/dp83820/Dp83820.ts';
+import type { FaultConfig } from '../../machine/ethernet/link.ts';
+import {
+  createMachine,
+  describeEnd,
+  type EndReason,
+  type Machine,
+  type MachineStats,
+} from '../../machine/Machine.ts';
+import { TcpSender, type SenderReport } from '../../net/TcpSender.ts';
+
+export interface NetperfRunOptions {
+  /** Row label ("native, raw"). */
+  label: string;
+  kernel: Uint8Array;
+  kernelName: string;
+  payloadBytes: number;
+  seed: number;
+  costModel?: string;
+  faults?: FaultConfig;
+  /** Extra kernel command-line words after `init=netserver`. */
+  append?: string;
+  /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
+  onProgress?: (p: NetperfProgress) => void;
+  /** Every complete line of the guest's console. */
+  onConsoleLine?: (line: string) => void;
+}
+
+export interface NetperfProgress {
+  phase: 'boot' | 'transfer' | 'finish';
+  bytesAcked: number;
+  streamBytes: number;
+  simulatedSeconds: number;
+}
+
+/** Counts over the measured interval (differences of the machine's counters). */
+export interface IntervalCounters {
+  instructions: number;
+  /** Hardware interrupts the CPU took (all lines). */
+  interrupts: number;
+  /** Of those, the NIC's line (IRQ 11). */
+  nicInterrupts: number;
+  portReads: number;
+  portWrites: number;
+  mmioReads: number;
+  mmioWrites: number;
+  /** CPU exceptions (page faults and the like) by any vector. */
+  exceptions: number;
+  /** INT n (the guest's system calls). */
+  softwareInterrupts: number;
+  tlbMisses: number;
+  pitTicks: number;
+  nic: Dp83820Counters;
+}
+
+export interface NetperfRun {
+  label: string;
+  seed: number;
+  payloadBytes: number;
+  costModel: string;
+  hz: number;
+  /** The run produced a verified transfer: netserver said ok and the CRC is the sender's. */
+  ok: boolean;
+  /** Why it is not ok. */
+  error?: string;
+  resultLine?: string;
+  /** The guest's `net: ...` counter line, when it prints one. */
+  guestNetLine?: string;
+  /** How the measured interval ended. */
+  intervalEnd: 'result-line' | 'guest-fin' | 'none';
+  intervalCycles: number;
+  busyCycles: number;
+  idleCycles: number;
+  throughputMbps: number;
+  cpuUtilisation: number;
+  cyclesPerByte: number;
+  counters: IntervalCounters;
+  sender: SenderReport;
+  machineEnd: string;
+  /** Host wall-clock time of the whole run (boot, transfer, exit) and of the interval. */
+  hostSeconds: number;
+  hostIntervalSeconds: number;
+  /** Guest instructions per host second over the whole run, in millions. */
+  guestMips: number;
+  totalInstructions: number;
+}
+
+interface Snapshot {
+  stats: MachineStats;
+  nic: Dp83820Counters;
+  host: number;
+}
+
+function snapshot(m: Machine): Snapshot {
+  return { stats: m.stats(), nic: { ...m.nic!.counters }, host: performance.now() };
+}
+
+const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}) (ok|MISMATCH.*)$/;
+
+/** Simulated time the guest gets to exit after its result line before the run is ended. */
+const EXIT_GRACE_SECONDS = 0.05;
+
+export function runNetperf(o: NetperfRunOptions): NetperfRun {
+  let line = '';
+  let resultLine: string | undefined;
+  let guestNetLine: string | undefined;
+  let startSnap: Snapshot | undefined;
+  let lineStartSnap: Snapshot | undefined;
+  let finSnap: Snapshot | undefined;
+  let endSnap: Snapshot | undefined;
+  let intervalEnd: NetperfRun['intervalEnd'] = 'none';
+  // The machine is needed inside its own console callback; it exists before any byte is written.
+  const ref: { machine?: Machine } = {};
+  const machine = createMachine({
+    costModel: o.costModel,
+    network: { faults: o.faults },
+    serialOut: (b) => {
+      if (b === 0x0d) return;
+      if (b !== 0x0a) {
+        // The interval ends where the result line starts: printing it is not receiving.
+        if (line === '' && startSnap !== undefined && ref.machine !== undefined)
+          lineStartSnap = snapshot(ref.machine);
+        line += String.fromCharCode(b);
+        return;
+      }
+      o.onConsoleLine?.(line);
+      if (line.startsWith('netserver: ') && resultLine === undefined) {
+        resultLine = line;
+        if (lineStartSnap !== undefined) {
+          endSnap = lineStartSnap;
+          intervalEnd = 'result-line';
+        }
+      } else if (line.startsWith('net: ')) guestNetLine = line;
+      line = '';
+    },
+  });
+  if (typeof machine === 'string') throw new Error(machine);
+  ref.machine = machine;
+  const append = `init=netserver${o.append !== undefined ? ` ${o.append}` : ''}`;
+  const error = bootMultiboot(machine, {
+    kernel: o.kernel,
+    kernelName: o.kernelName,
+    cmdline: append,
+    modules: [],
+  });
+  if (error !== undefined) throw new Error(error.message);
+
+  const link = machine.link!;
+  const sender = new TcpSender({
+    clock: machine.clock,
+    transmit: (frame) => link.send(1, frame),
+    payloadBytes: o.payloadBytes,
+    seed: o.seed,
+    onEvent: (e) => {
+      if (e.kind === 'syn') startSnap = snapshot(machine);
+      if (e.kind === 'guest-fin') finSnap = snapshot(machine);
+    },
+  });
+  // The client starts when the guest's NIC shows signs of life (its first frame, the driver's
+  // announcement or an ARP), or after a simulated second if it stays silent.
+  link.attach(1, {
+    receive(frame) {
+      sender.start();
+      sender.receive(frame);
+    },
+  });
+  machine.clock.at(machine.costModel.hz, () => sender.start());
+
+  const hz = machine.costModel.hz;
+  // Generous: boot, then at least 10 Mb/s, then time for retransmission backoff.
+  const limit = Math.round(hz * (30 + (o.payloadBytes * 8) / 1e7));
+  const t0 = performance.now();
+  let end: EndReason;
+  let graceUntil: number | undefined;
+  for (;;) {
+    const step = Math.min(limit, machine.cpu.cycles + hz / 100);
+    end = machine.run(step, () =>
+      o.onProgress?.({
+        phase: sender.state === 'idle' || sender.state === 'resolving' ? 'boot' : 'transfer',
+        bytesAcked: sender.bytesAcked,
+        streamBytes: sender.streamBytes,
+        simulatedSeconds: machine.cpu.cycles / hz,
+      }),
+    );
+    if (end.kind !== 'cycle-limit' || machine.cpu.cycles >= limit) break;
+    if (resultLine !== undefined) {
+      graceUntil ??= machine.cpu.cycles + EXIT_GRACE_SECONDS * hz;
+      if (machine.cpu.cycles >= graceUntil) break;
+    }
+    machine.end = undefined;
+  }
+  const hostSeconds = (performance.now() - t0) / 1000;
+  o.onProgress?.({
+    phase: 'finish',
+    bytesAcked: sender.bytesAcked,
+    streamBytes: sender.streamBytes,
+    simulatedSeconds: machine.cpu.cycles / hz,
+  });
+  if (endSnap === undefined && finSnap !== undefined) {
+    endSnap = finSnap;
+    intervalEnd = 'guest-fin';
+  }
+
+  const report = sender.report();
+  const problems: string[] = [];
+  const match = resultLine !== undefined ? RESULT.exec(resultLine) : null;
+  if (resultLine === undefined) problems.push('netserver printed no result line');
+  else if (match === null) problems.push(`netserver: unexpected result line '${resultLine}'`);
+  else {
+    if (match[4] !== 'ok') problems.push(`netserver reports a mismatch: '${resultLine}'`);
+    if (Number(match[1]) !== o.payloadBytes)
+      problems.push(`netserver received ${match[1]} bytes, the client sent ${o.payloadBytes}`);
+    if (parseInt(match[3], 16) !== report.payloadCrc)
+      problems.push(
+        `netserver's crc32 ${match[3]} is not the client's ${report.payloadCrc.toString(16).padStart(8, '0')}`,
+      );
+  }
+  if (report.state === 'failed') problems.push(`client: ${report.error}`);
+  if (startSnap === undefined) problems.push('the client never sent a SYN');
+  if (end.kind === 'exit' && end.value !== 0) problems.push(`guest exit status ${end.value}`);
+
+  const total = machine.stats();
+  const a = startSnap ?? snapshot(machine);
+  const b = endSnap ?? snapshot(machine);
+  const intervalCycles = b.stats.cycles - a.stats.cycles;
+  const busyCycles = b.stats.busyCycles - a.stats.busyCycles;
+  const idleCycles = b.stats.idleCycles - a.stats.idleCycles;
+  const seconds = intervalCycles / hz;
+  const sum = (v: number[]): number => v.reduce((x, y) => x + y, 0);
+  const nic = Object.fromEntries(
+    Object.entries(b.nic).map(([k, v]) => [k, v - a.nic[k as keyof Dp83820Counters]]),
+  ) as unknown as Dp83820Counters;
+  const counters: IntervalCounters = {
+    instructions: b.stats.instructions - a.stats.instructions,
+    interrupts: b.stats.cpu.interrupts - a.stats.cpu.interrupts,
+    nicInterrupts: (b.stats.irqs[11] ?? 0) - (a.stats.irqs[11] ?? 0),
+    portReads: b.stats.cpu.ioReads - a.stats.cpu.ioReads,
+    portWrites: b.stats.cpu.ioWrites - a.stats.cpu.ioWrites,
+    mmioReads: b.stats.cpu.mmioReads - a.stats.cpu.mmioReads,
+    mmioWrites: b.stats.cpu.mmioWrites - a.stats.cpu.mmioWrites,
+    exceptions: sum(b.stats.cpu.exceptions) - sum(a.stats.cpu.exceptions),
+    softwareInterrupts: b.stats.cpu.softwareInterrupts - a.stats.cpu.softwareInterrupts,
+    tlbMisses: b.stats.cpu.tlbMisses - a.stats.cpu.tlbMisses,
+    pitTicks: b.stats.pitTicks - a.stats.pitTicks,
+    nic,
+  };
+  return {
+    label: o.label,
+    seed: o.seed,
+    payloadBytes: o.payloadBytes,
+    costModel: total.costModel,
+    hz,
+    ok: problems.length === 0,
+    error: problems.length > 0 ? problems.join('; ') : undefined,
+    resultLine,
+    guestNetLine,
+    intervalEnd,
+    intervalCycles,
+    busyCycles,
+    idleCycles,
+    throughputMbps: seconds > 0 ? (o.payloadBytes * 8) / seconds / 1e6 : 0,
+    cpuUtilisation: intervalCycles > 0 ? busyCycles / intervalCycles : 0,
+    cyclesPerByte: o.payloadBytes > 0 ? busyCycles / o.payloadBytes : 0,
+    counters,
+    sender: report,
+    machineEnd: end.kind === 'exit' ? `exit ${end.value}` : describeEnd(end),
+    hostSeconds,
+    hostIntervalSeconds: (b.host - a.host) / 1000,
+    guestMips: total.instructions / Math.max(hostSeconds, 1e-3) / 1e6,
+    totalInstructions: total.instructions,
+  };
+}

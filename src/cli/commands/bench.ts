@@ -1,0 +1,239 @@
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
+import type { Command } from '../command.ts';
+import { buildGuest, CONFIGS, REPO_ROOT, type NetperfConfig } from '../../bench/netperf/build.ts';
+import { runNetperf, type NetperfProgress, type NetperfRun } from '../../bench/netperf/run.ts';
+import {
+  formatSize,
+  markdownTables,
+  setting,
+  summarise,
+  type NetperfRow,
+} from '../../bench/netperf/report.ts';
+import { MAX_PAYLOAD } from '../../net/stream.ts';
+
+const usage = `usage: previrt bench netperf [--config native|nops|native,nops] [--bytes SIZE]
+                             [--runs N] [--seed S] [--json] [--console]
+
+The seed's netperf receive benchmark on the emulated raw PC. Builds the guest (make -C guest),
+boots it with init=netserver on a PC with a DP83820 gigabit NIC, and streams SIZE bytes of
+seeded pseudo-random data plus a CRC-32 trailer into it over TCP from the client machine on
+the far end of the simulated 1 Gb/s link. netserver checks the CRC; every run must say ok.
+
+Measured on the simulated clock, from the client's first SYN to netserver's result line:
+  Xput         payload Mb/s (10^6 bit/s)
+  CPU util     (all − idle cycles) / all cycles
+  cycles/byte  non-idle cycles / payload bytes
+with the counts behind them (interrupts, port I/O, MMIO, exceptions, system calls, NIC and
+client counters) and the host's wall-clock time and guest MIPS.
+
+options:
+  --config C     native (guest/build/native/kernel.elf, row "native, raw"),
+                 nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
+                 or both as native,nops (the default)
+  --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
+  --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
+  --seed S       seed of the payload and the client's sequence numbers (default 1)
+  --json         print one JSON object (every run, every counter) instead of the tables
+  --console      copy the guest's console to stderr
+Progress goes to stderr (a bar on a terminal, plain lines otherwise); results to stdout.
+
+exit status: 0 every run verified, 1 a run failed (checksum mismatch, no result, transfer
+failed), 2 bad usage or the guest build failed.`;
+
+interface Options {
+  configs: NetperfConfig[];
+  bytes: number;
+  runs: number;
+  seed: number;
+  json: boolean;
+  console: boolean;
+}
+
+/** "64M" → 67108864; K, M, G are powers of 1024 (netperf's convention for sizes). */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d+)([KMG]?)B?$/i.exec(text);
+  if (m === null) return undefined;
+  const unit = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[m[2].toUpperCase()] ?? 1;
+  return Number(m[1]) * unit;
+}
+
+function parse(argv: string[]): Options | string {
+  const o: Options = {
+    configs: ['native', 'nops'],
+    bytes: 64 * 2 ** 20,
+    runs: 1,
+    seed: 1,
+    json: false,
+    console: false,
+  };
+  if (argv[0] !== 'netperf')
+    return argv[0] === undefined
+      ? 'which benchmark? (previrt bench netperf --help)'
+      : `unknown benchmark '${argv[0]}' (known: netperf)`;
+  for (let k = 1; k < argv.length; k++) {
+    const a = argv[k];
+    const value = argv[k + 1];
+    const needsValue = ['--config', '--bytes', '--runs', '--seed'].includes(a);
+    if (needsValue && value === undefined) return `${a} needs a value`;
+    if (needsValue) k++;
+    switch (a) {
+      case '--config': {
+        const names = value.split(',');
+        const bad = names.find((n) => !(n in CONFIGS));
+        if (bad !== undefined || names.length === 0)
+          return `--config: unknown configuration '${bad ?? value}' (known: native, nops)`;
+        o.configs = [...new Set(names as NetperfConfig[])];
+        break;
+      }
+      case '--bytes': {
+        const n = parseSize(value);
+        if (n === undefined || n < 1 || n > MAX_PAYLOAD)
+          return `--bytes: '${value}' is not a size from 1 byte to 1G (e.g. 64M)`;
+        o.bytes = n;
+        break;
+      }
+      case '--runs':
+      case '--seed': {
+        const n = Number(value);
+        const min = a === '--runs' ? 1 : 0;
+        if (!Number.isSafeInteger(n) || n < min || n > 0xffffffff)
+          return `${a}: '${value}' is not a whole number${a === '--runs' ? ' of at least 1' : ''}`;
+        if (a === '--runs') o.runs = n;
+        else o.seed = n;
+        break;
+      }
+      case '--json':
+        o.json = true;
+        break;
+      case '--console':
+        o.console = true;
+        break;
+      default:
+        return `unknown option '${a}' (previrt bench netperf --help)`;
+    }
+  }
+  return o;
+}
+
+/** Progress on stderr: a redrawn bar on a terminal, a line per quarter otherwise. */
+function progressReporter(title: string): {
+  update(p: NetperfProgress): void;
+  done(r: NetperfRun): void;
+} {
+  const tty = process.stderr.isTTY === true;
+  const t0 = performance.now();
+  let lastDraw = 0;
+  let lastQuarter = -1;
+  let phase = '';
+  return {
+    update(p) {
+      const fraction = p.streamBytes > 0 ? p.bytesAcked / p.streamBytes : 0;
+      if (tty) {
+        const now = performance.now();
+        if (now - lastDraw < 100 && p.phase !== 'finish') return;
+        lastDraw = now;
+        const width = 30;
+        const full = Math.round(fraction * width);
+        const bar = '#'.repeat(full) + '-'.repeat(width - full);
+        process.stderr.write(
+          `\r${title} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% ` +
+            `${p.phase.padEnd(8)} simulated ${p.simulatedSeconds.toFixed(3)} s, ` +
+            `host ${((now - t0) / 1000).toFixed(0)} s `,
+        );
+        return;
+      }
+      if (p.phase !== phase && p.phase !== 'finish') {
+        phase = p.phase;
+        console.error(`${title}: ${p.phase === 'boot' ? 'booting' : 'transferring'}`);
+      }
+      const quarter = Math.floor(fraction * 4);
+      if (p.phase === 'transfer' && quarter > lastQuarter && quarter < 4) {
+        lastQuarter = quarter;
+        if (quarter > 0) console.error(`${title}: ${quarter * 25}% acknowledged`);
+      }
+    },
+    done(r) {
+      if (tty) process.stderr.write('\n');
+      console.error(
+        `${title}: ${r.ok ? 'ok' : `FAILED: ${r.error}`}; ${r.throughputMbps.toFixed(1)} Mb/s, ` +
+          `CPU ${(r.cpuUtilisation * 100).toFixed(1)}%, ${r.cyclesPerByte.toFixed(2)} cycles/byte, ` +
+          `host ${r.hostSeconds.toFixed(1)} s`,
+      );
+    },
+  };
+}
+
+export const bench: Command = {
+  name: 'bench',
+  summary: 'benchmarks: `bench netperf`, the seed netperf receive test on the raw PC',
+  usage,
+  async run(argv) {
+    const o = parse(argv);
+    if (typeof o === 'string') {
+      console.error(`previrt bench: ${o}`);
+      return 2;
+    }
+    console.error('netperf: building the guest (make -C guest)');
+    const built = buildGuest();
+    if (!built.ok) {
+      console.error(built.output.trimEnd());
+      console.error('previrt bench: the guest build failed (output above)');
+      return 2;
+    }
+    const rows: NetperfRow[] = [];
+    for (const config of o.configs) {
+      const c = CONFIGS[config];
+      const kernel = readFileSync(c.kernel);
+      const row: NetperfRow = { label: c.label, runs: [] };
+      for (let k = 0; k < o.runs; k++) {
+        const seed = o.seed + k;
+        const title = `netperf ${config}${o.runs > 1 ? ` run ${k + 1}/${o.runs}` : ''}`;
+        console.error(
+          `${title}: ${relative(process.cwd(), c.kernel) || c.kernel} init=netserver, ` +
+            `${formatSize(o.bytes)}, seed ${seed}`,
+        );
+        const progress = progressReporter(title);
+        const run = runNetperf({
+          label: c.label,
+          kernel,
+          kernelName: relative(REPO_ROOT, c.kernel),
+          payloadBytes: o.bytes,
+          seed,
+          onProgress: (p) => progress.update(p),
+          onConsoleLine: o.console ? (line) => console.error(`  [${config}] ${line}`) : undefined,
+        });
+        progress.done(run);
+        row.runs.push(run);
+      }
+      rows.push(row);
+    }
+    const ok = rows.every((r) => r.runs.every((run) => run.ok));
+    if (o.json) {
+      console.log(
+        JSON.stringify(
+          {
+            benchmark: 'netperf',
+            payloadBytes: o.bytes,
+            runsPerConfig: o.runs,
+            seed: o.seed,
+            ok,
+            rows: rows.map((r) => ({ ...r, summary: summarise(r) })),
+          },
+          null,
+          2,
+        ),
+      );
+    } else {
+      console.log(markdownTables(rows));
+      console.log('');
+      console.log(setting(rows));
+    }
+    if (!ok) {
+      for (const r of rows)
+        for (const run of r.runs)
+          if (!run.ok) console.error(`previrt bench: ${r.label}, seed ${run.seed}: ${run.error}`);
+    }
+    return ok ? 0 : 1;
+  },
+};
