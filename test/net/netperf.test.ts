@@ -1,0 +1,124 @@
+// Whole-system runs of the network benchmark: the guest kernel with init=netserver on previrt's
+// PC with a DP83820, the client machine on the far end of the link. A small transfer through
+// the `previrt bench netperf` command (both rows, the table, the JSON), one straight through
+// runNetperf with the link's fault injector on, and the command's answers to bad options.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildSkipReason, afterburnedSkipReason, make, ROOT } from '../guest/guest.ts';
+import { runNetperf } from '../../src/bench/netperf/run.ts';
+import { CONFIGS } from '../../src/bench/netperf/build.ts';
+
+const PREVIRT = join(ROOT, 'bin', 'previrt.mjs');
+
+function previrt(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [PREVIRT, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    cwd: '/', // the command finds the repository from its own path, not the working directory
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const skip = afterburnedSkipReason() ?? buildSkipReason();
+
+test(
+  'previrt bench netperf: 1 MB into native and afterburned guests, verified, in the seed layout',
+  { skip },
+  () => {
+    const r = previrt(['bench', 'netperf', '--bytes', '1M']);
+    assert.equal(r.status, 0, r.stderr);
+    const rows = r.stdout
+      .split('\n')
+      .filter((l) => /^\| (native|NOPs), raw \| [\d.]+ \| [\d.]+% \|/.test(l));
+    assert.equal(rows.length, 2, r.stdout);
+    assert.match(r.stdout, /^\| System \| Xput \[Mb\/s\] \| CPU util \| cycles\/byte \|$/m);
+    for (const row of rows) {
+      const [, , xput, util, cpb] = row.split('|').map((c) => c.trim());
+      assert.ok(Number(xput) > 0 && Number(xput) <= 1000, row);
+      assert.ok(parseFloat(util) > 0 && parseFloat(util) <= 100, row);
+      assert.ok(Number(cpb) > 0, row);
+    }
+    assert.match(r.stdout, /Cost model p4-2\.8ghz/);
+    assert.match(r.stderr, /netperf native: ok;/);
+    assert.match(r.stderr, /netperf nops: ok;/);
+  },
+);
+
+test('previrt bench netperf --json: one object with every counter', { skip }, () => {
+  const r = previrt([
+    'bench',
+    'netperf',
+    '--config',
+    'native',
+    '--bytes',
+    '256K',
+    '--json',
+    '--seed',
+    '9',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.ok, true);
+  assert.equal(j.payloadBytes, 262144);
+  assert.equal(j.rows.length, 1);
+  const run = j.rows[0].runs[0];
+  assert.equal(run.label, 'native, raw');
+  assert.equal(run.seed, 9);
+  assert.match(
+    run.resultLine,
+    /^netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok$/,
+  );
+  assert.equal(run.intervalEnd, 'result-line');
+  assert.ok(run.throughputMbps > 0 && run.cpuUtilisation > 0 && run.cyclesPerByte > 0);
+  assert.ok(run.counters.nicInterrupts > 0 && run.counters.mmioReads > 0);
+  assert.ok(run.counters.nic.rxFrames >= 262144 / 1460);
+  assert.equal(run.sender.state, 'done');
+  assert.equal(run.sender.counters.bytesAcked, 262144 + 12);
+  assert.ok(run.hostSeconds > 0 && run.guestMips > 0);
+  assert.equal(j.rows[0].summary.throughputMbps, run.throughputMbps);
+});
+
+test('bad options: one line on stderr, exit status 2', () => {
+  for (const args of [
+    ['bench'],
+    ['bench', 'netperf', '--config', 'xen'],
+    ['bench', 'netperf', '--bytes', 'lots'],
+    ['bench', 'netperf', '--bytes', '2G'],
+    ['bench', 'netperf', '--runs', '0'],
+    ['bench', 'netperf', '--seed'],
+    ['bench', 'netperf', '--frobnicate'],
+    ['bench', 'iperf'],
+  ]) {
+    const r = previrt(args);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^previrt bench: /);
+  }
+  const help = previrt(['bench', 'netperf', '--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--config native\|nops/);
+});
+
+test(
+  'through a lossy wire (drop, duplicate, reorder, corrupt) the guest still gets the stream',
+  { skip },
+  () => {
+    assert.ok(make('native').ok);
+    const run = runNetperf({
+      label: 'native, raw',
+      kernel: readFileSync(CONFIGS.native.kernel),
+      kernelName: 'kernel.elf',
+      payloadBytes: 512 * 1024,
+      seed: 4,
+      faults: { seed: 21, drop: 0.005, duplicate: 0.005, reorder: 0.01, corrupt: 0.005 },
+    });
+    assert.ok(run.ok, `${run.error}\n${JSON.stringify(run.sender.counters)}`);
+    assert.ok(run.sender.counters.retransmissions > 0, 'something was lost and sent again');
+    assert.ok(run.counters.nic.rxFcsErrors > 0, 'the NIC saw corrupted frames');
+    assert.match(run.resultLine ?? '', / ok$/);
+  },
+);
