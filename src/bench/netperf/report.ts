@@ -13,8 +13,8 @@ export interface NetperfRow {
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 function spread(xs: number[], digits: number): string {
-  if (xs.length < 2) return '';
-  return ` (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
+  const [lo, hi] = [Math.min(...xs).toFixed(digits), Math.max(...xs).toFixed(digits)];
+  return xs.length < 2 || lo === hi ? '' : ` (${lo}–${hi})`;
 }
 
 export function formatSize(bytes: number): string {
@@ -87,7 +87,8 @@ export function setting(rows: NetperfRow[]): string {
   const lines = [
     `Cost model ${first.costModel} (${(first.hz / 1e9).toFixed(1)} GHz). ` +
       `TCP stream of ${formatSize(first.payloadBytes)} in 32 KB messages, 256 KB socket buffer, ` +
-      `${runs} run${runs === 1 ? '' : 's'} per row (means; ranges in brackets), seeds ` +
+      `${runs} run${runs === 1 ? '' : 's'} per row${runs > 1 ? ' (means; ranges in brackets where runs differ)' : ''}, ` +
+      `seed${runs > 1 ? 's' : ''} ` +
       `${rows[0].runs.map((r) => r.seed).join(', ')}.`,
     'Client machine: the TypeScript peer on the far end of the 1 Gb/s link, limited only by the ' +
       'link (its own work costs the guest nothing). Interval: from its first SYN to the start of ' +

@@ -190,7 +190,7 @@ export const bench: Command = {
         const seed = o.seed + k;
         const title = `netperf ${config}${o.runs > 1 ? ` run ${k + 1}/${o.runs}` : ''}`;
         console.error(
-          `${title}: ${relative(process.cwd(), c.kernel) || c.kernel} init=netserver, ` +
+          `${title}: ${relative(REPO_ROOT, c.kernel)} init=netserver, ` +
             `${formatSize(o.bytes)}, seed ${seed}`,
         );
         const progress = progressReporter(title);
