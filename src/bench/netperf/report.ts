@@ -41,6 +41,11 @@ export function markdownTables(rows: NetperfRow[]): string {
   const out: string[] = [];
   out.push('| System | Xput [Mb/s] | CPU util | cycles/byte |', '|---|---|---|---|');
   for (const row of rows) {
+    if (row.runs.some((r) => !r.ok)) {
+      // Figures of an unverified transfer mean nothing: the row says so instead.
+      out.push(`| ${row.label} | failed | — | — |`);
+      continue;
+    }
     const s = summarise(row);
     const x = row.runs.map((r) => r.throughputMbps);
     const u = row.runs.map((r) => r.cpuUtilisation * 100);
@@ -94,7 +99,10 @@ export function setting(rows: NetperfRow[]): string {
       'link (its own work costs the guest nothing). Interval: from its first SYN to the start of ' +
       "netserver's result line; the counts above are over that interval.",
   ];
-  if (rows.length === 2) {
+  for (const row of rows)
+    for (const r of row.runs)
+      if (!r.ok) lines.push(`${row.label}, seed ${r.seed} failed: ${r.error}`);
+  if (rows.length === 2 && rows.every((row) => row.runs.every((r) => r.ok))) {
     const [a, b] = rows.map(summarise);
     const d = ((b.cyclesPerByte - a.cyclesPerByte) / a.cyclesPerByte) * 100;
     lines.push(
