@@ -111,7 +111,8 @@ const struct dp83820_stats *dp83820_stats(void);
 void net_init(void);
 void net_tick(u32 now);
 void net_report(void);
-int tcp_recv(void *dst, u32 n);
+int tcp_recv_wait(u32 n);
+void tcp_recv_copy(void *dst, u32 n);
 
 /* kalloc.c: physical pages */
 void kalloc_add(const struct bootinfo *bi, u32 lo, u32 hi);

@@ -7,7 +7,27 @@ void *memset(void *d, int c, size_t n) {
   return d;
 }
 
-void *memcpy(void *d, const void *s, size_t n) { return memmove(d, s, n); }
+/* Four bytes a step once the destination is aligned (x86 reads unaligned words; the source
+ * rarely shares the alignment): the network stack copies every byte it receives through here
+ * twice, into the socket buffer and out to the reader. */
+typedef u32 u32_unaligned __attribute__((aligned(1), may_alias));
+
+void *memcpy(void *d, const void *s, size_t n) {
+  u8 *dp = d;
+  const u8 *sp = s;
+  for (; n && ((u32)dp & 3); n--) *dp++ = *sp++;
+  for (; n >= 16; n -= 16, dp += 16, sp += 16) {
+    u32 a = *(const u32_unaligned *)sp, b = *(const u32_unaligned *)(sp + 4);
+    u32 c = *(const u32_unaligned *)(sp + 8), e = *(const u32_unaligned *)(sp + 12);
+    ((u32 *)dp)[0] = a;
+    ((u32 *)dp)[1] = b;
+    ((u32 *)dp)[2] = c;
+    ((u32 *)dp)[3] = e;
+  }
+  for (; n >= 4; n -= 4, dp += 4, sp += 4) *(u32 *)dp = *(const u32_unaligned *)sp;
+  while (n--) *dp++ = *sp++;
+  return d;
+}
 
 void *memmove(void *d, const void *s, size_t n) {
   u8 *dp = d;

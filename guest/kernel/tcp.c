@@ -351,9 +351,10 @@ void tcp_tick(u32 now) {
   }
 }
 
-/* recv(buf, n): waits for data of the connection on port 5001 and copies up to n bytes to dst
- * (a checked user address). 0 once the peer has closed and everything is read. */
-int tcp_recv(void *dst, u32 n) {
+/* The first half of recv: waits until the connection on port 5001 has data and returns how
+ * many bytes (at most n) tcp_recv_copy may take; 0 once the peer has closed and everything is
+ * read (our own FIN goes out then); -errno on a reset, a kill, or without a network. */
+int tcp_recv_wait(u32 n) {
   if (!dp83820_mac()) return -ENETDOWN;
   for (;;) {
     if (tcb.reset) {
@@ -363,20 +364,7 @@ int tcp_recv(void *dst, u32 n) {
     if (tcb.state >= ESTABLISHED) {
       u32 data_end = tcb.state == ESTABLISHED ? tcb.rcv_nxt : tcb.fin_seq;
       u32 avail = data_end - tcb.read_seq;
-      if (avail) {
-        if (n > avail) n = avail;
-        u32 pos = (tcb.read_seq - tcb.irs - 1) & (RCVBUF - 1), first = RCVBUF - pos;
-        if (first > n) first = n;
-        memcpy(dst, rcvbuf + pos, first);
-        memcpy((u8 *)dst + first, rcvbuf, n - first);
-        tcb.read_seq += n;
-        /* Tell the sender about the room we made when its view of our window has got small
-         * (RFC 1122 4.2.3.3: not for every few bytes). */
-        u32 left = tcb.rcv_adv - tcb.rcv_nxt;
-        if (tcb.state == ESTABLISHED && left < tcb.wnd_max / 2 && rcv_window() >= left + 2 * TCP_MSS)
-          tcp_send(0);
-        return (int)n;
-      }
+      if (avail) return (int)(n < avail ? n : avail);
       if (tcb.state == CLOSE_WAIT) { /* all read: close our side too */
         tcb.state = LAST_ACK;
         tcb.fin_tick = ticks_now();
@@ -388,4 +376,20 @@ int tcp_recv(void *dst, u32 n) {
     if (myproc()->killed) return -EINTR;
     sleep_on(&tcb);
   }
+}
+
+/* The second half: copies n bytes (no more than tcp_recv_wait allowed) to dst, a checked user
+ * address, and tells the sender about the room that made. Nothing can run in between: the
+ * kernel keeps interrupts off. */
+void tcp_recv_copy(void *dst, u32 n) {
+  u32 pos = (tcb.read_seq - tcb.irs - 1) & (RCVBUF - 1), first = RCVBUF - pos;
+  if (first > n) first = n;
+  memcpy(dst, rcvbuf + pos, first);
+  memcpy((u8 *)dst + first, rcvbuf, n - first);
+  tcb.read_seq += n;
+  /* A window update only when the sender's view of our window has got small and the room we
+   * made is worth it (RFC 1122 4.2.3.3: not for every few bytes). */
+  u32 left = tcb.rcv_adv - tcb.rcv_nxt;
+  if (tcb.state == ESTABLISHED && left < tcb.wnd_max / 2 && rcv_window() >= left + 2 * TCP_MSS)
+    tcp_send(0);
 }

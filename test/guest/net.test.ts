@@ -264,13 +264,17 @@ function handshake(peer: Peer): NonNullable<FromGuest['tcp']> {
 
 /**
  * Sends `data` honouring the guest's advertised window (scaled by 3, as its SYN-ACK says), one
- * segment per MSS, clocked by the guest's ACKs, then FIN. Runs until the guest's run ends.
+ * segment per MSS, clocked by the guest's ACKs, then FIN; goes back to the first unacknowledged
+ * byte when nothing moved for 5 ms (the retransmission timeout of any TCP sender). Runs until
+ * the guest's run ends.
  */
-function transfer(peer: Peer, data: Uint8Array, iss: number): EndReason {
+function transfer(peer: Peer, data: Uint8Array, iss: number): { end: EndReason; retransmissions: number } {
+  const clock = peer.machine.clock;
   let una = ISN + 1,
     nxt = una,
     wnd = 0,
-    finSent = false;
+    finSent = false,
+    retransmissions = 0;
   const end = ISN + 1 + data.length;
   const pump = (): void => {
     while (nxt - una < wnd && nxt < end) {
@@ -287,12 +291,27 @@ function transfer(peer: Peer, data: Uint8Array, iss: number): EndReason {
   peer.onFrame = (f) => {
     if (f.tcp === undefined || (f.tcp.flags & ACK) === 0) return;
     if (f.tcp.ack - una > 0 && f.tcp.ack <= end) una = f.tcp.ack;
+    if (f.tcp.ack === end + 1) finAcked = true;
     wnd = f.tcp.win << 3;
     pump();
   };
+  let finAcked = false,
+    seen = -1;
+  const rto = (): void => {
+    if (finAcked) return;
+    if (una === seen) {
+      retransmissions++;
+      nxt = una;
+      finSent = false;
+      pump();
+    }
+    seen = una;
+    clock.at(clock.now() + clock.hz / 200, rto);
+  };
   wnd = 65535; // the SYN-ACK's unscaled window, before the first ACK updates it
   pump();
-  return peer.finish(2000);
+  rto();
+  return { end: peer.finish(2000), retransmissions };
 }
 
 const noBuild = buildSkipReason();
@@ -351,7 +370,7 @@ for (const variant of ['native', 'afterburned'] as const) {
     assert.deepEqual([...synAck.options], [2, 4, MSS >> 8, MSS & 0xff, 1, 3, 3, 3]);
     assert.equal(synAck.win, 65535);
     const data = stream(200 * 1024, 6);
-    const end = transfer(peer, data, synAck.seq);
+    const { end } = transfer(peer, data, synAck.seq);
     const out = peer.console();
     assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
     const crc = crc32(data, 0, data.length - 12).toString(16).padStart(8, '0');
@@ -382,7 +401,7 @@ test('a wrong CRC in the trailer: netserver says MISMATCH and exits with 1', { s
   const peer = Peer.boot('native', 'init=netserver');
   const synAck = handshake(peer);
   const data = stream(20_000, 9, true);
-  const end = transfer(peer, data, synAck.seq);
+  const { end } = transfer(peer, data, synAck.seq);
   const out = peer.console();
   assert.deepEqual(end, { kind: 'exit', value: 1 }, out);
   const crc = crc32(data, 0, 20_000);
