@@ -352,12 +352,19 @@ test('ARP, ICMP echo, a closed port, bad and fragmented packets', { skip: noBuil
   assert.deepEqual([rst.flags, rst.seq, rst.ack, rst.sport], [RST | ACK, 0, 778, 80]);
   peer.send(ipv4(1, new Uint8Array(16), { badSum: true }));
   peer.send(ipv4(1, new Uint8Array(16), { frag: 0x2000 })); // MF: the first of several
+  // A frame whose FCS is wrong (the NIC hands it over flagged, the driver drops it), and a
+  // truncated packet: the IP length promises more than the frame holds.
+  const corrupt = icmpEcho(0x1234, 3, data);
+  corrupt[corrupt.length - 1] ^= 0xff;
+  peer.send(corrupt);
+  const truncated = icmpEcho(0x1234, 4, data).slice(0, 14 + 20 + 40);
+  peer.send(withFcs(truncated));
   const end = peer.finish(100);
   assert.deepEqual(end, { kind: 'exit', value: 0 }, peer.console());
   assert.equal(peer.fromGuest.length, 4);
-  // rx frames: 2 ARP, 2 echo, SYN, bad header, fragment; bad checksum: ICMP and IP header;
-  // dropped: the other ARP request, the closed port, the fragment.
-  assert.deepEqual(peer.netLine(), [7, 2, 3, 0, 0]);
+  // rx frames: 2 ARP, 3 echo, SYN, bad header, fragment, truncated; bad checksum: ICMP and IP
+  // header; dropped: the other ARP request, the closed port, the fragment, the FCS, the truncated.
+  assert.deepEqual(peer.netLine(), [9, 2, 5, 0, 0]);
 });
 
 for (const variant of ['native', 'afterburned'] as const) {
