@@ -29,6 +29,7 @@ import {
   SharedInfo,
   Virq,
 } from './abi.ts';
+import type { DeviceGrant } from './devices.ts';
 import { Domain } from './domain.ts';
 import { FrameTable, OWNER_XEN } from './frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from './hypercalls.ts';
@@ -87,6 +88,8 @@ export class XenHypervisor implements Monitor {
     ioEmulated: 0,
   };
   end: DomainEnd | undefined;
+  /** The PIC has been set up for granted devices' interrupts. */
+  private picReady = false;
   /** Host input waiting for the guest console (console ring or CONSOLEIO_read). */
   readonly consoleInput: number[] = [];
   readonly consoleOut: (byte: number) => void;
@@ -453,9 +456,57 @@ export class XenHypervisor implements Monitor {
 
   // ---- hardware interrupts and granted devices -------------------------------------------
 
+  /**
+   * Gives a domain direct access to a device (devices.ts). The first grant with IRQ lines sets
+   * up the PIC for the hypervisor: vectors 0x20–0x2F, every line masked until its pirq is bound.
+   */
+  grantDevice(dom: Domain, grant: DeviceGrant): void {
+    dom.grants.push(grant);
+    if (grant.irqs.length === 0 || this.picReady) return;
+    this.picReady = true;
+    const out = (port: number, value: number): void => this.machine.ports.write(port, 1, value);
+    // ICW1 (edge, cascade, ICW4), ICW2 vector base, ICW3 wiring, ICW4 8086 mode; OCW1 masks.
+    for (const [cmd, data, base, wiring] of [
+      [0x20, 0x21, 0x20, 0x04],
+      [0xa0, 0xa1, 0x28, 0x02],
+    ]) {
+      out(cmd, 0x11);
+      out(data, base);
+      out(data, wiring);
+      out(data, 0x01);
+    }
+    out(0x21, 0xfb); // all masked but the cascade (IRQ 2)
+    out(0xa1, 0xff);
+  }
+
+  /** Masks or unmasks one PIC line (OCW1). */
+  setIrqMasked(irq: number, masked: boolean): void {
+    const port = irq < 8 ? 0x21 : 0xa1;
+    const bit = 1 << (irq & 7);
+    const imr = this.machine.ports.read(port, 1);
+    this.machine.ports.write(port, 1, masked ? imr | bit : imr & ~bit);
+  }
+
+  /**
+   * A hardware interrupt: a granted device's line. As Xen does for a physical IRQ, the line is
+   * masked and acknowledged (EOI) at once, and its event channel raised; unmasking the port
+   * unmasks the line, so a level-triggered device cannot storm while the guest handles it.
+   */
   private hardwareInterrupt(dom: Domain, vector: number): void {
-    void dom;
-    void vector;
+    if (!this.picReady || vector < 0x20 || vector >= 0x30) return;
+    const irq = vector - 0x20;
+    // A spurious IRQ 7/15 is not in service and gets no EOI (8259A datasheet, IRQ7 note).
+    this.machine.ports.write(0x20, 1, 0x0b);
+    const isr = this.machine.ports.read(0x20, 1);
+    this.machine.ports.write(0xa0, 1, 0x0b);
+    const slaveIsr = this.machine.ports.read(0xa0, 1);
+    const inService = irq < 8 ? (isr & (1 << irq)) !== 0 : (slaveIsr & (1 << (irq - 8))) !== 0;
+    if (!inService) return;
+    this.setIrqMasked(irq, true);
+    if (irq >= 8) this.machine.ports.write(0xa0, 1, 0x60 | (irq - 8));
+    this.machine.ports.write(0x20, 1, 0x60 | (irq >= 8 ? 2 : irq));
+    const port = dom.channels.findIndex((c) => c.kind === 'pirq' && c.irq === irq);
+    if (port > 0) this.setPending(dom, port);
   }
 
   // ---- shared info ---------------------------------------------------------------------

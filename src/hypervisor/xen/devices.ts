@@ -39,3 +39,30 @@ export interface DmaConfinement {
 export function inRanges(ranges: readonly PortRange[], value: number, length = 1): boolean {
   return ranges.some((r) => value >= r.base && value + length <= r.base + r.length);
 }
+
+/**
+ * The confinement for one domain: pseudo-physical addresses translate through its p2m (a range
+ * must be machine-contiguous, as one DMA buffer is), machine ranges must lie in its own frames.
+ */
+export function domainDma(p2m: readonly number[], owns: (mfn: number) => boolean): DmaConfinement {
+  return {
+    translate(pseudoPhysical, length) {
+      // GUEST-CONTROLLED: both values come from the guest's DMA descriptors.
+      if (length <= 0 || pseudoPhysical < 0) return undefined;
+      const first = Math.floor(pseudoPhysical / 4096);
+      const last = Math.floor((pseudoPhysical + length - 1) / 4096);
+      if (last >= p2m.length) return undefined;
+      for (let pfn = first + 1; pfn <= last; pfn++) {
+        if (p2m[pfn] !== p2m[first] + (pfn - first)) return undefined;
+      }
+      return p2m[first] * 4096 + (pseudoPhysical % 4096);
+    },
+    allows(machine, length) {
+      if (length <= 0 || machine < 0) return false;
+      for (let mfn = Math.floor(machine / 4096); mfn * 4096 < machine + length; mfn++) {
+        if (!owns(mfn)) return false;
+      }
+      return true;
+    },
+  };
+}

@@ -344,13 +344,16 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
       if (irq === undefined) return -Errno.EFAULT;
       if (!dom.mayBindIrq(irq)) return -Errno.EPERM;
       if (dom.channels.some((c) => c.kind === 'pirq' && c.irq === irq)) return -Errno.EEXIST;
-      return bindPort(xen, dom, arg + 8, { kind: 'pirq', irq }, () => {});
+      return bindPort(xen, dom, arg + 8, { kind: 'pirq', irq }, () => {
+        xen.setIrqMasked(irq, false);
+      });
     }
     case EvtchnOp.close: {
       const port = portArg(xen, dom, arg);
       if (port < 0) return port;
       const channel = dom.channels[port];
       if (channel.kind === 'virq') dom.virqPort[channel.virq] = 0;
+      if (channel.kind === 'pirq') xen.setIrqMasked(channel.irq, true);
       dom.channels[port] = { kind: 'free' };
       return 0;
     }
@@ -371,6 +374,9 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
       const bit = 1 << (port & 31);
       const maskAt = SharedInfo.evtchn_mask + word * 4;
       xen.writeShared32(dom, maskAt, xen.readShared32(dom, maskAt) & ~bit);
+      // A physical IRQ's line stays masked from its interrupt until the guest unmasks the port.
+      const channel = dom.channels[port];
+      if (channel.kind === 'pirq') xen.setIrqMasked(channel.irq, false);
       if ((xen.readShared32(dom, SharedInfo.evtchn_pending + word * 4) & bit) !== 0) {
         const sel = xen.readShared32(dom, SharedInfo.pending_sel);
         if ((sel & (1 << word)) === 0) {
