@@ -234,6 +234,9 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   if (report.state === 'failed') problems.push(`client: ${report.error}`);
   if (startSnap === undefined) problems.push('the client never sent a SYN');
   if (end.kind === 'exit' && end.value !== 0) problems.push(`guest exit status ${end.value}`);
+  if (end.kind === 'triple-fault' || end.kind === 'reset') problems.push(describeEnd(end));
+  if (end.kind === 'cycle-limit' && resultLine === undefined)
+    problems.push(`no result after ${(limit / hz).toFixed(0)} simulated seconds`);
 
   const total = machine.stats();
   const a = startSnap ?? snapshot(machine);
