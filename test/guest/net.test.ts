@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { bootMultiboot } from '../../src/loader/multiboot.ts';
 import { createMachine, type EndReason, type Machine } from '../../src/machine/Machine.ts';
-import { crc32, withFcs } from '../../src/machine/ethernet/frame.ts';
+import { crc32, fcsValid, withFcs } from '../../src/machine/ethernet/frame.ts';
 import { afterburnedSkipReason, buildSkipReason, kernelPath, make, type Variant } from './guest.ts';
 
 const GUEST_MAC = [0x00, 0x0d, 0x42, 0, 0, 0x01];
@@ -162,6 +162,7 @@ class Peer {
   ) {
     machine.link!.attach(1, {
       receive: (wire) => {
+        if (!fcsValid(wire)) return; // corrupted on the way (fault injection): a NIC drops it
         const f = parse(wire);
         this.fromGuest.push(f);
         this.onFrame(f);
@@ -249,12 +250,14 @@ function stream(n: number, seed: number, corruptCrc = false): Uint8Array {
 }
 
 const ISN = 0x10000000;
-const SYN_OPTIONS = [2, 4, MSS >> 8, MSS & 0xff, 1, 3, 3, 7]; // MSS 1460, NOP, window scale 7
+const MSS_OPTION = [2, 4, MSS >> 8, MSS & 0xff];
+const WSCALE_OPTION = [1, 3, 3, 7]; // NOP, window scale 7
 
-/** SYN, the guest's SYN-ACK, our ACK: returns the SYN-ACK. */
-function handshake(peer: Peer): NonNullable<FromGuest['tcp']> {
+/** SYN (offering window scaling unless told not to), the guest's SYN-ACK, our ACK. */
+function handshake(peer: Peer, scaling = true): NonNullable<FromGuest['tcp']> {
   const before = peer.tcp().length;
-  peer.send(tcpSegment({ seq: ISN, flags: SYN, options: SYN_OPTIONS }));
+  const options = scaling ? [...MSS_OPTION, ...WSCALE_OPTION] : MSS_OPTION;
+  peer.send(tcpSegment({ seq: ISN, flags: SYN, options }));
   const synAck = peer.nextTcp(before);
   assert.equal(synAck.flags, SYN | ACK);
   assert.equal(synAck.ack, ISN + 1);
@@ -263,12 +266,12 @@ function handshake(peer: Peer): NonNullable<FromGuest['tcp']> {
 }
 
 /**
- * Sends `data` honouring the guest's advertised window (scaled by 3, as its SYN-ACK says), one
+ * Sends `data` honouring the guest's advertised window (scaled by `shift`, as its SYN-ACK says), one
  * segment per MSS, clocked by the guest's ACKs, then FIN; goes back to the first unacknowledged
  * byte when nothing moved for 5 ms (the retransmission timeout of any TCP sender). Runs until
  * the guest's run ends.
  */
-function transfer(peer: Peer, data: Uint8Array, iss: number): { end: EndReason; retransmissions: number } {
+function transfer(peer: Peer, data: Uint8Array, iss: number, shift = 3): { end: EndReason; retransmissions: number } {
   const clock = peer.machine.clock;
   let una = ISN + 1,
     nxt = una,
@@ -292,7 +295,7 @@ function transfer(peer: Peer, data: Uint8Array, iss: number): { end: EndReason; 
     if (f.tcp === undefined || (f.tcp.flags & ACK) === 0) return;
     if (f.tcp.ack - una > 0 && f.tcp.ack <= end) una = f.tcp.ack;
     if (f.tcp.ack === end + 1) finAcked = true;
-    wnd = f.tcp.win << 3;
+    wnd = f.tcp.win << shift;
     pump();
   };
   let finAcked = false,
@@ -404,18 +407,20 @@ for (const variant of ['native', 'afterburned'] as const) {
   });
 }
 
-test('a wrong CRC in the trailer: netserver says MISMATCH and exits with 1', { skip: noBuild }, () => {
+test('without window scaling, a wrong CRC in the trailer: MISMATCH and status 1', { skip: noBuild }, () => {
   const peer = Peer.boot('native', 'init=netserver');
-  const synAck = handshake(peer);
-  const data = stream(20_000, 9, true);
-  const { end } = transfer(peer, data, synAck.seq);
+  const synAck = handshake(peer, false);
+  assert.deepEqual([...synAck.options], MSS_OPTION); // no window scaling: we did not offer it
+  // More than the 64 KB window, so the sender must wait for the reader to make room.
+  const data = stream(100_000, 9, true);
+  const { end } = transfer(peer, data, synAck.seq, 0);
   const out = peer.console();
   assert.deepEqual(end, { kind: 'exit', value: 1 }, out);
-  const crc = crc32(data, 0, 20_000);
+  const crc = crc32(data, 0, 100_000);
   const hex = (v: number): string => (v >>> 0).toString(16).padStart(8, '0');
   assert.match(
     out,
-    new RegExp(`^netserver: received 20000 bytes in \\d+ ms, crc32 ${hex(crc)} MISMATCH expected ${hex(crc ^ 1)}$`, 'm'),
+    new RegExp(`^netserver: received 100000 bytes in \\d+ ms, crc32 ${hex(crc)} MISMATCH expected ${hex(crc ^ 1)}$`, 'm'),
   );
 });
 
@@ -463,4 +468,23 @@ test('bad checksum, out-of-order and duplicate segments', { skip: noBuild }, () 
   assert.match(out, new RegExp(`^netserver: received ${data.length - 12} bytes in \\d+ ms, crc32 [0-9a-f]{8} ok$`, 'm'));
   const [, bad, , ooo] = peer.netLine();
   assert.deepEqual([bad, ooo], [1, 3]);
+});
+
+test('a transfer through a link that drops, duplicates, reorders and corrupts frames', { skip: noBuild }, () => {
+  const peer = Peer.boot('native', 'init=netserver');
+  const synAck = handshake(peer);
+  peer.runUntil(() => false, 1); // the handshake's ACK is in before the faults start
+  peer.machine.link!.setFaults({ seed: 11, drop: 0.02, duplicate: 0.02, reorder: 0.03, corrupt: 0.02 });
+  const data = stream(200 * 1024, 12);
+  const { end, retransmissions } = transfer(peer, data, synAck.seq);
+  const out = peer.console();
+  assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+  const crc = crc32(data, 0, data.length - 12).toString(16).padStart(8, '0');
+  assert.match(out, new RegExp(`^netserver: received 204800 bytes in \\d+ ms, crc32 ${crc} ok$`, 'm'));
+  const link = peer.machine.link!.counters(1);
+  assert.ok(link.dropped + link.corrupted > 0 && link.reordered > 0 && link.duplicated > 0);
+  assert.ok(retransmissions > 0);
+  const [, , dropped, ooo] = peer.netLine();
+  assert.ok(dropped >= link.corrupted, `dropped ${dropped}, corrupted ${link.corrupted}`);
+  assert.ok(ooo > 0);
 });
