@@ -90,6 +90,7 @@ interface TcpOut {
   ack?: number;
   flags: number;
   data?: Uint8Array;
+  sport?: number;
   dport?: number;
   options?: number[];
   badSum?: boolean;
@@ -100,7 +101,7 @@ function tcpSegment(s: TcpOut): Uint8Array {
   const hlen = 20 + opts.length;
   const data = s.data ?? new Uint8Array(0);
   const t = new Uint8Array(hlen + data.length);
-  be16(t, 0, 40000);
+  be16(t, 0, s.sport ?? 40000);
   be16(t, 2, s.dport ?? PORT);
   be32(t, 4, s.seq);
   be32(t, 8, s.ack ?? 0);
@@ -487,4 +488,21 @@ test('a transfer through a link that drops, duplicates, reorders and corrupts fr
   const [, , dropped, ooo] = peer.netLine();
   assert.ok(dropped >= link.corrupted, `dropped ${dropped}, corrupted ${link.corrupted}`);
   assert.ok(ooo > 0);
+});
+
+test('a second SYN is refused; a reset from the peer ends netserver with an error', { skip: noBuild }, () => {
+  const peer = Peer.boot('native', 'init=netserver');
+  const synAck = handshake(peer);
+  // Another connection attempt (another source port) while this one is open: RST|ACK.
+  const n = peer.tcp().length;
+  peer.send(tcpSegment({ seq: 0x2000, flags: SYN, options: MSS_OPTION, sport: 40001 }));
+  const rst = peer.nextTcp(n, 5);
+  assert.deepEqual([rst.flags, rst.ack], [RST | ACK, 0x2001]);
+  // Some data, then the peer resets the connection: recv fails, netserver says so.
+  peer.send(tcpSegment({ seq: ISN + 1, ack: synAck.seq + 1, flags: ACK, data: new Uint8Array(100) }));
+  peer.runUntil(() => false, 5);
+  peer.send(tcpSegment({ seq: ISN + 101, flags: RST }));
+  const end = peer.finish(100);
+  assert.deepEqual(end, { kind: 'exit', value: 1 }, peer.console());
+  assert.match(peer.console(), /^netserver: recv failed with error 104 after 100 bytes$/m);
 });
