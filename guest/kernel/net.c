@@ -156,7 +156,7 @@ static void icmp_input(const struct eth_hdr *eth, const struct ip_hdr *ip, const
 static void ip_input(const struct eth_hdr *eth, const u8 *pkt, u32 len) {
   const struct ip_hdr *ip = (const struct ip_hdr *)pkt;
   u32 hlen = (ip->vhl & 0xf) * 4, total = len >= IP_HLEN ? net16(ip->len) : 0;
-  /* GUEST-CONTROLLED in spirit: everything below comes off the wire; trust no length. */
+  /* Everything here came off the wire: no length is trusted until checked against the frame. */
   if (len < IP_HLEN || ip->vhl >> 4 != 4 || hlen < IP_HLEN || total < hlen || total > len) {
     net_counters.dropped++;
     return;

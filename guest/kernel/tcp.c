@@ -270,6 +270,7 @@ static void tcp_conn_input(const struct eth_hdr *eth, const struct ip_hdr *ip,
     /* Only a reset inside the window counts (RFC 5961 section 3 would want it exact). */
     if (seq_le(tcb.rcv_nxt, seq) && seq_lt(seq, tcb.rcv_nxt + rcv_window() + 1)) {
       tcb.state = LISTEN;
+      tcb.ack_pending = 0;
       tcb.reset = 1;
       wakeup(&tcb);
     } else {
