@@ -202,6 +202,36 @@ test('paging: #PF error code and CR2, accessed and dirty bits, TLB misses and fl
   assert.ok(cpu.counters.cr3Loads === 1);
 });
 
+test('device registers above 2 GB are reached on the first access after a TLB miss', () => {
+  // A physical address with bit 31 set once came back from the TLB fill as a negative number,
+  // so the first access to a page (a NIC's registers at 0xE0000000) never reached the device.
+  const platform = testPlatform();
+  const reads: number[] = [];
+  const writes: { address: number; value: number }[] = [];
+  platform.mmioRead = (address) => {
+    reads.push(address);
+    return 0x1234;
+  };
+  platform.mmioWrite = (address, _size, value) => {
+    writes.push({ address, value });
+  };
+  const cpu = flatCpu(
+    assemble(`
+    movl 0xe0000010, %eax
+    movl %eax, 0xe0001014
+    movl 0xe0002018, %ebx
+    hlt`),
+    0x1000,
+    platform,
+  );
+  assert.equal(cpu.run(1e6), 'halt');
+  assert.deepEqual(reads, [0xe0000010, 0xe0002018]);
+  assert.deepEqual(writes, [{ address: 0xe0001014, value: 0x1234 }]);
+  assert.equal(cpu.ebx, 0x1234);
+  assert.equal(cpu.counters.mmioReads, 2);
+  assert.equal(cpu.counters.mmioWrites, 1);
+});
+
 test('a fault with no usable IDT ends in a triple fault, reported, not thrown', () => {
   const cpu = flatCpu(assemble('lidt idt\n\tud2\nidt: .word 0\n\t.long 0'));
   assert.equal(cpu.run(1e6), 'shutdown');
