@@ -1,5 +1,6 @@
 import type { CpuCosts } from './cost.ts';
 import { CpuFault, Vector, gp, ss } from './fault.ts';
+import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
@@ -636,7 +637,7 @@ export class Cpu {
       this.dNext = (this.dNext + 1) % TLB_ENTRIES;
       this.dtlb[page] = entry;
     }
-    return (physical & 0xfffff000) + (linear & 0xfff);
+    return ((physical & 0xfffff000) + (linear & 0xfff)) >>> 0;
   }
 
   // ---- physical memory -------------------------------------------------------------------
@@ -1067,6 +1068,7 @@ export class Cpu {
     // The CS register object is loaded in place, never replaced: safe to hoist.
     const cs = this.segs[CS];
     const bound = this.bound.size !== 0;
+    const regs = this.regs;
     while (budget > 0 && this.cycles < this.runLimit && !this.stopRequested && !this.halted) {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
         this.instrEip = this.eip;
@@ -1090,8 +1092,154 @@ export class Cpu {
       this.eip = cs.big ? (eip + instr.length) >>> 0 : (eip + instr.length) & 0xffff;
       this.cycles += costs.base;
       counters.instructions++;
-      instr.exec(this, instr);
       budget--;
+      // PERF: the most frequent forms inline (ops/fast.ts names the handler each case mirrors).
+      switch (instr.fast) {
+        case Fast.FAST_NONE:
+          instr.exec(this, instr);
+          break;
+        case Fast.FAST_MOV_RR:
+          regs[instr.dst] = regs[instr.src];
+          break;
+        case Fast.FAST_MOV_LOAD: {
+          let ea = instr.disp;
+          if (instr.base >= 0) ea += regs[instr.base];
+          if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
+          regs[instr.reg] = this.read32(this.linear(instr.seg, ea | 0, 4, false));
+          break;
+        }
+        case Fast.FAST_MOV_STORE: {
+          let ea = instr.disp;
+          if (instr.base >= 0) ea += regs[instr.base];
+          if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
+          this.write32(this.linear(instr.seg, ea | 0, 4, true), regs[instr.reg]);
+          break;
+        }
+        case Fast.FAST_MOV_IMM:
+          regs[instr.dst] = instr.imm;
+          break;
+        case Fast.FAST_LEA: {
+          let ea = instr.disp;
+          if (instr.base >= 0) ea += regs[instr.base];
+          if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
+          regs[instr.reg] = ea | 0;
+          break;
+        }
+        case Fast.FAST_JCC:
+          if (this.condition(instr.opcode & 15)) {
+            const target = (this.eip + instr.imm) >>> 0;
+            if (target > cs.limit) throw gp(0);
+            this.eip = target;
+          }
+          break;
+        case Fast.FAST_JMP: {
+          const target = (this.eip + instr.imm) >>> 0;
+          if (target > cs.limit) throw gp(0);
+          this.eip = target;
+          break;
+        }
+        case Fast.FAST_CMP_RR: {
+          const d = regs[instr.dst];
+          const s = regs[instr.src];
+          this.setLazy(F.LAZY_SUB, d, s, (d - s) | 0, -1);
+          break;
+        }
+        case Fast.FAST_ADD_RR: {
+          const d = regs[instr.dst];
+          const s = regs[instr.src];
+          const r = (d + s) | 0;
+          this.setLazy(F.LAZY_ADD, d, s, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_TEST_RR:
+          this.setLazy(F.LAZY_LOGIC, 0, 0, regs[instr.dst] & regs[instr.src], -1);
+          break;
+        case Fast.FAST_CMP_RI: {
+          const d = regs[instr.dst];
+          this.setLazy(F.LAZY_SUB, d, instr.imm, (d - instr.imm) | 0, -1);
+          break;
+        }
+        case Fast.FAST_ADD_RI: {
+          const d = regs[instr.dst];
+          const r = (d + instr.imm) | 0;
+          this.setLazy(F.LAZY_ADD, d, instr.imm, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_INC: {
+          const v = regs[instr.dst];
+          const r = (v + 1) | 0;
+          this.setLazyKeepCarry(F.LAZY_ADD, v, 1, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_DEC: {
+          const v = regs[instr.dst];
+          const r = (v - 1) | 0;
+          this.setLazyKeepCarry(F.LAZY_SUB, v, 1, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_XOR_RR: {
+          const r = regs[instr.dst] ^ regs[instr.src];
+          this.setLazy(F.LAZY_LOGIC, 0, 0, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_SUB_RR: {
+          const d = regs[instr.dst];
+          const s = regs[instr.src];
+          const r = (d - s) | 0;
+          this.setLazy(F.LAZY_SUB, d, s, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_SUB_RI: {
+          const d = regs[instr.dst];
+          const r = (d - instr.imm) | 0;
+          this.setLazy(F.LAZY_SUB, d, instr.imm, r, -1);
+          regs[instr.dst] = r;
+          break;
+        }
+        case Fast.FAST_MOVZX8_LOAD: {
+          let ea = instr.disp;
+          if (instr.base >= 0) ea += regs[instr.base];
+          if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
+          regs[instr.reg] = this.read8(this.linear(instr.seg, ea | 0, 1, false));
+          break;
+        }
+        case Fast.FAST_IMUL_RRI: {
+          this.cycles += costs.mul - costs.base;
+          const a = regs[instr.src];
+          const low = Math.imul(a, instr.imm);
+          regs[instr.dst] = low;
+          this.setMulFlags(low, -1, a * instr.imm !== low);
+          break;
+        }
+        case Fast.FAST_CALL: {
+          const target = (this.eip + instr.imm) >>> 0;
+          this.push(this.eip, 4);
+          if (target > cs.limit) throw gp(0);
+          this.eip = target;
+          break;
+        }
+        case Fast.FAST_RET: {
+          const target = this.peek(4, 0);
+          if (target > cs.limit) throw gp(0);
+          this.eip = target;
+          this.adjustSp(4);
+          break;
+        }
+        case Fast.FAST_PUSH:
+          this.push(regs[instr.dst], 4);
+          break;
+        case Fast.FAST_POP:
+          regs[instr.dst] = this.pop(4);
+          break;
+        default:
+          instr.exec(this, instr);
+      }
     }
     return budget;
   }

@@ -7,7 +7,7 @@ import { CpuFault, Vector, ud } from './fault.ts';
 import { Instr } from './instr.ts';
 import * as T from './opcodes.ts';
 import { undefinedOpcode } from './ops/control.ts';
-import { specialize } from './ops/fast.ts';
+import { markFast, specialize } from './ops/fast.ts';
 
 const tooLong = (): never => {
   throw new CpuFault(Vector.GP, 0);
@@ -121,7 +121,10 @@ export function decode(bytes: Uint8Array, start: number, big: boolean): Instr {
   i.length = p - start;
   if (i.length > 15) i.exec = tooLong;
   else if (lock && ((flags & T.LOCKABLE) === 0 || i.mod === 3)) i.exec = lockFault;
-  else if (spec !== undefined) i.exec = specialize(i) ?? i.exec;
+  else if (spec !== undefined) {
+    i.exec = specialize(i) ?? i.exec;
+    markFast(i);
+  }
   return i;
 }
 

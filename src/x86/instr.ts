@@ -39,6 +39,13 @@ export class Instr {
   imm = 0;
   /** Second immediate (ENTER's nesting level, far pointer selector). */
   imm2 = 0;
+  /**
+   * PERF: a FAST_* code (ops/fast.ts) for the few forms the interpreter loop executes inline,
+   * 0 for all others; `dst` and `src` are the register operands of those forms.
+   */
+  fast = 0;
+  dst = 0;
+  src = 0;
 
   constructor(exec: Handler) {
     this.exec = exec;

@@ -116,6 +116,16 @@ const cmpMI: Handler = (cpu, i) => {
   cpu.setLazy(F.LAZY_SUB, d, i.imm, (d - i.imm) | 0, -1);
 };
 
+// ---- IMUL r32, r32, imm (69/6B with mod 3) ----
+
+const imulRegImm: Handler = (cpu, i) => {
+  cpu.cycles += cpu.costs.mul - cpu.costs.base;
+  const a = cpu.regs[i.rm];
+  const low = Math.imul(a, i.imm);
+  cpu.regs[i.reg] = low;
+  cpu.setMulFlags(low, -1, a * i.imm !== low);
+};
+
 // ---- moves ----
 
 const movRR: Handler = (cpu, i) => {
@@ -205,6 +215,87 @@ const ALU_RI: (Handler | undefined)[] = [
 ];
 
 /**
+ * PERF: codes for the forms the interpreter loop (Cpu.runInner) executes inline, without a call
+ * through `exec`. Each case there does exactly what the handler named beside it does; `exec`
+ * stays the reference (single-stepping and every other path use it).
+ */
+export const FAST_NONE = 0;
+export const FAST_MOV_RR = 1; // movRR
+export const FAST_MOV_LOAD = 2; // movLoad
+export const FAST_MOV_STORE = 3; // movStore
+export const FAST_MOV_IMM = 4; // movRegImm
+export const FAST_JCC = 5; // jccRel
+export const FAST_CMP_RR = 6; // cmpRR
+export const FAST_CMP_RI = 7; // cmpRI
+export const FAST_ADD_RI = 8; // addRI
+export const FAST_INC = 9; // incReg
+export const FAST_PUSH = 10; // pushReg
+export const FAST_POP = 11; // popReg
+export const FAST_LEA = 12; // lea
+export const FAST_JMP = 13; // jmpRel
+export const FAST_ADD_RR = 14; // addRR
+export const FAST_TEST_RR = 15; // testRR
+export const FAST_DEC = 16; // decReg
+export const FAST_XOR_RR = 17; // xorRR
+export const FAST_SUB_RR = 18; // subRR
+export const FAST_SUB_RI = 19; // subRI
+export const FAST_MOVZX8_LOAD = 20; // movzxByteLoad
+export const FAST_IMUL_RRI = 21; // imulRegImm
+export const FAST_CALL = 22; // callRel
+export const FAST_RET = 23; // ret
+
+const FAST_CODES = new Map<Handler, number>([
+  [movRR, FAST_MOV_RR],
+  [movLoad, FAST_MOV_LOAD],
+  [movStore, FAST_MOV_STORE],
+  [movRegImm, FAST_MOV_IMM],
+  [jccRel, FAST_JCC],
+  [cmpRR, FAST_CMP_RR],
+  [cmpRI, FAST_CMP_RI],
+  [addRI, FAST_ADD_RI],
+  [incReg, FAST_INC],
+  [pushReg, FAST_PUSH],
+  [popReg, FAST_POP],
+  [lea, FAST_LEA],
+  [jmpRel, FAST_JMP],
+  [addRR, FAST_ADD_RR],
+  [testRR, FAST_TEST_RR],
+  [decReg, FAST_DEC],
+  [xorRR, FAST_XOR_RR],
+  [subRR, FAST_SUB_RR],
+  [subRI, FAST_SUB_RI],
+  [movzxByteLoad, FAST_MOVZX8_LOAD],
+  [imulRegImm, FAST_IMUL_RRI],
+  [callRel, FAST_CALL],
+  [ret, FAST_RET],
+]);
+
+/** Sets `fast`, `dst` and `src` for an instruction whose handler the loop runs inline. */
+export function markFast(i: Instr): void {
+  const code = FAST_CODES.get(i.exec) ?? FAST_NONE;
+  i.fast = code;
+  if (
+    code === FAST_MOV_RR ||
+    code === FAST_CMP_RR ||
+    code === FAST_ADD_RR ||
+    code === FAST_XOR_RR ||
+    code === FAST_SUB_RR
+  ) {
+    i.dst = dstReg(i);
+    i.src = srcReg(i);
+  } else if (code === FAST_TEST_RR) {
+    i.dst = i.rm;
+    i.src = i.reg;
+  } else if (code === FAST_MOV_IMM || code === FAST_INC || code === FAST_DEC) i.dst = i.opcode & 7;
+  else if (code === FAST_PUSH || code === FAST_POP) i.dst = i.opcode & 7;
+  else if (code === FAST_CMP_RI || code === FAST_ADD_RI || code === FAST_SUB_RI) i.dst = i.rm;
+  else if (code === FAST_IMUL_RRI) {
+    i.dst = i.reg;
+    i.src = i.rm;
+  }
+}
+
+/**
  * Returns the specialised handler for a decoded instruction, or undefined to keep the generic
  * one. Only 32-bit operand and address size, no prefixes that change the semantics (LOCK, REP).
  */
@@ -218,6 +309,9 @@ export function specialize(i: Instr): Handler | undefined {
     if ((op & 2) !== 0) return alu === 0 ? addRM : alu === 7 ? cmpRM : undefined;
     return alu === 7 ? cmpMR : undefined;
   }
+  // 05, 25, 2D, 3D: the accumulator forms of group 1 (no ModRM: rm is 0, EAX).
+  if (op < 0x40 && (op & 7) === 5 && i.rm === 0) return ALU_RI[(op >> 3) & 7];
+  if ((op === 0x69 || op === 0x6b) && reg) return imulRegImm;
   if ((op === 0x81 || op === 0x83) && reg) return ALU_RI[i.reg];
   if ((op === 0x81 || op === 0x83) && i.reg === 7) return cmpMI;
   if (op === 0x85 && reg) return testRR;

@@ -39,6 +39,7 @@ for (const op of ['add', 'or', 'adc', 'sbb', 'and', 'sub', 'xor', 'cmp']) {
   add(`${op}b $0x7f, %dl`, af);
   add(`${op}l $0x12345678, %esi`, af);
   add(`${op}l $-3, %eax`, af);
+  add(`${op}l $0x12345678, %eax`, af); // the accumulator form (05, 0D, ... 3D)
   add(`${op}w $0x8001, %cx`, af);
   add(`${op}b $0x80, 1(%edi)`, af);
 }
@@ -83,6 +84,8 @@ add('imull %ebx', SF | ZF | AF | PF);
 add('imulw %bx', SF | ZF | AF | PF);
 add('imulb %bl', SF | ZF | AF | PF);
 add('imull %ebx, %eax', SF | ZF | AF | PF);
+add('imull $100000, %ebx, %eax', SF | ZF | AF | PF);
+add('imull $-7, %ecx, %edx', SF | ZF | AF | PF);
 add('imulw %bx, %cx', SF | ZF | AF | PF);
 add('imull $-1000, %esi, %edx', SF | ZF | AF | PF);
 add('imull $7, (%edi), %ecx', SF | ZF | AF | PF);
