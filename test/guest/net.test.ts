@@ -363,12 +363,20 @@ test('ARP, ICMP echo, a closed port, bad and fragmented packets', { skip: noBuil
   peer.send(corrupt);
   const truncated = icmpEcho(0x1234, 4, data).slice(0, 14 + 20 + 40);
   peer.send(withFcs(truncated));
+  // An oversize frame (2,046 bytes with FCS, beyond Ethernet's 1,518): the link refuses it, and
+  // handed straight to the NIC (as a faulty wire would) it overflows the driver's 1,536-byte
+  // buffer, the NIC flags it too long and the driver drops it.
+  const oversize = icmpEcho(0x1234, 5, new Uint8Array(2000));
+  peer.send(oversize);
+  assert.equal(peer.machine.link!.counters(1).oversize, 1);
+  peer.machine.nic!.receive(oversize);
   const end = peer.finish(100);
   assert.deepEqual(end, { kind: 'exit', value: 0 }, peer.console());
   assert.equal(peer.fromGuest.length, 4);
-  // rx frames: 2 ARP, 3 echo, SYN, bad header, fragment, truncated; bad checksum: ICMP and IP
-  // header; dropped: the other ARP request, the closed port, the fragment, the FCS, the truncated.
-  assert.deepEqual(peer.netLine(), [9, 2, 5, 0, 0]);
+  // rx frames: 2 ARP, 3 echo, SYN, bad header, fragment, truncated, oversize; bad checksum: ICMP
+  // and IP header; dropped: the other ARP request, the closed port, the fragment, the FCS, the
+  // truncated, the oversize.
+  assert.deepEqual(peer.netLine(), [10, 2, 6, 0, 0]);
 });
 
 for (const variant of ['native', 'afterburned'] as const) {
