@@ -1,20 +1,32 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import type { Command } from '../command.ts';
 import { createMachine, describeEnd, Machine } from '../../machine/Machine.ts';
 import { bootMultiboot } from '../../loader/multiboot.ts';
 import { verifyAnnotations } from '../../afterburner/verify.ts';
+import { buildGuest, CONFIGS } from '../../bench/netperf/build.ts';
+import {
+  formatSize,
+  markdownTables,
+  setting,
+  type NetperfRow,
+} from '../../bench/netperf/report.ts';
+import { runNetperf } from '../../bench/netperf/run.ts';
+import { parseSize } from './bench.ts';
 
-const usage = `usage: previrt demo [--quiet]
+const usage = `usage: previrt demo [--quiet] [--bytes SIZE]
 
 The main job (README): builds the guest kernel twice from the same sources (native: gcc → as;
 afterburned: gcc → afterburner → as), checks the afterburned ELF with verify-annotations, boots
-both on the emulated raw PC with init=selftest, and prints a table: self-test result, simulated
-time, busy and idle cycles, instructions, sensitive instructions executed as traps or I/O, and
-host speed. Rows for the Xen- and L4-style hypervisors appear when those land (issues 7 and 8).
+both on the emulated raw PC with init=selftest and prints a table (self-test result, simulated
+time, busy and idle cycles, instructions, port I/O, host speed); then runs the netperf receive
+benchmark on both (previrt bench netperf, the seed's table). Rows for the Xen- and L4-style
+hypervisors appear when those land.
 
-  --quiet    no guest console output, only progress lines and the table
-exit status: 0 if every configuration passes its self-test, 1 otherwise, 2 if the build fails.`;
+  --quiet        no guest console output, only progress lines and the tables
+  --bytes SIZE   netperf payload per configuration (default 16M; 0 skips the benchmark)
+exit status: 0 if every configuration passes its self-test and every transfer is verified,
+1 otherwise, 2 on bad usage or if the build fails.`;
 
 interface Row {
   config: string;
@@ -74,21 +86,35 @@ export const demo: Command = {
     'build the guest (native and afterburned), run its self-test on the raw PC, print results',
   usage,
   async run(argv) {
-    const unknown = argv.find((a) => a !== '--quiet');
-    if (unknown !== undefined) {
-      console.error(`previrt demo: unknown option '${unknown}' (previrt demo --help)`);
-      return 2;
+    let quiet = false;
+    let bytes = 16 << 20;
+    for (let k = 0; k < argv.length; k++) {
+      const a = argv[k];
+      if (a === '--quiet') quiet = true;
+      else if (a === '--bytes') {
+        const n = argv[k + 1] === '0' ? 0 : parseSize(argv[k + 1] ?? '');
+        if (n === undefined) {
+          console.error(
+            `previrt demo: --bytes needs a size such as 16M or 0 (previrt demo --help)`,
+          );
+          return 2;
+        }
+        bytes = n;
+        k++;
+      } else {
+        console.error(`previrt demo: unknown option '${a}' (previrt demo --help)`);
+        return 2;
+      }
     }
-    const quiet = argv.includes('--quiet');
     console.log('demo: building the guest kernel (make -C guest): native and afterburned');
-    const make = spawnSync('make', ['-C', 'guest', '--no-print-directory'], { encoding: 'utf8' });
-    if (make.status !== 0) {
-      console.error(make.stdout + make.stderr);
+    const build = buildGuest();
+    if (!build.ok) {
+      console.error(build.output);
       console.error('previrt demo: the guest build failed (output above)');
       return 2;
     }
-    const native = 'guest/build/native/kernel.elf';
-    const afterburned = 'guest/build/afterburned/kernel.elf';
+    const native = relative(process.cwd(), CONFIGS.native.kernel);
+    const afterburned = relative(process.cwd(), CONFIGS.nops.kernel);
     const verify = verifyAnnotations(afterburned, readFileSync(afterburned));
     const headerSites = Object.values(verify.headerSites).reduce((a, b) => a + b, 0);
     console.log(
@@ -122,7 +148,28 @@ export const demo: Command = {
         `${(((b.instructions - a.instructions) / a.instructions) * 100).toFixed(2)}% instructions ` +
         '(the NOP padding executes on raw hardware). Cost model: p4-2.8ghz.',
     );
+    const netRows: NetperfRow[] = [];
+    if (bytes > 0) {
+      console.log('');
+      for (const c of [CONFIGS.native, CONFIGS.nops]) {
+        console.log(`demo: netperf receive, ${formatSize(bytes)} into ${c.label} (init=netserver)`);
+        const run = runNetperf({
+          label: c.label,
+          kernel: readFileSync(c.kernel),
+          kernelName: c.kernel,
+          payloadBytes: bytes,
+          seed: 1,
+          onConsoleLine: quiet ? undefined : (l) => console.log(`  [${c.label}] ${l}`),
+        });
+        netRows.push({ label: c.label, runs: [run] });
+      }
+      console.log('');
+      console.log(markdownTables(netRows));
+      console.log('');
+      console.log(setting(netRows));
+    }
     console.log('Virtualized rows (Xen-style, L4-style in-place VMM) are not implemented yet.');
-    return rows.every((r) => r.passed) ? 0 : 1;
+    const verified = netRows.every((r) => r.runs.every((run) => run.ok));
+    return rows.every((r) => r.passed) && verified ? 0 : 1;
   },
 };

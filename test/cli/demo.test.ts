@@ -1,0 +1,40 @@
+// The README's main job: `previrt demo` builds the guest, runs its self-test raw in both variants
+// and the netperf benchmark on both, and prints the tables.
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { buildSkipReason } from '../guest/guest.ts';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const previrt = (args: string[]) =>
+  spawnSync(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), 'demo', ...args], {
+    encoding: 'utf8',
+    cwd: tmpdir(), // the demo finds the repository from its own path, not the working directory
+    timeout: 300_000,
+  });
+
+test(
+  'previrt demo: self-test rows pass and the netperf rows are verified',
+  { skip: buildSkipReason() },
+  () => {
+    const r = previrt(['--quiet', '--bytes', '256K']);
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /^\| native, raw \| PASS \|/m);
+    assert.match(r.stdout, /^\| NOPs \(afterburned\), raw \| PASS \|/m);
+    assert.match(r.stdout, /^\| System \| Xput \[Mb\/s\] \| CPU util \| cycles\/byte \|$/m);
+    assert.match(r.stdout, /^\| native, raw \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
+    assert.match(r.stdout, /^\| NOPs, raw \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
+    assert.match(r.stdout, /TCP stream of 256 KB/);
+  },
+);
+
+test('previrt demo: bad options are one line and status 2', () => {
+  for (const args of [['--bytes', 'lots'], ['--bytes'], ['--frobnicate']]) {
+    const r = previrt(args);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^previrt demo: /);
+  }
+});
