@@ -1065,16 +1065,25 @@ export class Cpu {
   private runInner(budget: number): number {
     const costs = this.costs;
     const counters = this.counters;
-    // The CS register object is loaded in place, never replaced: safe to hoist.
+    const runLimit = this.runLimit;
+    // The CS register object is loaded in place, never replaced: safe to hoist. Its fields can
+    // change only in a generic handler, an event delivery or a bound entry, after which they are
+    // read again; the inline forms below never touch CS.
     const cs = this.segs[CS];
+    let csBase = cs.base;
+    let csBig = cs.big;
+    let csLimit = cs.limit;
     const bound = this.bound.size !== 0;
     const regs = this.regs;
-    while (budget > 0 && this.cycles < this.runLimit && !this.stopRequested && !this.halted) {
+    while (budget > 0 && this.cycles < runLimit && !this.stopRequested && !this.halted) {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
         this.instrEip = this.eip;
         const vector = this.platform.acknowledgeInterrupt() & 0xff;
         this.raise(vector, undefined, 'interrupt');
         budget--;
+        csBase = cs.base;
+        csBig = cs.big;
+        csLimit = cs.limit;
         continue;
       }
       if (this.interruptShadow) this.interruptShadow = false;
@@ -1082,14 +1091,17 @@ export class Cpu {
       this.instrEip = eip;
       if (bound && this.callBound(eip)) {
         budget--;
+        csBase = cs.base;
+        csBig = cs.big;
+        csLimit = cs.limit;
         continue;
       }
       // PERF: the common case inline: same code page as the last fetch, instruction decoded.
-      const linear = (cs.base + eip) | 0;
+      const linear = (csBase + eip) | 0;
       let instr = linear >>> 12 === this.fetchPage ? this.fetchCode[linear & 0xfff] : undefined;
-      if (instr === undefined || instr.codeBig !== cs.big || eip > cs.limit)
+      if (instr === undefined || instr.codeBig !== csBig || eip > csLimit)
         instr = this.instructionAt(eip);
-      this.eip = cs.big ? (eip + instr.length) >>> 0 : (eip + instr.length) & 0xffff;
+      this.eip = csBig ? (eip + instr.length) >>> 0 : (eip + instr.length) & 0xffff;
       this.cycles += costs.base;
       counters.instructions++;
       budget--;
@@ -1097,6 +1109,9 @@ export class Cpu {
       switch (instr.fast) {
         case Fast.FAST_NONE:
           instr.exec(this, instr);
+          csBase = cs.base;
+          csBig = cs.big;
+          csLimit = cs.limit;
           break;
         case Fast.FAST_MOV_RR:
           regs[instr.dst] = regs[instr.src];
@@ -1128,13 +1143,13 @@ export class Cpu {
         case Fast.FAST_JCC:
           if (this.condition(instr.opcode & 15)) {
             const target = (this.eip + instr.imm) >>> 0;
-            if (target > cs.limit) throw gp(0);
+            if (target > csLimit) throw gp(0);
             this.eip = target;
           }
           break;
         case Fast.FAST_JMP: {
           const target = (this.eip + instr.imm) >>> 0;
-          if (target > cs.limit) throw gp(0);
+          if (target > csLimit) throw gp(0);
           this.eip = target;
           break;
         }
@@ -1220,13 +1235,13 @@ export class Cpu {
         case Fast.FAST_CALL: {
           const target = (this.eip + instr.imm) >>> 0;
           this.push(this.eip, 4);
-          if (target > cs.limit) throw gp(0);
+          if (target > csLimit) throw gp(0);
           this.eip = target;
           break;
         }
         case Fast.FAST_RET: {
           const target = this.peek(4, 0);
-          if (target > cs.limit) throw gp(0);
+          if (target > csLimit) throw gp(0);
           this.eip = target;
           this.adjustSp(4);
           break;
@@ -1239,6 +1254,9 @@ export class Cpu {
           break;
         default:
           instr.exec(this, instr);
+          csBase = cs.base;
+          csBig = cs.big;
+          csLimit = cs.limit;
       }
     }
     return budget;
