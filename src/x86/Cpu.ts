@@ -108,7 +108,7 @@ export class Cpu {
 
   cycles = 0;
   idleCycles = 0;
-  halted = false;
+  private haltedState = false;
   counters: CpuCounters = newCounters();
   shutdownReason: string | undefined = undefined;
   monitor: Monitor | null = null;
@@ -118,6 +118,11 @@ export class Cpu {
   interruptShadow = false;
   private stopRequested = false;
   private runLimit = 0;
+  /**
+   * PERF: the interpreter loop runs while `cycles < sliceEnd`; HLT, requestStop() and a
+   * shutdown lower it so the loop needs one test for all of them (run() sorts out which).
+   */
+  private sliceEnd = 0;
 
   // Paging and TLBs.
   private paging = false;
@@ -1020,6 +1025,17 @@ export class Cpu {
 
   requestStop(): void {
     this.stopRequested = true;
+    this.sliceEnd = -1;
+  }
+
+  /** HLT state: the CPU waits for an interrupt (monitors may set it for a blocked guest). */
+  get halted(): boolean {
+    return this.haltedState;
+  }
+
+  set halted(value: boolean) {
+    this.haltedState = value;
+    if (value) this.sliceEnd = -1;
   }
 
   /** The monitor or a VMM charges its own work to the simulated clock. */
@@ -1052,6 +1068,7 @@ export class Cpu {
         // PERF: the inner loop runs in slices, so V8 re-optimizes it after a deoptimization
         // instead of staying in on-stack-replaced baseline code for the whole run.
         const slice = Math.min(budget, 8192);
+        this.sliceEnd = this.runLimit;
         budget -= slice - this.runInner(slice);
       } catch (e) {
         if (!(e instanceof CpuFault)) throw e;
@@ -1065,7 +1082,6 @@ export class Cpu {
   private runInner(budget: number): number {
     const costs = this.costs;
     const counters = this.counters;
-    const runLimit = this.runLimit;
     // The CS register object is loaded in place, never replaced: safe to hoist. Its fields can
     // change only in a generic handler, an event delivery or a bound entry, after which they are
     // read again; the inline forms below never touch CS.
@@ -1075,7 +1091,7 @@ export class Cpu {
     let csLimit = cs.limit;
     const bound = this.bound.size !== 0;
     const regs = this.regs;
-    while (budget > 0 && this.cycles < runLimit && !this.stopRequested && !this.halted) {
+    while (budget > 0 && this.cycles < this.sliceEnd) {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
         this.instrEip = this.eip;
         const vector = this.platform.acknowledgeInterrupt() & 0xff;
@@ -1290,6 +1306,7 @@ export class Cpu {
   /** Triple fault: the CPU stops; the machine reports the reason (SDM 3A 6.15, #DF). */
   shutdown(reason: string): void {
     this.shutdownReason = reason;
+    this.sliceEnd = -1;
   }
 
   /** Segment base + EIP of the next instruction. */
