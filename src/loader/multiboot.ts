@@ -79,8 +79,34 @@ function aoutSegments(
 
 /** Loads the kernel and modules into the machine and sets up the CPU. */
 export function bootMultiboot(machine: Machine, req: BootRequest): LoadError | undefined {
+  const placed = placeMultiboot(machine.ram, req);
+  if (placed instanceof LoadError) return placed;
+  const cpu = machine.cpu;
+  cpu.invalidateAllCode();
+  cpu.enterFlatProtectedMode();
+  cpu.eip = placed.entry;
+  cpu.eax = BOOT_MAGIC;
+  cpu.ebx = placed.mbi;
+  cpu.esp = 0;
+  return undefined;
+}
+
+/** Where a multiboot kernel starts: its entry point and the information structure's address. */
+export interface MultibootStart {
+  entry: number;
+  mbi: number;
+  /** EAX at entry (0x2BADB002). */
+  magic: number;
+}
+
+/**
+ * Places the kernel, its modules and the information structure in `ram`, the physical memory the
+ * kernel will see from address 0 (the machine's, or a domain's pseudo-physical memory under a
+ * hypervisor); the memory map describes exactly `ram.length` bytes.
+ */
+export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStart | LoadError {
   const file = req.kernelName;
-  const ramSize = machine.ram.length;
+  const ramSize = ram.length;
   const header = findHeader(req.kernel);
   let image: { entry: number; segments: Segment[] } | LoadError;
   if (header !== undefined && (header.flags & 0x10000) !== 0)
@@ -119,7 +145,6 @@ export function bootMultiboot(machine: Machine, req: BootRequest): LoadError | u
     }
     kernelEnd = Math.max(kernelEnd, s.paddr + s.memsz);
   }
-  const ram = machine.ram;
   for (const s of sorted) {
     ram.fill(0, s.paddr, s.paddr + s.memsz);
     ram.set(s.data, s.paddr);
@@ -179,14 +204,7 @@ export function bootMultiboot(machine: Machine, req: BootRequest): LoadError | u
   info.u32(mbi + 48, mmap);
   info.u32(mbi + 64, loaderName);
 
-  const cpu = machine.cpu;
-  cpu.invalidateAllCode();
-  cpu.enterFlatProtectedMode();
-  cpu.eip = image.entry;
-  cpu.eax = BOOT_MAGIC;
-  cpu.ebx = mbi;
-  cpu.esp = 0;
-  return undefined;
+  return { entry: image.entry, mbi, magic: BOOT_MAGIC };
 }
 
 class InfoWriter {

@@ -1,0 +1,562 @@
+/**
+ * The in-place VMM's core (DESIGN.md decisions 6 and 7; reference/afterburner.md): the virtual
+ * CPU, the emulation of the sensitive instructions the rewriter turned into calls, virtual
+ * interrupt delivery, the forwarding of traps into the guest's own IDT handlers, and the virtual
+ * PC platform. It knows no hypervisor: everything that needs one goes through `VmmBackend`
+ * (backend.ts; backends/xen.ts is the Xen-style one).
+ *
+ * It runs in TypeScript at the guest's privilege, reached through entry addresses the CPU binds
+ * to handlers (cpu.bindEntry): a handler runs instead of the instruction fetch, then the CPU
+ * pops EIP. A handler therefore ends by pushing where the guest continues: the instruction after
+ * the site, a guest handler (an interrupt being delivered), or the `iret` stub (resuming a trap
+ * frame). Virtual interrupts are delivered only at safe points — sti, popf, iret, hlt, an event
+ * upcall — never while the guest runs VMM code.
+ */
+import type { SoftwareCosts } from '../machine/costModel.ts';
+import type { Cpu } from '../x86/Cpu.ts';
+import { Vector } from '../x86/fault.ts';
+import { CS, descriptorBase, SS } from '../x86/segment.ts';
+import type { VmmBackend } from './backend.ts';
+import { VirtualPlatform } from './platform.ts';
+import type { CallSite, SiteKind } from './rewriter.ts';
+import { segmentOperand } from './rewriter.ts';
+import {
+  ENTRY_DELIVER,
+  ENTRY_EMULATE,
+  STUB_IRET,
+  Vcpu,
+  WINDOW_BASE,
+  WINDOW_END,
+} from './window.ts';
+
+const IF = 0x200;
+/** EFLAGS bits the guest never sees as the real CPU has them: IF is virtual, IOPL is 0. */
+const SYSTEM_FLAGS = 0x3200;
+const CONSOLE_FLUSH_AT = 256;
+
+export interface VmmCounters {
+  /** Calls from rewritten sites into TypeScript, by site kind. */
+  calls: Record<string, number>;
+  /** Virtual interrupts delivered into the guest kernel, by vector. */
+  virtualInterrupts: Record<string, number>;
+  /** Traps and system calls forwarded into the guest's IDT handlers, by vector. */
+  trapsForwarded: Record<string, number>;
+  /** Accesses to virtual device registers. */
+  deviceAccesses: number;
+  /** Timer ticks of the virtual PIT. */
+  timerTicks: number;
+}
+
+export interface VmmOptions {
+  /** Link address minus load address of the kernel (its code runs at the load address while
+   *  virtual paging is off). */
+  kernelOffset: number;
+  rtcStartSeconds: number;
+}
+
+interface Gate {
+  offset: number;
+  selector: number;
+  dpl: number;
+  /** Interrupt gate: clears the virtual IF. */
+  interrupt: boolean;
+}
+
+export class InPlaceVmm {
+  readonly platform: VirtualPlatform;
+  readonly counters: VmmCounters = {
+    calls: {},
+    virtualInterrupts: {},
+    trapsForwarded: {},
+    deviceAccesses: 0,
+    timerTicks: 0,
+  };
+  // The virtual CPU's state that no inline code touches (the rest is in the window block).
+  cr0 = 0x11;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  gdtr = { base: 0, limit: 0xffff };
+  idtr = { base: 0, limit: 0x3ff };
+  ldtr = 0;
+  tr = { selector: 0, base: 0 };
+  /** The virtual CS and SS a return to ring 3 loaded (what a trap from ring 3 reports). */
+  userCs = 0;
+  userSs = 0;
+  private pagingOn = false;
+  private readonly aliasUnbind: (() => void)[] = [];
+  private console: number[] = [];
+  private timerPeriodNs = 0;
+  private nextTickNs = 0;
+
+  constructor(
+    readonly cpu: Cpu,
+    private readonly costs: Readonly<SoftwareCosts>,
+    readonly backend: VmmBackend,
+    private readonly calls: Map<number, CallSite>,
+    /** The virtual-CPU block (window page 0) as the VMM sees it. */
+    private readonly block: DataView,
+    private readonly options: VmmOptions,
+  ) {
+    this.platform = new VirtualPlatform({
+      interruptLine: (level) => this.block.setUint32(Vcpu.pending, level ? 1 : 0, true),
+      consoleByte: (b) => this.consoleByte(b),
+      exit: (status) => {
+        this.flushConsole();
+        backend.shutdown('poweroff', status);
+      },
+      reset: () => {
+        this.flushConsole();
+        backend.shutdown('reboot', 0);
+      },
+      nowNs: () => backend.nowNs(),
+      programmed: (periodNs) => this.pitProgrammed(periodNs),
+      rtcStartSeconds: options.rtcStartSeconds,
+    });
+    this.block.setUint32(Vcpu.flags, 0x2, true);
+    this.bind(ENTRY_EMULATE, () => this.onEmulate());
+    this.bind(ENTRY_DELIVER, () => this.onDeliver());
+  }
+
+  /**
+   * Binds an entry; while virtual paging is off it is also bound at its alias below the kernel
+   * offset, where a rewritten `call` lands when the kernel runs at its load address.
+   */
+  bind(linear: number, handler: () => void): void {
+    this.cpu.bindEntry(linear, handler);
+    if (!this.pagingOn && this.options.kernelOffset !== 0) {
+      this.aliasUnbind.push(
+        this.cpu.bindEntry((linear - this.options.kernelOffset) >>> 0, handler),
+      );
+    }
+  }
+
+  get paging(): boolean {
+    return this.pagingOn;
+  }
+
+  // ---- the virtual CPU block -------------------------------------------------------------
+
+  get virtualIf(): boolean {
+    return (this.block.getUint32(Vcpu.flags, true) & IF) !== 0;
+  }
+
+  set virtualIf(on: boolean) {
+    const f = this.block.getUint32(Vcpu.flags, true);
+    this.block.setUint32(Vcpu.flags, on ? f | IF : f & ~IF, true);
+  }
+
+  /** The virtual PIC has an interrupt for the CPU. */
+  get interruptPending(): boolean {
+    return this.block.getUint32(Vcpu.pending, true) !== 0;
+  }
+
+  segment(sreg: number): number {
+    return this.block.getUint32(Vcpu.segs + sreg * 4, true) & 0xffff;
+  }
+
+  setSegment(sreg: number, selector: number): void {
+    this.block.setUint32(Vcpu.segs + sreg * 4, selector & 0xffff, true);
+  }
+
+  // ---- entries ---------------------------------------------------------------------------
+
+  /** A rewritten site's `call`: emulate the instruction the site table names. */
+  private onEmulate(): void {
+    const cpu = this.cpu;
+    const ret = cpu.pop(4);
+    let site = this.calls.get(ret);
+    let delta = 0;
+    if (site === undefined && !this.pagingOn) {
+      site = this.calls.get((ret + this.options.kernelOffset) >>> 0);
+      delta = -this.options.kernelOffset;
+    }
+    if (site === undefined) {
+      this.backend.crash(`call into the VMM from 0x${hex(ret - 5)}, which is not a rewritten site`);
+      cpu.push(ret, 4);
+      return;
+    }
+    this.counters.calls[site.kind] = (this.counters.calls[site.kind] ?? 0) + 1;
+    cpu.charge(this.costs.vmmCall);
+    const next = (site.end + delta) >>> 0;
+    cpu.push(this.emulate(site, next), 4);
+  }
+
+  /** From the interrupt check after sti/popf: the virtual IF is on and something is pending. */
+  private onDeliver(): void {
+    const ret = this.cpu.pop(4);
+    this.cpu.push(this.interruptAt(ret), 4);
+  }
+
+  /**
+   * If the virtual IF is on and an interrupt is pending, builds its frame as if it arrived
+   * before the instruction at `eip` and returns its handler; else returns `eip`.
+   */
+  private interruptAt(eip: number): number {
+    if (!this.virtualIf || !this.interruptPending) return eip;
+    const cpu = this.cpu;
+    cpu.push(this.frameFlags(true), 4);
+    cpu.push(this.segment(CS), 4);
+    cpu.push(eip, 4);
+    return this.enterInterrupt();
+  }
+
+  /** EFLAGS as the guest sees them: the real arithmetic flags, the virtual IF, IOPL 0. */
+  private frameFlags(interruptsOn: boolean): number {
+    return ((this.cpu.getEflags() & ~SYSTEM_FLAGS) | (interruptsOn ? IF : 0)) >>> 0;
+  }
+
+  /** Acknowledges the virtual PIC and enters the handler of its vector (frame already built). */
+  private enterInterrupt(): number {
+    const vector = this.platform.pic.acknowledge() & 0xff;
+    this.counters.virtualInterrupts[vector] = (this.counters.virtualInterrupts[vector] ?? 0) + 1;
+    this.cpu.charge(this.costs.vmmInterrupt);
+    return this.enterGate(vector);
+  }
+
+  /** Virtual IDT lookup; the virtual IF and CS as the gate says. */
+  private enterGate(vector: number): number {
+    const gate = this.gate(vector);
+    if (gate === undefined) {
+      this.backend.crash(`vector ${vector} has no present gate in the guest's IDT`);
+      return this.cpu.eip;
+    }
+    if (gate.interrupt) this.virtualIf = false;
+    this.setSegment(CS, gate.selector);
+    return gate.offset;
+  }
+
+  private gate(vector: number): Gate | undefined {
+    if (vector * 8 + 7 > this.idtr.limit) return undefined;
+    const at = (this.idtr.base + vector * 8) >>> 0;
+    const lo = this.cpu.readLinear(at, 4, true);
+    const hi = this.cpu.readLinear(at + 4, 4, true);
+    const type = (hi >>> 8) & 0x1f;
+    if ((hi & 0x8000) === 0 || (type !== 0x0e && type !== 0x0f)) return undefined;
+    return {
+      offset: ((lo & 0xffff) | (hi & 0xffff0000)) >>> 0,
+      selector: lo >>> 16,
+      dpl: (hi >>> 13) & 3,
+      interrupt: type === 0x0e,
+    };
+  }
+
+  // ---- events from the backend -------------------------------------------------------------
+
+  /**
+   * A trap the hypervisor bounced to the VMM (frame on the stack: [error code] EIP CS EFLAGS
+   * [ESP SS] with the hypervisor's selectors): rewrite the frame to the guest's view and enter
+   * the guest's handler. `software` is an INT n from ring 3, which the guest gate's DPL must
+   * allow. Returns where the guest continues (the backend pushes it).
+   */
+  forwardTrap(vector: number, errorCode: number | undefined, software: boolean): number {
+    const cpu = this.cpu;
+    const skip = errorCode === undefined ? 0 : 4;
+    const fromUser = (this.frameRead(skip + 4) & 3) === 3;
+    this.virtualizeFrame(skip, fromUser);
+    if (software && fromUser) {
+      const gate = this.gate(vector);
+      if (gate === undefined || gate.dpl < 3) {
+        // SDM 3A 6.12.1.1: #GP with the IDT bit set in the error code.
+        cpu.push(vector * 8 + 2, 4);
+        vector = Vector.GP;
+      }
+    }
+    this.counters.trapsForwarded[vector] = (this.counters.trapsForwarded[vector] ?? 0) + 1;
+    cpu.charge(this.costs.vmmInterrupt);
+    return this.enterGate(vector);
+  }
+
+  /**
+   * After the backend processed an event upcall (frame on the stack: EIP CS EFLAGS [ESP SS]):
+   * deliver a pending virtual interrupt if the interrupted code may take one, else resume it.
+   */
+  afterUpcall(): number {
+    const eip = this.frameRead(0);
+    const fromUser = (this.frameRead(4) & 3) === 3;
+    const inVmm = this.inWindow(eip);
+    if (!inVmm && (fromUser || this.virtualIf) && this.interruptPending) {
+      this.virtualizeFrame(0, fromUser);
+      return this.enterInterrupt();
+    }
+    return STUB_IRET;
+  }
+
+  /** Is this EIP VMM code (the window, or its alias while the kernel runs at its load address)? */
+  private inWindow(eip: number): boolean {
+    if (eip >= WINDOW_BASE && eip < WINDOW_END) return true;
+    const alias = (WINDOW_BASE - this.options.kernelOffset) >>> 0;
+    return !this.pagingOn && eip >= alias && eip < alias + (WINDOW_END - WINDOW_BASE);
+  }
+
+  /** The hypervisor's selectors in a frame become the guest's virtual ones. */
+  private virtualizeFrame(skip: number, fromUser: boolean): void {
+    const eflags = this.frameRead(skip + 8);
+    const interruptsOn = fromUser || this.virtualIf;
+    this.frameWrite(skip + 4, fromUser ? this.userCs : this.segment(CS));
+    this.frameWrite(skip + 8, ((eflags & ~SYSTEM_FLAGS) | (interruptsOn ? IF : 0)) >>> 0);
+    if (fromUser) this.frameWrite(skip + 16, this.userSs);
+  }
+
+  private frameRead(offset: number): number {
+    const cpu = this.cpu;
+    return cpu.readLinear((cpu.segs[SS].base + cpu.esp + offset) >>> 0, 4);
+  }
+
+  private frameWrite(offset: number, value: number): void {
+    const cpu = this.cpu;
+    cpu.writeLinear((cpu.segs[SS].base + cpu.esp + offset) >>> 0, 4, value >>> 0);
+  }
+
+  /** The backend's timer fired: PIT ticks that are due raise IRQ 0; the next one is armed. */
+  timerExpired(): void {
+    if (this.timerPeriodNs === 0) return;
+    const now = this.backend.nowNs();
+    if (now >= this.nextTickNs) {
+      this.counters.timerTicks++;
+      this.platform.pic.setIrq(0, true);
+      this.platform.pic.setIrq(0, false);
+      while (this.nextTickNs <= now) this.nextTickNs += this.timerPeriodNs;
+    }
+    this.backend.setTimer(this.nextTickNs);
+  }
+
+  private pitProgrammed(periodNs: number): void {
+    this.timerPeriodNs = periodNs;
+    this.nextTickNs = this.backend.nowNs() + periodNs;
+    this.backend.setTimer(periodNs === 0 ? 0 : this.nextTickNs);
+  }
+
+  /** Console input from the backend. */
+  consoleInput(bytes: Iterable<number>): void {
+    this.platform.uart.receive(bytes);
+  }
+
+  private consoleByte(b: number): void {
+    this.console.push(b);
+    if (b === 0x0a || this.console.length >= CONSOLE_FLUSH_AT) this.flushConsole();
+  }
+
+  flushConsole(): void {
+    if (this.console.length === 0) return;
+    const bytes = Uint8Array.from(this.console);
+    this.console = [];
+    this.backend.consoleWrite(bytes);
+  }
+
+  // ---- emulation ---------------------------------------------------------------------------
+
+  /** Emulates one call site; returns where the guest continues. */
+  private emulate(site: CallSite, next: number): number {
+    const cpu = this.cpu;
+    const i = site.instr;
+    const kind: SiteKind = site.kind;
+    if (kind === 'in' || kind === 'out') {
+      cpu.charge(this.costs.vmmDeviceAccess);
+      this.counters.deviceAccesses++;
+      const port = (i.opcode & 8) !== 0 ? cpu.edx & 0xffff : i.imm & 0xff;
+      const size = ((i.opcode & 1) === 0 ? 1 : i.size) as 1 | 2 | 4;
+      const mask = size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+      if (kind === 'in') {
+        const v = this.platform.read(port, size) & mask;
+        cpu.eax = size === 4 ? v >>> 0 : ((cpu.eax & ~mask) | v) >>> 0;
+      } else {
+        this.platform.write(port, size, cpu.eax & mask);
+      }
+      return next;
+    }
+    cpu.charge(this.costs.vmmEmulate);
+    switch (kind) {
+      case 'hlt':
+        return this.hlt(next);
+      case 'iret':
+        return this.iret();
+      case 'int': {
+        const vector = i.opcode === 0xcc ? 3 : i.imm & 0xff;
+        cpu.push(this.frameFlags(this.virtualIf), 4);
+        cpu.push(this.segment(CS), 4);
+        cpu.push(next, 4);
+        this.counters.trapsForwarded[vector] = (this.counters.trapsForwarded[vector] ?? 0) + 1;
+        return this.enterGate(vector);
+      }
+      case 'invlpg':
+        this.backend.invlpg(cpu.ea(i) >>> 0);
+        return next;
+      case 'lgdt':
+      case 'lidt': {
+        const at = cpu.eaLinear(i, 6, false);
+        const table = { limit: cpu.readLinear(at, 2), base: cpu.readLinear(at + 2, 4) };
+        if (kind === 'lgdt') this.gdtr = table;
+        else this.idtr = table;
+        return next;
+      }
+      case 'sgdt':
+      case 'sidt': {
+        const at = cpu.eaLinear(i, 6, true);
+        const table = kind === 'sgdt' ? this.gdtr : this.idtr;
+        cpu.writeLinear(at, 2, table.limit);
+        cpu.writeLinear(at + 2, 4, table.base);
+        return next;
+      }
+      case 'lldt':
+        this.ldtr = this.readSelector(site);
+        return next;
+      case 'sldt':
+        cpu.writeRm(i, this.ldtr);
+        return next;
+      case 'ltr': {
+        const selector = this.readSelector(site);
+        const at = (this.gdtr.base + (selector & ~7)) >>> 0;
+        const base = descriptorBase(cpu.readLinear(at, 4, true), cpu.readLinear(at + 4, 4, true));
+        this.tr = { selector, base };
+        return next;
+      }
+      case 'str':
+        cpu.writeRm(i, this.tr.selector);
+        return next;
+      case 'ljmp':
+        this.setSegment(CS, i.imm2);
+        return i.imm >>> 0;
+      case 'mov-to-cr':
+        this.writeCr(i.reg, cpu.getReg(i.rm, 4) >>> 0);
+        return next;
+      case 'mov-from-cr':
+        cpu.setReg(i.rm, 4, [this.cr0, 0, this.cr2, this.cr3, this.cr4][i.reg] ?? 0);
+        return next;
+      case 'mov-to-seg':
+        this.setSegment(i.reg, cpu.readLinear(cpu.eaLinear(i, 2, false), 2));
+        return next;
+      case 'mov-from-seg':
+        cpu.writeLinear(cpu.eaLinear(i, 2, true), 2, this.segment(i.reg));
+        return next;
+      case 'push-seg':
+        cpu.push(this.segment(segmentOperand(i)), 4);
+        return next;
+      case 'pop-seg':
+        this.setSegment(segmentOperand(i), cpu.pop(4));
+        return next;
+      case 'cpuid':
+        cpu.eax = 0;
+        cpu.ebx = 0;
+        cpu.ecx = 0;
+        cpu.edx = 0;
+        return next;
+      case 'rdtsc':
+        cpu.eax = cpu.cycles % 2 ** 32;
+        cpu.edx = Math.floor(cpu.cycles / 2 ** 32) >>> 0;
+        return next;
+      case 'pte_set':
+      case 'pgd_set':
+        this.backend.pageTableWrite(kind === 'pte_set' ? 1 : 2, cpu.edx, cpu.eax);
+        return next;
+      case 'pte_read':
+      case 'pgd_read':
+        cpu.eax = this.backend.pageTableRead(kind === 'pte_read' ? 1 : 2, cpu.edx) >>> 0;
+        return next;
+      case 'pte_test_clear':
+        cpu.eax = this.backend.pageTableTestClear(cpu.edx) >>> 0;
+        return next;
+      case 'mmio_read':
+      case 'mmio_write':
+        this.mmio(site);
+        return next;
+      default:
+        this.backend.crash(`site kind ${kind} has no emulation`);
+        return next;
+    }
+  }
+
+  private readSelector(site: CallSite): number {
+    const i = site.instr;
+    if (i.mod === 3) return this.cpu.getReg(i.rm, 2) & 0xffff;
+    return this.cpu.readLinear(this.cpu.eaLinear(i, 2, false), 2);
+  }
+
+  /** Device registers through the guest's own mapping (a granted device's MMIO). */
+  private mmio(site: CallSite): void {
+    const cpu = this.cpu;
+    const i = site.instr;
+    cpu.charge(this.costs.vmmDeviceAccess);
+    this.counters.deviceAccesses++;
+    const size = (i.opcode === 0x1b6 || i.opcode === 0x88 ? 1 : i.opcode === 0x1b7 ? 2 : i.size) as
+      1 | 2 | 4;
+    if (site.kind === 'mmio_read') cpu.eax = cpu.readLinear(cpu.edx, size) >>> 0;
+    else
+      cpu.writeLinear(cpu.edx, size, cpu.eax & (size === 4 ? 0xffffffff : (1 << (size * 8)) - 1));
+  }
+
+  private writeCr(n: number, value: number): void {
+    switch (n) {
+      case 0: {
+        const enable = (value & 0x80000000) !== 0 && !this.pagingOn;
+        this.cr0 = value;
+        if (enable) {
+          this.pagingOn = true;
+          for (const unbind of this.aliasUnbind.splice(0)) unbind();
+          this.backend.enablePaging(this.cr3);
+        }
+        return;
+      }
+      case 2:
+        this.cr2 = value;
+        return;
+      case 3:
+        this.cr3 = value;
+        if (this.pagingOn) this.backend.loadCr3(value);
+        return;
+      case 4:
+        this.cr4 = value;
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** hlt: a pending interrupt is taken at once; else sleep until an event. */
+  private hlt(next: number): number {
+    this.flushConsole();
+    if (!this.virtualIf) {
+      // With interrupts off nothing can wake the CPU (SDM 3A 6.8.1 aside NMI): the run ends.
+      this.backend.haltForever();
+      return next;
+    }
+    let target = this.interruptAt(next);
+    if (target !== next) return target;
+    if (!this.backend.block()) {
+      this.backend.pollEvents();
+      target = this.interruptAt(next);
+    }
+    return target;
+  }
+
+  /** iret: to ring 3 or within the kernel; a pending interrupt arrives right after it. */
+  private iret(): number {
+    const cpu = this.cpu;
+    const vcs = this.frameRead(4) & 0xffff;
+    const vflags = this.frameRead(8);
+    const toUser = (vcs & 3) === 3;
+    const interruptsOn = toUser || (vflags & IF) !== 0;
+    if (toUser) {
+      this.userCs = vcs;
+      this.userSs = this.frameRead(16) & 0xffff;
+      if (this.tr.base !== 0)
+        this.backend.setKernelStack(cpu.readLinear(this.tr.base + 4, 4, true));
+    } else {
+      this.setSegment(CS, vcs);
+    }
+    this.virtualIf = interruptsOn;
+    if (interruptsOn && this.interruptPending) {
+      // The frame stays: it is exactly the one the interrupt would push right after the iret.
+      return this.enterInterrupt();
+    }
+    const sel = this.backend.selectors;
+    this.frameWrite(4, toUser ? sel.userCs : sel.kernelCs);
+    this.frameWrite(8, ((vflags & ~SYSTEM_FLAGS) | IF) >>> 0);
+    if (toUser) this.frameWrite(16, sel.userSs);
+    return STUB_IRET;
+  }
+}
+
+function hex(v: number): string {
+  return (v >>> 0).toString(16);
+}
