@@ -260,6 +260,71 @@ patch:
   assert.equal(cpu.ebx, 0x42);
 });
 
+test('code rewritten inside a running loop is seen on the next pass (instruction links)', () => {
+  // The loop runs four times. On the first pass the interpreter links the jump to its target and
+  // each instruction to the one after it; the second pass follows those links and then rewrites
+  // an immediate at the jump target (patch1) and one reached by falling through (patch2): the
+  // third and fourth passes must use the new bytes, not the linked old instructions.
+  const cpu = run(`
+    xorl %ebx, %ebx
+    movl $4, %ecx
+1:
+patch1:
+    movl $1, %eax
+    addl %eax, %ebx
+patch2:
+    movl $0x100, %edx
+    addl %edx, %ebx
+    cmpl $3, %ecx
+    jne 2f
+    movb $0x10, patch1 + 1
+    movb $0x20, patch2 + 2
+2:
+    decl %ecx
+    jnz 1b`);
+  assert.equal(cpu.ebx, 1 + 1 + 0x10 + 0x10 + 0x100 + 0x100 + 0x2000 + 0x2000);
+});
+
+test('instruction links never cross a page: a remapped page runs its new code', () => {
+  // A jump in page 0x2000 goes to \`back\` in page 0x1000 (the first instruction decoded in a page
+  // is looked up while the fetch page is still the caller's). Between the two calls, linear page
+  // 0x1000 is remapped from physical 0x1000 to a copy at 0x5000 whose \`back\` adds 0x2000000
+  // instead of 0x1000000: a link from the jump to the old \`back\` would run the old code.
+  const platform = testPlatform();
+  const ram = new DataView(platform.ram.buffer);
+  ram.setUint32(0x10000, 0x11000 | 3, true);
+  for (let p = 0; p < 1024; p++) ram.setUint32(0x11000 + p * 4, (p << 12) | 3, true);
+  const cpu = flatCpu(
+    assemble(`
+    movl $0x10000, %eax
+    movl %eax, %cr3
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    xorl %ebx, %ebx
+    call back                       /* decoded and cached before the jump looks it up */
+    call tail
+    movl $0x5003, 0x11000 + 1 * 4   /* linear 0x1000 -> physical 0x5000 (the copy) */
+    invlpg 0x1000
+    call tail
+    hlt
+    .org 0x800
+back:
+    addl $0x1000000, %ebx
+    ret
+    .org 0x1000                     /* address 0x2000 */
+tail:
+    jmp back`),
+    0x1000,
+    platform,
+  );
+  platform.ram.copyWithin(0x5000, 0x1000, 0x2000);
+  assert.equal(platform.ram[0x5805], 0x01, 'the immediate of back in the copy');
+  platform.ram[0x5805] = 0x02;
+  assert.equal(cpu.run(1e6), 'halt');
+  assert.equal(cpu.ebx, 0x1000000 + 0x1000000 + 0x2000000);
+});
+
 test('random bytes at CPL 0 raise only architectural faults', () => {
   let seed = 12345;
   const rand = (): number => {

@@ -695,12 +695,16 @@ export class Cpu {
         continue;
       }
       const instr = page[a & 0xfff];
-      if (instr !== undefined && a + instr.length > p) page[a & 0xfff] = undefined;
+      if (instr !== undefined && a + instr.length > p) {
+        retire(instr);
+        page[a & 0xfff] = undefined;
+      }
     }
   }
 
   /** Drops every decoded instruction (after the loader or a snapshot restore rewrote memory). */
   invalidateAllCode(): void {
+    for (const page of this.code) if (page !== undefined) for (const i of page) if (i) retire(i);
     this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
     this.fetchPage = -1;
     this.flushTlb(true);
@@ -1091,6 +1095,14 @@ export class Cpu {
     let csLimit = cs.limit;
     const bound = this.bound.size !== 0;
     const regs = this.regs;
+    // PERF: the instruction the last one linked to (Instr.next/target), if any, and the one whose
+    // link the next cache lookup should fill in. Links stay inside one code page, are made only
+    // between cache hits, and are followed only while nothing but inline forms ran: CS, paging
+    // and the fetch page change only in generic handlers and event delivery, which reset both.
+    let predicted: Instr | undefined;
+    let linkFrom: Instr | undefined;
+    let linkTarget = false;
+    let linkPage = -1; // the linear page linkFrom was fetched from: links never leave it
     while (budget > 0 && this.cycles < this.sliceEnd) {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
         this.instrEip = this.eip;
@@ -1100,6 +1112,7 @@ export class Cpu {
         csBase = cs.base;
         csBig = cs.big;
         csLimit = cs.limit;
+        predicted = linkFrom = undefined;
         continue;
       }
       if (this.interruptShadow) this.interruptShadow = false;
@@ -1110,17 +1123,37 @@ export class Cpu {
         csBase = cs.base;
         csBig = cs.big;
         csLimit = cs.limit;
+        predicted = linkFrom = undefined;
         continue;
       }
-      // PERF: the common case inline: same code page as the last fetch, instruction decoded.
-      const linear = (csBase + eip) | 0;
-      let instr = linear >>> 12 === this.fetchPage ? this.fetchCode[linear & 0xfff] : undefined;
-      if (instr === undefined || instr.codeBig !== csBig || eip > csLimit)
-        instr = this.instructionAt(eip);
+      let instr = predicted;
+      if (instr === undefined || instr.dead || eip > csLimit) {
+        // The common case inline: same code page as the last fetch, instruction decoded.
+        const linear = (csBase + eip) | 0;
+        instr = linear >>> 12 === this.fetchPage ? this.fetchCode[linear & 0xfff] : undefined;
+        if (instr === undefined || instr.codeBig !== csBig || eip > csLimit) {
+          instr = this.instructionAt(eip);
+        } else if (
+          linkFrom !== undefined &&
+          linear >>> 12 === linkPage &&
+          linkFrom.codeBig === csBig
+        ) {
+          if (linkTarget) linkFrom.target = instr;
+          else linkFrom.next = instr;
+        }
+        linkFrom = undefined;
+      }
       this.eip = csBig ? (eip + instr.length) >>> 0 : (eip + instr.length) & 0xffff;
       this.cycles += costs.base;
       counters.instructions++;
       budget--;
+      // Falling through to the next instruction is the rule; jumps and generic handlers change it.
+      predicted = instr.next;
+      if (predicted === undefined) {
+        linkFrom = instr;
+        linkTarget = false;
+        linkPage = ((csBase + eip) | 0) >>> 12;
+      }
       // PERF: the most frequent forms inline (ops/fast.ts names the handler each case mirrors).
       switch (instr.fast) {
         case Fast.FAST_NONE:
@@ -1128,6 +1161,7 @@ export class Cpu {
           csBase = cs.base;
           csBig = cs.big;
           csLimit = cs.limit;
+          predicted = linkFrom = undefined;
           break;
         case Fast.FAST_MOV_RR:
           regs[instr.dst] = regs[instr.src];
@@ -1161,12 +1195,20 @@ export class Cpu {
             const target = (this.eip + instr.imm) >>> 0;
             if (target > csLimit) throw gp(0);
             this.eip = target;
+            predicted = instr.target;
+            linkFrom = predicted === undefined ? instr : undefined;
+            linkTarget = true;
+            linkPage = ((csBase + eip) | 0) >>> 12;
           }
           break;
         case Fast.FAST_JMP: {
           const target = (this.eip + instr.imm) >>> 0;
           if (target > csLimit) throw gp(0);
           this.eip = target;
+          predicted = instr.target;
+          linkFrom = predicted === undefined ? instr : undefined;
+          linkTarget = true;
+          linkPage = ((csBase + eip) | 0) >>> 12;
           break;
         }
         case Fast.FAST_CMP_RR: {
@@ -1253,6 +1295,7 @@ export class Cpu {
           this.push(this.eip, 4);
           if (target > csLimit) throw gp(0);
           this.eip = target;
+          predicted = linkFrom = undefined;
           break;
         }
         case Fast.FAST_RET: {
@@ -1260,6 +1303,7 @@ export class Cpu {
           if (target > csLimit) throw gp(0);
           this.eip = target;
           this.adjustSp(4);
+          predicted = linkFrom = undefined;
           break;
         }
         case Fast.FAST_PUSH:
@@ -1273,6 +1317,7 @@ export class Cpu {
           csBase = cs.base;
           csBig = cs.big;
           csLimit = cs.limit;
+          predicted = linkFrom = undefined;
       }
     }
     return budget;
@@ -1327,6 +1372,17 @@ export class Cpu {
     restoreCpu(this, state);
     this.invalidateAllCode();
   }
+}
+
+/**
+ * Marks a decoded instruction invalid (its bytes changed) and drops its own links, so a dead
+ * instruction keeps nothing else alive: only live instructions' links can still reach it, and
+ * they are never followed to it.
+ */
+function retire(instr: Instr): void {
+  instr.dead = true;
+  instr.next = undefined;
+  instr.target = undefined;
 }
 
 export function newCounters(): CpuCounters {

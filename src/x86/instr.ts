@@ -46,6 +46,15 @@ export class Instr {
   fast = 0;
   dst = 0;
   src = 0;
+  /**
+   * PERF: links to the decoded instructions that follow this one in the same code page — `next`
+   * in sequence, `target` where a relative jump goes — so the interpreter loop can skip the
+   * cache lookup. Set by the loop, dropped with the instruction: `dead` marks one that was
+   * invalidated (its bytes were written), and a link to a dead instruction is not followed.
+   */
+  next: Instr | undefined = undefined;
+  target: Instr | undefined = undefined;
+  dead = false;
 
   constructor(exec: Handler) {
     this.exec = exec;
