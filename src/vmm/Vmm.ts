@@ -317,6 +317,7 @@ export class InPlaceVmm {
       this.platform.pic.setIrq(0, true);
       this.platform.pic.setIrq(0, false);
       while (this.nextTickNs <= now) this.nextTickNs += this.timerPeriodNs;
+      this.platform.uart.tick();
     }
     this.backend.setTimer(this.nextTickNs);
   }

@@ -5,11 +5,13 @@ import { byteWriter, type ByteWriter } from '../output.ts';
 import {
   createMachine,
   describeEnd,
+  type Machine,
   exitStatus,
   EXIT_STATUS,
   type MachineStats,
 } from '../../machine/Machine.ts';
 import { bootMultiboot, type BootModule } from '../../loader/multiboot.ts';
+import { createXenGuest, type XenGuest } from '../../vmm/backends/xen.ts';
 
 const usage = `usage: previrt run --kernel FILE [options]
 
@@ -30,6 +32,10 @@ options:
                                 counter on stderr when the run ends
   --json                        with --stats: as one JSON object
   --cost-model NAME             cost-model preset (default p4-2.8ghz)
+  --hypervisor none|xen         none (default): the kernel owns the PC. xen: the Xen-style
+                                hypervisor owns ring 0 and the kernel (an afterburned build)
+                                runs in a domain through the in-place VMM; --memory is the
+                                machine's, the domain gets all but 4 MB of it
 
 exit status:
   (v << 1) | 1   the guest wrote v to isa-debug-exit (port 0xf4), as QEMU
@@ -50,6 +56,7 @@ interface Options {
   stats: boolean;
   json: boolean;
   costModel?: string;
+  hypervisor: 'none' | 'xen';
 }
 
 function parse(argv: string[]): Options | string {
@@ -61,6 +68,7 @@ function parse(argv: string[]): Options | string {
     maxCycles: Number.MAX_SAFE_INTEGER,
     stats: false,
     json: false,
+    hypervisor: 'none',
   };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
@@ -111,6 +119,12 @@ function parse(argv: string[]): Options | string {
         case '--cost-model':
           o.costModel = need(value());
           break;
+        case '--hypervisor': {
+          const v = need(value());
+          if (v !== 'none' && v !== 'xen') return `--hypervisor: '${v}' is not none or xen`;
+          o.hypervisor = v;
+          break;
+        }
         default:
           return `unknown option '${a}' (previrt run --help)`;
       }
@@ -156,6 +170,59 @@ function formatStats(s: MachineStats, hostMs: number): string {
   return lines.join('\n');
 }
 
+/** The hypervisor's and the VMM's counters (DESIGN.md decision 4: the counts behind the cycles). */
+function virtualizationStats(g: XenGuest) {
+  const x = g.xen.counters;
+  const bounces: Record<string, number> = {};
+  x.bounces.forEach((n, v) => {
+    if (n > 0) bounces[v] = n;
+  });
+  return {
+    xen: {
+      hypercalls: x.hypercalls,
+      hypercallErrors: x.hypercallErrors,
+      bounces,
+      upcalls: x.upcalls,
+      pteUpdates: x.pteUpdates,
+      pins: x.pins,
+      unpins: x.unpins,
+      baseSwitches: x.baseSwitches,
+      timerInterrupts: x.timerInterrupts,
+    },
+    vmm: { ...g.vmm.counters, paging: g.backend.counters },
+  };
+}
+
+function formatVirtualization(v: ReturnType<typeof virtualizationStats>): string {
+  const lines: string[] = [];
+  const add = (prefix: string, r: Record<string, number>): void => {
+    for (const [k, n] of Object.entries(r).sort(([a], [b]) =>
+      a.localeCompare(b, 'en', { numeric: true }),
+    ))
+      lines.push(`${`${prefix}${k}`.padEnd(28)} ${n}`);
+  };
+  add('xen.hypercall.', v.xen.hypercalls);
+  add(
+    'xen.bounce[',
+    Object.fromEntries(Object.entries(v.xen.bounces).map(([k, n]) => [`${k}]`, n])),
+  );
+  const { hypercalls: _h, bounces: _b, ...xenRest } = v.xen;
+  add('xen.', xenRest);
+  add('vmm.call.', v.vmm.calls);
+  add(
+    'vmm.interrupt[',
+    Object.fromEntries(Object.entries(v.vmm.virtualInterrupts).map(([k, n]) => [`${k}]`, n])),
+  );
+  add(
+    'vmm.trap[',
+    Object.fromEntries(Object.entries(v.vmm.trapsForwarded).map(([k, n]) => [`${k}]`, n])),
+  );
+  lines.push(`${'vmm.deviceAccesses'.padEnd(28)} ${v.vmm.deviceAccesses}`);
+  lines.push(`${'vmm.timerTicks'.padEnd(28)} ${v.vmm.timerTicks}`);
+  add('vmm.paging.', { ...v.vmm.paging });
+  return lines.join('\n');
+}
+
 export const run: Command = {
   name: 'run',
   summary: 'boot a multiboot kernel on the emulated PC (like qemu-system-i386 -kernel)',
@@ -196,28 +263,50 @@ export const run: Command = {
       writer = byteWriter(fd);
     }
     const sink = writer ? (b: number) => writer.byte(b) : () => {};
-    const machine = createMachine({
-      memoryMb: o.memoryMb,
-      costModel: o.costModel,
-      serialOut: sink,
-    });
-    if (typeof machine === 'string') {
-      console.error(`previrt run: ${machine}`);
-      return EXIT_STATUS.usage;
-    }
-    const error = bootMultiboot(machine, {
-      kernel,
-      kernelName: o.kernel as string,
-      cmdline: o.append,
-      modules,
-    });
-    if (error !== undefined) {
-      console.error(`previrt run: ${error.message}`);
-      return EXIT_STATUS.usage;
+    let machine: Machine;
+    let guest: XenGuest | undefined;
+    if (o.hypervisor === 'xen') {
+      const built = createXenGuest({
+        kernel,
+        kernelName: o.kernel as string,
+        cmdline: o.append,
+        modules,
+        machine: { memoryMb: o.memoryMb, costModel: o.costModel },
+        console: sink,
+      });
+      if (typeof built === 'string') {
+        console.error(`previrt run: ${built}`);
+        return EXIT_STATUS.usage;
+      }
+      guest = built;
+      machine = built.machine;
+    } else {
+      const built = createMachine({
+        memoryMb: o.memoryMb,
+        costModel: o.costModel,
+        serialOut: sink,
+      });
+      if (typeof built === 'string') {
+        console.error(`previrt run: ${built}`);
+        return EXIT_STATUS.usage;
+      }
+      machine = built;
+      const error = bootMultiboot(machine, {
+        kernel,
+        kernelName: o.kernel as string,
+        cmdline: o.append,
+        modules,
+      });
+      if (error !== undefined) {
+        console.error(`previrt run: ${error.message}`);
+        return EXIT_STATUS.usage;
+      }
     }
     if (o.serial === 'stdio' && !process.stdin.isTTY) {
       try {
-        machine.uart.receive(readFileSync(0));
+        const typed = readFileSync(0);
+        if (guest !== undefined) guest.input(typed);
+        else machine.uart.receive(typed);
       } catch {
         // No readable standard input (closed): nothing to type.
       }
@@ -230,15 +319,25 @@ export const run: Command = {
     if (end.kind !== 'exit') console.error(`previrt run: ${describeEnd(end)}`);
     if (o.stats) {
       const s = machine.stats();
+      const virt = guest === undefined ? undefined : virtualizationStats(guest);
       if (o.json)
         console.error(
           JSON.stringify(
-            { ...s, end, hostMs, guestMips: s.instructions / Math.max(hostMs, 1) / 1000 },
+            {
+              ...s,
+              ...(virt === undefined ? {} : { hypervisor: 'xen', ...virt }),
+              end,
+              hostMs,
+              guestMips: s.instructions / Math.max(hostMs, 1) / 1000,
+            },
             null,
             2,
           ),
         );
-      else console.error(formatStats(s, hostMs));
+      else
+        console.error(
+          formatStats(s, hostMs) + (virt === undefined ? '' : `\n${formatVirtualization(virt)}`),
+        );
     }
     return exitStatus(end);
   },

@@ -3,6 +3,10 @@
  * the transmitter is always empty (bytes go to the backend's console at once), received bytes
  * come from the backend's console input, one in the receive buffer at a time (FIFOs are accepted
  * but not modelled), and the interrupt line follows IER and the line status.
+ *
+ * A byte enters the receive buffer when the guest has received interrupts enabled, or at the
+ * next timer tick (`tick`), and each one makes a new edge on the line: input typed before the
+ * guest initialised its 8259s (which resets their edge detection) is not lost.
  */
 import type { AccessSize, PortDevice } from '../../machine/device.ts';
 
@@ -21,6 +25,7 @@ export class VirtualUart implements PortDevice {
   private divisor = 12;
   private threPending = false;
   private readonly input: number[] = [];
+  private rbr: number | undefined;
   bytesOut = 0;
   bytesIn = 0;
 
@@ -32,11 +37,25 @@ export class VirtualUart implements PortDevice {
   /** Bytes typed on the console. */
   receive(bytes: Iterable<number>): void {
     for (const b of bytes) this.input.push(b & 0xff);
+    if ((this.ier & IER_RDA) !== 0) this.load();
+  }
+
+  /** A timer tick: the next waiting byte arrives if the receive buffer is empty. */
+  tick(): void {
+    this.load();
+  }
+
+  private load(): void {
+    if (this.rbr !== undefined || this.input.length === 0) return;
+    this.rbr = this.input.shift();
+    this.bytesIn++;
+    // A new edge for the 8259 (edge-triggered ISA line).
+    this.irq(false);
     this.update();
   }
 
   private iir(): number {
-    if ((this.ier & IER_RDA) !== 0 && this.input.length > 0) return 0x04;
+    if ((this.ier & IER_RDA) !== 0 && this.rbr !== undefined) return 0x04;
     if ((this.ier & IER_THRE) !== 0 && this.threPending) return 0x02;
     return 0x01;
   }
@@ -50,10 +69,11 @@ export class VirtualUart implements PortDevice {
     switch (offset) {
       case 0: {
         if (dlab) return this.divisor & 0xff;
-        const b = this.input.shift();
-        if (b !== undefined) this.bytesIn++;
+        const b = this.rbr ?? 0;
+        this.rbr = undefined;
         this.update();
-        return b ?? 0;
+        this.load();
+        return b;
       }
       case 1:
         return dlab ? this.divisor >> 8 : this.ier;
@@ -68,7 +88,7 @@ export class VirtualUart implements PortDevice {
       case 4:
         return this.mcr;
       case 5:
-        return LSR_THRE | LSR_TEMT | (this.input.length > 0 ? LSR_DR : 0);
+        return LSR_THRE | LSR_TEMT | (this.rbr !== undefined ? LSR_DR : 0);
       case 6:
         return 0xb0;
       default:
