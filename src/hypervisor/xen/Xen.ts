@@ -358,6 +358,10 @@ export class XenHypervisor implements Monitor {
       this.sendVirq(dom, Virq.TIMER);
       this.deliverUpcall(dom);
     });
+    // The machine computed the end of the CPU's run slice before this event existed (a guest
+    // arms its timer while it runs): end the slice, so the run loop sees the new deadline. Else
+    // the tick could come up to a slice (10 ms simulated) late.
+    this.cpu.requestStop();
   }
 
   /** Refreshes vcpu_time_info in shared info (system time now, the TSC it was read at). */

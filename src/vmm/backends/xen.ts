@@ -463,9 +463,6 @@ export class XenBackend implements VmmBackend {
   setTimer(deadlineNs: number): void {
     const ns = Math.max(0, Math.floor(deadlineNs));
     this.hypercall(Hypercall.set_timer_op, [ns % 2 ** 32, Math.floor(ns / 2 ** 32)]);
-    // The machine computed the end of this run slice before the timer existed: end the slice
-    // so that it sees the new event (else the tick could come up to a slice, 10 ms, late).
-    this.cpu.requestStop();
   }
 
   consoleWrite(bytes: Uint8Array): void {
