@@ -23,15 +23,20 @@ import { segmentOperand } from './rewriter.ts';
 import {
   ENTRY_DELIVER,
   ENTRY_EMULATE,
+  ENTRY_POPF_DELIVER,
   STUB_IRET,
   Vcpu,
+  VIRTUAL_FLAGS,
   WINDOW_BASE,
   WINDOW_END,
 } from './window.ts';
 
 const IF = 0x200;
-/** EFLAGS bits the guest never sees as the real CPU has them: IF is virtual, IOPL is 0. */
-const SYSTEM_FLAGS = 0x3200;
+const IOPL = 0x3000;
+/** EFLAGS bits the guest never sees as the real CPU has them: IF and IOPL are virtual. */
+const SYSTEM_FLAGS = VIRTUAL_FLAGS;
+/** What POPF loads at any privilege (SDM 2B POPF): CF PF AF ZF SF TF DF OF NT AC ID. */
+const POPF_LOADS = 0x244dd5;
 const CONSOLE_FLUSH_AT = 256;
 
 export interface VmmCounters {
@@ -116,6 +121,7 @@ export class InPlaceVmm {
     this.block.setUint32(Vcpu.flags, 0x2, true);
     this.bind(ENTRY_EMULATE, () => this.onEmulate());
     this.bind(ENTRY_DELIVER, () => this.onDeliver());
+    this.bind(ENTRY_POPF_DELIVER, () => this.onPopfDeliver());
   }
 
   /**
@@ -189,6 +195,20 @@ export class InPlaceVmm {
   }
 
   /**
+   * From the popf stub: the popped word turned the virtual IF on (the stub stored it) and an
+   * interrupt is pending. Stack: the return address, the word. Loads the arithmetic flags as
+   * POPF would, then delivers the interrupt as if it arrived right after the popf.
+   */
+  private onPopfDeliver(): void {
+    const cpu = this.cpu;
+    const ret = cpu.pop(4);
+    const word = cpu.pop(4);
+    cpu.charge(this.costs.vmmEmulate);
+    cpu.setEflags(((cpu.getEflags() & ~POPF_LOADS) | (word & POPF_LOADS)) >>> 0);
+    cpu.push(this.interruptAt(ret), 4);
+  }
+
+  /**
    * If the virtual IF is on and an interrupt is pending, builds its frame as if it arrived
    * before the instruction at `eip` and returns its handler; else returns `eip`.
    */
@@ -201,9 +221,14 @@ export class InPlaceVmm {
     return this.enterInterrupt();
   }
 
-  /** EFLAGS as the guest sees them: the real arithmetic flags, the virtual IF, IOPL 0. */
+  /** EFLAGS as the guest sees them: the real arithmetic flags, the virtual IF and IOPL. */
   private frameFlags(interruptsOn: boolean): number {
-    return ((this.cpu.getEflags() & ~SYSTEM_FLAGS) | (interruptsOn ? IF : 0)) >>> 0;
+    return this.guestFlags(this.cpu.getEflags(), interruptsOn);
+  }
+
+  private guestFlags(real: number, interruptsOn: boolean): number {
+    const iopl = this.block.getUint32(Vcpu.flags, true) & IOPL;
+    return ((real & ~SYSTEM_FLAGS) | iopl | (interruptsOn ? IF : 0)) >>> 0;
   }
 
   /** Acknowledges the virtual PIC and enters the handler of its vector (frame already built). */
@@ -294,7 +319,7 @@ export class InPlaceVmm {
     const eflags = this.frameRead(skip + 8);
     const interruptsOn = fromUser || this.virtualIf;
     this.frameWrite(skip + 4, fromUser ? this.userCs : this.segment(CS));
-    this.frameWrite(skip + 8, ((eflags & ~SYSTEM_FLAGS) | (interruptsOn ? IF : 0)) >>> 0);
+    this.frameWrite(skip + 8, this.guestFlags(eflags, interruptsOn));
     if (fromUser) this.frameWrite(skip + 16, this.userSs);
   }
 
@@ -544,6 +569,9 @@ export class InPlaceVmm {
         this.backend.setKernelStack(cpu.readLinear(this.tr.base + 4, 4, true));
     } else {
       this.setSegment(CS, vcs);
+      // IRET at CPL 0 loads IOPL (SDM 2A IRET); the guest kernel believes it runs there.
+      const f = this.block.getUint32(Vcpu.flags, true);
+      this.block.setUint32(Vcpu.flags, ((f & ~IOPL) | (vflags & IOPL)) >>> 0, true);
     }
     this.virtualIf = interruptsOn;
     if (interruptsOn && this.interruptPending) {

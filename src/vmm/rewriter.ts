@@ -13,7 +13,16 @@
 import { decode } from '../x86/decode.ts';
 import type { Instr } from '../x86/instr.ts';
 import type { SiteRecord } from './sections.ts';
-import { ENTRY_EMULATE, le32, STUB_IRQ_CHECK, Vcpu, VCPU_PAGE, vcpuSeg } from './window.ts';
+import {
+  ENTRY_EMULATE,
+  le32,
+  STUB_IRQ_CHECK,
+  STUB_POPF,
+  STUB_PUSHF,
+  Vcpu,
+  VCPU_PAGE,
+  vcpuSeg,
+} from './window.ts';
 
 /** What a site is, as the VMM counts and handles it. */
 export type SiteKind =
@@ -119,7 +128,7 @@ export function rewriteSites(records: SiteRecord[], read: CodeReader): RewriteRe
     }
     result.patches.push({ at: rec.start, bytes: Uint8Array.from(fill(code, room)) });
     result.counts[kind] = (result.counts[kind] ?? 0) + 1;
-    if (code[0] === 0xe8 && code.length === CALL_LENGTH) {
+    if (code[0] === 0xe8 && code.length === CALL_LENGTH && kind !== 'pushf' && kind !== 'popf') {
       result.calls.set(rec.start + CALL_LENGTH, { kind, start: rec.start, end: rec.end, instr });
     }
   }
@@ -234,12 +243,11 @@ function replacement(kind: SiteKind, i: Instr, at: number, stiBeforeHlt: boolean
       if (stiBeforeHlt) return set;
       return [...set, 0xe8, ...le32(STUB_IRQ_CHECK - (at + set.length + CALL_LENGTH))];
     }
+    // The real arithmetic flags with the virtual IF and IOPL (stubs in window.ts).
     case 'pushf':
-      return [0xff, 0x35, ...le32(VCPU_PAGE + Vcpu.flags)]; // pushl flags
-    case 'popf': {
-      const pop = [0x8f, 0x05, ...le32(VCPU_PAGE + Vcpu.flags)]; // popl flags
-      return [...pop, 0xe8, ...le32(STUB_IRQ_CHECK - (at + pop.length + CALL_LENGTH))];
-    }
+      return callTo(STUB_PUSHF);
+    case 'popf':
+      return callTo(STUB_POPF);
     case 'push-seg':
       return [0xff, 0x35, ...le32(vcpuSeg(segmentOperand(i)))]; // pushl vseg
     case 'pop-seg':

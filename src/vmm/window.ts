@@ -28,7 +28,10 @@ export const WINDOW_PAGES = 2 + ARGS_PAGES;
 
 /** Offsets in the virtual-CPU block (u32 each; selectors zero-extended). */
 export const Vcpu = {
-  /** Virtual EFLAGS: only IF (bit 9) has a meaning; pushf pushes this word, popf pops into it. */
+  /**
+   * Virtual EFLAGS: IF (bit 9) and IOPL (bits 12–13) as the guest set them, bit 1 set, every
+   * other bit 0 (the arithmetic flags are the real CPU's). The pushf stub relies on that shape.
+   */
   flags: 0,
   /** Non-zero while the virtual PIC has an interrupt for the CPU (IF not considered). */
   pending: 4,
@@ -48,6 +51,8 @@ export const ENTRY_BASE = WINDOW_BASE + 0x100000;
 export const ENTRY_EMULATE = ENTRY_BASE;
 /** Deliver the pending virtual interrupt (reached from the interrupt-check stub). */
 export const ENTRY_DELIVER = ENTRY_BASE + 0x10;
+/** popf turned the virtual IF on with an interrupt pending (stack: return address, the word). */
+export const ENTRY_POPF_DELIVER = ENTRY_BASE + 0x40;
 /** Backend event entries: upcall and failsafe callbacks. */
 export const ENTRY_UPCALL = ENTRY_BASE + 0x20;
 export const ENTRY_FAILSAFE = ENTRY_BASE + 0x30;
@@ -60,13 +65,21 @@ export function trapEntry(vector: number): number {
 
 // ---- stub code ---------------------------------------------------------------------------------
 
-/** The interrupt check sti and popf call: `irq_check` in the stub page. */
+/** The interrupt check sti calls: `irq_check` in the stub page. */
 export const STUB_IRQ_CHECK = STUB_PAGE;
 /** A lone `iret`: handlers that resume the guest from a trap frame return through it. */
 export const STUB_IRET = STUB_PAGE + 0x20;
+/** pushf and popf: the real arithmetic flags with the virtual IF and IOPL. */
+export const STUB_PUSHF = STUB_PAGE + 0x40;
+export const STUB_POPF = STUB_PAGE + 0x80;
+
+/** EFLAGS bits that are the virtual CPU's, not the real one's: IF and IOPL (SDM 1 3.4.3). */
+export const VIRTUAL_FLAGS = 0x3200;
 
 /**
- * The stub page's bytes, assembled by hand (SDM Vol. 2):
+ * The stub page's bytes, assembled by hand (SDM Vol. 2). `at` is the page's linear address (the
+ * jumps to bound entries are relative): the window itself, or its alias in the address space of
+ * a guest that runs with virtual paging off, where the entries are bound too.
  *
  *   irq_check: testb $2, flags+1      ; virtual IF (bit 9 of the virtual EFLAGS)
  *              jz 1f
@@ -75,20 +88,78 @@ export const STUB_IRET = STUB_PAGE + 0x20;
  *           1: ret
  *   iret:      iret
  *
- * `at` is the page's linear address (the jnz is relative): the window itself, or its alias in
- * the address space of a guest that runs with virtual paging off.
+ *   pushf:     pushfl                 ; [F][ret]: what the site's call left, then the real flags
+ *              pushl %eax ; pushl %ecx
+ *              movl 12(%esp), %eax ; movl 8(%esp), %ecx ; movl %eax, 8(%esp)   ; [ret] moves down
+ *              movl flags, %eax
+ *              leal -0x202(%ecx,%eax), %ecx   ; F − (IF|1) + virtual flags, no flag changes
+ *              movl %ecx, 12(%esp)    ; the word where the return address was
+ *              popl %ecx ; popl %eax ; ret
+ *
+ * SAFETY (pushf): the real EFLAGS of the guest kernel always have IF = 1, IOPL = 0 and bit 1
+ * set (ring 1 or 3 with IOPL 0 cannot change IF or IOPL, SDM 2B POPF/IRET), and the virtual
+ * word has only IF, IOPL and bit 1: so subtracting 0x202 clears IF and the addition cannot carry.
+ *
+ *   popf:      pushl %eax             ; [eax][ret][W]
+ *              movl 8(%esp), %eax ; andl $0x3200, %eax ; orb $2, %al
+ *              movl %eax, flags       ; virtual IF and IOPL from the popped word
+ *              testb $2, %ah
+ *              popl %eax
+ *              jz 1f                  ; IF off: nothing to deliver
+ *              cmpb $0, pending
+ *              jnz ENTRY_POPF_DELIVER ; the handler loads the flags and delivers
+ *           1: pushl 4(%esp) ; popfl  ; the real POPF in ring 1 loads the arithmetic flags and
+ *              ret $4                 ; leaves IF and IOPL alone; drop the word
  */
-export function stubPage(at: number, deliver: number): Uint8Array {
+export function stubPage(at: number): Uint8Array {
   const page = new Uint8Array(4096).fill(0xcc);
-  const code = [
+  const flags = le32(VCPU_PAGE + Vcpu.flags);
+  const pending = le32(VCPU_PAGE + Vcpu.pending);
+  const rel = (target: number, next: number): number[] => le32(target - next);
+  const check = [
     ...[0xf6, 0x05, ...le32(VCPU_PAGE + Vcpu.flags + 1), 0x02],
     ...[0x74, 0x0d],
-    ...[0x80, 0x3d, ...le32(VCPU_PAGE + Vcpu.pending), 0x00],
-    ...[0x0f, 0x85, ...le32(deliver - (at + 7 + 2 + 7 + 6))],
+    ...[0x80, 0x3d, ...pending, 0x00],
+    ...[0x0f, 0x85, ...rel(ENTRY_DELIVER, at + 7 + 2 + 7 + 6)],
     0xc3,
   ];
-  page.set(code, STUB_IRQ_CHECK - STUB_PAGE);
+  page.set(check, STUB_IRQ_CHECK - STUB_PAGE);
   page[STUB_IRET - STUB_PAGE] = 0xcf;
+  const pushf = [
+    0x9c,
+    0x50,
+    0x51,
+    ...[0x8b, 0x44, 0x24, 0x0c],
+    ...[0x8b, 0x4c, 0x24, 0x08],
+    ...[0x89, 0x44, 0x24, 0x08],
+    ...[0xa1, ...flags],
+    ...[0x8d, 0x8c, 0x01, ...le32(-0x202)],
+    ...[0x89, 0x4c, 0x24, 0x0c],
+    0x59,
+    0x58,
+    0xc3,
+  ];
+  page.set(pushf, STUB_PUSHF - STUB_PAGE);
+  const popfHead = [
+    0x50,
+    ...[0x8b, 0x44, 0x24, 0x08],
+    ...[0x25, ...le32(VIRTUAL_FLAGS)],
+    ...[0x0c, 0x02],
+    ...[0xa3, ...flags],
+    ...[0xf6, 0xc4, 0x02],
+    0x58,
+    ...[0x74, 0x0d],
+    ...[0x80, 0x3d, ...pending, 0x00],
+  ];
+  const jnzNext = at + (STUB_POPF - STUB_PAGE) + popfHead.length + 6;
+  const popf = [
+    ...popfHead,
+    ...[0x0f, 0x85, ...rel(ENTRY_POPF_DELIVER, jnzNext)],
+    ...[0xff, 0x74, 0x24, 0x04],
+    0x9d,
+    ...[0xc2, 0x04, 0x00],
+  ];
+  page.set(popf, STUB_POPF - STUB_PAGE);
   return page;
 }
 

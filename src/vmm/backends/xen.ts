@@ -60,7 +60,6 @@ import {
   STUB_IRET,
   STUB_PAGE,
   stubPage,
-  ENTRY_DELIVER,
   trapEntry,
   VCPU_PAGE,
   WINDOW_BASE,
@@ -314,7 +313,7 @@ export class XenBackend implements VmmBackend {
     const pte = (pfn: number, rw: boolean): number =>
       ((this.mfn(pfn) << 12) | PTE_P | PTE_A | (rw ? PTE_RW | PTE_D : 0)) >>> 0;
     // The window: its pages and their L1.
-    const stubs = stubPage(STUB_PAGE, ENTRY_DELIVER);
+    const stubs = stubPage(STUB_PAGE);
     xen.machine.ram.set(stubs, this.mfn(this.windowPfn + PAGE_STUB) * 4096);
     const wl1 = this.mfn(this.windowL1Pfn) * 4096;
     for (let k = 0; k < WINDOW_MAPPED; k++) {
