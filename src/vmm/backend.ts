@@ -25,6 +25,8 @@ export interface VmmBackend {
   haltForever(): void;
   /** The guest kernel's stack for events from ring 3 (its TSS.esp0) before it returns there. */
   setKernelStack(esp0: number): void;
+  /** The guest ended the interrupt of a passed-through device's line: re-enable the line. */
+  deviceEoi(irq: number): void;
 
   // ---- memory management (guest-physical addresses and values as the guest sees them) ----
   /** CR0.PG turned on with this CR3: the guest's initial page tables take over. */

@@ -11,6 +11,7 @@ import type { AccessSize, Clock, PortDevice } from '../machine/device.ts';
 import { Cmos } from '../machine/devices/legacy/cmos.ts';
 import { DualPic } from '../machine/devices/legacy/pic.ts';
 import { PciHostBridge } from '../machine/devices/pci/hostBridge.ts';
+import type { PassthroughPci } from './devices/passthrough.ts';
 import { VirtualPit, type PitHost } from './devices/pit.ts';
 import { VirtualUart } from './devices/uart.ts';
 
@@ -23,7 +24,12 @@ export interface PlatformHost extends PitHost {
   reset(): void;
   /** Seconds since the Unix epoch the RTC shows at system time 0. */
   rtcStartSeconds: number;
+  /** The guest ended the interrupt of a passed-through device's line (EOI): unmask it. */
+  deviceEoi(irq: number): void;
 }
+
+/** A passed-through device's interrupt line: idle, asserted, or in service in the guest. */
+type LineState = 'idle' | 'asserted' | 'in-service';
 
 export class VirtualPlatform {
   readonly ports = new PortBus();
@@ -31,8 +37,11 @@ export class VirtualPlatform {
   readonly pit: VirtualPit;
   readonly uart: VirtualUart;
   readonly pci = new PciHostBridge();
+  /** Passed-through PCI functions by their slot, and their lines' states by IRQ. */
+  readonly passthrough: PassthroughPci[] = [];
+  private readonly deviceLines = new Map<number, LineState>();
 
-  constructor(host: PlatformHost) {
+  constructor(private readonly host: PlatformHost) {
     this.pic = new DualPic((level) => host.interruptLine(level));
     this.pit = new VirtualPit(host);
     this.uart = new VirtualUart(
@@ -73,6 +82,55 @@ export class VirtualPlatform {
 
   write(port: number, size: AccessSize, value: number): void {
     this.ports.write(port, size, value);
+    if ((port === 0x20 || port === 0xa0) && this.deviceLines.size > 0) this.checkEoi();
+  }
+
+  /**
+   * Shows a real PCI function at 00:dev.0 whose interrupt arrives on line `irq`, level-triggered
+   * as a PC's firmware routes PCI interrupts through the ELCR.
+   */
+  addPassthrough(dev: number, f: PassthroughPci, irq: number): string | undefined {
+    const taken = this.pci.add(dev, 0, f);
+    if (taken !== undefined) return taken;
+    this.passthrough.push(f);
+    this.deviceLines.set(irq, 'idle');
+    const port = irq < 8 ? 0 : 1;
+    this.pic.elcr.ioWrite(port, 1, this.pic.elcr.ioRead(port, 1) | (1 << (irq & 7)));
+    return undefined;
+  }
+
+  /**
+   * The device's interrupt arrived (its pirq event): the line stays asserted until the guest's
+   * EOI. The real line is masked meanwhile (the hypervisor masked it), so it cannot storm.
+   */
+  deviceInterrupt(irq: number): void {
+    if (this.deviceLines.get(irq) !== 'idle') return;
+    this.deviceLines.set(irq, 'asserted');
+    this.pic.setIrq(irq, true);
+  }
+
+  /** INTA of the virtual PIC (the VMM delivering an interrupt). */
+  acknowledge(): number {
+    const vector = this.pic.acknowledge();
+    for (const [irq, state] of this.deviceLines) {
+      if (state === 'asserted' && this.inService(irq)) this.deviceLines.set(irq, 'in-service');
+    }
+    return vector;
+  }
+
+  private inService(irq: number): boolean {
+    const chip = irq < 8 ? this.pic.master : this.pic.slave;
+    return (chip.isr & (1 << (irq & 7))) !== 0;
+  }
+
+  /** After a write to a PIC command port: a device line whose service ended is lowered. */
+  private checkEoi(): void {
+    for (const [irq, state] of this.deviceLines) {
+      if (state !== 'in-service' || this.inService(irq)) continue;
+      this.deviceLines.set(irq, 'idle');
+      this.pic.setIrq(irq, false);
+      this.host.deviceEoi(irq);
+    }
   }
 }
 

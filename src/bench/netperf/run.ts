@@ -24,6 +24,7 @@ import {
   type MachineStats,
 } from '../../machine/Machine.ts';
 import { TcpSender, type SenderReport } from '../../net/TcpSender.ts';
+import { createXenGuest, type XenGuest } from '../../vmm/backends/xen.ts';
 
 export interface NetperfRunOptions {
   /** Row label ("native, raw"). */
@@ -36,6 +37,11 @@ export interface NetperfRunOptions {
   faults?: FaultConfig;
   /** Extra kernel command-line words after `init=netserver`. */
   append?: string;
+  /**
+   * `xen`: the guest runs in a domain of the Xen-style hypervisor through the in-place VMM,
+   * with the DP83820 passed through (the kernel must be the afterburned one). Default: raw.
+   */
+  hypervisor?: 'none' | 'xen';
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -67,6 +73,28 @@ export interface IntervalCounters {
   tlbMisses: number;
   pitTicks: number;
   nic: Dp83820Counters;
+  /** Under a hypervisor: the counts of the hypervisor and the in-place VMM (same interval). */
+  virtualization?: VirtualizationCounters;
+}
+
+/** What the hypervisor and the VMM did in the interval (a `xen` run). */
+export interface VirtualizationCounters {
+  /** Hypercalls by name. */
+  hypercalls: Record<string, number>;
+  /** Traps bounced into the guest (the VMM's entries), by vector. */
+  bounces: Record<string, number>;
+  upcalls: number;
+  /** Calls from rewritten sites into the VMM's handlers, by site kind. */
+  vmmCalls: Record<string, number>;
+  /** Page-table entries written through mmu_update / update_va_mapping. */
+  pageTableUpdates: number;
+  /** Virtual interrupts delivered into the guest kernel, by vector. */
+  virtualInterrupts: Record<string, number>;
+  /** The NIC's interrupts raised on its pirq event channel. */
+  pirqEvents: number;
+  /** NIC DMA transfers translated, and refused (outside the domain). */
+  dmaTranslated: number;
+  dmaRefused: number;
 }
 
 export interface NetperfRun {
@@ -105,10 +133,56 @@ interface Snapshot {
   stats: MachineStats;
   nic: Dp83820Counters;
   host: number;
+  virt?: VirtualizationCounters;
 }
 
-function snapshot(m: Machine): Snapshot {
-  return { stats: m.stats(), nic: { ...m.nic!.counters }, host: performance.now() };
+function snapshot(m: Machine, g?: XenGuest): Snapshot {
+  return {
+    stats: m.stats(),
+    nic: { ...m.nic!.counters },
+    host: performance.now(),
+    virt: g === undefined ? undefined : virtualization(g),
+  };
+}
+
+function virtualization(g: XenGuest): VirtualizationCounters {
+  const x = g.xen.counters;
+  const bounces: Record<string, number> = {};
+  x.bounces.forEach((n, v) => {
+    if (n > 0) bounces[v] = n;
+  });
+  return structuredClone({
+    hypercalls: x.hypercalls,
+    bounces,
+    upcalls: x.upcalls,
+    vmmCalls: g.vmm.counters.calls,
+    pageTableUpdates: g.backend.counters.pageTableUpdates,
+    virtualInterrupts: g.vmm.counters.virtualInterrupts,
+    pirqEvents: x.pirqEvents,
+    dmaTranslated: x.dmaTranslated,
+    dmaRefused: x.dmaRefused,
+  });
+}
+
+/** b − a, key by key (a missing key counts 0). */
+function delta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) !== 0) out[k] = v - (a[k] ?? 0);
+  return out;
+}
+
+function virtualizationDelta(a: VirtualizationCounters, b: VirtualizationCounters) {
+  return {
+    hypercalls: delta(a.hypercalls, b.hypercalls),
+    bounces: delta(a.bounces, b.bounces),
+    upcalls: b.upcalls - a.upcalls,
+    vmmCalls: delta(a.vmmCalls, b.vmmCalls),
+    pageTableUpdates: b.pageTableUpdates - a.pageTableUpdates,
+    virtualInterrupts: delta(a.virtualInterrupts, b.virtualInterrupts),
+    pirqEvents: b.pirqEvents - a.pirqEvents,
+    dmaTranslated: b.dmaTranslated - a.dmaTranslated,
+    dmaRefused: b.dmaRefused - a.dmaRefused,
+  };
 }
 
 const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}) (ok|MISMATCH.*)$/;
@@ -126,40 +200,56 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   let endSnap: Snapshot | undefined;
   let intervalEnd: NetperfRun['intervalEnd'] = 'none';
   // The machine is needed inside its own console callback; it exists before any byte is written.
-  const ref: { machine?: Machine } = {};
-  const machine = createMachine({
-    costModel: o.costModel,
-    network: { faults: o.faults },
-    serialOut: (b) => {
-      if (b === 0x0d) return;
-      if (b !== 0x0a) {
-        // The interval ends where the result line starts: printing it is not receiving.
-        if (line === '' && startSnap !== undefined && ref.machine !== undefined)
-          lineStartSnap = snapshot(ref.machine);
-        line += String.fromCharCode(b);
-        return;
+  const ref: { machine?: Machine; guest?: XenGuest } = {};
+  const serialOut = (b: number): void => {
+    if (b === 0x0d) return;
+    if (b !== 0x0a) {
+      // The interval ends where the result line starts: printing it is not receiving.
+      if (line === '' && startSnap !== undefined && ref.machine !== undefined)
+        lineStartSnap = snapshot(ref.machine, ref.guest);
+      line += String.fromCharCode(b);
+      return;
+    }
+    o.onConsoleLine?.(line);
+    if (line.startsWith('netserver: ') && resultLine === undefined) {
+      resultLine = line;
+      if (lineStartSnap !== undefined) {
+        endSnap = lineStartSnap;
+        intervalEnd = 'result-line';
       }
-      o.onConsoleLine?.(line);
-      if (line.startsWith('netserver: ') && resultLine === undefined) {
-        resultLine = line;
-        if (lineStartSnap !== undefined) {
-          endSnap = lineStartSnap;
-          intervalEnd = 'result-line';
-        }
-      } else if (line.startsWith('net: ')) guestNetLine = line;
-      line = '';
-    },
-  });
-  if (typeof machine === 'string') throw new Error(machine);
-  ref.machine = machine;
+    } else if (line.startsWith('net: ')) guestNetLine = line;
+    line = '';
+  };
   const append = `init=netserver${o.append !== undefined ? ` ${o.append}` : ''}`;
-  const error = bootMultiboot(machine, {
-    kernel: o.kernel,
-    kernelName: o.kernelName,
-    cmdline: append,
-    modules: [],
-  });
-  if (error !== undefined) throw new Error(error.message);
+  let machine: Machine;
+  if (o.hypervisor === 'xen') {
+    // The console is the hypervisor's (console_io); the machine's own UART is not used.
+    const g = createXenGuest({
+      kernel: o.kernel,
+      kernelName: o.kernelName,
+      cmdline: append,
+      modules: [],
+      machine: { costModel: o.costModel, network: { faults: o.faults } },
+      console: serialOut,
+      passthroughNic: true,
+    });
+    if (typeof g === 'string') throw new Error(g);
+    ref.guest = g;
+    machine = g.machine;
+  } else {
+    const m = createMachine({ costModel: o.costModel, network: { faults: o.faults }, serialOut });
+    if (typeof m === 'string') throw new Error(m);
+    machine = m;
+    const error = bootMultiboot(machine, {
+      kernel: o.kernel,
+      kernelName: o.kernelName,
+      cmdline: append,
+      modules: [],
+    });
+    if (error !== undefined) throw new Error(error.message);
+  }
+  ref.machine = machine;
+  const guest = ref.guest;
 
   const link = machine.link!;
   const sender = new TcpSender({
@@ -168,8 +258,8 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     payloadBytes: o.payloadBytes,
     seed: o.seed,
     onEvent: (e) => {
-      if (e.kind === 'syn') startSnap = snapshot(machine);
-      if (e.kind === 'guest-fin') finSnap = snapshot(machine);
+      if (e.kind === 'syn') startSnap = snapshot(machine, guest);
+      if (e.kind === 'guest-fin') finSnap = snapshot(machine, guest);
     },
   });
   // The client starts when the guest's NIC shows signs of life (its first frame, the driver's
@@ -239,8 +329,8 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     problems.push(`no result after ${(limit / hz).toFixed(0)} simulated seconds`);
 
   const total = machine.stats();
-  const a = startSnap ?? snapshot(machine);
-  const b = endSnap ?? snapshot(machine);
+  const a = startSnap ?? snapshot(machine, guest);
+  const b = endSnap ?? snapshot(machine, guest);
   const intervalCycles = b.stats.cycles - a.stats.cycles;
   const busyCycles = b.stats.busyCycles - a.stats.busyCycles;
   const idleCycles = b.stats.idleCycles - a.stats.idleCycles;
@@ -262,6 +352,10 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     tlbMisses: b.stats.cpu.tlbMisses - a.stats.cpu.tlbMisses,
     pitTicks: b.stats.pitTicks - a.stats.pitTicks,
     nic,
+    virtualization:
+      a.virt !== undefined && b.virt !== undefined
+        ? virtualizationDelta(a.virt, b.virt)
+        : undefined,
   };
   return {
     label: o.label,

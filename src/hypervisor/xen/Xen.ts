@@ -29,7 +29,7 @@ import {
   SharedInfo,
   Virq,
 } from './abi.ts';
-import type { DeviceGrant } from './devices.ts';
+import { confineDma, domainDma, type DeviceGrant } from './devices.ts';
 import { Domain } from './domain.ts';
 import { FrameTable, OWNER_XEN } from './frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from './hypercalls.ts';
@@ -52,6 +52,11 @@ export interface XenCounters {
   timerInterrupts: number;
   /** I/O-port accesses emulated for a granted device. */
   ioEmulated: number;
+  /** Hardware interrupts of granted devices raised on their pirq event channels. */
+  pirqEvents: number;
+  /** DMA transfers of granted devices translated, and refused (outside the domain). */
+  dmaTranslated: number;
+  dmaRefused: number;
 }
 
 export interface XenOptions {
@@ -86,6 +91,9 @@ export class XenHypervisor implements Monitor {
     baseSwitches: 0,
     timerInterrupts: 0,
     ioEmulated: 0,
+    pirqEvents: 0,
+    dmaTranslated: 0,
+    dmaRefused: 0,
   };
   end: DomainEnd | undefined;
   /** The PIC has been set up for granted devices' interrupts. */
@@ -466,6 +474,10 @@ export class XenHypervisor implements Monitor {
    */
   grantDevice(dom: Domain, grant: DeviceGrant): void {
     dom.grants.push(grant);
+    if (grant.dma !== undefined) {
+      const owns = (mfn: number): boolean => this.frames.ownedBy(dom, mfn);
+      confineDma(grant.dma, domainDma(dom.p2m, owns), this.counters);
+    }
     if (grant.irqs.length === 0 || this.picReady) return;
     this.picReady = true;
     const out = (port: number, value: number): void => this.machine.ports.write(port, 1, value);
@@ -510,7 +522,10 @@ export class XenHypervisor implements Monitor {
     if (irq >= 8) this.machine.ports.write(0xa0, 1, 0x60 | (irq - 8));
     this.machine.ports.write(0x20, 1, 0x60 | (irq >= 8 ? 2 : irq));
     const port = dom.channels.findIndex((c) => c.kind === 'pirq' && c.irq === irq);
-    if (port > 0) this.setPending(dom, port);
+    if (port > 0) {
+      this.counters.pirqEvents++;
+      this.setPending(dom, port);
+    }
   }
 
   // ---- shared info ---------------------------------------------------------------------

@@ -19,7 +19,15 @@ export const Hypercall = {
   mmuext_op: 26,
   sched_op: 29,
   event_channel_op: 32,
+  physdev_op: 33,
 } as const;
+
+/**
+ * physdev_op commands. Xen's (physdev.h) manage physical IRQs; previrt adds configuration-space
+ * access to the PCI function a domain was granted (Xen leaves that to dom0's pciback): the
+ * argument is {u32 offset; u32 size (1, 2, 4); u32 value (in for a write, out for a read)}.
+ */
+export const PhysdevOp = { pci_config_read: 0x100, pci_config_write: 0x101 } as const;
 
 export const HYPERCALL_VECTOR = 0x82;
 

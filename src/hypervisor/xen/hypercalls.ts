@@ -11,6 +11,7 @@ import {
   Errno,
   EvtchnOp,
   Hypercall,
+  PhysdevOp,
   HYPERVISOR_VIRT_START,
   MMU_MACHPHYS_UPDATE,
   MMU_NORMAL_PT_UPDATE,
@@ -30,6 +31,7 @@ import {
   UVMF_INVLPG,
   UVMF_TLB_FLUSH,
 } from './abi.ts';
+import { allowedConfigWrite } from './devices.ts';
 import type { Domain, TrapEntry } from './domain.ts';
 import { FrameType } from './frames.ts';
 import type { XenHypervisor } from './Xen.ts';
@@ -54,6 +56,7 @@ const handlers = new Map<number, Handler>([
   [Hypercall.mmuext_op, mmuextOp],
   [Hypercall.sched_op, schedOp],
   [Hypercall.event_channel_op, eventChannelOp],
+  [Hypercall.physdev_op, physdevOp],
 ]);
 
 export const HYPERCALL_NAMES: ReadonlyMap<number, string> = new Map(
@@ -414,5 +417,31 @@ function bindPort(
     return -Errno.EFAULT;
   }
   onBound(port);
+  return 0;
+}
+
+// ---- physical devices ------------------------------------------------------------------------
+
+/**
+ * physdev_op(cmd, arg): configuration space of the domain's granted PCI function (previrt
+ * commands, devices.ts): arg = {u32 offset; u32 size; u32 value}. Writes the hypervisor keeps
+ * for itself (BARs, ROM, read-only registers) are ignored, as a read-only register would.
+ */
+function physdevOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): number {
+  if (cmd !== PhysdevOp.pci_config_read && cmd !== PhysdevOp.pci_config_write) return -Errno.ENOSYS;
+  const pci = dom.grants.find((g) => g.pci !== undefined)?.pci;
+  if (pci === undefined) return -Errno.EPERM;
+  // GUEST-CONTROLLED: offset, size and value.
+  const offset = xen.readGuest32(dom, arg);
+  const size = xen.readGuest32(dom, arg + 4);
+  const value = xen.readGuest32(dom, arg + 8);
+  if (offset === undefined || size === undefined || value === undefined) return -Errno.EFAULT;
+  if ((size !== 1 && size !== 2 && size !== 4) || offset >= 256 || offset % size !== 0)
+    return -Errno.EINVAL;
+  if (cmd === PhysdevOp.pci_config_read) {
+    return xen.writeGuest32(dom, arg + 8, pci.read(offset, size)) ? 0 : -Errno.EFAULT;
+  }
+  const w = allowedConfigWrite(offset, size, value);
+  if (w !== undefined) pci.write(w.offset, w.size, w.value);
   return 0;
 }

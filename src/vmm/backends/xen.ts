@@ -29,6 +29,7 @@ import {
   MMU_UPDATE_SIZE,
   MmuExt,
   MMUEXT_OP_SIZE,
+  PhysdevOp,
   PTE_A,
   PTE_D,
   PTE_P,
@@ -52,6 +53,7 @@ import type { VmmBackend } from '../backend.ts';
 import { rewriteSites } from '../rewriter.ts';
 import { readSiteRecords } from '../sections.ts';
 import { InPlaceVmm } from '../Vmm.ts';
+import { PassthroughPci, type PciConfigPort } from '../devices/passthrough.ts';
 import {
   ARGS_PAGE,
   ARGS_PAGES,
@@ -87,7 +89,17 @@ export interface XenGuestConfig {
   domainMemoryMb?: number;
   machine?: Omit<MachineConfig, 'serialOut'>;
   console?: (byte: number) => void;
+  /**
+   * Give the domain the machine's DP83820 (PCI 00:03.0; the machine config must ask for a
+   * network): direct device access, as in the seed's netperf setup.
+   */
+  passthroughNic?: boolean;
 }
+
+/** Where the toolstack places the passed-through NIC's BARs (as a PC's firmware would). */
+const NIC_MMIO = 0xe0000000;
+const NIC_IO = 0xc000;
+const NIC_SLOT = 3;
 
 export interface XenGuest {
   machine: Machine;
@@ -119,6 +131,9 @@ export function createXenGuest(config: XenGuestConfig): XenGuest | string {
   if (domainMb < 16) return `domain memory must be at least 16 MB (got ${domainMb} MB)`;
   const backend = new XenBackend(xen, domainMb);
   if (backend.error !== undefined) return backend.error;
+  const nic = machine.nic;
+  if (config.passthroughNic === true && nic === undefined)
+    return 'NIC pass-through needs a machine with a network';
 
   // The kernel, its modules and the multiboot information in the guest's physical memory.
   const ram = backend.guestRam();
@@ -152,6 +167,28 @@ export function createXenGuest(config: XenGuestConfig): XenGuest | string {
     backend.vcpuBlock(),
     { kernelOffset, rtcStartSeconds: Date.UTC(2026, 0, 1) / 1000 },
   );
+  if (config.passthroughNic === true && nic !== undefined) {
+    // The toolstack's part (dom0's, in Xen): place the real BARs, grant the device with its
+    // registers, its interrupt line and its DMA, confined to the domain.
+    nic.configWrite(0x10, 4, NIC_IO);
+    nic.configWrite(0x14, 4, NIC_MMIO);
+    const irq = nic.configRead(0x3c, 1);
+    xen.grantDevice(backend.dom, {
+      name: 'dp83820',
+      ioPorts: [],
+      ioMemory: [{ base: NIC_MMIO, length: 4096 }],
+      irqs: [irq],
+      pci: { read: (o, n) => nic.configRead(o, n), write: (o, n, v) => nic.configWrite(o, n, v) },
+      dma: machine.dma,
+    });
+    const f = new PassthroughPci('dp83820 (passed through)', backend.pciConfig, [
+      { index: 0, io: true, machine: NIC_IO, size: 256, flags: nic.configRead(0x10, 1) & 3 },
+      { index: 1, io: false, machine: NIC_MMIO, size: 4096, flags: nic.configRead(0x14, 1) & 15 },
+    ]);
+    const taken = vmm.platform.addPassthrough(NIC_SLOT, f, irq);
+    if (taken !== undefined) return taken;
+    backend.passIrq(irq);
+  }
   const entered = backend.start(vmm, start.entry, start.magic, start.mbi, kernelOffset);
   if (entered !== undefined) return `${file}: ${entered}`;
   return {
@@ -220,6 +257,9 @@ export class XenBackend implements VmmBackend {
   private currentL2 = -1;
   private timerPort = 0;
   private consolePort = 0;
+  /** A passed-through device's line and its pirq event channel (0: none). */
+  private deviceIrq = -1;
+  private pirqPort = 0;
   private kernelStack = -1;
 
   constructor(
@@ -403,8 +443,43 @@ export class XenBackend implements VmmBackend {
     if (this.hypercall(Hypercall.event_channel_op, [EvtchnOp.bind_virq, ARGS_PAGE]) !== 0)
       return 'cannot bind VIRQ_TIMER';
     this.timerPort = this.argRead(8);
+    if (this.deviceIrq >= 0) {
+      this.argWrite(0, 4, this.deviceIrq);
+      this.argWrite(4, 4, 0);
+      if (this.hypercall(Hypercall.event_channel_op, [EvtchnOp.bind_pirq, ARGS_PAGE]) !== 0)
+        return `cannot bind the passed-through device's IRQ ${this.deviceIrq}`;
+      this.pirqPort = this.argRead(8);
+    }
     this.writeShared8(SharedInfo.upcall_mask, 0);
     return undefined;
+  }
+
+  /** The passed-through device interrupts on this line (bound at start). */
+  passIrq(irq: number): void {
+    this.deviceIrq = irq;
+  }
+
+  /** The passed-through function's configuration space, through physdev_op. */
+  readonly pciConfig: PciConfigPort = {
+    read: (offset, size) => {
+      this.argWrite(0, 4, offset);
+      this.argWrite(4, 4, size);
+      this.argWrite(8, 4, 0);
+      const r = this.hypercall(Hypercall.physdev_op, [PhysdevOp.pci_config_read, ARGS_PAGE]);
+      return r === 0 ? this.argRead(8) : 0xffffffff >>> (32 - size * 8);
+    },
+    write: (offset, size, value) => {
+      this.argWrite(0, 4, offset);
+      this.argWrite(4, 4, size);
+      this.argWrite(8, 4, value);
+      this.hypercall(Hypercall.physdev_op, [PhysdevOp.pci_config_write, ARGS_PAGE]);
+    },
+  };
+
+  deviceEoi(irq: number): void {
+    if (irq !== this.deviceIrq || this.pirqPort === 0) return;
+    this.argWrite(0, 4, this.pirqPort);
+    this.hypercall(Hypercall.event_channel_op, [EvtchnOp.unmask, ARGS_PAGE]);
   }
 
   /** Machine address of the initial identity map's entry for guest frame `pfn`. */
@@ -522,6 +597,7 @@ export class XenBackend implements VmmBackend {
   private event(port: number): void {
     if (port === this.timerPort) this.vmm.timerExpired();
     else if (port === this.consolePort) this.consoleInput();
+    else if (port === this.pirqPort) this.vmm.deviceInterrupt(this.deviceIrq);
   }
 
   /** Takes what arrived in the console ring's `in` buffer. */
@@ -572,6 +648,22 @@ export class XenBackend implements VmmBackend {
 
   // ---- page tables -----------------------------------------------------------------------------
 
+  private deviceMachineFrame(guestFrame: number): number | undefined {
+    for (const f of this.vmm.platform.passthrough) {
+      const m = f.machineFrame(guestFrame);
+      if (m !== undefined) return m;
+    }
+    return undefined;
+  }
+
+  private deviceGuestFrame(machineFrame: number): number | undefined {
+    for (const f of this.vmm.platform.passthrough) {
+      const g = f.guestFrame(machineFrame);
+      if (g !== undefined) return g;
+    }
+    return undefined;
+  }
+
   /** Is this guest frame a live page table (or about to become one)? */
   private live(pfn: number): boolean {
     return this.pinnedL2.has(pfn) || this.l1Links[pfn] > 0 || this.preparing.has(pfn);
@@ -614,8 +706,8 @@ export class XenBackend implements VmmBackend {
   /** A machine-format entry as the guest wrote it: pseudo-physical frame, its intended RW. */
   private toGuest(e: number): number {
     if ((e & PTE_P) === 0) return e >>> 0;
-    const pfn = this.m2p[e >>> 12];
-    if (pfn >= 0) e = (pfn << 12) | (e & 0xfff);
+    const pfn = this.m2p[e >>> 12] ?? this.deviceGuestFrame(e >>> 12);
+    if (pfn !== undefined && pfn >= 0) e = (pfn << 12) | (e & 0xfff);
     if ((e & GUEST_RW) !== 0) e = (e | PTE_RW) & ~GUEST_RW;
     return e >>> 0;
   }
@@ -624,9 +716,13 @@ export class XenBackend implements VmmBackend {
   private toMachine(value: number, entryMaddr: number): number {
     if ((value & PTE_P) === 0) return value;
     const t = value >>> 12;
-    // GUEST-CONTROLLED: a frame beyond guest memory is device memory (granted MMIO) or invalid;
-    // the hypervisor checks it.
-    if (t >= this.guestPages) return value;
+    // GUEST-CONTROLLED: a frame beyond guest memory is device memory: a passed-through BAR as
+    // the guest placed it becomes the real one; anything else goes as it is and the hypervisor
+    // refuses it unless it is granted device memory.
+    if (t >= this.guestPages) {
+      const real = this.deviceMachineFrame(t);
+      return real === undefined ? value : ((real << 12) | (value & 0xfff)) >>> 0;
+    }
     let m = ((this.mfn(t) << 12) | (value & 0xfff)) >>> 0;
     if ((value & PTE_RW) !== 0) {
       if (this.live(t)) m = ((m & ~PTE_RW) | GUEST_RW) >>> 0;
