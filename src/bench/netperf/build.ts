@@ -8,10 +8,27 @@ import { join, resolve } from 'node:path';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
 
-/** The two kernels of the benchmark's raw rows: the same sources, without and with afterburning. */
+/**
+ * The benchmark's rows: the same sources without and with afterburning on the raw PC, and the
+ * afterburned kernel in a domain of the Xen-style hypervisor through the in-place VMM, with the
+ * NIC passed through (the seed's "Xen in-place VMM" row).
+ */
 export const CONFIGS = {
-  native: { label: 'native, raw', kernel: join(REPO_ROOT, 'guest/build/native/kernel.elf') },
-  nops: { label: 'NOPs, raw', kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf') },
+  native: {
+    label: 'native, raw',
+    kernel: join(REPO_ROOT, 'guest/build/native/kernel.elf'),
+    hypervisor: 'none',
+  },
+  nops: {
+    label: 'NOPs, raw',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'none',
+  },
+  'xen-pre': {
+    label: 'Xen in-place VMM',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'xen',
+  },
 } as const;
 
 export type NetperfConfig = keyof typeof CONFIGS;

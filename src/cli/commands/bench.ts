@@ -12,11 +12,12 @@ import {
 } from '../../bench/netperf/report.ts';
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
-const usage = `usage: previrt bench netperf [--config native|nops|native,nops] [--bytes SIZE]
+const usage = `usage: previrt bench netperf [--config C[,C...]] [--bytes SIZE]
                              [--runs N] [--seed S] [--json] [--console]
 
-The seed's netperf receive benchmark on the emulated raw PC. Builds the guest (make -C guest),
-boots it with init=netserver on a PC with a DP83820 gigabit NIC, and streams SIZE bytes of
+The seed's netperf receive benchmark on the emulated PC, raw and on the Xen-style hypervisor.
+Builds the guest (make -C guest), boots it with init=netserver on a PC with a DP83820 gigabit
+NIC (under xen: in a domain through the in-place VMM, the NIC passed through), and streams SIZE bytes of
 seeded pseudo-random data plus a CRC-32 trailer into it over TCP from the client machine on
 the far end of the simulated 1 Gb/s link. netserver checks the CRC; every run must say ok.
 
@@ -25,12 +26,15 @@ Measured on the simulated clock, from the client's first SYN to netserver's resu
   CPU util     (all − idle cycles) / all cycles
   cycles/byte  non-idle cycles / payload bytes
 with the counts behind them (interrupts, port I/O, MMIO, exceptions, system calls, NIC and
-client counters) and the host's wall-clock time and guest MIPS.
+client counters; under xen also hypercalls by kind, bounces, upcalls, VMM calls by kind,
+page-table updates, virtual interrupts, NIC DMA translations) and the host's wall-clock time
+and guest MIPS.
 
 options:
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
-                 or both as native,nops (the default)
+                 xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
+                 or a comma-separated list; default native,nops,xen-pre
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
   --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
   --seed S       seed of the payload and the client's sequence numbers (default 1)
@@ -60,7 +64,7 @@ export function parseSize(text: string): number | undefined {
 
 function parse(argv: string[]): Options | string {
   const o: Options = {
-    configs: ['native', 'nops'],
+    configs: ['native', 'nops', 'xen-pre'],
     bytes: 64 * 2 ** 20,
     runs: 1,
     seed: 1,
@@ -82,7 +86,7 @@ function parse(argv: string[]): Options | string {
         const names = value.split(',');
         const bad = names.find((n) => !(n in CONFIGS));
         if (bad !== undefined || names.length === 0)
-          return `--config: unknown configuration '${bad ?? value}' (known: native, nops)`;
+          return `--config: unknown configuration '${bad ?? value}' (known: ${Object.keys(CONFIGS).join(', ')})`;
         o.configs = [...new Set(names as NetperfConfig[])];
         break;
       }
@@ -166,7 +170,7 @@ function progressReporter(title: string): {
 
 export const bench: Command = {
   name: 'bench',
-  summary: 'benchmarks: `bench netperf`, the seed netperf receive test on the raw PC',
+  summary: 'benchmarks: `bench netperf`, the seed netperf receive test, raw and on xen',
   usage,
   async run(argv) {
     const o = parse(argv);
@@ -200,6 +204,7 @@ export const bench: Command = {
           kernelName: relative(REPO_ROOT, c.kernel),
           payloadBytes: o.bytes,
           seed,
+          hypervisor: c.hypervisor,
           onProgress: (p) => progress.update(p),
           onConsoleLine: o.console ? (line) => console.error(`  [${config}] ${line}`) : undefined,
         });
