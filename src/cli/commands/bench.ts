@@ -12,7 +12,7 @@ import {
 } from '../../bench/netperf/report.ts';
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
-const usage = `usage: previrt bench netperf [--config C[,C...]] [--bytes SIZE]
+const usage = `usage: previrt bench netperf [--config native|nops|xen-pre[,...]] [--bytes SIZE]
                              [--runs N] [--seed S] [--json] [--console]
 
 The seed's netperf receive benchmark on the emulated PC, raw and on the Xen-style hypervisor.
