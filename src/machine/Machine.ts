@@ -138,7 +138,11 @@ export class Machine {
       },
       this.costModel.cpu,
     );
-    this.clock = new SimClock(this.costModel.hz, () => this.cpu.cycles);
+    this.clock = new SimClock(
+      this.costModel.hz,
+      () => this.cpu.cycles,
+      (cycle) => this.cpu.shortenRun(cycle),
+    );
 
     // Legacy devices at their PC/AT addresses, in the order a reader expects to find them.
     this.attach(0x20, 2, this.pic.master);

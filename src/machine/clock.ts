@@ -19,9 +19,14 @@ export class SimClock implements Clock {
   /** The current cycle while an event fires (the event's own cycle). */
   private firing: number | undefined = undefined;
 
+  /**
+   * `scheduled` hears of every new event, so the machine can end a CPU run slice early when a
+   * device schedules something before the slice's end (an OUT that starts a timer, say).
+   */
   constructor(
     readonly hz: number,
     private readonly cycles: () => number,
+    private readonly scheduled: (cycle: number) => void = () => {},
   ) {}
 
   now(): number {
@@ -31,6 +36,7 @@ export class SimClock implements Clock {
   at(cycle: number, callback: () => void): Timer {
     const event: Event = { cycle: Math.max(cycle, 0), seq: this.seq++, callback, cancelled: false };
     this.push(event);
+    this.scheduled(event.cycle);
     return {
       cancel: () => {
         event.cancelled = true;

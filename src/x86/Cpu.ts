@@ -1027,6 +1027,15 @@ export class Cpu {
     this.interruptLine = level;
   }
 
+  /**
+   * Something scheduled work at `cycle` (a device event): a run in progress returns 'limit' by
+   * then instead of running on to the limit it was given.
+   */
+  shortenRun(cycle: number): void {
+    if (cycle < this.runLimit) this.runLimit = cycle;
+    if (cycle < this.sliceEnd) this.sliceEnd = cycle;
+  }
+
   requestStop(): void {
     this.stopRequested = true;
     this.sliceEnd = -1;

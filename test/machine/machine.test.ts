@@ -63,6 +63,21 @@ test('timer interrupts arrive at the rate the PIT is programmed for, in simulate
   }
 });
 
+test('an event a device schedules mid-slice is taken on time (a one-shot PIT count while the CPU spins)', () => {
+  // Programming the PIT schedules its terminal count while the CPU is inside a run slice; the
+  // slice must end there, not at the 10 ms slice limit or the next event known before.
+  const count = 1000; // 1000 / 1.193182 MHz = 838 µs = 2,346,604 cycles at 2.8 GHz
+  const { machine, out } = boot(`oneshot ${count}`);
+  const end = machine.run(2_800_000_000);
+  assert.deepEqual(end, { kind: 'exit', value: 0 }, out());
+  const cycles = Number(/^oneshot cycles (\d+)$/m.exec(out())?.[1]);
+  const expected = (count * 2_800_000_000) / 1_193_182;
+  assert.ok(
+    Math.abs(cycles - expected) < 10_000,
+    `IRQ 0 after ${cycles} cycles, expected ${expected}`,
+  );
+});
+
 test('serial input typed on the host reaches the guest through the UART interrupt', () => {
   const r = previrt(['--kernel', probe, '--append', 'echo'], 'typed text.');
   assert.equal(r.stdout, 'typed text\n');

@@ -82,7 +82,14 @@ test(
     );
     const v = run.counters.virtualization!;
     assert.ok(v.pirqEvents > 0 && v.pirqEvents === run.counters.nicInterrupts);
-    assert.equal(v.virtualInterrupts[0x2b], v.pirqEvents, 'each NIC interrupt reached the guest');
+    // NIC interrupts reach the guest as virtual IRQ 11: one delivery per event, except that an
+    // event arriving while the level-triggered line is still pending merges with it, and one at
+    // the very end of the interval may be delivered after it.
+    const delivered = v.virtualInterrupts[0x2b] ?? 0;
+    assert.ok(
+      delivered <= v.pirqEvents && delivered >= 0.9 * v.pirqEvents,
+      `${delivered} virtual NIC interrupts for ${v.pirqEvents} events`,
+    );
     assert.ok(v.dmaTranslated >= run.counters.nic.rxFrames);
     assert.equal(v.dmaRefused, 0);
     assert.equal(run.counters.portReads + run.counters.portWrites, 0, 'no real port I/O');

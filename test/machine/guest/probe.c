@@ -3,6 +3,8 @@
  *   hello        print a line and exit through isa-debug-exit with 42
  *   timer N      program the PIT for N Hz, count IRQ 0 for 100 ms of RTC-independent time
  *                (100 ms = N/10 ticks expected), print the count, exit 0
+ *   oneshot N    program PIT channel 0 for a one-shot count of N (mode 0) and spin, without
+ *                HLT, until IRQ 0; print the TSC cycles it took, exit 0
  *   echo         echo serial input (interrupt driven, IRQ 4) until a '.' arrives, exit 0
  *   halt         cli; hlt (the machine reports a guest that can never wake)
  *   triple       load an empty IDT and raise #UD (triple fault)
@@ -25,9 +27,9 @@ static struct idt_entry idt[256];
 static struct { u16 limit; u32 base; } __attribute__((packed)) idtr;
 extern void irq0_entry(void), irq4_entry(void);
 
-static volatile u32 ticks;
+static volatile u32 ticks, tick_lo;
 static volatile int done;
-void irq0(void) { ticks++; outb(0x20, 0x20); }
+void irq0(void) { u32 hi; __asm__ volatile("rdtsc" : "=a"(tick_lo), "=d"(hi)); ticks++; outb(0x20, 0x20); }
 void irq4(void)
 {
 	while (inb(0x3fd) & 1) {
@@ -92,6 +94,16 @@ void main(u32 magic, u32 *info)
 		__asm__ volatile("rdtsc" : "=a"(lo1), "=d"(hi1));
 		__asm__ volatile("cli");
 		puts("ticks "); putu(ticks); puts(" tsc-ms "); putu((lo1 - lo0) / 2800000); putc('\n');
+		exit_with(0);
+	} else if (starts(cmd, "oneshot")) {
+		u32 count = number(cmd + 8), lo0, hi0;
+		pic_init(0xfe);
+		__asm__ volatile("sti");
+		__asm__ volatile("rdtsc" : "=a"(lo0), "=d"(hi0));
+		outb(0x43, 0x30); outb(0x40, (u8)count); outb(0x40, (u8)(count >> 8));
+		while (!ticks) ;	/* spin: the interrupt must come on time without a HLT */
+		__asm__ volatile("cli");
+		puts("oneshot cycles "); putu(tick_lo - lo0); putc('\n');
 		exit_with(0);
 	} else if (starts(cmd, "echo")) {
 		outb(0x3fb, 0x80); outb(0x3f8, 1); outb(0x3f9, 0); outb(0x3fb, 3);
