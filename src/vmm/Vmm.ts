@@ -79,7 +79,8 @@ export class InPlaceVmm {
     timerTicks: 0,
     deviceInterrupts: 0,
   };
-  // The virtual CPU's state that no inline code touches (the rest is in the window block).
+  // The virtual CPU's state that no inline code touches (the rest is in the window block: IOPL,
+  // IF, the pending interrupt, the segment selectors).
   cr0 = 0x11;
   cr2 = 0;
   cr3 = 0;
@@ -123,6 +124,7 @@ export class InPlaceVmm {
       deviceEoi: (irq) => backend.deviceEoi(irq),
     });
     this.block.setUint32(Vcpu.flags, 0x2, true);
+    this.virtualIf = false;
     this.bind(ENTRY_EMULATE, () => this.onEmulate());
     this.bind(ENTRY_DELIVER, () => this.onDeliver());
     this.bind(ENTRY_POPF_DELIVER, () => this.onPopfDeliver());
@@ -148,12 +150,11 @@ export class InPlaceVmm {
   // ---- the virtual CPU block -------------------------------------------------------------
 
   get virtualIf(): boolean {
-    return (this.block.getUint32(Vcpu.flags, true) & IF) !== 0;
+    return (this.block.getUint32(Vcpu.vif, true) & IF) !== 0;
   }
 
   set virtualIf(on: boolean) {
-    const f = this.block.getUint32(Vcpu.flags, true);
-    this.block.setUint32(Vcpu.flags, on ? f | IF : f & ~IF, true);
+    this.block.setUint32(Vcpu.vif, on ? IF : 0, true);
   }
 
   /** The virtual PIC has an interrupt for the CPU. */

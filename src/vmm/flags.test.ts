@@ -1,17 +1,22 @@
-// pushf and popf as the rewriter leaves them (calls into the window's stubs), run on the CPU in
-// ring 1 as the guest kernel runs under the hypervisor: the arithmetic flags are the real ones,
-// IF and IOPL the virtual CPU's.
+// cli, sti, pushf and popf as the rewriter leaves them (inline code and calls into the window's
+// stubs), run on the CPU in ring 1 as the guest kernel runs under the hypervisor: the arithmetic
+// flags are the real ones, IF and IOPL the virtual CPU's.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { P4_2_8GHZ } from '../machine/costModel.ts';
 import { Cpu } from '../x86/Cpu.ts';
 import { CS, DS, ES, FS, GS, SS } from '../x86/segment.ts';
-import { TEST_COSTS, testPlatform } from '../x86/testing.ts';
+import { TEST_COSTS, testPlatform, writeDescriptor, writeGate } from '../x86/testing.ts';
+import type { VmmBackend } from './backend.ts';
+import type { RewriteResult } from './rewriter.ts';
 import { rewriteSites } from './rewriter.ts';
+import { InPlaceVmm } from './Vmm.ts';
 import { ENTRY_POPF_DELIVER, stubPage, STUB_PAGE, Vcpu, VCPU_PAGE } from './window.ts';
 
 const CODE = 0x1000;
 const VCPU_PHYS = 0x200000;
 const STUB_PHYS = 0x201000;
+const GDT = 0x6000;
 const CF = 0x1;
 const ZF = 0x40;
 const SF = 0x80;
@@ -33,7 +38,11 @@ function ring1Cpu(): { cpu: Cpu; ram: Uint8Array; vcpu: DataView } {
   v.setUint32(pd, low | 3, true);
   v.setUint32(pd + (VCPU_PAGE >>> 22) * 4, win | 3, true);
   ram.set(stubPage(STUB_PAGE), STUB_PHYS);
+  // The hypervisor's flat ring-1 segments (an IRET in ring 1 reloads CS from the GDT).
+  writeDescriptor(ram, GDT + 0x18, 0, 0xfffff, 0xbb);
+  writeDescriptor(ram, GDT + 0x20, 0, 0xfffff, 0xb3);
   cpu.enterFlatProtectedMode();
+  cpu.gdtr = { base: GDT, limit: 0x27 };
   cpu.cr3 = pd;
   cpu.cr0 = 0x80010011;
   cpu.segs[CS].load(0x19, 0, 0xffffffff, 0xc0bb);
@@ -42,12 +51,13 @@ function ring1Cpu(): { cpu: Cpu; ram: Uint8Array; vcpu: DataView } {
   cpu.setEflags(0x202);
   cpu.esp = 0x80000;
   const vcpu = new DataView(ram.buffer, VCPU_PHYS, 4096);
-  vcpu.setUint32(Vcpu.flags, 0x202, true);
+  vcpu.setUint32(Vcpu.flags, 0x2, true);
+  vcpu.setUint32(Vcpu.vif, IF, true);
   return { cpu, ram, vcpu };
 }
 
-/** Loads `code` at CODE with its pushf/popf sites rewritten, runs it to its final `jmp .`. */
-function run(cpu: Cpu, ram: Uint8Array, code: number[], sites: [number, number][]): void {
+/** Loads `code` at CODE with its sites (offsets into `code`) rewritten. */
+function load(ram: Uint8Array, code: number[], sites: [number, number][]): RewriteResult {
   const image = Uint8Array.from(code);
   const r = rewriteSites(
     sites.map(([start, end]) => ({ kind: '', start: CODE + start, end: CODE + end })),
@@ -56,9 +66,19 @@ function run(cpu: Cpu, ram: Uint8Array, code: number[], sites: [number, number][
   assert.ok(typeof r !== 'string', String(r));
   ram.set(image, CODE);
   for (const p of r.patches) ram.set(p.bytes, p.at);
+  return r;
+}
+
+/** Runs from CODE to the `jmp .` at `stop` (the code's end unless given). */
+function go(cpu: Cpu, code: number[], stop = code.length - 2): void {
   cpu.eip = CODE;
-  cpu.run(cpu.cycles + 100_000, 200);
-  assert.equal(cpu.eip, CODE + code.length - 2, 'stopped at the final jmp');
+  cpu.run(cpu.cycles + 100_000, 300);
+  assert.equal(cpu.eip, CODE + stop, 'stopped at the final jmp');
+}
+
+function run(cpu: Cpu, ram: Uint8Array, code: number[], sites: [number, number][]): void {
+  load(ram, code, sites);
+  go(cpu, code);
 }
 
 const PUSHF_SITE = [0x9c, 0x90, 0x90, 0x90, 0x90, 0x90]; // 1 + 5 bytes of padding
@@ -68,7 +88,7 @@ describe('pushf and popf under the in-place VMM', () => {
   it('keep CF, ZF, SF and OF across a pushf/popf pair; the pushed word has the virtual IF', () => {
     for (const virtualIf of [true, false]) {
       const { cpu, ram, vcpu } = ring1Cpu();
-      vcpu.setUint32(Vcpu.flags, virtualIf ? 0x202 : 0x2, true);
+      vcpu.setUint32(Vcpu.vif, virtualIf ? IF : 0, true);
       const set = CF | ZF | SF | OF | 0x2;
       const code = [
         ...[0x68, set & 0xff, set >> 8, 0, 0, 0x9d], // pushl $flags; popfl (native: ring 1)
@@ -89,7 +109,8 @@ describe('pushf and popf under the in-place VMM', () => {
       assert.equal(cpu.esi & 0x3000, 0, 'IOPL 0 as the guest set it');
       assert.equal(cpu.ebx & mask, mask, `real flags after popf 0x${cpu.ebx.toString(16)}`);
       assert.equal(cpu.ebx & IF, IF, 'the real IF stays on');
-      assert.equal(vcpu.getUint32(Vcpu.flags, true), virtualIf ? 0x202 : 0x2);
+      assert.equal(vcpu.getUint32(Vcpu.flags, true), 0x2);
+      assert.equal(vcpu.getUint32(Vcpu.vif, true), virtualIf ? IF : 0);
       assert.equal(cpu.esp, 0x80000, 'the stack is balanced');
     }
   });
@@ -98,15 +119,16 @@ describe('pushf and popf under the in-place VMM', () => {
     const { cpu, ram, vcpu } = ring1Cpu();
     const word = IF | 0x3000 | CF | 0x2;
     const code = [0x68, ...[word & 0xff, word >> 8, 0, 0], ...POPF_SITE, 0x9c, 0x5b, 0xeb, 0xfe];
-    vcpu.setUint32(Vcpu.flags, 0x2, true);
+    vcpu.setUint32(Vcpu.vif, 0, true);
     run(cpu, ram, code, [[5, 27]]);
-    assert.equal(vcpu.getUint32(Vcpu.flags, true), 0x3202);
+    assert.equal(vcpu.getUint32(Vcpu.flags, true), 0x3002, 'the virtual IOPL');
+    assert.equal(vcpu.getUint32(Vcpu.vif, true), IF, 'the virtual IF');
     assert.equal(cpu.ebx & (IF | 0x3000 | CF), IF | CF, 'real: IF on, IOPL 0, CF from the word');
   });
 
   it('popf that turns the virtual IF on with an interrupt pending goes to the delivery entry', () => {
     const { cpu, ram, vcpu } = ring1Cpu();
-    vcpu.setUint32(Vcpu.flags, 0x2, true);
+    vcpu.setUint32(Vcpu.vif, 0, true);
     vcpu.setUint32(Vcpu.pending, 1, true);
     let seen: number[] = [];
     cpu.bindEntry(ENTRY_POPF_DELIVER, () => {
@@ -117,6 +139,179 @@ describe('pushf and popf under the in-place VMM', () => {
     const code = [0x68, ...[word & 0xff, word >> 8, 0, 0], ...POPF_SITE, 0xeb, 0xfe];
     run(cpu, ram, code, [[5, 27]]);
     assert.deepEqual(seen, [CODE + 10, word], "the call's return address and the popped word");
-    assert.equal(vcpu.getUint32(Vcpu.flags, true), 0x202);
+    assert.equal(vcpu.getUint32(Vcpu.vif, true), IF);
+  });
+});
+
+// ---- cli and sti -----------------------------------------------------------------------------
+
+const PF = 0x4;
+const AF = 0x10;
+const ARITHMETIC = CF | PF | AF | ZF | SF | OF;
+
+/** EFLAGS after `cmpl b, a` (SDM 2A CMP: a − b, flags as SUB). */
+function cmpFlags(a: number, b: number): number {
+  const r = (a - b) >>> 0;
+  let parity = 1;
+  for (let v = r & 0xff; v !== 0; v >>>= 1) parity ^= v & 1;
+  return (
+    (a >>> 0 < b >>> 0 ? CF : 0) |
+    (parity ? PF : 0) |
+    ((a ^ b ^ r) & AF) |
+    (r === 0 ? ZF : 0) |
+    (r >>> 31 ? SF : 0) |
+    (((a ^ b) & (a ^ r)) >>> 31 ? OF : 0)
+  );
+}
+
+/** A backend the cli/sti code never calls into, but for the iret's selectors. */
+function quietBackend(): VmmBackend {
+  const unexpected = (what: string) => (): never => {
+    throw new Error(`the backend was asked to ${what}`);
+  };
+  return {
+    name: 'test',
+    selectors: { kernelCs: 0x19, userCs: 0x2b, userSs: 0x33 },
+    nowNs: () => 0,
+    setTimer: unexpected('set a timer'),
+    consoleWrite: unexpected('write the console'),
+    shutdown: unexpected('shut down'),
+    crash: (message) => {
+      throw new Error(message);
+    },
+    block: unexpected('block'),
+    pollEvents: unexpected('poll'),
+    haltForever: unexpected('halt'),
+    setKernelStack: unexpected('set the kernel stack'),
+    deviceEoi: unexpected('end a device interrupt'),
+    enablePaging: unexpected('enable paging'),
+    loadCr3: unexpected('load CR3'),
+    invlpg: unexpected('invlpg'),
+    pageTableWrite: unexpected('write a page table'),
+    pageTableRead: unexpected('read a page table'),
+    pageTableTestClear: unexpected('clear a page-table entry'),
+  };
+}
+
+const CLI_SITE = [0xfa, ...new Array<number>(7).fill(0x90)]; // 1 + 7 bytes of padding
+const STI_SITE = [0xfb, ...new Array<number>(23).fill(0x90)]; // 1 + 23
+const IRET_SITE = [0xcf, 0x90, 0x90, 0x90, 0x90]; // 1 + 4
+const IDT = 0x5000;
+const TIMER_VECTOR = 0x20;
+
+/**
+ * cmpl %edx, %eax; cli; (real flags to %esi); sti; (real flags to %edi); setcc and jcc on the
+ * flags of the cmp. The interrupt handler clobbers the flags and records its frame's EIP.
+ */
+const CLI_STI_CODE = [
+  ...[0x39, 0xd0], //        0: cmpl %edx, %eax
+  ...CLI_SITE, //            2: cli
+  ...[0x9c, 0x5e], //       10: pushfl; popl %esi (native: the real flags)
+  ...STI_SITE, //           12: sti (an interrupt pending: delivered here)
+  ...[0x9c, 0x5f], //       36: pushfl; popl %edi
+  ...[0x0f, 0x92, 0xc0], // 38: setb %al
+  ...[0x0f, 0x94, 0xc4], // 41: sete %ah
+  ...[0x0f, 0x98, 0xc2], // 44: sets %dl
+  ...[0x0f, 0x90, 0xc6], // 47: seto %dh
+  ...[0x0f, 0x9a, 0xc1], // 50: setp %cl
+  ...[0x7c, 0x04], //       53: jl 59
+  ...[0xb5, 0x00], //       55: movb $0, %ch
+  ...[0xeb, 0x02], //       57: jmp 61
+  ...[0xb5, 0x01], //       59: movb $1, %ch
+  ...[0xeb, 0xfe], //       61: jmp .
+  0x90, //                  63
+  ...[0x31, 0xed], //       64: handler: xorl %ebp, %ebp (ZF PF set, CF SF OF clear)
+  0xf9, //                  66: stc
+  ...[0x8b, 0x2c, 0x24], // 67: movl (%esp), %ebp (the frame's EIP)
+  ...IRET_SITE, //          70: iret
+];
+const CLI_STI_SITES: [number, number][] = [
+  [2, 10],
+  [12, 36],
+  [70, 75],
+];
+const HANDLER = 64;
+/** The frame's EIP of an interrupt delivered at the sti: its call to the check returns there. */
+const AFTER_STI_CHECK = 12 + 12;
+
+describe('cli and sti under the in-place VMM', () => {
+  const cases: [number, number][] = [
+    [1, 2], //                  CF SF PF AF
+    [5, 5], //                  ZF PF
+    [0x80000000, 1], //         OF PF AF
+    [2, 1], //                  none
+    [0x7fffffff, 0xffffffff], // CF SF OF
+    [0x3, 0x10], //             CF SF
+  ];
+  for (const pending of [false, true]) {
+    it(`keep CF, PF, AF, ZF, SF and OF from a cmp to setcc and jcc${pending ? ', delivering a pending interrupt at the sti' : ''}`, () => {
+      for (const [a, b] of cases) {
+        const { cpu, ram, vcpu } = ring1Cpu();
+        const r = load(ram, CLI_STI_CODE, CLI_STI_SITES);
+        const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(), r.calls, vcpu, {
+          kernelOffset: 0,
+          rtcStartSeconds: 0,
+        });
+        // The guest's IDT: an interrupt gate for the timer (SDM 3A 6.11), its 8259 at 0x20.
+        writeGate(ram, IDT + TIMER_VECTOR * 8, 0x10, CODE + HANDLER, 0xe, 0);
+        vmm.idtr = { base: IDT, limit: 0x7ff };
+        vmm.setSegment(CS, 0x10);
+        for (const [port, value] of [
+          [0x20, 0x11],
+          [0x21, TIMER_VECTOR],
+          [0x21, 0x04],
+          [0x21, 0x01],
+          [0x21, 0x00],
+        ]) {
+          vmm.platform.write(port, 1, value);
+        }
+        vmm.virtualIf = true;
+        if (pending) {
+          // Raised before the cli: the inline cli is no safe point, the sti is the first.
+          vmm.platform.pic.setIrq(0, true);
+          vmm.platform.pic.setIrq(0, false);
+          assert.ok(vmm.interruptPending);
+        }
+        cpu.eax = a;
+        cpu.edx = b;
+        cpu.ebp = 0xdeadbeef;
+        go(cpu, CLI_STI_CODE, 61);
+
+        const want = cmpFlags(a, b);
+        const what = `cmp 0x${a.toString(16)}, 0x${b.toString(16)}`;
+        assert.equal(cpu.esi & ARITHMETIC, want, `${what}: flags after cli`);
+        assert.equal(cpu.edi & ARITHMETIC, want, `${what}: flags after sti`);
+        const bit = (f: number): number => ((want & f) !== 0 ? 1 : 0);
+        assert.equal(cpu.eax & 0xff, bit(CF), `${what}: setb`);
+        assert.equal((cpu.eax >>> 8) & 0xff, bit(ZF), `${what}: sete`);
+        assert.equal(cpu.edx & 0xff, bit(SF), `${what}: sets`);
+        assert.equal((cpu.edx >>> 8) & 0xff, bit(OF), `${what}: seto`);
+        assert.equal(cpu.ecx & 0xff, bit(PF), `${what}: setp`);
+        assert.equal((cpu.ecx >>> 8) & 0xff, bit(SF) ^ bit(OF), `${what}: jl`);
+        assert.equal(vmm.virtualIf, true, 'the virtual IF is on after the sti');
+        assert.equal(cpu.esp, 0x80000, 'the stack is balanced');
+        if (pending) {
+          assert.equal(cpu.ebp, CODE + AFTER_STI_CHECK, 'delivered at the sti');
+          assert.equal(vmm.counters.virtualInterrupts[TIMER_VECTOR], 1);
+          assert.equal(vmm.interruptPending, false);
+        } else {
+          assert.equal(cpu.ebp, 0xdeadbeef, 'no interrupt');
+          assert.deepEqual(vmm.counters.virtualInterrupts, {});
+        }
+      }
+    });
+  }
+
+  it('cli turns the virtual IF off', () => {
+    const { cpu, ram, vcpu } = ring1Cpu();
+    const code = [...CLI_SITE, 0xeb, 0xfe];
+    const r = load(ram, code, [[0, 8]]);
+    const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(), r.calls, vcpu, {
+      kernelOffset: 0,
+      rtcStartSeconds: 0,
+    });
+    vmm.virtualIf = true;
+    go(cpu, code);
+    assert.equal(vmm.virtualIf, false);
   });
 });

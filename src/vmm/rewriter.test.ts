@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { rewriteSites } from './rewriter.ts';
 import { readSiteRecords } from './sections.ts';
-import { ENTRY_EMULATE, STUB_IRQ_CHECK, VCPU_PAGE } from './window.ts';
+import { ENTRY_EMULATE, STUB_IRQ_CHECK, Vcpu, VCPU_PAGE } from './window.ts';
 
 /** A code image at link address 0xC0100000 for hand-made sites. */
 function image(bytes: number[]): (at: number, n: number) => Uint8Array | undefined {
@@ -15,13 +15,16 @@ const NOP7 = [0x0f, 0x1f, 0x80, 0, 0, 0, 0];
 const le = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
 
 describe('the rewriter', () => {
-  it('turns cli into an and on the virtual flags, in place', () => {
+  it('turns cli into a move to the virtual IF, in place', () => {
     const r = rewriteSites(
       [{ kind: '', start: 0xc0100000, end: 0xc0100008 }],
       image([0xfa, ...NOP7]),
     );
     assert.ok(typeof r !== 'string');
-    assert.deepEqual([...r.patches[0].bytes], [0x80, 0x25, ...le(VCPU_PAGE + 1), 0xfd, 0x90]);
+    assert.deepEqual(
+      [...r.patches[0].bytes],
+      [0xc6, 0x05, ...le(VCPU_PAGE + Vcpu.vif + 1), 0x00, 0x90],
+    );
     assert.equal(r.calls.size, 0);
   });
 

@@ -233,13 +233,14 @@ export function segmentOperand(i: Instr): number {
 }
 
 function replacement(kind: SiteKind, i: Instr, at: number, stiBeforeHlt: boolean): number[] {
-  const flagsHigh = le32(VCPU_PAGE + Vcpu.flags + 1);
+  const vifHigh = le32(VCPU_PAGE + Vcpu.vif + 1);
   const callTo = (target: number): number[] => [0xe8, ...le32(target - (at + CALL_LENGTH))];
   switch (kind) {
+    // A MOV to the virtual IF's own byte: no flag changes, as CLI and STI change only IF.
     case 'cli':
-      return [0x80, 0x25, ...flagsHigh, 0xfd]; // andb $~2, flags+1
+      return [0xc6, 0x05, ...vifHigh, 0x00]; // movb $0, vif+1
     case 'sti': {
-      const set = [0x80, 0x0d, ...flagsHigh, 0x02]; // orb $2, flags+1
+      const set = [0xc6, 0x05, ...vifHigh, 0x02]; // movb $2, vif+1 (flag-neutral check after)
       if (stiBeforeHlt) return set;
       return [...set, 0xe8, ...le32(STUB_IRQ_CHECK - (at + set.length + CALL_LENGTH))];
     }

@@ -4,8 +4,8 @@
  * memlayout.h). What is mapped there:
  *
  *   0xFC000000  the virtual-CPU block (read-write, supervisor): the words the inline code the
- *               rewriter writes into the guest works on (virtual EFLAGS, segment selectors, a
- *               "virtual interrupt pending" byte)
+ *               rewriter writes into the guest works on (virtual IOPL, virtual IF, segment
+ *               selectors, a "virtual interrupt pending" byte)
  *   0xFC001000  stub code (read-only): the interrupt check that sti and popf call, an `iret`
  *   0xFC002000  the hypercall argument pages of a backend (read-write)
  *
@@ -29,15 +29,26 @@ export const WINDOW_PAGES = 2 + ARGS_PAGES;
 /** Offsets in the virtual-CPU block (u32 each; selectors zero-extended). */
 export const Vcpu = {
   /**
-   * Virtual EFLAGS: IF (bit 9) and IOPL (bits 12–13) as the guest set them, bit 1 set, every
-   * other bit 0 (the arithmetic flags are the real CPU's). The pushf stub relies on that shape.
+   * Virtual EFLAGS but IF: IOPL (bits 12–13) as the guest set it, bit 1 set, every other bit 0
+   * (the arithmetic flags are the real CPU's). The pushf stub relies on that shape.
    */
   flags: 0,
-  /** Non-zero while the virtual PIC has an interrupt for the CPU (IF not considered). */
-  pending: 4,
+  /**
+   * The virtual IF alone, at its EFLAGS place: 0 or 0x200, so only byte 1 ever changes (0 or
+   * 2). Apart from IOPL so that cli and sti are a `movb` to that byte: a MOV changes no flags
+   * (SDM 2A MOV), an AND or OR of the bit in a shared word would (CLI and STI change only IF,
+   * SDM 2A). The pushf stub adds the word as it is. Its name is the VME flag's (SDM 3A 20.3).
+   */
+  vif: 4,
+  /** 1 while the virtual PIC has an interrupt for the CPU (IF not considered), else 0. */
+  pending: 8,
   /** Virtual segment selectors, in the SDM's encoding order ES CS SS DS FS GS. */
-  segs: 8,
+  segs: 12,
 } as const;
+
+/** EFLAGS.IF and IOPL (SDM 1 3.4.3). */
+export const EFLAGS_IF = 0x200;
+export const EFLAGS_IOPL = 0x3000;
 
 /** Address of virtual segment register `sreg` (0 ES … 5 GS) in the block. */
 export function vcpuSeg(sreg: number): number {
@@ -73,37 +84,43 @@ export const STUB_IRET = STUB_PAGE + 0x20;
 export const STUB_PUSHF = STUB_PAGE + 0x40;
 export const STUB_POPF = STUB_PAGE + 0x80;
 
-/** EFLAGS bits that are the virtual CPU's, not the real one's: IF and IOPL (SDM 1 3.4.3). */
-export const VIRTUAL_FLAGS = 0x3200;
+/** EFLAGS bits that are the virtual CPU's, not the real one's: IF and IOPL. */
+export const VIRTUAL_FLAGS = EFLAGS_IF | EFLAGS_IOPL;
 
 /**
  * The stub page's bytes, assembled by hand (SDM Vol. 2). `at` is the page's linear address (the
  * jumps to bound entries are relative): the window itself, or its alias in the address space of
  * a guest that runs with virtual paging off, where the entries are bound too.
  *
- *   irq_check: testb $2, flags+1      ; virtual IF (bit 9 of the virtual EFLAGS)
- *              jz 1f
- *              cmpb $0, pending
- *              jnz ENTRY_DELIVER      ; jumps, so the handler returns to the site's caller
- *           1: ret
+ *   irq_check: pushl %ecx             ; after sti, which just set the virtual IF: only the
+ *              movzbl pending, %ecx   ; pending byte needs a look (the delivery entry checks
+ *              jecxz 1f               ; both again). No instruction here changes a flag:
+ *              popl %ecx              ; STI changes only IF (SDM 2A STI)
+ *              jmp ENTRY_DELIVER      ; jumps, so the handler returns to the site's caller
+ *           1: popl %ecx
+ *              ret
  *   iret:      iret
  *
  *   pushf:     pushfl                 ; [F][ret]: what the site's call left, then the real flags
  *              pushl %eax ; pushl %ecx
  *              movl 12(%esp), %eax ; movl 8(%esp), %ecx ; movl %eax, 8(%esp)   ; [ret] moves down
  *              movl flags, %eax
- *              leal -0x202(%ecx,%eax), %ecx   ; F − (IF|1) + virtual flags, no flag changes
+ *              leal -0x202(%ecx,%eax), %ecx   ; F − (IF|1) + virtual IOPL|1, no flag changes
+ *              movl vif, %eax
+ *              leal (%ecx,%eax), %ecx ; + virtual IF
  *              movl %ecx, 12(%esp)    ; the word where the return address was
  *              popl %ecx ; popl %eax ; ret
  *
  * SAFETY (pushf): the real EFLAGS of the guest kernel always have IF = 1, IOPL = 0 and bit 1
- * set (ring 1 or 3 with IOPL 0 cannot change IF or IOPL, SDM 2B POPF/IRET), and the virtual
- * word has only IF, IOPL and bit 1: so subtracting 0x202 clears IF and the addition cannot carry.
+ * set (ring 1 or 3 with IOPL 0 cannot change IF or IOPL, SDM 2B POPF/IRET), the virtual
+ * flags word has only IOPL and bit 1 and the vif word only IF: so subtracting 0x202 clears IF
+ * and the additions cannot carry.
  *
  *   popf:      pushl %eax             ; [eax][ret][W]
- *              movl 8(%esp), %eax ; andl $0x3200, %eax ; orb $2, %al
- *              movl %eax, flags       ; virtual IF and IOPL from the popped word
- *              testb $2, %ah
+ *              movl 8(%esp), %eax ; andl $0x3000, %eax ; orb $2, %al
+ *              movl %eax, flags       ; virtual IOPL from the popped word
+ *              movzbl 9(%esp), %eax ; andb $2, %al
+ *              movb %al, vif+1        ; virtual IF from the popped word
  *              popl %eax
  *              jz 1f                  ; IF off: nothing to deliver
  *              cmpb $0, pending
@@ -114,13 +131,16 @@ export const VIRTUAL_FLAGS = 0x3200;
 export function stubPage(at: number): Uint8Array {
   const page = new Uint8Array(4096).fill(0xcc);
   const flags = le32(VCPU_PAGE + Vcpu.flags);
+  const vif = le32(VCPU_PAGE + Vcpu.vif);
   const pending = le32(VCPU_PAGE + Vcpu.pending);
   const rel = (target: number, next: number): number[] => le32(target - next);
   const check = [
-    ...[0xf6, 0x05, ...le32(VCPU_PAGE + Vcpu.flags + 1), 0x02],
-    ...[0x74, 0x0d],
-    ...[0x80, 0x3d, ...pending, 0x00],
-    ...[0x0f, 0x85, ...rel(ENTRY_DELIVER, at + 7 + 2 + 7 + 6)],
+    0x51,
+    ...[0x0f, 0xb6, 0x0d, ...pending],
+    ...[0xe3, 0x06],
+    0x59,
+    ...[0xe9, ...rel(ENTRY_DELIVER, at + 1 + 7 + 2 + 1 + 5)],
+    0x59,
     0xc3,
   ];
   page.set(check, STUB_IRQ_CHECK - STUB_PAGE);
@@ -134,6 +154,8 @@ export function stubPage(at: number): Uint8Array {
     ...[0x89, 0x44, 0x24, 0x08],
     ...[0xa1, ...flags],
     ...[0x8d, 0x8c, 0x01, ...le32(-0x202)],
+    ...[0xa1, ...vif],
+    ...[0x8d, 0x0c, 0x01],
     ...[0x89, 0x4c, 0x24, 0x0c],
     0x59,
     0x58,
@@ -143,10 +165,12 @@ export function stubPage(at: number): Uint8Array {
   const popfHead = [
     0x50,
     ...[0x8b, 0x44, 0x24, 0x08],
-    ...[0x25, ...le32(VIRTUAL_FLAGS)],
+    ...[0x25, ...le32(EFLAGS_IOPL)],
     ...[0x0c, 0x02],
     ...[0xa3, ...flags],
-    ...[0xf6, 0xc4, 0x02],
+    ...[0x0f, 0xb6, 0x44, 0x24, 0x09],
+    ...[0x24, 0x02],
+    ...[0xa2, ...le32(VCPU_PAGE + Vcpu.vif + 1)],
     0x58,
     ...[0x74, 0x0d],
     ...[0x80, 0x3d, ...pending, 0x00],
