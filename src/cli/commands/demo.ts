@@ -93,7 +93,7 @@ function runSelftest(config: string, elf: string, quiet: boolean, xen = false): 
 export const demo: Command = {
   name: 'demo',
   summary:
-    'build the guest (native and afterburned), run its self-test on the raw PC, print results',
+    'the main job: build the guest, run its self-test and netperf raw and on xen, print the tables',
   usage,
   async run(argv) {
     let quiet = false;
