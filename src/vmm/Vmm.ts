@@ -13,6 +13,7 @@
  * upcall — never while the guest runs VMM code.
  */
 import type { SoftwareCosts } from '../machine/costModel.ts';
+import { cpuidLeaf, CPUID_FEATURE } from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
 import { Vector } from '../x86/fault.ts';
 import { CS, descriptorBase, SS } from '../x86/segment.ts';
@@ -30,6 +31,10 @@ import {
   WINDOW_BASE,
   WINDOW_END,
 } from './window.ts';
+
+/** CPUID leaf 1 features the guest cannot use under the VMM (see the cpuid emulation). */
+const HIDDEN_FEATURES =
+  CPUID_FEATURE.PSE | CPUID_FEATURE.PGE | CPUID_FEATURE.SEP | CPUID_FEATURE.MSR | CPUID_FEATURE.DE;
 
 const IF = 0x200;
 const IOPL = 0x3000;
@@ -476,12 +481,18 @@ export class InPlaceVmm {
       case 'pop-seg':
         this.setSegment(segmentOperand(i), cpu.pop(4));
         return next;
-      case 'cpuid':
-        cpu.eax = 0;
-        cpu.ebx = 0;
-        cpu.ecx = 0;
-        cpu.edx = 0;
+      case 'cpuid': {
+        // The processor the guest would see on the raw PC, less what it cannot use here: 4 MB
+        // pages (the hypervisor refuses PSE entries), global pages, SYSENTER and the MSRs (not
+        // virtualised), debugging extensions.
+        const leaf = cpu.eax;
+        const [a, b, c, d] = cpuidLeaf(leaf);
+        cpu.eax = a;
+        cpu.ebx = b;
+        cpu.ecx = c;
+        cpu.edx = leaf === 1 ? d & ~HIDDEN_FEATURES : d;
         return next;
+      }
       case 'rdtsc':
         cpu.eax = cpu.cycles % 2 ** 32;
         cpu.edx = Math.floor(cpu.cycles / 2 ** 32) >>> 0;

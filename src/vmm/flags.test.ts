@@ -1,11 +1,13 @@
 // cli, sti, pushf and popf as the rewriter leaves them (inline code and calls into the window's
 // stubs), run on the CPU in ring 1 as the guest kernel runs under the hypervisor: the arithmetic
-// flags are the real ones, IF and IOPL the virtual CPU's.
+// flags are the real ones, IF and IOPL the virtual CPU's. Also cpuid, which reports the raw
+// PC's processor.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { P4_2_8GHZ } from '../machine/costModel.ts';
 import { Cpu } from '../x86/Cpu.ts';
 import { CS, DS, ES, FS, GS, SS } from '../x86/segment.ts';
+import { cpuidLeaf, CPUID_FEATURE } from '../x86/system/instructions.ts';
 import { TEST_COSTS, testPlatform, writeDescriptor, writeGate } from '../x86/testing.ts';
 import type { VmmBackend } from './backend.ts';
 import type { RewriteResult } from './rewriter.ts';
@@ -313,5 +315,39 @@ describe('cli and sti under the in-place VMM', () => {
     vmm.virtualIf = true;
     go(cpu, code);
     assert.equal(vmm.virtualIf, false);
+  });
+});
+
+describe('cpuid under the in-place VMM', () => {
+  // cpuid; jmp . — the site is the instruction and the afterburner's 8 bytes of padding.
+  const CPUID_CODE = [0x0f, 0xa2, ...new Array<number>(8).fill(0x90), 0xeb, 0xfe];
+  const leaf = (eax: number): number[] => {
+    const { cpu, ram, vcpu } = ring1Cpu();
+    const r = load(ram, CPUID_CODE, [[0, 10]]);
+    new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(), r.calls, vcpu, {
+      kernelOffset: 0,
+      rtcStartSeconds: 0,
+    });
+    cpu.eax = eax;
+    go(cpu, CPUID_CODE);
+    return [cpu.eax, cpu.ebx, cpu.ecx, cpu.edx];
+  };
+
+  it("reports the raw PC's processor, without the features the VMM does not offer", () => {
+    const [max, b, c, d] = leaf(0);
+    assert.equal(max, 1);
+    const vendor = Buffer.alloc(12);
+    vendor.writeUInt32LE(b >>> 0, 0);
+    vendor.writeUInt32LE(d >>> 0, 4);
+    vendor.writeUInt32LE(c >>> 0, 8);
+    assert.equal(vendor.toString('latin1'), 'GenuineIntel');
+    const [signature, , , features] = leaf(1);
+    assert.equal(signature, 0x633, 'family 6, as on the raw PC');
+    const [, , , raw] = cpuidLeaf(1);
+    for (const name of ['TSC', 'CX8', 'CMOV'] as const)
+      assert.ok((features & CPUID_FEATURE[name]) !== 0 && (raw & CPUID_FEATURE[name]) !== 0, name);
+    for (const name of ['PSE', 'PGE', 'SEP', 'MSR', 'DE'] as const)
+      assert.equal(features & CPUID_FEATURE[name], 0, `${name} is hidden`);
+    assert.equal(features & 1, 0, 'no FPU');
   });
 });

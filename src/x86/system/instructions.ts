@@ -346,37 +346,39 @@ export function msr(cpu: Cpu, i: Instr): void {
   }
 }
 
-/** CPUID feature bits reported in EDX for leaf 1: no FPU (bit 0 clear). */
-const FEATURES =
-  (1 << 2) | // DE
-  (1 << 3) | // PSE
-  (1 << 4) | // TSC
-  (1 << 5) | // MSR
-  (1 << 8) | // CX8
-  (1 << 11) | // SEP
-  (1 << 13) | // PGE
-  (1 << 15); // CMOV
+/** CPUID leaf 1 EDX bits by name (SDM Vol. 2 CPUID, table "Feature Information"). */
+export const CPUID_FEATURE = {
+  DE: 1 << 2,
+  PSE: 1 << 3,
+  TSC: 1 << 4,
+  MSR: 1 << 5,
+  CX8: 1 << 8,
+  SEP: 1 << 11,
+  PGE: 1 << 13,
+  CMOV: 1 << 15,
+} as const;
 
-/** 0F A2: CPUID, an i686 without FPU ("GenuineIntel", family 6). */
+/** The feature bits reported in EDX for leaf 1: all of the above, and no FPU (bit 0 clear). */
+const FEATURES = Object.values(CPUID_FEATURE).reduce((a, b) => a | b, 0);
+
+/**
+ * What CPUID reports for a leaf, as [EAX, EBX, ECX, EDX]: an i686 without FPU ("GenuineIntel",
+ * family 6). The in-place VMM reports the same processor to the guest it runs.
+ */
+export function cpuidLeaf(leaf: number): [number, number, number, number] {
+  if (leaf === 0) return [1, 0x756e6547, 0x6c65746e, 0x49656e69]; // "Genu" "ntel" "ineI"
+  if (leaf === 1) return [0x633, 0, 0, FEATURES];
+  return [0, 0, 0, 0];
+}
+
+/** 0F A2: CPUID. */
 export function cpuid(cpu: Cpu): void {
   cpu.cycles += cpu.costs.cpuid - cpu.costs.base;
-  const leaf = cpu.eax;
-  if (leaf === 0) {
-    cpu.eax = 1;
-    cpu.ebx = 0x756e6547; // "Genu"
-    cpu.edx = 0x49656e69; // "ineI"
-    cpu.ecx = 0x6c65746e; // "ntel"
-  } else if (leaf === 1) {
-    cpu.eax = 0x633;
-    cpu.ebx = 0;
-    cpu.ecx = 0;
-    cpu.edx = FEATURES;
-  } else {
-    cpu.eax = 0;
-    cpu.ebx = 0;
-    cpu.ecx = 0;
-    cpu.edx = 0;
-  }
+  const [a, b, c, d] = cpuidLeaf(cpu.eax);
+  cpu.eax = a;
+  cpu.ebx = b;
+  cpu.ecx = c;
+  cpu.edx = d;
 }
 
 /** 0F 34: SYSENTER to the flat ring-0 segments the MSRs name (SDM Vol. 2 SYSENTER). */
