@@ -13,7 +13,7 @@ import {
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
 const usage = `usage: previrt bench netperf [--config native|nops|xen-pre[,...]] [--bytes SIZE]
-                             [--runs N] [--seed S] [--json] [--console]
+                             [--runs N] [--seed S] [--faults SPEC] [--json] [--console]
 
 The seed's netperf receive benchmark on the emulated PC, raw and on the Xen-style hypervisor.
 Builds the guest (make -C guest), boots it with init=netserver on a PC with a DP83820 gigabit
@@ -38,6 +38,10 @@ options:
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
   --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
   --seed S       seed of the payload and the client's sequence numbers (default 1)
+  --faults SPEC  make the wire unreliable, both ways: a comma-separated list of drop=P, dup=P,
+                 reorder=P, corrupt=P (the chance per frame, 0 to 1) and seed=N (the fault
+                 injector's seed, default the run's seed), e.g. drop=0.001,corrupt=0.0005;
+                 every run must still deliver the stream intact
   --json         print one JSON object (every run, every counter) instead of the tables
   --console      copy the guest's console to stderr
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); results to stdout.
@@ -50,6 +54,8 @@ interface Options {
   bytes: number;
   runs: number;
   seed: number;
+  /** Fault chances per frame, and the injector's seed (undefined: the run's seed). */
+  faults?: { drop: number; duplicate: number; reorder: number; corrupt: number; seed?: number };
   json: boolean;
   console: boolean;
 }
@@ -60,6 +66,27 @@ export function parseSize(text: string): number | undefined {
   if (m === null) return undefined;
   const unit = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[m[2].toUpperCase()] ?? 1;
   return Number(m[1]) * unit;
+}
+
+/** "drop=0.01,corrupt=0.001,seed=7" → the fault chances; a message for anything else. */
+export function parseFaults(text: string): NonNullable<Options['faults']> | string {
+  const f: NonNullable<Options['faults']> = { drop: 0, duplicate: 0, reorder: 0, corrupt: 0 };
+  const names = { drop: 'drop', dup: 'duplicate', reorder: 'reorder', corrupt: 'corrupt' } as const;
+  for (const part of text.split(',')) {
+    const m = /^([a-z]+)=(.+)$/.exec(part.trim());
+    if (m === null) return `'${part}' is not name=value (drop, dup, reorder, corrupt, seed)`;
+    const n = Number(m[2]);
+    if (m[1] === 'seed') {
+      if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
+        return `seed '${m[2]}' is not a whole number`;
+      f.seed = n;
+    } else if (m[1] in names) {
+      if (!Number.isFinite(n) || n < 0 || n > 1 || m[2].trim() === '')
+        return `${m[1]} '${m[2]}' is not a chance from 0 to 1`;
+      f[names[m[1] as keyof typeof names]] = n;
+    } else return `unknown fault '${m[1]}' (drop, dup, reorder, corrupt, seed)`;
+  }
+  return f;
 }
 
 function parse(argv: string[]): Options | string {
@@ -78,7 +105,7 @@ function parse(argv: string[]): Options | string {
   for (let k = 1; k < argv.length; k++) {
     const a = argv[k];
     const value = argv[k + 1];
-    const needsValue = ['--config', '--bytes', '--runs', '--seed'].includes(a);
+    const needsValue = ['--config', '--bytes', '--runs', '--seed', '--faults'].includes(a);
     if (needsValue && value === undefined) return `${a} needs a value`;
     if (needsValue) k++;
     switch (a) {
@@ -105,6 +132,12 @@ function parse(argv: string[]): Options | string {
           return `${a}: '${value}' is not a whole number${a === '--runs' ? ' of at least 1' : ''}`;
         if (a === '--runs') o.runs = n;
         else o.seed = n;
+        break;
+      }
+      case '--faults': {
+        const faults = parseFaults(value);
+        if (typeof faults === 'string') return `--faults: ${faults}`;
+        o.faults = faults;
         break;
       }
       case '--json':
@@ -204,6 +237,7 @@ export const bench: Command = {
           kernelName: relative(REPO_ROOT, c.kernel),
           payloadBytes: o.bytes,
           seed,
+          faults: o.faults === undefined ? undefined : { ...o.faults, seed: o.faults.seed ?? seed },
           hypervisor: c.hypervisor,
           onProgress: (p) => progress.update(p),
           onConsoleLine: o.console ? (line) => console.error(`  [${config}] ${line}`) : undefined,
@@ -222,6 +256,7 @@ export const bench: Command = {
             payloadBytes: o.bytes,
             runsPerConfig: o.runs,
             seed: o.seed,
+            faults: o.faults,
             ok,
             rows: rows.map((r) => ({ ...r, summary: summarise(r) })),
           },
@@ -233,6 +268,13 @@ export const bench: Command = {
       console.log(markdownTables(rows));
       console.log('');
       console.log(setting(rows));
+      if (o.faults !== undefined) {
+        const f = o.faults;
+        console.log(
+          `Unreliable wire, both ways, chances per frame: drop ${f.drop}, duplicate ${f.duplicate}, ` +
+            `reorder ${f.reorder}, corrupt ${f.corrupt}; injector seed ${f.seed ?? "the run's seed"}.`,
+        );
+      }
     }
     if (!ok) {
       for (const r of rows)
