@@ -22,6 +22,8 @@ import { VirtualPlatform } from './platform.ts';
 import type { CallSite, SiteKind } from './rewriter.ts';
 import { segmentOperand } from './rewriter.ts';
 import {
+  EFLAGS_IF as IF,
+  EFLAGS_IOPL as IOPL,
   ENTRY_DELIVER,
   ENTRY_EMULATE,
   ENTRY_POPF_DELIVER,
@@ -36,8 +38,6 @@ import {
 const HIDDEN_FEATURES =
   CPUID_FEATURE.PSE | CPUID_FEATURE.PGE | CPUID_FEATURE.SEP | CPUID_FEATURE.MSR | CPUID_FEATURE.DE;
 
-const IF = 0x200;
-const IOPL = 0x3000;
 /** EFLAGS bits the guest never sees as the real CPU has them: IF and IOPL are virtual. */
 const SYSTEM_FLAGS = VIRTUAL_FLAGS;
 /** What POPF loads at any privilege (SDM 2B POPF): CF PF AF ZF SF TF DF OF NT AC ID. */
