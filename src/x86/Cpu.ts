@@ -1104,6 +1104,13 @@ export class Cpu {
     let csLimit = cs.limit;
     const bound = this.bound.size !== 0;
     const regs = this.regs;
+    // The data TLB's fast path inline for the commonest loads and stores; the access masks depend
+    // on the CPL, which changes only where CS is read again.
+    const dtlb = this.dtlb;
+    const view = this.view;
+    const ram = this.ram;
+    let readMask = this.readMask;
+    let writeMask = this.writeMask;
     // PERF: the instruction the last one linked to (Instr.next/target), if any, and the one whose
     // link the next cache lookup should fill in. Links stay inside one code page, are made only
     // between cache hits, and are followed only while nothing but inline forms ran: CS, paging
@@ -1121,6 +1128,8 @@ export class Cpu {
         csBase = cs.base;
         csBig = cs.big;
         csLimit = cs.limit;
+        readMask = this.readMask;
+        writeMask = this.writeMask;
         predicted = linkFrom = undefined;
         continue;
       }
@@ -1132,6 +1141,8 @@ export class Cpu {
         csBase = cs.base;
         csBig = cs.big;
         csLimit = cs.limit;
+        readMask = this.readMask;
+        writeMask = this.writeMask;
         predicted = linkFrom = undefined;
         continue;
       }
@@ -1170,6 +1181,8 @@ export class Cpu {
           csBase = cs.base;
           csBig = cs.big;
           csLimit = cs.limit;
+          readMask = this.readMask;
+          writeMask = this.writeMask;
           predicted = linkFrom = undefined;
           break;
         case Fast.FAST_MOV_RR:
@@ -1179,14 +1192,23 @@ export class Cpu {
           let ea = instr.disp;
           if (instr.base >= 0) ea += regs[instr.base];
           if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
-          regs[instr.reg] = this.read32(this.linear(instr.seg, ea | 0, 4, false));
+          const lin = this.linear(instr.seg, ea | 0, 4, false);
+          const e = dtlb[lin >>> 12];
+          regs[instr.reg] =
+            (e & readMask) === readMask && (lin & 0xfff) <= 0xffc
+              ? view.getInt32((e & 0xfffff000) | (lin & 0xfff), true)
+              : this.read32(lin);
           break;
         }
         case Fast.FAST_MOV_STORE: {
           let ea = instr.disp;
           if (instr.base >= 0) ea += regs[instr.base];
           if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
-          this.write32(this.linear(instr.seg, ea | 0, 4, true), regs[instr.reg]);
+          const lin = this.linear(instr.seg, ea | 0, 4, true);
+          const e = dtlb[lin >>> 12];
+          if ((e & writeMask) === writeMask && (lin & 0xfff) <= 0xffc)
+            view.setInt32((e & 0xfffff000) | (lin & 0xfff), regs[instr.reg], true);
+          else this.write32(lin, regs[instr.reg]);
           break;
         }
         case Fast.FAST_MOV_IMM:
@@ -1288,7 +1310,10 @@ export class Cpu {
           let ea = instr.disp;
           if (instr.base >= 0) ea += regs[instr.base];
           if (instr.index >= 0) ea += regs[instr.index] << instr.scale;
-          regs[instr.reg] = this.read8(this.linear(instr.seg, ea | 0, 1, false));
+          const lin = this.linear(instr.seg, ea | 0, 1, false);
+          const e = dtlb[lin >>> 12];
+          regs[instr.reg] =
+            (e & readMask) === readMask ? ram[(e & 0xfffff000) | (lin & 0xfff)] : this.read8(lin);
           break;
         }
         case Fast.FAST_IMUL_RRI: {
@@ -1326,6 +1351,8 @@ export class Cpu {
           csBase = cs.base;
           csBig = cs.big;
           csLimit = cs.limit;
+          readMask = this.readMask;
+          writeMask = this.writeMask;
           predicted = linkFrom = undefined;
       }
     }
