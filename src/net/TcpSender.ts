@@ -22,6 +22,7 @@
  * never thrown.
  */
 import type { Clock, Timer } from '../machine/device.ts';
+import { mulberry32 } from '../machine/random.ts';
 import type { EthernetReceiver } from '../machine/ethernet/link.ts';
 import { fcsValid, withFcs } from '../machine/ethernet/frame.ts';
 import {
@@ -825,16 +826,4 @@ export class TcpSender implements EthernetReceiver {
     this.armTimer();
     this.pump();
   }
-}
-
-/** A small deterministic PRNG (mulberry32) returning [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

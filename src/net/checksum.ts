@@ -31,22 +31,5 @@ export function internetChecksum(bytes: Uint8Array, start = 0, end = bytes.lengt
   return foldChecksum(sum16(bytes, start, end));
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/**
- * Continues a CRC-32 over more bytes: `crc32Update(crc32Update(0, a), b)` equals the CRC-32 of
- * a followed by b, and `crc32Update(0, x)` equals zlib's `crc32(x)`.
- */
-export function crc32Update(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = ~crc >>> 0;
-  for (let k = start; k < end; k++) c = CRC_TABLE[(c ^ bytes[k]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
+/** CRC-32 of the stream's trailer: the same CRC as Ethernet's FCS (zlib's `crc32`). */
+export { crc32Update } from '../machine/ethernet/frame.ts';

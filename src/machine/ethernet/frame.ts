@@ -13,11 +13,19 @@ const CRC_TABLE = (() => {
   return t;
 })();
 
+/**
+ * Continues a CRC-32 over more bytes: `crc32Update(crc32Update(0, a), b)` equals the CRC-32 of
+ * a followed by b, and `crc32Update(0, x)` equals zlib's `crc32(x)`.
+ */
+export function crc32Update(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let c = ~crc >>> 0;
+  for (let k = start; k < end; k++) c = CRC_TABLE[(c ^ bytes[k]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
 /** CRC-32 as Ethernet's FCS uses it (reflected, initial and final XOR 0xFFFFFFFF). */
 export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = 0xffffffff;
-  for (let k = start; k < end; k++) c = CRC_TABLE[(c ^ bytes[k]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return crc32Update(0, bytes, start, end);
 }
 
 /** Appends the FCS (least significant byte first, as transmitted). */

@@ -5,6 +5,7 @@
  * arrives at the far end when its last bit does. A seeded fault injector can drop, duplicate,
  * reorder and corrupt frames (for tests); everything is deterministic for a given seed.
  */
+import { mulberry32 } from '../random.ts';
 import type { Clock } from '../device.ts';
 
 /** Something that takes frames (with FCS) off the wire. */
@@ -58,7 +59,7 @@ export class EthernetLink {
     readonly bitsPerSecond = 1_000_000_000,
     private faults: FaultConfig | undefined = undefined,
   ) {
-    this.rand = seeded(faults?.seed ?? 1);
+    this.rand = mulberry32(faults?.seed ?? 1);
   }
 
   /** The two ends: end 0 sends to end 1's receiver and the other way round. */
@@ -68,7 +69,7 @@ export class EthernetLink {
 
   setFaults(faults: FaultConfig | undefined): void {
     this.faults = faults;
-    this.rand = seeded(faults?.seed ?? 1);
+    this.rand = mulberry32(faults?.seed ?? 1);
   }
 
   counters(from: 0 | 1): LinkCounters {
@@ -132,16 +133,4 @@ export class EthernetLink {
       this.clock.at(cycle, () => d.receiver?.receive(held));
     }
   }
-}
-
-/** A small deterministic PRNG (mulberry32) returning [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
