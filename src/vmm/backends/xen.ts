@@ -19,7 +19,7 @@
  */
 import { placeMultiboot, type BootModule } from '../../loader/multiboot.ts';
 import { LoadError, parseElf } from '../../loader/elf.ts';
-import { createMachine, type Machine, type MachineConfig } from '../../machine/Machine.ts';
+import type { Machine, MachineConfig } from '../../machine/Machine.ts';
 import {
   ConsoleRing,
   EvtchnOp,
@@ -45,7 +45,8 @@ import { timeScale } from '../../hypervisor/xen/builder.ts';
 import { Domain } from '../../hypervisor/xen/domain.ts';
 import { FrameType } from '../../hypervisor/xen/frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from '../../hypervisor/xen/hypercalls.ts';
-import { XenHypervisor } from '../../hypervisor/xen/Xen.ts';
+import type { XenHypervisor } from '../../hypervisor/xen/Xen.ts';
+import { createHypervisorMachine } from '../../hypervisor/xen/machine.ts';
 import type { Cpu } from '../../x86/Cpu.ts';
 import { Vector } from '../../x86/fault.ts';
 import { CS, DS, ES, FS, GS, SS } from '../../x86/segment.ts';
@@ -118,14 +119,9 @@ export function createXenGuest(config: XenGuestConfig): XenGuest | string {
   if (typeof records === 'string') return records;
   const image = parseElf(config.kernel, file);
   if (image instanceof LoadError) return image.message;
-  const machine = createMachine({ ...config.machine, serialOut: config.console });
-  if (typeof machine === 'string') return machine;
-  let xen: XenHypervisor;
-  try {
-    xen = new XenHypervisor(machine, { console: config.console });
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e);
-  }
+  const host = createHypervisorMachine(config.machine, config.console);
+  if (typeof host === 'string') return host;
+  const { machine, xen } = host;
   const machineMb = machine.ram.length >> 20;
   const domainMb = config.domainMemoryMb ?? machineMb - 4;
   if (domainMb < 16) return `domain memory must be at least 16 MB (got ${domainMb} MB)`;
