@@ -9,18 +9,8 @@ import { test } from 'node:test';
 import { LoadError, parseElf } from '../../src/loader/elf.ts';
 import { bootMultiboot } from '../../src/loader/multiboot.ts';
 import { createMachine } from '../../src/machine/Machine.ts';
+import { scribble, xorshift32 } from '../random.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
-
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
 
 const SEEDS = Number(process.env.PREVIRT_FUZZ_SEEDS ?? 40);
 
@@ -32,10 +22,12 @@ test(
     const kernel = readFileSync(kernelPath('native'));
     const image = parseElf(kernel, 'kernel.elf');
     assert.ok(!(image instanceof LoadError));
-    const ranges = image.segments.filter((s) => s.memsz > 0).map((s) => [s.paddr, s.memsz]);
+    const ranges = image.segments
+      .filter((s) => s.memsz > 0)
+      .map((s): [number, number] => [s.paddr, s.memsz]);
     const endings = new Map<string, number>();
     for (let seed = 1; seed <= SEEDS; seed++) {
-      const rand = xorshift(seed * 104729);
+      const rand = xorshift32(seed * 104729);
       const machine = createMachine({ memoryMb: 32, network: {}, serialOut: () => {} });
       assert.ok(typeof machine !== 'string', String(machine));
       // The far end of the link answers every frame with random bytes, so the NIC has work.
@@ -57,12 +49,7 @@ test(
       const first = machine.run(Math.round(hz * (0.002 + (rand() % 20) / 1000)));
       assert.equal(first.kind, 'cycle-limit');
       machine.end = undefined;
-      for (let k = 0; k < 64; k++) {
-        const [base, size] = ranges[rand() % ranges.length];
-        const at = base + (rand() % size);
-        const n = 1 + (rand() % 16);
-        for (let b = 0; b < n; b++) machine.ram[at + b] = rand() & 0xff;
-      }
+      scribble(ranges, rand, 64, (at, byte) => (machine.ram[at] = byte));
       machine.cpu.invalidateAllCode();
       const end = machine.run(machine.cpu.cycles + Math.round(hz * 0.05));
       assert.ok(

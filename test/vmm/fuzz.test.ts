@@ -12,17 +12,7 @@ import { test } from 'node:test';
 import { LoadError, parseElf } from '../../src/loader/elf.ts';
 import { createXenGuest } from '../../src/vmm/backends/xen.ts';
 import { afterburnedSkipReason, kernelPath, make } from '../guest/guest.ts';
-
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
+import { scribble, xorshift32 } from '../random.ts';
 
 const skip = afterburnedSkipReason();
 const SEEDS = Number(process.env.PREVIRT_FUZZ_SEEDS ?? 40);
@@ -36,10 +26,12 @@ test(
     const image = parseElf(kernel, 'kernel.elf');
     assert.ok(!(image instanceof LoadError));
     // The guest-physical ranges the kernel's loadable segments occupy (code first, then data).
-    const ranges = image.segments.filter((s) => s.memsz > 0).map((s) => [s.paddr, s.memsz]);
+    const ranges = image.segments
+      .filter((s) => s.memsz > 0)
+      .map((s): [number, number] => [s.paddr, s.memsz]);
     const endings = new Map<string, number>();
     for (let seed = 1; seed <= SEEDS; seed++) {
-      const rand = xorshift(seed * 7919);
+      const rand = xorshift32(seed * 7919);
       let out = '';
       const g = createXenGuest({
         kernel,
@@ -58,14 +50,10 @@ test(
       assert.equal(first.kind, 'cycle-limit', out);
       g.machine.end = undefined;
       const ram = g.machine.ram;
-      for (let k = 0; k < 64; k++) {
-        const [base, size] = ranges[rand() % ranges.length];
-        const gpa = base + (rand() % size);
-        const mfn = g.domain.p2m[gpa >>> 12];
-        const n = 1 + (rand() % 16);
-        for (let b = 0; b < n && (gpa & 0xfff) + b < 0x1000; b++)
-          ram[mfn * 4096 + (gpa & 0xfff) + b] = rand() & 0xff;
-      }
+      // Guest-physical to machine through the domain's p2m table.
+      scribble(ranges, rand, 64, (gpa, byte) => {
+        ram[g.domain.p2m[gpa >>> 12] * 4096 + (gpa & 0xfff)] = byte;
+      });
       // The CPU caches decoded code: the host wrote guest memory behind its back.
       g.machine.cpu.invalidateAllCode();
       const end = g.machine.run(g.machine.cpu.cycles + Math.round(hz * 0.05));

@@ -6,24 +6,13 @@
  */
 import { Cpu } from '../../src/x86/Cpu.ts';
 import { TEST_COSTS, testPlatform, writeDescriptor } from '../../src/x86/testing.ts';
+import { xorshift32 } from '../random.ts';
 
 export interface FuzzResult {
   instructions: number;
   events: number;
   exceptionsByVector: number[];
   shutdowns: number;
-}
-
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
 }
 
 const CODE = 0x10000;
@@ -34,7 +23,7 @@ const GDT = 0x1000;
  * code and data descriptors lets random far transfers and segment loads reach real checks.
  */
 export function fuzz(instructions: number, seed: number, cpl: 0 | 3): FuzzResult {
-  const rand = xorshift(seed);
+  const rand = xorshift32(seed);
   const platform = testPlatform(1 << 20);
   const cpu = new Cpu(platform, TEST_COSTS);
   const ram = platform.ram;

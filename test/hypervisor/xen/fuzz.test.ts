@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { Hypercall, HYPERCALL_VECTOR } from '../../../src/hypervisor/xen/abi.ts';
 import type { XenMachine } from '../../../src/hypervisor/xen/machine.ts';
 import { FrameType } from '../../../src/hypervisor/xen/frames.ts';
+import { xorshift32 } from '../../random.ts';
 import { freshXen, hypercall, mfnOf, scratch } from './harness.ts';
 
 /**
@@ -16,19 +17,6 @@ function poke(xm: XenMachine, va: number, ...words: number[]): void {
   if (t === FrameType.l1 || t === FrameType.l2) return;
   const view = new DataView(xm.machine.ram.buffer);
   words.forEach((w, k) => view.setUint32(mfn * 4096 + (va & 0xfff) + k * 4, w >>> 0, true));
-}
-
-/** xorshift32: a small seeded generator, so a failure names a seed that reproduces it. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
 }
 
 const NUMBERS = Object.values(Hypercall);
@@ -112,7 +100,7 @@ test('seeded hypercall fuzzer: thousands of random calls, no host exception, inv
   };
   const outcomes = new Map<number, number>();
   for (const seed of seeds) {
-    const next = rng(seed * 0x9e3779b9);
+    const next = xorshift32(seed * 0x9e3779b9);
     let xm = freshXen(8, 32);
     for (let k = 0; k < 3000; k++) {
       if (!xm.domain.alive) {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { loadSegments } from '../../../src/bench/cpu/previrt.ts';
 import { TEST_COSTS, testPlatform } from '../../../src/x86/testing.ts';
 import { Cpu } from '../../../src/x86/Cpu.ts';
+import { xorshift32 } from '../../random.ts';
 import { AF, CF, OF, PF, SF, TEMPLATES, ZF, type Template } from './templates.ts';
 
 const ARITH = CF | PF | AF | ZF | SF | OF;
@@ -43,25 +44,12 @@ export interface DiffResult {
   byMnemonic: Map<string, { run: number; passed: number }>;
 }
 
-/** A deterministic PRNG (xorshift32) so a seed reproduces a run. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
 const SPECIAL = [
   0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff, 0x80000000, 0xffffffff, 0xfffffffe,
 ];
 
 export function generateCases(perTemplate: number, seed: number, filter?: string): Case[] {
-  const rand = prng(seed);
+  const rand = xorshift32(seed);
   const value = (): number => {
     const r = rand() % 4;
     if (r === 0) return SPECIAL[rand() % SPECIAL.length];
