@@ -366,10 +366,8 @@ export class XenHypervisor implements Monitor {
       this.sendVirq(dom, Virq.TIMER);
       this.deliverUpcall(dom);
     });
-    // The machine computed the end of the CPU's run slice before this event existed (a guest
-    // arms its timer while it runs): end the slice, so the run loop sees the new deadline. Else
-    // the tick could come up to a slice (10 ms simulated) late.
-    this.cpu.requestStop();
+    // The guest arms its timer while the CPU runs: the clock tells the CPU to end its run slice
+    // at the new deadline (SimClock → Cpu.shortenRun), so the tick is not a slice late.
   }
 
   /** Refreshes vcpu_time_info in shared info (system time now, the TSC it was read at). */
