@@ -1,7 +1,7 @@
 /**
- * What the in-place VMM's core needs from a hypervisor (one module per hypervisor implements
- * it: backends/xen.ts). The core calls these; the backend calls the core back for events
- * (timerExpired, consoleInput, forwardTrap, afterUpcall).
+ * What the in-place VMM's core needs from a hypervisor (one backend per hypervisor implements
+ * it: backends/xen/XenBackend.ts). The core calls these; the backend calls the core back for
+ * events (timerExpired, consoleInput, forwardTrap, afterUpcall).
  */
 export interface VmmBackend {
   readonly name: string;

@@ -1,0 +1,339 @@
+/**
+ * The in-place VMM's backend for previrt's Xen-style hypervisor (src/hypervisor/xen), the only
+ * VMM code that knows it (reference/xen-pv.md, reference/afterburner.md "On Xen"). It ties the
+ * parts together:
+ *
+ * - the domain's memory (layout.ts), built as a toolstack would;
+ * - hypercalls whose arguments it writes into its own window pages (channel.ts);
+ * - direct paging (paging.ts): the guest's page tables stay real;
+ * - a passed-through device (passthrough.ts);
+ * - and, here, the start of day (CPU state, trap table, callbacks, event channels), every trap
+ *   (set_trap_table points all vectors at bound VMM entries) and every event upcall, which it
+ *   hands to the core; time, console and life cycle as hypercalls.
+ */
+import {
+  ConsoleRing,
+  EvtchnOp,
+  GDT_VIRT,
+  Hypercall,
+  SchedOp,
+  Selector,
+  SharedInfo,
+  Shutdown,
+  Virq,
+} from '../../../hypervisor/xen/abi.ts';
+import type { Domain } from '../../../hypervisor/xen/domain.ts';
+import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
+import type { Cpu } from '../../../x86/Cpu.ts';
+import { Vector } from '../../../x86/fault.ts';
+import { CS, DS, ES, FS, GS, SS } from '../../../x86/segment.ts';
+import type { VmmBackend } from '../../backend.ts';
+import type { InPlaceVmm } from '../../Vmm.ts';
+import {
+  ARGS_PAGE,
+  ARGS_PAGES,
+  ENTRY_FAILSAFE,
+  ENTRY_UPCALL,
+  STUB_IRET,
+  trapEntry,
+  VCPU_PAGE,
+} from '../../window.ts';
+import { HypercallChannel } from './channel.ts';
+import { DomainMemory, PAGE_STACK } from './layout.ts';
+import { DirectPaging, type XenBackendCounters } from './paging.ts';
+import { XenPassthrough } from './passthrough.ts';
+
+/** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
+const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
+
+export class XenBackend implements VmmBackend {
+  readonly name = 'xen';
+  readonly selectors = {
+    kernelCs: Selector.RING1_CS,
+    userCs: Selector.RING3_CS,
+    userSs: Selector.RING3_DS,
+  };
+  readonly counters: XenBackendCounters;
+  readonly dom: Domain;
+  readonly cpu: Cpu;
+  /** Pseudo-physical frames the guest sees as its RAM: [0, guestPages). */
+  readonly guestPages: number;
+  readonly passthrough: XenPassthrough;
+  private vmm!: InPlaceVmm;
+  private readonly channel: HypercallChannel;
+  private readonly paging: DirectPaging;
+  private timerPort = 0;
+  private kernelStack = -1;
+
+  /** Builds the domain (`domainMb` of memory) and its backend; or a message. */
+  static create(xen: XenHypervisor, domainMb: number): XenBackend | string {
+    const mem = DomainMemory.build(xen, domainMb);
+    return typeof mem === 'string' ? mem : new XenBackend(xen, mem, domainMb);
+  }
+
+  private constructor(
+    readonly xen: XenHypervisor,
+    private readonly mem: DomainMemory,
+    domainMb: number,
+  ) {
+    this.cpu = xen.machine.cpu;
+    this.dom = mem.dom;
+    this.guestPages = mem.guestPages;
+    this.channel = new HypercallChannel(mem, this.cpu);
+    this.passthrough = new XenPassthrough(this.channel);
+    this.paging = new DirectPaging(
+      mem,
+      this.channel,
+      this.cpu,
+      this.passthrough,
+      (message) => this.crash(message),
+      domainMb,
+    );
+    this.counters = this.paging.counters;
+  }
+
+  /** The guest's physical memory as one array (domain frames are allocated contiguously). */
+  guestRam(): Uint8Array {
+    return this.mem.guestRam();
+  }
+
+  vcpuBlock(): DataView {
+    return this.mem.vcpuBlock();
+  }
+
+  // ---- start of day ------------------------------------------------------------------------
+
+  /** Window, initial address space, trap table and callbacks, then the CPU at the entry. */
+  start(
+    vmm: InPlaceVmm,
+    entry: number,
+    magic: number,
+    mbi: number,
+    offset: number,
+  ): string | undefined {
+    this.vmm = vmm;
+    this.passthrough.attach(vmm.platform);
+    const xen = this.xen;
+    const dom = this.dom;
+    const cpu = this.cpu;
+    const c = this.channel;
+    const baseMfn = this.mem.buildInitialSpace(offset);
+    if (typeof baseMfn === 'string') return baseMfn;
+
+    // CPU state: ring 1, the kernel's entry with the multiboot registers.
+    cpu.enterFlatProtectedMode();
+    cpu.gdtr = { base: GDT_VIRT, limit: 7 * 8 - 1 };
+    cpu.idtr = { base: 0, limit: 0 };
+    cpu.ldtr.loadNull(0);
+    cpu.tr.loadNull(0);
+    cpu.cr4 = 0;
+    cpu.cr3 = baseMfn * 4096;
+    cpu.cr0 = 0x80010011;
+    cpu.segs[CS].load(Selector.RING1_CS, 0, 0xffffffff, 0xc0bb);
+    cpu.segs[SS].load(Selector.RING1_DS, 0, 0xffffffff, 0xc0b3);
+    // Data segments: the ring-3 flat segment, usable from ring 1 and ring 3 alike, so a return
+    // to user mode never needs to reload them (their virtual selectors are in the VMM block).
+    for (const s of [DS, ES, FS, GS]) cpu.segs[s].load(Selector.RING3_DS, 0, 0xffffffff, 0xc0f3);
+    cpu.setCpl(1);
+    cpu.regs.fill(0);
+    cpu.setEflags(0x202);
+    cpu.eip = entry;
+    cpu.eax = magic;
+    cpu.ebx = mbi;
+    cpu.esp = VCPU_PAGE + (PAGE_STACK + 1) * 4096;
+    cpu.invalidateAllCode();
+    vmm.setSegment(CS, 0x08);
+    for (const s of [SS, DS, ES, FS, GS]) vmm.setSegment(s, 0x10);
+    dom.startCycle = cpu.cycles;
+    xen.current = dom;
+    xen.updateTime(dom);
+    cpu.attachMonitor(xen);
+
+    // Every vector reaches the VMM; INT n from ring 3 is allowed for all but the vectors whose
+    // exceptions push an error code (so their entries always see one).
+    for (let v = 0; v < 256; v++) {
+      const at = v * 8;
+      c.argWrite(at, 1, v);
+      c.argWrite(at + 1, 1, ERROR_CODE_VECTORS.has(v) ? 0 : 3);
+      c.argWrite(at + 2, 2, Selector.RING1_CS);
+      c.argWrite(at + 4, 4, trapEntry(v));
+      cpu.bindEntry(trapEntry(v), () => this.onTrap(v));
+    }
+    c.argWrite(256 * 8 + 4, 4, 0);
+    const calls: [number, number[]][] = [
+      [Hypercall.set_trap_table, [ARGS_PAGE]],
+      [
+        Hypercall.set_callbacks,
+        [Selector.RING1_CS, ENTRY_UPCALL, Selector.RING1_CS, ENTRY_FAILSAFE],
+      ],
+    ];
+    for (const [nr, args] of calls) {
+      const r = c.hypercall(nr, args);
+      if (r !== 0) return `hypercall ${nr} failed at start (${r})`;
+    }
+    cpu.bindEntry(ENTRY_UPCALL, () => this.onUpcall());
+    cpu.bindEntry(ENTRY_FAILSAFE, () => this.crash('failsafe callback'));
+    c.argWrite(0, 4, Virq.TIMER);
+    c.argWrite(4, 4, 0);
+    if (c.hypercall(Hypercall.event_channel_op, [EvtchnOp.bind_virq, ARGS_PAGE]) !== 0)
+      return 'cannot bind VIRQ_TIMER';
+    this.timerPort = c.argRead(8);
+    const bound = this.passthrough.bind();
+    if (bound !== undefined) return bound;
+    c.writeShared8(SharedInfo.upcall_mask, 0);
+    return undefined;
+  }
+
+  deviceEoi(irq: number): void {
+    this.passthrough.eoi(irq);
+  }
+
+  /** A hypercall as the VMM's `int $0x82` would make it: counted and charged as one. */
+  hypercall(nr: number, args: number[]): number {
+    return this.channel.hypercall(nr, args);
+  }
+
+  // ---- time, console, life cycle ---------------------------------------------------------------
+
+  nowNs(): number {
+    return this.xen.systemTime(this.dom);
+  }
+
+  setTimer(deadlineNs: number): void {
+    const ns = Math.max(0, Math.floor(deadlineNs));
+    this.hypercall(Hypercall.set_timer_op, [ns % 2 ** 32, Math.floor(ns / 2 ** 32)]);
+  }
+
+  consoleWrite(bytes: Uint8Array): void {
+    const room = ARGS_PAGES * 4096;
+    for (let done = 0; done < bytes.length; done += room) {
+      const chunk = bytes.subarray(done, Math.min(bytes.length, done + room));
+      chunk.forEach((b, k) => this.channel.argWrite(k, 1, b));
+      this.hypercall(Hypercall.console_io, [0, chunk.length, ARGS_PAGE]);
+    }
+  }
+
+  shutdown(kind: 'poweroff' | 'reboot', status: number): void {
+    this.channel.argWrite(0, 4, kind === 'poweroff' ? Shutdown.poweroff : Shutdown.reboot);
+    this.channel.argWrite(4, 4, status);
+    this.hypercall(Hypercall.sched_op, [SchedOp.shutdown, ARGS_PAGE]);
+  }
+
+  crash(message: string): void {
+    this.xen.crash(this.dom, `vmm: ${message}`);
+  }
+
+  block(): boolean {
+    this.hypercall(Hypercall.sched_op, [SchedOp.block]);
+    return this.cpu.halted;
+  }
+
+  haltForever(): void {
+    this.setTimer(0);
+    this.cpu.halted = true;
+  }
+
+  setKernelStack(esp0: number): void {
+    if (esp0 === this.kernelStack) return;
+    this.kernelStack = esp0;
+    this.hypercall(Hypercall.stack_switch, [Selector.RING1_DS, esp0]);
+  }
+
+  // ---- events ----------------------------------------------------------------------------------
+
+  /** Takes the pending, unmasked ports off shared info and hands them to the core. */
+  pollEvents(): void {
+    const c = this.channel;
+    while (c.readShared8(SharedInfo.upcall_pending) !== 0) {
+      c.writeShared8(SharedInfo.upcall_pending, 0);
+      const sel = c.readShared32(SharedInfo.pending_sel);
+      c.writeShared32(SharedInfo.pending_sel, 0);
+      for (let w = 0; w < 32; w++) {
+        if ((sel & (1 << w)) === 0) continue;
+        const pendingAt = SharedInfo.evtchn_pending + w * 4;
+        const bits = c.readShared32(pendingAt) & ~c.readShared32(SharedInfo.evtchn_mask + w * 4);
+        c.writeShared32(pendingAt, c.readShared32(pendingAt) & ~bits);
+        for (let b = 0; b < 32; b++) if ((bits & (1 << b)) !== 0) this.event(w * 32 + b);
+      }
+    }
+  }
+
+  private event(port: number): void {
+    if (port === this.timerPort) this.vmm.timerExpired();
+    else if (port === this.mem.consolePort) this.consoleInput();
+    else if (port === this.passthrough.pirqPort)
+      this.vmm.deviceInterrupt(this.passthrough.deviceIrq);
+  }
+
+  /** Takes what arrived in the console ring's `in` buffer. */
+  private consoleInput(): void {
+    const page = this.dom.consoleMfn * 4096;
+    let cons = this.mem.read32(page + ConsoleRing.in_cons);
+    const prod = this.mem.read32(page + ConsoleRing.in_prod);
+    const bytes: number[] = [];
+    const wasFull = (prod - cons) >>> 0 >= ConsoleRing.inSize;
+    while (cons !== prod) {
+      bytes.push(this.xen.machine.ram[page + ConsoleRing.in + (cons % ConsoleRing.inSize)]);
+      cons = (cons + 1) >>> 0;
+    }
+    this.mem.view.setUint32(page + ConsoleRing.in_cons, cons, true);
+    if (bytes.length > 0) this.vmm.consoleInput(bytes);
+    // A full ring may have more waiting behind it: the send makes the hypervisor refill it.
+    if (wasFull) {
+      this.channel.argWrite(0, 4, this.mem.consolePort);
+      this.hypercall(Hypercall.event_channel_op, [EvtchnOp.send, ARGS_PAGE]);
+    }
+  }
+
+  /** The event callback: events masked by the hypervisor; handle them, unmask, continue. */
+  private onUpcall(): void {
+    this.pollEvents();
+    this.channel.writeShared8(SharedInfo.upcall_mask, 0);
+    this.cpu.push(this.vmm.afterUpcall(), 4);
+  }
+
+  /** A bounced trap (frame on the ring-1 stack). */
+  private onTrap(vector: number): void {
+    const cpu = this.cpu;
+    const errorCode = ERROR_CODE_VECTORS.has(vector)
+      ? cpu.readLinear((cpu.segs[SS].base + cpu.esp) >>> 0, 4)
+      : undefined;
+    if (vector === Vector.PF) {
+      const cr2 = this.channel.readShared32(SharedInfo.cr2);
+      if (((errorCode ?? 0) & 3) === 3 && this.paging.fixWriteFault(cr2)) {
+        cpu.esp = (cpu.esp + 4) >>> 0;
+        cpu.push(STUB_IRET, 4);
+        return;
+      }
+      this.vmm.cr2 = cr2;
+    }
+    const software = vector >= 32 || vector === Vector.BP || vector === Vector.OF;
+    cpu.push(this.vmm.forwardTrap(vector, errorCode, software), 4);
+  }
+
+  // ---- page tables (paging.ts) -----------------------------------------------------------------
+
+  pageTableWrite(level: 1 | 2, ptr: number, value: number): void {
+    this.paging.pageTableWrite(level, ptr, value);
+  }
+
+  pageTableRead(level: 1 | 2, ptr: number): number {
+    return this.paging.pageTableRead(level, ptr);
+  }
+
+  pageTableTestClear(ptr: number): number {
+    return this.paging.pageTableTestClear(ptr);
+  }
+
+  loadCr3(cr3: number): void {
+    this.paging.loadCr3(cr3);
+  }
+
+  enablePaging(cr3: number): void {
+    this.paging.enablePaging(cr3);
+  }
+
+  invlpg(linear: number): void {
+    this.paging.invlpg(linear);
+  }
+}

@@ -1,0 +1,424 @@
+/**
+ * Direct paging, as the original's Xen back end: the guest's page tables are real, their entries
+ * hold machine addresses. Every write of a live table is a checked mmu_update; frames become page
+ * tables only after every writable mapping of them is made read-only (the guest's intended RW is
+ * kept in an available PTE bit); directories are pinned when first loaded into CR3 and unpinned
+ * when the guest writes to them again (it freed them); the first CR3 load converts the boot
+ * tables, which are initialised data holding guest-physical addresses.
+ */
+import {
+  Hypercall,
+  MMU_UPDATE_SIZE,
+  MmuExt,
+  MMUEXT_OP_SIZE,
+  PTE_A,
+  PTE_D,
+  PTE_P,
+  PTE_RW,
+  UVMF_INVLPG,
+} from '../../../hypervisor/xen/abi.ts';
+import type { Cpu } from '../../../x86/Cpu.ts';
+import { ARGS_PAGE, ARGS_PAGES, WINDOW_SLOT } from '../../window.ts';
+import type { HypercallChannel } from './channel.ts';
+import type { DomainMemory } from './layout.ts';
+
+/** An available PTE bit (SDM 3A Table 4-6, bits 9–11): the guest wants this mapping writable. */
+const GUEST_RW = 0x200;
+const DOMID_SELF = 0x7ff0;
+
+interface PendingUpdate {
+  maddr: number;
+  value: number;
+}
+
+/** Counters of the backend's own work (hypercall counts are the hypervisor's). */
+export interface XenBackendCounters {
+  /** Page-table entries written through mmu_update / update_va_mapping. */
+  pageTableUpdates: number;
+  /** Writes to page-table frames that were not live (plain memory writes). */
+  plainEntryWrites: number;
+  /** Writable mappings made read-only because their frame became a page table. */
+  writeProtections: number;
+  /** Write faults on such mappings the VMM resolved (the frame was no longer a table). */
+  writeFaultsFixed: number;
+  pins: number;
+  unpins: number;
+}
+
+/** Frames of passed-through device memory: the guest's (virtual BAR) and the machine's. */
+export interface DeviceFrames {
+  machineFrame(guestFrame: number): number | undefined;
+  guestFrame(machineFrame: number): number | undefined;
+}
+
+export class DirectPaging {
+  readonly counters: XenBackendCounters = {
+    pageTableUpdates: 0,
+    plainEntryWrites: 0,
+    writeProtections: 0,
+    writeFaultsFixed: 0,
+    pins: 0,
+    unpins: 0,
+  };
+  private readonly m2p: Int32Array;
+  private readonly guestPages: number;
+  private initialActive = true;
+  private readonly pinnedL2 = new Set<number>();
+  private readonly l1Links: Int32Array;
+  private readonly preparing = new Set<number>();
+  /** Writable mappings the VMM wrote, by target frame: entry machine address and value. */
+  private readonly rmap = new Map<number, PendingUpdate[]>();
+  private queue: PendingUpdate[] = [];
+  private currentL2 = -1;
+
+  constructor(
+    private readonly mem: DomainMemory,
+    private readonly channel: HypercallChannel,
+    private readonly cpu: Cpu,
+    private readonly devices: DeviceFrames,
+    private readonly crash: (message: string) => void,
+    domainMb: number,
+  ) {
+    this.m2p = mem.m2p;
+    this.guestPages = mem.guestPages;
+    this.l1Links = new Int32Array(domainMb * 256);
+  }
+
+  private mfn(pfn: number): number {
+    return this.mem.mfn(pfn);
+  }
+
+  private read32(maddr: number): number {
+    return this.mem.read32(maddr);
+  }
+
+  /** Is this guest frame a live page table (or about to become one)? */
+  private live(pfn: number): boolean {
+    return this.pinnedL2.has(pfn) || this.l1Links[pfn] > 0 || this.preparing.has(pfn);
+  }
+
+  /** Machine address of the entry the guest's pointer names (through the current tables). */
+  private entryAddress(ptr: number): number | undefined {
+    const maddr = this.cpu.translate(ptr >>> 0, 0, false);
+    const pfn = this.m2p[maddr >>> 12];
+    if (pfn < 0 || pfn >= this.guestPages) {
+      this.crash(`page-table pointer 0x${(ptr >>> 0).toString(16)} is not in guest memory`);
+      return undefined;
+    }
+    return maddr & ~3;
+  }
+
+  pageTableWrite(level: 1 | 2, ptr: number, value: number): void {
+    const maddr = this.entryAddress(ptr);
+    if (maddr === undefined) return;
+    if (level === 2) this.pgdSet(maddr, value >>> 0);
+    else this.pteSet(maddr, value >>> 0);
+  }
+
+  pageTableRead(level: 1 | 2, ptr: number): number {
+    const maddr = this.entryAddress(ptr);
+    if (maddr === undefined) return 0;
+    if (level === 2 && (maddr & 0xfff) >>> 2 >= WINDOW_SLOT) return 0;
+    return this.toGuest(this.read32(maddr));
+  }
+
+  pageTableTestClear(ptr: number): number {
+    const maddr = this.entryAddress(ptr);
+    if (maddr === undefined) return 0;
+    const old = this.read32(maddr);
+    this.writeEntry(maddr, 0);
+    this.flush();
+    return this.toGuest(old);
+  }
+
+  /** A machine-format entry as the guest wrote it: pseudo-physical frame, its intended RW. */
+  private toGuest(e: number): number {
+    if ((e & PTE_P) === 0) return e >>> 0;
+    const pfn = this.m2p[e >>> 12] ?? this.devices.guestFrame(e >>> 12);
+    if (pfn !== undefined && pfn >= 0) e = (pfn << 12) | (e & 0xfff);
+    if ((e & GUEST_RW) !== 0) e = (e | PTE_RW) & ~GUEST_RW;
+    return e >>> 0;
+  }
+
+  /** A guest-format L1 entry in machine format; writable only if its frame is no table. */
+  private toMachine(value: number, entryMaddr: number): number {
+    if ((value & PTE_P) === 0) return value;
+    const t = value >>> 12;
+    // GUEST-CONTROLLED: a frame beyond guest memory is device memory: a passed-through BAR as
+    // the guest placed it becomes the real one; anything else goes as it is and the hypervisor
+    // refuses it unless it is granted device memory.
+    if (t >= this.guestPages) {
+      const real = this.devices.machineFrame(t);
+      return real === undefined ? value : ((real << 12) | (value & 0xfff)) >>> 0;
+    }
+    let m = ((this.mfn(t) << 12) | (value & 0xfff)) >>> 0;
+    if ((value & PTE_RW) !== 0) {
+      if (this.live(t)) m = ((m & ~PTE_RW) | GUEST_RW) >>> 0;
+      else this.rmapAdd(t, entryMaddr, m);
+    }
+    return m;
+  }
+
+  private pteSet(maddr: number, value: number): void {
+    this.writeEntry(maddr, this.toMachine(value, maddr));
+    this.flush();
+  }
+
+  private pgdSet(maddr: number, value: number): void {
+    // The VMM's and the hypervisor's slots are not the guest's to change.
+    if ((maddr & 0xfff) >>> 2 >= WINDOW_SLOT) return;
+    const l2 = this.m2p[maddr >>> 12];
+    let m = value;
+    const t = (value & PTE_P) !== 0 ? value >>> 12 : -1;
+    if (t >= 0) {
+      if (t >= this.guestPages) {
+        this.crash(`page-directory entry 0x${value.toString(16)} points outside guest memory`);
+        return;
+      }
+      m = ((this.mfn(t) << 12) | (value & 0xfff)) >>> 0;
+    }
+    if (!this.pinnedL2.has(l2)) {
+      this.writeEntry(maddr, m);
+      return;
+    }
+    const old = this.read32(maddr);
+    const oldT = (old & PTE_P) !== 0 ? this.m2p[old >>> 12] : -1;
+    if (t >= 0) {
+      const wasLive = this.live(t);
+      this.l1Links[t]++;
+      if (!wasLive) this.makeTables([t], []);
+    }
+    this.writeEntry(maddr, m);
+    this.flush();
+    if (oldT >= 0) this.l1Links[oldT]--;
+  }
+
+  private writeEntry(maddr: number, value: number): void {
+    const pfn = this.m2p[maddr >>> 12];
+    if (this.live(pfn) || pfn >= this.guestPages) {
+      this.queue.push({ maddr, value: value >>> 0 });
+    } else {
+      this.counters.plainEntryWrites++;
+      this.cpu.writePhysical(maddr, 4, value >>> 0);
+    }
+  }
+
+  /** Sends the queued entry writes in one mmu_update. */
+  private flush(): void {
+    const max = (ARGS_PAGES * 4096) / MMU_UPDATE_SIZE;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, max);
+      batch.forEach((u, k) => {
+        this.channel.argWrite(k * 16, 4, u.maddr);
+        this.channel.argWrite(k * 16 + 4, 4, 0);
+        this.channel.argWrite(k * 16 + 8, 4, u.value);
+        this.channel.argWrite(k * 16 + 12, 4, 0);
+      });
+      this.counters.pageTableUpdates += batch.length;
+      const r = this.channel.hypercall(Hypercall.mmu_update, [
+        ARGS_PAGE,
+        batch.length,
+        0,
+        DOMID_SELF,
+      ]);
+      if (r !== 0) {
+        this.queue = [];
+        this.crash(`mmu_update refused (${r})`);
+        return;
+      }
+    }
+  }
+
+  private mmuext(cmd: number, arg: number): number {
+    this.channel.argWrite(0, 4, cmd);
+    this.channel.argWrite(4, 4, arg);
+    this.channel.argWrite(8, 4, 0);
+    void MMUEXT_OP_SIZE;
+    return this.channel.hypercall(Hypercall.mmuext_op, [ARGS_PAGE, 1, 0, DOMID_SELF]);
+  }
+
+  private rmapAdd(target: number, maddr: number, value: number): void {
+    let list = this.rmap.get(target);
+    if (list === undefined) this.rmap.set(target, (list = []));
+    list.push({ maddr, value });
+  }
+
+  /**
+   * Frames become page tables: L1s (`l1s`, whose entries are checked too) and an L2 (in
+   * `others`). Every writable mapping of them the VMM knows is made read-only first (queued).
+   */
+  private makeTables(l1s: number[], others: number[]): void {
+    const all = [...l1s, ...others];
+    for (const f of all) this.preparing.add(f);
+    // Their own entries may map one another (or other tables) writable: not any more.
+    for (const f of l1s) {
+      const base = this.mfn(f) * 4096;
+      for (let k = 0; k < 1024; k++) {
+        const e = this.read32(base + k * 4);
+        if ((e & (PTE_P | PTE_RW)) !== (PTE_P | PTE_RW)) continue;
+        const t = this.m2p[e >>> 12];
+        if (t >= 0 && t < this.guestPages && this.live(t)) {
+          this.mem.view.setUint32(base + k * 4, ((e & ~PTE_RW) | GUEST_RW) >>> 0, true);
+        }
+      }
+    }
+    for (const f of all) this.writeProtect(f);
+    this.flush();
+    for (const f of all) this.preparing.delete(f);
+  }
+
+  /** Makes every writable mapping of `pfn` the VMM wrote read-only. */
+  private writeProtect(pfn: number): void {
+    const list = this.rmap.get(pfn);
+    if (list !== undefined) {
+      for (const u of list) {
+        const now = this.read32(u.maddr);
+        // Only an entry still as the VMM wrote it (modulo A/D): the frame holding a stale record
+        // may be ordinary data by now.
+        if ((now & ~(PTE_A | PTE_D)) !== (u.value & ~(PTE_A | PTE_D))) continue;
+        this.counters.writeProtections++;
+        this.writeEntry(u.maddr, ((now & ~PTE_RW) | GUEST_RW) >>> 0);
+      }
+      this.rmap.delete(pfn);
+    }
+    if (this.initialActive) {
+      const at = this.mem.initEntry(pfn);
+      const e = this.read32(at);
+      if ((e & PTE_RW) !== 0) this.queue.push({ maddr: at, value: (e & ~PTE_RW) >>> 0 });
+    }
+  }
+
+  /** Pins an L2 (and so validates its L1s) after making them all read-only. */
+  private pinL2(f: number): boolean {
+    const base = this.mfn(f) * 4096;
+    const newL1s: number[] = [];
+    for (let k = 0; k < WINDOW_SLOT; k++) {
+      const e = this.read32(base + k * 4);
+      if ((e & PTE_P) === 0) continue;
+      const t = this.m2p[e >>> 12];
+      if (t < 0 || t >= this.guestPages) {
+        this.crash(
+          `page directory 0x${(f * 4096).toString(16)} slot ${k} points outside guest memory`,
+        );
+        return false;
+      }
+      if (!this.live(t) && !newL1s.includes(t)) newL1s.push(t);
+    }
+    this.mem.view.setUint32(
+      base + WINDOW_SLOT * 4,
+      ((this.mfn(this.mem.windowL1Pfn) << 12) | PTE_P | PTE_RW | PTE_A) >>> 0,
+      true,
+    );
+    this.makeTables(newL1s, [f]);
+    const r = this.mmuext(MmuExt.PIN_L2_TABLE, this.mfn(f));
+    if (r !== 0) {
+      this.crash(`page directory 0x${(f * 4096).toString(16)} failed validation (${r})`);
+      return false;
+    }
+    this.counters.pins++;
+    this.pinnedL2.add(f);
+    for (let k = 0; k < WINDOW_SLOT; k++) {
+      const e = this.read32(base + k * 4);
+      if ((e & PTE_P) !== 0) this.l1Links[this.m2p[e >>> 12]]++;
+    }
+    return true;
+  }
+
+  private unpinL2(f: number): void {
+    if (this.mmuext(MmuExt.UNPIN_TABLE, this.mfn(f)) !== 0) return;
+    this.counters.unpins++;
+    this.pinnedL2.delete(f);
+    const base = this.mfn(f) * 4096;
+    for (let k = 0; k < WINDOW_SLOT; k++) {
+      const e = this.read32(base + k * 4);
+      if ((e & PTE_P) !== 0) this.l1Links[this.m2p[e >>> 12]]--;
+    }
+  }
+
+  loadCr3(cr3: number): void {
+    const f = cr3 >>> 12;
+    if (f >= this.guestPages) {
+      this.crash(`CR3 0x${cr3.toString(16)} is outside guest memory`);
+      return;
+    }
+    if (!this.pinnedL2.has(f) && !this.pinL2(f)) return;
+    const r = this.mmuext(MmuExt.NEW_BASEPTR, this.mfn(f));
+    if (r !== 0) this.crash(`new base pointer refused (${r})`);
+    this.currentL2 = f;
+  }
+
+  /**
+   * Paging on: the tables at CR3 are initialised data with guest-physical addresses; convert
+   * them to machine addresses in place, then load them as any CR3, and drop the initial space.
+   */
+  enablePaging(cr3: number): void {
+    const f = cr3 >>> 12;
+    if (f >= this.guestPages) {
+      this.crash(`CR3 0x${cr3.toString(16)} is outside guest memory`);
+      return;
+    }
+    const view = this.mem.view;
+    const l2 = this.mfn(f) * 4096;
+    const converted = new Set<number>();
+    for (let k = 0; k < WINDOW_SLOT; k++) {
+      const e = this.read32(l2 + k * 4);
+      if ((e & PTE_P) === 0) continue;
+      const t = e >>> 12;
+      if (t >= this.guestPages) {
+        view.setUint32(l2 + k * 4, 0, true);
+        continue;
+      }
+      if (!converted.has(t)) {
+        converted.add(t);
+        const l1 = this.mfn(t) * 4096;
+        for (let j = 0; j < 1024; j++) {
+          const pe = this.read32(l1 + j * 4);
+          if ((pe & PTE_P) === 0) continue;
+          const v = pe >>> 12 < this.guestPages ? this.toMachine(pe, l1 + j * 4) : 0;
+          view.setUint32(l1 + j * 4, v, true);
+        }
+      }
+      view.setUint32(l2 + k * 4, ((this.mfn(t) << 12) | (e & 0xfff)) >>> 0, true);
+    }
+    this.cpu.invalidateAllCode();
+    this.loadCr3(cr3);
+    // The initial address space is no longer needed: unpinning releases its tables.
+    const init = this.mfn(this.mem.initL2Pfn);
+    if (this.mem.xen.frames.pinned[init] !== 0) this.mmuext(MmuExt.UNPIN_TABLE, init);
+    this.initialActive = false;
+  }
+
+  invlpg(linear: number): void {
+    this.mmuext(MmuExt.INVLPG_LOCAL, linear);
+  }
+
+  /**
+   * A write fault in a mapping the VMM made read-only (the guest wants it writable): the frame
+   * is no page table any more (its last table reference went, or it is a pinned directory the
+   * guest is reusing), so make the mapping writable again and retry. False: a real fault.
+   */
+  fixWriteFault(va: number): boolean {
+    if (this.currentL2 < 0) return false;
+    const pde = this.read32(this.mfn(this.currentL2) * 4096 + (va >>> 22) * 4);
+    if ((pde & PTE_P) === 0) return false;
+    const loc = (pde & ~0xfff) + ((va >>> 12) & 0x3ff) * 4;
+    const e = this.read32(loc);
+    if ((e & PTE_P) === 0 || (e & PTE_RW) !== 0 || (e & GUEST_RW) === 0) return false;
+    const t = this.m2p[e >>> 12];
+    if (t < 0 || t >= this.guestPages) return false;
+    if (this.pinnedL2.has(t) && t !== this.currentL2) this.unpinL2(t);
+    if (this.live(t)) return false;
+    const value = ((e | PTE_RW) & ~GUEST_RW) >>> 0;
+    this.counters.pageTableUpdates++;
+    const r = this.channel.hypercall(Hypercall.update_va_mapping, [
+      va & ~0xfff,
+      value,
+      0,
+      UVMF_INVLPG,
+    ]);
+    if (r !== 0) return false;
+    this.counters.writeFaultsFixed++;
+    this.rmapAdd(t, loc, value);
+    return true;
+  }
+}
