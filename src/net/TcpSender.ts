@@ -20,229 +20,84 @@
  * receiver that drops out-of-order segments needs; zero-window probing; FIN with the last data.
  * Anything the guest does wrong (RST, malformed frames, bad checksums) is counted and reported,
  * never thrown.
+ *
+ * Here: the connection (set-up, ACK processing, loss recovery, the segments it sends). Below it,
+ * PeerLink.ts (Ethernet, ARP, IPv4, the wire); beside it, SendWindow.ts (sequence space, socket
+ * buffer, the guest's window), RetransmitTimer.ts (RFC 6298) and stream.ts (the bytes);
+ * senderTypes.ts has the configuration, counters and report.
  */
 import type { Clock, Timer } from '../machine/device.ts';
 import { mulberry32 } from '../machine/random.ts';
 import type { EthernetReceiver } from '../machine/ethernet/link.ts';
-import { fcsValid, withFcs } from '../machine/ethernet/frame.ts';
 import {
-  ARP_REPLY,
-  ARP_REQUEST,
-  BROADCAST_MAC,
-  buildArp,
-  buildEthernet,
-  buildTcpFrame,
-  ETHERTYPE_ARP,
-  ETHERTYPE_IPV4,
   formatIpv4,
-  IP_PROTO_TCP,
-  ipv4,
-  parseArp,
-  parseEthernet,
-  parseIpv4,
-  parseTcp,
-  sameMac,
   TCP_ACK,
   TCP_FIN,
   TCP_PSH,
   TCP_RST,
   TCP_SYN,
-  type Route,
   type TcpSegment,
 } from './headers.ts';
+import { PeerLink } from './PeerLink.ts';
+import { RetransmitTimer } from './RetransmitTimer.ts';
+import { SendWindow } from './SendWindow.ts';
+import {
+  GUEST_IP,
+  NETSERVER_PORT,
+  newCounters,
+  PEER_IP,
+  PEER_MAC,
+  type SenderConfig,
+  type SenderCounters,
+  type SenderEventKind,
+  type SenderReport,
+  type SenderState,
+  type SenderTimes,
+} from './senderTypes.ts';
 import { MAX_PAYLOAD, PayloadStream } from './stream.ts';
 
-/** The network contract (lead notes, issue 6). */
-export const PEER_MAC = Uint8Array.from([0x02, 0, 0, 0, 0, 0x02]);
-export const PEER_IP = ipv4(10, 0, 2, 2);
-export const GUEST_IP = ipv4(10, 0, 2, 15);
-export const NETSERVER_PORT = 5001;
-
-export interface SenderConfig {
-  clock: Clock;
-  /** Puts a frame (with FCS) on the wire; returns the cycle the wire is free again. */
-  transmit: (frame: Uint8Array) => number | undefined;
-  /** Payload bytes N (the 12-byte trailer follows). */
-  payloadBytes: number;
-  /** Seed of the payload and of the initial sequence numbers (default 1). */
-  seed?: number;
-  /** Bytes per application write (netperf's send size; default 32 KB). */
-  messageBytes?: number;
-  /** Socket send buffer: unacknowledged plus unsent bytes (default 256 KB). */
-  socketBufferBytes?: number;
-  /** The largest segment this side sends and the MSS it offers (default 1460, MTU 1500). */
-  mss?: number;
-  /** Retransmission timeout bounds in simulated seconds (RFC 6298; Linux's minimum 0.2 s). */
-  rtoMinSeconds?: number;
-  rtoInitialSeconds?: number;
-  rtoMaxSeconds?: number;
-  /** Timeouts in a row without progress before the transfer is given up (default 12). */
-  maxTimeouts?: number;
-  /** Interval of ARP requests while the guest's address is unresolved (default 0.1 s). */
-  arpRetrySeconds?: number;
-  /** ARP requests before giving up (default 50). */
-  maxArpRequests?: number;
-  /** After a refused SYN (RST), try again after this long (default 0.01 s) ... */
-  connectRetrySeconds?: number;
-  /** ... up to this many connection attempts in all (default 100). */
-  maxConnectAttempts?: number;
-  /** Notable moments, as they happen. */
-  onEvent?: (event: SenderEvent) => void;
-  mac?: Uint8Array;
-  ip?: number;
-  guestIp?: number;
-  guestPort?: number;
-  localPort?: number;
-}
-
-export type SenderEventKind =
-  'syn' | 'established' | 'refused' | 'all-acked' | 'guest-fin' | 'reset' | 'failed';
-
-export interface SenderEvent {
-  kind: SenderEventKind;
-  /** Simulated cycle at which it happened. */
-  cycle: number;
-  detail?: string;
-}
-
-export interface SenderCounters {
-  /** Frames put on the wire (all kinds). */
-  framesSent: number;
-  /** TCP segments sent, including pure ACKs, SYNs and retransmissions. */
-  segmentsSent: number;
-  /** Segments carrying stream bytes. */
-  dataSegmentsSent: number;
-  /** Stream bytes put on the wire, retransmissions included. */
-  bytesSent: number;
-  /** Segments sent again (each segment resent counts once per resend). */
-  retransmissions: number;
-  /** Retransmission timer expiries. */
-  timeouts: number;
-  /** Fast retransmits after a third duplicate ACK. */
-  fastRetransmits: number;
-  /** Stream bytes (payload and trailer) the guest has acknowledged. */
-  bytesAcked: number;
-  /** ACKs repeating the last acknowledgement with nothing new (RFC 5681 definition). */
-  duplicateAcks: number;
-  /** Segments sent into a zero window to find out whether it has opened. */
-  windowProbes: number;
-  /** Application writes (netperf's send() calls). */
-  messages: number;
-  arpRequestsSent: number;
-  arpRepliesSent: number;
-  framesReceived: number;
-  /** Frames from the guest whose FCS was wrong. */
-  badFcs: number;
-  /** Frames from the guest that did not parse or had a bad IPv4/TCP checksum. */
-  malformed: number;
-  /** Frames not for this connection (other protocols, ports or addresses). */
-  ignored: number;
-  /** RST segments from the guest. */
-  resets: number;
-  connectAttempts: number;
-  /** Bytes the guest sent on the connection (netserver sends none). */
-  guestDataBytes: number;
-}
-
-export type SenderState = 'idle' | 'resolving' | 'syn-sent' | 'established' | 'done' | 'failed';
-
-/** Simulated cycles of the moments a run is measured between. */
-export interface SenderTimes {
-  firstSyn?: number;
-  established?: number;
-  /** Every stream byte and the FIN acknowledged. */
-  allAcked?: number;
-  guestFin?: number;
-}
-
-export interface SenderReport {
-  state: SenderState;
-  error?: string;
-  /** The last malformed frame's problem, for the report. */
-  lastMalformed?: string;
-  payloadBytes: number;
-  streamBytes: number;
-  payloadCrc: number;
-  mss: number;
-  /** The guest's window-scale shift, if both sides offered the option. */
-  windowScale?: number;
-  /** The largest window the guest advertised, scaled, in bytes. */
-  maxWindow: number;
-  times: SenderTimes;
-  counters: SenderCounters;
-}
+export {
+  GUEST_IP,
+  NETSERVER_PORT,
+  PEER_IP,
+  PEER_MAC,
+  type SenderConfig,
+  type SenderCounters,
+  type SenderEvent,
+  type SenderEventKind,
+  type SenderReport,
+  type SenderState,
+  type SenderTimes,
+} from './senderTypes.ts';
 
 /** Window this side advertises: it receives nothing but the guest's ACKs and FIN. */
 const OUR_WINDOW = 65535;
 
 export class TcpSender implements EthernetReceiver {
-  readonly counters: SenderCounters = {
-    framesSent: 0,
-    segmentsSent: 0,
-    dataSegmentsSent: 0,
-    bytesSent: 0,
-    retransmissions: 0,
-    timeouts: 0,
-    fastRetransmits: 0,
-    bytesAcked: 0,
-    duplicateAcks: 0,
-    windowProbes: 0,
-    messages: 0,
-    arpRequestsSent: 0,
-    arpRepliesSent: 0,
-    framesReceived: 0,
-    badFcs: 0,
-    malformed: 0,
-    ignored: 0,
-    resets: 0,
-    connectAttempts: 0,
-    guestDataBytes: 0,
-  };
+  readonly counters: SenderCounters = newCounters();
   readonly times: SenderTimes = {};
   state: SenderState = 'idle';
   error: string | undefined;
-  lastMalformed: string | undefined;
 
   private readonly clock: Clock;
   private readonly stream: PayloadStream;
-  private readonly mac: Uint8Array;
-  private readonly ip: number;
+  private readonly link: PeerLink;
+  private readonly win: SendWindow;
+  private readonly rtx: RetransmitTimer;
   private readonly guestIp: number;
   private readonly guestPort: number;
   private readonly localPort: number;
-  private readonly messageBytes: number;
-  private readonly socketBuffer: number;
   private readonly ourMss: number;
-  private readonly rtoMin: number;
-  private readonly rtoMax: number;
-  private readonly rtoInitial: number;
   private readonly random: () => number;
-  private guestMac: Uint8Array | undefined;
 
-  // Sequence space, as offsets into the stream: byte k has sequence number iss + 1 + k, the FIN
-  // has offset `streamEnd`. sndNxt is the next offset to send (it goes back on a timeout);
-  // sndMax the highest offset sent so far.
+  // Sequence numbers: stream offsets (win) are relative to iss + 1 on the wire.
   private iss = 0;
   private rcvNxt = 0;
-  private sndUna = 0;
-  private sndNxt = 0;
-  private sndMax = 0;
-  private sndWnd = 0;
-  private maxSndWnd = 0;
-  private sndWl1 = 0;
-  private sndWl2 = 0;
-  private sndWscale = 0;
   private windowScale: number | undefined;
   private mss = 536;
-  /** End of what the application has written into the socket buffer. */
-  private written = 0;
   private readonly streamEnd: number;
 
-  // Retransmission state.
-  private rto: number;
-  private srtt: number | undefined;
-  private rttvar = 0;
-  private timing: { end: number; sentAt: number } | undefined;
+  // Loss recovery.
   private consecutiveTimeouts = 0;
   private dupAcks = 0;
   private lastFastRetransmit = -1;
@@ -251,13 +106,8 @@ export class TcpSender implements EthernetReceiver {
   private pendingRetransmit: number | undefined;
   private forceProbe = false;
 
-  // Timers and the wire.
-  private rtoTimer: Timer | undefined;
+  /** The ARP retry, and while refused the wait before the next connection attempt. */
   private arpTimer: Timer | undefined;
-  private pumpTimer: Timer | undefined;
-  private wireFreeAt = 0;
-  private readonly control: Uint8Array[] = [];
-  private ipId = 0;
 
   constructor(private readonly config: SenderConfig) {
     this.clock = config.clock;
@@ -268,20 +118,45 @@ export class TcpSender implements EthernetReceiver {
     const seed = config.seed ?? 1;
     this.stream = new PayloadStream(config.payloadBytes, seed);
     this.streamEnd = this.stream.length;
-    this.mac = config.mac ?? PEER_MAC;
-    this.ip = config.ip ?? PEER_IP;
     this.guestIp = config.guestIp ?? GUEST_IP;
     this.guestPort = config.guestPort ?? NETSERVER_PORT;
     this.localPort = config.localPort ?? 49152 + ((seed >>> 0) % 16384);
-    this.messageBytes = config.messageBytes ?? 32768;
-    this.socketBuffer = config.socketBufferBytes ?? 262144;
+    this.win = new SendWindow(
+      this.streamEnd,
+      this.stream.payloadLength,
+      config.messageBytes ?? 32768,
+      config.socketBufferBytes ?? 262144,
+    );
     this.ourMss = config.mss ?? 1460;
     const hz = this.clock.hz;
-    this.rtoMin = Math.round((config.rtoMinSeconds ?? 0.2) * hz);
-    this.rtoMax = Math.round((config.rtoMaxSeconds ?? 60) * hz);
-    this.rtoInitial = Math.round((config.rtoInitialSeconds ?? 1) * hz);
-    this.rto = this.rtoInitial;
+    this.rtx = new RetransmitTimer(
+      this.clock,
+      {
+        min: Math.round((config.rtoMinSeconds ?? 0.2) * hz),
+        max: Math.round((config.rtoMaxSeconds ?? 60) * hz),
+        initial: Math.round((config.rtoInitialSeconds ?? 1) * hz),
+      },
+      () => this.timeout(),
+    );
     this.random = mulberry32(seed ^ 0x7e57);
+    this.link = new PeerLink(
+      this.clock,
+      config.transmit,
+      {
+        mac: config.mac ?? PEER_MAC,
+        ip: config.ip ?? PEER_IP,
+        guestIp: this.guestIp,
+        guestPort: this.guestPort,
+        localPort: this.localPort,
+      },
+      this.counters,
+      {
+        segment: (seg) => this.receiveTcp(seg),
+        guestResolved: () => this.guestResolved(),
+        nextDataFrame: () => this.nextDataFrame(),
+        sending: () => this.state === 'established',
+      },
+    );
   }
 
   /** Starts the transfer: resolve the guest's address, then connect and send. */
@@ -300,6 +175,11 @@ export class TcpSender implements EthernetReceiver {
     return this.streamEnd;
   }
 
+  /** The last malformed frame's problem, for the report. */
+  get lastMalformed(): string | undefined {
+    return this.link.lastMalformed;
+  }
+
   report(): SenderReport {
     return {
       state: this.state,
@@ -310,77 +190,25 @@ export class TcpSender implements EthernetReceiver {
       payloadCrc: this.stream.payloadCrc(),
       mss: this.mss,
       windowScale: this.windowScale,
-      maxWindow: this.maxSndWnd,
+      maxWindow: this.win.maxWnd,
       times: { ...this.times },
       counters: { ...this.counters },
     };
   }
 
   // -------------------------------------------------------------------------------------------
-  // Receiving
+  // Receiving (frames are checked and filtered by the link)
 
   receive(frameWithFcs: Uint8Array): void {
-    this.counters.framesReceived++;
-    if (!fcsValid(frameWithFcs)) {
-      this.counters.badFcs++;
-      return;
-    }
-    // GUEST-CONTROLLED: everything below is parsed defensively; problems are counted.
-    const eth = parseEthernet(frameWithFcs.subarray(0, frameWithFcs.length - 4));
-    if (typeof eth === 'string') return this.malformed(eth);
-    if (!sameMac(eth.dst, this.mac) && !sameMac(eth.dst, BROADCAST_MAC)) {
-      this.counters.ignored++;
-      return;
-    }
-    if (eth.type === ETHERTYPE_ARP) return this.receiveArp(eth.payload);
-    if (eth.type !== ETHERTYPE_IPV4) {
-      this.counters.ignored++;
-      return;
-    }
-    const ip = parseIpv4(eth.payload);
-    if (typeof ip === 'string') return this.malformed(ip);
-    if (ip.dst !== this.ip || ip.src !== this.guestIp || ip.protocol !== IP_PROTO_TCP) {
-      this.counters.ignored++;
-      return;
-    }
-    const tcp = parseTcp(ip.payload, ip.src, ip.dst);
-    if (typeof tcp === 'string') return this.malformed(tcp);
-    if (tcp.srcPort !== this.guestPort || tcp.dstPort !== this.localPort) {
-      this.counters.ignored++;
-      return;
-    }
-    if (this.guestMac === undefined) this.guestMac = eth.src.slice();
-    this.receiveTcp(tcp);
-    this.pump();
+    this.link.receive(frameWithFcs);
   }
 
-  private malformed(why: string): void {
-    this.counters.malformed++;
-    this.lastMalformed = why;
-  }
-
-  private receiveArp(payload: Uint8Array): void {
-    const arp = parseArp(payload);
-    if (typeof arp === 'string') return this.malformed(arp);
-    if (arp.senderIp === this.guestIp) {
-      this.guestMac = arp.senderMac;
-      if (this.state === 'resolving') {
-        this.arpTimer?.cancel();
-        this.arpTimer = undefined;
-        this.connect();
-      }
+  private guestResolved(): void {
+    if (this.state === 'resolving') {
+      this.arpTimer?.cancel();
+      this.arpTimer = undefined;
+      this.connect();
     }
-    if (arp.op === ARP_REQUEST && arp.targetIp === this.ip) {
-      this.counters.arpRepliesSent++;
-      const reply = buildArp({
-        op: ARP_REPLY,
-        senderMac: this.mac,
-        senderIp: this.ip,
-        targetMac: arp.senderMac,
-        targetIp: arp.senderIp,
-      });
-      this.queue(buildEthernet(arp.senderMac, this.mac, ETHERTYPE_ARP, reply));
-    } else if (arp.op !== ARP_REPLY && arp.op !== ARP_REQUEST) this.counters.ignored++;
   }
 
   private receiveTcp(seg: TcpSegment): void {
@@ -438,62 +266,48 @@ export class TcpSender implements EthernetReceiver {
     if (seg.options.windowScale !== undefined) {
       // RFC 7323 2.3: a shift above 14 is treated as 14.
       this.windowScale = Math.min(14, seg.options.windowScale);
-      this.sndWscale = this.windowScale;
     }
-    // The window in a SYN segment is never scaled (RFC 7323 2.2).
-    this.sndWnd = seg.window;
-    this.maxSndWnd = seg.window;
-    this.sndWl1 = seg.seq;
-    this.sndWl2 = 0;
-    if (this.timing !== undefined) this.sampleRtt(now - this.timing.sentAt);
-    this.timing = undefined;
+    this.win.open(seg, this.windowScale);
+    this.rtx.acked(0, now); // the SYN, if timed, is acknowledged at offset 0
+    this.rtx.timing = undefined;
     this.consecutiveTimeouts = 0;
-    this.rto = this.computedRto();
-    this.stopTimer();
+    this.rtx.update();
+    this.rtx.stop();
     this.event('established', `MSS ${this.mss}, window ${seg.window}, scale ${this.windowScale}`);
     this.sendAck();
     this.fillBuffer();
   }
 
   private receiveAck(seg: TcpSegment, now: number): void {
+    const win = this.win;
     const acked = (seg.ack - (this.iss + 1)) | 0;
-    if (acked > this.sndMax) {
+    if (acked > win.max) {
       // Acknowledges something never sent (RFC 9293 3.10.7.4): answer with an ACK, drop it.
       this.counters.ignored++;
       this.sendAck();
       return;
     }
-    if (acked < this.sndUna) return; // an old ACK overtaken by newer ones
-    const oldWindow = this.sndWnd;
-    // RFC 9293 3.10.7.4: take the window only from segments no older than the last update.
-    const seqDelta = (seg.seq - this.sndWl1) | 0;
-    if (seqDelta > 0 || (seqDelta === 0 && acked >= this.sndWl2)) {
-      this.sndWnd = seg.window << this.sndWscale;
-      this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
-      this.sndWl1 = seg.seq;
-      this.sndWl2 = acked;
-    }
-    if (acked > this.sndUna) {
-      this.sndUna = acked;
+    if (acked < win.una) return; // an old ACK overtaken by newer ones
+    const oldWindow = win.wnd;
+    win.update(seg, acked);
+    if (acked > win.una) {
+      win.una = acked;
       this.counters.bytesAcked = Math.min(acked, this.streamEnd);
-      if (this.sndNxt < acked) this.sndNxt = acked;
-      if (this.timing !== undefined && acked >= this.timing.end) {
-        this.sampleRtt(now - this.timing.sentAt);
-        this.timing = undefined;
-      }
+      if (win.nxt < acked) win.nxt = acked;
+      this.rtx.acked(acked, now);
       this.consecutiveTimeouts = 0;
-      this.rto = this.computedRto();
+      this.rtx.update();
       this.dupAcks = 0;
       if (this.goBackOnPartialAck) {
         this.goBackOnPartialAck = false;
         // A partial ACK after a fast retransmit: the guest lacks everything after it.
-        if (acked < this.recover) this.sndNxt = acked;
+        if (acked < this.recover) win.nxt = acked;
       }
       this.restartTimer();
       if (acked === this.streamEnd + 1) {
         this.state = 'done';
         this.times.allAcked = now;
-        this.stopTimer();
+        this.rtx.stop();
         this.event('all-acked');
         return;
       }
@@ -505,11 +319,11 @@ export class TcpSender implements EthernetReceiver {
     const duplicate =
       seg.payload.length === 0 &&
       (seg.flags & (TCP_SYN | TCP_FIN)) === 0 &&
-      this.sndWnd === oldWindow &&
-      this.sndWnd !== 0 &&
-      this.sndMax > this.sndUna;
+      win.wnd === oldWindow &&
+      win.wnd !== 0 &&
+      win.max > win.una;
     if (!duplicate) {
-      if (this.sndWnd !== oldWindow) this.armTimer();
+      if (win.wnd !== oldWindow) this.armTimer();
       return;
     }
     this.counters.duplicateAcks++;
@@ -518,9 +332,9 @@ export class TcpSender implements EthernetReceiver {
       this.counters.fastRetransmits++;
       this.lastFastRetransmit = acked;
       this.pendingRetransmit = acked;
-      this.recover = this.sndMax;
+      this.recover = win.max;
       this.goBackOnPartialAck = true;
-      this.timing = undefined;
+      this.rtx.timing = undefined;
     }
   }
 
@@ -533,15 +347,7 @@ export class TcpSender implements EthernetReceiver {
       this.fail(`no ARP reply from ${formatIpv4(this.guestIp)} after ${max} requests`);
       return;
     }
-    this.counters.arpRequestsSent++;
-    const request = buildArp({
-      op: ARP_REQUEST,
-      senderMac: this.mac,
-      senderIp: this.ip,
-      targetMac: new Uint8Array(6),
-      targetIp: this.guestIp,
-    });
-    this.queue(buildEthernet(BROADCAST_MAC, this.mac, ETHERTYPE_ARP, request));
+    this.link.requestArp();
     const retry = Math.round((this.config.arpRetrySeconds ?? 0.1) * this.clock.hz);
     this.arpTimer = this.clock.at(this.clock.now() + retry, () => {
       this.arpTimer = undefined;
@@ -553,7 +359,7 @@ export class TcpSender implements EthernetReceiver {
     this.counters.connectAttempts++;
     this.iss = Math.floor(this.random() * 2 ** 32) >>> 0;
     this.state = 'syn-sent';
-    this.rto = this.rtoInitial;
+    this.rtx.reset();
     this.consecutiveTimeouts = 0;
     this.sendSyn();
   }
@@ -565,8 +371,8 @@ export class TcpSender implements EthernetReceiver {
       this.event('syn');
     }
     // Karn's rule: only a SYN that is not a retransmission gives an RTT sample.
-    this.timing = this.consecutiveTimeouts === 0 ? { end: 0, sentAt: now } : undefined;
-    this.queueSegment({
+    this.rtx.timing = this.consecutiveTimeouts === 0 ? { end: 0, sentAt: now } : undefined;
+    this.link.queueSegment({
       srcPort: this.localPort,
       dstPort: this.guestPort,
       seq: this.iss,
@@ -581,7 +387,7 @@ export class TcpSender implements EthernetReceiver {
 
   private refused(): void {
     const max = this.config.maxConnectAttempts ?? 100;
-    this.stopTimer();
+    this.rtx.stop();
     this.event('refused', `attempt ${this.counters.connectAttempts}`);
     if (this.counters.connectAttempts >= max) {
       this.fail(`connection refused by ${formatIpv4(this.guestIp)}:${this.guestPort}`);
@@ -599,7 +405,7 @@ export class TcpSender implements EthernetReceiver {
     if (this.state === 'failed') return;
     this.state = 'failed';
     this.error = reason;
-    this.stopTimer();
+    this.rtx.stop();
     this.arpTimer?.cancel();
     this.event('failed', reason);
   }
@@ -613,49 +419,14 @@ export class TcpSender implements EthernetReceiver {
 
   /** The application writes 32 KB messages while the socket buffer has room for one. */
   private fillBuffer(): void {
-    const payloadEnd = this.stream.payloadLength;
-    while (this.written < this.streamEnd) {
-      // The payload goes in messages; the trailer is one last small write.
-      const size =
-        this.written < payloadEnd
-          ? Math.min(this.messageBytes, payloadEnd - this.written)
-          : this.streamEnd - this.written;
-      if (this.written + size - this.sndUna > this.socketBuffer) break;
-      this.written += size;
-      this.counters.messages++;
-    }
-  }
-
-  private route(): Route {
-    return {
-      srcMac: this.mac,
-      dstMac: this.guestMac ?? BROADCAST_MAC,
-      srcIp: this.ip,
-      dstIp: this.guestIp,
-    };
-  }
-
-  private queueSegment(s: TcpSegment): void {
-    this.control.push(this.segmentFrame(s));
-    this.pump();
-  }
-
-  private segmentFrame(s: TcpSegment): Uint8Array {
-    this.counters.segmentsSent++;
-    this.ipId = (this.ipId + 1) & 0xffff;
-    return buildTcpFrame(this.route(), this.ipId, s);
-  }
-
-  private queue(frame: Uint8Array): void {
-    this.control.push(frame);
-    this.pump();
+    this.counters.messages += this.win.fillBuffer();
   }
 
   private sendAck(): void {
-    this.queueSegment({
+    this.link.queueSegment({
       srcPort: this.localPort,
       dstPort: this.guestPort,
-      seq: this.wireSeq(this.sndNxt),
+      seq: this.wireSeq(this.win.nxt),
       ack: this.rcvNxt,
       flags: TCP_ACK,
       window: OUR_WINDOW,
@@ -668,42 +439,22 @@ export class TcpSender implements EthernetReceiver {
     return (this.iss + 1 + offset) >>> 0;
   }
 
-  /** Sends frames while the wire is free; when it is busy, comes back when it is free. */
-  private pump(): void {
-    if (this.pumpTimer !== undefined) return;
-    const now = this.clock.now();
-    if (this.wireFreeAt > now) {
-      this.pumpTimer = this.clock.at(this.wireFreeAt, () => {
-        this.pumpTimer = undefined;
-        this.pump();
-      });
-      return;
-    }
-    const frame = this.control.shift() ?? this.nextDataFrame();
-    if (frame === undefined) return;
-    this.counters.framesSent++;
-    this.wireFreeAt = this.config.transmit(withFcs(frame)) ?? now;
-    if (this.control.length > 0 || this.state === 'established') this.pump();
-  }
-
-  private usableWindow(): number {
-    return Math.min(this.sndWnd, this.socketBuffer) - (this.sndNxt - this.sndUna);
-  }
-
+  /** The next data segment the link may send now, if any. */
   private nextDataFrame(): Uint8Array | undefined {
     if (this.state !== 'established') return undefined;
+    const win = this.win;
     const end = this.streamEnd;
     if (this.pendingRetransmit !== undefined) {
       const off = this.pendingRetransmit;
       this.pendingRetransmit = undefined;
-      if (off < this.sndMax && off >= this.sndUna) {
-        const len = Math.min(this.mss, Math.min(this.sndMax, end) - off);
+      if (off < win.max && off >= win.una) {
+        const len = Math.min(this.mss, Math.min(win.max, end) - off);
         return this.dataSegment(off, len, off + len === end, false);
       }
     }
-    if (this.sndNxt > end) return undefined; // everything and the FIN are out
-    if (this.sndNxt === end) return this.dataSegment(end, 0, true, true);
-    let len = Math.min(this.mss, this.written - this.sndNxt, this.usableWindow());
+    if (win.nxt > end) return undefined; // everything and the FIN are out
+    if (win.nxt === end) return this.dataSegment(end, 0, true, true);
+    let len = Math.min(this.mss, win.written - win.nxt, win.usable());
     if (len <= 0 && this.forceProbe) {
       len = 1;
       this.counters.windowProbes++;
@@ -713,37 +464,32 @@ export class TcpSender implements EthernetReceiver {
       this.armTimer();
       return undefined;
     }
-    // Sender-side silly-window avoidance (RFC 9293 3.8.6.2.1): a short segment only when it
-    // empties the buffer, nothing is in flight, or it fills half the largest window seen.
-    const shortOk =
-      this.sndNxt + len === this.written ||
-      this.sndNxt === this.sndUna ||
-      len >= this.maxSndWnd / 2;
-    if (len < this.mss && !shortOk) return undefined;
-    return this.dataSegment(this.sndNxt, len, this.sndNxt + len === end, true);
+    if (len < this.mss && !win.shortSegmentOk(len)) return undefined;
+    return this.dataSegment(win.nxt, len, win.nxt + len === end, true);
   }
 
   /** A segment of stream bytes [off, off + len), with the FIN if it ends the stream. */
   private dataSegment(off: number, len: number, fin: boolean, advance: boolean): Uint8Array {
+    const win = this.win;
     const payload = new Uint8Array(len);
     this.stream.read(off, payload);
     const segEnd = off + len + (fin ? 1 : 0);
-    if (off < this.sndMax) {
+    if (off < win.max) {
       this.counters.retransmissions++;
-      this.timing = undefined; // Karn's rule
-    } else if (this.timing === undefined) {
-      this.timing = { end: segEnd, sentAt: this.clock.now() };
+      this.rtx.timing = undefined; // Karn's rule
+    } else if (this.rtx.timing === undefined) {
+      this.rtx.timing = { end: segEnd, sentAt: this.clock.now() };
     }
     if (len > 0) {
       this.counters.dataSegmentsSent++;
       this.counters.bytesSent += len;
     }
-    if (advance) this.sndNxt = segEnd;
-    this.sndMax = Math.max(this.sndMax, segEnd);
+    if (advance) win.nxt = segEnd;
+    win.max = Math.max(win.max, segEnd);
     let flags = TCP_ACK;
-    if (len > 0 && off + len === this.written) flags |= TCP_PSH;
+    if (len > 0 && off + len === win.written) flags |= TCP_PSH;
     if (fin) flags |= TCP_FIN;
-    const frame = this.segmentFrame({
+    const frame = this.link.segmentFrame({
       srcPort: this.localPort,
       dstPort: this.guestPort,
       seq: this.wireSeq(off),
@@ -758,72 +504,51 @@ export class TcpSender implements EthernetReceiver {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Retransmission timer (RFC 6298)
-
-  private sampleRtt(rtt: number): void {
-    if (this.srtt === undefined) {
-      this.srtt = rtt;
-      this.rttvar = rtt / 2;
-    } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - rtt);
-      this.srtt = 0.875 * this.srtt + 0.125 * rtt;
-    }
-  }
-
-  private computedRto(): number {
-    if (this.srtt === undefined) return this.rtoInitial;
-    const rto = this.srtt + Math.max(1, 4 * this.rttvar);
-    return Math.min(this.rtoMax, Math.max(this.rtoMin, Math.round(rto)));
-  }
+  // Retransmission (the timer and its estimate: RetransmitTimer.ts)
 
   /** The timer runs while anything is unacknowledged or a closed window holds data back. */
   private armTimer(): void {
-    const outstanding = this.state === 'syn-sent' || this.sndMax > this.sndUna;
+    const win = this.win;
+    const outstanding = this.state === 'syn-sent' || win.max > win.una;
     const blocked =
       this.state === 'established' &&
-      this.sndNxt < this.written &&
-      this.usableWindow() <= 0 &&
-      this.sndNxt === this.sndUna;
-    if (!outstanding && !blocked) this.stopTimer();
-    else if (this.rtoTimer === undefined)
-      this.rtoTimer = this.clock.at(this.clock.now() + this.rto, () => this.timeout());
+      win.nxt < win.written &&
+      win.usable() <= 0 &&
+      win.nxt === win.una;
+    if (!outstanding && !blocked) this.rtx.stop();
+    else this.rtx.start();
   }
 
   private restartTimer(): void {
-    this.stopTimer();
+    this.rtx.stop();
     this.armTimer();
   }
 
-  private stopTimer(): void {
-    this.rtoTimer?.cancel();
-    this.rtoTimer = undefined;
-  }
-
   private timeout(): void {
-    this.rtoTimer = undefined;
     if (this.state !== 'syn-sent' && this.state !== 'established') return;
     const max = this.config.maxTimeouts ?? 12;
     if (++this.consecutiveTimeouts > max) {
       this.fail(`no progress after ${max} retransmission timeouts`);
       return;
     }
-    this.rto = Math.min(this.rtoMax, this.rto * 2);
-    this.timing = undefined;
+    this.rtx.backOff();
+    this.rtx.timing = undefined;
     if (this.state === 'syn-sent') {
       this.counters.timeouts++;
       this.sendSyn();
       return;
     }
     // Go back to the oldest unacknowledged byte; later ACKs skip what the guest already has.
-    this.sndNxt = this.sndUna;
-    this.recover = this.sndMax;
+    const win = this.win;
+    win.nxt = win.una;
+    this.recover = win.max;
     this.pendingRetransmit = undefined;
     this.goBackOnPartialAck = false;
     this.dupAcks = 0;
     // A closed window makes this the persist timer: probe with one byte (RFC 9293 3.8.6.1).
-    if (this.sndWnd === 0) this.forceProbe = true;
+    if (win.wnd === 0) this.forceProbe = true;
     else this.counters.timeouts++;
     this.armTimer();
-    this.pump();
+    this.link.pump();
   }
 }
