@@ -1,5 +1,6 @@
 import type { CpuCosts } from './cost.ts';
 import { CpuFault, Vector, gp, ss } from './fault.ts';
+import { Block, HOT, STACK_BIG, compileBlock } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import { decode } from './decode.ts';
@@ -113,6 +114,7 @@ export class Cpu {
   shutdownReason: string | undefined = undefined;
   monitor: Monitor | null = null;
 
+  /** Read by compiled blocks (block.ts) too. */
   private interruptLine = false;
   /** Interrupts are inhibited for one instruction after STI and MOV/POP SS (SDM 3A 6.8.3). */
   interruptShadow = false;
@@ -147,6 +149,15 @@ export class Cpu {
   private code: ((Instr | undefined)[] | undefined)[];
   private readonly mmioPages: Uint8Array;
   private readonly bound = new Map<number, BoundHandler>();
+  /**
+   * PERF: compiled blocks (block.ts). A physical page's generation counts the writes that
+   * retired decoded instructions in it; a block is valid for the generation it was compiled in,
+   * and for the current `blockEpoch` (bumped when bound entries change or all code is dropped).
+   */
+  readonly codeGeneration: Int32Array;
+  private blockEpoch = 0;
+  /** Compile hot code into blocks (false: interpret every instruction; for tests and checks). */
+  blocksEnabled = true;
   /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
   private readonly fetchBuffer = new Uint8Array(16);
 
@@ -157,6 +168,7 @@ export class Cpu {
     this.view = new DataView(this.ram.buffer, this.ram.byteOffset, this.ram.byteLength);
     this.mmioPages = new Uint8Array(Math.ceil(this.ram.length / 4096));
     this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
+    this.codeGeneration = new Int32Array(this.mmioPages.length);
     this.reset();
   }
 
@@ -698,6 +710,7 @@ export class Cpu {
       if (instr !== undefined && a + instr.length > p) {
         retire(instr);
         page[a & 0xfff] = undefined;
+        this.codeGeneration[a >>> 12]++;
       }
     }
   }
@@ -706,6 +719,7 @@ export class Cpu {
   invalidateAllCode(): void {
     for (const page of this.code) if (page !== undefined) for (const i of page) if (i) retire(i);
     this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
+    this.blockEpoch++;
     this.fetchPage = -1;
     this.flushTlb(true);
   }
@@ -993,12 +1007,57 @@ export class Cpu {
     return instr;
   }
 
+  /**
+   * For the block compiler: the 32-bit instruction decoded at a physical address (decoding it
+   * now if needed), or undefined if it cannot be cached there (it leaves the page or the bytes
+   * do not decode).
+   */
+  private decodedAt(physical: number): Instr | undefined {
+    const page = this.code[physical >>> 12];
+    if (page === undefined) return undefined;
+    const cached = page[physical & 0xfff];
+    if (cached !== undefined) return cached.codeBig ? cached : undefined;
+    if ((physical & 0xfff) > 0xff0) return undefined;
+    const instr = decode(this.ram, physical, true);
+    if (instr.length === 0 || (physical & 0xfff) + instr.length > 0x1000) return undefined;
+    page[physical & 0xfff] = instr;
+    return instr;
+  }
+
+  /** Compiles the block starting at `instr` (hot, 32-bit code, cached in RAM), if any. */
+  private compileAt(instr: Instr, eip: number, csBase: number): Block | undefined {
+    const linear = (csBase + eip) | 0;
+    const e = this.itlb[linear >>> 12];
+    if ((e & (T_VALID | T_RAM)) !== (T_VALID | T_RAM)) return undefined;
+    const physical = (e & 0xfffff000) | (linear & 0xfff);
+    if (this.code[physical >>> 12]?.[physical & 0xfff] !== instr) return undefined;
+    return compileBlock(
+      instr,
+      eip,
+      physical,
+      csBase,
+      this.codeGeneration[physical >>> 12],
+      this.blockEpoch,
+      (p) => this.decodedAt(p),
+      (l) => this.bound.has(l >>> 0),
+    );
+  }
+
+  /** Segment registers the blocks' inline memory paths may use now (block.ts STACK_BIG). */
+  private flatSegments(): number {
+    let mask = 0;
+    for (let s = 0; s < 6; s++) if (this.segs[s].flatRead && this.segs[s].flatWrite) mask |= 1 << s;
+    if (this.segs[SS].big) mask |= STACK_BIG;
+    return mask;
+  }
+
   // ---- bound entries, interrupts, running -------------------------------------------------
 
   /** Binds a TypeScript handler to a linear address (DESIGN.md decision 6). */
   bindEntry(linear: number, handler: BoundHandler): () => void {
     const key = linear >>> 0;
     this.bound.set(key, handler);
+    this.blockEpoch++; // compiled blocks run past addresses that were not bound
     return () => {
       if (this.bound.get(key) === handler) this.bound.delete(key);
     };
@@ -1111,6 +1170,9 @@ export class Cpu {
     const ram = this.ram;
     let readMask = this.readMask;
     let writeMask = this.writeMask;
+    const blocks = this.blocksEnabled;
+    const generation = this.codeGeneration;
+    let flat = this.flatSegments();
     // PERF: the instruction the last one linked to (Instr.next/target), if any, and the one whose
     // link the next cache lookup should fill in. Links stay inside one code page, are made only
     // between cache hits, and are followed only while nothing but inline forms ran: CS, paging
@@ -1130,6 +1192,7 @@ export class Cpu {
         csLimit = cs.limit;
         readMask = this.readMask;
         writeMask = this.writeMask;
+        flat = this.flatSegments();
         predicted = linkFrom = undefined;
         continue;
       }
@@ -1143,6 +1206,7 @@ export class Cpu {
         csLimit = cs.limit;
         readMask = this.readMask;
         writeMask = this.writeMask;
+        flat = this.flatSegments();
         predicted = linkFrom = undefined;
         continue;
       }
@@ -1162,6 +1226,56 @@ export class Cpu {
           else linkFrom.next = instr;
         }
         linkFrom = undefined;
+      }
+      if (blocks) {
+        const block = instr.block;
+        if (block === undefined) {
+          if (++instr.heat === HOT && csBig) instr.block = this.compileAt(instr, eip, csBase);
+        } else if (
+          block.eips[0] === eip &&
+          block.csBase === csBase &&
+          block.generation === generation[block.page] &&
+          block.epoch === this.blockEpoch &&
+          (block.segments & ~flat) === 0 &&
+          budget >= block.length &&
+          block.lastByte <= csLimit &&
+          block.fits(this.cycles, this.sliceEnd, costs) &&
+          // After STI or MOV SS the interrupt waits one instruction, not a whole block.
+          !(this.interruptLine && (this.flagsBits & F.IF) !== 0)
+        ) {
+          budget -= block.code(
+            this,
+            regs,
+            view,
+            ram,
+            dtlb,
+            readMask,
+            writeMask,
+            generation,
+            costs,
+            counters,
+            block.instrs,
+            gp,
+            csLimit,
+            block.eips,
+            budget,
+          );
+          predicted = linkFrom = undefined;
+          if (block.generic) {
+            // The last instruction went through its handler: it may have changed anything.
+            csBase = cs.base;
+            csBig = cs.big;
+            csLimit = cs.limit;
+            readMask = this.readMask;
+            writeMask = this.writeMask;
+            flat = this.flatSegments();
+          }
+          continue;
+        } else if (block.generation !== generation[block.page] || block.epoch !== this.blockEpoch) {
+          // Its code changed, or bound entries did: compile again when hot again.
+          instr.block = undefined;
+          instr.heat = 0;
+        }
       }
       this.eip = csBig ? (eip + instr.length) >>> 0 : (eip + instr.length) & 0xffff;
       this.cycles += costs.base;
@@ -1413,6 +1527,7 @@ function retire(instr: Instr): void {
   instr.dead = true;
   instr.next = undefined;
   instr.target = undefined;
+  instr.block = undefined;
 }
 
 export function newCounters(): CpuCounters {

@@ -1,3 +1,4 @@
+import type { Block } from './block.ts';
 import type { Cpu } from './Cpu.ts';
 
 /** The semantics of one decoded instruction. */
@@ -55,6 +56,12 @@ export class Instr {
   next: Instr | undefined = undefined;
   target: Instr | undefined = undefined;
   dead = false;
+  /**
+   * PERF: the compiled block that starts here (block.ts), and how often the interpreter loop
+   * has started here without one (blocks are compiled for hot entry points only).
+   */
+  block: Block | undefined = undefined;
+  heat = 0;
 
   constructor(exec: Handler) {
     this.exec = exec;

@@ -37,7 +37,8 @@ export function loadSegments(elf: Uint8Array, ram: Uint8Array): number {
   return view.getUint32(24, true);
 }
 
-export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
+/** `blocks: false` runs the interpreter alone (no compiled blocks), for comparison. */
+export function runOnPrevirt(elfPath: string, blocks = true, memoryMb = 64): PrevirtResult {
   const ram = new Uint8Array(memoryMb << 20);
   const entry = loadSegments(readFileSync(elfPath), ram);
   let begin = { instructions: 0, cycles: 0, ms: 0 };
@@ -73,6 +74,7 @@ export function runOnPrevirt(elfPath: string, memoryMb = 64): PrevirtResult {
       cpu.requestStop();
     },
   );
+  cpu.blocksEnabled = blocks;
   cpu.enterFlatProtectedMode();
   cpu.eip = entry;
   cpu.eax = 0x2badb002;

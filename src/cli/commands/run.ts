@@ -36,6 +36,8 @@ options:
                                 hypervisor owns ring 0 and the kernel (an afterburned build)
                                 runs in a domain through the in-place VMM; --memory is the
                                 machine's, the domain gets all but 4 MB of it
+  --interpret                   interpret every instruction: no compiled blocks (the same
+                                results, cycles and counters, only slower on the host)
 
 exit status:
   (v << 1) | 1   the guest wrote v to isa-debug-exit (port 0xf4), as QEMU
@@ -57,6 +59,7 @@ interface Options {
   json: boolean;
   costModel?: string;
   hypervisor: 'none' | 'xen';
+  interpret: boolean;
 }
 
 function parse(argv: string[]): Options | string {
@@ -69,6 +72,7 @@ function parse(argv: string[]): Options | string {
     stats: false,
     json: false,
     hypervisor: 'none',
+    interpret: false,
   };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
@@ -115,6 +119,9 @@ function parse(argv: string[]): Options | string {
           break;
         case '--json':
           o.json = true;
+          break;
+        case '--interpret':
+          o.interpret = true;
           break;
         case '--cost-model':
           o.costModel = need(value());
@@ -312,6 +319,7 @@ export const run: Command = {
       }
     }
     const t0 = performance.now();
+    machine.cpu.blocksEnabled = !o.interpret;
     const end = machine.run(o.maxCycles);
     const hostMs = performance.now() - t0;
     writer?.flush();
