@@ -251,6 +251,10 @@ export class Machine {
   /** HLT: jump to the next event; with interrupts off or nothing scheduled, the guest is stuck. */
   private idle(maxCycles: number): void {
     const cpu = this.cpu;
+    // The events fired after the slice may have woken the CPU already: a hypervisor unblocks its
+    // domain for a timer that fell due while the slice's last instruction (a block hypercall
+    // charged in one piece) ran past it. The CPU then runs on, with nothing skipped.
+    if (!cpu.halted) return;
     const next = this.clock.next();
     if (!cpu.interruptsEnabled || next === undefined) {
       this.end = { kind: 'halted' };

@@ -78,6 +78,36 @@ test('an event a device schedules mid-slice is taken on time (a one-shot PIT cou
   );
 });
 
+test('a CPU a hypervisor wakes in the events fired after its slice runs on (no false "halted" end)', () => {
+  // What xen's block hypercall does: it charges its cost in one piece and halts the CPU; a timer
+  // that fell due inside that cost fires after the slice and wakes the domain.
+  const machine = createMachine({ memoryMb: 32 });
+  assert.ok(machine instanceof Machine);
+  const cpu = machine.cpu;
+  let wokenAt: number | undefined;
+  const monitor = machine.ports.register(0x90, 1, {
+    name: 'monitor',
+    ioRead: () => 0xff,
+    ioWrite: () => {
+      machine.clock.at(cpu.cycles + 10, () => {
+        wokenAt = machine.clock.now();
+        cpu.halted = false;
+      });
+      cpu.charge(1000);
+      cpu.halted = true;
+    },
+  });
+  assert.notEqual(typeof monitor, 'string');
+  // out 0x90, al; mov al, 7; out 0xf4, al — interrupts off, so only the monitor can wake it.
+  machine.ram.set([0xe6, 0x90, 0xb0, 0x07, 0xe6, 0xf4], 0x1000);
+  cpu.enterFlatProtectedMode();
+  cpu.eip = 0x1000;
+  const end = machine.run(2_800_000_000);
+  assert.deepEqual(end, { kind: 'exit', value: 7 });
+  assert.ok(wokenAt !== undefined && wokenAt < cpu.cycles);
+  assert.equal(cpu.idleCycles, 0, 'nothing is skipped as idle');
+});
+
 test('serial input typed on the host reaches the guest through the UART interrupt', () => {
   const r = previrt(['--kernel', probe, '--append', 'echo'], 'typed text.');
   assert.equal(r.stdout, 'typed text\n');
