@@ -102,6 +102,10 @@ export class InPlaceVmm {
   private console: number[] = [];
   private timerPeriodNs = 0;
   private nextTickNs = 0;
+  /** The backend timer's deadline (ns) while one is set. */
+  private armedNs: number | undefined;
+  /** timerExpired is running: device events it fires are armed once, at its end. */
+  private inTimer = false;
 
   constructor(
     readonly cpu: Cpu,
@@ -125,6 +129,7 @@ export class InPlaceVmm {
       },
       nowNs: () => backend.nowNs(),
       programmed: (periodNs) => this.pitProgrammed(periodNs),
+      deviceEventAt: (ns) => this.deviceEventAt(ns),
       rtcStartSeconds: options.rtcStartSeconds,
       deviceEoi: (irq) => backend.deviceEoi(irq),
     });
@@ -343,24 +348,52 @@ export class InPlaceVmm {
     cpu.writeLinear((cpu.segs[SS].base + cpu.esp + offset) >>> 0, 4, value >>> 0);
   }
 
-  /** The backend's timer fired: PIT ticks that are due raise IRQ 0; the next one is armed. */
+  /**
+   * The backend's timer fired: the virtual devices' events that are due run (the UART's
+   * received bytes), PIT ticks that are due raise IRQ 0, and the timer is armed for whichever
+   * comes next.
+   */
   timerExpired(): void {
-    if (this.timerPeriodNs === 0) return;
+    this.armedNs = undefined;
     const now = this.backend.nowNs();
-    if (now >= this.nextTickNs) {
+    this.inTimer = true;
+    try {
+      this.platform.clock.fireDue(now);
+    } finally {
+      this.inTimer = false;
+    }
+    if (this.timerPeriodNs !== 0 && now >= this.nextTickNs) {
       this.counters.timerTicks++;
       this.platform.pic.setIrq(0, true);
       this.platform.pic.setIrq(0, false);
       while (this.nextTickNs <= now) this.nextTickNs += this.timerPeriodNs;
-      this.platform.uart.tick();
     }
-    this.backend.setTimer(this.nextTickNs);
+    this.armTimer(false);
   }
 
   private pitProgrammed(periodNs: number): void {
     this.timerPeriodNs = periodNs;
     this.nextTickNs = this.backend.nowNs() + periodNs;
-    this.backend.setTimer(periodNs === 0 ? 0 : this.nextTickNs);
+    this.armTimer(true);
+  }
+
+  /** A virtual device scheduled an event: the timer fires by then (timerExpired re-arms it). */
+  private deviceEventAt(ns: number): void {
+    if (this.inTimer || (this.armedNs !== undefined && this.armedNs <= ns)) return;
+    this.armTimer(false);
+  }
+
+  /**
+   * The backend's one-shot timer for the earlier of the next PIT tick and the next device event;
+   * with neither, it is cancelled if `cancel` (the guest stopped the PIT) or left to lapse.
+   */
+  private armTimer(cancel: boolean): void {
+    const device = this.platform.clock.next();
+    const tick = this.timerPeriodNs === 0 ? undefined : this.nextTickNs;
+    const deadline =
+      tick === undefined ? device : device === undefined ? tick : Math.min(tick, device);
+    this.armedNs = deadline;
+    if (deadline !== undefined || cancel) this.backend.setTimer(deadline ?? 0);
   }
 
   /** A passed-through device's interrupt (the backend's event for its line). */

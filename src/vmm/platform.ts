@@ -1,19 +1,22 @@
 /**
  * The PC platform the guest expects, as virtual devices inside the VMM (DESIGN.md decision 7):
  * the cascaded 8259s (the machine's own model, driven by virtual lines), the 8254 channel 0 on
- * the backend's timer, COM1 on the backend's console, the CMOS clock on the backend's time,
- * PCI configuration mechanism #1 with the host bridge, isa-debug-exit, the POST port and the
- * keyboard controller's reset. A port nobody claims reads all ones and ignores writes, as an
- * empty ISA bus does.
+ * the backend's timer, COM1 (the machine's 16550) on the backend's console, the CMOS clock on
+ * the backend's time, PCI configuration mechanism #1 with the host bridge, isa-debug-exit, the
+ * POST port and the keyboard controller's reset. A port nobody claims reads all ones and ignores
+ * writes, as an empty ISA bus does. The devices that schedule work (the UART's received bytes)
+ * do it on `clock`, the backend's system time, whose events the core fires from the backend's
+ * timer.
  */
 import { PortBus } from '../machine/bus.ts';
-import type { AccessSize, Clock, PortDevice } from '../machine/device.ts';
+import { SimClock } from '../machine/clock.ts';
+import type { AccessSize, PortDevice } from '../machine/device.ts';
 import { Cmos } from '../machine/devices/legacy/cmos.ts';
 import { DualPic } from '../machine/devices/legacy/pic.ts';
+import { Uart16550 } from '../machine/devices/legacy/uart.ts';
 import { PciHostBridge } from '../machine/devices/pci/hostBridge.ts';
 import type { PassthroughPci } from './devices/passthrough.ts';
 import { VirtualPit, type PitHost } from './devices/pit.ts';
-import { VirtualUart } from './devices/uart.ts';
 
 export interface PlatformHost extends PitHost {
   /** The virtual PIC's output to the virtual CPU. */
@@ -22,6 +25,11 @@ export interface PlatformHost extends PitHost {
   /** isa-debug-exit (0xF4) and the keyboard controller's reset (0x64 ← 0xFE). */
   exit(status: number): void;
   reset(): void;
+  /**
+   * A virtual device scheduled an event at this system time (ns): the backend's timer must fire
+   * by then, and the core then fires what is due (`clock.fireDue`).
+   */
+  deviceEventAt(ns: number): void;
   /** Seconds since the Unix epoch the RTC shows at system time 0. */
   rtcStartSeconds: number;
   /** The guest ended the interrupt of a passed-through device's line (EOI): unmask it. */
@@ -35,7 +43,9 @@ export class VirtualPlatform {
   readonly ports = new PortBus();
   readonly pic: DualPic;
   readonly pit: VirtualPit;
-  readonly uart: VirtualUart;
+  readonly uart: Uart16550;
+  /** The virtual devices' clock: the backend's system time in nanoseconds. */
+  readonly clock: SimClock;
   readonly pci = new PciHostBridge();
   /** Passed-through PCI functions by their slot, and their lines' states by IRQ. */
   readonly passthrough: PassthroughPci[] = [];
@@ -44,22 +54,18 @@ export class VirtualPlatform {
   constructor(private readonly host: PlatformHost) {
     this.pic = new DualPic((level) => host.interruptLine(level));
     this.pit = new VirtualPit(host);
-    this.uart = new VirtualUart(
-      (b) => host.consoleByte(b),
-      (level) => this.pic.setIrq(4, level),
+    this.clock = new SimClock(
+      1e9,
+      () => host.nowNs(),
+      (ns) => host.deviceEventAt(ns),
     );
-    // The RTC reads the backend's time: a clock in nanoseconds.
-    const clock: Clock = {
-      hz: 1e9,
-      now: () => host.nowNs(),
-      at: () => ({ cancel: () => {} }),
-    };
+    this.uart = new Uart16550('com1', this.clock, this.pic.line(4), (b) => host.consoleByte(b));
     const devices: [number, number, PortDevice][] = [
       [0x20, 2, this.pic.master],
       [0xa0, 2, this.pic.slave],
       [0x40, 4, this.pit],
       [0x60, 5, keyboard(() => host.reset())],
-      [0x70, 2, new Cmos(clock, host.rtcStartSeconds)],
+      [0x70, 2, new Cmos(this.clock, host.rtcStartSeconds)],
       [0x80, 1, { name: 'post', ioRead: () => 0xff, ioWrite: () => {} }],
       [
         0xf4,
@@ -82,7 +88,27 @@ export class VirtualPlatform {
 
   write(port: number, size: AccessSize, value: number): void {
     this.ports.write(port, size, value);
+    if ((port === 0x20 || port === 0xa0) && (value & 0x10) !== 0) this.edgesAfterIcw1(port);
     if ((port === 0x20 || port === 0xa0) && this.deviceLines.size > 0) this.checkEoi();
+  }
+
+  /**
+   * ICW1 resets the 8259's edge sense: an input that is already high must go low and high again
+   * to request an interrupt (Intel 8259A datasheet, ICW1). The guest kernel enables COM1's
+   * interrupt before it initialises its 8259s, so a byte typed before that would never be seen
+   * (the UART holds it and waits to be read). The virtual platform presents an edge-triggered
+   * line that is still high as a new edge; the IRQ stays in IRR until the guest unmasks it.
+   */
+  private edgesAfterIcw1(port: number): void {
+    const chip = port === 0x20 ? this.pic.master : this.pic.slave;
+    // Level-triggered inputs (ELCR) need no edge; master input 2 is the cascade.
+    const high = chip.lines & ~chip.levelMask & (port === 0x20 ? ~0x04 : 0xff);
+    for (let irq = 0; irq < 8; irq++) {
+      if ((high & (1 << irq)) === 0) continue;
+      const line = port === 0x20 ? irq : irq + 8;
+      this.pic.setIrq(line, false);
+      this.pic.setIrq(line, true);
+    }
   }
 
   /**

@@ -88,6 +88,22 @@ describe('the afterburned guest on --hypervisor xen', { skip }, () => {
     assert.equal(r.status, 7);
   });
 
+  it('takes piped input longer than the console ring, one UART interrupt per byte', () => {
+    const lines = Array.from(
+      { length: 30 },
+      (_, i) => `hello line ${i} abcdefghijklmnopqrstuvwxyz`,
+    );
+    const input = `${lines.join('\n')}\nexit 5\n`;
+    assert.ok(input.length > 1024, 'more than the console ring holds at once');
+    const r = previrt(['--hypervisor', 'xen', '--kernel', kernel, '--stats', '--json'], input);
+    for (let i = 0; i < lines.length; i++) {
+      assert.match(r.out, new RegExp(`hello from pid \\d+: line ${i} abc`), r.out + r.err);
+    }
+    assert.equal(r.status, 11);
+    const stats = JSON.parse(r.err);
+    assert.equal(stats.vmm.virtualInterrupts['36'], input.length);
+  });
+
   it('rejects a bad --hypervisor value', () => {
     const r = previrt(['--hypervisor', 'l5', '--kernel', kernel]);
     assert.equal(r.status, 2);
