@@ -1,6 +1,6 @@
 import type { CpuCosts } from './cost.ts';
 import { CpuFault, Vector, gp, ss } from './fault.ts';
-import { Block, HOT, STACK_BIG, compileBlock } from './block.ts';
+import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import { decode } from './decode.ts';
@@ -158,6 +158,7 @@ export class Cpu {
   private blockEpoch = 0;
   /** Compile hot code into blocks (false: interpret every instruction; for tests and checks). */
   blocksEnabled = true;
+  private blockContext: BlockContext | undefined;
   /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
   private readonly fetchBuffer = new Uint8Array(16);
 
@@ -720,6 +721,7 @@ export class Cpu {
     for (const page of this.code) if (page !== undefined) for (const i of page) if (i) retire(i);
     this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
     this.blockEpoch++;
+    this.blockContext = undefined; // a restore replaces the counters object
     this.fetchPage = -1;
     this.flushTlb(true);
   }
@@ -1031,7 +1033,17 @@ export class Cpu {
     if ((e & (T_VALID | T_RAM)) !== (T_VALID | T_RAM)) return undefined;
     const physical = (e & 0xfffff000) | (linear & 0xfff);
     if (this.code[physical >>> 12]?.[physical & 0xfff] !== instr) return undefined;
+    this.blockContext ??= {
+      cpu: this,
+      regs: this.regs,
+      view: this.view,
+      ram: this.ram,
+      dtlb: this.dtlb,
+      counters: this.counters,
+      gp,
+    };
     return compileBlock(
+      this.blockContext,
       instr,
       eip,
       physical,
@@ -1040,6 +1052,28 @@ export class Cpu {
       this.blockEpoch,
       (p) => this.decodedAt(p),
       (l) => this.bound.has(l >>> 0),
+    );
+  }
+
+  /**
+   * For compiled blocks, after a slow memory path or a generic handler: the loop must run next
+   * (an interrupt is deliverable, the block's code page was written, bound entries changed, or
+   * the slice would end before the block's last instruction: `before` more instructions, of
+   * which `multiplies` cost costs.mul).
+   */
+  blockMustLeave(
+    page: number,
+    generation: number,
+    epoch: number,
+    before: number,
+    multiplies: number,
+  ): boolean {
+    const costs = this.costs;
+    return (
+      (this.interruptLine && (this.flagsBits & F.IF) !== 0) ||
+      this.codeGeneration[page] !== generation ||
+      this.blockEpoch !== epoch ||
+      this.cycles + before * costs.base + multiplies * (costs.mul - costs.base) >= this.sliceEnd
     );
   }
 
@@ -1243,23 +1277,7 @@ export class Cpu {
           // After STI or MOV SS the interrupt waits one instruction, not a whole block.
           !(this.interruptLine && (this.flagsBits & F.IF) !== 0)
         ) {
-          budget -= block.code(
-            this,
-            regs,
-            view,
-            ram,
-            dtlb,
-            readMask,
-            writeMask,
-            generation,
-            costs,
-            counters,
-            block.instrs,
-            gp,
-            csLimit,
-            block.eips,
-            budget,
-          );
+          budget -= block.code(readMask, writeMask, csLimit, budget);
           predicted = linkFrom = undefined;
           if (block.generic) {
             // The last instruction went through its handler: it may have changed anything.

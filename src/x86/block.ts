@@ -28,24 +28,27 @@ import * as Fast from './ops/fast.ts';
 import type { Instr } from './instr.ts';
 import { SS } from './segment.ts';
 
-/** The compiled code: runs the block and returns how many instructions it executed. */
+/**
+ * The compiled code: runs the block and returns how many instructions it executed. `readMask`
+ * and `writeMask` are the data TLB bits a fast access needs at the current CPL.
+ */
 export type BlockCode = (
-  cpu: Cpu,
-  regs: Int32Array,
-  view: DataView,
-  ram: Uint8Array,
-  dtlb: Int32Array,
   readMask: number,
   writeMask: number,
-  generation: Int32Array,
-  costs: CpuCosts,
-  counters: CpuCounters,
-  instrs: Instr[],
-  gp: (code: number) => CpuFault,
   csLimit: number,
-  eips: number[],
   budget: number,
 ) => number;
+
+/** What every block of one CPU works on (captured by the compiled code). */
+export interface BlockContext {
+  cpu: Cpu;
+  regs: Int32Array;
+  view: DataView;
+  ram: Uint8Array;
+  dtlb: Int32Array;
+  counters: CpuCounters;
+  gp: (code: number) => CpuFault;
+}
 
 /** A flat-segment requirement bit per segment register, and one for a 32-bit stack (SS.B). */
 export const STACK_BIG = 1 << 6;
@@ -134,34 +137,13 @@ function plainGeneric(i: Instr): boolean {
   return op >= 0x1c8 && op <= 0x1cf; // BSWAP
 }
 
-/** Forms that end a block (they set EIP); a Jcc only leaves it when taken. */
-function ends(code: number): boolean {
-  return code === Fast.FAST_JMP || code === Fast.FAST_CALL || code === Fast.FAST_RET;
-}
-
-/** Inline forms that access memory (the segment or stack they use must be flat). */
-function memorySegments(i: Instr): number {
-  switch (i.fast) {
-    case Fast.FAST_MOV_LOAD:
-    case Fast.FAST_MOV_STORE:
-    case Fast.FAST_MOVZX8_LOAD:
-      return 1 << i.seg;
-    case Fast.FAST_PUSH:
-    case Fast.FAST_POP:
-    case Fast.FAST_CALL:
-    case Fast.FAST_RET:
-      return (1 << SS) | STACK_BIG;
-    default:
-      return 0;
-  }
-}
-
 /**
  * Collects and compiles the block that starts with `head` at `eip` (physical address
  * `physical`, CS base `csBase`, 32-bit code). Returns undefined when there is nothing worth
  * compiling (the head itself must go through the generic path).
  */
 export function compileBlock(
+  context: BlockContext,
   head: Instr,
   eip: number,
   physical: number,
@@ -172,49 +154,43 @@ export function compileBlock(
   isBound: (linear: number) => boolean,
 ): Block | undefined {
   const instrs: Instr[] = [];
+  const ops: Op[] = [];
   const eips: number[] = [];
   let at = eip;
   let p = physical;
   let instr: Instr | undefined = head;
   while (instr !== undefined && instr.codeBig && !instr.dead && instrs.length < MAX_LENGTH) {
     if (instrs.length > 0 && isBound((csBase + at) | 0)) break;
+    const o = classify(instr);
     instrs.push(instr);
+    ops.push(o);
     eips.push(at);
     at = (at + instr.length) >>> 0;
     p += instr.length;
-    if (ends(instr.fast)) break;
-    if (instr.fast === Fast.FAST_NONE && !plainGeneric(instr)) break;
+    if (ends(o.form) || (o.form === Form.Generic && !plainGeneric(instr))) break;
     if ((p & 0xfff) === 0 || p >>> 12 !== physical >>> 12) break;
     instr = decodedAt(p);
   }
   eips.push(at);
   const n = instrs.length;
-  if (n === 0 || (n === 1 && instrs[0].fast === Fast.FAST_NONE)) return undefined;
+  if (n === 0 || (n === 1 && ops[0].form === Form.Generic)) return undefined;
   let segments = 0;
   let multiplies = 0;
   for (let k = 0; k < n; k++) {
-    segments |= memorySegments(instrs[k]);
-    if (k < n - 1 && instrs[k].fast === Fast.FAST_IMUL_RRI) multiplies++;
+    const form = ops[k].form;
+    if (memoryForm(form)) segments |= 1 << instrs[k].seg;
+    if (stackForm(form)) segments |= (1 << SS) | STACK_BIG;
+    if (k < n - 1 && form === Form.ImulRRI) multiplies++;
   }
-  const source = generate(instrs, eips, physical >>> 12, generation, epoch);
-  const code = new Function(
-    'cpu',
-    'regs',
-    'view',
-    'ram',
-    'dtlb',
-    'rm',
-    'wm',
-    'gen',
-    'costs',
-    'counters',
+  const source = new Writer(instrs, ops, eips, physical >>> 12, generation, epoch).source();
+  const factory = new Function(
+    'X',
     'I',
-    'gp',
-    'lim',
     'E',
-    'budget',
-    source,
-  ) as BlockCode;
+    'const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp;\n' +
+      `return function block(rm, wm, lim, budget) {\n${source}\n};`,
+  ) as (context: BlockContext, instrs: Instr[], eips: number[]) => BlockCode;
+  const code = factory(context, instrs, eips);
   return new Block(
     code,
     instrs,
@@ -227,72 +203,315 @@ export function compileBlock(
     (at - 1) >>> 0,
     n - 1,
     multiplies,
-    instrs[n - 1].fast === Fast.FAST_NONE,
+    ops[n - 1].form === Form.Generic,
   );
 }
 
-/** What the compiler knows about the lazy flags: the last producer in this block, if simple. */
-const enum Known {
-  None,
-  Sub, // fd - fs = fr (CMP, SUB)
-  Add, // fd + fs = fr (ADD)
-  Logic, // fr (TEST, XOR)
-  IncDec, // fr, CF unknown
+// ---- instruction forms the compiler writes out -------------------------------------------
+
+/** The forms compiled inline; anything else is GENERIC (called through `exec`). */
+const enum Form {
+  Generic,
+  Nop,
+  MovRR, // regs[dst] = regs[src]
+  MovRI, // regs[dst] = imm
+  Lea,
+  Load, // regs[reg] = [ea], 32 bits (8B, A1)
+  Store, // [ea] = regs[reg] or imm (89, C7, A3)
+  LoadExtend, // MOVZX/MOVSX r32, m8/m16
+  ExtendRR, // MOVZX/MOVSX r32, r8/r16
+  Load8, // MOV r8, m8
+  Store8, // MOV m8, r8 / imm8
+  AluRR, // add or and sub xor cmp, r32 with r32 or imm (also TEST)
+  AluRM, // add or and sub xor cmp, r32 with m32 as the source (also CMP m32, r32/imm)
+  IncDec,
+  ImulRRI,
+  Push, // register or imm
+  Pop,
+  SetCC, // SETcc r8
+  CmovRR,
+  Jcc,
+  Jmp,
+  Call,
+  Ret,
+}
+
+/** ALU operations (ModRM reg-field order) the compiler writes out, and their lazy kind. */
+const LAZY_OF_ALU = [
+  F.LAZY_ADD,
+  F.LAZY_LOGIC,
+  0,
+  0,
+  F.LAZY_LOGIC,
+  F.LAZY_SUB,
+  F.LAZY_LOGIC,
+  F.LAZY_SUB,
+];
+
+/** A decoded instruction as the compiler sees it: its form and operands. */
+interface Op {
+  form: Form;
+  /** ALU operation 0–7 (AluRR/AluRM), 8 for TEST; condition code (Jcc, SetCC, CmovRR). */
+  alu: number;
+  /** Destination and source register (-1 none); `imm` when the source is an immediate. */
+  dst: number;
+  src: number;
+  imm: number;
+  /** Memory access size (Load*, Store*); sign-extend (LoadExtend, ExtendRR). */
+  size: number;
+  signed: boolean;
+}
+
+function op(form: Form, alu = 0, dst = -1, src = -1, imm = 0, size = 4, signed = false): Op {
+  return { form, alu, dst, src, imm, size, signed };
+}
+
+/** Classifies an instruction (32-bit code, flat addressing assumed; see `segmentsOf`). */
+function classify(i: Instr): Op {
+  switch (i.fast) {
+    case Fast.FAST_MOV_RR:
+      return op(Form.MovRR, 0, i.dst, i.src);
+    case Fast.FAST_MOV_IMM:
+      return op(Form.MovRI, 0, i.dst, -1, i.imm | 0);
+    case Fast.FAST_LEA:
+      return op(Form.Lea, 0, i.reg);
+    case Fast.FAST_MOV_LOAD:
+      return op(Form.Load, 0, i.reg);
+    case Fast.FAST_MOV_STORE:
+      return op(Form.Store, 0, -1, i.reg);
+    case Fast.FAST_MOVZX8_LOAD:
+      return op(Form.LoadExtend, 0, i.reg, -1, 0, 1);
+    case Fast.FAST_CMP_RR:
+      return op(Form.AluRR, 7, i.dst, i.src);
+    case Fast.FAST_CMP_RI:
+      return op(Form.AluRR, 7, i.dst, -1, i.imm | 0);
+    case Fast.FAST_ADD_RR:
+      return op(Form.AluRR, 0, i.dst, i.src);
+    case Fast.FAST_ADD_RI:
+      return op(Form.AluRR, 0, i.dst, -1, i.imm | 0);
+    case Fast.FAST_SUB_RR:
+      return op(Form.AluRR, 5, i.dst, i.src);
+    case Fast.FAST_SUB_RI:
+      return op(Form.AluRR, 5, i.dst, -1, i.imm | 0);
+    case Fast.FAST_XOR_RR:
+      return op(Form.AluRR, 6, i.dst, i.src);
+    case Fast.FAST_TEST_RR:
+      return op(Form.AluRR, 8, i.dst, i.src);
+    case Fast.FAST_INC:
+      return op(Form.IncDec, 0, i.dst);
+    case Fast.FAST_DEC:
+      return op(Form.IncDec, 5, i.dst);
+    case Fast.FAST_IMUL_RRI:
+      return op(Form.ImulRRI, 0, i.dst, i.src, i.imm | 0);
+    case Fast.FAST_PUSH:
+      return op(Form.Push, 0, -1, i.dst);
+    case Fast.FAST_POP:
+      return op(Form.Pop, 0, i.dst);
+    case Fast.FAST_JCC:
+      return op(Form.Jcc, i.opcode & 15, -1, -1, i.imm | 0);
+    case Fast.FAST_JMP:
+      return op(Form.Jmp, 0, -1, -1, i.imm | 0);
+    case Fast.FAST_CALL:
+      return op(Form.Call, 0, -1, -1, i.imm | 0);
+    case Fast.FAST_RET:
+      return op(Form.Ret);
+  }
+  const o = i.opcode;
+  if (i.lock || i.length > 15) return op(Form.Generic); // the handler raises the fault
+  if (o === 0x90) return op(Form.Nop); // NOP, XCHG (E)AX,(E)AX, PAUSE
+  if (i.rep !== 0 || !i.addr32) return op(Form.Generic);
+  const reg = i.mod === 3;
+  if (i.size === 4) {
+    if (o < 0x40 && (o & 7) <= 3 && (o & 1) === 1) {
+      const alu = (o >> 3) & 7;
+      if (alu === 2 || alu === 3) return op(Form.Generic); // ADC, SBB
+      if (reg)
+        return (o & 2) === 0 ? op(Form.AluRR, alu, i.rm, i.reg) : op(Form.AluRR, alu, i.reg, i.rm);
+      if ((o & 2) !== 0) return op(Form.AluRM, alu, i.reg, -1);
+      return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.Generic); // CMP m32, r32
+    }
+    if (o < 0x40 && (o & 7) === 5) {
+      const alu = (o >> 3) & 7;
+      return alu === 2 || alu === 3 ? op(Form.Generic) : op(Form.AluRR, alu, 0, -1, i.imm | 0);
+    }
+    if ((o === 0x81 || o === 0x83) && i.reg !== 2 && i.reg !== 3) {
+      if (reg) return op(Form.AluRR, i.reg, i.rm, -1, i.imm | 0);
+      if (i.reg === 7) return op(Form.AluRM, 7, -1, -1, i.imm | 0); // CMP m32, imm
+    }
+    if (o === 0xa9) return op(Form.AluRR, 8, 0, -1, i.imm | 0);
+    if (o === 0xf7 && i.reg === 0 && reg) return op(Form.AluRR, 8, i.rm, -1, i.imm | 0);
+    if (o === 0xc7 && i.reg === 0) {
+      return reg ? op(Form.MovRI, 0, i.rm, -1, i.imm | 0) : op(Form.Store, 0, -1, -1, i.imm | 0);
+    }
+    if (o === 0xa1) return op(Form.Load, 0, 0);
+    if (o === 0xa3) return op(Form.Store, 0, -1, 0);
+    if (o === 0x68 || o === 0x6a) return op(Form.Push, 0, -1, -1, i.imm | 0);
+    if (o >= 0x1b6 && o <= 0x1bf && (o & 7) >= 6) {
+      const size = (o & 1) === 0 ? 1 : 2;
+      const signed = o >= 0x1be;
+      return reg
+        ? op(Form.ExtendRR, 0, i.reg, i.rm, 0, size, signed)
+        : op(Form.LoadExtend, 0, i.reg, -1, 0, size, signed);
+    }
+    if (o >= 0x140 && o <= 0x14f && reg) return op(Form.CmovRR, o & 15, i.reg, i.rm);
+  }
+  if (i.size === 1) {
+    if (o === 0x88 && !reg) return op(Form.Store8, 0, -1, i.reg, 0, 1);
+    if (o === 0xc6 && !reg && i.reg === 0) return op(Form.Store8, 0, -1, -1, i.imm & 0xff, 1);
+    if (o === 0x8a && !reg) return op(Form.Load8, 0, i.reg, -1, 0, 1);
+  }
+  if (o >= 0x190 && o <= 0x19f && reg) return op(Form.SetCC, o & 15, i.rm);
+  return op(Form.Generic);
+}
+
+/** Forms that always leave the block (they set EIP); a Jcc leaves it only when taken. */
+function ends(form: Form): boolean {
+  return form === Form.Jmp || form === Form.Call || form === Form.Ret;
+}
+
+function memoryForm(form: Form): boolean {
+  return (
+    form === Form.Load ||
+    form === Form.Store ||
+    form === Form.LoadExtend ||
+    form === Form.Load8 ||
+    form === Form.Store8 ||
+    form === Form.AluRM
+  );
+}
+
+function stackForm(form: Form): boolean {
+  return form === Form.Push || form === Form.Pop || form === Form.Call || form === Form.Ret;
 }
 
 /**
- * Source of the block function (see BlockCode for the parameters). Locals: `c` instructions
- * of this pass already charged to the clock, `t` instructions of earlier passes (a block whose
- * branch goes back to its own start loops inside the function), `k` the instruction running
- * (for faults), `fd fs fr` the operands and result of the last flag-setting instruction.
+ * Generic instructions that may touch memory (or devices through it): a ModRM memory operand,
+ * or an implicit stack, string or moffs access. The others work on registers and flags only.
  */
-function generate(
-  instrs: Instr[],
-  eips: number[],
-  page: number,
-  generation: number,
-  epoch: number,
-): string {
-  const n = instrs.length;
-  const out: string[] = [];
-  let known = Known.None;
+function genericTouchesMemory(i: Instr): boolean {
+  if (i.mod !== 3) return true;
+  const o = i.opcode;
+  return (
+    (o >= 0x50 && o <= 0x61) ||
+    o === 0x68 ||
+    o === 0x6a ||
+    o === 0x8f ||
+    (o >= 0xa0 && o <= 0xaf) ||
+    o === 0xc8 ||
+    o === 0xc9 ||
+    o === 0xd7 ||
+    (o === 0xff && i.reg === 6)
+  );
+}
+
+// ---- the generated code ------------------------------------------------------------------
+
+/** The lazy-flag state the generated code holds in locals and has not stored in the CPU. */
+const enum Pending {
+  None = 0,
+  Add = F.LAZY_ADD, // fd + fs = fr
+  Sub = F.LAZY_SUB, // fd - fs = fr
+  Logic = F.LAZY_LOGIC, // fr
+}
+
+/** Byte register `r` (AL CL DL BL AH CH DH BH) as an expression, and an assignment to it. */
+function byteReg(r: number): string {
+  return r < 4 ? `(regs[${r}] & 0xff)` : `((regs[${r - 4}] >> 8) & 0xff)`;
+}
+function setByteReg(r: number, v: string): string {
+  return r < 4
+    ? `regs[${r}] = (regs[${r}] & ~0xff) | (${v});`
+    : `regs[${r - 4}] = (regs[${r - 4}] & ~0xff00) | ((${v}) << 8);`;
+}
+
+/**
+ * Writes the source of a block function (parameters: BlockCode). Locals: `c` the instructions
+ * of this pass already charged to the clock, `t` those of earlier passes (a block whose branch
+ * goes back to its start loops inside the function), `k` the instruction running (for faults),
+ * `s` set by a slow memory path, `fd fs fr` the operands and result of the last flag-setting
+ * instruction, kept out of the CPU until something could look at them (`Pending`).
+ */
+class Writer {
+  private readonly out: string[] = [];
+  private pending = Pending.None;
+  /** `fr` holds the result ZF and SF come from (also after INC, DEC, IMUL). */
+  private resultKnown = false;
+  /** Pending state before each instruction, for the fault handler. */
+  private readonly pendingAt: number[] = [];
+
+  constructor(
+    private readonly instrs: Instr[],
+    private readonly ops: Op[],
+    private readonly eips: number[],
+    private readonly page: number,
+    private readonly generation: number,
+    private readonly epoch: number,
+  ) {}
+
+  private get n(): number {
+    return this.instrs.length;
+  }
+
+  /** Stores the pending flags into the CPU (code for it; `forget` ends the pending state). */
+  private flush(forget: boolean): string {
+    const p = this.pending;
+    if (forget) this.pending = Pending.None;
+    if (p === Pending.None) return '';
+    return p === Pending.Logic
+      ? `cpu.setLazy(${p}, 0, 0, fr, -1);`
+      : `cpu.setLazy(${p}, fd, fs, fr, -1);`;
+  }
 
   /** Charges the clock and the counter for the instructions of this pass before `count`. */
-  const sync = (count: number): string =>
-    `if (c < ${count}) { const m = ${count} - c; cpu.cycles += m * costs.base; counters.instructions += m; c = ${count}; }`;
-  /** Leaves the block at EIP `eip`, after `k` instructions of this pass. */
-  const leave = (k: number, eip: number): string =>
-    `{ cpu.eip = ${eip}; cpu.instrEip = ${eips[k - 1]}; ${sync(k)} return t + ${k}; }`;
-  /** The clock would reach the slice end before the last instruction, run from `from`. */
-  const slice = (from: number): string => {
-    let extra = 0;
-    for (let j = from; j < n - 1; j++) if (instrs[j].fast === Fast.FAST_IMUL_RRI) extra++;
-    return `cpu.cycles + ${n - 1 - from} * costs.base + ${extra} * (costs.mul - costs.base) >= cpu.sliceEnd`;
-  };
+  private sync(count: number): string {
+    return `if (c < ${count}) { cpu.cycles += (${count} - c) * B; counters.instructions += ${count} - c; c = ${count}; }`;
+  }
+
+  /** Leaves the block at EIP `eip` after `k` instructions of this pass. */
+  private leave(k: number, eip: number): string {
+    return `{ ${this.flush(false)} cpu.eip = ${eip}; cpu.instrEip = ${this.eips[k - 1]}; ${this.sync(k)} return t + ${k}; }`;
+  }
+
+  /** Instructions from `from` to the one before the last, and the multiplies among them. */
+  private rest(from: number): [number, number] {
+    let multiplies = 0;
+    for (let j = from; j < this.n - 1; j++) if (this.ops[j].form === Form.ImulRRI) multiplies++;
+    return [Math.max(0, this.n - 1 - from), multiplies];
+  }
+
   /**
    * After a slow path or a generic handler in instruction `k`: leave at k + 1 if the loop must
    * see something (an interrupt, the slice end, a write to this code page, new bound entries).
    */
-  const check = (k: number): string => {
-    if (k >= n - 1) return '';
+  private check(k: number): string {
+    if (k >= this.n - 1) return '';
+    const [before, multiplies] = this.rest(k + 1);
     return (
-      `if ((cpu.interruptLine && (cpu.flagsBits & ${F.IF}) !== 0) || gen[${page}] !== ${generation}` +
-      ` || cpu.blockEpoch !== ${epoch} || ${slice(k + 1)}) ${leave(k + 1, eips[k + 1])}`
+      `if (cpu.blockMustLeave(${this.page}, ${this.generation}, ${this.epoch}, ${before}, ${multiplies}))` +
+      ` ${this.leave(k + 1, this.eips[k + 1])}`
     );
-  };
-  /** A taken branch at `k` to `target`: loop to the start, or leave. */
-  const branch = (k: number, target: number): string => {
-    if (target === eips[0]) {
-      // Back to the start: another pass if the interpreter would run all of it too.
+  }
+
+  /** The slice would end before the last instruction of a pass from `from`. */
+  private sliceEnds(from: number, charged: string): string {
+    const [before, multiplies] = this.rest(from);
+    return `cpu.cycles + (${charged}${before}) * B + ${multiplies} * (costs.mul - B) >= cpu.sliceEnd`;
+  }
+
+  /** A taken branch at `k` to `target`: another pass, or leave. */
+  private branch(k: number, target: number): string {
+    if (target === this.eips[0]) {
       return (
-        `{ ${sync(k + 1)} t += ${k + 1}; c = 0;` +
-        ` if (t + ${n} > budget || ${slice(0)}) { cpu.eip = ${target}; cpu.instrEip = ${eips[k]}; return t; }` +
-        ' continue; }'
+        `{ ${this.flush(false)} ${this.sync(k + 1)} t += ${k + 1}; c = 0;` +
+        ` if (t + ${this.n} > budget || ${this.sliceEnds(0, '')})` +
+        ` { cpu.eip = ${target}; cpu.instrEip = ${this.eips[k]}; return t; } continue; }`
       );
     }
-    return `{ if (${target} > lim) throw gp(0); ${leave(k + 1, target)} }`;
-  };
-  const ea = (i: Instr): string => {
+    return `{ if (${target} > lim) throw gp(0); ${this.leave(k + 1, target)} }`;
+  }
+
+  private ea(i: Instr): string {
+    if (i.opcode === 0xa1 || i.opcode === 0xa3) return String(i.disp | 0); // moffs
     const parts: string[] = [];
     if (i.disp !== 0 || (i.base < 0 && i.index < 0)) parts.push(String(i.disp | 0));
     if (i.base >= 0) parts.push(`regs[${i.base}]`);
@@ -300,15 +519,40 @@ function generate(
       parts.push(i.scale === 0 ? `regs[${i.index}]` : `(regs[${i.index}] << ${i.scale})`);
     }
     return `(${parts.join(' + ')}) | 0`;
-  };
-  const lazy = (op: number, d: string, s: string, r: string): string =>
-    `cpu.lazyOp = ${op}; cpu.lazyDst = ${d}; cpu.lazySrc = ${s}; cpu.lazyRes = ${r}; ` +
-    `cpu.lazyCin = 0; cpu.lazySizeMask = -1; cpu.lazyMask = ${F.ARITH};`;
-  /** The condition of Jcc `cc` as an expression, from the known producer or the CPU. */
-  const condition = (cc: number): string => {
-    let r: string | undefined;
+  }
+
+  /** Reads `size` bytes at linear `a` (already set) into `v`: fast path or the CPU's. */
+  private load(k: number, size: number): string {
+    const slow = `else { ${this.sync(k + 1)} v = cpu.read${size * 8}(a); s = 1; }`;
+    const at = '(e & -4096) | (a & 0xfff)';
+    if (size === 1) return `e = dtlb[a >>> 12]; if ((e & rm) === rm) v = ram[${at}]; ${slow}`;
+    const fits = size === 4 ? 0xffc : 0xffe;
+    const get = size === 4 ? 'getInt32' : 'getUint16';
+    return `e = dtlb[a >>> 12]; if ((e & rm) === rm && (a & 0xfff) <= ${fits}) v = view.${get}(${at}, true); ${slow}`;
+  }
+
+  /** Writes `value` (`size` bytes) at linear `a`. */
+  private store(k: number, size: number, value: string): string {
+    const slow = `else { ${this.sync(k + 1)} cpu.write${size * 8}(a, ${value}); s = 1; }`;
+    const at = '(e & -4096) | (a & 0xfff)';
+    if (size === 1)
+      return `e = dtlb[a >>> 12]; if ((e & wm) === wm) ram[${at}] = ${value}; ${slow}`;
+    const fits = size === 4 ? 0xffc : 0xffe;
+    const set = size === 4 ? 'setInt32' : 'setUint16';
+    return `e = dtlb[a >>> 12]; if ((e & wm) === wm && (a & 0xfff) <= ${fits}) view.${set}(${at}, ${value}, true); ${slow}`;
+  }
+
+  /** After an instruction with a memory access: the check, if its slow path ran. */
+  private afterSlow(k: number): string {
+    const check = this.check(k);
+    return check === '' ? '' : `if (s !== 0) { s = 0; ${check} }`;
+  }
+
+  /** The condition `cc` as an expression, from the pending producer or through the CPU. */
+  private condition(cc: number): [string, string] {
     const kind = cc >> 1;
-    if (known === Known.Sub) {
+    let r: string | undefined;
+    if (this.pending === Pending.Sub) {
       r = [
         undefined,
         '(fd >>> 0) < (fs >>> 0)',
@@ -319,162 +563,212 @@ function generate(
         'fd < fs',
         'fd <= fs',
       ][kind];
-    } else if (known === Known.Logic) {
+    } else if (this.pending === Pending.Logic) {
       r = ['false', 'false', 'fr === 0', 'fr === 0', 'fr < 0', undefined, 'fr < 0', 'fr <= 0'][
         kind
       ];
-    } else if (known === Known.Add || known === Known.IncDec) {
-      r = kind === 2 ? 'fr === 0' : kind === 4 ? 'fr < 0' : undefined;
+    } else if (this.resultKnown && (kind === 2 || kind === 4)) {
+      r = kind === 2 ? 'fr === 0' : 'fr < 0';
     }
-    if (r === undefined) return `cpu.condition(${cc})`;
-    return (cc & 1) === 0 ? `(${r})` : `!(${r})`;
-  };
+    if (r === undefined) return [this.flush(true), `cpu.condition(${cc})`];
+    return ['', (cc & 1) === 0 ? `(${r})` : `!(${r})`];
+  }
 
-  out.push('let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, fd = 0, fs = 0, fr = 0;');
-  out.push('try { for (;;) {');
-  for (let k = 0; k < n; k++) {
-    const i = instrs[k];
-    const next = eips[k + 1];
-    const last = k === n - 1;
-    const I = `I[${k}]`;
-    switch (i.fast) {
-      case Fast.FAST_MOV_RR:
-        out.push(`regs[${i.dst}] = regs[${i.src}];`);
+  /** Sets the pending flags from an ALU operation on `d` and `s` (expressions); result in fr. */
+  private alu(alu: number, d: string, src: string, write: string | undefined): string {
+    const lazy = alu === 8 ? F.LAZY_LOGIC : LAZY_OF_ALU[alu];
+    this.pending = lazy as Pending;
+    this.resultKnown = true;
+    const sign = ['+', '|', '', '', '&', '-', '^', '-', '&'][alu];
+    const compute =
+      lazy === F.LAZY_LOGIC
+        ? `fr = ${d} ${sign} ${src};`
+        : `fd = ${d}; fs = ${src}; fr = (fd ${sign} fs) | 0;`;
+    const store = alu === 7 || alu === 8 || write === undefined ? '' : ` ${write} = fr;`;
+    return compute + store;
+  }
+
+  private emit(k: number): void {
+    const i = this.instrs[k];
+    const o = this.ops[k];
+    const next = this.eips[k + 1];
+    const last = k === this.n - 1;
+    const out = this.out;
+    this.pendingAt.push(this.pending);
+    switch (o.form) {
+      case Form.Nop:
         break;
-      case Fast.FAST_MOV_IMM:
-        out.push(`regs[${i.dst}] = ${i.imm | 0};`);
+      case Form.MovRR:
+        out.push(`regs[${o.dst}] = regs[${o.src}];`);
         break;
-      case Fast.FAST_LEA:
-        out.push(`regs[${i.reg}] = ${ea(i)};`);
+      case Form.MovRI:
+        out.push(`regs[${o.dst}] = ${o.imm};`);
         break;
-      case Fast.FAST_MOV_LOAD:
+      case Form.Lea:
+        out.push(`regs[${o.dst}] = ${this.ea(i)};`);
+        break;
+      case Form.Load:
         out.push(
-          `k = ${k}; a = ${ea(i)}; e = dtlb[a >>> 12];`,
-          `if ((e & rm) === rm && (a & 0xfff) <= 0xffc) regs[${i.reg}] = view.getInt32((e & -4096) | (a & 0xfff), true);`,
-          `else { ${sync(k + 1)} regs[${i.reg}] = cpu.read32(a); ${check(k)} }`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 4)} regs[${o.dst}] = v;`,
+          this.afterSlow(k),
         );
         break;
-      case Fast.FAST_MOVZX8_LOAD:
+      case Form.LoadExtend: {
+        const v = o.signed ? (o.size === 1 ? '(v << 24) >> 24' : '(v << 16) >> 16') : 'v';
         out.push(
-          `k = ${k}; a = ${ea(i)}; e = dtlb[a >>> 12];`,
-          `if ((e & rm) === rm) regs[${i.reg}] = ram[(e & -4096) | (a & 0xfff)];`,
-          `else { ${sync(k + 1)} regs[${i.reg}] = cpu.read8(a); ${check(k)} }`,
-        );
-        break;
-      case Fast.FAST_MOV_STORE:
-        out.push(
-          `k = ${k}; a = ${ea(i)}; e = dtlb[a >>> 12];`,
-          `if ((e & wm) === wm && (a & 0xfff) <= 0xffc) view.setInt32((e & -4096) | (a & 0xfff), regs[${i.reg}], true);`,
-          `else { ${sync(k + 1)} cpu.write32(a, regs[${i.reg}]); ${check(k)} }`,
-        );
-        break;
-      case Fast.FAST_CMP_RR:
-      case Fast.FAST_CMP_RI:
-      case Fast.FAST_SUB_RR:
-      case Fast.FAST_SUB_RI: {
-        const rr = i.fast === Fast.FAST_CMP_RR || i.fast === Fast.FAST_SUB_RR;
-        out.push(
-          `fd = regs[${i.dst}]; fs = ${rr ? `regs[${i.src}]` : i.imm | 0}; fr = (fd - fs) | 0;`,
-        );
-        out.push(lazy(F.LAZY_SUB, 'fd', 'fs', 'fr'));
-        if (i.fast === Fast.FAST_SUB_RR || i.fast === Fast.FAST_SUB_RI)
-          out.push(`regs[${i.dst}] = fr;`);
-        known = Known.Sub;
-        break;
-      }
-      case Fast.FAST_ADD_RR:
-      case Fast.FAST_ADD_RI: {
-        const s = i.fast === Fast.FAST_ADD_RR ? `regs[${i.src}]` : String(i.imm | 0);
-        out.push(`fd = regs[${i.dst}]; fs = ${s}; fr = (fd + fs) | 0;`);
-        out.push(lazy(F.LAZY_ADD, 'fd', 'fs', 'fr'), `regs[${i.dst}] = fr;`);
-        known = Known.Add;
-        break;
-      }
-      case Fast.FAST_TEST_RR:
-        out.push(`fr = regs[${i.dst}] & regs[${i.src}];`, lazy(F.LAZY_LOGIC, '0', '0', 'fr'));
-        known = Known.Logic;
-        break;
-      case Fast.FAST_XOR_RR:
-        out.push(`fr = regs[${i.dst}] ^ regs[${i.src}];`, lazy(F.LAZY_LOGIC, '0', '0', 'fr'));
-        out.push(`regs[${i.dst}] = fr;`);
-        known = Known.Logic;
-        break;
-      case Fast.FAST_INC:
-      case Fast.FAST_DEC: {
-        const inc = i.fast === Fast.FAST_INC;
-        out.push(`fd = regs[${i.dst}]; fr = (fd ${inc ? '+' : '-'} 1) | 0;`);
-        out.push(
-          `cpu.setLazyKeepCarry(${inc ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1); regs[${i.dst}] = fr;`,
-        );
-        known = Known.IncDec;
-        break;
-      }
-      case Fast.FAST_IMUL_RRI:
-        out.push(
-          `cpu.cycles += costs.mul - costs.base; v = regs[${i.src}]; fr = Math.imul(v, ${i.imm | 0});`,
-          `regs[${i.dst}] = fr; cpu.setMulFlags(fr, -1, v * ${i.imm | 0} !== fr);`,
-        );
-        known = Known.None;
-        break;
-      case Fast.FAST_PUSH:
-        out.push(
-          `k = ${k}; v = regs[${i.dst}]; a = (regs[4] - 4) | 0; e = dtlb[a >>> 12];`,
-          `if ((e & wm) === wm && (a & 0xfff) <= 0xffc) { view.setInt32((e & -4096) | (a & 0xfff), v, true); regs[4] = a; }`,
-          `else { ${sync(k + 1)} cpu.write32(a, v); regs[4] = a; ${check(k)} }`,
-        );
-        break;
-      case Fast.FAST_POP:
-        out.push(
-          `k = ${k}; a = regs[4]; e = dtlb[a >>> 12];`,
-          `if ((e & rm) === rm && (a & 0xfff) <= 0xffc) { v = view.getInt32((e & -4096) | (a & 0xfff), true); regs[4] = (a + 4) | 0; regs[${i.dst}] = v; }`,
-          `else { ${sync(k + 1)} v = cpu.read32(a); regs[4] = (a + 4) | 0; regs[${i.dst}] = v; ${check(k)} }`,
-        );
-        break;
-      case Fast.FAST_JCC: {
-        // Taken: leave (or loop); not taken: go on with the next instruction.
-        out.push(`k = ${k}; if (${condition(i.opcode & 15)}) ${branch(k, (next + i.imm) >>> 0)}`);
-        break;
-      }
-      case Fast.FAST_JMP:
-        out.push(`k = ${k}; ${branch(k, (next + i.imm) >>> 0)}`);
-        break;
-      case Fast.FAST_CALL: {
-        const target = (next + i.imm) >>> 0;
-        out.push(
-          `k = ${k}; ${sync(k + 1)} cpu.instrEip = ${eips[k]}; a = (regs[4] - 4) | 0; e = dtlb[a >>> 12];`,
-          `if ((e & wm) === wm && (a & 0xfff) <= 0xffc) view.setInt32((e & -4096) | (a & 0xfff), ${next}, true);`,
-          `else cpu.write32(a, ${next});`,
-          `regs[4] = a; if (${target} > lim) throw gp(0); cpu.eip = ${target}; return t + ${k + 1};`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, o.size)} regs[${o.dst}] = ${v};`,
+          this.afterSlow(k),
         );
         break;
       }
-      case Fast.FAST_RET:
+      case Form.Load8:
         out.push(
-          `k = ${k}; ${sync(k + 1)} cpu.instrEip = ${eips[k]}; a = regs[4]; e = dtlb[a >>> 12];`,
-          `v = (e & rm) === rm && (a & 0xfff) <= 0xffc ? view.getInt32((e & -4096) | (a & 0xfff), true) >>> 0 : cpu.read32(a) >>> 0;`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 1)} ${setByteReg(o.dst, 'v')}`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.Store:
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 4, o.src >= 0 ? `regs[${o.src}]` : String(o.imm))}`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.Store8:
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 1, o.src >= 0 ? byteReg(o.src) : String(o.imm))}`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.ExtendRR: {
+        const src = o.size === 1 ? byteReg(o.src) : `(regs[${o.src}] & 0xffff)`;
+        const v = o.signed ? (o.size === 1 ? `(${src} << 24) >> 24` : `(${src} << 16) >> 16`) : src;
+        out.push(`regs[${o.dst}] = ${v};`);
+        break;
+      }
+      case Form.AluRR:
+        out.push(
+          this.alu(
+            o.alu,
+            `regs[${o.dst}]`,
+            o.src >= 0 ? `regs[${o.src}]` : String(o.imm),
+            `regs[${o.dst}]`,
+          ),
+        );
+        break;
+      case Form.AluRM: {
+        const load = `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 4)}`;
+        const compute =
+          o.dst >= 0
+            ? this.alu(o.alu, `regs[${o.dst}]`, 'v', `regs[${o.dst}]`)
+            : this.alu(o.alu, 'v', o.src >= 0 ? `regs[${o.src}]` : String(o.imm), undefined);
+        out.push(load, compute, this.afterSlow(k));
+        break;
+      }
+      case Form.IncDec: {
+        // CF stays: the CPU's setLazyKeepCarry folds the old one in.
+        const add = o.alu === 0;
+        out.push(
+          this.flush(true),
+          `fd = regs[${o.dst}]; fr = (fd ${add ? '+' : '-'} 1) | 0; regs[${o.dst}] = fr;`,
+          `cpu.setLazyKeepCarry(${add ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1);`,
+        );
+        this.resultKnown = true;
+        break;
+      }
+      case Form.ImulRRI:
+        // Overwrites all six status flags: nothing pending needs storing first.
+        this.pending = Pending.None;
+        out.push(
+          `cpu.cycles += costs.mul - B; v = regs[${o.src}]; fr = Math.imul(v, ${o.imm}); regs[${o.dst}] = fr;`,
+          `cpu.setMulFlags(fr, -1, v * ${o.imm} !== fr);`,
+        );
+        this.resultKnown = true;
+        break;
+      case Form.Push:
+        out.push(
+          `k = ${k}; v = ${o.src >= 0 ? `regs[${o.src}]` : o.imm}; a = (regs[4] - 4) | 0; ${this.store(k, 4, 'v')} regs[4] = a;`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.Pop:
+        out.push(
+          `k = ${k}; a = regs[4]; ${this.load(k, 4)} regs[4] = (a + 4) | 0; regs[${o.dst}] = v;`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.SetCC: {
+        const [flush, cond] = this.condition(o.alu);
+        out.push(`${flush} ${setByteReg(o.dst, `${cond} ? 1 : 0`)}`);
+        break;
+      }
+      case Form.CmovRR: {
+        const [flush, cond] = this.condition(o.alu);
+        out.push(`${flush} if (${cond}) regs[${o.dst}] = regs[${o.src}];`);
+        break;
+      }
+      case Form.Jcc: {
+        const [flush, cond] = this.condition(o.alu);
+        out.push(`k = ${k}; ${flush} if (${cond}) ${this.branch(k, (next + o.imm) >>> 0)}`);
+        break;
+      }
+      case Form.Jmp:
+        out.push(`k = ${k}; ${this.branch(k, (next + o.imm) >>> 0)}`);
+        break;
+      case Form.Call: {
+        const target = (next + o.imm) >>> 0;
+        out.push(
+          `k = ${k}; ${this.flush(true)} ${this.sync(k + 1)} cpu.instrEip = ${this.eips[k]};`,
+          `a = (regs[4] - 4) | 0; ${this.store(k, 4, String(next))} regs[4] = a;`,
+          `if (${target} > lim) throw gp(0); cpu.eip = ${target}; return t + ${k + 1};`,
+        );
+        break;
+      }
+      case Form.Ret:
+        out.push(
+          `k = ${k}; ${this.flush(true)} ${this.sync(k + 1)} cpu.instrEip = ${this.eips[k]};`,
+          `a = regs[4]; ${this.load(k, 4)} v = v >>> 0;`,
           `if (v > lim) throw gp(0); cpu.eip = v; regs[4] = (a + 4) | 0; return t + ${k + 1};`,
         );
         break;
-      default:
-        // A generic instruction: through its handler, with EIP and the clock as the loop has them.
-        known = Known.None;
-        out.push(
-          `k = ${k}; cpu.instrEip = ${eips[k]}; cpu.eip = ${next}; ${sync(k + 1)}`,
-          `${I}.exec(cpu, ${I});`,
-          last ? `return t + ${n};` : check(k),
-        );
+      default: {
+        // Through the handler, after the pending flags are stored (it may read them).
+        const call = `${this.flush(true)} I[${k}].exec(cpu, I[${k}]);`;
+        this.resultKnown = false;
+        if (last) {
+          out.push(
+            `k = ${k}; cpu.instrEip = ${this.eips[k]}; cpu.eip = ${next}; ${this.sync(k + 1)}`,
+            call,
+            `return t + ${k + 1};`,
+          );
+        } else if (genericTouchesMemory(i)) {
+          out.push(`k = ${k}; ${this.sync(k + 1)}`, call, this.check(k));
+        } else {
+          // Registers and flags only: no device can have seen it, but a multiply or divide
+          // charges the clock beyond the base cost, so the slice may end here.
+          const check = `if (${this.sliceEnds(k + 1, `${k + 1} - c + `)}) ${this.leave(k + 1, next)}`;
+          out.push(`k = ${k};`, call, check);
+        }
         break;
+      }
     }
-    if (last && (i.fast === Fast.FAST_JCC || (i.fast !== Fast.FAST_NONE && !ends(i.fast)))) {
-      out.push(leave(n, next));
-    }
+    if (last && o.form !== Form.Generic && !ends(o.form)) out.push(this.leave(this.n, next));
   }
-  out.push('} } catch (x) {');
-  // The faulting instruction counts as executed (the interpreter charges before it runs).
-  out.push(
-    'cpu.instrEip = E[k];',
-    'if (c < k + 1) { const m = k + 1 - c; cpu.cycles += m * costs.base; counters.instructions += m; }',
-    'throw x; }',
-  );
-  return out.join('\n');
+
+  source(): string {
+    for (let k = 0; k < this.n; k++) this.emit(k);
+    const body = this.out.filter((line) => line !== '').join('\n');
+    // The faulting instruction counts as executed (the interpreter charges before it runs).
+    return [
+      'const costs = cpu.costs, B = costs.base;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, fd = 0, fs = 0, fr = 0;',
+      'try { for (;;) {',
+      body,
+      '} } catch (x) {',
+      'cpu.instrEip = E[k];',
+      'if (c < k + 1) { cpu.cycles += (k + 1 - c) * B; counters.instructions += k + 1 - c; }',
+      `const p = [${this.pendingAt.join(',')}][k];`,
+      `if (p === ${F.LAZY_LOGIC}) cpu.setLazy(p, 0, 0, fr, -1); else if (p !== 0) cpu.setLazy(p, fd, fs, fr, -1);`,
+      'throw x; }',
+    ].join('\n');
+  }
 }
