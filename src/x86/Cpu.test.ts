@@ -1,33 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { CpuEvent } from './monitor.ts';
+import { assemble } from '../../test/x86/assemble.ts';
 import { flatCpu, testPlatform } from './testing.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'previrt-cpu-'));
-
-/** Assembles AT&T source with binutils into a flat binary linked at `at`. */
-function assemble(source: string, at = 0x1000): Uint8Array {
-  const s = join(work, `t${at}-${source.length}.S`);
-  writeFileSync(s, `\t.code32\n\t.text\n\t.globl _start\n_start:\n${source}\n`);
-  execFileSync('as', ['--32', '-o', `${s}.o`, s]);
-  execFileSync('ld', [
-    '-m',
-    'elf_i386',
-    `-Ttext=0x${at.toString(16)}`,
-    '--oformat',
-    'binary',
-    '-o',
-    `${s}.bin`,
-    `${s}.o`,
-  ]);
-  return readFileSync(`${s}.bin`);
-}
 
 function run(source: string): ReturnType<typeof flatCpu> {
   const cpu = flatCpu(assemble(`${source}\n\thlt`));

@@ -158,6 +158,11 @@ export class Cpu {
   private blockEpoch = 0;
   /** Compile hot code into blocks (false: interpret every instruction; for tests and checks). */
   blocksEnabled = true;
+  /** Runs of an entry point in the interpreter before its block is compiled (tests lower it). */
+  blockThreshold = HOT;
+  /** Blocks compiled and block runs started (diagnostics, not part of the counters). */
+  blocksCompiled = 0;
+  blockEntries = 0;
   private blockContext: BlockContext | undefined;
   /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
   private readonly fetchBuffer = new Uint8Array(16);
@@ -1205,6 +1210,7 @@ export class Cpu {
     let readMask = this.readMask;
     let writeMask = this.writeMask;
     const blocks = this.blocksEnabled;
+    const threshold = this.blockThreshold;
     const generation = this.codeGeneration;
     let flat = this.flatSegments();
     // PERF: the instruction the last one linked to (Instr.next/target), if any, and the one whose
@@ -1264,7 +1270,10 @@ export class Cpu {
       if (blocks) {
         const block = instr.block;
         if (block === undefined) {
-          if (++instr.heat === HOT && csBig) instr.block = this.compileAt(instr, eip, csBase);
+          if (++instr.heat === threshold && csBig) {
+            instr.block = this.compileAt(instr, eip, csBase);
+            if (instr.block !== undefined) this.blocksCompiled++;
+          }
         } else if (
           block.eips[0] === eip &&
           block.csBase === csBase &&
@@ -1277,6 +1286,7 @@ export class Cpu {
           // After STI or MOV SS the interrupt waits one instruction, not a whole block.
           !(this.interruptLine && (this.flagsBits & F.IF) !== 0)
         ) {
+          this.blockEntries++;
           budget -= block.code(readMask, writeMask, csLimit, budget);
           predicted = linkFrom = undefined;
           if (block.generic) {

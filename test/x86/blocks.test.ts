@@ -1,0 +1,269 @@
+/**
+ * Compiled blocks (src/x86/block.ts) against the interpreter: every program here runs twice,
+ * once interpreted and once with blocks (compiled after two runs of an entry point), and must
+ * leave the same registers, flags, memory, clock and counters — also when the run is cut into
+ * slices of simulated time or instruction budgets that end inside blocks, when a block's own
+ * code is rewritten, when an access in the middle of a block faults, and when a device raises an
+ * interrupt from inside a block.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Cpu } from '../../src/x86/Cpu.ts';
+import type { CpuEvent } from '../../src/x86/monitor.ts';
+import { flatCpu, testPlatform, type TestPlatform } from '../../src/x86/testing.ts';
+import { assemble } from './assemble.ts';
+
+/** Everything a run leaves behind that blocks could get wrong. */
+function snapshot(cpu: Cpu, ram: Uint8Array): unknown {
+  let hash = 0;
+  for (let k = 0; k < 0x100000; k++) hash = (Math.imul(hash, 31) + ram[k]) | 0;
+  return {
+    regs: [...cpu.regs],
+    eip: cpu.eip,
+    eflags: cpu.getEflags(),
+    cycles: cpu.cycles,
+    counters: cpu.counters,
+    cr2: cpu.cr2,
+    ram: hash,
+  };
+}
+
+interface Twin {
+  cpu: Cpu;
+  platform: TestPlatform;
+  /** What the test's own observer (monitor, device) recorded. */
+  log: unknown[];
+}
+
+/**
+ * Runs `code` on a fresh CPU with blocks on and off; `setup` attaches observers, `drive` runs
+ * it (default: until HLT). Returns both, after checking that blocks actually ran.
+ */
+function twin(
+  code: Uint8Array,
+  drive: (cpu: Cpu) => unknown[] = (cpu) => [cpu.run(1e9)],
+  setup: (t: Twin) => void = () => {},
+): [Twin, Twin] {
+  const runs = [false, true].map((blocks) => {
+    const platform = testPlatform();
+    const cpu = flatCpu(code, 0x1000, platform);
+    cpu.blocksEnabled = blocks;
+    cpu.blockThreshold = 2;
+    const t: Twin = { cpu, platform, log: [] };
+    setup(t);
+    t.log.push(...drive(cpu));
+    return t;
+  });
+  const [interpreted, compiled] = runs;
+  assert.equal(interpreted.cpu.blockEntries, 0);
+  assert.ok(compiled.cpu.blockEntries > 0, 'no block ran');
+  assert.deepEqual(
+    snapshot(compiled.cpu, compiled.platform.ram),
+    snapshot(interpreted.cpu, interpreted.platform.ram),
+  );
+  assert.deepEqual(compiled.log, interpreted.log);
+  assert.deepEqual(compiled.platform.outs, interpreted.platform.outs);
+  return [interpreted, compiled];
+}
+
+/** Loops over the forms the compiler writes out, and generic ones between them. */
+const WORKLOAD = `
+    movl $0x40000, %esi          /* data */
+    movl $300, %ecx
+1:  movl %ecx, %eax
+    imull $0x9e3779b1, %eax, %eax
+    movl %eax, (%esi,%ecx,4)
+    movb %al, 0x2000(%esi,%ecx)
+    movw %ax, 0x3000(%esi,%ecx,2)
+    decl %ecx
+    jnz 1b
+    xorl %ebx, %ebx              /* checksum with every ALU form */
+    movl $300, %ecx
+2:  movl (%esi,%ecx,4), %eax
+    addl %eax, %ebx
+    xorl $0x5a5a, %ebx
+    orl (%esi,%ecx,4), %edx
+    andl $0xfff0fff, %edx
+    subl 4(%esi,%ecx,4), %ebx
+    cmpl %eax, %ebx
+    seta %dl
+    setl %dh
+    cmovbl %eax, %edi
+    cmpl $0x1000, (%esi,%ecx,4)
+    adcl $0, %ebp                /* generic: reads CF */
+    movzbl 0x2000(%esi,%ecx), %eax
+    movsbl 0x2000(%esi,%ecx), %edx
+    addl %edx, %eax
+    movzwl 0x3000(%esi,%ecx,2), %edx
+    movswl %dx, %edx
+    movzbl %ah, %eax
+    shll $3, %eax                /* generic, registers only */
+    roll %cl, %edx
+    addl %eax, %ebx
+    testl $1, %ecx
+    jz 3f
+    pushl %ebx
+    pushl $0x1234
+    call 5f
+    addl $4, %esp
+    popl %ebx
+3:  cmpl $0, %ecx
+    je 4f
+    movl %ebx, %eax
+    xorl %edx, %edx
+    movl $7, %edi
+    divl %edi                    /* generic, charges the divide's cost */
+    addl %edx, %ebx
+    decl %ecx
+    jmp 2b
+4:  movl %ebx, 0x40000
+    cld                          /* REP MOVS ends a block */
+    movl $0x40000, %esi
+    movl $0x50000, %edi
+    movl $100, %ecx
+    rep movsl
+    movl $0x50000, %esi
+    hlt
+5:  movl 4(%esp), %eax
+    incl %eax
+    movl %eax, 4(%esp)
+    ret`;
+
+test('blocks leave the interpreter’s registers, flags, memory, clock and counters', () => {
+  const [, compiled] = twin(assemble(WORKLOAD));
+  assert.equal(compiled.log[0], 'halt');
+  assert.ok(compiled.cpu.counters.instructions > 10_000);
+});
+
+test('slices of simulated time and instruction budgets that end inside blocks', () => {
+  // Odd slice lengths and budgets, so slices end at every position inside the blocks.
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 53), 1 + ((k * 7) % 61));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  const [, compiled] = twin(assemble(WORKLOAD), bySlices);
+  assert.ok(compiled.log.includes('halt'));
+});
+
+test('a store that rewrites an instruction later in the same block is seen at once', () => {
+  // On the 100th pass the block that starts at 1 rewrites the immediate of the ADD that follows
+  // the store in the same block: that ADD, on that pass already, must add the new value.
+  const [interpreted] = twin(
+    assemble(`
+    xorl %ebx, %ebx
+    movl $200, %ecx
+1:  cmpl $100, %ecx
+    jne patch
+    movb $17, patch + 2
+patch:
+    addl $1, %ebx
+    decl %ecx
+    jnz 1b
+    hlt`),
+  );
+  assert.equal(interpreted.cpu.ebx, 100 * 1 + 100 * 17);
+});
+
+test('a page fault in the middle of a block: the same EIP, CR2, clock and counters', () => {
+  // Paging on; the loop walks a pointer up through pages and faults when it reaches one that is
+  // not present. The monitor maps the page and lets the load run again.
+  const code = assemble(`
+    movl $0x80000, %eax
+    movl %eax, %cr3
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    movl $0x200000, %esi
+    xorl %ebx, %ebx
+    movl $3000, %ecx
+1:  addl $1, %ebx
+    movl (%esi), %eax
+    addl %eax, %ebx
+    addl $8, %esi
+    decl %ecx
+    jnz 1b
+    hlt`);
+  const events = ({ cpu, platform, log }: Twin): void => {
+    const ram = new DataView(platform.ram.buffer);
+    ram.setUint32(0x80000, 0x81000 | 3, true);
+    // 0–2 MB present, and 2 MB + one page; the pages after it fault on first use.
+    for (let p = 0; p < 513; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
+    cpu.attachMonitor({
+      onEvent(e: CpuEvent) {
+        log.push(e, cpu.eip, cpu.cr2, cpu.cycles, cpu.counters.instructions, cpu.getEflags());
+        const page = cpu.cr2 >>> 12;
+        ram.setUint32(0x81000 + page * 4, (page << 12) | 3, true);
+      },
+    });
+  };
+  const [, compiled] = twin(code, undefined, events);
+  // Pages 0x201000 to 0x205000.
+  assert.equal(compiled.log.filter((x) => typeof x === 'object' && x !== null).length, 5);
+});
+
+test('an interrupt a device raises from inside a block arrives after that instruction', () => {
+  // Every store to the device page (MMIO) counts; the 300th raises the interrupt line. The
+  // monitor records where the interrupt arrived (the instruction after the store) and lowers it.
+  const code = assemble(`
+    sti
+    xorl %ebx, %ebx
+    movl $400, %ecx
+1:  addl $3, %ebx
+    movl %ebx, 0x300000
+    addl $5, %ebx
+    decl %ecx
+    jnz 1b
+    hlt`);
+  const device = ({ cpu, platform, log }: Twin): void => {
+    cpu.markMmio(0x300000, 0x1000);
+    let writes = 0;
+    platform.mmioWrite = () => {
+      if (++writes === 300) cpu.setInterruptLine(true);
+    };
+    cpu.attachMonitor({
+      onEvent(e: CpuEvent) {
+        log.push(e, cpu.eip, cpu.cycles, cpu.ebx);
+        cpu.setInterruptLine(false);
+      },
+    });
+  };
+  const [interpreted] = twin(code, undefined, device);
+  const [event, eip, , ebx] = interpreted.log;
+  assert.deepEqual(event, { kind: 'interrupt', vector: 0x20 });
+  assert.equal(ebx, 299 * 8 + 3, 'after the 300th store, before the ADD that follows it');
+  assert.ok(typeof eip === 'number');
+});
+
+test('an entry point bound after its code was compiled into a block is called', () => {
+  // g falls through into f; once both are hot, f is bound: calls to g must now reach the
+  // handler at f (the block for g may not run past it).
+  const code = assemble(`
+    movl $50, %ecx
+1:  call g
+    decl %ecx
+    jnz 1b
+    hlt
+g:  addl $1, %ebx
+f:  addl $100, %ebx
+    ret`);
+  const bytes = [...code];
+  const f = 0x1000 + bytes.length - 7; // "addl $100, %ebx" (6 bytes) and "ret"
+  let calls = 0;
+  const drive = (cpu: Cpu): unknown[] => {
+    cpu.run(1e9, 100); // hot and compiled, half-way through the loop
+    cpu.bindEntry(f, () => {
+      calls++;
+      cpu.ebx += 1000;
+    });
+    return [cpu.run(1e9)];
+  };
+  const [interpreted, compiled] = twin(code, drive);
+  assert.equal(compiled.cpu.ebx, interpreted.cpu.ebx);
+  assert.ok(calls > 0);
+  assert.equal(calls % 2, 0, 'both runs called the handler the same number of times');
+});
