@@ -163,6 +163,7 @@ export class Cpu {
   /** Blocks compiled and block runs started (diagnostics, not part of the counters). */
   blocksCompiled = 0;
   blockEntries = 0;
+  private lastBlockGeneric = false;
   private blockContext: BlockContext | undefined;
   /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
   private readonly fetchBuffer = new Uint8Array(16);
@@ -1038,6 +1039,7 @@ export class Cpu {
     if ((e & (T_VALID | T_RAM)) !== (T_VALID | T_RAM)) return undefined;
     const physical = (e & 0xfffff000) | (linear & 0xfff);
     if (this.code[physical >>> 12]?.[physical & 0xfff] !== instr) return undefined;
+    if (this.bound.has(linear >>> 0)) return undefined; // the loop calls the handler there
     this.blockContext ??= {
       cpu: this,
       regs: this.regs,
@@ -1274,22 +1276,10 @@ export class Cpu {
             instr.block = this.compileAt(instr, eip, csBase);
             if (instr.block !== undefined) this.blocksCompiled++;
           }
-        } else if (
-          block.eips[0] === eip &&
-          block.csBase === csBase &&
-          block.generation === generation[block.page] &&
-          block.epoch === this.blockEpoch &&
-          (block.segments & ~flat) === 0 &&
-          budget >= block.length &&
-          block.lastByte <= csLimit &&
-          block.fits(this.cycles, this.sliceEnd, costs) &&
-          // After STI or MOV SS the interrupt waits one instruction, not a whole block.
-          !(this.interruptLine && (this.flagsBits & F.IF) !== 0)
-        ) {
-          this.blockEntries++;
-          budget -= block.code(readMask, writeMask, csLimit, budget);
+        } else if (this.blockReady(block, eip, csBase, csLimit, flat, budget)) {
+          budget = this.runBlocks(block, budget, readMask, writeMask, csBase, csLimit, flat);
           predicted = linkFrom = undefined;
-          if (block.generic) {
+          if (this.lastBlockGeneric) {
             // The last instruction went through its handler: it may have changed anything.
             csBase = cs.base;
             csBig = cs.big;
@@ -1493,6 +1483,66 @@ export class Cpu {
       }
     }
     return budget;
+  }
+
+  /**
+   * The block may run now, as the interpreter would run it: compiled for this EIP and CS base,
+   * its code unchanged, its segments flat, enough budget, inside CS, the slice not ending before
+   * its last instruction, and no interrupt waiting (after STI or MOV SS it waits one
+   * instruction, not a whole block).
+   */
+  private blockReady(
+    block: Block,
+    eip: number,
+    csBase: number,
+    csLimit: number,
+    flat: number,
+    budget: number,
+  ): boolean {
+    return (
+      block.eip === eip &&
+      block.csBase === csBase &&
+      block.generation === this.codeGeneration[block.page] &&
+      block.epoch === this.blockEpoch &&
+      (block.segments & ~flat) === 0 &&
+      budget >= block.count &&
+      block.lastByte <= csLimit &&
+      block.fits(this.cycles, this.sliceEnd, this.costs) &&
+      !(this.interruptLine && (this.flagsBits & F.IF) !== 0)
+    );
+  }
+
+  /**
+   * Runs `first` and the blocks that follow it while each next one is ready at once (same code
+   * page, compiled, nothing for the loop to do in between); returns the budget left.
+   * `lastBlockGeneric` tells the loop that the last one ended in a generic handler.
+   */
+  private runBlocks(
+    first: Block,
+    budget: number,
+    readMask: number,
+    writeMask: number,
+    csBase: number,
+    csLimit: number,
+    flat: number,
+  ): number {
+    let block = first;
+    for (;;) {
+      this.blockEntries++;
+      budget -= block.code(readMask, writeMask, csLimit, budget);
+      this.lastBlockGeneric = block.generic;
+      if (block.generic || budget <= 0 || this.cycles >= this.sliceEnd) return budget;
+      if (this.interruptLine && (this.flagsBits & F.IF) !== 0) return budget;
+      // A bound entry is never the head of a valid block (compileAt, bindEntry's epoch).
+      const eip = this.eip;
+      const linear = (csBase + eip) | 0;
+      if (linear >>> 12 !== this.fetchPage) return budget;
+      const next = this.fetchCode[linear & 0xfff]?.block;
+      if (next === undefined || !this.blockReady(next, eip, csBase, csLimit, flat, budget)) {
+        return budget;
+      }
+      block = next;
+    }
   }
 
   private callBound(eip: number): boolean {

@@ -83,7 +83,11 @@ export class Block {
     readonly generic: boolean,
   ) {}
 
-  get length(): number {
+  /** EIP of the first instruction, and how many instructions the block has. */
+  get eip(): number {
+    return this.eips[0];
+  }
+  get count(): number {
     return this.instrs.length;
   }
 
@@ -406,6 +410,10 @@ function genericTouchesMemory(i: Instr): boolean {
 
 // ---- the generated code ------------------------------------------------------------------
 
+/** Markers in the generated code, replaced once the registers the block uses are known. */
+const WRITE_BACK = '/*write back*/';
+const RELOAD = '/*reload*/';
+
 /** The lazy-flag state the generated code holds in locals and has not stored in the CPU. */
 const enum Pending {
   None = 0,
@@ -469,7 +477,7 @@ class Writer {
 
   /** Leaves the block at EIP `eip` after `k` instructions of this pass. */
   private leave(k: number, eip: number): string {
-    return `{ ${this.flush(false)} cpu.eip = ${eip}; cpu.instrEip = ${this.eips[k - 1]}; ${this.sync(k)} return t + ${k}; }`;
+    return `{ ${this.flush(false)} cpu.eip = ${eip}; cpu.instrEip = ${this.eips[k - 1]}; ${this.sync(k)} ${WRITE_BACK} return t + ${k}; }`;
   }
 
   /** Instructions from `from` to the one before the last, and the multiplies among them. */
@@ -504,7 +512,7 @@ class Writer {
       return (
         `{ ${this.flush(false)} ${this.sync(k + 1)} t += ${k + 1}; c = 0;` +
         ` if (t + ${this.n} > budget || ${this.sliceEnds(0, '')})` +
-        ` { cpu.eip = ${target}; cpu.instrEip = ${this.eips[k]}; return t; } continue; }`
+        ` { cpu.eip = ${target}; cpu.instrEip = ${this.eips[k]}; ${WRITE_BACK} return t; } continue; }`
       );
     }
     return `{ if (${target} > lim) throw gp(0); ${this.leave(k + 1, target)} }`;
@@ -719,7 +727,7 @@ class Writer {
         out.push(
           `k = ${k}; ${this.flush(true)} ${this.sync(k + 1)} cpu.instrEip = ${this.eips[k]};`,
           `a = (regs[4] - 4) | 0; ${this.store(k, 4, String(next))} regs[4] = a;`,
-          `if (${target} > lim) throw gp(0); cpu.eip = ${target}; return t + ${k + 1};`,
+          `if (${target} > lim) throw gp(0); cpu.eip = ${target}; ${WRITE_BACK} return t + ${k + 1};`,
         );
         break;
       }
@@ -727,12 +735,14 @@ class Writer {
         out.push(
           `k = ${k}; ${this.flush(true)} ${this.sync(k + 1)} cpu.instrEip = ${this.eips[k]};`,
           `a = regs[4]; ${this.load(k, 4)} v = v >>> 0;`,
-          `if (v > lim) throw gp(0); cpu.eip = v; regs[4] = (a + 4) | 0; return t + ${k + 1};`,
+          `if (v > lim) throw gp(0); cpu.eip = v; regs[4] = (a + 4) | 0; ${WRITE_BACK} return t + ${k + 1};`,
         );
         break;
       default: {
         // Through the handler, after the pending flags are stored (it may read them).
-        const call = `${this.flush(true)} I[${k}].exec(cpu, I[${k}]);`;
+        // The handler works on the CPU's registers: the block's copies go back first, and
+        // come back after it (`w` = 0 while the CPU's are the ones that count, for faults).
+        const call = `${this.flush(true)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; ${RELOAD}`;
         this.resultKnown = false;
         if (last) {
           out.push(
@@ -756,15 +766,31 @@ class Writer {
 
   source(): string {
     for (let k = 0; k < this.n; k++) this.emit(k);
-    const body = this.out.filter((line) => line !== '').join('\n');
+    // PERF: the registers the block uses live in locals (r0–r7) while it runs; the CPU's
+    // array is brought up to date where anything else could look (WRITE_BACK) and read again
+    // after a generic handler (RELOAD).
+    let body = this.out.filter((line) => line !== '').join('\n');
+    const used = new Set<number>();
+    const written = new Set<number>();
+    for (const m of body.matchAll(/regs\[(\d)\]( = (?!=))?/g)) {
+      used.add(Number(m[1]));
+      if (m[2] !== undefined) written.add(Number(m[1]));
+    }
+    body = body.replace(/regs\[(\d)\]/g, 'r$1');
+    const writeBack = [...written].map((r) => `regs[${r}] = r${r};`).join(' ');
+    const reload = [...used].map((r) => `r${r} = regs[${r}];`).join(' ');
+    body = body.replaceAll(WRITE_BACK, writeBack).replaceAll(RELOAD, reload);
+    const locals = [...used].map((r) => `r${r} = regs[${r}]`);
     // The faulting instruction counts as executed (the interpreter charges before it runs).
     return [
       'const costs = cpu.costs, B = costs.base;',
-      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, fd = 0, fs = 0, fr = 0;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, fd = 0, fs = 0, fr = 0;',
+      locals.length === 0 ? '' : `let ${locals.join(', ')};`,
       'try { for (;;) {',
       body,
       '} } catch (x) {',
       'cpu.instrEip = E[k];',
+      `if (w !== 0) { ${writeBack} }`,
       'if (c < k + 1) { cpu.cycles += (k + 1 - c) * B; counters.instructions += k + 1 - c; }',
       `const p = [${this.pendingAt.join(',')}][k];`,
       `if (p === ${F.LAZY_LOGIC}) cpu.setLazy(p, 0, 0, fr, -1); else if (p !== 0) cpu.setLazy(p, fd, fs, fr, -1);`,
