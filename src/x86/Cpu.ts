@@ -324,6 +324,18 @@ export class Cpu {
     this.lazyMask = F.ARITH & ~F.CF;
   }
 
+  /** The lazy state INC or DEC (`op` ADD or SUB) leaves, with CF given (compiled blocks). */
+  setLazyIncDec(op: number, dst: number, res: number, carry: number): void {
+    this.flagsBits = (this.flagsBits & ~F.CF) | carry;
+    this.lazyOp = op;
+    this.lazyDst = dst;
+    this.lazySrc = 1;
+    this.lazyRes = res;
+    this.lazyCin = 0;
+    this.lazySizeMask = -1;
+    this.lazyMask = F.ARITH & ~F.CF;
+  }
+
   /**
    * Flags after a multiply: CF and OF given, SF, ZF, PF from the result (lazily), AF clear.
    */

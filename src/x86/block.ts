@@ -192,7 +192,7 @@ export function compileBlock(
     'I',
     'E',
     'const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp;\n' +
-      `return function block(rm, wm, lim, budget) {\n${source}\n};`,
+      `return function block_${eip.toString(16)}(rm, wm, lim, budget) {\n${source}\n};`,
   ) as (context: BlockContext, instrs: Instr[], eips: number[]) => BlockCode;
   const code = factory(context, instrs, eips);
   return new Block(
@@ -420,6 +420,8 @@ const enum Pending {
   Add = F.LAZY_ADD, // fd + fs = fr
   Sub = F.LAZY_SUB, // fd - fs = fr
   Logic = F.LAZY_LOGIC, // fr
+  Inc = 4, // fd + 1 = fr, CF = fc (INC keeps CF)
+  Dec = 5, // fd - 1 = fr, CF = fc
 }
 
 /** Byte register `r` (AL CL DL BL AH CH DH BH) as an expression, and an assignment to it. */
@@ -465,9 +467,29 @@ class Writer {
     const p = this.pending;
     if (forget) this.pending = Pending.None;
     if (p === Pending.None) return '';
+    if (p === Pending.Inc || p === Pending.Dec) {
+      return `cpu.setLazyIncDec(${p === Pending.Inc ? F.LAZY_ADD : F.LAZY_SUB}, fd, fr, fc);`;
+    }
     return p === Pending.Logic
       ? `cpu.setLazy(${p}, 0, 0, fr, -1);`
       : `cpu.setLazy(${p}, fd, fs, fr, -1);`;
+  }
+
+  /** CF (0 or 1) as an expression, from the pending producer or the CPU. */
+  private carry(): string {
+    switch (this.pending) {
+      case Pending.Add:
+        return '((fd >>> 0) + (fs >>> 0) > 0xffffffff ? 1 : 0)';
+      case Pending.Sub:
+        return '((fd >>> 0) < (fs >>> 0) ? 1 : 0)';
+      case Pending.Logic:
+        return '0';
+      case Pending.Inc:
+      case Pending.Dec:
+        return 'fc';
+      default:
+        return '(cpu.getCF() ? 1 : 0)';
+    }
   }
 
   /** Charges the clock and the counter for the instructions of this pass before `count`. */
@@ -673,13 +695,12 @@ class Writer {
         break;
       }
       case Form.IncDec: {
-        // CF stays: the CPU's setLazyKeepCarry folds the old one in.
+        // CF stays: its current value goes into fc first.
         const add = o.alu === 0;
         out.push(
-          this.flush(true),
-          `fd = regs[${o.dst}]; fr = (fd ${add ? '+' : '-'} 1) | 0; regs[${o.dst}] = fr;`,
-          `cpu.setLazyKeepCarry(${add ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1);`,
+          `fc = ${this.carry()}; fd = regs[${o.dst}]; fr = (fd ${add ? '+' : '-'} 1) | 0; regs[${o.dst}] = fr;`,
         );
+        this.pending = add ? Pending.Inc : Pending.Dec;
         this.resultKnown = true;
         break;
       }
@@ -784,7 +805,7 @@ class Writer {
     // The faulting instruction counts as executed (the interpreter charges before it runs).
     return [
       'const costs = cpu.costs, B = costs.base;',
-      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, fd = 0, fs = 0, fr = 0;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, fd = 0, fs = 0, fr = 0, fc = 0;',
       locals.length === 0 ? '' : `let ${locals.join(', ')};`,
       'try { for (;;) {',
       body,
@@ -793,7 +814,9 @@ class Writer {
       `if (w !== 0) { ${writeBack} }`,
       'if (c < k + 1) { cpu.cycles += (k + 1 - c) * B; counters.instructions += k + 1 - c; }',
       `const p = [${this.pendingAt.join(',')}][k];`,
-      `if (p === ${F.LAZY_LOGIC}) cpu.setLazy(p, 0, 0, fr, -1); else if (p !== 0) cpu.setLazy(p, fd, fs, fr, -1);`,
+      `if (p === ${Pending.Logic}) cpu.setLazy(p, 0, 0, fr, -1);`,
+      `else if (p === ${Pending.Inc} || p === ${Pending.Dec}) cpu.setLazyIncDec(p - 3, fd, fr, fc);`,
+      'else if (p !== 0) cpu.setLazy(p, fd, fs, fr, -1);',
       'throw x; }',
     ].join('\n');
   }
