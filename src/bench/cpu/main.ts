@@ -1,6 +1,8 @@
 /**
  * `npm run bench:cpu`: guest MIPS of previrt's CPU on a CPU-bound workload (compiled C with
- * paging on: checksums, copies, sorting, function calls), and of the npm package v86 on the same
+ * paging on: checksums, copies, sorting, function calls), with compiled blocks (the default) and
+ * interpreting every instruction (`previrt run --interpret`), which must give the same
+ * instruction count, simulated cycles and checksum; and of the npm package v86 on the same
  * multiboot ELF in the same run, with its JIT off and on. The instruction count between the
  * workload's markers is counted exactly by previrt and is the same on v86 (same binary, same
  * path), so MIPS = that count / host time between the markers on each emulator.
@@ -54,6 +56,7 @@ async function main(): Promise<number> {
   // them alike; each keeps its best run.
   type Best = { ms: number; checksum: string };
   let previrt = runOnPrevirt(elf);
+  let interpreter = runOnPrevirt(elf, false);
   const v86Best: { jit: boolean; best: Best | undefined }[] = o.skipV86
     ? []
     : [
@@ -64,6 +67,8 @@ async function main(): Promise<number> {
     if (r > 0) {
       const next = runOnPrevirt(elf);
       if (next.ms < previrt.ms) previrt = next;
+      const alone = runOnPrevirt(elf, false);
+      if (alone.ms < interpreter.ms) interpreter = alone;
     }
     for (const v of v86Best) {
       const result = await runOnV86(elf, v.jit, 600_000);
@@ -76,7 +81,19 @@ async function main(): Promise<number> {
 
   const rows: { emulator: string; ms: number; mips: number; checksum: string }[] = [
     { emulator: 'previrt', ms: previrt.ms, mips: mips(previrt.ms), checksum: previrt.checksum },
+    {
+      emulator: 'previrt (interpreter only)',
+      ms: interpreter.ms,
+      mips: mips(interpreter.ms),
+      checksum: interpreter.checksum,
+    },
   ];
+  if (interpreter.instructions !== previrt.instructions || interpreter.cycles !== previrt.cycles) {
+    console.error(
+      `bench:cpu: blocks and the interpreter disagree: ${previrt.instructions} / ${interpreter.instructions} instructions, ${previrt.cycles} / ${interpreter.cycles} cycles`,
+    );
+    return 1;
+  }
   for (const v of v86Best) {
     const name = `v86 (JIT ${v.jit ? 'on' : 'off'})`;
     const best = v.best as Best;
