@@ -422,6 +422,9 @@ const enum Pending {
   Logic = F.LAZY_LOGIC, // fr
   Inc = 4, // fd + 1 = fr, CF = fc (INC keeps CF)
   Dec = 5, // fd - 1 = fr, CF = fc
+  IncKeep = 6, // fd + 1 = fr, CF as the CPU has it (nothing was pending before the INC)
+  DecKeep = 7,
+  Mul = 8, // IMUL: result fr, CF = OF = fm
 }
 
 /** Byte register `r` (AL CL DL BL AH CH DH BH) as an expression, and an assignment to it. */
@@ -470,6 +473,10 @@ class Writer {
     if (p === Pending.Inc || p === Pending.Dec) {
       return `cpu.setLazyIncDec(${p === Pending.Inc ? F.LAZY_ADD : F.LAZY_SUB}, fd, fr, fc);`;
     }
+    if (p === Pending.IncKeep || p === Pending.DecKeep) {
+      return `cpu.setLazyKeepCarry(${p === Pending.IncKeep ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1);`;
+    }
+    if (p === Pending.Mul) return 'cpu.setMulFlags(fr, -1, fm);';
     return p === Pending.Logic
       ? `cpu.setLazy(${p}, 0, 0, fr, -1);`
       : `cpu.setLazy(${p}, fd, fs, fr, -1);`;
@@ -487,6 +494,8 @@ class Writer {
       case Pending.Inc:
       case Pending.Dec:
         return 'fc';
+      case Pending.Mul:
+        return '(fm ? 1 : 0)';
       default:
         return '(cpu.getCF() ? 1 : 0)';
     }
@@ -597,6 +606,8 @@ class Writer {
       r = ['false', 'false', 'fr === 0', 'fr === 0', 'fr < 0', undefined, 'fr < 0', 'fr <= 0'][
         kind
       ];
+    } else if (this.pending === Pending.Mul && kind <= 1) {
+      r = 'fm'; // OF and CF
     } else if (this.resultKnown && (kind === 2 || kind === 4)) {
       r = kind === 2 ? 'fr === 0' : 'fr < 0';
     }
@@ -697,19 +708,24 @@ class Writer {
       case Form.IncDec: {
         // CF stays: its current value goes into fc first.
         const add = o.alu === 0;
+        // After nothing pending, or another INC/DEC that kept the CPU's CF, CF is the CPU's.
+        const p = this.pending;
+        const keep = p === Pending.None || p === Pending.IncKeep || p === Pending.DecKeep;
         out.push(
-          `fc = ${this.carry()}; fd = regs[${o.dst}]; fr = (fd ${add ? '+' : '-'} 1) | 0; regs[${o.dst}] = fr;`,
+          keep ? '' : `fc = ${this.carry()};`,
+          `fd = regs[${o.dst}]; fr = (fd ${add ? '+' : '-'} 1) | 0; regs[${o.dst}] = fr;`,
         );
-        this.pending = add ? Pending.Inc : Pending.Dec;
+        if (keep) this.pending = add ? Pending.IncKeep : Pending.DecKeep;
+        else this.pending = add ? Pending.Inc : Pending.Dec;
         this.resultKnown = true;
         break;
       }
       case Form.ImulRRI:
-        // Overwrites all six status flags: nothing pending needs storing first.
-        this.pending = Pending.None;
+        // Overwrites all six status flags: what was pending before is dead.
+        this.pending = Pending.Mul;
         out.push(
           `cpu.cycles += costs.mul - B; v = regs[${o.src}]; fr = Math.imul(v, ${o.imm}); regs[${o.dst}] = fr;`,
-          `cpu.setMulFlags(fr, -1, v * ${o.imm} !== fr);`,
+          `fm = v * ${o.imm} !== fr;`,
         );
         this.resultKnown = true;
         break;
@@ -805,7 +821,7 @@ class Writer {
     // The faulting instruction counts as executed (the interpreter charges before it runs).
     return [
       'const costs = cpu.costs, B = costs.base;',
-      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, fd = 0, fs = 0, fr = 0, fc = 0;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, fd = 0, fs = 0, fr = 0, fc = 0, fm = false;',
       locals.length === 0 ? '' : `let ${locals.join(', ')};`,
       'try { for (;;) {',
       body,
@@ -816,6 +832,8 @@ class Writer {
       `const p = [${this.pendingAt.join(',')}][k];`,
       `if (p === ${Pending.Logic}) cpu.setLazy(p, 0, 0, fr, -1);`,
       `else if (p === ${Pending.Inc} || p === ${Pending.Dec}) cpu.setLazyIncDec(p - 3, fd, fr, fc);`,
+      `else if (p === ${Pending.IncKeep} || p === ${Pending.DecKeep}) cpu.setLazyKeepCarry(p - 5, fd, 1, fr, -1);`,
+      `else if (p === ${Pending.Mul}) cpu.setMulFlags(fr, -1, fm);`,
       'else if (p !== 0) cpu.setLazy(p, fd, fs, fr, -1);',
       'throw x; }',
     ].join('\n');

@@ -80,6 +80,13 @@ const WORKLOAD = `
     xorl %ebx, %ebx              /* checksum with every ALU form */
     movl $300, %ecx
 2:  movl (%esi,%ecx,4), %eax
+    imull $0x10001, %eax, %edx   /* CF and OF from the multiply ... */
+    incl %edx                    /* ... kept by INC */
+    setc %dl
+    incl %edx
+    incl %edx
+    seto %dh
+    adcl %edx, %ebp
     addl %eax, %ebx
     xorl $0x5a5a, %ebx
     orl (%esi,%ecx,4), %edx
