@@ -695,7 +695,9 @@ export class Cpu {
       if (this.mmioPages[p >>> 12] === 1 || p >= this.ram.length) {
         this.counters.mmioReads++;
         this.cycles += this.costs.mmioRead;
-        return this.platform.mmioRead(p, size) >>> 0;
+        // A device answers with `size` bytes; anything above them is not on the bus.
+        const v = this.platform.mmioRead(p, size);
+        return size === 4 ? v >>> 0 : v & (size === 2 ? 0xffff : 0xff);
       }
     }
     return 0;
@@ -1328,6 +1330,7 @@ export class Cpu {
           csLimit = cs.limit;
           readMask = this.readMask;
           writeMask = this.writeMask;
+          if (blocks) flat = this.flatSegments();
           predicted = linkFrom = undefined;
           break;
         case Fast.FAST_MOV_RR:

@@ -112,7 +112,8 @@ export type DecodedAt = (physical: number) => Instr | undefined;
  */
 function plainGeneric(i: Instr): boolean {
   const op = i.opcode;
-  if (op < 0x40) return (op & 7) < 6 || (op & 7) === 7; // ALU, DAA/DAS/AAA/AAS; not segments
+  // ALU, and DAA DAS AAA AAS (27 2F 37 3F); not PUSH/POP of segment registers (x6, x7 below 27)
+  if (op < 0x40) return (op & 7) < 6 || ((op & 7) === 7 && op >= 0x27);
   if (op < 0x62) return true; // INC, DEC, PUSH, POP, PUSHA, POPA
   if (op === 0x68 || op === 0x69 || op === 0x6a || op === 0x6b) return true;
   if (op >= 0x80 && op <= 0x8b) return true;
@@ -135,7 +136,8 @@ function plainGeneric(i: Instr): boolean {
   if (op === 0x1a3 || op === 0x1a4 || op === 0x1a5 || op === 0x1ab) return true;
   if (op === 0x1ac || op === 0x1ad || op === 0x1af) return true;
   if (op >= 0x1b0 && op <= 0x1b1) return true; // CMPXCHG
-  if (op >= 0x1b3 && op <= 0x1bf && op !== 0x1b9) return true; // BTR, MOVZX, BT*, BSF, MOVSX
+  if (op === 0x1b3 || op === 0x1b6 || op === 0x1b7) return true; // BTR, MOVZX (not LFS, LGS)
+  if (op >= 0x1ba && op <= 0x1bf) return true; // BT* imm, BTC, BSF, BSR, MOVSX
   if (op >= 0x1c0 && op <= 0x1c1) return true; // XADD
   if (op === 0x1c7) return i.reg === 1; // CMPXCHG8B
   return op >= 0x1c8 && op <= 0x1cf; // BSWAP

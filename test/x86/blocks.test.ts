@@ -274,3 +274,35 @@ f:  addl $100, %ebx
   assert.ok(calls > 0);
   assert.equal(calls % 2, 0, 'both runs called the handler the same number of times');
 });
+
+test('a segment register loaded inside a block ends it (the inline paths assume flat segments)', () => {
+  // DS alternates between a flat segment and one based at 0x10000 inside the loop: the stores
+  // through DS must land at base + offset.
+  const [interpreted] = twin(
+    assemble(`
+    lgdt gdtr
+    movl $300, %ecx
+1:  pushl $0x18
+    popl %ds                     /* base 0x10000 */
+    movl %ecx, 0x100
+    addl 0x104, %ebx
+    pushl $0x10
+    popl %ds                     /* flat */
+    movl %ecx, 0x200
+    decl %ecx
+    jnz 1b
+    hlt
+    .align 8
+gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff     /* 0x08: flat code */
+    .quad 0x00cf92000000ffff     /* 0x10: flat data */
+    .quad 0x00cf92010000ffff     /* 0x18: data, base 0x10000 */
+gdtr:
+    .word 31
+    .long gdt`),
+  );
+  const ram = new DataView(interpreted.platform.ram.buffer);
+  assert.equal(ram.getUint32(0x10100, true), 1);
+  assert.equal(ram.getUint32(0x200, true), 1);
+});

@@ -9,3 +9,17 @@ test('random bytes at CPL 0 and CPL 3 cause only architectural events', () => {
     assert.ok(r.events > 0);
   }
 });
+
+test('random code compiled into blocks gives the interpreter’s events and states', () => {
+  // Every entry point is compiled the first (or second) time it runs, so random code goes
+  // through the block compiler; the digest covers the CPU state at every event.
+  for (const seed of [7, 101]) {
+    for (const cpl of [0, 3] as const) {
+      const interpreted = fuzz(20_000, seed + cpl, cpl);
+      for (const blockThreshold of [1]) {
+        const compiled = fuzz(20_000, seed + cpl, cpl, { blockThreshold });
+        assert.deepEqual(compiled, interpreted, `seed ${seed + cpl}, threshold ${blockThreshold}`);
+      }
+    }
+  }
+});

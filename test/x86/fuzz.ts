@@ -3,6 +3,10 @@
  * monitor attached, so every exception comes back to us; we then jump somewhere else in the
  * random page and carry on. The only acceptable outcome of any byte sequence is architectural
  * behaviour (a fault, a halt, a shutdown): a host exception fails the run.
+ *
+ * With `blockThreshold` 1 every entry point is compiled into a block the first time it runs,
+ * so random code goes through the block compiler too; `digest` folds in the CPU state at every
+ * event and page change, so a run with blocks can be compared with an interpreted one.
  */
 import { Cpu } from '../../src/x86/Cpu.ts';
 import { TEST_COSTS, testPlatform, writeDescriptor } from '../../src/x86/testing.ts';
@@ -13,6 +17,12 @@ export interface FuzzResult {
   events: number;
   exceptionsByVector: number[];
   shutdowns: number;
+  digest: number;
+}
+
+export interface FuzzOptions {
+  /** Compile blocks after this many runs of an entry point; 0: interpret only (default 0). */
+  blockThreshold?: number;
 }
 
 const CODE = 0x10000;
@@ -22,10 +32,17 @@ const GDT = 0x1000;
  * Runs `instructions` random instructions at the given CPL. A GDT with flat ring-0 and ring-3
  * code and data descriptors lets random far transfers and segment loads reach real checks.
  */
-export function fuzz(instructions: number, seed: number, cpl: 0 | 3): FuzzResult {
+export function fuzz(
+  instructions: number,
+  seed: number,
+  cpl: 0 | 3,
+  options: FuzzOptions = {},
+): FuzzResult {
   const rand = xorshift32(seed);
   const platform = testPlatform(1 << 20);
   const cpu = new Cpu(platform, TEST_COSTS);
+  cpu.blocksEnabled = (options.blockThreshold ?? 0) > 0;
+  cpu.blockThreshold = options.blockThreshold ?? 1;
   const ram = platform.ram;
   writeDescriptor(ram, GDT + 0x08, 0, 0xfffff, 0x9a);
   writeDescriptor(ram, GDT + 0x10, 0, 0xfffff, 0x92);
@@ -36,6 +53,17 @@ export function fuzz(instructions: number, seed: number, cpl: 0 | 3): FuzzResult
     events: 0,
     exceptionsByVector: new Array<number>(32).fill(0),
     shutdowns: 0,
+    digest: 0,
+  };
+  const fold = (v: number): void => {
+    result.digest = (Math.imul(result.digest ^ v, 0x01000193) + 0x9e3779b9) | 0;
+  };
+  const note = (): void => {
+    fold(cpu.eip);
+    for (const r of cpu.regs) fold(r);
+    fold(cpu.getEflags());
+    fold(cpu.cycles);
+    fold(cpu.counters.instructions);
   };
 
   const restart = (): void => {
@@ -58,6 +86,8 @@ export function fuzz(instructions: number, seed: number, cpl: 0 | 3): FuzzResult
     onEvent(e) {
       result.events++;
       if (e.kind === 'exception' && e.vector < 32) result.exceptionsByVector[e.vector]++;
+      fold(e.vector);
+      note();
       // Continue elsewhere in the random page, with the privilege level we fuzz at.
       if (cpu.cpl !== cpl || (rand() & 7) === 0) restart();
       else cpu.eip = CODE + (rand() & 0xfff);
@@ -71,6 +101,7 @@ export function fuzz(instructions: number, seed: number, cpl: 0 | 3): FuzzResult
     const why = cpu.run(Number.MAX_SAFE_INTEGER, Math.min(1_000, instructions - done));
     done = cpu.counters.instructions - start + result.events;
     if (why === 'shutdown') result.shutdowns++;
+    note();
     restart();
   }
   result.instructions = cpu.counters.instructions - start;
