@@ -1,7 +1,10 @@
 /**
- * `npm run cpu-fuzz -- [--instructions N] [--seed S]`: executes N random instructions (default
- * 5,000,000) at CPL 0 and again at CPL 3 (test/x86/fuzz.ts) and prints what happened. Any host
- * exception escapes and fails the run; architectural faults are counted by vector.
+ * `npm run cpu-fuzz -- [--instructions N] [--block-instructions M] [--seed S]`: executes N random
+ * instructions (default 5,000,000) at CPL 0 and again at CPL 3 (test/x86/fuzz.ts) and prints
+ * what happened. Any host exception escapes and fails the run; architectural faults are counted
+ * by vector. Then M random instructions (default 300,000; 0 skips it) per CPL run twice more,
+ * interpreted and with every entry point compiled into a block at its first run: the events and
+ * the CPU state at each of them must be the same (exit status 1 if not).
  */
 import { fuzz } from '../test/x86/fuzz.ts';
 
@@ -16,6 +19,7 @@ function option(name: string, fallback: number): number {
 }
 
 const instructions = option('--instructions', 5_000_000);
+const blockInstructions = option('--block-instructions', 300_000);
 const seed = option('--seed', Date.now() % 1_000_000);
 for (const cpl of [0, 3] as const) {
   const t0 = performance.now();
@@ -30,3 +34,22 @@ for (const cpl of [0, 3] as const) {
   );
 }
 console.log('cpu-fuzz: no host exception');
+if (blockInstructions > 0) {
+  let differ = false;
+  for (const cpl of [0, 3] as const) {
+    const t0 = performance.now();
+    const interpreted = fuzz(blockInstructions, seed + 10 + cpl, cpl);
+    const compiled = fuzz(blockInstructions, seed + 10 + cpl, cpl, { blockThreshold: 1 });
+    const same = JSON.stringify(compiled) === JSON.stringify(interpreted);
+    differ ||= !same;
+    const s = ((performance.now() - t0) / 1000).toFixed(1);
+    console.log(
+      `CPL ${cpl} with blocks: ${compiled.instructions} instructions, ${compiled.events} events, ` +
+        `${same ? 'same as interpreted' : 'DIFFERENT from interpreted'}, seed ${seed + 10 + cpl}, ${s} s`,
+    );
+  }
+  if (differ) {
+    console.error('cpu-fuzz: compiled blocks and the interpreter disagree');
+    process.exitCode = 1;
+  } else console.log('cpu-fuzz: blocks agree with the interpreter');
+}
