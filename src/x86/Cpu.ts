@@ -539,6 +539,11 @@ export class Cpu {
     return (this.flagsBits & F.IF) !== 0;
   }
 
+  /** An interrupt is waiting and EFLAGS.IF lets it in: the CPU takes it before its next instruction. */
+  get interruptPending(): boolean {
+    return this.interruptLine && (this.flagsBits & F.IF) !== 0;
+  }
+
   get iopl(): number {
     return (this.flagsBits >> 12) & 3;
   }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createMachine, Machine } from '../../src/machine/Machine.ts';
+import { P4_2_8GHZ } from '../../src/machine/costModel.ts';
 import { bootMultiboot } from '../../src/loader/multiboot.ts';
 import { buildProbe } from './build.ts';
 
@@ -106,6 +107,36 @@ test('a CPU a hypervisor wakes in the events fired after its slice runs on (no f
   assert.deepEqual(end, { kind: 'exit', value: 7 });
   assert.ok(wokenAt !== undefined && wokenAt < cpu.cycles);
   assert.equal(cpu.idleCycles, 0, 'nothing is skipped as idle');
+});
+
+test('an interrupt raised by an event that fell due inside HLT wakes the CPU at once', () => {
+  // With a cost model where HLT itself costs cycles, an event can fall due while it runs: it
+  // fires after the slice and raises the interrupt line. The next event is far away: the CPU
+  // must take the interrupt now, not after idling to that event.
+  const costModel = { ...P4_2_8GHZ, name: 'test-hlt', cpu: { ...P4_2_8GHZ.cpu, hlt: 100 } };
+  const machine = createMachine({ memoryMb: 32, costModel });
+  assert.ok(machine instanceof Machine);
+  const cpu = machine.cpu;
+  // hlt, then (where the interrupt sends it) mov al, 7; out 0xf4, al.
+  machine.ram.set([0xf4], 0x1000);
+  machine.ram.set([0xb0, 0x07, 0xe6, 0xf4], 0x2000);
+  cpu.enterFlatProtectedMode();
+  cpu.setEflags(cpu.getEflags() | 0x200);
+  cpu.eip = 0x1000;
+  let takenAt: number | undefined;
+  cpu.attachMonitor({
+    onEvent(e) {
+      assert.equal(e.kind, 'interrupt');
+      takenAt = cpu.cycles;
+      cpu.setInterruptLine(false);
+      cpu.eip = 0x2000;
+    },
+  });
+  machine.clock.at(cpu.cycles + 50, () => cpu.setInterruptLine(true));
+  machine.clock.at(cpu.cycles + 2_000_000_000, () => {});
+  const end = machine.run(2_800_000_000);
+  assert.deepEqual(end, { kind: 'exit', value: 7 });
+  assert.ok(takenAt !== undefined && takenAt < 1000, `interrupt taken at cycle ${takenAt}`);
 });
 
 test('serial input typed on the host reaches the guest through the UART interrupt', () => {
