@@ -61,10 +61,82 @@ function step(cpu: Cpu, size: number): number {
   return (cpu.flagsBits & F.DF) !== 0 ? -size : size;
 }
 
+/**
+ * PERF: REP MOVS and REP STOS with 32-bit addressing, DF = 0 and flat segments move whole runs
+ * inside a page at once where both pages take the fast path (cached TLB entries, ordinary RAM,
+ * no decoded code in the destination); everything else goes element by element. The registers,
+ * memory, clock (repElement per element) and the chunk boundary are exactly those of the
+ * element loop. `fill(dst, n)` writes `n` elements at RAM offset `dst`, `copy` moves them from
+ * a source; an element the runs cannot take (page crossing, slow path) goes through `element`.
+ */
+function bulk(
+  cpu: Cpu,
+  size: number,
+  source: boolean,
+  run: (dst: number, src: number, n: number) => void,
+  element: () => void,
+): void {
+  let n = 0;
+  while (cpu.regs[1] !== 0) {
+    const src = cpu.regs[6];
+    const dst = cpu.regs[7];
+    let count = Math.min(cpu.regs[1] >>> 0, CHUNK - n, ((0x1000 - (dst & 0xfff)) / size) | 0);
+    if (source) count = Math.min(count, ((0x1000 - (src & 0xfff)) / size) | 0);
+    const pd = count > 0 ? cpu.fastAddress(dst, true) : -1;
+    const ps = source && pd >= 0 ? cpu.fastAddress(src, false) : 0;
+    // A forward element copy equals a block move unless the destination starts inside the
+    // source run (then each element copies one written just before: a repeating pattern).
+    if (pd >= 0 && ps >= 0 && !(source && pd > ps && pd < ps + count * size)) {
+      run(pd, ps, count);
+      cpu.regs[7] = dst + count * size;
+      if (source) cpu.regs[6] = src + count * size;
+      cpu.regs[1] = cpu.regs[1] - count;
+      cpu.cycles += count * cpu.costs.repElement;
+      n += count;
+    } else {
+      element();
+      cpu.regs[1] = cpu.regs[1] - 1;
+      cpu.cycles += cpu.costs.repElement;
+      n++;
+    }
+    if (n >= CHUNK && cpu.regs[1] !== 0) {
+      cpu.eip = cpu.instrEip;
+      return;
+    }
+  }
+}
+
+/** The bulk path applies (see `bulk`). */
+function bulkable(cpu: Cpu, i: Instr, source: boolean): boolean {
+  return (
+    i.rep !== 0 &&
+    i.addr32 &&
+    (cpu.flagsBits & F.DF) === 0 &&
+    cpu.segs[ES].flatWrite &&
+    (!source || cpu.segs[i.seg].flatRead)
+  );
+}
+
 /** A4/A5: MOVS. */
 export function movs(cpu: Cpu, i: Instr): void {
   const size = i.size;
   const a32 = i.addr32;
+  if (bulkable(cpu, i, true)) {
+    const ram = cpu.ram;
+    bulk(
+      cpu,
+      size,
+      true,
+      (dst, src, n) => ram.copyWithin(dst, src, src + n * size),
+      () => {
+        const v = cpu.readSized(cpu.regs[6], size);
+        cpu.writeSized(cpu.regs[7], size, v);
+        cpu.regs[6] = cpu.regs[6] + size;
+        cpu.regs[7] = cpu.regs[7] + size;
+      },
+    );
+    return;
+  }
   repeat(cpu, i, false, () => {
     const v = cpu.readSized(cpu.linear(i.seg, indexReg(cpu, 6, a32), size, false), size);
     cpu.writeSized(cpu.linear(ES, indexReg(cpu, 7, a32), size, true), size, v);
@@ -79,6 +151,23 @@ export function stos(cpu: Cpu, i: Instr): void {
   const size = i.size;
   const a32 = i.addr32;
   const v = cpu.getReg(0, size);
+  if (bulkable(cpu, i, false)) {
+    const ram = cpu.ram;
+    bulk(
+      cpu,
+      size,
+      false,
+      (dst, _src, n) => {
+        if (size === 1) ram.fill(v, dst, dst + n);
+        else for (let k = 0; k < n * size; k++) ram[dst + k] = v >>> (8 * (k % size));
+      },
+      () => {
+        cpu.writeSized(cpu.regs[7], size, v);
+        cpu.regs[7] = cpu.regs[7] + size;
+      },
+    );
+    return;
+  }
   repeat(cpu, i, false, () => {
     cpu.writeSized(cpu.linear(ES, indexReg(cpu, 7, a32), size, true), size, v);
     advance(cpu, 7, step(cpu, size), a32);
