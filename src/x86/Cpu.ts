@@ -11,6 +11,16 @@ import { CS, DS, SS, SegmentRegister } from './segment.ts';
 import { walk } from './system/paging.ts';
 import { bounce, deliverEvent, type EventKind } from './system/interrupts.ts';
 import { saveCpu, restoreCpu, type CpuState } from './system/state.ts';
+import {
+  T_RAM,
+  T_RAM_WRITE,
+  T_USER,
+  T_USER_WRITE,
+  T_VALID,
+  T_WRITE,
+  T_GLOBAL,
+  Tlbs,
+} from './tlb.ts';
 
 /** Raw counts every run reports (DESIGN.md decision 4). */
 export interface CpuCounters {
@@ -37,20 +47,6 @@ export interface TableRegister {
   base: number;
   limit: number;
 }
-
-/** TLB entry bits, beside the physical page number in bits 12–31 (see `fillTlb`). */
-const T_VALID = 1;
-const T_USER = 2;
-const T_WRITE = 4;
-const T_USER_WRITE = 8;
-/** The page is ordinary RAM: the fast path may read it directly. */
-const T_RAM = 16;
-/** Ordinary RAM holding no decoded code: the fast path may write it directly. */
-const T_RAM_WRITE = 32;
-const T_GLOBAL = 64;
-
-/** Entries per TLB (cost-model.md: "64-entry TLB per kind"); one for code, one for data. */
-const TLB_ENTRIES = 64;
 
 /**
  * The IA-32 CPU (i686 class, no FPU). Holds the architectural state, the TLBs and the decoded
@@ -128,13 +124,10 @@ export class Cpu {
 
   // Paging and TLBs.
   private paging = false;
-  /** Per linear page: physical page | T_* bits, 0 when not cached. Data and code TLBs. */
-  private readonly dtlb = new Int32Array(1 << 20);
-  private readonly itlb = new Int32Array(1 << 20);
-  private readonly dRing = new Int32Array(TLB_ENTRIES).fill(-1);
-  private readonly iRing = new Int32Array(TLB_ENTRIES).fill(-1);
-  private dNext = 0;
-  private iNext = 0;
+  private readonly tlbs = new Tlbs();
+  /** PERF: the TLBs' per-linear-page arrays (tlb.ts), read directly by the fast paths. */
+  private readonly dtlb = this.tlbs.data;
+  private readonly itlb = this.tlbs.code;
   /** Required TLB bits for a read / write at the current CPL (fast path). */
   private readMask = T_VALID | T_RAM;
   private writeMask = T_VALID | T_WRITE | T_RAM_WRITE;
@@ -589,30 +582,13 @@ export class Cpu {
   flushTlb(includeGlobal: boolean): void {
     this.counters.tlbFlushes++;
     this.fetchPage = -1;
-    for (let k = 0; k < TLB_ENTRIES; k++) {
-      const d = this.dRing[k];
-      if (d >= 0 && (includeGlobal || (this.dtlb[d] & T_GLOBAL) === 0)) {
-        this.dtlb[d] = 0;
-        this.dRing[k] = -1;
-      }
-      const c = this.iRing[k];
-      if (c >= 0 && (includeGlobal || (this.itlb[c] & T_GLOBAL) === 0)) {
-        this.itlb[c] = 0;
-        this.iRing[k] = -1;
-      }
-    }
+    this.tlbs.flush(includeGlobal);
   }
 
   /** INVLPG: drops the entries for one linear page, global or not. */
   invalidatePage(linear: number): void {
-    const page = linear >>> 12;
     this.fetchPage = -1;
-    for (let k = 0; k < TLB_ENTRIES; k++) {
-      if (this.dRing[k] === page) this.dRing[k] = -1;
-      if (this.iRing[k] === page) this.iRing[k] = -1;
-    }
-    this.dtlb[page] = 0;
-    this.itlb[page] = 0;
+    this.tlbs.invalidatePage(linear >>> 12);
   }
 
   /**
@@ -665,18 +641,9 @@ export class Cpu {
     }
     const entry = (physical & 0xfffff000) | bits | 0;
     if (kind === 2) {
-      const old = this.iRing[this.iNext];
-      if (old >= 0) this.itlb[old] = 0;
-      if (old === this.fetchPage) this.fetchPage = -1;
-      this.iRing[this.iNext] = page;
-      this.iNext = (this.iNext + 1) % TLB_ENTRIES;
-      this.itlb[page] = entry;
+      if (this.tlbs.insertCode(page, entry) === this.fetchPage) this.fetchPage = -1;
     } else {
-      const old = this.dRing[this.dNext];
-      if (old >= 0) this.dtlb[old] = 0;
-      this.dRing[this.dNext] = page;
-      this.dNext = (this.dNext + 1) % TLB_ENTRIES;
-      this.dtlb[page] = entry;
+      this.tlbs.insertData(page, entry);
     }
     return ((physical & 0xfffff000) + (linear & 0xfff)) >>> 0;
   }
@@ -1009,18 +976,10 @@ export class Cpu {
     if (page === undefined) {
       page = new Array<Instr | undefined>(4096).fill(undefined);
       this.code[ppage] = page;
-      this.protectCodePage(ppage);
+      this.tlbs.protectCodePage(ppage);
     }
     page[physical & 0xfff] = instr;
     return instr;
-  }
-
-  /** A page just got decoded code: writes to it must leave the data TLB's fast path. */
-  private protectCodePage(ppage: number): void {
-    for (let k = 0; k < TLB_ENTRIES; k++) {
-      const page = this.dRing[k];
-      if (page >= 0 && this.dtlb[page] >>> 12 === ppage) this.dtlb[page] &= ~T_RAM_WRITE;
-    }
   }
 
   /** Decodes from a scratch copy (page-crossing instructions, code in MMIO): not cached. */
