@@ -3,6 +3,7 @@ import { CpuFault, Vector, gp, ss } from './fault.ts';
 import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
+import { CodeCache } from './codeCache.ts';
 import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
 import type { BoundHandler, Monitor } from './monitor.ts';
@@ -136,10 +137,9 @@ export class Cpu {
   private fetchPage = -1;
   private fetchCode: (Instr | undefined)[] = [];
 
-  // Decoded-instruction cache, per physical page.
-  // PERF: both levels are preallocated dense arrays; sparse stores would put V8 arrays into
-  // slow dictionary mode.
-  private code: ((Instr | undefined)[] | undefined)[];
+  private readonly codeCache: CodeCache;
+  /** PERF: the decoded-instruction cache's page table (codeCache.ts), read by the fetch path. */
+  private readonly code: ((Instr | undefined)[] | undefined)[];
   private readonly mmioPages: Uint8Array;
   private readonly bound = new Map<number, BoundHandler>();
   /**
@@ -158,8 +158,6 @@ export class Cpu {
   blockEntries = 0;
   private lastBlockGeneric = false;
   private blockContext: BlockContext | undefined;
-  /** Scratch buffer for decoding instructions that cross a page or leave RAM. */
-  private readonly fetchBuffer = new Uint8Array(16);
 
   constructor(platform: CpuPlatform, costs: CpuCosts) {
     this.platform = platform;
@@ -167,8 +165,9 @@ export class Cpu {
     this.ram = platform.ram;
     this.view = new DataView(this.ram.buffer, this.ram.byteOffset, this.ram.byteLength);
     this.mmioPages = new Uint8Array(Math.ceil(this.ram.length / 4096));
-    this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
-    this.codeGeneration = new Int32Array(this.mmioPages.length);
+    this.codeCache = new CodeCache(this.ram, (linear) => this.fetchByte(linear));
+    this.code = this.codeCache.pages;
+    this.codeGeneration = this.codeCache.generation;
     this.reset();
   }
 
@@ -692,26 +691,12 @@ export class Cpu {
 
   /** Someone wrote guest memory at [p, p+length): drop decoded instructions overlapping it. */
   invalidateCode(p: number, length: number): void {
-    const first = Math.max(0, p - 15);
-    for (let a = first; a < p + length; a++) {
-      const page = this.code[a >>> 12];
-      if (page === undefined) {
-        a = (a | 0xfff) >>> 0;
-        continue;
-      }
-      const instr = page[a & 0xfff];
-      if (instr !== undefined && a + instr.length > p) {
-        retire(instr);
-        page[a & 0xfff] = undefined;
-        this.codeGeneration[a >>> 12]++;
-      }
-    }
+    this.codeCache.invalidate(p, length);
   }
 
   /** Drops every decoded instruction (after the loader or a snapshot restore rewrote memory). */
   invalidateAllCode(): void {
-    for (const page of this.code) if (page !== undefined) for (const i of page) if (i) retire(i);
-    this.code = new Array<(Instr | undefined)[] | undefined>(this.mmioPages.length).fill(undefined);
+    this.codeCache.clear();
     this.blockEpoch++;
     this.blockContext = undefined; // a restore replaces the counters object
     this.fetchPage = -1;
@@ -957,7 +942,7 @@ export class Cpu {
     else {
       physical = this.translate(linear, 2, this.cplValue === 3);
       if (physical >= this.ram.length || this.mmioPages[physical >>> 12] === 1) {
-        return this.decodeUncached(linear, cs.big);
+        return this.codeCache.decodeUncached(linear, cs.big);
       }
     }
     const ppage = physical >>> 12;
@@ -968,55 +953,15 @@ export class Cpu {
       const instr = page[physical & 0xfff];
       if (instr !== undefined && instr.codeBig === cs.big) return instr;
     }
-    if ((linear & 0xfff) > 0xff0) return this.decodeUncached(linear, cs.big);
+    if ((linear & 0xfff) > 0xff0) return this.codeCache.decodeUncached(linear, cs.big);
     const instr = decode(this.ram, physical, cs.big);
     if (instr.length === 0 || (physical & 0xfff) + instr.length > 0x1000) {
-      return this.decodeUncached(linear, cs.big);
+      return this.codeCache.decodeUncached(linear, cs.big);
     }
     if (page === undefined) {
-      page = new Array<Instr | undefined>(4096).fill(undefined);
-      this.code[ppage] = page;
+      page = this.codeCache.addPage(ppage);
       this.tlbs.protectCodePage(ppage);
     }
-    page[physical & 0xfff] = instr;
-    return instr;
-  }
-
-  /** Decodes from a scratch copy (page-crossing instructions, code in MMIO): not cached. */
-  private decodeUncached(linear: number, big: boolean): Instr {
-    const buf = this.fetchBuffer;
-    let n = 0;
-    for (; n < 15; n++) {
-      try {
-        buf[n] = this.fetchByte(linear + n);
-      } catch (e) {
-        if (n === 0) throw e;
-        // The decoder will raise the fault again if it needs this byte.
-        break;
-      }
-    }
-    const instr = decode(buf.subarray(0, n), 0, big);
-    if (instr.length === 0) {
-      // Ran out of bytes: the fetch of byte n is what faults.
-      this.fetchByte(linear + n);
-      throw new CpuFault(Vector.GP, 0);
-    }
-    return instr;
-  }
-
-  /**
-   * For the block compiler: the 32-bit instruction decoded at a physical address (decoding it
-   * now if needed), or undefined if it cannot be cached there (it leaves the page or the bytes
-   * do not decode).
-   */
-  private decodedAt(physical: number): Instr | undefined {
-    const page = this.code[physical >>> 12];
-    if (page === undefined) return undefined;
-    const cached = page[physical & 0xfff];
-    if (cached !== undefined) return cached.codeBig ? cached : undefined;
-    if ((physical & 0xfff) > 0xff0) return undefined;
-    const instr = decode(this.ram, physical, true);
-    if (instr.length === 0 || (physical & 0xfff) + instr.length > 0x1000) return undefined;
     page[physical & 0xfff] = instr;
     return instr;
   }
@@ -1046,7 +991,7 @@ export class Cpu {
       csBase,
       this.codeGeneration[physical >>> 12],
       this.blockEpoch,
-      (p) => this.decodedAt(p),
+      (p) => this.codeCache.decodedAt(p),
       (l) => this.bound.has(l >>> 0),
     );
   }
@@ -1584,18 +1529,6 @@ export class Cpu {
     restoreCpu(this, state);
     this.invalidateAllCode();
   }
-}
-
-/**
- * Marks a decoded instruction invalid (its bytes changed) and drops its own links, so a dead
- * instruction keeps nothing else alive: only live instructions' links can still reach it, and
- * they are never followed to it.
- */
-function retire(instr: Instr): void {
-  instr.dead = true;
-  instr.next = undefined;
-  instr.target = undefined;
-  instr.block = undefined;
 }
 
 export function newCounters(): CpuCounters {
