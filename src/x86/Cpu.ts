@@ -3,6 +3,7 @@ import { CpuFault, Vector, gp, ss } from './fault.ts';
 import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
+import * as Lazy from './lazyFlags.ts';
 import { CodeCache } from './codeCache.ts';
 import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
@@ -305,7 +306,7 @@ export class Cpu {
   /** As `setLazy` but CF keeps its value (INC, DEC). */
   setLazyKeepCarry(op: number, dst: number, src: number, res: number, sizeMask: number): void {
     if ((this.lazyMask & F.CF) !== 0) {
-      this.flagsBits = (this.flagsBits & ~F.CF) | (this.lazyCF() ? F.CF : 0);
+      this.flagsBits = (this.flagsBits & ~F.CF) | (Lazy.lazyCF(this) ? F.CF : 0);
     }
     this.lazyOp = op;
     this.lazyDst = dst;
@@ -349,170 +350,34 @@ export class Cpu {
     this.flagsBits = (this.flagsBits & ~mask) | (values & mask);
   }
 
-  private lazySign(): number {
-    const m = this.lazySizeMask;
-    return m === 0xff ? 0x80 : m === 0xffff ? 0x8000 : -0x80000000;
-  }
-
-  private lazyCF(): boolean {
-    const m = this.lazySizeMask;
-    const d = (this.lazyDst & m) >>> 0;
-    const s = (this.lazySrc & m) >>> 0;
-    if (this.lazyOp === F.LAZY_ADD) return d + s + this.lazyCin > m >>> 0;
-    if (this.lazyOp === F.LAZY_SUB) return d < s + this.lazyCin;
-    return false;
-  }
-
-  private lazyOF(): boolean {
-    const d = this.lazyDst;
-    const s = this.lazySrc;
-    const r = this.lazyRes;
-    if (this.lazyOp === F.LAZY_ADD) return ((d ^ r) & (s ^ r) & this.lazySign()) !== 0;
-    if (this.lazyOp === F.LAZY_SUB) return ((d ^ s) & (d ^ r) & this.lazySign()) !== 0;
-    return false;
-  }
-
-  private lazyFlag(bit: number): boolean {
-    switch (bit) {
-      case F.ZF:
-        return (this.lazyRes & this.lazySizeMask) === 0;
-      case F.SF:
-        return (this.lazyRes & this.lazySign()) !== 0;
-      case F.PF:
-        return F.PARITY[this.lazyRes & 0xff] === 1;
-      case F.AF:
-        return (
-          this.lazyOp !== F.LAZY_LOGIC &&
-          ((this.lazyDst ^ this.lazySrc ^ this.lazyRes) & 0x10) !== 0
-        );
-      case F.CF:
-        return this.lazyCF();
-      default:
-        return this.lazyOF();
-    }
-  }
-
-  private flag(bit: number): boolean {
-    if ((this.lazyMask & bit) !== 0) return this.lazyFlag(bit);
-    return (this.flagsBits & bit) !== 0;
-  }
-
-  /**
-   * Evaluates condition code `cc` (SDM Vol. 1 Appendix B). PERF: after CMP/SUB/TEST/AND, the
-   * usual state before a Jcc, the condition comes straight from the operands.
-   */
+  /** Evaluates condition code `cc` (SDM Vol. 1 Appendix B; lazyFlags.ts). */
   condition(cc: number): boolean {
-    if (this.lazyMask === F.ARITH && this.lazyCin === 0) {
-      const op = this.lazyOp;
-      const m = this.lazySizeMask;
-      let r: boolean | undefined;
-      if (op === F.LAZY_SUB) {
-        const d = this.lazyDst & m;
-        const s = this.lazySrc & m;
-        switch (cc >> 1) {
-          case 1:
-            r = d >>> 0 < s >>> 0;
-            break;
-          case 2:
-            r = d === s;
-            break;
-          case 3:
-            r = d >>> 0 <= s >>> 0;
-            break;
-          case 6:
-          case 7: {
-            const shift = m === 0xff ? 24 : m === 0xffff ? 16 : 0;
-            const sd = (d << shift) >> shift;
-            const ss = (s << shift) >> shift;
-            r = cc >> 1 === 6 ? sd < ss : sd <= ss;
-            break;
-          }
-        }
-      } else if (op === F.LAZY_LOGIC) {
-        const res = this.lazyRes & m;
-        switch (cc >> 1) {
-          case 0:
-          case 1:
-            r = false;
-            break;
-          case 2:
-          case 3:
-            r = res === 0;
-            break;
-          case 4:
-          case 6:
-            r = (res & this.lazySign()) !== 0;
-            break;
-          case 7:
-            r = res === 0 || (res & this.lazySign()) !== 0;
-            break;
-        }
-      }
-      if (r !== undefined) return (cc & 1) === 0 ? r : !r;
-    }
-    let r: boolean;
-    switch (cc >> 1) {
-      case 0:
-        r = this.getOF();
-        break;
-      case 1:
-        r = this.getCF();
-        break;
-      case 2:
-        r = this.getZF();
-        break;
-      case 3:
-        r = this.getCF() || this.getZF();
-        break;
-      case 4:
-        r = this.getSF();
-        break;
-      case 5:
-        r = this.getPF();
-        break;
-      case 6:
-        r = this.getSF() !== this.getOF();
-        break;
-      default:
-        r = this.getZF() || this.getSF() !== this.getOF();
-        break;
-    }
-    return (cc & 1) === 0 ? r : !r;
+    return Lazy.condition(this, cc);
   }
 
   getCF(): boolean {
-    if ((this.lazyMask & F.CF) !== 0) return this.lazyCF();
-    return (this.flagsBits & F.CF) !== 0;
+    return Lazy.getCF(this);
   }
   getZF(): boolean {
-    if ((this.lazyMask & F.ZF) !== 0) return (this.lazyRes & this.lazySizeMask) === 0;
-    return (this.flagsBits & F.ZF) !== 0;
+    return Lazy.getZF(this);
   }
   getSF(): boolean {
-    return this.flag(F.SF);
+    return Lazy.flag(this, F.SF);
   }
   getOF(): boolean {
-    return this.flag(F.OF);
+    return Lazy.flag(this, F.OF);
   }
   getPF(): boolean {
-    return this.flag(F.PF);
+    return Lazy.flag(this, F.PF);
   }
   getAF(): boolean {
-    return this.flag(F.AF);
+    return Lazy.flag(this, F.AF);
   }
 
   /** Folds the lazy status flags into `flagsBits`. */
   materialize(): void {
     if (this.lazyMask === 0) return;
-    const lazy = this.lazyMask;
-    let bits = this.flagsBits & ~lazy;
-    if ((lazy & F.CF) !== 0 && this.lazyFlag(F.CF)) bits |= F.CF;
-    if (this.lazyFlag(F.PF)) bits |= F.PF;
-    if (this.lazyFlag(F.AF)) bits |= F.AF;
-    if (this.lazyFlag(F.ZF)) bits |= F.ZF;
-    if (this.lazyFlag(F.SF)) bits |= F.SF;
-    if (this.lazyFlag(F.OF)) bits |= F.OF;
-    this.flagsBits = bits;
+    this.flagsBits = Lazy.materializedBits(this);
     this.lazyMask = 0;
   }
 
