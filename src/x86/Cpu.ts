@@ -5,6 +5,7 @@ import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import * as Lazy from './lazyFlags.ts';
 import { CodeCache } from './codeCache.ts';
+import { newCounters, type CpuCounters } from './counters.ts';
 import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
 import type { BoundHandler, Monitor } from './monitor.ts';
@@ -24,24 +25,8 @@ import {
   Tlbs,
 } from './tlb.ts';
 
-/** Raw counts every run reports (DESIGN.md decision 4). */
-export interface CpuCounters {
-  instructions: number;
-  /** Exceptions by vector (0–31). */
-  exceptions: number[];
-  interrupts: number;
-  softwareInterrupts: number;
-  tlbMisses: number;
-  tlbFlushes: number;
-  ioReads: number;
-  ioWrites: number;
-  mmioReads: number;
-  mmioWrites: number;
-  cr3Loads: number;
-  invlpg: number;
-  monitorExits: number;
-  boundCalls: number;
-}
+/** `cpu.counters` is part of the Cpu's API (README.md): its type is exported from here too. */
+export type { CpuCounters } from './counters.ts';
 
 export type RunResult = 'limit' | 'halt' | 'shutdown' | 'stop';
 
@@ -1394,23 +1379,4 @@ export class Cpu {
     restoreCpu(this, state);
     this.invalidateAllCode();
   }
-}
-
-export function newCounters(): CpuCounters {
-  return {
-    instructions: 0,
-    exceptions: new Array<number>(32).fill(0),
-    interrupts: 0,
-    softwareInterrupts: 0,
-    tlbMisses: 0,
-    tlbFlushes: 0,
-    ioReads: 0,
-    ioWrites: 0,
-    mmioReads: 0,
-    mmioWrites: 0,
-    cr3Loads: 0,
-    invlpg: 0,
-    monitorExits: 0,
-    boundCalls: 0,
-  };
 }

@@ -20,7 +20,8 @@
  * - Blocks are found through their first instruction (`Instr.block`), and are valid for the
  *   EIP, CS base and code-page generation they were compiled for (`Cpu.codeGeneration`).
  */
-import type { Cpu, CpuCounters } from './Cpu.ts';
+import type { Cpu } from './Cpu.ts';
+import type { CpuCounters } from './counters.ts';
 import type { CpuCosts } from './cost.ts';
 import type { CpuFault } from './fault.ts';
 import * as F from './flags.ts';

@@ -2,7 +2,8 @@
  * The CPU's saved state for snapshots and migration (DESIGN.md: typed, versioned). Decoded
  * instructions and TLB contents are caches and are not saved.
  */
-import type { Cpu, CpuCounters } from '../Cpu.ts';
+import type { Cpu } from '../Cpu.ts';
+import type { CpuCounters } from '../counters.ts';
 
 export interface SegmentState {
   selector: number;
