@@ -1,5 +1,5 @@
 import type { CpuCosts } from './cost.ts';
-import { CpuFault, Vector, gp, ss } from './fault.ts';
+import { CpuFault, Vector, gp } from './fault.ts';
 import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
@@ -10,7 +10,7 @@ import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
 import type { BoundHandler, Monitor } from './monitor.ts';
 import type { CpuPlatform } from './platform.ts';
-import { CS, DS, SS, SegmentRegister } from './segment.ts';
+import { CS, DS, SS, SegmentRegister, checkedLinear } from './segment.ts';
 import { walk } from './system/paging.ts';
 import { bounce, deliverEvent, type EventKind } from './system/interrupts.ts';
 import { saveCpu, restoreCpu, type CpuState } from './system/state.ts';
@@ -678,30 +678,7 @@ export class Cpu {
   linear(seg: number, offset: number, size: number, write: boolean): number {
     const s = this.segs[seg];
     if (write ? s.flatWrite : s.flatRead) return offset | 0;
-    return this.checkedLinear(seg, s, offset >>> 0, size, write);
-  }
-
-  private checkedLinear(
-    seg: number,
-    s: SegmentRegister,
-    offset: number,
-    size: number,
-    write: boolean,
-  ): number {
-    const fault = seg === SS ? ss(0) : gp(0);
-    if (!s.usable) throw gp(0);
-    const a = s.attributes;
-    const isCode = (a & 0x08) !== 0;
-    if (write && (isCode || (a & 0x02) === 0)) throw fault;
-    if (!write && isCode && (a & 0x02) === 0) throw fault;
-    const last = offset + size - 1;
-    if (!isCode && (a & 0x04) !== 0) {
-      const upper = s.big ? 0xffffffff : 0xffff;
-      if (offset <= s.limit || last > upper) throw fault;
-    } else if (last > s.limit) {
-      throw fault;
-    }
-    return (s.base + offset) | 0;
+    return checkedLinear(s, seg === SS, offset >>> 0, size, write);
   }
 
   /** Effective address (offset) of a decoded memory operand. */

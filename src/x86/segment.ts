@@ -1,3 +1,5 @@
+import { gp, ss } from './fault.ts';
+
 /**
  * A segment register: the visible selector and the hidden descriptor cache (SDM Vol. 3A 3.4.3).
  * `attributes` holds bits 8–23 of the descriptor's high doubleword: the access byte in bits 0–7
@@ -79,4 +81,32 @@ export function descriptorLimit(lo: number, hi: number): number {
 
 export function descriptorAttributes(hi: number): number {
   return (hi >>> 8) & 0xf0ff;
+}
+
+/**
+ * Checks an access of `size` bytes at `offset` through a segment that is not flat (SDM 3A 5.3
+ * limit checking, 5.4 type checking) and returns the linear address. A violation raises #SS(0)
+ * for the stack segment (`stack`), else #GP(0); a null data selector always raises #GP(0).
+ */
+export function checkedLinear(
+  s: SegmentRegister,
+  stack: boolean,
+  offset: number,
+  size: number,
+  write: boolean,
+): number {
+  const fault = stack ? ss(0) : gp(0);
+  if (!s.usable) throw gp(0);
+  const a = s.attributes;
+  const isCode = (a & 0x08) !== 0;
+  if (write && (isCode || (a & 0x02) === 0)) throw fault;
+  if (!write && isCode && (a & 0x02) === 0) throw fault;
+  const last = offset + size - 1;
+  if (!isCode && (a & 0x04) !== 0) {
+    const upper = s.big ? 0xffffffff : 0xffff;
+    if (offset <= s.limit || last > upper) throw fault;
+  } else if (last > s.limit) {
+    throw fault;
+  }
+  return (s.base + offset) | 0;
 }
