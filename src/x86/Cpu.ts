@@ -5,6 +5,7 @@ import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import * as Lazy from './lazyFlags.ts';
 import { CodeCache } from './codeCache.ts';
+import { PhysicalMemory } from './memory.ts';
 import { newCounters, type CpuCounters } from './counters.ts';
 import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
@@ -126,7 +127,7 @@ export class Cpu {
   private readonly codeCache: CodeCache;
   /** PERF: the decoded-instruction cache's page table (codeCache.ts), read by the fetch path. */
   private readonly code: ((Instr | undefined)[] | undefined)[];
-  private readonly mmioPages: Uint8Array;
+  private readonly memory: PhysicalMemory;
   private readonly bound = new Map<number, BoundHandler>();
   /**
    * PERF: compiled blocks (block.ts). A physical page's generation counts the writes that
@@ -149,9 +150,9 @@ export class Cpu {
     this.platform = platform;
     this.costs = costs;
     this.ram = platform.ram;
-    this.view = new DataView(this.ram.buffer, this.ram.byteOffset, this.ram.byteLength);
-    this.mmioPages = new Uint8Array(Math.ceil(this.ram.length / 4096));
     this.codeCache = new CodeCache(this.ram, (linear) => this.fetchByte(linear));
+    this.memory = new PhysicalMemory(this, platform, this.codeCache);
+    this.view = this.memory.view;
     this.code = this.codeCache.pages;
     this.codeGeneration = this.codeCache.generation;
     this.reset();
@@ -484,7 +485,7 @@ export class Cpu {
       if (result.global && (this.cr4Value & 0x80) !== 0) bits |= T_GLOBAL;
     }
     const ppage = physical >>> 12;
-    if (physical < this.ram.length && this.mmioPages[ppage] === 0) {
+    if (physical < this.ram.length && this.memory.mmioPages[ppage] === 0) {
       bits |= T_RAM;
       if (this.code[ppage] === undefined) bits |= T_RAM_WRITE;
     }
@@ -501,42 +502,16 @@ export class Cpu {
 
   /** Routes a physical range through `platform.mmio*` (page granular). */
   markMmio(physical: number, length: number): void {
-    const end = Math.min(physical + length, this.ram.length);
-    for (let p = physical >>> 12; p * 4096 < end; p++) this.mmioPages[p] = 1;
+    this.memory.markMmio(physical, length);
     this.flushTlb(true);
   }
 
   readPhysical(p: number, size: number): number {
-    if (p + size <= this.ram.length && this.mmioPages[p >>> 12] === 0) {
-      if (size === 1) return this.ram[p];
-      if (size === 2) return this.view.getUint16(p, true);
-      return this.view.getUint32(p, true);
-    }
-    if (size === 1 || size === 2 || size === 4) {
-      if (this.mmioPages[p >>> 12] === 1 || p >= this.ram.length) {
-        this.counters.mmioReads++;
-        this.cycles += this.costs.mmioRead;
-        // A device answers with `size` bytes; anything above them is not on the bus.
-        const v = this.platform.mmioRead(p, size);
-        return size === 4 ? v >>> 0 : v & (size === 2 ? 0xffff : 0xff);
-      }
-    }
-    return 0;
+    return this.memory.read(p, size);
   }
 
   writePhysical(p: number, size: number, v: number): void {
-    if (p + size <= this.ram.length && this.mmioPages[p >>> 12] === 0) {
-      if (size === 1) this.ram[p] = v;
-      else if (size === 2) this.view.setUint16(p, v, true);
-      else this.view.setUint32(p, v >>> 0, true);
-      if (this.code[p >>> 12] !== undefined) this.invalidateCode(p, size);
-      return;
-    }
-    if (size === 1 || size === 2 || size === 4) {
-      this.counters.mmioWrites++;
-      this.cycles += this.costs.mmioWrite;
-      this.platform.mmioWrite(p, size, v >>> 0);
-    }
+    this.memory.write(p, size, v);
   }
 
   /** Someone wrote guest memory at [p, p+length): drop decoded instructions overlapping it. */
@@ -768,7 +743,7 @@ export class Cpu {
     if ((e & need) === need) physical = ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
     else {
       physical = this.translate(linear, 2, this.cplValue === 3);
-      if (physical >= this.ram.length || this.mmioPages[physical >>> 12] === 1) {
+      if (physical >= this.ram.length || this.memory.mmioPages[physical >>> 12] === 1) {
         return this.codeCache.decodeUncached(linear, cs.big);
       }
     }
