@@ -37,10 +37,11 @@ export interface TableRegister {
 }
 
 /**
- * The IA-32 CPU (i686 class, no FPU). Holds the architectural state, the TLBs and the decoded
- * instruction cache, and runs the fetch–decode–execute loop. Instruction semantics live in
- * ops/, the protected-mode machinery (paging walks, descriptor loads, event delivery, far
- * transfers) in system/. See README.md for the API.
+ * The IA-32 CPU (i686 class, no FPU). Holds the architectural state and runs the
+ * fetch–decode–execute loop; its parts are the TLBs (tlb.ts), physical memory (memory.ts), the
+ * decoded-instruction cache (codeCache.ts), lazy-flag evaluation (lazyFlags.ts) and compiled
+ * blocks (block.ts). Instruction semantics live in ops/, the protected-mode machinery (paging
+ * walks, descriptor loads, event delivery, far transfers) in system/. See README.md for the API.
  *
  * PERF: the methods `read*`, `write*`, `fetch` and `run` are the interpreter's hot path; they are
  * kept plain and monomorphic on purpose.
