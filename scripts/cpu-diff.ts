@@ -1,8 +1,9 @@
 /**
- * `npm run cpu-diff -- [--cases N] [--seed S] [--filter TEXT]`: the long differential run of
- * previrt's CPU against the host CPU (test/x86/diff). N cases per instruction form (default 200),
- * forms whose assembly contains TEXT only. Prints cases run and passed per mnemonic and the first
- * mismatches; exits non-zero if any case differs.
+ * `npm run cpu-diff -- [--cases N] [--seed S] [--filter TEXT] [--blocks]`: the long
+ * differential run of previrt's CPU against the host CPU (test/x86/diff). N cases per instruction
+ * form (default 200), forms whose assembly contains TEXT only; with --blocks every instruction
+ * runs inside a compiled block instead of the interpreter. Prints cases run and passed per
+ * mnemonic and the first mismatches; exits non-zero if any case differs.
  */
 import { generateCases, runDifferential } from '../test/x86/diff/harness.ts';
 
@@ -23,8 +24,11 @@ if (cases.length === 0) {
   console.error(`cpu-diff: no instruction form matches '${filter ?? ''}'`);
   process.exit(2);
 }
-console.log(`cpu-diff: ${cases.length} cases, seed ${seed}`);
-const result = runDifferential(cases, 'build/cpu-diff');
+console.log(
+  `cpu-diff: ${cases.length} cases, seed ${seed}${process.argv.includes('--blocks') ? ', compiled blocks' : ''}`,
+);
+const blocks = process.argv.includes('--blocks');
+const result = runDifferential(cases, 'build/cpu-diff', blocks);
 for (const [name, r] of [...result.byMnemonic].sort()) {
   console.log(`${name.padEnd(12)} ${String(r.passed).padStart(6)} / ${r.run}`);
 }
@@ -34,5 +38,8 @@ for (const m of result.mismatches.slice(0, 20)) {
     `MISMATCH ${m.asm}: ${m.field} host ${m.host.toString(16)} previrt ${m.previrt.toString(16)} (regs ${regs}, flags ${m.input.flags.toString(16)})`,
   );
 }
-console.log(`cpu-diff: ${result.passed} of ${result.cases} cases match`);
+console.log(
+  `cpu-diff: ${result.passed} of ${result.cases} cases match` +
+    (blocks ? ` (${result.blockEntries} compiled blocks run)` : ''),
+);
 process.exit(result.passed === result.cases ? 0 : 1);

@@ -1007,12 +1007,14 @@ export class Cpu {
         linkFrom = undefined;
       }
       if (blocks) {
+        if (instr.block === undefined && ++instr.heat === threshold && csBig) {
+          // Compiled now, and run from this very entry (so threshold 1 runs all code as blocks).
+          instr.block = this.compileAt(instr, eip, csBase);
+          if (instr.block !== undefined) this.blocksCompiled++;
+        }
         const block = instr.block;
         if (block === undefined) {
-          if (++instr.heat === threshold && csBig) {
-            instr.block = this.compileAt(instr, eip, csBase);
-            if (instr.block !== undefined) this.blocksCompiled++;
-          }
+          // Interpreted (not hot yet, or nothing to compile here).
         } else if (this.blockReady(block, eip, csBase, csLimit, flat, budget)) {
           budget = this.runBlocks(block, budget, readMask, writeMask, csBase, csLimit, flat);
           predicted = linkFrom = undefined;

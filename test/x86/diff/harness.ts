@@ -42,6 +42,8 @@ export interface DiffResult {
   passed: number;
   mismatches: Mismatch[];
   byMnemonic: Map<string, { run: number; passed: number }>;
+  /** Compiled blocks previrt ran (0 when interpreting). */
+  blockEntries: number;
 }
 
 const SPECIAL = [
@@ -211,12 +213,18 @@ function build(
   return { host, flat, out: parseInt(match[1], 16) };
 }
 
-/** Runs the cases on the host and on previrt and compares the results. */
-export function runDifferential(cases: Case[], buildDir: string): DiffResult {
+/**
+ * Runs the cases on the host and on previrt and compares the results. `blocks`: previrt runs
+ * every instruction as part of a compiled block (threshold 1: compiled and run at its first
+ * execution) instead of interpreting it.
+ */
+export function runDifferential(cases: Case[], buildDir: string, blocks = false): DiffResult {
   const { host, flat, out } = build(buildDir, generateAssembly(cases), cases.length);
   const hostOut = execFileSync(host, { maxBuffer: 1 << 28 });
   const platform = testPlatform(16 << 20);
   const cpu = new Cpu(platform, TEST_COSTS);
+  cpu.blocksEnabled = blocks;
+  cpu.blockThreshold = 1;
   const entry = loadSegments(readFileSync(flat), platform.ram);
   cpu.enterFlatProtectedMode();
   cpu.eip = entry;
@@ -231,6 +239,7 @@ export function runDifferential(cases: Case[], buildDir: string): DiffResult {
     passed: 0,
     mismatches: [],
     byMnemonic: new Map(),
+    blockEntries: cpu.blockEntries,
   };
   const fields = [...REGS, 'eflags', 'buf[0]', 'buf[1]', 'buf[2]', 'buf[3]'];
   cases.forEach((c, n) => {
