@@ -1,0 +1,446 @@
+/**
+ * The block compiler's code generator (block.ts): the source of one block's function.
+ */
+import * as F from './flags.ts';
+import type { Instr } from './instr.ts';
+import { Form, LAZY_OF_ALU, ends, genericTouchesMemory, type Op } from './blockForms.ts';
+
+/** Markers in the generated code, replaced once the registers the block uses are known. */
+const WRITE_BACK = '/*write back*/';
+const RELOAD = '/*reload*/';
+
+/** The lazy-flag state the generated code holds in locals and has not stored in the CPU. */
+enum Pending {
+  None = 0,
+  Add = F.LAZY_ADD, // fd + fs = fr
+  Sub = F.LAZY_SUB, // fd - fs = fr
+  Logic = F.LAZY_LOGIC, // fr
+  Inc = 4, // fd + 1 = fr, CF = fc (INC keeps CF)
+  Dec = 5, // fd - 1 = fr, CF = fc
+  IncKeep = 6, // fd + 1 = fr, CF as the CPU has it (nothing was pending before the INC)
+  DecKeep = 7,
+  Mul = 8, // IMUL: result fr, CF = OF = fm
+}
+
+/** Code that stores pending state `p` into the CPU (nothing for None). */
+function store(p: Pending): string {
+  switch (p) {
+    case Pending.None:
+      return '';
+    case Pending.Inc:
+    case Pending.Dec:
+      return `cpu.setLazyIncDec(${p === Pending.Inc ? F.LAZY_ADD : F.LAZY_SUB}, fd, fr, fc);`;
+    case Pending.IncKeep:
+    case Pending.DecKeep:
+      return `cpu.setLazyKeepCarry(${p === Pending.IncKeep ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1);`;
+    case Pending.Mul:
+      return 'cpu.setMulFlags(fr, -1, fm);';
+    case Pending.Logic:
+      return `cpu.setLazy(${p}, 0, 0, fr, -1);`;
+    default:
+      return `cpu.setLazy(${p}, fd, fs, fr, -1);`;
+  }
+}
+
+/** Byte register `r` (AL CL DL BL AH CH DH BH) as an expression, and an assignment to it. */
+function byteReg(r: number): string {
+  return r < 4 ? `(regs[${r}] & 0xff)` : `((regs[${r - 4}] >> 8) & 0xff)`;
+}
+function setByteReg(r: number, v: string): string {
+  return r < 4
+    ? `regs[${r}] = (regs[${r}] & ~0xff) | (${v});`
+    : `regs[${r - 4}] = (regs[${r - 4}] & ~0xff00) | ((${v}) << 8);`;
+}
+
+/**
+ * Writes the source of a block function (parameters: BlockCode). Locals: `c` the instructions
+ * of this pass already charged to the clock, `t` those of earlier passes (a block whose branch
+ * goes back to its start loops inside the function), `k` the instruction running (for faults),
+ * `s` set by a slow memory path, `fd fs fr` the operands and result of the last flag-setting
+ * instruction, kept out of the CPU until something could look at them (`Pending`).
+ */
+export class Writer {
+  private readonly out: string[] = [];
+  private pending = Pending.None;
+  /** `fr` holds the result ZF and SF come from (also after INC, DEC, IMUL). */
+  private resultKnown = false;
+  /** Pending state before each instruction, for the fault handler. */
+  private readonly pendingAt: number[] = [];
+
+  constructor(
+    private readonly instrs: Instr[],
+    private readonly ops: Op[],
+    private readonly eips: number[],
+    private readonly page: number,
+    private readonly generation: number,
+    private readonly epoch: number,
+  ) {}
+
+  private get n(): number {
+    return this.instrs.length;
+  }
+
+  /** Stores the pending flags into the CPU (code for it; `forget` ends the pending state). */
+  private flush(forget: boolean): string {
+    const p = this.pending;
+    if (forget) this.pending = Pending.None;
+    return store(p);
+  }
+
+  /** CF (0 or 1) as an expression, from the pending producer or the CPU. */
+  private carry(): string {
+    switch (this.pending) {
+      case Pending.Add:
+        return '((fd >>> 0) + (fs >>> 0) > 0xffffffff ? 1 : 0)';
+      case Pending.Sub:
+        return '((fd >>> 0) < (fs >>> 0) ? 1 : 0)';
+      case Pending.Logic:
+        return '0';
+      case Pending.Inc:
+      case Pending.Dec:
+        return 'fc';
+      case Pending.Mul:
+        return '(fm ? 1 : 0)';
+      default:
+        return '(cpu.getCF() ? 1 : 0)';
+    }
+  }
+
+  /** Charges the clock and the counter for the instructions of this pass before `count`. */
+  private sync(count: number): string {
+    return `if (c < ${count}) { cpu.cycles += (${count} - c) * B; counters.instructions += ${count} - c; c = ${count}; }`;
+  }
+
+  /** Leaves the block at EIP `eip` after `k` instructions of this pass. */
+  private leave(k: number, eip: number): string {
+    return `{ ${this.flush(false)} cpu.eip = ${eip}; cpu.instrEip = ${this.eips[k - 1]}; ${this.sync(k)} ${WRITE_BACK} return t + ${k}; }`;
+  }
+
+  /** Instructions from `from` to the one before the last, and the multiplies among them. */
+  private rest(from: number): [number, number] {
+    let multiplies = 0;
+    for (let j = from; j < this.n - 1; j++) if (this.ops[j].form === Form.ImulRRI) multiplies++;
+    return [Math.max(0, this.n - 1 - from), multiplies];
+  }
+
+  /**
+   * After a slow path or a generic handler in instruction `k`: leave at k + 1 if the loop must
+   * see something (an interrupt, the slice end, a write to this code page, new bound entries).
+   */
+  private check(k: number): string {
+    if (k >= this.n - 1) return '';
+    const [before, multiplies] = this.rest(k + 1);
+    return (
+      `if (cpu.blockMustLeave(${this.page}, ${this.generation}, ${this.epoch}, ${before}, ${multiplies}))` +
+      ` ${this.leave(k + 1, this.eips[k + 1])}`
+    );
+  }
+
+  /** The slice would end before the last instruction of a pass from `from`. */
+  private sliceEnds(from: number, charged: string): string {
+    const [before, multiplies] = this.rest(from);
+    return `cpu.cycles + (${charged}${before}) * B + ${multiplies} * (costs.mul - B) >= cpu.sliceEnd`;
+  }
+
+  /** A taken branch at `k` to `target`: another pass, or leave. */
+  private branch(k: number, target: number): string {
+    if (target === this.eips[0]) {
+      return (
+        `{ ${this.flush(false)} ${this.sync(k + 1)} t += ${k + 1}; c = 0;` +
+        ` if (t + ${this.n} > budget || ${this.sliceEnds(0, '')})` +
+        ` { cpu.eip = ${target}; cpu.instrEip = ${this.eips[k]}; ${WRITE_BACK} return t; } continue; }`
+      );
+    }
+    return `{ if (${target} > lim) throw gp(0); ${this.leave(k + 1, target)} }`;
+  }
+
+  private ea(i: Instr): string {
+    if (i.opcode === 0xa1 || i.opcode === 0xa3) return String(i.disp | 0); // moffs
+    const parts: string[] = [];
+    if (i.disp !== 0 || (i.base < 0 && i.index < 0)) parts.push(String(i.disp | 0));
+    if (i.base >= 0) parts.push(`regs[${i.base}]`);
+    if (i.index >= 0) {
+      parts.push(i.scale === 0 ? `regs[${i.index}]` : `(regs[${i.index}] << ${i.scale})`);
+    }
+    return `(${parts.join(' + ')}) | 0`;
+  }
+
+  /** Reads `size` bytes at linear `a` (already set) into `v`: fast path or the CPU's. */
+  private load(k: number, size: number): string {
+    const slow = `else { ${this.sync(k + 1)} v = cpu.read${size * 8}(a); s = 1; }`;
+    const at = '(e & -4096) | (a & 0xfff)';
+    if (size === 1) return `e = dtlb[a >>> 12]; if ((e & rm) === rm) v = ram[${at}]; ${slow}`;
+    const fits = size === 4 ? 0xffc : 0xffe;
+    const get = size === 4 ? 'getInt32' : 'getUint16';
+    return `e = dtlb[a >>> 12]; if ((e & rm) === rm && (a & 0xfff) <= ${fits}) v = view.${get}(${at}, true); ${slow}`;
+  }
+
+  /** Writes `value` (`size` bytes) at linear `a`. */
+  private store(k: number, size: number, value: string): string {
+    const slow = `else { ${this.sync(k + 1)} cpu.write${size * 8}(a, ${value}); s = 1; }`;
+    const at = '(e & -4096) | (a & 0xfff)';
+    if (size === 1)
+      return `e = dtlb[a >>> 12]; if ((e & wm) === wm) ram[${at}] = ${value}; ${slow}`;
+    const fits = size === 4 ? 0xffc : 0xffe;
+    const set = size === 4 ? 'setInt32' : 'setUint16';
+    return `e = dtlb[a >>> 12]; if ((e & wm) === wm && (a & 0xfff) <= ${fits}) view.${set}(${at}, ${value}, true); ${slow}`;
+  }
+
+  /** After an instruction with a memory access: the check, if its slow path ran. */
+  private afterSlow(k: number): string {
+    const check = this.check(k);
+    return check === '' ? '' : `if (s !== 0) { s = 0; ${check} }`;
+  }
+
+  /** The condition `cc` as an expression, from the pending producer or through the CPU. */
+  private condition(cc: number): [string, string] {
+    const kind = cc >> 1;
+    let r: string | undefined;
+    if (this.pending === Pending.Sub) {
+      r = [
+        undefined,
+        '(fd >>> 0) < (fs >>> 0)',
+        'fd === fs',
+        '(fd >>> 0) <= (fs >>> 0)',
+        'fr < 0',
+        undefined,
+        'fd < fs',
+        'fd <= fs',
+      ][kind];
+    } else if (this.pending === Pending.Logic) {
+      r = ['false', 'false', 'fr === 0', 'fr === 0', 'fr < 0', undefined, 'fr < 0', 'fr <= 0'][
+        kind
+      ];
+    } else if (this.pending === Pending.Mul && kind <= 1) {
+      r = 'fm'; // OF and CF
+    } else if (this.resultKnown && (kind === 2 || kind === 4)) {
+      r = kind === 2 ? 'fr === 0' : 'fr < 0';
+    }
+    if (r === undefined) return [this.flush(true), `cpu.condition(${cc})`];
+    return ['', (cc & 1) === 0 ? `(${r})` : `!(${r})`];
+  }
+
+  /** Sets the pending flags from an ALU operation on `d` and `s` (expressions); result in fr. */
+  private alu(alu: number, d: string, src: string, write: string | undefined): string {
+    const lazy = alu === 8 ? F.LAZY_LOGIC : LAZY_OF_ALU[alu];
+    this.pending = lazy as Pending;
+    this.resultKnown = true;
+    const sign = ['+', '|', '', '', '&', '-', '^', '-', '&'][alu];
+    const compute =
+      lazy === F.LAZY_LOGIC
+        ? `fr = ${d} ${sign} ${src};`
+        : `fd = ${d}; fs = ${src}; fr = (fd ${sign} fs) | 0;`;
+    const store = alu === 7 || alu === 8 || write === undefined ? '' : ` ${write} = fr;`;
+    return compute + store;
+  }
+
+  private emit(k: number): void {
+    const i = this.instrs[k];
+    const o = this.ops[k];
+    const next = this.eips[k + 1];
+    const last = k === this.n - 1;
+    const out = this.out;
+    this.pendingAt.push(this.pending);
+    switch (o.form) {
+      case Form.Nop:
+        break;
+      case Form.MovRR:
+        out.push(`regs[${o.dst}] = regs[${o.src}];`);
+        break;
+      case Form.MovRI:
+        out.push(`regs[${o.dst}] = ${o.imm};`);
+        break;
+      case Form.Lea:
+        out.push(`regs[${o.dst}] = ${this.ea(i)};`);
+        break;
+      case Form.Load:
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 4)} regs[${o.dst}] = v;`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.LoadExtend: {
+        const v = o.signed ? (o.size === 1 ? '(v << 24) >> 24' : '(v << 16) >> 16') : 'v';
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, o.size)} regs[${o.dst}] = ${v};`,
+          this.afterSlow(k),
+        );
+        break;
+      }
+      case Form.Load8:
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 1)} ${setByteReg(o.dst, 'v')}`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.Store:
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 4, o.src >= 0 ? `regs[${o.src}]` : String(o.imm))}`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.Store8:
+        out.push(
+          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 1, o.src >= 0 ? byteReg(o.src) : String(o.imm))}`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.ExtendRR: {
+        const src = o.size === 1 ? byteReg(o.src) : `(regs[${o.src}] & 0xffff)`;
+        const v = o.signed ? (o.size === 1 ? `(${src} << 24) >> 24` : `(${src} << 16) >> 16`) : src;
+        out.push(`regs[${o.dst}] = ${v};`);
+        break;
+      }
+      case Form.AluRR:
+        out.push(
+          this.alu(
+            o.alu,
+            `regs[${o.dst}]`,
+            o.src >= 0 ? `regs[${o.src}]` : String(o.imm),
+            `regs[${o.dst}]`,
+          ),
+        );
+        break;
+      case Form.AluRM: {
+        const load = `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 4)}`;
+        const compute =
+          o.dst >= 0
+            ? this.alu(o.alu, `regs[${o.dst}]`, 'v', `regs[${o.dst}]`)
+            : this.alu(o.alu, 'v', o.src >= 0 ? `regs[${o.src}]` : String(o.imm), undefined);
+        out.push(load, compute, this.afterSlow(k));
+        break;
+      }
+      case Form.IncDec: {
+        // CF stays: its current value goes into fc first.
+        const add = o.alu === 0;
+        // After nothing pending, or another INC/DEC that kept the CPU's CF, CF is the CPU's.
+        const p = this.pending;
+        const keep = p === Pending.None || p === Pending.IncKeep || p === Pending.DecKeep;
+        out.push(
+          keep ? '' : `fc = ${this.carry()};`,
+          `fd = regs[${o.dst}]; fr = (fd ${add ? '+' : '-'} 1) | 0; regs[${o.dst}] = fr;`,
+        );
+        if (keep) this.pending = add ? Pending.IncKeep : Pending.DecKeep;
+        else this.pending = add ? Pending.Inc : Pending.Dec;
+        this.resultKnown = true;
+        break;
+      }
+      case Form.ImulRRI:
+        // Overwrites all six status flags: what was pending before is dead.
+        this.pending = Pending.Mul;
+        out.push(
+          `cpu.cycles += costs.mul - B; v = regs[${o.src}]; fr = Math.imul(v, ${o.imm}); regs[${o.dst}] = fr;`,
+          `fm = v * ${o.imm} !== fr;`,
+        );
+        this.resultKnown = true;
+        break;
+      case Form.Push:
+        out.push(
+          `k = ${k}; v = ${o.src >= 0 ? `regs[${o.src}]` : o.imm}; a = (regs[4] - 4) | 0; ${this.store(k, 4, 'v')} regs[4] = a;`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.Pop:
+        out.push(
+          `k = ${k}; a = regs[4]; ${this.load(k, 4)} regs[4] = (a + 4) | 0; regs[${o.dst}] = v;`,
+          this.afterSlow(k),
+        );
+        break;
+      case Form.SetCC: {
+        const [flush, cond] = this.condition(o.alu);
+        out.push(`${flush} ${setByteReg(o.dst, `${cond} ? 1 : 0`)}`);
+        break;
+      }
+      case Form.CmovRR: {
+        const [flush, cond] = this.condition(o.alu);
+        out.push(`${flush} if (${cond}) regs[${o.dst}] = regs[${o.src}];`);
+        break;
+      }
+      case Form.Jcc: {
+        const [flush, cond] = this.condition(o.alu);
+        out.push(`k = ${k}; ${flush} if (${cond}) ${this.branch(k, (next + o.imm) >>> 0)}`);
+        break;
+      }
+      case Form.Jmp:
+        out.push(`k = ${k}; ${this.branch(k, (next + o.imm) >>> 0)}`);
+        break;
+      case Form.Call: {
+        const target = (next + o.imm) >>> 0;
+        out.push(
+          `k = ${k}; ${this.flush(true)} ${this.sync(k + 1)} cpu.instrEip = ${this.eips[k]};`,
+          `a = (regs[4] - 4) | 0; ${this.store(k, 4, String(next))} regs[4] = a;`,
+          `if (${target} > lim) throw gp(0); cpu.eip = ${target}; ${WRITE_BACK} return t + ${k + 1};`,
+        );
+        break;
+      }
+      case Form.Ret:
+        out.push(
+          `k = ${k}; ${this.flush(true)} ${this.sync(k + 1)} cpu.instrEip = ${this.eips[k]};`,
+          `a = regs[4]; ${this.load(k, 4)} v = v >>> 0;`,
+          `if (v > lim) throw gp(0); cpu.eip = v; regs[4] = (a + 4) | 0; ${WRITE_BACK} return t + ${k + 1};`,
+        );
+        break;
+      default: {
+        // Through the handler, after the pending flags are stored (it may read them).
+        // The handler works on the CPU's registers: the block's copies go back first, and
+        // come back after it (`w` = 0 while the CPU's are the ones that count, for faults).
+        const call = `${this.flush(true)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; ${RELOAD}`;
+        this.resultKnown = false;
+        if (last) {
+          out.push(
+            `k = ${k}; cpu.instrEip = ${this.eips[k]}; cpu.eip = ${next}; ${this.sync(k + 1)}`,
+            call,
+            `return t + ${k + 1};`,
+          );
+        } else if (genericTouchesMemory(i)) {
+          out.push(`k = ${k}; ${this.sync(k + 1)}`, call, this.check(k));
+        } else {
+          // Registers and flags only: no device can have seen it, but a multiply or divide
+          // charges the clock beyond the base cost, so the slice may end here.
+          const check = `if (${this.sliceEnds(k + 1, `${k + 1} - c + `)}) ${this.leave(k + 1, next)}`;
+          out.push(`k = ${k};`, call, check);
+        }
+        break;
+      }
+    }
+    if (last && o.form !== Form.Generic && !ends(o.form)) out.push(this.leave(this.n, next));
+  }
+
+  source(): string {
+    for (let k = 0; k < this.n; k++) this.emit(k);
+    // PERF: the registers the block uses live in locals (r0–r7) while it runs; the CPU's
+    // array is brought up to date where anything else could look (WRITE_BACK) and read again
+    // after a generic handler (RELOAD).
+    let body = this.out.filter((line) => line !== '').join('\n');
+    const used = new Set<number>();
+    const written = new Set<number>();
+    for (const m of body.matchAll(/regs\[(\d)\]( = (?!=))?/g)) {
+      used.add(Number(m[1]));
+      if (m[2] !== undefined) written.add(Number(m[1]));
+    }
+    body = body.replace(/regs\[(\d)\]/g, 'r$1');
+    const writeBack = [...written].map((r) => `regs[${r}] = r${r};`).join(' ');
+    const reload = [...used].map((r) => `r${r} = regs[${r}];`).join(' ');
+    body = body.replaceAll(WRITE_BACK, writeBack).replaceAll(RELOAD, reload);
+    const locals = [...used].map((r) => `r${r} = regs[${r}]`);
+    // The faulting instruction counts as executed (the interpreter charges before it runs).
+    return [
+      'const costs = cpu.costs, B = costs.base;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, fd = 0, fs = 0, fr = 0, fc = 0, fm = false;',
+      locals.length === 0 ? '' : `let ${locals.join(', ')};`,
+      'try { for (;;) {',
+      body,
+      '} } catch (x) {',
+      'cpu.instrEip = E[k];',
+      `if (w !== 0) { ${writeBack} }`,
+      'if (c < k + 1) { cpu.cycles += (k + 1 - c) * B; counters.instructions += k + 1 - c; }',
+      // The flags pending before the faulting instruction go to the CPU.
+      `switch ([${this.pendingAt.join(',')}][k]) {`,
+      ...[...new Set(this.pendingAt)]
+        .filter((p) => p !== Pending.None)
+        .map((p) => `case ${p}: ${store(p)} break;`),
+      '}',
+      'throw x; }',
+    ].join('\n');
+  }
+}
