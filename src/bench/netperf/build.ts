@@ -4,9 +4,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
+
+/**
+ * The name the boot loader shows the guest for a kernel file: relative to the repository, so
+ * the guest (and every figure) is the same from any checkout or working directory.
+ */
+export function guestKernelName(path: string): string {
+  return relative(REPO_ROOT, resolve(path));
+}
 
 /**
  * The benchmark's rows: the same sources without and with afterburning on the raw PC, and the

@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { relative } from 'node:path';
 import type { Command } from '../command.ts';
-import { buildGuest, CONFIGS, REPO_ROOT, type NetperfConfig } from '../../bench/netperf/build.ts';
+import {
+  buildGuest,
+  CONFIGS,
+  guestKernelName,
+  type NetperfConfig,
+} from '../../bench/netperf/build.ts';
 import { runNetperf, type NetperfProgress, type NetperfRun } from '../../bench/netperf/run.ts';
 import {
   formatSize,
@@ -227,14 +231,14 @@ export const bench: Command = {
         const seed = o.seed + k;
         const title = `netperf ${config}${o.runs > 1 ? ` run ${k + 1}/${o.runs}` : ''}`;
         console.error(
-          `${title}: ${relative(REPO_ROOT, c.kernel)} init=netserver, ` +
+          `${title}: ${guestKernelName(c.kernel)} init=netserver, ` +
             `${formatSize(o.bytes)}, seed ${seed}`,
         );
         const progress = progressReporter(title);
         const run = runNetperf({
           label: c.label,
           kernel,
-          kernelName: relative(REPO_ROOT, c.kernel),
+          kernelName: guestKernelName(c.kernel),
           payloadBytes: o.bytes,
           seed,
           faults: o.faults === undefined ? undefined : { ...o.faults, seed: o.faults.seed ?? seed },

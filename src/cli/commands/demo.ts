@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { relative } from 'node:path';
 import type { Command } from '../command.ts';
 import { createMachine, describeEnd, Machine } from '../../machine/Machine.ts';
 import { bootMultiboot } from '../../loader/multiboot.ts';
 import { verifyAnnotations } from '../../afterburner/verify.ts';
-import { buildGuest, CONFIGS, REPO_ROOT } from '../../bench/netperf/build.ts';
+import { buildGuest, CONFIGS, guestKernelName } from '../../bench/netperf/build.ts';
 import {
   formatSize,
   markdownTables,
@@ -59,7 +59,7 @@ function runSelftest(config: string, elf: string, quiet: boolean, xen = false): 
     kernel: readFileSync(elf),
     // The boot loader shows the guest its file name: the same from any checkout or directory,
     // so the figures are too (as in previrt bench netperf).
-    kernelName: relative(REPO_ROOT, resolve(elf)),
+    kernelName: guestKernelName(elf),
     cmdline: 'init=selftest',
     modules: [],
   };
@@ -178,7 +178,7 @@ export const demo: Command = {
         const run = runNetperf({
           label: c.label,
           kernel: readFileSync(c.kernel),
-          kernelName: relative(REPO_ROOT, c.kernel),
+          kernelName: guestKernelName(c.kernel),
           payloadBytes: bytes,
           seed: 1,
           hypervisor: c.hypervisor,
