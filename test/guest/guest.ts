@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { LoadError, parseElf } from '../../src/loader/elf.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const GUEST = join(ROOT, 'guest');
@@ -123,4 +124,11 @@ export function comparableLines(console: string): string[] {
   return console
     .split('\n')
     .filter((l) => /^(test: |selftest: |kernel: pid |kernel: init exited|hello from )/.test(l));
+}
+
+/** The guest-physical ranges [start, bytes] a kernel's loadable segments occupy (for fuzzers). */
+export function loadedRanges(kernel: Uint8Array): [number, number][] {
+  const image = parseElf(kernel, 'kernel.elf');
+  if (image instanceof LoadError) throw new Error(`kernel.elf: ${image.message}`);
+  return image.segments.filter((s) => s.memsz > 0).map((s) => [s.paddr, s.memsz]);
 }

@@ -9,9 +9,8 @@
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LoadError, parseElf } from '../../src/loader/elf.ts';
 import { createXenGuest } from '../../src/vmm/backends/xen.ts';
-import { afterburnedSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { afterburnedSkipReason, kernelPath, loadedRanges, make } from '../guest/guest.ts';
 import { scribble, xorshift32 } from '../random.ts';
 
 const skip = afterburnedSkipReason();
@@ -23,12 +22,7 @@ test(
   () => {
     assert.ok(make('afterburned').ok);
     const kernel = readFileSync(kernelPath('afterburned'));
-    const image = parseElf(kernel, 'kernel.elf');
-    assert.ok(!(image instanceof LoadError));
-    // The guest-physical ranges the kernel's loadable segments occupy (code first, then data).
-    const ranges = image.segments
-      .filter((s) => s.memsz > 0)
-      .map((s): [number, number] => [s.paddr, s.memsz]);
+    const ranges = loadedRanges(kernel); // code first, then data
     const endings = new Map<string, number>();
     for (let seed = 1; seed <= SEEDS; seed++) {
       const rand = xorshift32(seed * 7919);
