@@ -933,14 +933,12 @@ export class Cpu {
     const costs = this.costs;
     const counters = this.counters;
     // The CS register object is loaded in place, never replaced: safe to hoist. Its fields can
-    // change only in a generic handler, an event delivery or a bound entry, which set `stale`:
-    // the next pass reads them again (with the CPL's access masks and the flat segments) and
-    // drops the instruction links. The inline forms and compiled blocks never change them.
+    // change only in a generic handler, an event delivery or a bound entry, after which they are
+    // read again; the inline forms below never touch CS.
     const cs = this.segs[CS];
-    let stale = true;
-    let csBase = 0;
-    let csBig = true;
-    let csLimit = 0;
+    let csBase = cs.base;
+    let csBig = cs.big;
+    let csLimit = cs.limit;
     const bound = this.bound.size !== 0;
     const regs = this.regs;
     // The data TLB's fast path inline for the commonest loads and stores; the access masks depend
@@ -948,12 +946,12 @@ export class Cpu {
     const dtlb = this.dtlb;
     const view = this.view;
     const ram = this.ram;
-    let readMask = 0;
-    let writeMask = 0;
+    let readMask = this.readMask;
+    let writeMask = this.writeMask;
     const blocks = this.blocksEnabled;
     const threshold = this.blockThreshold;
     const generation = this.codeGeneration;
-    let flat = 0;
+    let flat = this.flatSegments();
     // PERF: the instruction the last one linked to (Instr.next/target), if any, and the one whose
     // link the next cache lookup should fill in. Links stay inside one code page, are made only
     // between cache hits, and are followed only while nothing but inline forms ran: CS, paging
@@ -963,22 +961,18 @@ export class Cpu {
     let linkTarget = false;
     let linkPage = -1; // the linear page linkFrom was fetched from: links never leave it
     while (budget > 0 && this.cycles < this.sliceEnd) {
-      if (stale) {
-        csBase = cs.base;
-        csBig = cs.big;
-        csLimit = cs.limit;
-        readMask = this.readMask;
-        writeMask = this.writeMask;
-        if (blocks) flat = this.flatSegments();
-        predicted = linkFrom = undefined;
-        stale = false;
-      }
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0 && !this.interruptShadow) {
         this.instrEip = this.eip;
         const vector = this.platform.acknowledgeInterrupt() & 0xff;
         this.raise(vector, undefined, 'interrupt');
         budget--;
-        stale = true;
+        csBase = cs.base;
+        csBig = cs.big;
+        csLimit = cs.limit;
+        readMask = this.readMask;
+        writeMask = this.writeMask;
+        flat = this.flatSegments();
+        predicted = linkFrom = undefined;
         continue;
       }
       if (this.interruptShadow) this.interruptShadow = false;
@@ -986,7 +980,13 @@ export class Cpu {
       this.instrEip = eip;
       if (bound && this.callBound(eip)) {
         budget--;
-        stale = true;
+        csBase = cs.base;
+        csBig = cs.big;
+        csLimit = cs.limit;
+        readMask = this.readMask;
+        writeMask = this.writeMask;
+        flat = this.flatSegments();
+        predicted = linkFrom = undefined;
         continue;
       }
       let instr = predicted;
@@ -1018,8 +1018,15 @@ export class Cpu {
         } else if (this.blockReady(block, eip, csBase, csLimit, flat, budget)) {
           budget = this.runBlocks(block, budget, readMask, writeMask, csBase, csLimit, flat);
           predicted = linkFrom = undefined;
-          // A last instruction that went through its handler may have changed anything.
-          stale = this.lastBlockGeneric;
+          if (this.lastBlockGeneric) {
+            // The last instruction went through its handler: it may have changed anything.
+            csBase = cs.base;
+            csBig = cs.big;
+            csLimit = cs.limit;
+            readMask = this.readMask;
+            writeMask = this.writeMask;
+            flat = this.flatSegments();
+          }
           continue;
         } else if (block.generation !== generation[block.page] || block.epoch !== this.blockEpoch) {
           // Its code changed, or bound entries did: compile again when hot again.
@@ -1043,7 +1050,13 @@ export class Cpu {
         case Fast.FAST_NONE:
         default:
           instr.exec(this, instr);
-          stale = true;
+          csBase = cs.base;
+          csBig = cs.big;
+          csLimit = cs.limit;
+          readMask = this.readMask;
+          writeMask = this.writeMask;
+          if (blocks) flat = this.flatSegments();
+          predicted = linkFrom = undefined;
           break;
         case Fast.FAST_MOV_RR:
           regs[instr.dst] = regs[instr.src];
