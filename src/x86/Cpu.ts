@@ -935,6 +935,8 @@ export class Cpu {
     // The CS register object is loaded in place, never replaced: safe to hoist. Its fields can
     // change only in a generic handler, an event delivery or a bound entry, after which they are
     // read again; the inline forms below never touch CS.
+    // PERF: the four places that read them again are written out; one `stale` flag tested at
+    // the top of the loop instead measured 8% slower for the interpreter (bench:cpu A/B).
     const cs = this.segs[CS];
     let csBase = cs.base;
     let csBig = cs.big;
