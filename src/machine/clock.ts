@@ -1,4 +1,4 @@
-import type { Clock, Timer } from './device.ts';
+import type { Clock, Timer, TimerState } from './device.ts';
 
 interface Event {
   cycle: number;
@@ -6,6 +6,18 @@ interface Event {
   seq: number;
   callback: () => void;
   cancelled: boolean;
+  owner: string;
+}
+
+/**
+ * The clock in a snapshot: the next insertion number and every pending event's place and owner.
+ * The callbacks are not data; each owner saves what its event does and schedules it again with
+ * `restoreAt` (device.ts, TimerState). `unrestored` then names any event nobody brought back.
+ */
+export interface ClockState {
+  version: 1;
+  seq: number;
+  pending: { cycle: number; seq: number; owner: string }[];
 }
 
 /**
@@ -33,20 +45,65 @@ export class SimClock implements Clock {
     return this.firing ?? this.cycles();
   }
 
-  at(cycle: number, callback: () => void): Timer {
-    const event: Event = { cycle: Math.max(cycle, 0), seq: this.seq++, callback, cancelled: false };
+  at(cycle: number, callback: () => void, owner = 'unnamed'): Timer {
+    return this.insert(Math.max(cycle, 0), this.seq++, callback, owner);
+  }
+
+  restoreAt(saved: TimerState, callback: () => void, owner = 'unnamed'): Timer {
+    return this.insert(saved.cycle, saved.seq, callback, owner);
+  }
+
+  private insert(cycle: number, seq: number, callback: () => void, owner: string): Timer {
+    const event: Event = { cycle, seq, callback, cancelled: false, owner };
     this.push(event);
     this.scheduled(event.cycle);
     return {
       cancel: () => {
         event.cancelled = true;
       },
+      cycle,
+      seq,
     };
   }
 
+  save(): ClockState {
+    const pending = this.heap
+      .filter((e) => !e.cancelled)
+      .sort((a, b) => a.cycle - b.cycle || a.seq - b.seq)
+      .map((e) => ({ cycle: e.cycle, seq: e.seq, owner: e.owner }));
+    return { version: 1, seq: this.seq, pending };
+  }
+
+  /** Empties the queue and takes the saved insertion number; the owners restore their events. */
+  restore(state: ClockState): void {
+    if (state.version !== 1)
+      throw new Error(`clock state version ${String(state.version)} is not supported (expected 1)`);
+    this.heap.length = 0;
+    this.seq = state.seq;
+  }
+
+  /**
+   * After every owner restored its events: the saved events nobody scheduled again, and events
+   * scheduled that were not saved, as one message; undefined when the queue is as it was saved.
+   */
+  unrestored(state: ClockState): string | undefined {
+    const now = this.save().pending;
+    const key = (e: { cycle: number; seq: number; owner: string }): string =>
+      `${e.owner}@${e.cycle}#${e.seq}`;
+    const have = new Set(now.map(key));
+    const want = new Set(state.pending.map(key));
+    const missing = [...want].filter((k) => !have.has(k));
+    const extra = [...have].filter((k) => !want.has(k));
+    if (missing.length === 0 && extra.length === 0) return undefined;
+    const parts: string[] = [];
+    if (missing.length > 0) parts.push(`not restored: ${missing.join(', ')}`);
+    if (extra.length > 0) parts.push(`not in the snapshot: ${extra.join(', ')}`);
+    return `clock events differ from the snapshot (${parts.join('; ')})`;
+  }
+
   /** Cycles from now: a convenience for devices that think in delays. */
-  after(delay: number, callback: () => void): Timer {
-    return this.at(this.now() + delay, callback);
+  after(delay: number, callback: () => void, owner?: string): Timer {
+    return this.at(this.now() + delay, callback, owner);
   }
 
   /** The cycle of the next pending event, or undefined when none is scheduled. */

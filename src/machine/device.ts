@@ -49,6 +49,20 @@ export interface IrqLine {
 export interface Timer {
   /** Removes the event if it has not fired; harmless afterwards. */
   cancel(): void;
+  /** Where it stands in the clock's order: its cycle and its insertion number (TimerState). */
+  readonly cycle: number;
+  readonly seq: number;
+}
+
+/**
+ * A pending event as a snapshot holds it (DESIGN.md decision 11): the clock's events are
+ * closures, so the component that scheduled one saves its place in the order and, on restore,
+ * schedules the same work again at that place with `Clock.restoreAt`. Events at one cycle fire
+ * in `seq` order, so a restored machine fires them exactly as the saved one would have.
+ */
+export interface TimerState {
+  cycle: number;
+  seq: number;
 }
 
 /**
@@ -60,8 +74,13 @@ export interface Clock {
   readonly hz: number;
   /** Cycles since power-on. Inside an event callback this is the event's own cycle. */
   now(): number;
-  /** Runs `callback` when the clock reaches `cycle` (at once at the next boundary if in the past). */
-  at(cycle: number, callback: () => void): Timer;
+  /**
+   * Runs `callback` when the clock reaches `cycle` (at once at the next boundary if in the past).
+   * `owner` names the component in snapshot audits ("pit", "dp83820.rx-dma").
+   */
+  at(cycle: number, callback: () => void, owner?: string): Timer;
+  /** A saved event again, at its saved place in the order (restore only; see TimerState). */
+  restoreAt(saved: TimerState, callback: () => void, owner?: string): Timer;
 }
 
 /**
