@@ -11,10 +11,10 @@
 import { PortBus } from '../machine/bus.ts';
 import { SimClock } from '../machine/clock.ts';
 import type { AccessSize, PortDevice } from '../machine/device.ts';
-import { Cmos } from '../machine/devices/legacy/cmos.ts';
-import { DualPic } from '../machine/devices/legacy/pic.ts';
-import { Uart16550 } from '../machine/devices/legacy/uart.ts';
-import { PciHostBridge } from '../machine/devices/pci/hostBridge.ts';
+import { Cmos } from '../machine/devices/legacy/Cmos.ts';
+import { DualPic } from '../machine/devices/legacy/Pic.ts';
+import { Uart16550 } from '../machine/devices/legacy/Uart16550.ts';
+import { PciHostBridge } from '../machine/devices/pci/PciHostBridge.ts';
 import type { PassthroughPci } from './devices/passthrough.ts';
 import { VirtualPit, type PitHost } from './devices/pit.ts';
 

@@ -21,7 +21,7 @@ import type {
 } from '../../device.ts';
 import { fcsValid, withFcs } from '../../ethernet/frame.ts';
 import type { EthernetReceiver } from '../../ethernet/link.ts';
-import { Eeprom93c46 } from './eeprom.ts';
+import { Eeprom93c46 } from './Eeprom93c46.ts';
 import { CFG, CFG_READ_ONLY, CMDSTS, CR, ISR, MEAR, PTSCR, REG, RFCR, TBI } from './registers.ts';
 
 export interface Dp83820Config {

@@ -27,7 +27,7 @@ export interface PicState {
   slave: PicChipState;
 }
 
-class Chip implements PortDevice {
+export class PicChip implements PortDevice {
   irr = 0;
   isr = 0;
   imr = 0xff;
@@ -143,15 +143,15 @@ class Chip implements PortDevice {
 
 /** The cascaded pair, with its INTR output to the CPU. */
 export class DualPic {
-  readonly master: Chip;
-  readonly slave: Chip;
+  readonly master: PicChip;
+  readonly slave: PicChip;
   /** Interrupts acknowledged, by IRQ 0–15. */
   readonly delivered = new Array<number>(16).fill(0);
   spurious = 0;
 
   constructor(private readonly intr: (level: boolean) => void) {
-    this.master = new Chip('pic-master', () => this.update());
-    this.slave = new Chip('pic-slave', () => this.update());
+    this.master = new PicChip('pic-master', () => this.update());
+    this.slave = new PicChip('pic-slave', () => this.update());
   }
 
   /**
