@@ -18,6 +18,7 @@ import { Uart16550 } from './devices/legacy/Uart16550.ts';
 import { PciHostBridge } from './devices/pci/PciHostBridge.ts';
 import { Dp83820 } from './devices/dp83820/Dp83820.ts';
 import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
+import { PC_IRQ, placePcPorts } from './portMap.ts';
 
 export interface MachineConfig {
   /** Machine memory in MB (default 256, the seed's test machine). */
@@ -111,6 +112,7 @@ export class Machine {
   readonly pit: Pit;
   readonly uart: Uart16550;
   readonly cmos: Cmos;
+  readonly keyboard: KeyboardController;
   readonly pci = new PciHostBridge();
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
@@ -146,20 +148,24 @@ export class Machine {
       (cycle) => this.cpu.shortenRun(cycle),
     );
 
-    // Legacy devices at their PC/AT addresses, in the order a reader expects to find them.
-    this.attach(0x20, 2, this.pic.master);
-    this.attach(0xa0, 2, this.pic.slave);
-    this.pit = new Pit(this.clock, this.pic.line(0));
-    this.attach(0x40, 4, this.pit);
-    this.attach(0x60, 5, new KeyboardController(() => this.requestReset()));
+    // Legacy devices at their PC/AT addresses (portMap.ts, shared with the VMM's platform).
+    this.pit = new Pit(this.clock, this.pic.line(PC_IRQ.pit));
+    this.keyboard = new KeyboardController(() => this.requestReset());
     this.cmos = new Cmos(this.clock, config.rtcStartSeconds);
-    this.attach(0x70, 2, this.cmos);
-    this.attach(0x80, 1, new PostPort());
-    this.attach(0xf4, 4, new DebugExit((v) => this.requestExit(v)));
-    this.uart = new Uart16550('com1', this.clock, this.pic.line(4), config.serialOut);
-    this.attach(0x3f8, 8, this.uart);
-    this.attach(0xcf8, 8, this.pci);
-    this.attach(0x4d0, 2, this.pic.elcr);
+    this.uart = new Uart16550('com1', this.clock, this.pic.line(PC_IRQ.com1), config.serialOut);
+    const placed = placePcPorts(this.ports, {
+      picMaster: this.pic.master,
+      pit: this.pit,
+      keyboard: this.keyboard,
+      cmos: this.cmos,
+      post: new PostPort(),
+      picSlave: this.pic.slave,
+      debugExit: new DebugExit((v) => this.requestExit(v)),
+      com1: this.uart,
+      elcr: this.pic.elcr,
+      pciConfig: this.pci,
+    });
+    if (placed !== undefined) throw new Error(`machine set-up: ${placed}`);
 
     // The network card, set up as a PC BIOS leaves a PCI device: interrupt line 11, routed
     // level-triggered through the ELCR; the guest places the BARs.
@@ -199,11 +205,6 @@ export class Machine {
       return true;
     },
   };
-
-  private attach(base: number, length: number, device: Parameters<PortBus['register']>[2]): void {
-    const r = this.ports.register(base, length, device);
-    if (typeof r === 'string') throw new Error(`machine set-up: ${r}`);
-  }
 
   /** Bus access for devices that place ranges at run time (PCI BARs). */
   get buses(): BusAccess {

@@ -10,11 +10,15 @@
  */
 import { PortBus } from '../machine/bus.ts';
 import { SimClock } from '../machine/clock.ts';
-import type { AccessSize, PortDevice } from '../machine/device.ts';
+import type { AccessSize } from '../machine/device.ts';
 import { Cmos } from '../machine/devices/legacy/Cmos.ts';
+import { DebugExit } from '../machine/devices/legacy/DebugExit.ts';
+import { KeyboardController } from '../machine/devices/legacy/KeyboardController.ts';
 import { DualPic } from '../machine/devices/legacy/Pic.ts';
 import { Uart16550 } from '../machine/devices/legacy/Uart16550.ts';
 import { PciHostBridge } from '../machine/devices/pci/PciHostBridge.ts';
+import { PostPort } from '../machine/devices/legacy/PostPort.ts';
+import { PC_IRQ, placePcPorts } from '../machine/portMap.ts';
 import type { PassthroughPci } from './devices/passthrough.ts';
 import { VirtualPit, type PitHost } from './devices/pit.ts';
 
@@ -59,27 +63,22 @@ export class VirtualPlatform {
       () => host.nowNs(),
       (ns) => host.deviceEventAt(ns),
     );
-    this.uart = new Uart16550('com1', this.clock, this.pic.line(4), (b) => host.consoleByte(b));
-    const devices: [number, number, PortDevice][] = [
-      [0x20, 2, this.pic.master],
-      [0xa0, 2, this.pic.slave],
-      [0x40, 4, this.pit],
-      [0x60, 5, keyboard(() => host.reset())],
-      [0x70, 2, new Cmos(this.clock, host.rtcStartSeconds)],
-      [0x80, 1, { name: 'post', ioRead: () => 0xff, ioWrite: () => {} }],
-      [
-        0xf4,
-        4,
-        { name: 'debug-exit', ioRead: () => 0xff, ioWrite: (_o, _s, v) => host.exit(v & 0xff) },
-      ],
-      [0x3f8, 8, this.uart],
-      [0xcf8, 8, this.pci],
-      [0x4d0, 2, this.pic.elcr],
-    ];
-    for (const [base, length, device] of devices) {
-      const r = this.ports.register(base, length, device);
-      if (typeof r === 'string') throw new Error(`vmm platform: ${r}`);
-    }
+    this.uart = new Uart16550('com1', this.clock, this.pic.line(PC_IRQ.com1), (b) =>
+      host.consoleByte(b),
+    );
+    const placed = placePcPorts(this.ports, {
+      picMaster: this.pic.master,
+      pit: this.pit,
+      keyboard: new KeyboardController(() => host.reset()),
+      cmos: new Cmos(this.clock, host.rtcStartSeconds),
+      post: new PostPort(),
+      picSlave: this.pic.slave,
+      debugExit: new DebugExit((v) => host.exit(v)),
+      com1: this.uart,
+      elcr: this.pic.elcr,
+      pciConfig: this.pci,
+    });
+    if (placed !== undefined) throw new Error(`vmm platform: ${placed}`);
   }
 
   read(port: number, size: AccessSize): number {
@@ -158,14 +157,4 @@ export class VirtualPlatform {
       this.host.deviceEoi(irq);
     }
   }
-}
-
-function keyboard(reset: () => void): PortDevice {
-  return {
-    name: 'kbd',
-    ioRead: (offset) => (offset === 4 ? 0x1c : 0),
-    ioWrite: (offset, _size, value) => {
-      if (offset === 4 && (value & 0xff) === 0xfe) reset();
-    },
-  };
 }
