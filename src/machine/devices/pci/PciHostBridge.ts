@@ -4,7 +4,19 @@
  * 0xCFC–0xCFF. Device 0 is the host bridge itself (an i440FX, as QEMU's pc machine has); other
  * functions are added by the machine. Absent functions read all ones.
  */
-import type { AccessSize, PciFunction, PortDevice } from '../../device.ts';
+import type { AccessSize, PciFunction, PortDevice, Stateful } from '../../device.ts';
+import { checkState, num } from '../../state.ts';
+
+/**
+ * The bridge's own state is CONFIG_ADDRESS; each function's configuration space is that
+ * function's state (the host bridge function's header is fixed).
+ */
+export interface PciHostBridgeState {
+  version: 1;
+  address: number;
+}
+
+const STATE = checkState<PciHostBridgeState>('PCI host bridge', 1, { address: num });
 
 /** A function with a fixed configuration header and nothing to program: the host bridge. */
 class HostBridgeFunction implements PciFunction {
@@ -28,7 +40,7 @@ class HostBridgeFunction implements PciFunction {
   configWrite(): void {}
 }
 
-export class PciHostBridge implements PortDevice {
+export class PciHostBridge implements PortDevice, Stateful<PciHostBridgeState> {
   readonly name = 'pci-host';
   private address = 0;
   private readonly functions = new Map<number, PciFunction>();
@@ -37,8 +49,17 @@ export class PciHostBridge implements PortDevice {
     this.functions.set(0, new HostBridgeFunction());
   }
 
-  /** Places a function at device `device` (1–31), function `fn` of bus 0. */
+  /** Places a function at device `device` (1–31), function `fn` (0–7) of bus 0. */
   add(device: number, fn: number, f: PciFunction): string | undefined {
+    if (
+      !Number.isInteger(device) ||
+      device < 0 ||
+      device > 31 ||
+      !Number.isInteger(fn) ||
+      fn < 0 ||
+      fn > 7
+    )
+      return `${f.name}: PCI device ${device} function ${fn} does not exist (device 0-31, function 0-7)`;
     const key = (device << 3) | fn;
     const holder = this.functions.get(key);
     if (holder !== undefined)
@@ -67,5 +88,14 @@ export class PciHostBridge implements PortDevice {
     const a = this.address;
     if ((a & 0x80000000) === 0 || ((a >> 16) & 0xff) !== 0) return undefined;
     return this.functions.get((a >> 8) & 0xff);
+  }
+
+  save(): PciHostBridgeState {
+    return { version: 1, address: this.address };
+  }
+
+  restore(state: PciHostBridgeState, path = 'pci'): void {
+    STATE(state, path);
+    this.address = (state.address & 0x80fffffc) >>> 0;
   }
 }
