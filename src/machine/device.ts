@@ -96,13 +96,19 @@ export interface DmaMemory {
 }
 
 /**
- * Snapshot and migration state (DESIGN.md conventions): every component that holds state has a
- * typed, versioned state object. `version` changes whenever the shape changes, and `restore`
- * refuses a version it does not know with a clear error.
+ * Snapshot and migration state (DESIGN.md decision 11): every component that holds state has a
+ * typed, versioned state object, plain JSON data encoded by the rules in state.ts (null for
+ * none; bytes as base64 strings; wider words as arrays of numbers; a pending clock event as its
+ * TimerState beside what it will do). `version` changes whenever the shape changes. `restore`
+ * checks the state before it changes anything and refuses a version it does not know, or a
+ * missing or mistyped field, with a `StateError` naming it (`path`, e.g. "devices.pit", prefixes
+ * the field names); events the component had pending come back at their saved places
+ * (`Clock.restoreAt`) on a clock restored first. Callbacks, sinks and peers are not state: the
+ * component is built with them again and then restored.
  */
 export interface Stateful<S extends { version: number }> {
   save(): S;
-  restore(state: S): void;
+  restore(state: S, path?: string): void;
 }
 
 /** A range placed on a bus; `remove()` takes it off again (a PCI BAR that moves). */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { testClock } from '../../testing.ts';
+import { cloneClock, testClock, throughJson } from '../../testing.ts';
 import { Cmos } from './Cmos.ts';
 
 test('CMOS RTC: BCD and binary time from the injected start plus simulated time', () => {
@@ -21,4 +21,27 @@ test('CMOS RTC: BCD and binary time from the injected start plus simulated time'
   rtc.ioWrite(1, 1, 0x06); // binary, 24 h
   assert.equal(read(0x00), 1);
   assert.equal(read(0x0d), 0x80);
+});
+
+test('CMOS state: index, NMI mask and RAM; the time keeps following the clock', () => {
+  const a = testClock(1000);
+  const rtc = new Cmos(a.clock, Date.UTC(2026, 0, 1) / 1000);
+  rtc.ioWrite(0, 1, 0x0b);
+  rtc.ioWrite(1, 1, 0x06); // binary, 24 h
+  rtc.ioWrite(0, 1, 0x40);
+  rtc.ioWrite(1, 1, 0x99); // a byte of CMOS RAM
+  rtc.ioWrite(0, 1, 0x80); // index 0 (seconds) with NMI masked
+  a.advance(5000);
+  const b = cloneClock(a);
+  const twin = new Cmos(b.clock, Date.UTC(2026, 0, 1) / 1000);
+  twin.restore(throughJson(rtc.save()));
+  assert.deepEqual(twin.save(), rtc.save());
+  assert.equal(twin.nmiMasked, true);
+  assert.equal(twin.ioRead(1, 1), 5, 'seconds, binary');
+  twin.ioWrite(0, 1, 0x40);
+  assert.equal(twin.ioRead(1, 1), 0x99);
+  assert.throws(
+    () => twin.restore({ ...rtc.save(), ram: 'AAAA' }),
+    /cmos\.ram: expected 128 bytes, got 3/,
+  );
 });

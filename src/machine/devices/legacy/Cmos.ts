@@ -5,16 +5,20 @@
  * progress (updates are instantaneous here); status C reads and clears; status D reports a
  * valid battery. The time is the injected start time plus simulated time, never the host clock.
  */
-import type { AccessSize, Clock, PortDevice } from '../../device.ts';
+import type { AccessSize, Clock, PortDevice, Stateful } from '../../device.ts';
+import { bool, bytes, checkState, decodeBytes, encodeBytes, num } from '../../state.ts';
 
+/** The index register and the 128 bytes of CMOS RAM; the time follows the (restored) clock. */
 export interface CmosState {
   version: 1;
   index: number;
   nmiMasked: boolean;
-  ram: number[];
+  ram: string;
 }
 
-export class Cmos implements PortDevice {
+const STATE = checkState<CmosState>('CMOS RTC', 1, { index: num, nmiMasked: bool, ram: bytes });
+
+export class Cmos implements PortDevice, Stateful<CmosState> {
   readonly name = 'cmos-rtc';
   private index = 0;
   nmiMasked = false;
@@ -93,13 +97,19 @@ export class Cmos implements PortDevice {
   }
 
   save(): CmosState {
-    return { version: 1, index: this.index, nmiMasked: this.nmiMasked, ram: Array.from(this.ram) };
+    return {
+      version: 1,
+      index: this.index,
+      nmiMasked: this.nmiMasked,
+      ram: encodeBytes(this.ram),
+    };
   }
 
-  restore(s: CmosState): void {
-    if (s.version !== 1) throw new Error(`CMOS state version ${s.version} is not supported`);
-    this.index = s.index;
+  restore(s: CmosState, path = 'cmos'): void {
+    STATE(s, path);
+    const ram = decodeBytes(s.ram, `${path}.ram`, 128);
+    this.index = s.index & 0x7f;
     this.nmiMasked = s.nmiMasked;
-    this.ram.set(s.ram);
+    this.ram.set(ram);
   }
 }

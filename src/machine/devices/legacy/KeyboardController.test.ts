@@ -25,3 +25,15 @@ test('8042: 0xFE and the other pulse commands with bit 0 clear reset the machine
   kbc.ioWrite(4, 1, 0xf0);
   assert.equal(resets, 2);
 });
+
+test('8042 state: the status register', () => {
+  const kbc = new KeyboardController(() => {});
+  kbc.ioWrite(0, 1, 0);
+  const twin = new KeyboardController(() => {});
+  twin.restore(JSON.parse(JSON.stringify(kbc.save())) as ReturnType<KeyboardController['save']>);
+  assert.equal(twin.ioRead(4, 1), 0x14);
+  assert.throws(
+    () => twin.restore({ version: 0 } as never),
+    /keyboard: keyboard controller state version 0/,
+  );
+});

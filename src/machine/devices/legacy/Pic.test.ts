@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { throughJson } from '../../testing.ts';
 import { DualPic } from './Pic.ts';
 
 function initPic(pic: DualPic): void {
@@ -49,4 +50,40 @@ test('8259A: ICW programming, IRR/ISR/IMR, priority, EOI, cascade, spurious', ()
   assert.equal(pic.acknowledge(), 0x27);
   assert.equal(pic.spurious, 1);
   assert.equal(pic.master.ioRead(0, 1), 0);
+});
+
+test('8259A state: a restored pair has the same registers, counters and INTR, and goes on alike', () => {
+  let intrA = false;
+  const a = new DualPic((l) => (intrA = l));
+  initPic(a);
+  a.elcr.ioWrite(1, 1, 0x08); // IRQ 11 level-triggered
+  a.master.ioWrite(1, 1, 0xf8);
+  a.slave.ioWrite(1, 1, 0xf7);
+  a.setIrq(1, true);
+  assert.equal(a.acknowledge(), 0x21); // IRQ 1 in service
+  a.setIrq(0, true); // IRQ 0 requested, higher priority: pending INTR
+  a.setIrq(11, true); // level, waiting behind IRQ 1
+  a.master.ioWrite(0, 1, 0x0b); // reading ISR
+  const state = throughJson(a.save());
+  let intrB = false;
+  const b = new DualPic((l) => (intrB = l));
+  b.restore(state);
+  assert.deepEqual(b.save(), a.save());
+  assert.equal(intrB, intrA);
+  assert.equal(b.master.ioRead(0, 1), 0x02, 'ISR read selected');
+  for (const pic of [a, b]) {
+    assert.equal(pic.acknowledge(), 0x20);
+    pic.master.ioWrite(0, 1, 0x20);
+    pic.master.ioWrite(0, 1, 0x20);
+    assert.equal(pic.acknowledge(), 0x2b, 'then the level-triggered IRQ 11');
+  }
+  assert.deepEqual(b.save(), a.save());
+  assert.throws(
+    () => b.restore({ ...state, version: 7 } as never),
+    /pic: 8259A pair state version 7/,
+  );
+  assert.throws(
+    () => b.restore({ ...state, master: { ...state.master, irr: 'x' } } as never, 'devices.pic'),
+    /^StateError: devices\.pic\.master\.irr: expected a number, got a string$/,
+  );
 });

@@ -4,7 +4,8 @@
  * fully nested (fixed priority, IRQ 0 highest), specific and non-specific EOI, auto-EOI, reads of
  * IRR/ISR through OCW3, and the spurious IRQ 7 / 15 of an interrupt that vanished before INTA.
  */
-import type { AccessSize, IrqLine, PortDevice } from '../../device.ts';
+import type { AccessSize, IrqLine, PortDevice, Stateful } from '../../device.ts';
+import { arrayOf, bool, checkState, num, shape } from '../../state.ts';
 
 export interface PicChipState {
   irr: number;
@@ -21,11 +22,35 @@ export interface PicChipState {
   single: boolean;
 }
 
+/** The pair; the ELCR is the chips' `levelMask`. */
 export interface PicState {
   version: 1;
   master: PicChipState;
   slave: PicChipState;
+  /** Counters: interrupts acknowledged by IRQ 0–15, spurious acknowledges. */
+  delivered: number[];
+  spurious: number;
 }
+
+const CHIP = shape<PicChipState>({
+  irr: num,
+  isr: num,
+  imr: num,
+  base: num,
+  lines: num,
+  levelMask: num,
+  readIsr: bool,
+  autoEoi: bool,
+  initStep: num,
+  needIcw4: bool,
+  single: bool,
+});
+const STATE = checkState<PicState>('8259A pair', 1, {
+  master: CHIP,
+  slave: CHIP,
+  delivered: arrayOf(num, 16),
+  spurious: num,
+});
 
 export class PicChip implements PortDevice {
   irr = 0;
@@ -136,13 +161,24 @@ export class PicChip implements PortDevice {
     return { irr, isr, imr, base, lines, levelMask, readIsr, autoEoi, initStep, needIcw4, single };
   }
 
+  /** The chip's registers again (checked by DualPic.restore); the pair re-evaluates INTR. */
   restore(s: PicChipState): void {
-    Object.assign(this, s);
+    this.irr = s.irr & 0xff;
+    this.isr = s.isr & 0xff;
+    this.imr = s.imr & 0xff;
+    this.base = s.base & 0xf8;
+    this.lines = s.lines & 0xff;
+    this.levelMask = s.levelMask & 0xff;
+    this.readIsr = s.readIsr;
+    this.autoEoi = s.autoEoi;
+    this.initStep = s.initStep;
+    this.needIcw4 = s.needIcw4;
+    this.single = s.single;
   }
 }
 
 /** The cascaded pair, with its INTR output to the CPU. */
-export class DualPic {
+export class DualPic implements Stateful<PicState> {
   readonly master: PicChip;
   readonly slave: PicChip;
   /** Interrupts acknowledged, by IRQ 0–15. */
@@ -210,13 +246,25 @@ export class DualPic {
   }
 
   save(): PicState {
-    return { version: 1, master: this.master.save(), slave: this.slave.save() };
+    return {
+      version: 1,
+      master: this.master.save(),
+      slave: this.slave.save(),
+      delivered: [...this.delivered],
+      spurious: this.spurious,
+    };
   }
 
-  restore(state: PicState): void {
-    if (state.version !== 1) throw new Error(`PIC state version ${state.version} is not supported`);
+  /**
+   * Restore it after the devices that drive its lines (their restores may set a line), so that
+   * the saved IRR and line levels are what remains; INTR to the CPU is driven again.
+   */
+  restore(state: PicState, path = 'pic'): void {
+    STATE(state, path);
     this.master.restore(state.master);
     this.slave.restore(state.slave);
+    state.delivered.forEach((n, irq) => (this.delivered[irq] = n));
+    this.spurious = state.spurious;
     this.update();
   }
 }

@@ -6,7 +6,16 @@
  * commands. Channel 0's OUT drives IRQ 0. Nothing ticks per instruction: the counter value is
  * computed from the simulated clock, and OUT edges are events on it.
  */
-import type { AccessSize, Clock, IrqLine, PortDevice, Timer } from '../../device.ts';
+import type {
+  AccessSize,
+  Clock,
+  IrqLine,
+  PortDevice,
+  Stateful,
+  Timer,
+  TimerState,
+} from '../../device.ts';
+import { arrayOf, bool, checkState, nullable, num, shape, timer } from '../../state.ts';
 
 export const PIT_HZ = 1_193_182;
 
@@ -14,19 +23,42 @@ export interface PitChannelState {
   mode: number;
   access: number;
   reload: number;
-  /** Simulated cycle at which counting started from `reload` (undefined: not counting). */
-  start: number | undefined;
-  latched: number | undefined;
-  status: number | undefined;
+  /** Simulated cycle at which counting started from `reload` (null: not counting). */
+  start: number | null;
+  latched: number | null;
+  status: number | null;
   writeLow: boolean;
   readLow: boolean;
   partial: number;
+  /** The next OUT rising edge on the clock (channel 0 only; null when none is due). */
+  edge: TimerState | null;
 }
 
 export interface PitState {
   version: 1;
   channels: PitChannelState[];
+  /** Counter: OUT0 rising edges. */
+  ticks: number;
 }
+
+const STATE = checkState<PitState>('8254', 1, {
+  channels: arrayOf(
+    shape<PitChannelState>({
+      mode: num,
+      access: num,
+      reload: num,
+      start: nullable(num),
+      latched: nullable(num),
+      status: nullable(num),
+      writeLow: bool,
+      readLow: bool,
+      partial: num,
+      edge: nullable(timer),
+    }),
+    3,
+  ),
+  ticks: num,
+});
 
 class Channel {
   mode = 0;
@@ -42,7 +74,7 @@ class Channel {
   timer: Timer | undefined;
 }
 
-export class Pit implements PortDevice {
+export class Pit implements PortDevice, Stateful<PitState> {
   readonly name = 'pit';
   private readonly channels = [new Channel(), new Channel(), new Channel()];
   /** OUT0 rising edges (timer interrupts raised). */
@@ -93,13 +125,19 @@ export class Pit implements PortDevice {
     if (ch.mode === 2 || ch.mode === 3) next = (Math.floor(e / ch.reload) + 1) * ch.reload;
     else if (e < ch.reload) next = ch.reload;
     else return;
-    const start = ch.start;
-    ch.timer = this.clock.at(start + Math.ceil(next * this.cyclesPerTick), () => {
-      this.ticks++;
-      this.irq0.set(true);
-      this.irq0.set(false);
-      this.schedule(ch, 0);
-    });
+    ch.timer = this.clock.at(
+      ch.start + Math.ceil(next * this.cyclesPerTick),
+      () => this.edge(ch),
+      'pit',
+    );
+  }
+
+  /** Channel 0's OUT rises: IRQ 0 gets its edge, and the next one is scheduled. */
+  private edge(ch: Channel): void {
+    this.ticks++;
+    this.irq0.set(true);
+    this.irq0.set(false);
+    this.schedule(ch, 0);
   }
 
   ioRead(offset: number, _size: AccessSize): number {
@@ -186,21 +224,36 @@ export class Pit implements PortDevice {
         mode: c.mode,
         access: c.access,
         reload: c.reload,
-        start: c.start,
-        latched: c.latched,
-        status: c.status,
+        start: c.start ?? null,
+        latched: c.latched ?? null,
+        status: c.status ?? null,
         writeLow: c.writeLow,
         readLow: c.readLow,
         partial: c.partial,
+        edge: c.timer === undefined ? null : { cycle: c.timer.cycle, seq: c.timer.seq },
       })),
+      ticks: this.ticks,
     };
   }
 
-  restore(state: PitState): void {
-    if (state.version !== 1) throw new Error(`PIT state version ${state.version} is not supported`);
+  /** The channels again, channel 0's next edge at its saved place on the (restored) clock. */
+  restore(state: PitState, path = 'pit'): void {
+    STATE(state, path);
     state.channels.forEach((s, k) => {
-      Object.assign(this.channels[k], s);
-      this.schedule(this.channels[k], k);
+      const ch = this.channels[k];
+      ch.mode = s.mode;
+      ch.access = s.access;
+      ch.reload = s.reload;
+      ch.start = s.start ?? undefined;
+      ch.latched = s.latched ?? undefined;
+      ch.status = s.status ?? undefined;
+      ch.writeLow = s.writeLow;
+      ch.readLow = s.readLow;
+      ch.partial = s.partial;
+      ch.timer?.cancel();
+      ch.timer =
+        s.edge === null ? undefined : this.clock.restoreAt(s.edge, () => this.edge(ch), 'pit');
     });
+    this.ticks = state.ticks;
   }
 }

@@ -8,7 +8,25 @@
  * receiver line status, received data available (with the FIFO trigger level), THR empty. As on
  * QEMU, MCR.OUT2 does not gate the interrupt line.
  */
-import type { AccessSize, Clock, IrqLine, PortDevice, Timer } from '../../device.ts';
+import type {
+  AccessSize,
+  Clock,
+  IrqLine,
+  PortDevice,
+  Stateful,
+  Timer,
+  TimerState,
+} from '../../device.ts';
+import {
+  bool,
+  bytes,
+  checkState,
+  decodeBytes,
+  encodeBytes,
+  nullable,
+  num,
+  timer,
+} from '../../state.ts';
 
 const LSR_DR = 0x01;
 const LSR_OE = 0x02;
@@ -28,11 +46,33 @@ export interface UartState {
   divisor: number;
   overrun: boolean;
   threPending: boolean;
-  rx: number[];
-  input: number[];
+  /** The receiver (FIFO or holding register), oldest byte first. */
+  rx: string;
+  /** Host bytes not yet on the wire, and when the next one arrives. */
+  input: string;
+  arrival: TimerState | null;
+  /** Counters. */
+  bytesOut: number;
+  bytesIn: number;
 }
 
-export class Uart16550 implements PortDevice {
+const STATE = checkState<UartState>('16550A', 1, {
+  ier: num,
+  lcr: num,
+  mcr: num,
+  scr: num,
+  fcr: num,
+  divisor: num,
+  overrun: bool,
+  threPending: bool,
+  rx: bytes,
+  input: bytes,
+  arrival: nullable(timer),
+  bytesOut: num,
+  bytesIn: num,
+});
+
+export class Uart16550 implements PortDevice, Stateful<UartState> {
   private ier = 0;
   private lcr = 0;
   private mcr = 0;
@@ -70,17 +110,24 @@ export class Uart16550 implements PortDevice {
 
   private scheduleArrival(): void {
     if (this.arrival !== undefined || this.input.length === 0) return;
-    this.arrival = this.clock.at(this.clock.now() + this.characterCycles(), () => {
-      this.arrival = undefined;
-      // The receiver is full: wait until the guest reads RBR (QEMU's can_receive).
-      if (this.rx.length >= (this.fifoEnabled ? 16 : 1)) return;
-      const byte = this.input.shift();
-      if (byte === undefined) return;
-      this.rx.push(byte);
-      this.bytesIn++;
-      this.update();
-      this.scheduleArrival();
-    });
+    this.arrival = this.clock.at(
+      this.clock.now() + this.characterCycles(),
+      () => this.arrive(),
+      `${this.name}.rx`,
+    );
+  }
+
+  /** The next host byte has come down the line. */
+  private arrive(): void {
+    this.arrival = undefined;
+    // The receiver is full: wait until the guest reads RBR (QEMU's can_receive).
+    if (this.rx.length >= (this.fifoEnabled ? 16 : 1)) return;
+    const byte = this.input.shift();
+    if (byte === undefined) return;
+    this.rx.push(byte);
+    this.bytesIn++;
+    this.update();
+    this.scheduleArrival();
   }
 
   private get fifoEnabled(): boolean {
@@ -201,15 +248,37 @@ export class Uart16550 implements PortDevice {
       divisor: this.divisor,
       overrun: this.overrun,
       threPending: this.threPending,
-      rx: [...this.rx],
-      input: [...this.input],
+      rx: encodeBytes(Uint8Array.from(this.rx)),
+      input: encodeBytes(Uint8Array.from(this.input)),
+      arrival:
+        this.arrival === undefined ? null : { cycle: this.arrival.cycle, seq: this.arrival.seq },
+      bytesOut: this.bytesOut,
+      bytesIn: this.bytesIn,
     };
   }
 
-  restore(s: UartState): void {
-    if (s.version !== 1) throw new Error(`UART state version ${s.version} is not supported`);
-    Object.assign(this, { ...s, rx: [...s.rx], input: [...s.input] });
+  /** The registers and buffers again, the next arrival at its saved place on the clock. */
+  restore(s: UartState, path = this.name): void {
+    STATE(s, path);
+    const rx = decodeBytes(s.rx, `${path}.rx`);
+    const input = decodeBytes(s.input, `${path}.input`);
+    this.ier = s.ier & 0x0f;
+    this.lcr = s.lcr & 0xff;
+    this.mcr = s.mcr & 0x1f;
+    this.scr = s.scr & 0xff;
+    this.fcr = s.fcr & 0xc9;
+    this.divisor = s.divisor & 0xffff;
+    this.overrun = s.overrun;
+    this.threPending = s.threPending;
+    this.rx = [...rx];
+    this.input = [...input];
+    this.bytesOut = s.bytesOut;
+    this.bytesIn = s.bytesIn;
+    this.arrival?.cancel();
+    this.arrival =
+      s.arrival === null
+        ? undefined
+        : this.clock.restoreAt(s.arrival, () => this.arrive(), `${this.name}.rx`);
     this.update();
-    this.scheduleArrival();
   }
 }
