@@ -4,15 +4,15 @@ import { SimClock } from '../../clock.ts';
 import type { DmaMemory, MmioDevice, PortDevice } from '../../device.ts';
 import { fcsValid, withFcs } from '../../ethernet/frame.ts';
 import { EthernetLink } from '../../ethernet/link.ts';
+import { cloneClock, testClock, throughJson, type TestClock } from '../../testing.ts';
 import { Dp83820 } from './Dp83820.ts';
 import { CMDSTS, CR, ISR, MEAR, REG, RFCR } from './registers.ts';
 
 const MAC = Uint8Array.from([0x00, 0x0d, 0x42, 0x10, 0x20, 0x30]);
 const HZ = 2_800_000_000;
 
-function rig() {
-  let now = 0;
-  const clock = new SimClock(HZ, () => now);
+function rig(t: TestClock = testClock(HZ)) {
+  const clock = t.clock;
   const ram = new Uint8Array(1 << 20);
   const dma: DmaMemory = {
     read: (p, into) => {
@@ -27,6 +27,8 @@ function rig() {
     },
   };
   let irq = false;
+  /** The line's changes, with their cycles. */
+  const edges: string[] = [];
   const sent: Uint8Array[] = [];
   const mmio: { base: number; device: MmioDevice }[] = [];
   const ports: { base: number; device: PortDevice }[] = [];
@@ -34,7 +36,12 @@ function rig() {
   const nic = new Dp83820({
     clock,
     dma,
-    irq: { set: (l) => (irq = l) },
+    irq: {
+      set: (l) => {
+        if (l !== irq) edges.push(`${clock.now()}:${l ? 'up' : 'down'}`);
+        irq = l;
+      },
+    },
     buses: {
       registerMmio: (base, _len, device) => {
         mmio.push({ base, device });
@@ -73,13 +80,12 @@ function rig() {
     mmio,
     ports,
     link,
+    edges,
     irq: () => irq,
     r: (reg: number) => nic.read(reg, 4),
     w: (reg: number, v: number) => nic.write(reg, 4, v),
-    run: (cycles: number) => {
-      now += cycles;
-      clock.fireDue(now);
-    },
+    clock: t,
+    run: (cycles: number) => t.advance(t.now() + cycles),
   };
 }
 
@@ -299,4 +305,101 @@ test('the link serialises frames at 1 Gb/s: preamble, frame with FCS, inter-fram
   assert.equal(arrivals.length, 2);
   assert.equal(arrivals[1] - arrivals[0], Math.ceil(12304e-9 * HZ));
   assert.equal(link.send(0, new Uint8Array(1600)), undefined, 'oversize frames are refused');
+});
+
+test('DP83820 state: mid-DMA, hold-off armed, FIFO full, TX in progress: a restored chip goes on alike', () => {
+  const a = rig();
+  a.nic.configWrite(0x14, 4, 0xfeb00000);
+  a.nic.configWrite(0x10, 4, 0xc000);
+  a.nic.configWrite(0x04, 2, 0x7);
+  const addrs = rxRing(a, 4);
+  a.w(REG.IHR, 2); // 200 µs hold-off after each ISR read
+  a.w(REG.IMR, ISR.RXOK | ISR.RXDESC | ISR.RXIDLE | ISR.TXOK | ISR.TXIDLE);
+  a.w(REG.IER, 1);
+  // A TX chain of 20 packets, and a burst from the wire that overflows ring and FIFO.
+  for (let k = 0; k < 20; k++) {
+    const d = 0x3000 + k * 32;
+    a.ram.set(frameTo(Uint8Array.from([2, 0, 0, 0, 0, 9]), 1000 + k), 0x40000 + k * 2048);
+    a.view.setUint32(d, k < 19 ? d + 32 : 0, true);
+    a.view.setUint32(d + 4, 0x40000 + k * 2048, true);
+    a.view.setUint32(d + 8, CMDSTS.OWN | (1014 + k), true);
+  }
+  a.w(REG.TXDP, 0x3000);
+  a.w(REG.CR, CR.TXE);
+  for (let k = 0; k < 60; k++) a.link.send(1, withFcs(frameTo(MAC, 60 + k * 20)));
+  a.run(20_000);
+  a.r(REG.ISR); // the driver's read: the hold-off starts
+  /** The driver gives the whole ring back to the chip and kicks the RX engine. */
+  const refill = (t: ReturnType<typeof rig>): void => {
+    for (const d of addrs) t.view.setUint32(d + 8, CMDSTS.INTR | 1514, true);
+    t.w(REG.RXDP, addrs[0]);
+    t.w(REG.CR, CR.RXE);
+  };
+  let state = a.nic.save();
+  for (let step = 0; step < 400; step++) {
+    state = a.nic.save();
+    if (state.rxDma !== null && state.holdoff !== null && state.tx.length > 0) break;
+    if (state.rxIdle) refill(a);
+    a.run(500);
+  }
+  assert.ok(state.rxDma !== null, 'an RX DMA is under way');
+  assert.ok(state.holdoff !== null, 'the hold-off timer is armed');
+  assert.ok(state.tx.length > 0, 'the TX engine has work pending');
+  assert.ok(state.rxFifo.length > 0, 'frames wait in the receive FIFO');
+  assert.ok(a.link.save().directions[1].inFlight.length > 0, 'frames are still on the wire');
+
+  const saved = throughJson({ nic: a.nic.save(), link: a.link.save(), ram: Array.from(a.ram) });
+  const b = rig(cloneClock(a.clock));
+  b.ram.set(saved.ram);
+  b.nic.restore(saved.nic);
+  b.link.restore(saved.link);
+  assert.equal((b.clock as ReturnType<typeof cloneClock>).audit(), undefined);
+  assert.deepEqual(b.nic.save(), a.nic.save());
+  assert.deepEqual(
+    b.mmio.map((m) => m.base),
+    [0xfeb00000],
+    'the memory BAR is placed again',
+  );
+  assert.deepEqual(
+    b.ports.map((m) => m.base),
+    [0xc000],
+  );
+  assert.equal(b.irq(), a.irq());
+
+  // Both go on: a driver that services the ring whenever the line is up.
+  const drive = (t: ReturnType<typeof rig>): void => {
+    const edges = t.edges.length;
+    const sent = t.sent.length;
+    for (let step = 0; step < 2000; step++) {
+      t.run(2_000);
+      if (!t.irq()) continue;
+      t.r(REG.ISR);
+      refill(t);
+    }
+    t.edges.splice(0, edges);
+    t.sent.splice(0, sent);
+  };
+  drive(a);
+  drive(b);
+  assert.ok(a.sent.length > 0 && a.edges.length > 4, 'the continuation transmits and interrupts');
+  assert.deepEqual(b.edges, a.edges, 'the interrupt line changes at the same cycles');
+  assert.deepEqual(b.sent, a.sent, 'the same frames transmitted');
+  assert.deepEqual(b.ram, a.ram, 'the same DMA into memory');
+  assert.deepEqual(b.nic.save(), a.nic.save());
+  assert.deepEqual(b.nic.counters, a.nic.counters);
+
+  state = throughJson(a.nic.save());
+  assert.throws(
+    () => b.nic.restore({ ...state, version: 2 } as never),
+    /nic: DP83820 state version 2/,
+  );
+  assert.throws(
+    () => b.nic.restore({ ...state, tx: [{ kind: 'later', at: { cycle: 1, seq: 1 } }] } as never),
+    /nic\.tx\[0\]\.kind: expected one of step, done, got "later"/,
+  );
+  const { holdoffUntil: _, ...missing } = state;
+  assert.throws(
+    () => b.nic.restore(missing as never),
+    /nic\.holdoffUntil: expected a number, got nothing/,
+  );
 });

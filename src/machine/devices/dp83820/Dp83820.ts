@@ -17,11 +17,27 @@ import type {
   PciFunction,
   PortDevice,
   Registration,
+  Stateful,
   Timer,
+  TimerState,
 } from '../../device.ts';
 import { fcsValid, withFcs } from '../../ethernet/frame.ts';
 import type { EthernetReceiver } from '../../ethernet/link.ts';
-import { Eeprom93c46 } from './Eeprom93c46.ts';
+import {
+  arrayOf,
+  bool,
+  bytes,
+  checkState,
+  decodeBytes,
+  encodeBytes,
+  nullable,
+  num,
+  oneOf,
+  shape,
+  timer,
+  type Check,
+} from '../../state.ts';
+import { Eeprom93c46, type EepromState } from './Eeprom93c46.ts';
 import { CFG, CFG_READ_ONLY, CMDSTS, CR, ISR, MEAR, PTSCR, REG, RFCR, TBI } from './registers.ts';
 
 export interface Dp83820Config {
@@ -46,6 +62,82 @@ export interface Dp83820Counters {
   unknownRegisterReads: number;
 }
 
+/**
+ * The transmit engine's pending work on the clock: a step that gathers the packet at TXDP, or the
+ * end of a packet's DMA and transmission, which raises its ISR bits and goes on at `link`.
+ */
+export type TxEventState =
+  { kind: 'step'; at: TimerState } | { kind: 'done'; at: TimerState; isr: number; link: number };
+
+/**
+ * Everything the chip holds: PCI configuration space (the BARs' placement: restoring it places
+ * the BARs on the buses again), the register file, receive-filter memory, MIB counters, the
+ * EEPROM, the interrupt line and hold-off timer, both engines mid-DMA (the events pending on the
+ * clock) and the frames waiting in the receive FIFO, and the model's counters.
+ */
+export interface Dp83820State {
+  version: 1;
+  config: string;
+  /** The 64 registers at 0x00–0xFC, u32 each. */
+  regs: number[];
+  filter: string;
+  mib: number[];
+  eeprom: EepromState;
+  lineLevel: boolean;
+  /** The hold-off: no interrupt before this cycle, and the event that re-evaluates the line. */
+  holdoffUntil: number;
+  holdoff: TimerState | null;
+  txBusy: boolean;
+  tx: TxEventState[];
+  rxEnabled: boolean;
+  rxIdle: boolean;
+  /** Frames (with FCS) in the receive FIFO, oldest first; the RX DMA of the first, if under way. */
+  rxFifo: string[];
+  rxDma: TimerState | null;
+  counters: Dp83820Counters;
+}
+
+const TX_EVENT: Check = (v, path) => {
+  shape<{ kind: string }>({ kind: oneOf('step', 'done') })(v, path);
+  if ((v as { kind: string }).kind === 'step') shape<{ at: TimerState }>({ at: timer })(v, path);
+  else
+    shape<{ at: TimerState; isr: number; link: number }>({ at: timer, isr: num, link: num })(
+      v,
+      path,
+    );
+};
+
+const STATE = checkState<Dp83820State>('DP83820', 1, {
+  config: bytes,
+  regs: arrayOf(num, 64),
+  filter: bytes,
+  mib: arrayOf(num, 11),
+  eeprom: (v, path) => Eeprom93c46.check(v as EepromState, path),
+  lineLevel: bool,
+  holdoffUntil: num,
+  holdoff: nullable(timer),
+  txBusy: bool,
+  tx: arrayOf(TX_EVENT),
+  rxEnabled: bool,
+  rxIdle: bool,
+  rxFifo: arrayOf(bytes),
+  rxDma: nullable(timer),
+  counters: shape<Dp83820Counters>({
+    rxFrames: num,
+    rxBytes: num,
+    rxDropped: num,
+    rxFcsErrors: num,
+    txFrames: num,
+    txBytes: num,
+    busErrors: num,
+    interrupts: num,
+    unknownRegisterReads: num,
+  }),
+});
+
+type TxEvent =
+  { kind: 'step'; timer: Timer } | { kind: 'done'; timer: Timer; isr: number; link: number };
+
 /** Cycles the engines take to fetch and write back a descriptor (a PCI burst, ~0.2 µs). */
 const DESCRIPTOR_CYCLES = 560;
 /** Gigabit MAC DMA: about 4 bytes per 66 MHz PCI clock on a 64-bit bus (~2 Gb/s). */
@@ -53,7 +145,7 @@ const DMA_BYTES_PER_CYCLE = 0.1;
 
 const ones = (size: AccessSize): number => (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff);
 
-export class Dp83820 implements PciFunction, EthernetReceiver {
+export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820State> {
   readonly name = 'dp83820';
   readonly counters: Dp83820Counters = {
     rxFrames: 0,
@@ -80,11 +172,14 @@ export class Dp83820 implements PciFunction, EthernetReceiver {
   private holdoffTimer: Timer | undefined;
 
   private txBusy = false;
+  /** TX work pending on the clock (a TXD then TXE may leave two), in the order scheduled. */
+  private txEvents: TxEvent[] = [];
   private rxEnabled = false;
   /** The RX engine stopped on an owned descriptor or a NULL link; RXE restarts it. */
   private rxIdle = true;
   private readonly rxQueue: Uint8Array[] = [];
-  private rxBusy = false;
+  /** The RX DMA of the FIFO's first frame, while it is under way (its event on the clock). */
+  private rxDma: Timer | undefined;
 
   constructor(private readonly cfg: Dp83820Config) {
     this.eeprom = new Eeprom93c46(cfg.mac);
@@ -330,7 +425,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver {
     if ((v & CR.TXD) !== 0) this.txBusy = false;
     else if ((v & CR.TXE) !== 0 && !this.txBusy) {
       this.txBusy = true;
-      this.cfg.clock.at(this.cfg.clock.now() + DESCRIPTOR_CYCLES, () => this.txStep());
+      this.scheduleTx(this.cfg.clock.now() + DESCRIPTOR_CYCLES, { kind: 'step' });
     }
     if ((v & CR.RXD) !== 0) {
       this.rxEnabled = false;
@@ -355,15 +450,21 @@ export class Dp83820 implements PciFunction, EthernetReceiver {
     if (level && now < this.holdoffUntil) {
       level = false;
       if (this.holdoffTimer === undefined) {
-        this.holdoffTimer = this.cfg.clock.at(this.holdoffUntil, () => {
-          this.holdoffTimer = undefined;
-          this.updateLine();
-        });
+        this.holdoffTimer = this.cfg.clock.at(
+          this.holdoffUntil,
+          () => this.holdoffEnded(),
+          'dp83820.holdoff',
+        );
       }
     }
     if (level && !this.lineLevel) this.counters.interrupts++;
     this.lineLevel = level;
     this.cfg.irq.set(level);
+  }
+
+  private holdoffEnded(): void {
+    this.holdoffTimer = undefined;
+    this.updateLine();
   }
 
   // ---- descriptors --------------------------------------------------------------------------
@@ -457,15 +558,37 @@ export class Dp83820 implements PciFunction, EthernetReceiver {
       free ?? 0,
       this.cfg.clock.now() + DESCRIPTOR_CYCLES + Math.ceil(length / DMA_BYTES_PER_CYCLE / 100),
     );
-    this.cfg.clock.at(doneAt, () => {
-      this.raise(bits);
-      if (last.link === 0) {
-        this.txIdle();
-        return;
-      }
-      this.set(REG.TXDP, last.link);
-      this.txStep();
-    });
+    this.scheduleTx(doneAt, { kind: 'done', isr: bits, link: last.link });
+  }
+
+  /** A packet's DMA and transmission are over: its interrupt bits, then the next descriptor. */
+  private txDone(isr: number, link: number): void {
+    this.raise(isr);
+    if (link === 0) {
+      this.txIdle();
+      return;
+    }
+    this.set(REG.TXDP, link);
+    this.txStep();
+  }
+
+  private scheduleTx(
+    cycle: number,
+    what: { kind: 'step' } | { kind: 'done'; isr: number; link: number },
+    saved?: TimerState,
+  ): void {
+    const fire = (): void => {
+      const k = this.txEvents.indexOf(event);
+      if (k >= 0) this.txEvents.splice(k, 1);
+      if (what.kind === 'step') this.txStep();
+      else this.txDone(what.isr, what.link);
+    };
+    const t =
+      saved === undefined
+        ? this.cfg.clock.at(cycle, fire, 'dp83820.tx')
+        : this.cfg.clock.restoreAt(saved, fire, 'dp83820.tx');
+    const event: TxEvent = { ...what, timer: t };
+    this.txEvents.push(event);
   }
 
   private txIdle(): void {
@@ -493,15 +616,20 @@ export class Dp83820 implements PciFunction, EthernetReceiver {
   }
 
   private scheduleRx(): void {
-    if (this.rxBusy || this.rxIdle || this.rxQueue.length === 0) return;
-    this.rxBusy = true;
+    if (this.rxDma !== undefined || this.rxIdle || this.rxQueue.length === 0) return;
     const frame = this.rxQueue[0];
     const delay = DESCRIPTOR_CYCLES + Math.ceil(frame.length / DMA_BYTES_PER_CYCLE / 100);
-    this.cfg.clock.at(this.cfg.clock.now() + delay, () => {
-      this.rxBusy = false;
-      this.rxStep();
-      this.scheduleRx();
-    });
+    this.rxDma = this.cfg.clock.at(
+      this.cfg.clock.now() + delay,
+      () => this.rxDmaDone(),
+      'dp83820.rx-dma',
+    );
+  }
+
+  private rxDmaDone(): void {
+    this.rxDma = undefined;
+    this.rxStep();
+    this.scheduleRx();
   }
 
   /** The receive filter (RFCR): broadcast, multicast, unicast to our address or all. */
@@ -586,5 +714,79 @@ export class Dp83820 implements PciFunction, EthernetReceiver {
       return;
     }
     this.set(REG.RXDP, d.link);
+  }
+
+  // ---- snapshot -----------------------------------------------------------------------------
+
+  save(): Dp83820State {
+    const at = (t: Timer): TimerState => ({ cycle: t.cycle, seq: t.seq });
+    return {
+      version: 1,
+      config: encodeBytes(this.config),
+      regs: Array.from(this.regs),
+      filter: encodeBytes(this.filter),
+      mib: Array.from(this.mib),
+      eeprom: this.eeprom.save(),
+      lineLevel: this.lineLevel,
+      holdoffUntil: this.holdoffUntil,
+      holdoff: this.holdoffTimer === undefined ? null : at(this.holdoffTimer),
+      txBusy: this.txBusy,
+      tx: this.txEvents.map((e) =>
+        e.kind === 'step'
+          ? { kind: 'step', at: at(e.timer) }
+          : { kind: 'done', at: at(e.timer), isr: e.isr, link: e.link },
+      ),
+      rxEnabled: this.rxEnabled,
+      rxIdle: this.rxIdle,
+      rxFifo: this.rxQueue.map(encodeBytes),
+      rxDma: this.rxDma === undefined ? null : at(this.rxDma),
+      counters: { ...this.counters },
+    };
+  }
+
+  /**
+   * The chip again: configuration space first, which places the BARs on the buses where the
+   * saved machine had them; the engines' pending work at its saved places on the (restored)
+   * clock. The line is driven to its saved level without re-evaluating it (that could start a
+   * hold-off the saved chip did not have).
+   */
+  restore(state: Dp83820State, path = 'nic'): void {
+    STATE(state, path);
+    const config = decodeBytes(state.config, `${path}.config`, 256);
+    const filter = decodeBytes(state.filter, `${path}.filter`, 0x400);
+    const fifo = state.rxFifo.map((f, k) => decodeBytes(f, `${path}.rxFifo[${k}]`));
+    this.config.set(config);
+    this.placeBars();
+    this.regs.set(state.regs.map((v) => v >>> 0));
+    this.filter.set(filter);
+    this.mib.set(state.mib.map((v) => v >>> 0));
+    this.eeprom.restore(state.eeprom, `${path}.eeprom`);
+    this.lineLevel = state.lineLevel;
+    this.holdoffUntil = state.holdoffUntil;
+    this.holdoffTimer?.cancel();
+    this.holdoffTimer =
+      state.holdoff === null
+        ? undefined
+        : this.cfg.clock.restoreAt(state.holdoff, () => this.holdoffEnded(), 'dp83820.holdoff');
+    this.txBusy = state.txBusy;
+    for (const e of this.txEvents) e.timer.cancel();
+    this.txEvents = [];
+    for (const e of state.tx)
+      this.scheduleTx(
+        e.at.cycle,
+        e.kind === 'step' ? { kind: 'step' } : { kind: 'done', isr: e.isr, link: e.link },
+        e.at,
+      );
+    this.rxEnabled = state.rxEnabled;
+    this.rxIdle = state.rxIdle;
+    this.rxQueue.length = 0;
+    this.rxQueue.push(...fifo);
+    this.rxDma?.cancel();
+    this.rxDma =
+      state.rxDma === null
+        ? undefined
+        : this.cfg.clock.restoreAt(state.rxDma, () => this.rxDmaDone(), 'dp83820.rx-dma');
+    Object.assign(this.counters, state.counters);
+    this.cfg.irq.set(this.lineLevel);
   }
 }

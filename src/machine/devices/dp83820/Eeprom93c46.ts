@@ -4,7 +4,35 @@
  * 6-bit address, then 16 data bits MSB first) is implemented; other opcodes are ignored, as the
  * drivers that talk to this part only read it.
  */
-export class Eeprom93c46 {
+import type { Stateful } from '../../device.ts';
+import { arrayOf, bool, checkState, nullable, num } from '../../state.ts';
+
+/** The words and the serial interface's progress through a command. */
+export interface EepromState {
+  version: 1;
+  words: number[];
+  selected: boolean;
+  clock: boolean;
+  shift: number;
+  bits: number;
+  /** The word being shifted out (null: none) and the bits of it still to go. */
+  out: number | null;
+  outBit: number;
+  dataOut: boolean;
+}
+
+const STATE = checkState<EepromState>('93C46 EEPROM', 1, {
+  words: arrayOf(num, 64),
+  selected: bool,
+  clock: bool,
+  shift: num,
+  bits: num,
+  out: nullable(num),
+  outBit: num,
+  dataOut: bool,
+});
+
+export class Eeprom93c46 implements Stateful<EepromState> {
   private readonly words = new Uint16Array(64);
   private selected = false;
   private clock = false;
@@ -62,5 +90,36 @@ export class Eeprom93c46 {
 
   get isSelected(): boolean {
     return this.selected;
+  }
+
+  save(): EepromState {
+    return {
+      version: 1,
+      words: Array.from(this.words),
+      selected: this.selected,
+      clock: this.clock,
+      shift: this.shift,
+      bits: this.bits,
+      out: this.out ?? null,
+      outBit: this.outBit,
+      dataOut: this.dataOut,
+    };
+  }
+
+  /** Checks everything before it changes anything (the NIC restores it with its own state). */
+  static check(state: EepromState, path: string): void {
+    STATE(state, path);
+  }
+
+  restore(state: EepromState, path = 'eeprom'): void {
+    STATE(state, path);
+    this.words.set(state.words);
+    this.selected = state.selected;
+    this.clock = state.clock;
+    this.shift = state.shift;
+    this.bits = state.bits;
+    this.out = state.out ?? undefined;
+    this.outBit = state.outBit;
+    this.dataOut = state.dataOut;
   }
 }
