@@ -9,12 +9,13 @@ import { PhysicalMemory } from './memory.ts';
 import { newCounters, type CpuCounters } from './counters.ts';
 import { decode } from './decode.ts';
 import { Instr } from './instr.ts';
+import { EntryTable, entriesDiffer, hex32, type EntriesState, type Unbind } from './entries.ts';
 import type { BoundHandler, Monitor } from './monitor.ts';
 import type { CpuPlatform } from './platform.ts';
 import { CS, DS, SS, SegmentRegister, checkedLinear } from './segment.ts';
 import { walk } from './system/paging.ts';
 import { bounce, deliverEvent, type EventKind } from './system/interrupts.ts';
-import { saveCpu, restoreCpu, type CpuState } from './system/state.ts';
+import { saveCpu, restoreCpu, type CpuInternals, type CpuState } from './system/state.ts';
 import {
   T_RAM,
   T_RAM_WRITE,
@@ -28,6 +29,9 @@ import {
 
 /** `cpu.counters` is part of the Cpu's API (README.md): its type is exported from here too. */
 export type { CpuCounters } from './counters.ts';
+/** So are snapshots and entry tables (README.md). */
+export type { CpuState } from './system/state.ts';
+export type { EntriesState, EntryBinding, EntryTable, Unbind } from './entries.ts';
 
 export type RunResult = 'limit' | 'halt' | 'shutdown' | 'stop';
 
@@ -129,7 +133,16 @@ export class Cpu {
   /** PERF: the decoded-instruction cache's page table (codeCache.ts), read by the fetch path. */
   private readonly code: ((Instr | undefined)[] | undefined)[];
   private readonly memory: PhysicalMemory;
-  private readonly bound = new Map<number, BoundHandler>();
+  /** Every entry table of this CPU by name (entries.ts), the default one included. */
+  private readonly entryTables = new Map<string, EntryTable>();
+  /** The table `bindEntry` binds in; in use until a hypervisor calls `useEntryTable`. */
+  readonly defaultEntries = this.createEntryTable('default');
+  private entries = this.defaultEntries;
+  /** PERF: the handlers of the table in use (`entries.handlers`), looked up before each fetch. */
+  private bound = this.defaultEntries.handlers;
+  /** The general registers and the flag state at the last bound call, for a fault in it. */
+  private readonly boundRegs = new Int32Array(8);
+  private readonly boundFlags = new Float64Array(8);
   /**
    * PERF: compiled blocks (block.ts). A physical page's generation counts the writes that
    * retired decoded instructions in it; a block is valid for the generation it was compiled in,
@@ -373,6 +386,12 @@ export class Cpu {
     return (this.flagsBits | F.FIXED) >>> 0;
   }
 
+  /** EFLAGS as `getEflags` gives it, leaving the lazy state as it is (snapshots: no change). */
+  peekEflags(): number {
+    const bits = this.lazyMask === 0 ? this.flagsBits : Lazy.materializedBits(this);
+    return (bits | F.FIXED) >>> 0;
+  }
+
   /** Replaces EFLAGS (no privilege rules: callers such as POPF and IRET apply them). */
   setEflags(v: number): void {
     this.lazyMask = 0;
@@ -420,6 +439,18 @@ export class Cpu {
     const old = this.cr4Value;
     this.cr4Value = v >>> 0;
     if (((old ^ this.cr4Value) & 0xb0) !== 0) this.updatePaging();
+  }
+
+  /**
+   * For snapshot restores (system/state.ts): CR0, CR3 and CR4 as saved, without the side effects
+   * of MOV to a control register (no TLB flush, no count): the restore puts the TLBs back itself.
+   */
+  loadControlRegisters(cr0: number, cr3: number, cr4: number): void {
+    this.cr0Value = cr0 >>> 0;
+    this.cr3Value = cr3 >>> 0;
+    this.cr4Value = cr4 >>> 0;
+    this.paging = (this.cr0Value & 0x80000001) >>> 0 === 0x80000001;
+    this.fetchPage = -1;
   }
 
   private updatePaging(): void {
@@ -520,13 +551,18 @@ export class Cpu {
     this.codeCache.invalidate(p, length);
   }
 
-  /** Drops every decoded instruction (after the loader or a snapshot restore rewrote memory). */
+  /** Drops every decoded instruction and flushes the TLBs (after the loader rewrote memory). */
   invalidateAllCode(): void {
+    this.dropCode();
+    this.flushTlb(true);
+  }
+
+  /** Drops the caches made from memory contents: decoded instructions, links, blocks. */
+  private dropCode(): void {
     this.codeCache.clear();
     this.blockEpoch++;
-    this.blockContext = undefined; // a restore replaces the counters object
+    this.blockContext = undefined;
     this.fetchPage = -1;
-    this.flushTlb(true);
   }
 
   // ---- linear memory (through paging) ----------------------------------------------------
@@ -831,13 +867,82 @@ export class Cpu {
 
   // ---- bound entries, interrupts, running -------------------------------------------------
 
-  /** Binds a TypeScript handler to a linear address (DESIGN.md decision 6). */
-  bindEntry(linear: number, handler: BoundHandler): () => void {
-    const key = linear >>> 0;
-    this.bound.set(key, handler);
-    this.blockEpoch++; // compiled blocks run past addresses that were not bound
-    return () => {
-      if (this.bound.get(key) === handler) this.bound.delete(key);
+  /**
+   * Binds a TypeScript handler to a linear address in the default entry table (DESIGN.md
+   * decision 6); `name` (default: the address) is what messages and snapshot audits call it.
+   * Code written before entry tables existed calls this; a VM's VMM binds in its own table
+   * (`createEntryTable`). Throws if the address is bound already in the default table: entry
+   * addresses are the host code's choice, never the guest's, so a second binding is a bug in
+   * that code, and this signature (kept as it was) has no room for a refusal.
+   */
+  bindEntry(linear: number, handler: BoundHandler, name?: string): Unbind {
+    const r = this.defaultEntries.bind(linear, name ?? `entry@${hex32(linear)}`, handler);
+    if (typeof r === 'string') throw new Error(r);
+    return r;
+  }
+
+  /**
+   * A new, empty entry table for one VM or address space, named for messages and snapshots
+   * (the name is unique per CPU: a second table of the same name is refused with an Error).
+   * Binding in it takes effect when it is in use (`useEntryTable`).
+   */
+  createEntryTable(name: string): EntryTable {
+    if (this.entryTables.has(name)) throw new Error(`entry table '${name}' exists already`);
+    const table = new EntryTable(name, (t) => {
+      if (t === this.entries) this.entriesChanged();
+    });
+    this.entryTables.set(name, table);
+    return table;
+  }
+
+  /** This CPU's entry table of that name, if any (after a restore: `state.entries.active`). */
+  entryTable(name: string): EntryTable | undefined {
+    return this.entryTables.get(name);
+  }
+
+  /** The entry table the CPU consults now. */
+  get activeEntryTable(): EntryTable {
+    return this.entries;
+  }
+
+  /**
+   * Makes `table` (one of this CPU's) the one consulted before each fetch: a hypervisor calls
+   * it when it switches to another VM. Compiled blocks are dropped as by a new binding.
+   */
+  useEntryTable(table: EntryTable): void {
+    if (this.entryTables.get(table.name) !== table) {
+      throw new Error(`entry table '${table.name}' does not belong to this CPU`);
+    }
+    if (table === this.entries) return;
+    this.entries = table;
+    this.bound = table.handlers;
+    this.entriesChanged();
+  }
+
+  /**
+   * The bound entries changed: compiled blocks may run past an address that is bound now (they
+   * stop before bound addresses known when compiled), and the run loop tests once per slice
+   * whether any entry is bound, so the slice ends here and the next one looks again.
+   */
+  private entriesChanged(): void {
+    this.blockEpoch++;
+    this.sliceEnd = -1;
+  }
+
+  /**
+   * After a restore, once the owners bound their handlers again and selected their table: the
+   * saved bindings nobody bound again, bindings that were not saved, or another table in use,
+   * as one message; undefined when the entries are as saved (like the clock's `unrestored`).
+   */
+  unrestoredEntries(saved: CpuState): string | undefined {
+    return entriesDiffer(saved.entries, this.saveEntries());
+  }
+
+  /** Every entry table and the one in use, as a snapshot holds them (system/state.ts). */
+  saveEntries(): EntriesState {
+    return {
+      active: this.entries.name,
+      tables: [...this.entryTables.values()].map((t) => t.save()),
     };
   }
 
@@ -1287,14 +1392,56 @@ export class Cpu {
     }
   }
 
+  /**
+   * Calls the handler bound at CS:`eip`, if any, then returns as a near RET would (the guest
+   * reached the entry with a near CALL). The call and its return act as one instruction at the
+   * entry: a CpuFault in either puts the general registers (ESP included) and EFLAGS back as
+   * they were at the call and is delivered as a fault at the entry (EIP = the entry), so that
+   * the handler runs again from the start once the fault is dealt with (monitor.ts,
+   * `BoundHandler`). Everything else the handler did stays: memory it wrote, other registers it
+   * loaded, cycles it charged, counters (this call's `boundCalls` too), CR2 and TLB fills.
+   * PERF: the copy below is all the rule costs when nothing faults (two small typed arrays, no
+   * allocation); the try/catch is free on the normal path.
+   */
   private callBound(eip: number): boolean {
     const handler = this.bound.get((this.segs[CS].base + eip) >>> 0);
     if (handler === undefined) return false;
     this.counters.boundCalls++;
-    handler();
-    // The guest reached the entry with a near CALL: return to it (pop EIP).
-    this.eip = this.pop(this.segs[CS].big ? 4 : 2);
+    this.boundRegs.set(this.regs);
+    const flags = this.boundFlags;
+    flags[0] = this.flagsBits;
+    flags[1] = this.lazyMask;
+    flags[2] = this.lazyOp;
+    flags[3] = this.lazyRes;
+    flags[4] = this.lazyDst;
+    flags[5] = this.lazySrc;
+    flags[6] = this.lazyCin;
+    flags[7] = this.lazySizeMask;
+    try {
+      handler();
+      // The guest reached the entry with a near CALL: return to it (pop EIP).
+      this.eip = this.pop(this.segs[CS].big ? 4 : 2);
+    } catch (e) {
+      if (e instanceof CpuFault) this.undoBoundCall(eip);
+      throw e;
+    }
     return true;
+  }
+
+  /** A bound call faulted: registers and flags as at the call, EIP at the entry. */
+  private undoBoundCall(eip: number): void {
+    this.regs.set(this.boundRegs);
+    const flags = this.boundFlags;
+    this.flagsBits = flags[0];
+    this.lazyMask = flags[1];
+    this.lazyOp = flags[2];
+    this.lazyRes = flags[3];
+    this.lazyDst = flags[4];
+    this.lazySrc = flags[5];
+    this.lazyCin = flags[6];
+    this.lazySizeMask = flags[7];
+    this.eip = eip;
+    this.instrEip = eip;
   }
 
   /**
@@ -1328,12 +1475,27 @@ export class Cpu {
     return DS;
   }
 
+  /**
+   * The CPU's state between instructions (system/state.ts: what is in it and why the rest need
+   * not be): plain JSON data. Saving changes nothing in the CPU.
+   */
   save(): CpuState {
-    return saveCpu(this);
+    return saveCpu(this, this.internals());
   }
 
+  /**
+   * Puts a saved state back (the same RAM contents are the machine's to restore); the CPU then
+   * runs on exactly as the saved one would have. Caches are dropped, not counted as a TLB flush.
+   * Entry tables are left as they are: their owners bind their handlers again and select the
+   * table in use, and `unrestoredEntries(state)` checks that they did. Throws an Error for a
+   * state of another version or a malformed one.
+   */
   restore(state: CpuState): void {
-    restoreCpu(this, state);
-    this.invalidateAllCode();
+    restoreCpu(this, state, this.internals());
+    this.dropCode();
+  }
+
+  private internals(): CpuInternals {
+    return { tlbs: this.tlbs, memory: this.memory, interruptLine: this.interruptLine };
   }
 }

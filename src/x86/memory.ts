@@ -33,6 +33,31 @@ export class PhysicalMemory {
     for (let p = physical >>> 12; p * 4096 < end; p++) this.mmioPages[p] = 1;
   }
 
+  /** Whether a physical page is ordinary RAM (read and written in place, not through MMIO). */
+  isRam(ppage: number): boolean {
+    return ppage * 4096 < this.ram.length && this.mmioPages[ppage] === 0;
+  }
+
+  /** The physical pages of RAM marked MMIO, ascending (for snapshots, system/state.ts). */
+  saveMmio(): number[] {
+    const pages: number[] = [];
+    this.mmioPages.forEach((v, p) => {
+      if (v !== 0) pages.push(p);
+    });
+    return pages;
+  }
+
+  /** Exactly these pages are MMIO (a restore; the TLB is restored after this, not flushed). */
+  restoreMmio(pages: number[]): void {
+    for (const p of pages) {
+      if (!Number.isInteger(p) || p < 0 || p >= this.mmioPages.length) {
+        throw new Error(`CPU state: MMIO page ${p} is not a page of this machine's RAM`);
+      }
+    }
+    this.mmioPages.fill(0);
+    for (const p of pages) this.mmioPages[p] = 1;
+  }
+
   read(p: number, size: number): number {
     if (p + size <= this.ram.length && this.mmioPages[p >>> 12] === 0) {
       if (size === 1) return this.ram[p];

@@ -4,7 +4,9 @@
  */
 import type { CpuCosts } from './cost.ts';
 import { Cpu } from './Cpu.ts';
+import type { CpuEvent } from './monitor.ts';
 import type { CpuPlatform } from './platform.ts';
+import { hasErrorCode } from './system/interrupts.ts';
 
 /** The cost model preset p4-2.8ghz's CPU figures (reference/cost-model.md), for tests. */
 export const TEST_COSTS: CpuCosts = {
@@ -104,4 +106,33 @@ export function writeGate(
   const v = new DataView(ram.buffer, ram.byteOffset);
   v.setUint32(address, (selector << 16) | (offset & 0xffff), true);
   v.setUint32(address + 4, (offset & 0xffff0000) | 0x8000 | (dpl << 13) | (type << 8), true);
+}
+
+/**
+ * Exception vectors an IA-32 CPU defines (SDM 3A Table 6-1): 9 is reserved since the 486, 15 and
+ * 20–31 are reserved.
+ */
+const DEFINED_EXCEPTIONS = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 18, 19]);
+
+/**
+ * For random-code tests: why a monitor event is not one the architecture can produce, or
+ * undefined if it is. An exception has a defined vector and an error code exactly when its vector
+ * pushes one (SDM 3A Table 6-1: #DF, #TS, #NP, #SS, #GP, #PF, #AC); a software interrupt (INT n,
+ * INT3, INTO) may have any vector; a hardware interrupt only comes when `interrupts` says the
+ * test raised the INTR line.
+ */
+export function notArchitectural(event: CpuEvent, interrupts = false): string | undefined {
+  const v = event.vector;
+  if (!Number.isInteger(v) || v < 0 || v > 255) return `vector ${v} is not 0-255`;
+  if (event.kind === 'software') return undefined;
+  if (event.kind === 'interrupt') return interrupts ? undefined : `interrupt ${v} with INTR low`;
+  if (!DEFINED_EXCEPTIONS.has(v)) return `exception ${v} is not defined`;
+  const code = event.errorCode;
+  if (hasErrorCode(v) !== (code !== undefined)) {
+    return `exception ${v} ${code === undefined ? 'without' : 'with'} an error code`;
+  }
+  if (code !== undefined && (!Number.isInteger(code) || code < 0 || code > 0xffffffff)) {
+    return `exception ${v} with error code ${code}`;
+  }
+  return undefined;
 }

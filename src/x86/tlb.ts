@@ -19,6 +19,25 @@ export const T_GLOBAL = 64;
 export const TLB_ENTRIES = 64;
 
 /**
+ * One TLB in a snapshot (system/state.ts): its ring of linear pages in slot order (-1: empty
+ * slot), the entry each slot's page has (physical page | T_* bits but T_RAM_WRITE, which is
+ * derived, unsigned; 0 for an empty slot, or for a page whose entry went with an older slot of
+ * the same page: a page refilled to set its dirty bit holds two slots, and evicting the older
+ * one drops the entry), and the slot the next fill replaces. What the FIFO evicts next depends
+ * on all three.
+ */
+export interface TlbRingState {
+  pages: number[];
+  entries: number[];
+  next: number;
+}
+
+export interface TlbState {
+  code: TlbRingState;
+  data: TlbRingState;
+}
+
+/**
  * Both TLBs. PERF: an entry is looked up by indexing a per-linear-page array (`data`, `code`:
  * physical page | T_* bits, 0 when not cached), which the memory fast paths, the interpreter
  * loop and compiled blocks read directly; the rings remember which pages hold entries, in fill
@@ -77,6 +96,28 @@ export class Tlbs {
     this.data[page] = entry;
   }
 
+  save(): TlbState {
+    return {
+      code: saveRing(this.codeRing, this.code, this.codeNext),
+      data: saveRing(this.dataRing, this.data, this.dataNext),
+    };
+  }
+
+  /**
+   * Puts the saved contents back, replacing the current ones (no flush is counted: this is not
+   * one). T_RAM_WRITE is derived: a restore starts with no decoded code (codeCache.ts), so every
+   * entry of ordinary RAM (T_RAM) may take the fast write path until code is decoded in its page
+   * again (`protectCodePage`). `ram(ppage)` says whether a physical page is ordinary RAM now; an
+   * entry marked T_RAM for a page that is not is refused (the fast paths would index past RAM).
+   */
+  restore(state: TlbState, ram: (ppage: number) => boolean): void {
+    const code = checkRing('code', state.code, ram);
+    const data = checkRing('data', state.data, ram);
+    this.flush(true);
+    this.codeNext = loadRing(this.codeRing, this.code, code);
+    this.dataNext = loadRing(this.dataRing, this.data, data);
+  }
+
   /**
    * A physical page just got decoded code: data entries that map it leave the fast write path,
    * so that every write there is seen and can retire the instructions it overlaps.
@@ -87,4 +128,44 @@ export class Tlbs {
       if (page >= 0 && this.data[page] >>> 12 === ppage) this.data[page] &= ~T_RAM_WRITE;
     }
   }
+}
+
+function saveRing(ring: Int32Array, entries: Int32Array, next: number): TlbRingState {
+  const pages = Array.from(ring);
+  // T_RAM_WRITE is derived (see `restore`), so it is not part of the state.
+  const entry = (p: number): number => (p >= 0 ? (entries[p] & ~T_RAM_WRITE) >>> 0 : 0);
+  return { pages, entries: pages.map(entry), next };
+}
+
+/** Checks a saved ring and returns it with T_RAM_WRITE derived from T_RAM (see `restore`). */
+function checkRing(which: string, s: TlbRingState, ram: (ppage: number) => boolean): TlbRingState {
+  const bad = (why: string): Error => new Error(`CPU state: ${which} TLB ${why}`);
+  if (s.pages.length !== TLB_ENTRIES || s.entries.length !== TLB_ENTRIES) {
+    throw bad(`must have ${TLB_ENTRIES} slots`);
+  }
+  if (!Number.isInteger(s.next) || s.next < 0 || s.next >= TLB_ENTRIES) {
+    throw bad(`next slot ${s.next} is out of range`);
+  }
+  const entries = s.entries.map((e, k) => {
+    const page = s.pages[k];
+    if (!Number.isInteger(page) || page < -1 || page >= 1 << 20)
+      throw bad(`page ${page} is invalid`);
+    if (!Number.isInteger(e) || e < 0 || e > 0xffffffff || (page < 0 && e !== 0)) {
+      throw bad(`entry ${e} in slot ${k} is invalid`);
+    }
+    if ((e & T_RAM) !== 0 && !ram(e >>> 12)) {
+      throw bad(`maps physical page 0x${(e >>> 12).toString(16)} as RAM, which it is not`);
+    }
+    return (e & T_RAM) !== 0 ? e | T_RAM_WRITE : e & ~T_RAM_WRITE;
+  });
+  return { pages: s.pages, entries, next: s.next };
+}
+
+function loadRing(ring: Int32Array, entries: Int32Array, s: TlbRingState): number {
+  for (let k = 0; k < TLB_ENTRIES; k++) {
+    const page = s.pages[k];
+    ring[k] = page;
+    if (page >= 0) entries[page] = s.entries[k];
+  }
+  return s.next;
 }

@@ -2,14 +2,20 @@
  * Random-byte fuzzing of previrt's CPU: pages of random bytes executed at CPL 0 or CPL 3 with a
  * monitor attached, so every exception comes back to us; we then jump somewhere else in the
  * random page and carry on. The only acceptable outcome of any byte sequence is architectural
- * behaviour (a fault, a halt, a shutdown): a host exception fails the run.
+ * behaviour (a fault, a halt, a shutdown): a host exception fails the run, and so does an event
+ * the architecture does not define (testing.ts `notArchitectural`: vector, error code).
  *
  * With `blockThreshold` 1 every entry point is compiled into a block the first time it runs,
  * so random code goes through the block compiler too; `digest` folds in the CPU state at every
  * event and page change, so a run with blocks can be compared with an interpreted one.
  */
 import { Cpu } from '../../src/x86/Cpu.ts';
-import { TEST_COSTS, testPlatform, writeDescriptor } from '../../src/x86/testing.ts';
+import {
+  TEST_COSTS,
+  notArchitectural,
+  testPlatform,
+  writeDescriptor,
+} from '../../src/x86/testing.ts';
 import { xorshift32 } from '../random.ts';
 
 export interface FuzzResult {
@@ -84,6 +90,9 @@ export function fuzz(
   };
   cpu.attachMonitor({
     onEvent(e) {
+      // Anything else is a CPU bug, as a host exception is: it fails the run.
+      const why = notArchitectural(e);
+      if (why !== undefined) throw new Error(`not an architectural event: ${why}`);
       result.events++;
       if (e.kind === 'exception' && e.vector < 32) result.exceptionsByVector[e.vector]++;
       fold(e.vector);
