@@ -19,6 +19,14 @@ import { PciHostBridge } from './devices/pci/PciHostBridge.ts';
 import { Dp83820 } from './devices/dp83820/Dp83820.ts';
 import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
 import { PC_IRQ, placePcPorts } from './portMap.ts';
+import {
+  MACHINE_STATE,
+  restoreRam,
+  saveRam,
+  type MachineConfigState,
+  type MachineState,
+} from './snapshot.ts';
+import { StateError } from './state.ts';
 
 export interface MachineConfig {
   /** Machine memory in MB (default 256, the seed's test machine). */
@@ -117,16 +125,25 @@ export class Machine {
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
   readonly link: EthernetLink | undefined;
-  /** What ended the run, once it has ended. */
+  /** What ended the run, once it has ended (clear it to run on). */
   end: EndReason | undefined;
   private exitValue: number | undefined;
   private resetRequested = false;
+  /** The configuration a snapshot records, so that it is restored into the same machine. */
+  private readonly configState: MachineConfigState;
 
   constructor(
     config: Required<Omit<MachineConfig, 'costModel' | 'network'>> &
       Pick<MachineConfig, 'network'> & { costModel: CostModel },
   ) {
     this.costModel = config.costModel;
+    this.configState = {
+      memoryMb: config.memoryMb,
+      costModel: config.costModel.name,
+      hz: config.costModel.hz,
+      rtcStartSeconds: config.rtcStartSeconds,
+      network: config.network !== undefined,
+    };
     this.ram = new Uint8Array(config.memoryMb << 20);
     this.pic = new DualPic((level) => this.cpu.setInterruptLine(level));
 
@@ -296,6 +313,120 @@ export class Machine {
       unclaimedPortWrites: this.ports.unclaimedWrites,
     };
   }
+
+  /**
+   * The whole machine as plain JSON data (snapshot.ts): CPU, RAM (zero pages left out), every
+   * device with the events it has pending on the clock, the clock's queue, and the machine's
+   * own fields. Take it between runs (after `run` returned), not from inside a device callback.
+   * Not state, and set up again by whoever restores: the serial output callback, the peer on the
+   * link's far end (`link.attach(1, peer)`), and components outside the machine that schedule
+   * events on its clock (they save their own state beside this one).
+   */
+  save(): MachineState {
+    return {
+      version: 1,
+      config: { ...this.configState },
+      clock: this.clock.save(),
+      cpu: this.cpu.save(),
+      ram: saveRam(this.ram),
+      devices: {
+        pic: this.pic.save(),
+        pit: this.pit.save(),
+        keyboard: this.keyboard.save(),
+        cmos: this.cmos.save(),
+        com1: this.uart.save(),
+        pci: this.pci.save(),
+        nic: this.nic?.save() ?? null,
+        link: this.link?.save() ?? null,
+      },
+      machine: {
+        end: this.end === undefined ? null : structuredClone(this.end),
+        exitValue: this.exitValue ?? null,
+        resetRequested: this.resetRequested,
+        unclaimedPortReads: this.ports.unclaimedReads,
+        unclaimedPortWrites: this.ports.unclaimedWrites,
+        unclaimedMmioReads: this.mmio.unclaimedReads,
+        unclaimedMmioWrites: this.mmio.unclaimedWrites,
+      },
+    };
+  }
+
+  /**
+   * Puts a saved machine back into this one, which must be built from the same config (a new
+   * machine from `createMachine`, nothing booted). `others` restores the components outside the
+   * machine that had events on its clock (a peer on the link, a hypervisor) before the audit
+   * checks that every saved event and every bound CPU entry came back. A state that does not fit
+   * throws a StateError naming the field (checked before anything is changed, as far as the
+   * shape goes); after a failure part-way the machine is unusable and should be dropped.
+   */
+  restore(state: MachineState, others?: () => void): void {
+    MACHINE_STATE(state, '');
+    const mine = this.configState;
+    for (const key of Object.keys(mine) as (keyof MachineConfigState)[]) {
+      if (state.config[key] !== mine[key])
+        throw new StateError(
+          `machine state: saved from a machine with ${key} ${JSON.stringify(state.config[key])}, ` +
+            `this one has ${JSON.stringify(mine[key])} (build it from the same config)`,
+        );
+    }
+    if ((state.devices.nic === null) !== (this.nic === undefined))
+      throw new StateError('machine state: devices.nic does not match the network in the config');
+    this.clock.restore(state.clock, 'clock');
+    restoreRam(this.ram, state.ram, 'ram');
+    const d = state.devices;
+    if (this.nic !== undefined && d.nic !== null) this.nic.restore(d.nic, 'devices.nic');
+    if (this.link !== undefined) {
+      if (d.link === null)
+        throw new StateError('devices.link: missing (the machine has a network)');
+      this.link.restore(d.link, 'devices.link');
+    }
+    this.pit.restore(d.pit, 'devices.pit');
+    this.keyboard.restore(d.keyboard, 'devices.keyboard');
+    this.cmos.restore(d.cmos, 'devices.cmos');
+    this.uart.restore(d.com1, 'devices.com1');
+    this.pci.restore(d.pci, 'devices.pci');
+    // After every device that drives one of its lines: the saved levels and requests remain.
+    this.pic.restore(d.pic, 'devices.pic');
+    try {
+      this.cpu.restore(state.cpu);
+    } catch (e) {
+      // CpuState is checked by the CPU (src/x86/system/state.ts); a field it lacks reads as a
+      // TypeError there, which is a malformed state here, not a host crash.
+      const why = e instanceof Error ? e.message : String(e);
+      throw new StateError(
+        e instanceof TypeError ? `cpu: malformed CPU state (${why})` : `cpu: ${why}`,
+      );
+    }
+    const m = state.machine;
+    this.end = m.end === null ? undefined : structuredClone(m.end);
+    this.exitValue = m.exitValue ?? undefined;
+    this.resetRequested = m.resetRequested;
+    this.ports.unclaimedReads = m.unclaimedPortReads;
+    this.ports.unclaimedWrites = m.unclaimedPortWrites;
+    this.mmio.unclaimedReads = m.unclaimedMmioReads;
+    this.mmio.unclaimedWrites = m.unclaimedMmioWrites;
+    others?.();
+    const missing = [this.clock.unrestored(state.clock), this.cpu.unrestoredEntries(state.cpu)]
+      .filter((x) => x !== undefined)
+      .join('; ');
+    if (missing !== '') throw new StateError(`machine state: ${missing}`);
+  }
+}
+
+/**
+ * A new machine from `config` with a saved state put back (Machine.restore); the same config the
+ * state was saved from. Returns a message for a bad config or a state that does not fit.
+ */
+export function restoreMachine(config: MachineConfig, state: MachineState): Machine | string {
+  const machine = createMachine(config);
+  if (typeof machine === 'string') return machine;
+  try {
+    machine.restore(state);
+  } catch (e) {
+    if (e instanceof StateError) return e.message;
+    throw e;
+  }
+  return machine;
 }
 
 /** Validates a config and builds the machine. Returns a message for a bad config. */

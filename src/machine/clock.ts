@@ -1,4 +1,5 @@
 import type { Clock, Timer, TimerState } from './device.ts';
+import { arrayOf, checkState, num, shape, str } from './state.ts';
 
 interface Event {
   cycle: number;
@@ -19,6 +20,13 @@ export interface ClockState {
   seq: number;
   pending: { cycle: number; seq: number; owner: string }[];
 }
+
+const STATE = checkState<ClockState>('clock', 1, {
+  seq: num,
+  pending: arrayOf(
+    shape<{ cycle: number; seq: number; owner: string }>({ cycle: num, seq: num, owner: str }),
+  ),
+});
 
 /**
  * The simulated clock and its event queue (DESIGN.md decision 3): time is the CPU's cycle count;
@@ -75,9 +83,8 @@ export class SimClock implements Clock {
   }
 
   /** Empties the queue and takes the saved insertion number; the owners restore their events. */
-  restore(state: ClockState): void {
-    if (state.version !== 1)
-      throw new Error(`clock state version ${String(state.version)} is not supported (expected 1)`);
+  restore(state: ClockState, path = 'clock'): void {
+    STATE(state, path);
     this.heap.length = 0;
     this.seq = state.seq;
   }

@@ -88,7 +88,8 @@ export function decodeBytes(text: unknown, path: string, length?: number): Uint8
   return out;
 }
 
-function kind(v: unknown): string {
+/** How a value that does not fit is named in a message ("a string", "nothing (missing)"). */
+export function kind(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return v === undefined ? 'nothing (missing)' : `a ${typeof v}`;
@@ -149,14 +150,15 @@ export function shape<T>(fields: { [K in keyof T]-?: Check }): Check {
       throw new StateError(`${path}: expected an object, got ${kind(v)}`);
     const o = v as Record<string, unknown>;
     for (const [name, check] of Object.entries(fields) as [string, Check][])
-      check(o[name], `${path}.${name}`);
+      check(o[name], path === '' ? name : `${path}.${name}`);
   };
 }
 
 /**
  * The check of a component's versioned state: an object whose `version` is the one this code
  * reads (checked first, so a state from another version says so rather than naming a field),
- * then every other field.
+ * then every other field. `path` names the state in messages; '' for the root of a snapshot,
+ * whose fields are then named from there ("devices.pit").
  */
 export function checkState<T extends { version: number }>(
   what: string,
@@ -165,12 +167,14 @@ export function checkState<T extends { version: number }>(
 ): Check {
   const rest = shape<Omit<T, 'version'>>(fields as { [K in keyof Omit<T, 'version'>]-?: Check });
   return (v, path) => {
+    // At the root of a state (path ''), the message starts with what it is.
+    const at = path === '' ? '' : `${path}: `;
     if (typeof v !== 'object' || v === null || Array.isArray(v))
-      throw new StateError(`${path}: expected the ${what} state (an object), got ${kind(v)}`);
+      throw new StateError(`${at}expected the ${what} state (an object), got ${kind(v)}`);
     const got = (v as { version?: unknown }).version;
     if (got !== version)
       throw new StateError(
-        `${path}: ${what} state version ${JSON.stringify(got ?? null)} is not supported (expected ${version})`,
+        `${at}${what} state version ${JSON.stringify(got ?? null)} is not supported (expected ${version})`,
       );
     rest(v, path);
   };

@@ -58,8 +58,8 @@ export class KeyboardController implements PortDevice, Stateful<KeyboardControll
     return { version: 1, status: this.status };
   }
 
-  restore(state: KeyboardControllerState): void {
-    STATE(state, 'keyboard');
+  restore(state: KeyboardControllerState, path = 'keyboard'): void {
+    STATE(state, path);
     this.status = state.status & 0xff;
   }
 }
