@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything previrt needs on a fresh Debian machine (run as root, or with sudo
 # available): the 32-bit gcc toolchain and binutils for guests, QEMU as the reference machine,
-# the BIOS images v86 needs for the CPU benchmark, and the npm packages.
+# qemu-i386 (qemu-user) to run gcc -m32 test programs on hosts whose kernel cannot execute i386
+# programs (test/hostI386.ts), the BIOS images v86 needs for the CPU benchmark, and the npm
+# packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

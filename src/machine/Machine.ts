@@ -125,8 +125,7 @@ export class Machine {
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
   readonly link: EthernetLink | undefined;
-  /** What ended the run, once it has ended (clear it to run on). */
-  end: EndReason | undefined;
+  private ended: EndReason | undefined;
   private exitValue: number | undefined;
   private resetRequested = false;
   /** The configuration a snapshot records, so that it is restored into the same machine. */
@@ -235,14 +234,34 @@ export class Machine {
     };
   }
 
-  private requestExit(value: number): void {
+  /**
+   * Ends the run as isa-debug-exit does (the guest wrote `value` to port 0xF4): the CPU stops at
+   * once and `run` returns `{ kind: 'exit', value }`. A hypervisor ends a run this way too.
+   */
+  requestExit(value: number): void {
     this.exitValue = value;
     this.cpu.requestStop();
   }
 
-  private requestReset(): void {
+  /** Ends the run as a reset through the keyboard controller does (`{ kind: 'reset' }`). */
+  requestReset(): void {
     this.resetRequested = true;
     this.cpu.requestStop();
+  }
+
+  /**
+   * After a run ended at its cycle limit: lets `run` go on from where it stopped (a run that
+   * ended any other way stays ended). Returns false if there is nothing to resume.
+   */
+  resume(): boolean {
+    if (this.ended?.kind !== 'cycle-limit') return this.ended === undefined;
+    this.ended = undefined;
+    return true;
+  }
+
+  /** What ended the run, once it has ended (`resume` continues after a cycle limit). */
+  get end(): EndReason | undefined {
+    return this.ended;
   }
 
   /**
@@ -251,21 +270,21 @@ export class Machine {
    */
   run(maxCycles = Number.MAX_SAFE_INTEGER, onProgress?: () => void): EndReason {
     const cpu = this.cpu;
-    while (this.end === undefined) {
+    while (this.ended === undefined) {
       const next = this.clock.next() ?? Number.MAX_SAFE_INTEGER;
       // Slices of at most 10 ms simulated, so progress reports and host events get a look in.
       const limit = Math.min(next, maxCycles, cpu.cycles + this.costModel.hz / 100);
       const why = cpu.run(limit);
       this.clock.fireDue(cpu.cycles);
-      if (this.exitValue !== undefined) this.end = { kind: 'exit', value: this.exitValue };
-      else if (this.resetRequested) this.end = { kind: 'reset' };
+      if (this.exitValue !== undefined) this.ended = { kind: 'exit', value: this.exitValue };
+      else if (this.resetRequested) this.ended = { kind: 'reset' };
       else if (why === 'shutdown')
-        this.end = { kind: 'triple-fault', detail: cpu.shutdownReason ?? 'unknown' };
+        this.ended = { kind: 'triple-fault', detail: cpu.shutdownReason ?? 'unknown' };
       else if (why === 'halt') this.idle(maxCycles);
-      else if (cpu.cycles >= maxCycles) this.end = { kind: 'cycle-limit' };
+      else if (cpu.cycles >= maxCycles) this.ended = { kind: 'cycle-limit' };
       onProgress?.();
     }
-    return this.end;
+    return this.ended;
   }
 
   /** HLT: jump to the next event; with interrupts off or nothing scheduled, the guest is stuck. */
@@ -281,7 +300,7 @@ export class Machine {
     if (cpu.interruptPending) return;
     const next = this.clock.next();
     if (!cpu.interruptsEnabled || next === undefined) {
-      this.end = { kind: 'halted' };
+      this.ended = { kind: 'halted' };
       return;
     }
     const target = Math.min(Math.max(next, cpu.cycles), maxCycles);
@@ -289,7 +308,7 @@ export class Machine {
     cpu.cycles = target;
     this.clock.fireDue(cpu.cycles);
     if (cpu.cycles >= maxCycles && this.clock.next() !== undefined && next > maxCycles) {
-      this.end = { kind: 'cycle-limit' };
+      this.ended = { kind: 'cycle-limit' };
     }
   }
 
@@ -340,7 +359,7 @@ export class Machine {
         link: this.link?.save() ?? null,
       },
       machine: {
-        end: this.end === undefined ? null : structuredClone(this.end),
+        end: this.ended === undefined ? null : structuredClone(this.ended),
         exitValue: this.exitValue ?? null,
         resetRequested: this.resetRequested,
         unclaimedPortReads: this.ports.unclaimedReads,
@@ -398,7 +417,7 @@ export class Machine {
       );
     }
     const m = state.machine;
-    this.end = m.end === null ? undefined : structuredClone(m.end);
+    this.ended = m.end === null ? undefined : structuredClone(m.end);
     this.exitValue = m.exitValue ?? undefined;
     this.resetRequested = m.resetRequested;
     this.ports.unclaimedReads = m.unclaimedPortReads;

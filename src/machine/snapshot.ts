@@ -104,7 +104,7 @@ export function restoreRam(ram: Uint8Array, state: RamState, path = 'ram'): void
 
 /** The machine's own fields. */
 export interface MachineOwnState {
-  /** How the last run ended (null: it has not ended, or the caller cleared it to run on). */
+  /** How the last run ended (null: it has not, or `resume` let it go on after a cycle limit). */
   end: EndReason | null;
   /** A write to isa-debug-exit not yet turned into an end (null: none), and the same for reset. */
   exitValue: number | null;

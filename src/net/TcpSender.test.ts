@@ -412,7 +412,7 @@ test('a lossy start: lost ARP, SYN and SYN-ACK are retried', () => {
 test('a refused connection is retried; a reset is counted and reported, never thrown', () => {
   const refused = world(10_000, { buffer: 65535, keepOutOfOrder: false, refuse: 3 });
   const events: string[] = [];
-  refused.sender['config'].onEvent = (e) => events.push(e.kind);
+  (refused.sender['config'] as SenderConfig).onEvent = (e) => events.push(e.kind);
   refused.run();
   assert.equal(refused.sender.state, 'done');
   assert.equal(refused.sender.counters.resets, 3);

@@ -2,8 +2,10 @@
  * The in-place VMM's core (DESIGN.md decisions 6 and 7; reference/afterburner.md): the virtual
  * CPU, the emulation of the sensitive instructions the rewriter turned into calls, virtual
  * interrupt delivery, the forwarding of traps into the guest's own IDT handlers, and the virtual
- * PC platform. It knows no hypervisor: everything that needs one goes through `VmmBackend`
- * (backend.ts; backends/xen.ts is the Xen-style one).
+ * PC platform. It knows no hypervisor: everything that needs one goes through `VmmBackend`,
+ * and the backend reaches it only through `VmmCore` (backend.ts; each backend is a folder of
+ * backends/). Whether the guest is in user or kernel mode is the virtual CPU's own state: the guest's
+ * `iret` to user mode sets it, every event into the guest kernel clears it.
  *
  * It runs in TypeScript at the guest's privilege, reached through entry addresses the CPU binds
  * to handlers (cpu.bindEntry): a handler runs instead of the instruction fetch, then the CPU
@@ -13,11 +15,12 @@
  * upcall — never while the guest runs VMM code.
  */
 import type { SoftwareCosts } from '../machine/costModel.ts';
-import { cpuidLeaf, CPUID_FEATURE } from '../x86/system/instructions.ts';
+import type { CounterTree } from '../machine/counters.ts';
+import { cpuidLeaf } from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
 import { Vector } from '../x86/fault.ts';
 import { CS, descriptorBase, SS } from '../x86/segment.ts';
-import type { VmmBackend } from './backend.ts';
+import type { GuestEvent, VmmBackend, VmmCore } from './backend.ts';
 import { VirtualPlatform } from './platform.ts';
 import type { CallSite, SiteKind } from './rewriter.ts';
 import { segmentOperand } from './rewriter.ts';
@@ -27,16 +30,11 @@ import {
   ENTRY_DELIVER,
   ENTRY_EMULATE,
   ENTRY_POPF_DELIVER,
-  STUB_IRET,
   Vcpu,
   VIRTUAL_FLAGS,
   WINDOW_BASE,
-  WINDOW_END,
+  WINDOW_SIZE,
 } from './window.ts';
-
-/** CPUID leaf 1 features the guest cannot use under the VMM (see the cpuid emulation). */
-const HIDDEN_FEATURES =
-  CPUID_FEATURE.PSE | CPUID_FEATURE.PGE | CPUID_FEATURE.SEP | CPUID_FEATURE.MSR | CPUID_FEATURE.DE;
 
 /** EFLAGS bits the guest never sees as the real CPU has them: IF and IOPL are virtual. */
 const SYSTEM_FLAGS = VIRTUAL_FLAGS;
@@ -74,7 +72,7 @@ interface Gate {
   interrupt: boolean;
 }
 
-export class InPlaceVmm {
+export class InPlaceVmm implements VmmCore {
   readonly platform: VirtualPlatform;
   readonly counters: VmmCounters = {
     calls: {},
@@ -97,6 +95,8 @@ export class InPlaceVmm {
   /** The virtual CS and SS a return to ring 3 loaded (what a trap from ring 3 reports). */
   userCs = 0;
   userSs = 0;
+  /** The virtual CPU runs the guest's user mode (see the class comment). */
+  private inUser = false;
   private pagingOn = false;
   private readonly aliasUnbind: (() => void)[] = [];
   private console: number[] = [];
@@ -135,6 +135,9 @@ export class InPlaceVmm {
     });
     this.block.setUint32(Vcpu.flags, 0x2, true);
     this.virtualIf = false;
+    // The multiboot entry state's selectors (the raw PC's boot loader GDT: code 0x08, data 0x10).
+    this.setSegment(CS, 0x08);
+    for (const s of [0, 2, 3, 4, 5]) this.setSegment(s, 0x10);
     this.bind(ENTRY_EMULATE, () => this.onEmulate());
     this.bind(ENTRY_DELIVER, () => this.onDeliver());
     this.bind(ENTRY_POPF_DELIVER, () => this.onPopfDeliver());
@@ -155,6 +158,15 @@ export class InPlaceVmm {
 
   get paging(): boolean {
     return this.pagingOn;
+  }
+
+  get userMode(): boolean {
+    return this.inUser;
+  }
+
+  /** The core's counters and the backend's groups (e.g. its paging's), copied. */
+  stats(): CounterTree {
+    return structuredClone({ ...this.counters, ...this.backend.stats() });
   }
 
   // ---- the virtual CPU block -------------------------------------------------------------
@@ -263,6 +275,7 @@ export class InPlaceVmm {
     }
     if (gate.interrupt) this.virtualIf = false;
     this.setSegment(CS, gate.selector);
+    this.inUser = false;
     return gate.offset;
   }
 
@@ -284,17 +297,23 @@ export class InPlaceVmm {
   // ---- events from the backend -------------------------------------------------------------
 
   /**
-   * A trap the hypervisor bounced to the VMM (frame on the stack: [error code] EIP CS EFLAGS
-   * [ESP SS] with the hypervisor's selectors): rewrite the frame to the guest's view and enter
-   * the guest's handler. `software` is an INT n from ring 3, which the guest gate's DPL must
-   * allow. Returns where the guest continues (the backend pushes it).
+   * A trap, fault or system call for the guest kernel (backend.ts, GuestEvent): the guest's frame
+   * — the one the backend's hypervisor bounced, rewritten to the guest's view, or one pushed
+   * here from the interrupted registers — and the guest's handler. An INT n from user mode must
+   * be allowed by the guest gate's DPL. Returns where the guest continues.
    */
-  forwardTrap(vector: number, errorCode: number | undefined, software: boolean): number {
+  trap(event: GuestEvent): number {
     const cpu = this.cpu;
-    const skip = errorCode === undefined ? 0 : 4;
-    const fromUser = (this.frameRead(skip + 4) & 3) === 3;
-    this.virtualizeFrame(skip, fromUser);
-    if (software && fromUser) {
+    let vector = event.vector;
+    const errorCode = event.errorCode;
+    const fromUser = this.inUser;
+    if (event.faultAddress !== undefined) this.cr2 = event.faultAddress >>> 0;
+    if (event.context.kind === 'frame') {
+      this.virtualizeFrame(errorCode === undefined ? 0 : 4, fromUser);
+    } else if (!this.pushFrame(event.context, errorCode, fromUser)) {
+      return cpu.eip;
+    }
+    if (event.software && fromUser) {
       const gate = this.gate(vector);
       if (gate === undefined || gate.dpl < 3) {
         // SDM 3A 6.12.1.1: #GP with the IDT bit set in the error code.
@@ -308,25 +327,53 @@ export class InPlaceVmm {
   }
 
   /**
-   * After the backend processed an event upcall (frame on the stack: EIP CS EFLAGS [ESP SS]):
-   * deliver a pending virtual interrupt if the interrupted code may take one, else resume it.
+   * The interrupted registers as the guest's CPU would have saved them: on the current stack, or
+   * from user mode on the stack the guest's TSS names (SDM 3A 6.12.1). False if there is none.
    */
-  afterUpcall(): number {
-    const eip = this.frameRead(0);
-    const fromUser = (this.frameRead(4) & 3) === 3;
-    const inVmm = this.inWindow(eip);
+  private pushFrame(
+    regs: { eip: number; eflags: number; esp: number },
+    errorCode: number | undefined,
+    fromUser: boolean,
+  ): boolean {
+    const cpu = this.cpu;
+    if (fromUser) {
+      if (this.tr.base === 0) {
+        this.backend.crash('an event from user mode, and the guest loaded no TSS (ltr)');
+        return false;
+      }
+      cpu.esp = cpu.readLinear(this.tr.base + 4, 4, true);
+      cpu.push(this.userSs, 4);
+      cpu.push(regs.esp, 4);
+    } else {
+      cpu.esp = regs.esp;
+    }
+    cpu.push(this.guestFlags(regs.eflags, fromUser || this.virtualIf), 4);
+    cpu.push(fromUser ? this.userCs : this.segment(CS), 4);
+    cpu.push(regs.eip, 4);
+    if (errorCode !== undefined) cpu.push(errorCode, 4);
+    return true;
+  }
+
+  /**
+   * After the backend handled events that interrupted the guest (frame on the stack: EIP CS
+   * EFLAGS [ESP SS]): a pending virtual interrupt is delivered if the interrupted code may take
+   * one — not VMM code, and the virtual IF on or user mode; else the guest resumes as it was.
+   */
+  eventsHandled(): number | undefined {
+    const fromUser = this.inUser;
+    const inVmm = this.inWindow(this.frameRead(0));
     if (!inVmm && (fromUser || this.virtualIf) && this.interruptPending) {
       this.virtualizeFrame(0, fromUser);
       return this.enterInterrupt();
     }
-    return STUB_IRET;
+    return undefined;
   }
 
   /** Is this EIP VMM code (the window, or its alias while the kernel runs at its load address)? */
   private inWindow(eip: number): boolean {
-    if (eip >= WINDOW_BASE && eip < WINDOW_END) return true;
+    if (eip >= WINDOW_BASE) return true;
     const alias = (WINDOW_BASE - this.options.kernelOffset) >>> 0;
-    return !this.pagingOn && eip >= alias && eip < alias + (WINDOW_END - WINDOW_BASE);
+    return !this.pagingOn && eip >= alias && eip < alias + WINDOW_SIZE;
   }
 
   /** The hypervisor's selectors in a frame become the guest's virtual ones. */
@@ -515,15 +562,14 @@ export class InPlaceVmm {
         this.setSegment(segmentOperand(i), cpu.pop(4));
         return next;
       case 'cpuid': {
-        // The processor the guest would see on the raw PC, less what it cannot use here: 4 MB
-        // pages (the hypervisor refuses PSE entries), global pages, SYSENTER and the MSRs (not
-        // virtualised), debugging extensions.
+        // The processor the guest would see on the raw PC, less what it cannot use on this
+        // hypervisor (the backend says which features).
         const leaf = cpu.eax;
         const [a, b, c, d] = cpuidLeaf(leaf);
         cpu.eax = a;
         cpu.ebx = b;
         cpu.ecx = c;
-        cpu.edx = leaf === 1 ? d & ~HIDDEN_FEATURES : d;
+        cpu.edx = leaf === 1 ? d & ~this.backend.hiddenCpuFeatures : d;
         return next;
       }
       case 'rdtsc':
@@ -603,13 +649,9 @@ export class InPlaceVmm {
       this.backend.haltForever();
       return next;
     }
-    let target = this.interruptAt(next);
+    const target = this.interruptAt(next);
     if (target !== next) return target;
-    if (!this.backend.block()) {
-      this.backend.pollEvents();
-      target = this.interruptAt(next);
-    }
-    return target;
+    return this.backend.idle() ? next : this.interruptAt(next);
   }
 
   /** iret: to ring 3 or within the kernel; a pending interrupt arrives right after it. */
@@ -620,6 +662,7 @@ export class InPlaceVmm {
     const toUser = (vcs & 3) === 3;
     const interruptsOn = toUser || (vflags & IF) !== 0;
     if (toUser) {
+      this.inUser = true;
       this.userCs = vcs;
       this.userSs = this.frameRead(16) & 0xffff;
       if (this.tr.base !== 0)
@@ -635,11 +678,7 @@ export class InPlaceVmm {
       // The frame stays: it is exactly the one the interrupt would push right after the iret.
       return this.enterInterrupt();
     }
-    const sel = this.backend.selectors;
-    this.frameWrite(4, toUser ? sel.userCs : sel.kernelCs);
-    this.frameWrite(8, ((vflags & ~SYSTEM_FLAGS) | IF) >>> 0);
-    if (toUser) this.frameWrite(16, sel.userSs);
-    return STUB_IRET;
+    return this.backend.returnFromInterrupt(toUser, vflags);
   }
 }
 

@@ -1,32 +1,86 @@
 /**
- * What the in-place VMM's core needs from a hypervisor (one backend per hypervisor implements
- * it: backends/xen/XenBackend.ts). The core calls these; the backend calls the core back for
- * events (timerExpired, consoleInput, forwardTrap, afterUpcall).
+ * The two sides of the in-place VMM (DESIGN.md decision 10): the core (Vmm.ts), which knows no
+ * hypervisor, and one backend per hypervisor (backends/<name>/), which knows nothing of the
+ * guest's instructions. They meet only through the two interfaces here: the core calls the
+ * backend (`VmmBackend`) for everything that needs the hypervisor, and the backend calls the
+ * core (`VmmCore`) when something happened to the guest. src/vmm/README.md, "Adding a
+ * hypervisor backend", says which files a new backend is and what it implements.
+ *
+ * Addresses and values are the guest's: guest-virtual pointers, guest-physical frames in
+ * page-table entries, the guest's own selectors and EFLAGS. Translating them to what the
+ * hypervisor wants (machine frames, its selectors) is the backend's job.
  */
+import type { CounterTree } from '../machine/counters.ts';
+import type { VirtualPlatform } from './platform.ts';
+
+/** How the state the guest was interrupted in reached the VMM. */
+export type InterruptedContext =
+  /**
+   * A hardware-format frame on the current stack at ESP — [error code] EIP CS EFLAGS, plus ESP
+   * SS if the guest was in user mode — as a hypervisor that bounces events builds it (a trap
+   * bounce), with the hypervisor's selectors. The core rewrites it in place to the frame
+   * the guest's own CPU would have pushed.
+   */
+  | { kind: 'frame' }
+  /**
+   * The interrupted registers, as a hypervisor that sends exceptions as messages delivers them
+   * (an L4 exception IPC). The backend has loaded the general registers into the CPU; the core
+   * pushes the guest's frame onto the guest kernel's stack (the current one, or the one the
+   * guest's TSS names for events from user mode) and sets ESP.
+   */
+  | { kind: 'registers'; eip: number; eflags: number; esp: number };
+
+/** A trap, fault or system call of the guest, for the guest kernel's own handler. */
+export interface GuestEvent {
+  vector: number;
+  errorCode: number | undefined;
+  /** INT n: the guest gate's DPL must allow it from user mode (else #GP, as on hardware). */
+  software: boolean;
+  /** For a page fault: the linear address (the guest's CR2 becomes it). */
+  faultAddress?: number;
+  context: InterruptedContext;
+}
+
+/** What the core calls; a backend implements it for one hypervisor. */
 export interface VmmBackend {
   readonly name: string;
-  /** Real selectors the guest runs with (ring-1 kernel, ring-3 user). */
-  readonly selectors: { kernelCs: number; userCs: number; userSs: number };
+  /**
+   * CPUID leaf 1 EDX features the guest cannot use on this hypervisor (the core shows the raw
+   * PC's processor without them): a hypervisor that refuses 4 MB pages takes PSE, say.
+   */
+  readonly hiddenCpuFeatures: number;
+  /** The backend's own counters (its hypervisor's are the hypervisor's), as groups by name. */
+  stats(): CounterTree;
 
   // ---- time, console, life cycle ----
   /** Nanoseconds of the hypervisor's system time for the guest. */
   nowNs(): number;
-  /** One-shot timer at a system time (0 cancels); it ends in core.timerExpired(). */
+  /** One-shot timer at a system time (0 cancels); when it fires, the backend calls core.timerExpired(). */
   setTimer(deadlineNs: number): void;
   consoleWrite(bytes: Uint8Array): void;
   shutdown(kind: 'poweroff' | 'reboot', status: number): void;
   /** Ends the guest with a message (a guest the VMM cannot continue). */
   crash(message: string): void;
-  /** Sleeps until an event: false if one is already pending (then call pollEvents). */
-  block(): boolean;
-  /** Handles pending events now (they call back into the core). */
-  pollEvents(): void;
+  /**
+   * The guest idles (hlt with the virtual IF on and no interrupt pending): sleep until an event.
+   * True: the guest now sleeps, and what wakes it reaches the core later through the backend.
+   * False: events were already waiting; the backend has handled them (they called the core)
+   * and the core looks for an interrupt to deliver at once.
+   */
+  idle(): boolean;
   /** hlt with interrupts off: the virtual CPU stops for good. */
   haltForever(): void;
-  /** The guest kernel's stack for events from ring 3 (its TSS.esp0) before it returns there. */
+  /** The guest kernel's stack for events from user mode (its TSS.esp0), before it returns there. */
   setKernelStack(esp0: number): void;
   /** The guest ended the interrupt of a passed-through device's line: re-enable the line. */
   deviceEoi(irq: number): void;
+  /**
+   * The guest's `iret`: the frame at ESP is the guest's own (EIP, its CS, EFLAGS, and ESP, SS
+   * when `toUser`), the virtual CPU already updated. Make the CPU continue there with
+   * `eflags` (the guest's arithmetic flags; IF and IOPL are virtual). Returns the address the
+   * VMM entry returns to.
+   */
+  returnFromInterrupt(toUser: boolean, eflags: number): number;
 
   // ---- memory management (guest-physical addresses and values as the guest sees them) ----
   /** CR0.PG turned on with this CR3: the guest's initial page tables take over. */
@@ -39,4 +93,29 @@ export interface VmmBackend {
   pageTableRead(level: 1 | 2, ptr: number): number;
   /** Reads a page-table entry and clears it (atomically, as xchg). */
   pageTableTestClear(ptr: number): number;
+}
+
+/** What a backend calls: the core's side, for events from the hypervisor. */
+export interface VmmCore {
+  /** The virtual PC (a backend adds passed-through functions to its PCI bus). */
+  readonly platform: VirtualPlatform;
+  /** The virtual CPU is in user mode (the guest's `iret` took it there; no event since). */
+  readonly userMode: boolean;
+  /**
+   * A trap, fault or system call for the guest kernel: builds the guest's frame and enters its
+   * handler through the guest's IDT. Returns where the guest continues.
+   */
+  trap(event: GuestEvent): number;
+  /**
+   * After the backend handled events that interrupted the guest (an upcall; the interrupted
+   * state is a `frame` at ESP): delivers a pending virtual interrupt if the interrupted code
+   * may take one and returns its handler; undefined to resume the guest as it was.
+   */
+  eventsHandled(): number | undefined;
+  /** The backend's one-shot timer fired. */
+  timerExpired(): void;
+  /** Console input arrived. */
+  consoleInput(bytes: Iterable<number>): void;
+  /** A passed-through device's line interrupted. */
+  deviceInterrupt(irq: number): void;
 }

@@ -13,7 +13,7 @@ import type { VmmBackend } from './backend.ts';
 import type { RewriteResult } from './rewriter.ts';
 import { rewriteSites } from './rewriter.ts';
 import { InPlaceVmm } from './Vmm.ts';
-import { ENTRY_POPF_DELIVER, stubPage, STUB_PAGE, Vcpu, VCPU_PAGE } from './window.ts';
+import { ENTRY_POPF_DELIVER, STUB_IRET, stubPage, STUB_PAGE, Vcpu, VCPU_PAGE } from './window.ts';
 
 const CODE = 0x1000;
 const VCPU_PHYS = 0x200000;
@@ -166,14 +166,25 @@ function cmpFlags(a: number, b: number): number {
   );
 }
 
-/** A backend the cli/sti code never calls into, but for the iret's selectors. */
-function quietBackend(): VmmBackend {
+/**
+ * A backend the cli/sti code never calls into, but for the iret: it resumes from the guest's
+ * frame with the ring-1 selectors of this test's GDT, as the xen backend does with its own.
+ */
+function quietBackend(cpu: Cpu, hiddenCpuFeatures = 0): VmmBackend {
   const unexpected = (what: string) => (): never => {
     throw new Error(`the backend was asked to ${what}`);
   };
   return {
     name: 'test',
-    selectors: { kernelCs: 0x19, userCs: 0x2b, userSs: 0x33 },
+    hiddenCpuFeatures,
+    stats: () => ({}),
+    returnFromInterrupt: (toUser, eflags) => {
+      const at = (offset: number): number => (cpu.segs[SS].base + cpu.esp + offset) >>> 0;
+      cpu.writeLinear(at(4), 4, toUser ? 0x2b : 0x19);
+      cpu.writeLinear(at(8), 4, ((eflags & ~0x3200) | 0x200) >>> 0);
+      if (toUser) cpu.writeLinear(at(16), 4, 0x33);
+      return STUB_IRET;
+    },
     nowNs: () => 0,
     setTimer: unexpected('set a timer'),
     consoleWrite: unexpected('write the console'),
@@ -181,8 +192,7 @@ function quietBackend(): VmmBackend {
     crash: (message) => {
       throw new Error(message);
     },
-    block: unexpected('block'),
-    pollEvents: unexpected('poll'),
+    idle: unexpected('idle'),
     haltForever: unexpected('halt'),
     setKernelStack: unexpected('set the kernel stack'),
     deviceEoi: unexpected('end a device interrupt'),
@@ -250,7 +260,7 @@ describe('cli and sti under the in-place VMM', () => {
       for (const [a, b] of cases) {
         const { cpu, ram, vcpu } = ring1Cpu();
         const r = load(ram, CLI_STI_CODE, CLI_STI_SITES);
-        const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(), r.calls, vcpu, {
+        const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
           kernelOffset: 0,
           rtcStartSeconds: 0,
         });
@@ -308,7 +318,7 @@ describe('cli and sti under the in-place VMM', () => {
     const { cpu, ram, vcpu } = ring1Cpu();
     const code = [...CLI_SITE, 0xeb, 0xfe];
     const r = load(ram, code, [[0, 8]]);
-    const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(), r.calls, vcpu, {
+    const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
       kernelOffset: 0,
       rtcStartSeconds: 0,
     });
@@ -319,12 +329,19 @@ describe('cli and sti under the in-place VMM', () => {
 });
 
 describe('cpuid under the in-place VMM', () => {
+  // The features a backend says it cannot offer (the xen backend's set).
+  const XEN_HIDDEN =
+    CPUID_FEATURE.PSE |
+    CPUID_FEATURE.PGE |
+    CPUID_FEATURE.SEP |
+    CPUID_FEATURE.MSR |
+    CPUID_FEATURE.DE;
   // cpuid; jmp . — the site is the instruction and the afterburner's 8 bytes of padding.
   const CPUID_CODE = [0x0f, 0xa2, ...new Array<number>(8).fill(0x90), 0xeb, 0xfe];
   const leaf = (eax: number): number[] => {
     const { cpu, ram, vcpu } = ring1Cpu();
     const r = load(ram, CPUID_CODE, [[0, 10]]);
-    new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(), r.calls, vcpu, {
+    new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu, XEN_HIDDEN), r.calls, vcpu, {
       kernelOffset: 0,
       rtcStartSeconds: 0,
     });
@@ -333,7 +350,7 @@ describe('cpuid under the in-place VMM', () => {
     return [cpu.eax, cpu.ebx, cpu.ecx, cpu.edx];
   };
 
-  it("reports the raw PC's processor, without the features the VMM does not offer", () => {
+  it("reports the raw PC's processor, without the features the backend does not offer", () => {
     const [max, b, c, d] = leaf(0);
     assert.equal(max, 1);
     const vendor = Buffer.alloc(12);

@@ -1,30 +1,29 @@
 /**
- * The in-place VMM's window in every guest address space (DESIGN.md decision 6): 0xFC000000 up
- * to the hypervisor's own window at 0xFFC00000. The guest kernel never uses it (guest
- * memlayout.h). What is mapped there:
+ * The in-place VMM's window in every guest address space (DESIGN.md decision 6): the top 64 MB,
+ * 0xFC000000–0xFFFFFFFF. The guest kernel never uses it (guest memlayout.h); a backend's
+ * hypervisor may keep the top of it for itself. The core's part:
  *
  *   0xFC000000  the virtual-CPU block (read-write, supervisor): the words the inline code the
  *               rewriter writes into the guest works on (virtual IOPL, virtual IF, segment
  *               selectors, a "virtual interrupt pending" byte)
  *   0xFC001000  stub code (read-only): the interrupt check that sti and popf call, an `iret`
- *   0xFC002000  the hypercall argument pages of a backend (read-write)
+ *   0xFC002000  and up: the backend's pages (argument pages, a boot stack)
  *
  * and, not mapped at all, the entry addresses the CPU binds to TypeScript handlers
  * (cpu.bindEntry): a `call` from a rewritten site, a bounced trap or an event upcall that reaches
- * one of them runs the handler instead of fetching code.
+ * one of them runs the handler instead of fetching code. The core's entries are in the first 4 KB
+ * of ENTRY_BASE; BACKEND_ENTRIES and up are the backend's.
  */
 
 export const WINDOW_BASE = 0xfc000000;
-/** First address above the VMM's window (the hypervisor's window starts there). */
-export const WINDOW_END = 0xffc00000;
+/** The window's size: the top 64 MB of the address space. */
+export const WINDOW_SIZE = 0x4000000;
 export const WINDOW_SLOT = WINDOW_BASE >>> 22;
 
 export const VCPU_PAGE = WINDOW_BASE;
 export const STUB_PAGE = WINDOW_BASE + 0x1000;
-export const ARGS_PAGE = WINDOW_BASE + 0x2000;
-export const ARGS_PAGES = 8;
-/** Pages of the window a backend maps: vCPU block, stubs, argument pages. */
-export const WINDOW_PAGES = 2 + ARGS_PAGES;
+/** The first window page a backend may use for itself. */
+export const BACKEND_PAGES = WINDOW_BASE + 0x2000;
 
 /** Offsets in the virtual-CPU block (u32 each; selectors zero-extended). */
 export const Vcpu = {
@@ -64,21 +63,14 @@ export const ENTRY_EMULATE = ENTRY_BASE;
 export const ENTRY_DELIVER = ENTRY_BASE + 0x10;
 /** popf turned the virtual IF on with an interrupt pending (stack: return address, the word). */
 export const ENTRY_POPF_DELIVER = ENTRY_BASE + 0x40;
-/** Backend event entries: upcall and failsafe callbacks. */
-export const ENTRY_UPCALL = ENTRY_BASE + 0x20;
-export const ENTRY_FAILSAFE = ENTRY_BASE + 0x30;
-/** Trap entries, one per vector (16 bytes apart). */
-export const ENTRY_TRAPS = ENTRY_BASE + 0x1000;
-
-export function trapEntry(vector: number): number {
-  return ENTRY_TRAPS + vector * 16;
-}
+/** The first entry address a backend may bind (its trap and event entries). */
+export const BACKEND_ENTRIES = ENTRY_BASE + 0x1000;
 
 // ---- stub code ---------------------------------------------------------------------------------
 
 /** The interrupt check sti calls: `irq_check` in the stub page. */
 export const STUB_IRQ_CHECK = STUB_PAGE;
-/** A lone `iret`: handlers that resume the guest from a trap frame return through it. */
+/** A lone `iret`: a backend whose handlers resume the guest from a frame returns through it. */
 export const STUB_IRET = STUB_PAGE + 0x20;
 /** pushf and popf: the real arithmetic flags with the virtual IF and IOPL. */
 export const STUB_PUSHF = STUB_PAGE + 0x40;

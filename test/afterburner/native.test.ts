@@ -1,7 +1,8 @@
 // Afterburned code behaves exactly as before on the host CPU: a user-space program with the
 // user-safe sensitive instructions (and trapping ones stepped over by a signal handler), built
 // with gcc -m32 plainly and through the as wrapper, prints the same; verify-annotations passes on
-// everything but the C library's start-up code.
+// everything but the C library's start-up code. Where the host cannot execute i386 programs both
+// run under qemu-i386 (test/hostI386.ts; PREVIRT_I386=native|qemu forces one way).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { verifyAnnotations } from '../../src/afterburner/verify.ts';
 import { wrapperDir } from '../../src/afterburner/files.ts';
+import { i386Runner } from '../hostI386.ts';
 
 const prog = join(import.meta.dirname, 'native', 'prog.c');
 const cflags = ['-m32', '-O2', '-no-pie', '-fno-pie', '-Wall', '-Werror'];
@@ -21,6 +23,12 @@ function sh(cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
 }
 
 test('afterburned program prints the same as the plain one on the host', (t) => {
+  const runner = i386Runner();
+  t.diagnostic(runner.description);
+  const run = (program: string): string => {
+    const c = runner.command(program);
+    return sh(c.file, c.args);
+  };
   const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-native-'));
   try {
     const plain = join(dir, 'plain');
@@ -30,8 +38,8 @@ test('afterburned program prints the same as the plain one on the host', (t) => 
     sh('gcc', [...cflags, `-B${wrapperDir()}`, '-o', burned, prog], {
       PREVIRT_AFTERBURN_REPORT: report,
     });
-    const expected = sh(plain, []);
-    const got = sh(burned, []);
+    const expected = run(plain);
+    const got = run(burned);
     assert.equal(got, expected);
     assert.match(expected, /signals: 105\n$/);
     assert.match(readFileSync(report, 'utf8'), /sites, \d+ bytes of padding added/);

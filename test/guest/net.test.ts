@@ -199,7 +199,7 @@ class Peer {
     const limit = m.cpu.cycles + (m.costModel.hz / 1000) * ms;
     const slice = m.costModel.hz / 10_000; // 0.1 ms
     while (!done() && m.cpu.cycles < limit) {
-      m.end = undefined;
+      m.resume();
       const end = m.run(Math.min(limit, m.cpu.cycles + slice));
       if (end.kind !== 'cycle-limit') return end;
     }
@@ -208,7 +208,7 @@ class Peer {
 
   /** Runs to the end of the guest's run (at most `ms` simulated). */
   finish(ms: number): EndReason {
-    this.machine.end = undefined;
+    this.machine.resume();
     return this.machine.run(this.machine.cpu.cycles + (this.machine.costModel.hz / 1000) * ms);
   }
 

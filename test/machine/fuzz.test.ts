@@ -43,7 +43,7 @@ test(
       const hz = machine.costModel.hz;
       const first = machine.run(Math.round(hz * (0.002 + (rand() % 20) / 1000)));
       assert.equal(first.kind, 'cycle-limit');
-      machine.end = undefined;
+      machine.resume();
       scribble(ranges, rand, 64, (at, byte) => (machine.ram[at] = byte));
       machine.cpu.invalidateAllCode();
       const end = machine.run(machine.cpu.cycles + Math.round(hz * 0.05));

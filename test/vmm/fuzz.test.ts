@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createXenGuest } from '../../src/vmm/backends/xen.ts';
+import { createGuest } from '../../src/platforms/createGuest.ts';
 import { afterburnedSkipReason, kernelPath, loadedRanges, make } from '../guest/guest.ts';
 import { scribble, xorshift32 } from '../random.ts';
 
@@ -27,12 +27,12 @@ test(
     for (let seed = 1; seed <= SEEDS; seed++) {
       const rand = xorshift32(seed * 7919);
       let out = '';
-      const g = createXenGuest({
+      const g = createGuest({
+        platform: 'xen',
         kernel,
         kernelName: 'kernel.elf',
         cmdline: 'init=selftest',
-        modules: [],
-        machine: { memoryMb: 32 },
+        memoryMb: 32,
         console: (b) => {
           if (out.length < 100_000) out += String.fromCharCode(b);
         },
@@ -42,12 +42,10 @@ test(
       // Boot part of the way (the point differs by seed), then wreck the kernel.
       const first = g.machine.run(Math.round(hz * (0.002 + (rand() % 20) / 1000)));
       assert.equal(first.kind, 'cycle-limit', out);
-      g.machine.end = undefined;
-      const ram = g.machine.ram;
-      // Guest-physical to machine through the domain's p2m table.
-      scribble(ranges, rand, 64, (gpa, byte) => {
-        ram[g.domain.p2m[gpa >>> 12] * 4096 + (gpa & 0xfff)] = byte;
-      });
+      g.machine.resume();
+      // The guest's physical memory (the domain's frames).
+      const ram = g.physicalMemory();
+      scribble(ranges, rand, 64, (gpa, byte) => (ram[gpa] = byte));
       // The CPU caches decoded code: the host wrote guest memory behind its back.
       g.machine.cpu.invalidateAllCode();
       const end = g.machine.run(g.machine.cpu.cycles + Math.round(hz * 0.05));

@@ -107,6 +107,6 @@ describe('the afterburned guest on --hypervisor xen', { skip }, () => {
   it('rejects a bad --hypervisor value', () => {
     const r = previrt(['--hypervisor', 'l5', '--kernel', kernel]);
     assert.equal(r.status, 2);
-    assert.match(r.err, /--hypervisor: 'l5' is not none or xen/);
+    assert.match(r.err, /--hypervisor: 'l5' is not one of none, xen/);
   });
 });

@@ -3,7 +3,10 @@
  * reference/seed-results.md), then the counts behind each row, then the setting (cost model,
  * client, transfer size). Figures of several runs are means; the JSON keeps every run.
  */
-import type { NetperfRun } from './run.ts';
+import { counterTotal, type CounterTree } from '../../machine/counters.ts';
+import { PLATFORMS } from '../../platforms/createGuest.ts';
+import type { CounterColumn } from '../../platforms/platform.ts';
+import type { NetperfRun, VirtualizationCounters } from './run.ts';
 
 export interface NetperfRow {
   label: string;
@@ -82,7 +85,7 @@ export function markdownTables(rows: NetperfRow[]): string {
     );
   }
   const virtualized = rows.filter((row) => row.runs.every((r) => r.counters.virtualization));
-  if (virtualized.length > 0) out.push('', ...virtualizationTable(virtualized));
+  if (virtualized.length > 0) out.push('', ...virtualizationTables(virtualized));
   return out.join('\n');
 }
 
@@ -96,38 +99,70 @@ function byKind(counts: Record<string, number>, name: (k: string) => string = (k
     .join(', ');
 }
 
-function meanCounts(maps: Record<string, number>[]): Record<string, number> {
+/** The counts of a group (or one count) in a tree, by its dotted path; {} if absent. */
+function at(tree: CounterTree, path: string): CounterTree | number {
+  let node: CounterTree | number | undefined = tree;
+  for (const part of path.split('.')) {
+    node = typeof node === 'object' ? node[part] : undefined;
+    if (node === undefined) return {};
+  }
+  return node;
+}
+
+/** Means over runs, leaf by leaf, of one level of counts (a group's kinds). */
+function meanGroup(groups: (CounterTree | number)[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const m of maps) for (const [k, v] of Object.entries(m)) out[k] = (out[k] ?? 0) + v;
-  for (const k of Object.keys(out)) out[k] /= maps.length;
+  for (const g of groups)
+    if (typeof g === 'object')
+      for (const [k, v] of Object.entries(g)) out[k] = (out[k] ?? 0) + counterTotal(v);
+  for (const k of Object.keys(out)) out[k] /= groups.length;
   return out;
 }
 
+function cell(column: CounterColumn, runs: VirtualizationCounters[]): string {
+  const trees = runs.map((r) => (column.source === 'hypervisor' ? r.hypervisor : r.vmm));
+  const count = (path: string): string =>
+    Math.round(mean(trees.map((t) => counterTotal(at(t, path))))).toString();
+  const hex = (k: string): string => `0x${Number(k).toString(16)}`;
+  switch (column.show) {
+    case 'count':
+      return count(column.paths[0]);
+    case 'pair':
+      return `${count(column.paths[0])} / ${count(column.paths[1])}`;
+    case 'by-kind': {
+      const kinds = meanGroup(trees.map((t) => at(t, column.paths[0])));
+      const total = Object.values(kinds).reduce((a, b) => a + b, 0);
+      return `${Math.round(total)}: ${byKind(kinds)}`;
+    }
+    case 'by-vector':
+      return byKind(meanGroup(trees.map((t) => at(t, column.paths[0]))), hex);
+  }
+}
+
 /**
- * The counts behind a virtualized row, over the same interval: what the hypervisor and the
- * in-place VMM did (README, "Reading the counters").
+ * The counts behind the virtualized rows, over the same interval: what the hypervisor and the
+ * in-place VMM did (README, "The xen-pre row and its counters"). One table per platform, with
+ * the columns the platform names (src/platforms, `counterColumns`).
  */
-function virtualizationTable(rows: NetperfRow[]): string[] {
-  const out = [
-    '| System | hypercalls | bounces (vector) | upcalls | VMM calls | page-table updates | ' +
-      'virtual interrupts (vector) | NIC pirq events | NIC DMA translated / refused |',
-    '|---|---|---|---:|---|---:|---|---:|---:|',
-  ];
+function virtualizationTables(rows: NetperfRow[]): string[] {
+  const out: string[] = [];
+  const byPlatform = new Map<string, NetperfRow[]>();
   for (const row of rows) {
-    const v = row.runs.map((r) => r.counters.virtualization!);
-    const m = (f: (x: (typeof v)[number]) => number): string =>
-      Math.round(mean(v.map(f))).toString();
-    const sum = (c: Record<string, number>): number => Object.values(c).reduce((a, b) => a + b, 0);
-    const hc = meanCounts(v.map((x) => x.hypercalls));
-    const calls = meanCounts(v.map((x) => x.vmmCalls));
+    const name = row.runs[0].counters.virtualization!.platform;
+    byPlatform.set(name, [...(byPlatform.get(name) ?? []), row]);
+  }
+  for (const [name, group] of byPlatform) {
+    const columns = PLATFORMS.get(name)?.counterColumns ?? [];
+    if (columns.length === 0) continue;
+    if (out.length > 0) out.push('');
     out.push(
-      `| ${row.label} | ${Math.round(sum(hc))}: ${byKind(hc)} | ` +
-        `${byKind(meanCounts(v.map((x) => x.bounces)), (k) => `0x${Number(k).toString(16)}`)} | ` +
-        `${m((x) => x.upcalls)} | ${Math.round(sum(calls))}: ${byKind(calls)} | ` +
-        `${m((x) => x.pageTableUpdates)} | ` +
-        `${byKind(meanCounts(v.map((x) => x.virtualInterrupts)), (k) => `0x${Number(k).toString(16)}`)} | ` +
-        `${m((x) => x.pirqEvents)} | ${m((x) => x.dmaTranslated)} / ${m((x) => x.dmaRefused)} |`,
+      `| System | ${columns.map((c) => c.title).join(' | ')} |`,
+      `|---|${columns.map((c) => (c.show === 'count' || c.show === 'pair' ? '---:' : '---')).join('|')}|`,
     );
+    for (const row of group) {
+      const runs = row.runs.map((r) => r.counters.virtualization!);
+      out.push(`| ${row.label} | ${columns.map((c) => cell(c, runs)).join(' | ')} |`);
+    }
   }
   return out;
 }

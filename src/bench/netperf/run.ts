@@ -13,18 +13,13 @@
  * interval. The client's own work costs the guest nothing (it is another machine; see
  * TcpSender.ts), so the guest's CPU or the wire limits the throughput, whichever is slower.
  */
-import { bootMultiboot } from '../../loader/multiboot.ts';
+import { counterDelta, type CounterTree } from '../../machine/counters.ts';
 import type { Dp83820Counters } from '../../machine/devices/dp83820/Dp83820.ts';
 import type { FaultConfig } from '../../machine/ethernet/link.ts';
-import {
-  createMachine,
-  describeEnd,
-  type EndReason,
-  type Machine,
-  type MachineStats,
-} from '../../machine/Machine.ts';
+import { describeEnd, type EndReason, type MachineStats } from '../../machine/Machine.ts';
 import { TcpSender, type SenderReport } from '../../net/TcpSender.ts';
-import { createXenGuest, type XenGuest } from '../../vmm/backends/xen.ts';
+import { createGuest } from '../../platforms/createGuest.ts';
+import type { Guest } from '../../platforms/platform.ts';
 
 export interface NetperfRunOptions {
   /** Row label ("native, raw"). */
@@ -38,10 +33,11 @@ export interface NetperfRunOptions {
   /** Extra kernel command-line words after `init=netserver`. */
   append?: string;
   /**
-   * `xen`: the guest runs in a domain of the Xen-style hypervisor through the in-place VMM,
-   * with the DP83820 passed through (the kernel must be the afterburned one). Default: raw.
+   * The platform (src/platforms): `none` (default) the raw PC; `xen` a domain of the Xen-style
+   * hypervisor through the in-place VMM, with the DP83820 passed through (the kernel must be
+   * the afterburned one).
    */
-  hypervisor?: 'none' | 'xen';
+  hypervisor?: string;
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -77,24 +73,16 @@ export interface IntervalCounters {
   virtualization?: VirtualizationCounters;
 }
 
-/** What the hypervisor and the VMM did in the interval (a `xen` run). */
+/**
+ * What the hypervisor and the VMM did in the interval (a virtualized run): every counter of
+ * each that changed, by the names they give them (the platform's `counterColumns` pick the
+ * table's columns from these).
+ */
 export interface VirtualizationCounters {
-  /** Hypercalls by name. */
-  hypercalls: Record<string, number>;
-  /** Traps bounced into the guest (the VMM's entries), by vector. */
-  bounces: Record<string, number>;
-  upcalls: number;
-  /** Calls from rewritten sites into the VMM's handlers, by site kind. */
-  vmmCalls: Record<string, number>;
-  /** Page-table entries written through mmu_update / update_va_mapping. */
-  pageTableUpdates: number;
-  /** Virtual interrupts delivered into the guest kernel, by vector. */
-  virtualInterrupts: Record<string, number>;
-  /** The NIC's interrupts raised on its pirq event channel. */
-  pirqEvents: number;
-  /** NIC DMA transfers translated, and refused (outside the domain). */
-  dmaTranslated: number;
-  dmaRefused: number;
+  /** The platform's name (`xen`). */
+  platform: string;
+  hypervisor: CounterTree;
+  vmm: CounterTree;
 }
 
 export interface NetperfRun {
@@ -133,55 +121,19 @@ interface Snapshot {
   stats: MachineStats;
   nic: Dp83820Counters;
   host: number;
-  virt?: VirtualizationCounters;
+  virt?: { hypervisor: CounterTree; vmm: CounterTree };
 }
 
-function snapshot(m: Machine, g?: XenGuest): Snapshot {
+function snapshot(g: Guest): Snapshot {
+  const stats = g.stats();
   return {
-    stats: m.stats(),
-    nic: { ...m.nic!.counters },
+    stats: stats.machine,
+    nic: { ...g.machine.nic!.counters },
     host: performance.now(),
-    virt: g === undefined ? undefined : virtualization(g),
-  };
-}
-
-function virtualization(g: XenGuest): VirtualizationCounters {
-  const x = g.xen.counters;
-  const bounces: Record<string, number> = {};
-  x.bounces.forEach((n, v) => {
-    if (n > 0) bounces[v] = n;
-  });
-  return structuredClone({
-    hypercalls: x.hypercalls,
-    bounces,
-    upcalls: x.upcalls,
-    vmmCalls: g.vmm.counters.calls,
-    pageTableUpdates: g.backend.counters.pageTableUpdates,
-    virtualInterrupts: g.vmm.counters.virtualInterrupts,
-    pirqEvents: x.pirqEvents,
-    dmaTranslated: x.dmaTranslated,
-    dmaRefused: x.dmaRefused,
-  });
-}
-
-/** b − a, key by key (a missing key counts 0). */
-function delta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) !== 0) out[k] = v - (a[k] ?? 0);
-  return out;
-}
-
-function virtualizationDelta(a: VirtualizationCounters, b: VirtualizationCounters) {
-  return {
-    hypercalls: delta(a.hypercalls, b.hypercalls),
-    bounces: delta(a.bounces, b.bounces),
-    upcalls: b.upcalls - a.upcalls,
-    vmmCalls: delta(a.vmmCalls, b.vmmCalls),
-    pageTableUpdates: b.pageTableUpdates - a.pageTableUpdates,
-    virtualInterrupts: delta(a.virtualInterrupts, b.virtualInterrupts),
-    pirqEvents: b.pirqEvents - a.pirqEvents,
-    dmaTranslated: b.dmaTranslated - a.dmaTranslated,
-    dmaRefused: b.dmaRefused - a.dmaRefused,
+    virt:
+      stats.hypervisor === undefined
+        ? undefined
+        : { hypervisor: stats.hypervisor.counters, vmm: stats.vmm ?? {} },
   };
 }
 
@@ -200,13 +152,13 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   let endSnap: Snapshot | undefined;
   let intervalEnd: NetperfRun['intervalEnd'] = 'none';
   // The machine is needed inside its own console callback; it exists before any byte is written.
-  const ref: { machine?: Machine; guest?: XenGuest } = {};
+  const ref: { guest?: Guest } = {};
   const serialOut = (b: number): void => {
     if (b === 0x0d) return;
     if (b !== 0x0a) {
       // The interval ends where the result line starts: printing it is not receiving.
-      if (line === '' && startSnap !== undefined && ref.machine !== undefined)
-        lineStartSnap = snapshot(ref.machine, ref.guest);
+      if (line === '' && startSnap !== undefined && ref.guest !== undefined)
+        lineStartSnap = snapshot(ref.guest);
       line += String.fromCharCode(b);
       return;
     }
@@ -221,35 +173,19 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     line = '';
   };
   const append = `init=netserver${o.append !== undefined ? ` ${o.append}` : ''}`;
-  let machine: Machine;
-  if (o.hypervisor === 'xen') {
-    // The console is the hypervisor's (console_io); the machine's own UART is not used.
-    const g = createXenGuest({
-      kernel: o.kernel,
-      kernelName: o.kernelName,
-      cmdline: append,
-      modules: [],
-      machine: { costModel: o.costModel, network: { faults: o.faults } },
-      console: serialOut,
-      passthroughNic: true,
-    });
-    if (typeof g === 'string') throw new Error(g);
-    ref.guest = g;
-    machine = g.machine;
-  } else {
-    const m = createMachine({ costModel: o.costModel, network: { faults: o.faults }, serialOut });
-    if (typeof m === 'string') throw new Error(m);
-    machine = m;
-    const error = bootMultiboot(machine, {
-      kernel: o.kernel,
-      kernelName: o.kernelName,
-      cmdline: append,
-      modules: [],
-    });
-    if (error !== undefined) throw new Error(error.message);
-  }
-  ref.machine = machine;
-  const guest = ref.guest;
+  // Under a hypervisor the console is its console_io; the machine's own UART is not used.
+  const guest = createGuest({
+    platform: o.hypervisor ?? 'none',
+    kernel: o.kernel,
+    kernelName: o.kernelName,
+    cmdline: append,
+    costModel: o.costModel,
+    nic: { faults: o.faults },
+    console: serialOut,
+  });
+  if (typeof guest === 'string') throw new Error(guest);
+  ref.guest = guest;
+  const machine = guest.machine;
 
   const link = machine.link!;
   const sender = new TcpSender({
@@ -258,8 +194,8 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     payloadBytes: o.payloadBytes,
     seed: o.seed,
     onEvent: (e) => {
-      if (e.kind === 'syn') startSnap = snapshot(machine, guest);
-      if (e.kind === 'guest-fin') finSnap = snapshot(machine, guest);
+      if (e.kind === 'syn') startSnap = snapshot(guest);
+      if (e.kind === 'guest-fin') finSnap = snapshot(guest);
     },
   });
   // The client starts when the guest's NIC shows signs of life (its first frame, the driver's
@@ -293,7 +229,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
       graceUntil ??= machine.cpu.cycles + EXIT_GRACE_SECONDS * hz;
       if (machine.cpu.cycles >= graceUntil) break;
     }
-    machine.end = undefined;
+    machine.resume();
   }
   const hostSeconds = (performance.now() - t0) / 1000;
   o.onProgress?.({
@@ -329,8 +265,8 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     problems.push(`no result after ${(limit / hz).toFixed(0)} simulated seconds`);
 
   const total = machine.stats();
-  const a = startSnap ?? snapshot(machine, guest);
-  const b = endSnap ?? snapshot(machine, guest);
+  const a = startSnap ?? snapshot(guest);
+  const b = endSnap ?? snapshot(guest);
   const intervalCycles = b.stats.cycles - a.stats.cycles;
   const busyCycles = b.stats.busyCycles - a.stats.busyCycles;
   const idleCycles = b.stats.idleCycles - a.stats.idleCycles;
@@ -354,7 +290,11 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     nic,
     virtualization:
       a.virt !== undefined && b.virt !== undefined
-        ? virtualizationDelta(a.virt, b.virt)
+        ? {
+            platform: guest.platform,
+            hypervisor: counterDelta(a.virt.hypervisor, b.virt.hypervisor),
+            vmm: counterDelta(a.virt.vmm, b.virt.vmm),
+          }
         : undefined,
   };
   return {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from '../command.ts';
-import { createMachine, describeEnd, Machine } from '../../machine/Machine.ts';
-import { bootMultiboot } from '../../loader/multiboot.ts';
+import { describeEnd } from '../../machine/Machine.ts';
+import { createGuest } from '../../platforms/createGuest.ts';
 import { verifyAnnotations } from '../../afterburner/verify.ts';
 import { buildGuest, CONFIGS, guestKernelName } from '../../bench/netperf/build.ts';
 import {
@@ -12,7 +12,6 @@ import {
   type NetperfRow,
 } from '../../bench/netperf/report.ts';
 import { runNetperf } from '../../bench/netperf/run.ts';
-import { createXenGuest } from '../../vmm/backends/xen.ts';
 import { parseSize } from './bench.ts';
 
 const usage = `usage: previrt demo [--quiet] [--bytes SIZE]
@@ -42,7 +41,7 @@ interface Row {
   hostMs: number;
 }
 
-function runSelftest(config: string, elf: string, quiet: boolean, xen = false): Row {
+function runSelftest(config: string, elf: string, quiet: boolean, platform: string): Row {
   let line = '';
   let output = '';
   const serialOut = (b: number): void => {
@@ -54,26 +53,17 @@ function runSelftest(config: string, elf: string, quiet: boolean, xen = false): 
       line = '';
     } else line += c;
   };
-  let machine: Machine;
-  const boot = {
+  const guest = createGuest({
+    platform,
     kernel: readFileSync(elf),
     // The boot loader shows the guest its file name: the same from any checkout or directory,
     // so the figures are too (as in previrt bench netperf).
     kernelName: guestKernelName(elf),
     cmdline: 'init=selftest',
-    modules: [],
-  };
-  if (xen) {
-    const g = createXenGuest({ ...boot, console: serialOut });
-    if (typeof g === 'string') throw new Error(g);
-    machine = g.machine;
-  } else {
-    const m = createMachine({ serialOut });
-    if (!(m instanceof Machine)) throw new Error(m);
-    machine = m;
-    const error = bootMultiboot(machine, boot);
-    if (error !== undefined) throw new Error(error.message);
-  }
+    console: serialOut,
+  });
+  if (typeof guest === 'string') throw new Error(guest);
+  const machine = guest.machine;
   const t0 = performance.now();
   const end = machine.run(60 * machine.costModel.hz);
   const hostMs = performance.now() - t0;
@@ -140,13 +130,13 @@ export const demo: Command = {
       ['NOPs (afterburned), raw', afterburned],
     ]) {
       console.log(`demo: booting ${elf} on the raw PC with init=selftest (${config})`);
-      rows.push(runSelftest(config, elf, quiet));
+      rows.push(runSelftest(config, elf, quiet, 'none'));
     }
     const xenRow = 'afterburned, Xen in-place VMM';
     console.log(
       `demo: booting ${afterburned} on the xen hypervisor with init=selftest (${xenRow})`,
     );
-    rows.push(runSelftest(xenRow, afterburned, quiet, true));
+    rows.push(runSelftest(xenRow, afterburned, quiet, 'xen'));
     console.log('');
     console.log(
       '| configuration | self-test | simulated ms | busy cycles | idle cycles | instructions | port I/O | host ms | guest MIPS |',

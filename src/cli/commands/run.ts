@@ -2,16 +2,17 @@ import { readFileSync, openSync, closeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from '../command.ts';
 import { byteWriter, type ByteWriter } from '../output.ts';
-import {
-  createMachine,
-  describeEnd,
-  type Machine,
-  exitStatus,
-  EXIT_STATUS,
-  type MachineStats,
-} from '../../machine/Machine.ts';
-import { bootMultiboot, type BootModule } from '../../loader/multiboot.ts';
-import { createXenGuest, type XenGuest } from '../../vmm/backends/xen.ts';
+import { describeEnd, exitStatus, EXIT_STATUS, type MachineStats } from '../../machine/Machine.ts';
+import { flattenCounters } from '../../machine/counters.ts';
+import type { BootModule } from '../../loader/multiboot.ts';
+import { createGuest, PLATFORMS } from '../../platforms/createGuest.ts';
+import type { GuestStats } from '../../platforms/platform.ts';
+
+const platformNames = [...PLATFORMS.keys()];
+
+const platformHelp = [...PLATFORMS.values()]
+  .map((p) => `                                ${p.name}: ${p.summary}`)
+  .join('\n');
 
 const usage = `usage: previrt run --kernel FILE [options]
 
@@ -32,10 +33,10 @@ options:
                                 counter on stderr when the run ends
   --json                        with --stats: as one JSON object
   --cost-model NAME             cost-model preset (default p4-2.8ghz)
-  --hypervisor none|xen         none (default): the kernel owns the PC. xen: the Xen-style
-                                hypervisor owns ring 0 and the kernel (an afterburned build)
-                                runs in a domain through the in-place VMM; --memory is the
-                                machine's, the domain gets all but 4 MB of it
+  --hypervisor ${platformNames.join('|')}
+                                the platform (default none); a hypervisor needs an
+                                afterburned kernel; --memory is the machine's:
+${platformHelp}
   --interpret                   interpret every instruction: no compiled blocks (the same
                                 results, cycles and counters, only slower on the host)
 
@@ -58,7 +59,7 @@ interface Options {
   stats: boolean;
   json: boolean;
   costModel?: string;
-  hypervisor: 'none' | 'xen';
+  hypervisor: string;
   interpret: boolean;
 }
 
@@ -128,7 +129,8 @@ function parse(argv: string[]): Options | string {
           break;
         case '--hypervisor': {
           const v = need(value());
-          if (v !== 'none' && v !== 'xen') return `--hypervisor: '${v}' is not none or xen`;
+          if (!PLATFORMS.has(v))
+            return `--hypervisor: '${v}' is not one of ${platformNames.join(', ')}`;
           o.hypervisor = v;
           break;
         }
@@ -177,56 +179,15 @@ function formatStats(s: MachineStats, hostMs: number): string {
   return lines.join('\n');
 }
 
-/** The hypervisor's and the VMM's counters (DESIGN.md decision 4: the counts behind the cycles). */
-function virtualizationStats(g: XenGuest) {
-  const x = g.xen.counters;
-  const bounces: Record<string, number> = {};
-  x.bounces.forEach((n, v) => {
-    if (n > 0) bounces[v] = n;
-  });
-  return {
-    xen: {
-      hypercalls: x.hypercalls,
-      hypercallErrors: x.hypercallErrors,
-      bounces,
-      upcalls: x.upcalls,
-      pteUpdates: x.pteUpdates,
-      pins: x.pins,
-      unpins: x.unpins,
-      baseSwitches: x.baseSwitches,
-      timerInterrupts: x.timerInterrupts,
-    },
-    vmm: { ...g.vmm.counters, paging: g.backend.counters },
-  };
-}
-
-function formatVirtualization(v: ReturnType<typeof virtualizationStats>): string {
+/** The hypervisor's and the VMM's counters, a line each (DESIGN.md decision 4). */
+function formatVirtualization(stats: GuestStats): string {
   const lines: string[] = [];
-  const add = (prefix: string, r: Record<string, number>): void => {
-    for (const [k, n] of Object.entries(r).sort(([a], [b]) =>
-      a.localeCompare(b, 'en', { numeric: true }),
-    ))
-      lines.push(`${`${prefix}${k}`.padEnd(28)} ${n}`);
+  const add = (prefix: string, tree: GuestStats['vmm']): void => {
+    if (tree === undefined) return;
+    for (const [name, n] of flattenCounters(tree, prefix)) lines.push(`${name.padEnd(32)} ${n}`);
   };
-  add('xen.hypercall.', v.xen.hypercalls);
-  add(
-    'xen.bounce[',
-    Object.fromEntries(Object.entries(v.xen.bounces).map(([k, n]) => [`${k}]`, n])),
-  );
-  const { hypercalls: _h, bounces: _b, ...xenRest } = v.xen;
-  add('xen.', xenRest);
-  add('vmm.call.', v.vmm.calls);
-  add(
-    'vmm.interrupt[',
-    Object.fromEntries(Object.entries(v.vmm.virtualInterrupts).map(([k, n]) => [`${k}]`, n])),
-  );
-  add(
-    'vmm.trap[',
-    Object.fromEntries(Object.entries(v.vmm.trapsForwarded).map(([k, n]) => [`${k}]`, n])),
-  );
-  lines.push(`${'vmm.deviceAccesses'.padEnd(28)} ${v.vmm.deviceAccesses}`);
-  lines.push(`${'vmm.timerTicks'.padEnd(28)} ${v.vmm.timerTicks}`);
-  add('vmm.paging.', { ...v.vmm.paging });
+  add(stats.hypervisor?.name ?? 'hypervisor', stats.hypervisor?.counters);
+  add('vmm', stats.vmm);
   return lines.join('\n');
 }
 
@@ -255,8 +216,24 @@ export const run: Command = {
       }
       modules.push({ name: path, bytes, string: [basename(path), ...args].join(' ') });
     }
-    let fd: number | undefined;
+    // The console's destination is opened only once the guest is built, so bad input leaves
+    // no file behind.
     let writer: ByteWriter | undefined;
+    const guest = createGuest({
+      platform: o.hypervisor,
+      kernel,
+      kernelName: o.kernel as string,
+      cmdline: o.append,
+      modules,
+      memoryMb: o.memoryMb,
+      costModel: o.costModel,
+      console: (b) => writer?.byte(b),
+    });
+    if (typeof guest === 'string') {
+      console.error(`previrt run: ${guest}`);
+      return EXIT_STATUS.usage;
+    }
+    let fd: number | undefined;
     if (o.serial === 'stdio') writer = byteWriter(1);
     else if (o.serial !== 'none') {
       try {
@@ -269,51 +246,10 @@ export const run: Command = {
       }
       writer = byteWriter(fd);
     }
-    const sink = writer ? (b: number) => writer.byte(b) : () => {};
-    let machine: Machine;
-    let guest: XenGuest | undefined;
-    if (o.hypervisor === 'xen') {
-      const built = createXenGuest({
-        kernel,
-        kernelName: o.kernel as string,
-        cmdline: o.append,
-        modules,
-        machine: { memoryMb: o.memoryMb, costModel: o.costModel },
-        console: sink,
-      });
-      if (typeof built === 'string') {
-        console.error(`previrt run: ${built}`);
-        return EXIT_STATUS.usage;
-      }
-      guest = built;
-      machine = built.machine;
-    } else {
-      const built = createMachine({
-        memoryMb: o.memoryMb,
-        costModel: o.costModel,
-        serialOut: sink,
-      });
-      if (typeof built === 'string') {
-        console.error(`previrt run: ${built}`);
-        return EXIT_STATUS.usage;
-      }
-      machine = built;
-      const error = bootMultiboot(machine, {
-        kernel,
-        kernelName: o.kernel as string,
-        cmdline: o.append,
-        modules,
-      });
-      if (error !== undefined) {
-        console.error(`previrt run: ${error.message}`);
-        return EXIT_STATUS.usage;
-      }
-    }
+    const machine = guest.machine;
     if (o.serial === 'stdio' && !process.stdin.isTTY) {
       try {
-        const typed = readFileSync(0);
-        if (guest !== undefined) guest.input(typed);
-        else machine.uart.receive(typed);
+        guest.input(readFileSync(0));
       } catch {
         // No readable standard input (closed): nothing to type.
       }
@@ -326,14 +262,21 @@ export const run: Command = {
     if (fd !== undefined) closeSync(fd);
     if (end.kind !== 'exit') console.error(`previrt run: ${describeEnd(end)}`);
     if (o.stats) {
-      const s = machine.stats();
-      const virt = guest === undefined ? undefined : virtualizationStats(guest);
+      const stats = guest.stats();
+      const s = stats.machine;
+      const virtualized = stats.hypervisor !== undefined;
       if (o.json)
         console.error(
           JSON.stringify(
             {
               ...s,
-              ...(virt === undefined ? {} : { hypervisor: 'xen', ...virt }),
+              ...(virtualized
+                ? {
+                    hypervisor: stats.hypervisor!.name,
+                    [stats.hypervisor!.name]: stats.hypervisor!.counters,
+                    vmm: stats.vmm,
+                  }
+                : {}),
               end,
               hostMs,
               guestMips: s.instructions / Math.max(hostMs, 1) / 1000,
@@ -344,7 +287,7 @@ export const run: Command = {
         );
       else
         console.error(
-          formatStats(s, hostMs) + (virt === undefined ? '' : `\n${formatVirtualization(virt)}`),
+          formatStats(s, hostMs) + (virtualized ? `\n${formatVirtualization(stats)}` : ''),
         );
     }
     return exitStatus(end);

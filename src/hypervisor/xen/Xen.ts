@@ -10,10 +10,11 @@
  * hypervisor frames mapped read-only in the top page-directory slot of every validated L2.
  */
 import type { Machine } from '../../machine/Machine.ts';
+import type { CounterTree, Hypervisor, VmInfo } from '../Hypervisor.ts';
 import type { SoftwareCosts } from '../../machine/costModel.ts';
 import type { Cpu } from '../../x86/Cpu.ts';
 import { CpuFault, Vector } from '../../x86/fault.ts';
-import type { CpuEvent, Monitor } from '../../x86/monitor.ts';
+import type { CpuEvent } from '../../x86/monitor.ts';
 import { SS } from '../../x86/segment.ts';
 import {
   ConsoleRing,
@@ -72,7 +73,8 @@ export interface DomainEnd {
   message: string;
 }
 
-export class XenHypervisor implements Monitor {
+export class XenHypervisor implements Hypervisor {
+  readonly name = 'xen';
   readonly cpu: Cpu;
   readonly frames: FrameTable;
   readonly domains: Domain[] = [];
@@ -163,6 +165,22 @@ export class XenHypervisor implements Monitor {
     this.m2pMfns.forEach((mfn, k) => map(MACH2PHYS_VIRT + k * 4096, mfn));
     this.frames.hypervisorPde = ((slotL1 << 12) | PTE_P | PTE_A) >>> 0;
     void PTE_RW;
+  }
+
+  // ---- the hypervisor contract (../Hypervisor.ts) ------------------------------------------
+
+  vms(): VmInfo[] {
+    return this.domains.map((d) => ({ id: d.id, state: d.state, ending: d.ending }));
+  }
+
+  /** Every counter; bounces by vector as an object of the vectors that had any. */
+  stats(): CounterTree {
+    const { hypercalls, bounces, ...rest } = this.counters;
+    const byVector: CounterTree = {};
+    bounces.forEach((n, v) => {
+      if (n > 0) byVector[v] = n;
+    });
+    return { hypercalls: { ...hypercalls }, bounces: byVector, ...rest };
   }
 
   // ---- machine-to-phys table -----------------------------------------------------------
@@ -445,13 +463,16 @@ export class XenHypervisor implements Monitor {
     this.cpu.requestStop();
   }
 
-  /** SCHEDOP_shutdown: poweroff ends the run with the status (isa-debug-exit); reboot resets. */
+  /**
+   * SCHEDOP_shutdown: poweroff ends the run with the status, as isa-debug-exit would on the raw
+   * PC (the same exit status for the same guest); reboot ends it as a reset.
+   */
   shutdown(dom: Domain, kind: 'poweroff' | 'reboot', status: number): void {
     if (!dom.alive) return;
     const message = kind === 'poweroff' ? `poweroff, status ${status}` : 'reboot';
     this.finish(dom, 'shutdown', { domain: dom.id, kind, status, message });
-    if (kind === 'poweroff') this.machine.ports.write(0xf4, 1, status & 0xff);
-    else this.machine.ports.write(0x64, 1, 0xfe);
+    if (kind === 'poweroff') this.machine.requestExit(status & 0xff);
+    else this.machine.requestReset();
   }
 
   private finish(dom: Domain, state: 'crashed' | 'shutdown', end: DomainEnd): void {

@@ -1,6 +1,7 @@
 /**
- * A machine running previrt's `xen` with one para-virtual domain: the API `previrt run
- * --hypervisor xen` will use, and the tests use now.
+ * A machine running previrt's `xen` with one para-virtual domain built from a PV kernel (the
+ * domain builder, builder.ts): what the hypervisor's own tests run. Afterburned kernels go
+ * through the in-place VMM instead (src/platforms, `createGuest({ platform: 'xen' })`).
  */
 import { parseElf, LoadError } from '../../loader/elf.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/Machine.ts';
@@ -30,31 +31,19 @@ export interface XenMachine {
   layout: DomainLayout;
 }
 
-/**
- * The machine with the hypervisor owning it (no domain yet): what every way of running a guest
- * on xen starts from. A message if the configuration cannot work.
- */
-export function createHypervisorMachine(
-  machineConfig: Omit<MachineConfig, 'serialOut'> | undefined,
-  console: ((byte: number) => void) | undefined,
-): { machine: Machine; xen: XenHypervisor } | string {
-  const machine = createMachine({ ...machineConfig, serialOut: console });
-  if (typeof machine === 'string') return machine;
-  try {
-    return { machine, xen: new XenHypervisor(machine, { console }) };
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e);
-  }
-}
-
 /** Builds the machine, the hypervisor and domain 0, ready to `machine.run()`. */
 export function createXenMachine(config: XenMachineConfig): XenMachine | string {
   const name = config.kernelName ?? 'kernel';
   const image = parseElf(config.kernel, name);
   if (image instanceof LoadError) return image.message;
-  const host = createHypervisorMachine(config.machine, config.console);
-  if (typeof host === 'string') return host;
-  const { machine, xen } = host;
+  const machine = createMachine({ ...config.machine, serialOut: config.console });
+  if (typeof machine === 'string') return machine;
+  let xen: XenHypervisor;
+  try {
+    xen = new XenHypervisor(machine, { console: config.console });
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
   const built = buildDomain(xen, image, {
     memoryMb: config.domainMemoryMb ?? 16,
     cmdline: config.cmdline,

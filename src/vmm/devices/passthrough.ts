@@ -1,7 +1,7 @@
 /**
  * A PCI function passed through to the guest (the seed's netperf setup gave the guest the real
  * DP83820): the guest sees the real function's configuration space, reached through the backend
- * (physdev_op on xen), except the base address registers. Those are virtual: the guest sizes
+ * (through its hypervisor), except the base address registers. Those are virtual: the guest sizes
  * and places them as on a PC without firmware (PCI 3.0, 6.2.5.1), while the real BARs stay
  * where the hypervisor put them; the VMM translates the guest's frames in a memory BAR to the
  * real ones when the guest maps them.

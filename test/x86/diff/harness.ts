@@ -2,9 +2,10 @@
  * The differential test against the host CPU (issue 2, "Correct: checked against real things").
  * One generated assembly routine, `run_cases`, runs every case: it loads random register, flag
  * and memory inputs, executes one instruction, and stores registers, flags and the memory
- * operand into `out`. The same routine is linked twice: into a 32-bit Linux program that runs
- * natively on the host (gcc -m32) and into a flat image that runs on previrt's CPU. The two
- * `out` arrays are compared, masking only the flags the SDM leaves undefined.
+ * operand into `out`. The same routine is linked twice: into a 32-bit Linux program (gcc -m32)
+ * that runs natively on the host, or under qemu-i386 where the host cannot execute i386 programs
+ * (test/hostI386.ts), and into a flat image that runs on previrt's CPU. The two `out` arrays are
+ * compared, masking only the flags the SDM leaves undefined.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -14,6 +15,7 @@ import { loadSegments } from '../../../src/bench/cpu/previrt.ts';
 import { TEST_COSTS, testPlatform } from '../../../src/x86/testing.ts';
 import { Cpu } from '../../../src/x86/Cpu.ts';
 import { xorshift32 } from '../../random.ts';
+import { i386Runner, type I386Runner } from '../../hostI386.ts';
 import { AF, CF, OF, PF, SF, TEMPLATES, ZF, type Template } from './templates.ts';
 
 const ARITH = CF | PF | AF | ZF | SF | OF;
@@ -32,11 +34,14 @@ export interface Mismatch {
   asm: string;
   field: string;
   input: Case;
-  host: number;
+  /** The value the reference (the host CPU or qemu-i386) computed. */
+  reference: number;
   previrt: number;
 }
 
 export interface DiffResult {
+  /** Which reference ran the host program and why (I386Runner.description). */
+  reference: string;
   cases: number;
   /** Cases per template mnemonic that matched. */
   passed: number;
@@ -214,13 +219,20 @@ function build(
 }
 
 /**
- * Runs the cases on the host and on previrt and compares the results. `blocks`: previrt runs
- * every instruction as part of a compiled block (threshold 1: compiled and run at its first
- * execution) instead of interpreting it.
+ * Runs the cases on the reference and on previrt and compares the results. `blocks`: previrt
+ * runs every instruction as part of a compiled block (threshold 1: compiled and run at its first
+ * execution) instead of interpreting it. `runner`: how the host program runs (natively, or under
+ * qemu-i386; by default as test/hostI386.ts finds out, PREVIRT_I386 forces one).
  */
-export function runDifferential(cases: Case[], buildDir: string, blocks = false): DiffResult {
+export function runDifferential(
+  cases: Case[],
+  buildDir: string,
+  blocks = false,
+  runner: I386Runner = i386Runner(),
+): DiffResult {
   const { host, flat, out } = build(buildDir, generateAssembly(cases), cases.length);
-  const hostOut = execFileSync(host, { maxBuffer: 1 << 28 });
+  const command = runner.command(host);
+  const hostOut = execFileSync(command.file, command.args, { maxBuffer: 1 << 28 });
   const platform = testPlatform(16 << 20);
   const cpu = new Cpu(platform, TEST_COSTS);
   cpu.blocksEnabled = blocks;
@@ -232,9 +244,14 @@ export function runDifferential(cases: Case[], buildDir: string, blocks = false)
   while (why === 'limit') why = cpu.run(cpu.cycles + 1e7);
   if (why !== 'halt')
     throw new Error(`differential harness: previrt ended with ${why} at EIP ${hex(cpu.eip)}`);
+  if (hostOut.byteLength !== cases.length * RECORD * 4)
+    throw new Error(
+      `differential harness: the host program wrote ${hostOut.byteLength} bytes, expected ${cases.length * RECORD * 4} (${runner.description})`,
+    );
   const mine = new DataView(platform.ram.buffer, out, cases.length * RECORD * 4);
   const theirs = new DataView(hostOut.buffer, hostOut.byteOffset, hostOut.byteLength);
   const result: DiffResult = {
+    reference: runner.description,
     cases: cases.length,
     passed: 0,
     mismatches: [],
@@ -258,7 +275,7 @@ export function runDifferential(cases: Case[], buildDir: string, blocks = false)
           asm: c.template.asm,
           field: fields[f],
           input: c,
-          host: a >>> 0,
+          reference: a >>> 0,
           previrt: b >>> 0,
         });
       }

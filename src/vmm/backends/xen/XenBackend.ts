@@ -27,19 +27,19 @@ import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
 import { Vector } from '../../../x86/fault.ts';
 import { CS, DS, ES, FS, GS, SS } from '../../../x86/segment.ts';
-import type { VmmBackend } from '../../backend.ts';
-import type { InPlaceVmm } from '../../Vmm.ts';
+import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
+import type { VmmBackend, VmmCore } from '../../backend.ts';
+import { STUB_IRET, VCPU_PAGE, VIRTUAL_FLAGS, EFLAGS_IF } from '../../window.ts';
+import { HypercallChannel } from './channel.ts';
 import {
   ARGS_PAGE,
   ARGS_PAGES,
+  DomainMemory,
   ENTRY_FAILSAFE,
   ENTRY_UPCALL,
-  STUB_IRET,
+  PAGE_STACK,
   trapEntry,
-  VCPU_PAGE,
-} from '../../window.ts';
-import { HypercallChannel } from './channel.ts';
-import { DomainMemory, PAGE_STACK } from './layout.ts';
+} from './layout.ts';
 import { DirectPaging, type XenBackendCounters } from './paging.ts';
 import { XenPassthrough } from './passthrough.ts';
 
@@ -48,18 +48,28 @@ const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
 
 export class XenBackend implements VmmBackend {
   readonly name = 'xen';
-  readonly selectors = {
-    kernelCs: Selector.RING1_CS,
-    userCs: Selector.RING3_CS,
-    userSs: Selector.RING3_DS,
-  };
+  /**
+   * 4 MB pages (the hypervisor refuses PSE entries), global pages, SYSENTER and the MSRs (not
+   * virtualised), the debugging extensions.
+   */
+  readonly hiddenCpuFeatures =
+    CPUID_FEATURE.PSE |
+    CPUID_FEATURE.PGE |
+    CPUID_FEATURE.SEP |
+    CPUID_FEATURE.MSR |
+    CPUID_FEATURE.DE;
   readonly counters: XenBackendCounters;
+
+  /** Direct paging's counters: page-table updates, write protections, pins. */
+  stats(): { paging: XenBackendCounters } {
+    return { paging: { ...this.counters } };
+  }
   readonly dom: Domain;
   readonly cpu: Cpu;
   /** Pseudo-physical frames the guest sees as its RAM: [0, guestPages). */
   readonly guestPages: number;
   readonly passthrough: XenPassthrough;
-  private vmm!: InPlaceVmm;
+  private vmm!: VmmCore;
   private readonly channel: HypercallChannel;
   private readonly paging: DirectPaging;
   private timerPort = 0;
@@ -105,7 +115,7 @@ export class XenBackend implements VmmBackend {
 
   /** Window, initial address space, trap table and callbacks, then the CPU at the entry. */
   start(
-    vmm: InPlaceVmm,
+    vmm: VmmCore,
     entry: number,
     magic: number,
     mbi: number,
@@ -142,8 +152,6 @@ export class XenBackend implements VmmBackend {
     cpu.ebx = mbi;
     cpu.esp = VCPU_PAGE + (PAGE_STACK + 1) * 4096;
     cpu.invalidateAllCode();
-    vmm.setSegment(CS, 0x08);
-    for (const s of [SS, DS, ES, FS, GS]) vmm.setSegment(s, 0x10);
     dom.startCycle = cpu.cycles;
     xen.current = dom;
     xen.updateTime(dom);
@@ -223,9 +231,12 @@ export class XenBackend implements VmmBackend {
     this.xen.crash(this.dom, `vmm: ${message}`);
   }
 
-  block(): boolean {
+  /** SCHEDOP_block: the domain sleeps until an event, unless one is pending (then: poll). */
+  idle(): boolean {
     this.hypercall(Hypercall.sched_op, [SchedOp.block]);
-    return this.cpu.halted;
+    if (this.cpu.halted) return true;
+    this.pollEvents();
+    return false;
   }
 
   haltForever(): void {
@@ -239,10 +250,24 @@ export class XenBackend implements VmmBackend {
     this.hypercall(Hypercall.stack_switch, [Selector.RING1_DS, esp0]);
   }
 
+  /**
+   * The guest's frame at ESP gets the hypervisor's selectors (ring 1, or ring 3 for user mode)
+   * and the real EFLAGS (IF on: events are masked through shared info, never by IF); the `iret`
+   * stub takes it. The data segments need no reload: they are the ring-3 flat segment always.
+   */
+  returnFromInterrupt(toUser: boolean, eflags: number): number {
+    const cpu = this.cpu;
+    const at = (offset: number): number => (cpu.segs[SS].base + cpu.esp + offset) >>> 0;
+    cpu.writeLinear(at(4), 4, toUser ? Selector.RING3_CS : Selector.RING1_CS);
+    cpu.writeLinear(at(8), 4, ((eflags & ~VIRTUAL_FLAGS) | EFLAGS_IF) >>> 0);
+    if (toUser) cpu.writeLinear(at(16), 4, Selector.RING3_DS);
+    return STUB_IRET;
+  }
+
   // ---- events ----------------------------------------------------------------------------------
 
   /** Takes the pending, unmasked ports off shared info and hands them to the core. */
-  pollEvents(): void {
+  private pollEvents(): void {
     const c = this.channel;
     while (c.readShared8(SharedInfo.upcall_pending) !== 0) {
       c.writeShared8(SharedInfo.upcall_pending, 0);
@@ -289,7 +314,7 @@ export class XenBackend implements VmmBackend {
   private onUpcall(): void {
     this.pollEvents();
     this.channel.writeShared8(SharedInfo.upcall_mask, 0);
-    this.cpu.push(this.vmm.afterUpcall(), 4);
+    this.cpu.push(this.vmm.eventsHandled() ?? STUB_IRET, 4);
   }
 
   /** A bounced trap (frame on the ring-1 stack). */
@@ -298,17 +323,20 @@ export class XenBackend implements VmmBackend {
     const errorCode = ERROR_CODE_VECTORS.has(vector)
       ? cpu.readLinear((cpu.segs[SS].base + cpu.esp) >>> 0, 4)
       : undefined;
+    let faultAddress: number | undefined;
     if (vector === Vector.PF) {
-      const cr2 = this.channel.readShared32(SharedInfo.cr2);
-      if (((errorCode ?? 0) & 3) === 3 && this.paging.fixWriteFault(cr2)) {
+      faultAddress = this.channel.readShared32(SharedInfo.cr2);
+      if (((errorCode ?? 0) & 3) === 3 && this.paging.fixWriteFault(faultAddress)) {
         cpu.esp = (cpu.esp + 4) >>> 0;
         cpu.push(STUB_IRET, 4);
         return;
       }
-      this.vmm.cr2 = cr2;
     }
     const software = vector >= 32 || vector === Vector.BP || vector === Vector.OF;
-    cpu.push(this.vmm.forwardTrap(vector, errorCode, software), 4);
+    cpu.push(
+      this.vmm.trap({ vector, errorCode, software, faultAddress, context: { kind: 'frame' } }),
+      4,
+    );
   }
 
   // ---- page tables (paging.ts) -----------------------------------------------------------------

@@ -16,12 +16,32 @@ import { timeScale } from '../../../hypervisor/xen/builder.ts';
 import { Domain } from '../../../hypervisor/xen/domain.ts';
 import { FrameType } from '../../../hypervisor/xen/frames.ts';
 import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
-import { ARGS_PAGES, STUB_PAGE, stubPage, WINDOW_BASE, WINDOW_SLOT } from '../../window.ts';
+import {
+  BACKEND_ENTRIES,
+  BACKEND_PAGES,
+  STUB_PAGE,
+  stubPage,
+  WINDOW_BASE,
+  WINDOW_SLOT,
+} from '../../window.ts';
+
+// ---- the xen backend's part of the VMM window (window.ts) -----------------------------------
+
+/** Hypercall argument pages (read-write): pointer arguments are these virtual addresses. */
+export const ARGS_PAGE = BACKEND_PAGES;
+export const ARGS_PAGES = 8;
+/** Trap entries, one per vector (16 bytes apart): set_trap_table points every vector here. */
+export function trapEntry(vector: number): number {
+  return BACKEND_ENTRIES + vector * 16;
+}
+/** The event and failsafe callbacks (set_callbacks). */
+export const ENTRY_UPCALL = BACKEND_ENTRIES + 256 * 16;
+export const ENTRY_FAILSAFE = ENTRY_UPCALL + 0x10;
 
 /** Window pages: vCPU block, stubs, argument pages, a stack for the kernel's first steps. */
 export const PAGE_VCPU = 0;
 export const PAGE_STUB = 1;
-export const PAGE_ARGS = 2;
+export const PAGE_ARGS = (BACKEND_PAGES - WINDOW_BASE) >>> 12;
 export const PAGE_STACK = PAGE_ARGS + ARGS_PAGES;
 const WINDOW_MAPPED = PAGE_STACK + 1;
 

@@ -18,9 +18,9 @@ import {
   UVMF_INVLPG,
 } from '../../../hypervisor/xen/abi.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
-import { ARGS_PAGE, ARGS_PAGES, WINDOW_SLOT } from '../../window.ts';
+import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
-import type { DomainMemory } from './layout.ts';
+import { ARGS_PAGE, ARGS_PAGES, type DomainMemory } from './layout.ts';
 
 /** An available PTE bit (SDM 3A Table 4-6, bits 9–11): the guest wants this mapping writable. */
 const GUEST_RW = 0x200;
@@ -32,7 +32,7 @@ interface PendingUpdate {
 }
 
 /** Counters of the backend's own work (hypercall counts are the hypervisor's). */
-export interface XenBackendCounters {
+export type XenBackendCounters = {
   /** Page-table entries written through mmu_update / update_va_mapping. */
   pageTableUpdates: number;
   /** Writes to page-table frames that were not live (plain memory writes). */
@@ -43,7 +43,7 @@ export interface XenBackendCounters {
   writeFaultsFixed: number;
   pins: number;
   unpins: number;
-}
+};
 
 /** Frames of passed-through device memory: the guest's (virtual BAR) and the machine's. */
 export interface DeviceFrames {

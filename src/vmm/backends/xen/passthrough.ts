@@ -11,9 +11,9 @@ import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
 import type { Dp83820 } from '../../../machine/devices/dp83820/Dp83820.ts';
 import { PassthroughPci, type PciConfigPort } from '../../devices/passthrough.ts';
 import type { VirtualPlatform } from '../../platform.ts';
-import type { InPlaceVmm } from '../../Vmm.ts';
-import { ARGS_PAGE } from '../../window.ts';
+import type { VmmCore } from '../../backend.ts';
 import type { HypercallChannel } from './channel.ts';
+import { ARGS_PAGE } from './layout.ts';
 import type { DeviceFrames } from './paging.ts';
 
 /** Where the toolstack places the passed-through NIC's BARs (as a PC's firmware would). */
@@ -112,7 +112,7 @@ export function passThroughNic(
   nic: Dp83820,
   xen: XenHypervisor,
   dom: Domain,
-  vmm: InPlaceVmm,
+  vmm: VmmCore,
   devices: XenPassthrough,
 ): string | undefined {
   nic.configWrite(0x10, 4, NIC_IO);

@@ -1,0 +1,100 @@
+/**
+ * What a platform is to the rest of previrt (DESIGN.md decision 10): one entry per way of
+ * running a guest kernel — the raw PC (`none`), or a hypervisor with the in-place VMM (`xen`).
+ * Callers never branch on the platform: they call `createGuest` (createGuest.ts) with a name,
+ * and get a `Guest` whose console, counters and memory look the same on every platform. Adding
+ * a platform is one entry here (platforms.ts) and its own module.
+ *
+ * Errors: everything that builds from user input returns `T | string`, the string one line that
+ * names the file or option and the problem; the CLI prints it after `previrt <command>: ` and
+ * exits with status 2. Nothing a user can pass makes these functions throw.
+ */
+import type { BootModule } from '../loader/multiboot.ts';
+import type { CostModel } from '../machine/costModel.ts';
+import type { CounterTree } from '../machine/counters.ts';
+import type { FaultConfig } from '../machine/ethernet/link.ts';
+import type { Machine, MachineStats } from '../machine/Machine.ts';
+import type { Hypervisor } from '../hypervisor/Hypervisor.ts';
+import type { InPlaceVmm } from '../vmm/Vmm.ts';
+
+export interface GuestConfig {
+  /** A platform's name: `none` (the raw PC) or `xen` (platforms.ts lists them). */
+  platform: string;
+  /** The kernel file's bytes (a multiboot ELF; afterburned for a hypervisor). */
+  kernel: Uint8Array;
+  /** Its name, for messages and for the boot loader name the guest sees. */
+  kernelName: string;
+  cmdline?: string;
+  modules?: BootModule[];
+  /** Machine memory in MB (default 256); a hypervisor's VM gets what the platform leaves it. */
+  memoryMb?: number;
+  /** Cost-model preset or its name (default p4-2.8ghz). */
+  costModel?: CostModel | string;
+  /**
+   * A DP83820 at PCI 00:03.0 on a 1 Gb/s link (`machine.link`, end 1 for the peer). Under a
+   * hypervisor it is passed through to the VM (direct device access, the seed's netperf setup).
+   */
+  nic?: { mac?: Uint8Array; faults?: FaultConfig };
+  /** Every byte the guest writes to its console (COM1). */
+  console?: (byte: number) => void;
+  /** Seconds since the Unix epoch the RTC shows at simulated time 0 (default 2026-01-01). */
+  rtcStartSeconds?: number;
+}
+
+/** The counters of a run, the same shape on every platform. */
+export interface GuestStats {
+  machine: MachineStats;
+  /** Under a hypervisor: its name and every counter it keeps. */
+  hypervisor?: { name: string; counters: CounterTree };
+  /** Under the in-place VMM: the core's counters and its backend's. */
+  vmm?: CounterTree;
+}
+
+/** A guest kernel booted on a platform, ready to run (`machine.run`). */
+export interface Guest {
+  readonly platform: string;
+  readonly machine: Machine;
+  readonly hypervisor: Hypervisor | undefined;
+  readonly vmm: InPlaceVmm | undefined;
+  /** Host input for the guest's console (COM1). */
+  input(bytes: Uint8Array): void;
+  /** The guest's physical memory, index = guest-physical address (a VM's, under a hypervisor). */
+  physicalMemory(): Uint8Array;
+  stats(): GuestStats;
+}
+
+/** What a platform's boot step gives back; createGuest makes the Guest of it. */
+export interface BootedGuest {
+  hypervisor?: Hypervisor;
+  vmm?: InPlaceVmm;
+  input(bytes: Uint8Array): void;
+  physicalMemory(): Uint8Array;
+}
+
+/**
+ * A column of the benchmark's table of virtualization counters: what a platform's rows show
+ * (the counts behind the cycles that differ from the raw PC's).
+ */
+export interface CounterColumn {
+  title: string;
+  /** The hypervisor's counters or the VMM's. */
+  source: 'hypervisor' | 'vmm';
+  /** Dotted paths into the tree; `pair` takes two. */
+  paths: string[];
+  /** count: a number; by-kind: "total: a 3, b 2"; by-vector: "0x80 618, 0xe 2"; pair: "a / b". */
+  show: 'count' | 'by-kind' | 'by-vector' | 'pair';
+}
+
+export interface Platform {
+  readonly name: string;
+  /** One line for --help. */
+  readonly summary: string;
+  /**
+   * Checks the configuration and the kernel before anything is built (a kernel this platform
+   * cannot run is refused here, with one line); returns the step that boots it on a machine
+   * built from the same configuration.
+   */
+  prepare(config: GuestConfig): ((machine: Machine) => BootedGuest | string) | string;
+  /** The columns of its rows in the benchmark's virtualization table (none for the raw PC). */
+  readonly counterColumns: CounterColumn[];
+}

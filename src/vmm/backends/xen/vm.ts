@@ -1,0 +1,64 @@
+/**
+ * An afterburned kernel in a domain of previrt's Xen-style hypervisor, as a toolstack builds it
+ * (reference/xen-pv.md): the domain and its backend (XenBackend.ts, layout.ts), the kernel and
+ * its modules loaded into the domain's memory as the multiboot loader does on the raw PC and
+ * every site rewritten (../../load.ts, the same for every backend), the VMM core, optionally the
+ * machine's DP83820 passed through (passthrough.ts), and the virtual CPU started at the entry.
+ */
+import type { BootModule } from '../../../loader/multiboot.ts';
+import type { Domain } from '../../../hypervisor/xen/domain.ts';
+import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
+import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
+import { InPlaceVmm } from '../../Vmm.ts';
+import { passThroughNic } from './passthrough.ts';
+import { XenBackend } from './XenBackend.ts';
+
+export interface XenVmConfig {
+  kernel: AfterburnedKernel;
+  cmdline: string;
+  modules: BootModule[];
+  /** Domain memory in MB (default: the machine's memory minus 4 MB). */
+  domainMemoryMb?: number;
+  /**
+   * Give the domain the machine's DP83820 (PCI 00:03.0; the machine must have a network):
+   * direct device access, as in the seed's netperf setup.
+   */
+  passthroughNic?: boolean;
+  /** Seconds since the Unix epoch the virtual RTC shows at the domain's system time 0. */
+  rtcStartSeconds: number;
+}
+
+export interface XenVm {
+  domain: Domain;
+  vmm: InPlaceVmm;
+  backend: XenBackend;
+}
+
+/** Builds the domain with its VMM and starts its virtual CPU at the kernel's entry; or a message. */
+export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | string {
+  const machine = xen.machine;
+  const file = config.kernel.name;
+  const domainMb = config.domainMemoryMb ?? (machine.ram.length >> 20) - 4;
+  if (domainMb < 16) return `domain memory must be at least 16 MB (got ${domainMb} MB)`;
+  if (config.passthroughNic === true && machine.nic === undefined)
+    return 'NIC pass-through needs a machine with a network';
+  const backend = XenBackend.create(xen, domainMb);
+  if (typeof backend === 'string') return backend;
+  const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
+  if (typeof loaded === 'string') return loaded;
+  const vmm = new InPlaceVmm(
+    machine.cpu,
+    machine.costModel.software,
+    backend,
+    loaded.calls,
+    backend.vcpuBlock(),
+    { kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
+  );
+  if (config.passthroughNic === true && machine.nic !== undefined) {
+    const passed = passThroughNic(machine.nic, xen, backend.dom, vmm, backend.passthrough);
+    if (passed !== undefined) return passed;
+  }
+  const entered = backend.start(vmm, loaded.entry, loaded.magic, loaded.mbi, loaded.kernelOffset);
+  if (entered !== undefined) return `${file}: ${entered}`;
+  return { domain: backend.dom, vmm, backend };
+}
