@@ -25,7 +25,7 @@ import {
   saveRam,
   type MachineConfigState,
   type MachineState,
-} from './snapshot.ts';
+} from './machineState.ts';
 import { StateError } from './state.ts';
 
 export interface MachineConfig {
@@ -334,7 +334,7 @@ export class Machine {
   }
 
   /**
-   * The whole machine as plain JSON data (snapshot.ts): CPU, RAM (zero pages left out), every
+   * The whole machine as plain JSON data (machineState.ts): CPU, RAM (zero pages left out), every
    * device with the events it has pending on the clock, the clock's queue, and the machine's
    * own fields. Take it between runs (after `run` returned), not from inside a device callback.
    * Not state, and set up again by whoever restores: the serial output callback, the peer on the

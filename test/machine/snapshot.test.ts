@@ -22,7 +22,7 @@ import {
   restoreMachine,
   type MachineConfig,
 } from '../../src/machine/Machine.ts';
-import type { MachineState } from '../../src/machine/snapshot.ts';
+import type { MachineState } from '../../src/machine/machineState.ts';
 import { StateError } from '../../src/machine/state.ts';
 import {
   ARP_REQUEST,
