@@ -25,6 +25,11 @@
  * PeerLink.ts (Ethernet, ARP, IPv4, the wire); beside it, SendWindow.ts (sequence space, socket
  * buffer, the guest's window), RetransmitTimer.ts (RFC 6298) and stream.ts (the bytes);
  * senderTypes.ts has the configuration, counters and report.
+ *
+ * Snapshots (DESIGN.md decision 11): `save()` gives everything that decides what the sender does
+ * next (senderTypes.ts TcpSenderState, plain JSON data); `restore()` continues it in a new
+ * TcpSender of the same configuration on a clock restored from the same snapshot, its events at
+ * their saved places (owners tcp-sender.retry, tcp-sender.rto, tcp-sender.wire).
  */
 import type { Clock, Timer, TimerState } from '../machine/device.ts';
 import { mulberry32 } from '../machine/random.ts';
