@@ -5,7 +5,7 @@
  * answers the guest's ARP requests and learns the guest's MAC from its ARP packets or, failing
  * that, from the first segment of the connection.
  */
-import type { Clock, Timer } from '../machine/device.ts';
+import type { Clock, Timer, TimerState } from '../machine/device.ts';
 import { fcsValid, withFcs } from '../machine/ethernet/frame.ts';
 import {
   ARP_REPLY,
@@ -47,6 +47,23 @@ export interface LinkUser {
   /** Whether to look for another frame after one has gone (the connection is sending). */
   sending(): boolean;
 }
+
+/**
+ * Its part of the client machine's snapshot: what it learnt, the frames waiting for the wire
+ * (as byte arrays, without FCS), when the wire is free and the pending wait for it. `null` for
+ * "none".
+ */
+export interface PeerLinkState {
+  guestMac: number[] | null;
+  lastMalformed: string | null;
+  pumpTimer: TimerState | null;
+  wireFreeAt: number;
+  control: number[][];
+  ipId: number;
+}
+
+/** The name its clock event has in snapshots (the clock's `unrestored` audit). */
+const OWNER = 'tcp-sender.wire';
 
 export class PeerLink {
   /** The guest's MAC, once learnt. */
@@ -174,10 +191,7 @@ export class PeerLink {
     if (this.pumpTimer !== undefined) return;
     const now = this.clock.now();
     if (this.wireFreeAt > now) {
-      this.pumpTimer = this.clock.at(this.wireFreeAt, () => {
-        this.pumpTimer = undefined;
-        this.pump();
-      });
+      this.pumpTimer = this.clock.at(this.wireFreeAt, this.wireFree, OWNER);
       return;
     }
     const frame = this.control.shift() ?? this.user.nextDataFrame();
@@ -185,5 +199,37 @@ export class PeerLink {
     this.counters.framesSent++;
     this.wireFreeAt = this.transmit(withFcs(frame)) ?? now;
     if (this.control.length > 0 || this.user.sending()) this.pump();
+  }
+
+  private readonly wireFree = (): void => {
+    this.pumpTimer = undefined;
+    this.pump();
+  };
+
+  save(): PeerLinkState {
+    const t = this.pumpTimer;
+    return {
+      guestMac: this.guestMac === undefined ? null : Array.from(this.guestMac),
+      lastMalformed: this.lastMalformed ?? null,
+      pumpTimer: t === undefined ? null : { cycle: t.cycle, seq: t.seq },
+      wireFreeAt: this.wireFreeAt,
+      control: this.control.map((f) => Array.from(f)),
+      ipId: this.ipId,
+    };
+  }
+
+  /** After the clock's restore: the same frames waiting, the wait for the wire at its place. */
+  restore(s: PeerLinkState): void {
+    this.pumpTimer?.cancel();
+    this.pumpTimer = undefined;
+    this.guestMac = s.guestMac === null ? undefined : Uint8Array.from(s.guestMac);
+    this.lastMalformed = s.lastMalformed ?? undefined;
+    this.wireFreeAt = s.wireFreeAt;
+    this.control.length = 0;
+    for (const f of s.control) this.control.push(Uint8Array.from(f));
+    this.ipId = s.ipId;
+    if (s.pumpTimer !== null) {
+      this.pumpTimer = this.clock.restoreAt(s.pumpTimer, this.wireFree, OWNER);
+    }
   }
 }

@@ -4,13 +4,29 @@
  * minimum (200 ms, as Linux) and a maximum, exponential backoff, and the one-shot timer on the
  * machine's simulated clock. When to run it is the sender's decision (TcpSender.ts).
  */
-import type { Clock, Timer } from '../machine/device.ts';
+import type { Clock, Timer, TimerState } from '../machine/device.ts';
+
+/** The name its clock event has in snapshots (the clock's `unrestored` audit). */
+const OWNER = 'tcp-sender.rto';
 
 /** Timeout bounds in cycles of the clock. */
 export interface RtoBounds {
   min: number;
   max: number;
   initial: number;
+}
+
+/**
+ * Its part of the client machine's snapshot (senderTypes.ts TcpSenderState): the estimate, the
+ * segment being timed and the pending expiry, if any. `null` where the timer has "none". The
+ * bounds come from the configuration, not the snapshot.
+ */
+export interface RetransmitTimerState {
+  rto: number;
+  timing: { end: number; sentAt: number } | null;
+  srtt: number | null;
+  rttvar: number;
+  timer: TimerState | null;
 }
 
 export class RetransmitTimer {
@@ -71,10 +87,33 @@ export class RetransmitTimer {
   /** Starts the timer unless it runs. */
   start(): void {
     if (this.timer !== undefined) return;
-    this.timer = this.clock.at(this.clock.now() + this.rto, () => {
-      this.timer = undefined;
-      this.expired();
-    });
+    this.timer = this.clock.at(this.clock.now() + this.rto, this.fire, OWNER);
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.expired();
+  };
+
+  save(): RetransmitTimerState {
+    const t = this.timer;
+    return {
+      rto: this.rto,
+      timing: this.timing === undefined ? null : { ...this.timing },
+      srtt: this.srtt ?? null,
+      rttvar: this.rttvar,
+      timer: t === undefined ? null : { cycle: t.cycle, seq: t.seq },
+    };
+  }
+
+  /** After the clock's restore: the estimate as saved, the expiry at its saved place. */
+  restore(s: RetransmitTimerState): void {
+    this.stop();
+    this.rto = s.rto;
+    this.timing = s.timing === null ? undefined : { ...s.timing };
+    this.srtt = s.srtt ?? undefined;
+    this.rttvar = s.rttvar;
+    if (s.timer !== null) this.timer = this.clock.restoreAt(s.timer, this.fire, OWNER);
   }
 
   stop(): void {

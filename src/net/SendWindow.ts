@@ -7,6 +7,19 @@
  */
 import type { TcpSegment } from './headers.ts';
 
+/** Its part of the client machine's snapshot: the sequence space and window variables. */
+export interface SendWindowState {
+  una: number;
+  nxt: number;
+  max: number;
+  wnd: number;
+  maxWnd: number;
+  wl1: number;
+  wl2: number;
+  scale: number;
+  written: number;
+}
+
 export class SendWindow {
   /** Oldest unacknowledged offset (SND.UNA). */
   una = 0;
@@ -31,6 +44,23 @@ export class SendWindow {
     private readonly messageBytes: number,
     private readonly socketBuffer: number,
   ) {}
+
+  save(): SendWindowState {
+    const { una, nxt, max, wnd, maxWnd, wl1, wl2, scale, written } = this;
+    return { una, nxt, max, wnd, maxWnd, wl1, wl2, scale, written };
+  }
+
+  restore(s: SendWindowState): void {
+    this.una = s.una;
+    this.nxt = s.nxt;
+    this.max = s.max;
+    this.wnd = s.wnd;
+    this.maxWnd = s.maxWnd;
+    this.wl1 = s.wl1;
+    this.wl2 = s.wl2;
+    this.scale = s.scale;
+    this.written = s.written;
+  }
 
   /**
    * The application writes messages while the socket buffer has room for one; the trailer is

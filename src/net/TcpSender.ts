@@ -25,8 +25,13 @@
  * PeerLink.ts (Ethernet, ARP, IPv4, the wire); beside it, SendWindow.ts (sequence space, socket
  * buffer, the guest's window), RetransmitTimer.ts (RFC 6298) and stream.ts (the bytes);
  * senderTypes.ts has the configuration, counters and report.
+ *
+ * Snapshots (DESIGN.md decision 11): `save()` gives everything that decides what the sender does
+ * next (senderTypes.ts TcpSenderState, plain JSON data); `restore()` continues it in a new
+ * TcpSender of the same configuration on a clock restored from the same snapshot, its events at
+ * their saved places (owners tcp-sender.retry, tcp-sender.rto, tcp-sender.wire).
  */
-import type { Clock, Timer } from '../machine/device.ts';
+import type { Clock, Timer, TimerState } from '../machine/device.ts';
 import { mulberry32 } from '../machine/random.ts';
 import type { EthernetReceiver } from '../machine/ethernet/link.ts';
 import {
@@ -53,6 +58,7 @@ import {
   type SenderReport,
   type SenderState,
   type SenderTimes,
+  type TcpSenderState,
 } from './senderTypes.ts';
 import { MAX_PAYLOAD, PayloadStream } from './stream.ts';
 
@@ -68,10 +74,14 @@ export {
   type SenderReport,
   type SenderState,
   type SenderTimes,
+  type TcpSenderState,
 } from './senderTypes.ts';
 
 /** Window this side advertises: it receives nothing but the guest's ACKs and FIN. */
 const OUR_WINDOW = 65535;
+
+/** The name of its retry event in snapshots (the clock's `unrestored` audit). */
+const RETRY_OWNER = 'tcp-sender.retry';
 
 export class TcpSender implements EthernetReceiver {
   readonly counters: SenderCounters = newCounters();
@@ -88,7 +98,10 @@ export class TcpSender implements EthernetReceiver {
   private readonly guestPort: number;
   private readonly localPort: number;
   private readonly ourMss: number;
-  private readonly random: () => number;
+  private readonly seed: number;
+  private random: () => number;
+  /** Numbers drawn from `random` so far: its position, for snapshots. */
+  private randomDraws = 0;
 
   // Sequence numbers: stream offsets (win) are relative to iss + 1 on the wire.
   private iss = 0;
@@ -108,6 +121,7 @@ export class TcpSender implements EthernetReceiver {
 
   /** The ARP retry, and while refused the wait before the next connection attempt. */
   private arpTimer: Timer | undefined;
+  private arpTimerKind: 'arp' | 'connect' = 'arp';
 
   constructor(private readonly config: SenderConfig) {
     this.clock = config.clock;
@@ -116,6 +130,7 @@ export class TcpSender implements EthernetReceiver {
     if (config.payloadBytes > MAX_PAYLOAD)
       throw new RangeError(`payload must be at most ${MAX_PAYLOAD} bytes`);
     const seed = config.seed ?? 1;
+    this.seed = seed;
     this.stream = new PayloadStream(config.payloadBytes, seed);
     this.streamEnd = this.stream.length;
     this.guestIp = config.guestIp ?? GUEST_IP;
@@ -193,6 +208,113 @@ export class TcpSender implements EthernetReceiver {
       maxWindow: this.win.maxWnd,
       times: { ...this.times },
       counters: { ...this.counters },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Snapshots (senderTypes.ts TcpSenderState)
+
+  /** Everything that decides what the sender does from here on (plain JSON data). */
+  save(): TcpSenderState {
+    const t = this.arpTimer;
+    return {
+      version: 1,
+      config: this.configKey(),
+      state: this.state,
+      error: this.error ?? null,
+      counters: { ...this.counters },
+      times: { ...this.times },
+      iss: this.iss,
+      rcvNxt: this.rcvNxt,
+      windowScale: this.windowScale ?? null,
+      mss: this.mss,
+      consecutiveTimeouts: this.consecutiveTimeouts,
+      dupAcks: this.dupAcks,
+      lastFastRetransmit: this.lastFastRetransmit,
+      recover: this.recover,
+      goBackOnPartialAck: this.goBackOnPartialAck,
+      pendingRetransmit: this.pendingRetransmit ?? null,
+      forceProbe: this.forceProbe,
+      randomDraws: this.randomDraws,
+      retryTimer: t === undefined ? null : { kind: this.arpTimerKind, cycle: t.cycle, seq: t.seq },
+      window: this.win.save(),
+      rtx: this.rtx.save(),
+      stream: this.stream.save(),
+      link: this.link.save(),
+    };
+  }
+
+  /**
+   * Continues from a saved sender. Call it on a new TcpSender built with the same configuration
+   * (a different one is refused: the saved numbers would mean something else), after the clock
+   * was restored from the same snapshot (`SimClock.restore`), so that the pending events come
+   * back at their saved places. Nothing is sent or reported by the restore itself.
+   */
+  restore(s: TcpSenderState): void {
+    if (s.version !== 1) {
+      throw new Error(`sender state version ${String(s.version)} is not supported (expected 1)`);
+    }
+    const now = this.configKey();
+    for (const key of new Set([...Object.keys(now), ...Object.keys(s.config)])) {
+      if (now[key] !== s.config[key]) {
+        throw new Error(
+          `sender state: saved with ${key} ${String(s.config[key])}, this sender has ${String(now[key])}`,
+        );
+      }
+    }
+    this.rtx.stop();
+    this.arpTimer?.cancel();
+    this.arpTimer = undefined;
+    this.state = s.state;
+    this.error = s.error ?? undefined;
+    Object.assign(this.counters, s.counters);
+    for (const key of Object.keys(this.times) as (keyof SenderTimes)[]) delete this.times[key];
+    Object.assign(this.times, s.times);
+    this.iss = s.iss;
+    this.rcvNxt = s.rcvNxt;
+    this.windowScale = s.windowScale ?? undefined;
+    this.mss = s.mss;
+    this.consecutiveTimeouts = s.consecutiveTimeouts;
+    this.dupAcks = s.dupAcks;
+    this.lastFastRetransmit = s.lastFastRetransmit;
+    this.recover = s.recover;
+    this.goBackOnPartialAck = s.goBackOnPartialAck;
+    this.pendingRetransmit = s.pendingRetransmit ?? undefined;
+    this.forceProbe = s.forceProbe;
+    this.random = mulberry32(this.seed ^ 0x7e57);
+    for (let k = 0; k < s.randomDraws; k++) this.random();
+    this.randomDraws = s.randomDraws;
+    this.win.restore(s.window);
+    this.stream.restore(s.stream);
+    this.rtx.restore(s.rtx);
+    this.link.restore(s.link);
+    if (s.retryTimer !== null) this.retryAt(s.retryTimer.kind, s.retryTimer);
+  }
+
+  /** The configuration values a snapshot depends on (times in cycles of this clock). */
+  private configKey(): Record<string, number | string> {
+    const c = this.config;
+    const hz = this.clock.hz;
+    return {
+      hz,
+      payloadBytes: c.payloadBytes,
+      seed: this.seed,
+      messageBytes: c.messageBytes ?? 32768,
+      socketBufferBytes: c.socketBufferBytes ?? 262144,
+      mss: this.ourMss,
+      rtoMin: Math.round((c.rtoMinSeconds ?? 0.2) * hz),
+      rtoInitial: Math.round((c.rtoInitialSeconds ?? 1) * hz),
+      rtoMax: Math.round((c.rtoMaxSeconds ?? 60) * hz),
+      maxTimeouts: c.maxTimeouts ?? 12,
+      arpRetry: Math.round((c.arpRetrySeconds ?? 0.1) * hz),
+      maxArpRequests: c.maxArpRequests ?? 50,
+      connectRetry: Math.round((c.connectRetrySeconds ?? 0.01) * hz),
+      maxConnectAttempts: c.maxConnectAttempts ?? 100,
+      mac: Array.from(c.mac ?? PEER_MAC, (b) => b.toString(16).padStart(2, '0')).join(':'),
+      ip: formatIpv4(c.ip ?? PEER_IP),
+      guestIp: formatIpv4(this.guestIp),
+      guestPort: this.guestPort,
+      localPort: this.localPort,
     };
   }
 
@@ -349,14 +471,30 @@ export class TcpSender implements EthernetReceiver {
     }
     this.link.requestArp();
     const retry = Math.round((this.config.arpRetrySeconds ?? 0.1) * this.clock.hz);
-    this.arpTimer = this.clock.at(this.clock.now() + retry, () => {
+    this.retryAt('arp', this.clock.now() + retry);
+  }
+
+  /**
+   * Schedules the ARP retry or the next connection attempt at `at`: a cycle, or a saved event's
+   * place (restore).
+   */
+  private retryAt(kind: 'arp' | 'connect', at: number | TimerState): void {
+    const fire = (): void => {
       this.arpTimer = undefined;
-      if (this.state === 'resolving') this.requestArp();
-    });
+      if (this.state !== 'resolving') return;
+      if (kind === 'arp') this.requestArp();
+      else this.connect();
+    };
+    this.arpTimerKind = kind;
+    this.arpTimer =
+      typeof at === 'number'
+        ? this.clock.at(at, fire, RETRY_OWNER)
+        : this.clock.restoreAt(at, fire, RETRY_OWNER);
   }
 
   private connect(): void {
     this.counters.connectAttempts++;
+    this.randomDraws++;
     this.iss = Math.floor(this.random() * 2 ** 32) >>> 0;
     this.state = 'syn-sent';
     this.rtx.reset();
@@ -395,10 +533,7 @@ export class TcpSender implements EthernetReceiver {
     }
     this.state = 'resolving'; // waiting to try again
     const delay = Math.round((this.config.connectRetrySeconds ?? 0.01) * this.clock.hz);
-    this.arpTimer = this.clock.at(this.clock.now() + delay, () => {
-      this.arpTimer = undefined;
-      if (this.state === 'resolving') this.connect();
-    });
+    this.retryAt('connect', this.clock.now() + delay);
   }
 
   private fail(reason: string): void {
@@ -407,6 +542,7 @@ export class TcpSender implements EthernetReceiver {
     this.error = reason;
     this.rtx.stop();
     this.arpTimer?.cancel();
+    this.arpTimer = undefined;
     this.event('failed', reason);
   }
 

@@ -3,8 +3,12 @@
  * network contract (lead notes, issue 6), its configuration, the events it reports as they
  * happen, its counters and the report of a run.
  */
-import type { Clock } from '../machine/device.ts';
+import type { Clock, TimerState } from '../machine/device.ts';
 import { ipv4 } from './headers.ts';
+import type { PeerLinkState } from './PeerLink.ts';
+import type { RetransmitTimerState } from './RetransmitTimer.ts';
+import type { SendWindowState } from './SendWindow.ts';
+import type { PayloadStreamState } from './stream.ts';
 
 /** The network contract (lead notes, issue 6). */
 export const PEER_MAC = Uint8Array.from([0x02, 0, 0, 0, 0, 0x02]);
@@ -150,4 +154,40 @@ export interface SenderReport {
   maxWindow: number;
   times: SenderTimes;
   counters: SenderCounters;
+}
+
+/**
+ * The client machine in a snapshot (DESIGN.md decision 11: typed, versioned; plain JSON data,
+ * `null` for "none", frames as byte arrays). Not to be confused with `SenderState`, the
+ * connection's state machine, which is one field of it. The sender is restored into a new
+ * TcpSender built with the same configuration (`config` is checked) on a clock restored from the
+ * same snapshot; its pending clock events come back at their saved places (TimerState).
+ */
+export interface TcpSenderState {
+  version: 1;
+  /** The configuration values that shape the run, as the saved sender had them. */
+  config: Record<string, number | string>;
+  state: SenderState;
+  error: string | null;
+  counters: SenderCounters;
+  times: SenderTimes;
+  iss: number;
+  rcvNxt: number;
+  windowScale: number | null;
+  mss: number;
+  consecutiveTimeouts: number;
+  dupAcks: number;
+  lastFastRetransmit: number;
+  recover: number;
+  goBackOnPartialAck: boolean;
+  pendingRetransmit: number | null;
+  forceProbe: boolean;
+  /** Numbers drawn from the seeded generator (initial sequence numbers): its position. */
+  randomDraws: number;
+  /** The ARP retry or, after a refused SYN, the wait before the next attempt. */
+  retryTimer: (TimerState & { kind: 'arp' | 'connect' }) | null;
+  window: SendWindowState;
+  rtx: RetransmitTimerState;
+  stream: PayloadStreamState;
+  link: PeerLinkState;
 }

@@ -55,6 +55,15 @@ export function parseTrailer(t: Uint8Array): { length: number; crc: number } | s
   return { length: v.getUint32(4, true), crc: v.getUint32(8, true) };
 }
 
+/**
+ * Its part of the client machine's snapshot: how far the running CRC has got. The bytes
+ * themselves are a function of the seed and the offset, so that is all the generator's position.
+ */
+export interface PayloadStreamState {
+  crcDone: number;
+  crc: number;
+}
+
 /** The whole stream: payload then trailer, readable at any offset. */
 export class PayloadStream {
   /** Payload bytes covered by `crc` so far (always a prefix). */
@@ -95,6 +104,18 @@ export class PayloadStream {
       const from = Math.max(offset, this.payloadLength);
       out.set(trailer.subarray(from - this.payloadLength, end - this.payloadLength), from - offset);
     }
+  }
+
+  save(): PayloadStreamState {
+    return { crcDone: this.crcDone, crc: this.crc };
+  }
+
+  restore(s: PayloadStreamState): void {
+    if (!Number.isInteger(s.crcDone) || s.crcDone < 0 || s.crcDone > this.payloadLength) {
+      throw new Error(`sender state: CRC position ${s.crcDone} is outside the payload`);
+    }
+    this.crcDone = s.crcDone;
+    this.crc = s.crc >>> 0;
   }
 
   /** Brings the running CRC up to payload offset `upTo` by producing the bytes in between. */
