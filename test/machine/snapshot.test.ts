@@ -4,8 +4,9 @@
 // are those of the run that was never interrupted. Self-test with snapshots during boot, with a
 // timer interrupt pending and in service, while halted and in the middle of the tests; netserver
 // with a peer flooding the link, snapshotted while frames are on the wire both ways, the NIC is
-// mid-DMA with its hold-off timer armed and the transmitter busy. And a state that does not fit
-// is one clear message.
+// mid-DMA with its hold-off timer armed and the transmitter busy; the netperf client
+// (src/net/TcpSender.ts) snapshotted with the machine mid-transfer. And a state that does not
+// fit is one clear message.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -31,6 +32,7 @@ import {
   buildEthernet,
   ETHERTYPE_ARP,
 } from '../../src/net/headers.ts';
+import { TcpSender } from '../../src/net/TcpSender.ts';
 import { buildSkipReason, kernelPath, make, ROOT } from '../guest/guest.ts';
 
 const noBuild = buildSkipReason();
@@ -261,6 +263,66 @@ test(
       refPeer.save(),
       'the peer saw the same frames at the same cycles',
     );
+  },
+);
+
+/** The netperf client (src/net/TcpSender.ts) on the link's far end, as `bench netperf` has it. */
+function netperfWorld(out: { text: string }): { m: Machine; sender: TcpSender } {
+  const m = machine({ network: {} }, out);
+  const sender = new TcpSender({
+    clock: m.clock,
+    transmit: (frame) => m.link!.send(1, frame),
+    payloadBytes: 1 << 20,
+    seed: 3,
+  });
+  // The client starts when the guest's NIC shows signs of life (the driver's announcement).
+  m.link!.attach(1, {
+    receive(frame) {
+      sender.start();
+      sender.receive(frame);
+    },
+  });
+  return { m, sender };
+}
+
+test(
+  'netperf: the real client, snapshotted mid-transfer with the NIC busy, finishes alike',
+  { skip: noBuild },
+  () => {
+    const image = kernel();
+    const limit = 2_800_000_000 * 5;
+    const refOut = { text: '' };
+    const ref = netperfWorld(refOut);
+    boot(ref.m, 'init=netserver', image);
+    const refEnd = ref.m.run(limit);
+    assert.deepEqual(refEnd, { kind: 'exit', value: 0 });
+    assert.match(
+      refOut.text,
+      /^netserver: received 1048576 bytes in \d+ ms, crc32 [0-9a-f]{8} ok\r?$/m,
+    );
+
+    const out = { text: '' };
+    let w = netperfWorld(out);
+    boot(w.m, 'init=netserver', image);
+    const busy = (): boolean => {
+      const nic = w.m.nic!.save();
+      return (
+        w.sender.bytesAcked > 300_000 &&
+        nic.rxDma !== null &&
+        nic.holdoff !== null &&
+        nic.tx.length > 0 &&
+        w.m.link!.save().directions.every((d) => d.inFlight.length > 0)
+      );
+    };
+    for (let k = 0; k < 100_000 && !busy(); k++) runTo(w.m, w.m.cpu.cycles + 1000);
+    assert.ok(busy(), 'mid-transfer: segments and ACKs on the wire, RX DMA, hold-off and TX');
+    const state = throughJson({ machine: w.m.save(), sender: w.sender.save() });
+    const next = netperfWorld(out);
+    next.m.restore(state.machine, () => next.sender.restore(state.sender));
+    w = next;
+    const end = w.m.run(limit);
+    assert.deepEqual(outcome(w.m, out.text, end), outcome(ref.m, refOut.text, refEnd));
+    assert.deepEqual(w.sender.report(), ref.sender.report());
   },
 );
 
