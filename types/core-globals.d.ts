@@ -11,3 +11,12 @@ declare function structuredClone<T>(value: T): T;
 declare class TextEncoder {
   encode(input?: string): Uint8Array;
 }
+
+/**
+ * UTF-8 decoding (WHATWG Encoding Standard, TextDecoder): the snapshot file's header and state.
+ * `fatal` makes malformed input throw instead of decoding to U+FFFD.
+ */
+declare class TextDecoder {
+  constructor(label?: 'utf-8', options?: { fatal?: boolean });
+  decode(input?: Uint8Array): string;
+}

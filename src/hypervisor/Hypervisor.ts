@@ -15,6 +15,12 @@ import type { Monitor } from '../x86/monitor.ts';
 
 export type { CounterTree } from '../machine/counters.ts';
 
+/** A hypervisor's saved state: its kind and version first, the rest its own (JSON data). */
+export interface HypervisorState {
+  kind: string;
+  version: number;
+}
+
 /** One VM the hypervisor runs, as tools see it. */
 export interface VmInfo {
   id: number;
@@ -32,4 +38,11 @@ export interface Hypervisor extends Monitor {
   vms(): VmInfo[];
   /** Every counter, by name: a copy, so a caller may keep it and take differences. */
   stats(): CounterTree;
+  save(): HypervisorState;
+  /**
+   * Restores a snapshot into a hypervisor built from the same configuration, after the machine
+   * (and its clock) were restored. Throws a StateError (machine/state.ts) naming the field if
+   * the snapshot does not fit it.
+   */
+  restore(state: HypervisorState, path: string): void;
 }

@@ -21,6 +21,7 @@ import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
 import { PC_IRQ, placePcPorts } from './portMap.ts';
 import {
   MACHINE_STATE,
+  PAGE_SIZE,
   restoreRam,
   saveRam,
   type MachineConfigState,
@@ -340,14 +341,20 @@ export class Machine {
    * Not state, and set up again by whoever restores: the serial output callback, the peer on the
    * link's far end (`link.attach(1, peer)`), and components outside the machine that schedule
    * events on its clock (they save their own state beside this one).
+   *
+   * `ram: false` leaves the memory's pages out (a snapshot file that keeps `machine.ram` as its
+   * own section instead; `restore` then takes the memory as bytes).
    */
-  save(): MachineState {
+  save(options: { ram?: boolean } = {}): MachineState {
     return {
       version: 1,
       config: { ...this.configState },
       clock: this.clock.save(),
       cpu: this.cpu.save(),
-      ram: saveRam(this.ram),
+      ram:
+        options.ram === false
+          ? { version: 1, bytes: this.ram.length, pageSize: PAGE_SIZE, pages: [] }
+          : saveRam(this.ram),
       devices: {
         pic: this.pic.save(),
         pit: this.pit.save(),
@@ -376,9 +383,10 @@ export class Machine {
    * machine that had events on its clock (a peer on the link, a hypervisor) before the audit
    * checks that every saved event and every bound CPU entry came back. A state that does not fit
    * throws a StateError naming the field (checked before anything is changed, as far as the
-   * shape goes); after a failure part-way the machine is unusable and should be dropped.
+   * shape goes); after a failure part-way the machine is unusable and should be dropped. `ram`,
+   * when given, is the memory as bytes (a state saved with `ram: false`).
    */
-  restore(state: MachineState, others?: () => void): void {
+  restore(state: MachineState, others?: () => void, ram?: Uint8Array): void {
     MACHINE_STATE(state, '');
     const mine = this.configState;
     for (const key of Object.keys(mine) as (keyof MachineConfigState)[]) {
@@ -391,7 +399,12 @@ export class Machine {
     if ((state.devices.nic === null) !== (this.nic === undefined))
       throw new StateError('machine state: devices.nic does not match the network in the config');
     this.clock.restore(state.clock, 'clock');
-    restoreRam(this.ram, state.ram, 'ram');
+    if (ram === undefined) restoreRam(this.ram, state.ram, 'ram');
+    else if (ram.length !== this.ram.length)
+      throw new StateError(
+        `ram: the snapshot has ${ram.length / 2 ** 20} MB of memory, this machine ${this.ram.length / 2 ** 20} MB`,
+      );
+    else this.ram.set(ram);
     const d = state.devices;
     if (this.nic !== undefined && d.nic !== null) this.nic.restore(d.nic, 'devices.nic');
     if (this.link !== undefined) {

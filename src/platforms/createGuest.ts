@@ -16,6 +16,7 @@
 import { createMachine } from '../machine/Machine.ts';
 import type { Guest, GuestConfig, GuestStats, Platform } from './platform.ts';
 import { rawPlatform } from './raw.ts';
+import { saveGuest } from './snapshot.ts';
 import { xenPlatform } from './xen.ts';
 
 /** Every platform, by the name `--hypervisor` takes. */
@@ -46,8 +47,9 @@ export function createGuest(config: GuestConfig): Guest | string {
   const booted = boot(machine);
   if (typeof booted === 'string') return booted;
   const { hypervisor, vmm } = booted;
-  return {
+  const guest: Guest = {
     platform: platform.name,
+    config,
     machine,
     hypervisor,
     vmm,
@@ -62,5 +64,7 @@ export function createGuest(config: GuestConfig): Guest | string {
         ...(vmm === undefined ? {} : { vmm: vmm.stats() }),
       };
     },
+    save: (extra) => saveGuest(guest, extra),
   };
+  return guest;
 }

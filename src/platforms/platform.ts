@@ -15,6 +15,7 @@ import type { CounterTree } from '../machine/counters.ts';
 import type { FaultConfig } from '../machine/ethernet/link.ts';
 import type { Machine, MachineStats } from '../machine/Machine.ts';
 import type { Hypervisor } from '../hypervisor/Hypervisor.ts';
+import type { SnapshotContents } from '../snapshot/file.ts';
 import type { InPlaceVmm } from '../vmm/Vmm.ts';
 
 export interface GuestConfig {
@@ -53,6 +54,8 @@ export interface GuestStats {
 /** A guest kernel booted on a platform, ready to run (`machine.run`). */
 export interface Guest {
   readonly platform: string;
+  /** What it was built from (a snapshot keeps it, with the kernel and module files). */
+  readonly config: Readonly<GuestConfig>;
   readonly machine: Machine;
   readonly hypervisor: Hypervisor | undefined;
   readonly vmm: InPlaceVmm | undefined;
@@ -61,6 +64,11 @@ export interface Guest {
   /** The guest's physical memory, index = guest-physical address (a VM's, under a hypervisor). */
   physicalMemory(): Uint8Array;
   stats(): GuestStats;
+  /**
+   * A snapshot of the whole guest, between runs (snapshot.ts); `extra` is the caller's own
+   * state that belongs with it (JSON data), given back by `restoreGuest`.
+   */
+  save(extra?: unknown): SnapshotContents;
 }
 
 /** What a platform's boot step gives back; createGuest makes the Guest of it. */

@@ -8,7 +8,7 @@
  * `iret` to user mode sets it, every event into the guest kernel clears it.
  *
  * It runs in TypeScript at the guest's privilege, reached through entry addresses the CPU binds
- * to handlers (cpu.bindEntry): a handler runs instead of the instruction fetch, then the CPU
+ * to handlers (in the VM's entry table, x86/entries.ts): a handler runs instead of the instruction fetch, then the CPU
  * pops EIP. A handler therefore ends by pushing where the guest continues: the instruction after
  * the site, a guest handler (an interrupt being delivered), or the `iret` stub (resuming a trap
  * frame). Virtual interrupts are delivered only at safe points — sti, popf, iret, hlt, an event
@@ -16,12 +16,23 @@
  */
 import type { SoftwareCosts } from '../machine/costModel.ts';
 import type { CounterTree } from '../machine/counters.ts';
+import {
+  arrayOf,
+  bool,
+  checkState,
+  nullable,
+  num,
+  shape,
+  str,
+  type Check,
+} from '../machine/state.ts';
 import { cpuidLeaf } from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
+import type { EntryTable } from '../x86/entries.ts';
 import { Vector } from '../x86/fault.ts';
 import { CS, descriptorBase, SS } from '../x86/segment.ts';
-import type { GuestEvent, VmmBackend, VmmCore } from './backend.ts';
-import { VirtualPlatform } from './platform.ts';
+import type { BackendState, GuestEvent, VmmBackend, VmmCore } from './backend.ts';
+import { VirtualPlatform, type VirtualPlatformState } from './platform.ts';
 import type { CallSite, SiteKind } from './rewriter.ts';
 import { segmentOperand } from './rewriter.ts';
 import {
@@ -58,11 +69,74 @@ export interface VmmCounters {
 }
 
 export interface VmmOptions {
+  /** The VM's table of bound entries (the CPU consults it while this VM runs). */
+  entries: EntryTable;
   /** Link address minus load address of the kernel (its code runs at the load address while
    *  virtual paging is off). */
   kernelOffset: number;
   rtcStartSeconds: number;
 }
+
+/**
+ * The VMM in a snapshot (DESIGN.md decision 11): the virtual CPU's state that is not in the
+ * window block (the block is guest memory, saved with the machine), the virtual platform, the
+ * console line being collected, the timer's schedule, the counters, and the backend's own state.
+ * What building the same configuration recreates — the site table, the bound entries — is not
+ * saved: a restore builds the VMM again and overwrites this.
+ */
+export interface VmmState {
+  version: 1;
+  cr0: number;
+  cr2: number;
+  cr3: number;
+  cr4: number;
+  gdtr: { base: number; limit: number };
+  idtr: { base: number; limit: number };
+  ldtr: number;
+  tr: { selector: number; base: number };
+  userCs: number;
+  userSs: number;
+  userMode: boolean;
+  paging: boolean;
+  console: number[];
+  timerPeriodNs: number;
+  nextTickNs: number;
+  armedNs: number | null;
+  counters: VmmCounters;
+  platform: VirtualPlatformState;
+  backend: BackendState;
+}
+
+const table = shape<{ base: number; limit: number }>({ base: num, limit: num });
+const counts: Check = (v, path) => shape<object>({})(v, path);
+const VMM_STATE: Check = checkState<VmmState>('VMM', 1, {
+  cr0: num,
+  cr2: num,
+  cr3: num,
+  cr4: num,
+  gdtr: table,
+  idtr: table,
+  ldtr: num,
+  tr: shape<{ selector: number; base: number }>({ selector: num, base: num }),
+  userCs: num,
+  userSs: num,
+  userMode: bool,
+  paging: bool,
+  console: arrayOf(num),
+  timerPeriodNs: num,
+  nextTickNs: num,
+  armedNs: nullable(num),
+  counters: shape<VmmCounters>({
+    calls: counts,
+    virtualInterrupts: counts,
+    trapsForwarded: counts,
+    deviceAccesses: num,
+    timerTicks: num,
+    deviceInterrupts: num,
+  }),
+  platform: counts,
+  backend: shape<BackendState>({ kind: str, version: num }),
+});
 
 interface Gate {
   offset: number;
@@ -138,21 +212,26 @@ export class InPlaceVmm implements VmmCore {
     // The multiboot entry state's selectors (the raw PC's boot loader GDT: code 0x08, data 0x10).
     this.setSegment(CS, 0x08);
     for (const s of [0, 2, 3, 4, 5]) this.setSegment(s, 0x10);
-    this.bind(ENTRY_EMULATE, () => this.onEmulate());
-    this.bind(ENTRY_DELIVER, () => this.onDeliver());
-    this.bind(ENTRY_POPF_DELIVER, () => this.onPopfDeliver());
+    this.bind(ENTRY_EMULATE, 'vmm.emulate', () => this.onEmulate());
+    this.bind(ENTRY_DELIVER, 'vmm.deliver', () => this.onDeliver());
+    this.bind(ENTRY_POPF_DELIVER, 'vmm.popf-deliver', () => this.onPopfDeliver());
   }
 
   /**
    * Binds an entry; while virtual paging is off it is also bound at its alias below the kernel
    * offset, where a rewritten `call` lands when the kernel runs at its load address.
    */
-  bind(linear: number, handler: () => void): void {
-    this.cpu.bindEntry(linear, handler);
+  bind(linear: number, name: string, handler: () => void): void {
+    const table = this.options.entries;
+    const bound = (at: number, as: string): (() => void) => {
+      const r = table.bind(at, as, handler);
+      // Entry addresses are the VMM's own constants, never the guest's: a clash is a bug here.
+      if (typeof r === 'string') throw new Error(`vmm: ${r}`);
+      return r;
+    };
+    bound(linear, name);
     if (!this.pagingOn && this.options.kernelOffset !== 0) {
-      this.aliasUnbind.push(
-        this.cpu.bindEntry((linear - this.options.kernelOffset) >>> 0, handler),
-      );
+      this.aliasUnbind.push(bound((linear - this.options.kernelOffset) >>> 0, `${name}@alias`));
     }
   }
 
@@ -167,6 +246,63 @@ export class InPlaceVmm implements VmmCore {
   /** The core's counters and the backend's groups (e.g. its paging's), copied. */
   stats(): CounterTree {
     return structuredClone({ ...this.counters, ...this.backend.stats() });
+  }
+
+  save(): VmmState {
+    return {
+      version: 1,
+      cr0: this.cr0,
+      cr2: this.cr2,
+      cr3: this.cr3,
+      cr4: this.cr4,
+      gdtr: { ...this.gdtr },
+      idtr: { ...this.idtr },
+      ldtr: this.ldtr,
+      tr: { ...this.tr },
+      userCs: this.userCs,
+      userSs: this.userSs,
+      userMode: this.inUser,
+      paging: this.pagingOn,
+      console: [...this.console],
+      timerPeriodNs: this.timerPeriodNs,
+      nextTickNs: this.nextTickNs,
+      armedNs: this.armedNs ?? null,
+      counters: structuredClone(this.counters),
+      platform: this.platform.save(),
+      backend: this.backend.save(),
+    };
+  }
+
+  /**
+   * Restores a snapshot into a VMM built from the same configuration (after the machine and the
+   * hypervisor); a StateError naming the field if it does not fit. With virtual paging on, the
+   * entries bound at the kernel's load alias go, as they went when the saved guest turned paging
+   * on.
+   */
+  restore(state: VmmState, path: string): void {
+    VMM_STATE(state, path);
+    this.cr0 = state.cr0;
+    this.cr2 = state.cr2;
+    this.cr3 = state.cr3;
+    this.cr4 = state.cr4;
+    this.gdtr = { ...state.gdtr };
+    this.idtr = { ...state.idtr };
+    this.ldtr = state.ldtr;
+    this.tr = { ...state.tr };
+    this.userCs = state.userCs;
+    this.userSs = state.userSs;
+    this.inUser = state.userMode;
+    if (state.paging && !this.pagingOn) {
+      this.pagingOn = true;
+      for (const unbind of this.aliasUnbind.splice(0)) unbind();
+    }
+    this.console = [...state.console];
+    this.timerPeriodNs = state.timerPeriodNs;
+    this.nextTickNs = state.nextTickNs;
+    this.armedNs = state.armedNs ?? undefined;
+    Object.assign(this.counters, structuredClone(state.counters));
+    this.platform.restore(state.platform, `${path}.platform`);
+    this.backend.restore(state.backend, `${path}.backend`);
   }
 
   // ---- the virtual CPU block -------------------------------------------------------------

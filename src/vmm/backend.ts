@@ -41,6 +41,12 @@ export interface GuestEvent {
   context: InterruptedContext;
 }
 
+/** A backend's saved state: its kind and version first, the rest its own (JSON data). */
+export interface BackendState {
+  kind: string;
+  version: number;
+}
+
 /** What the core calls; a backend implements it for one hypervisor. */
 export interface VmmBackend {
   readonly name: string;
@@ -51,6 +57,13 @@ export interface VmmBackend {
   readonly hiddenCpuFeatures: number;
   /** The backend's own counters (its hypervisor's are the hypervisor's), as groups by name. */
   stats(): CounterTree;
+  /** Its state for a snapshot (what the VM's memory and the hypervisor do not hold). */
+  save(): BackendState;
+  /**
+   * Restores a snapshot into a backend built from the same configuration; a StateError
+   * (machine/state.ts) naming the field if it does not fit.
+   */
+  restore(state: BackendState, path: string): void;
 
   // ---- time, console, life cycle ----
   /** Nanoseconds of the hypervisor's system time for the guest. */

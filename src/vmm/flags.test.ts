@@ -178,6 +178,8 @@ function quietBackend(cpu: Cpu, hiddenCpuFeatures = 0): VmmBackend {
     name: 'test',
     hiddenCpuFeatures,
     stats: () => ({}),
+    save: () => ({ kind: 'test', version: 1 }),
+    restore: () => undefined,
     returnFromInterrupt: (toUser, eflags) => {
       const at = (offset: number): number => (cpu.segs[SS].base + cpu.esp + offset) >>> 0;
       cpu.writeLinear(at(4), 4, toUser ? 0x2b : 0x19);
@@ -261,6 +263,7 @@ describe('cli and sti under the in-place VMM', () => {
         const { cpu, ram, vcpu } = ring1Cpu();
         const r = load(ram, CLI_STI_CODE, CLI_STI_SITES);
         const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
+          entries: cpu.defaultEntries,
           kernelOffset: 0,
           rtcStartSeconds: 0,
         });
@@ -319,6 +322,7 @@ describe('cli and sti under the in-place VMM', () => {
     const code = [...CLI_SITE, 0xeb, 0xfe];
     const r = load(ram, code, [[0, 8]]);
     const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
+      entries: cpu.defaultEntries,
       kernelOffset: 0,
       rtcStartSeconds: 0,
     });
@@ -342,6 +346,7 @@ describe('cpuid under the in-place VMM', () => {
     const { cpu, ram, vcpu } = ring1Cpu();
     const r = load(ram, CPUID_CODE, [[0, 10]]);
     new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu, XEN_HIDDEN), r.calls, vcpu, {
+      entries: cpu.defaultEntries,
       kernelOffset: 0,
       rtcStartSeconds: 0,
     });

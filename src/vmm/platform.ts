@@ -9,18 +9,30 @@
  * timer.
  */
 import { PortBus } from '../machine/bus.ts';
-import { SimClock } from '../machine/clock.ts';
+import {
+  arrayOf,
+  checkState,
+  num,
+  oneOf,
+  shape,
+  StateError,
+  type Check,
+} from '../machine/state.ts';
+import { SimClock, type ClockState } from '../machine/clock.ts';
 import type { AccessSize } from '../machine/device.ts';
-import { Cmos } from '../machine/devices/legacy/Cmos.ts';
+import { Cmos, type CmosState } from '../machine/devices/legacy/Cmos.ts';
 import { DebugExit } from '../machine/devices/legacy/DebugExit.ts';
-import { KeyboardController } from '../machine/devices/legacy/KeyboardController.ts';
-import { DualPic } from '../machine/devices/legacy/Pic.ts';
-import { Uart16550 } from '../machine/devices/legacy/Uart16550.ts';
-import { PciHostBridge } from '../machine/devices/pci/PciHostBridge.ts';
+import {
+  KeyboardController,
+  type KeyboardControllerState,
+} from '../machine/devices/legacy/KeyboardController.ts';
+import { DualPic, type PicState } from '../machine/devices/legacy/Pic.ts';
+import { Uart16550, type UartState } from '../machine/devices/legacy/Uart16550.ts';
+import { PciHostBridge, type PciHostBridgeState } from '../machine/devices/pci/PciHostBridge.ts';
 import { PostPort } from '../machine/devices/legacy/PostPort.ts';
 import { PC_IRQ, placePcPorts } from '../machine/portMap.ts';
 import type { PassthroughPci } from './devices/passthrough.ts';
-import { VirtualPit, type PitHost } from './devices/pit.ts';
+import { VirtualPit, type PitHost, type VirtualPitState } from './devices/pit.ts';
 
 export interface PlatformHost extends PitHost {
   /** The virtual PIC's output to the virtual CPU. */
@@ -43,6 +55,43 @@ export interface PlatformHost extends PitHost {
 /** A passed-through device's interrupt line: idle, asserted, or in service in the guest. */
 type LineState = 'idle' | 'asserted' | 'in-service';
 
+/** Any object: the device it belongs to checks the rest when it is restored. */
+const object: Check = (v, path) => shape<object>({})(v, path);
+
+const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platform', 1, {
+  clock: object,
+  pic: object,
+  pit: object,
+  uart: object,
+  cmos: object,
+  keyboard: object,
+  pci: object,
+  passthrough: arrayOf(arrayOf(num)),
+  deviceLines: arrayOf((v, path) => {
+    if (!Array.isArray(v) || v.length !== 2) throw new StateError(`${path}: expected [irq, state]`);
+    num(v[0], `${path}[0]`);
+    oneOf('idle', 'asserted', 'in-service')(v[1], `${path}[1]`);
+  }),
+});
+
+/**
+ * The virtual PC in a snapshot: each device's own state, the passed-through functions' BARs as
+ * the guest placed them, their lines, and the virtual devices' clock (its pending events: the
+ * UART's arriving bytes, restored by the UART at their saved places).
+ */
+export interface VirtualPlatformState {
+  version: 1;
+  clock: ClockState;
+  pic: PicState;
+  pit: VirtualPitState;
+  uart: UartState;
+  cmos: CmosState;
+  keyboard: KeyboardControllerState;
+  pci: PciHostBridgeState;
+  passthrough: number[][];
+  deviceLines: [number, LineState][];
+}
+
 export class VirtualPlatform {
   readonly ports = new PortBus();
   readonly pic: DualPic;
@@ -54,6 +103,8 @@ export class VirtualPlatform {
   /** Passed-through PCI functions by their slot, and their lines' states by IRQ. */
   readonly passthrough: PassthroughPci[] = [];
   private readonly deviceLines = new Map<number, LineState>();
+  private readonly cmos: Cmos;
+  private readonly keyboard: KeyboardController;
 
   constructor(private readonly host: PlatformHost) {
     this.pic = new DualPic((level) => host.interruptLine(level));
@@ -66,11 +117,13 @@ export class VirtualPlatform {
     this.uart = new Uart16550('com1', this.clock, this.pic.line(PC_IRQ.com1), (b) =>
       host.consoleByte(b),
     );
+    this.keyboard = new KeyboardController(() => host.reset());
+    this.cmos = new Cmos(this.clock, host.rtcStartSeconds);
     const placed = placePcPorts(this.ports, {
       picMaster: this.pic.master,
       pit: this.pit,
-      keyboard: new KeyboardController(() => host.reset()),
-      cmos: new Cmos(this.clock, host.rtcStartSeconds),
+      keyboard: this.keyboard,
+      cmos: this.cmos,
       post: new PostPort(),
       picSlave: this.pic.slave,
       debugExit: new DebugExit((v) => host.exit(v)),
@@ -79,6 +132,47 @@ export class VirtualPlatform {
       pciConfig: this.pci,
     });
     if (placed !== undefined) throw new Error(`vmm platform: ${placed}`);
+  }
+
+  save(): VirtualPlatformState {
+    return {
+      version: 1,
+      clock: this.clock.save(),
+      pic: this.pic.save(),
+      pit: this.pit.save(),
+      uart: this.uart.save(),
+      cmos: this.cmos.save(),
+      keyboard: this.keyboard.save(),
+      pci: this.pci.save(),
+      passthrough: this.passthrough.map((f) => f.save()),
+      deviceLines: [...this.deviceLines],
+    };
+  }
+
+  /**
+   * Restores a snapshot into a platform built from the same configuration: its clock first, then
+   * the devices (the UART brings its pending arrival back at its saved place), then the audit of
+   * the clock's events. A StateError naming the field if it does not fit.
+   */
+  restore(s: VirtualPlatformState, path: string): void {
+    VIRTUAL_PLATFORM(s, path);
+    if (s.passthrough.length !== this.passthrough.length)
+      throw new StateError(
+        `${path}.passthrough: ${s.passthrough.length} functions, the configuration passes ${this.passthrough.length} through`,
+      );
+    this.clock.restore(s.clock, `${path}.clock`);
+    this.pit.restore(s.pit, `${path}.pit`);
+    this.uart.restore(s.uart, `${path}.uart`);
+    this.cmos.restore(s.cmos, `${path}.cmos`);
+    this.keyboard.restore(s.keyboard, `${path}.keyboard`);
+    this.pci.restore(s.pci, `${path}.pci`);
+    this.passthrough.forEach((f, k) => f.restore(s.passthrough[k], `${path}.passthrough[${k}]`));
+    this.deviceLines.clear();
+    for (const [irq, state] of s.deviceLines) this.deviceLines.set(irq, state);
+    // After the devices that drive its lines (as the machine restores its own PIC).
+    this.pic.restore(s.pic, `${path}.pic`);
+    const missing = this.clock.unrestored(s.clock);
+    if (missing !== undefined) throw new StateError(`${path}: ${missing}`);
   }
 
   read(port: number, size: AccessSize): number {

@@ -62,6 +62,7 @@ const NODE_USES = [
 const ALLOWED_USES = [
   'export const copy = structuredClone({ a: 1, b: [2] });',
   "export const bytes: Uint8Array = new TextEncoder().encode('x');",
+  "export const text: string = new TextDecoder('utf-8', { fatal: true }).decode(bytes);",
   'export const wide = 1n << 40n;',
   'export const map = new Map<string, number>();',
 ];

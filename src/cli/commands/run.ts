@@ -1,4 +1,4 @@
-import { readFileSync, openSync, closeSync } from 'node:fs';
+import { readFileSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from '../command.ts';
 import { byteWriter, type ByteWriter } from '../output.ts';
@@ -6,7 +6,10 @@ import { describeEnd, exitStatus, EXIT_STATUS, type MachineStats } from '../../m
 import { flattenCounters } from '../../machine/counters.ts';
 import type { BootModule } from '../../loader/multiboot.ts';
 import { createGuest, PLATFORMS } from '../../platforms/createGuest.ts';
-import type { GuestStats } from '../../platforms/platform.ts';
+import type { Guest, GuestStats } from '../../platforms/platform.ts';
+import { restoreGuest } from '../../platforms/restoreGuest.ts';
+import { readSnapshot, writeSnapshot } from '../../snapshot/file.ts';
+import { deflateRaw } from '../snapshotCodec.ts';
 
 const platformNames = [...PLATFORMS.keys()];
 
@@ -15,9 +18,10 @@ const platformHelp = [...PLATFORMS.values()]
   .join('\n');
 
 const usage = `usage: previrt run --kernel FILE [options]
+       previrt run --restore FILE [--stats [--json]] [--serial ...] [--max-cycles N] ...
 
 Boots a multiboot v1 kernel (an ELF32 i386 executable) on the emulated PC, as
-qemu-system-i386 -kernel does, with COM1 as the console.
+qemu-system-i386 -kernel does, with COM1 as the console; or continues a snapshot.
 
 options:
   --kernel FILE, -kernel FILE   the kernel (required)
@@ -39,6 +43,14 @@ options:
 ${platformHelp}
   --interpret                   interpret every instruction: no compiled blocks (the same
                                 results, cycles and counters, only slower on the host)
+  --snapshot-at CYCLES          run to that simulated cycle (counted from power-on), write a
+  --snapshot FILE               snapshot of the whole machine to FILE, say so on stderr and
+                                exit 0 (if the guest ends first: no snapshot, its own status)
+  --restore FILE                continue a snapshot: the same console output, cycles and
+                                counters as the run it came from would have had from there;
+                                the kernel, modules and machine come from the file (--kernel,
+                                --append, --module, --memory, --cost-model are refused;
+                                --hypervisor, if given, must be the snapshot's platform)
 
 exit status:
   (v << 1) | 1   the guest wrote v to isa-debug-exit (port 0xf4), as QEMU
@@ -60,7 +72,13 @@ interface Options {
   json: boolean;
   costModel?: string;
   hypervisor: string;
+  hypervisorGiven: boolean;
   interpret: boolean;
+  snapshotAt?: number;
+  snapshot?: string;
+  restore?: string;
+  /** Options that build a guest, which a restore takes from the snapshot instead. */
+  bootOptions: string[];
 }
 
 function parse(argv: string[]): Options | string {
@@ -73,7 +91,9 @@ function parse(argv: string[]): Options | string {
     stats: false,
     json: false,
     hypervisor: 'none',
+    hypervisorGiven: false,
     interpret: false,
+    bootOptions: [],
   };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
@@ -83,6 +103,8 @@ function parse(argv: string[]): Options | string {
       return v;
     };
     try {
+      if (/^-(-kernel|kernel|-append|append|-module|initrd|-memory|m|-cost-model)$/.test(a))
+        o.bootOptions.push(a);
       switch (a) {
         case '--kernel':
         case '-kernel':
@@ -132,8 +154,23 @@ function parse(argv: string[]): Options | string {
           if (!PLATFORMS.has(v))
             return `--hypervisor: '${v}' is not one of ${platformNames.join(', ')}`;
           o.hypervisor = v;
+          o.hypervisorGiven = true;
           break;
         }
+        case '--snapshot-at': {
+          const v = need(value());
+          const n = Number(v);
+          if (!Number.isSafeInteger(n) || n <= 0)
+            return `--snapshot-at: '${v}' is not a positive whole number of cycles`;
+          o.snapshotAt = n;
+          break;
+        }
+        case '--snapshot':
+          o.snapshot = need(value());
+          break;
+        case '--restore':
+          o.restore = need(value());
+          break;
         default:
           return `unknown option '${a}' (previrt run --help)`;
       }
@@ -141,8 +178,13 @@ function parse(argv: string[]): Options | string {
       return (e as Error).message;
     }
   }
-  if (o.kernel === undefined) return 'no kernel: --kernel FILE is required';
+  if (o.restore !== undefined && o.bootOptions.length > 0)
+    return `--restore takes the guest from the snapshot: ${o.bootOptions[0]} cannot go with it`;
+  if (o.kernel === undefined && o.restore === undefined)
+    return 'no kernel: --kernel FILE (or --restore FILE) is required';
   if (o.json && !o.stats) return '--json needs --stats';
+  if ((o.snapshotAt === undefined) !== (o.snapshot === undefined))
+    return '--snapshot-at CYCLES and --snapshot FILE go together';
   return o;
 }
 
@@ -191,6 +233,42 @@ function formatVirtualization(stats: GuestStats): string {
   return lines.join('\n');
 }
 
+/** The guest the options describe, built; or a message. */
+function build(o: Options, console: (byte: number) => void): Guest | string {
+  const kernel = readInput(o.kernel as string);
+  if (typeof kernel === 'string') return kernel;
+  const modules: BootModule[] = [];
+  for (const spec of o.modules) {
+    const [path, ...args] = spec.split(' ');
+    const bytes = readInput(path);
+    if (typeof bytes === 'string') return bytes;
+    modules.push({ name: path, bytes, string: [basename(path), ...args].join(' ') });
+  }
+  return createGuest({
+    platform: o.hypervisor,
+    kernel,
+    kernelName: o.kernel as string,
+    cmdline: o.append,
+    modules,
+    memoryMb: o.memoryMb,
+    costModel: o.costModel,
+    console,
+  });
+}
+
+/** The guest of a snapshot file, ready to go on; or a message naming the file. */
+function restore(o: Options, console: (byte: number) => void): Guest | string {
+  const file = o.restore as string;
+  const bytes = readInput(file);
+  if (typeof bytes === 'string') return bytes;
+  const contents = readSnapshot(bytes, deflateRaw);
+  if (typeof contents === 'string') return `${file}: ${contents}`;
+  if (o.hypervisorGiven && contents.header.platform !== o.hypervisor)
+    return `${file}: a snapshot of platform ${contents.header.platform}, not ${o.hypervisor}`;
+  const guest = restoreGuest(contents, { console });
+  return typeof guest === 'string' ? `${file}: ${guest}` : guest;
+}
+
 export const run: Command = {
   name: 'run',
   summary: 'boot a multiboot kernel on the emulated PC (like qemu-system-i386 -kernel)',
@@ -201,36 +279,19 @@ export const run: Command = {
       console.error(`previrt run: ${o}`);
       return EXIT_STATUS.usage;
     }
-    const kernel = readInput(o.kernel as string);
-    if (typeof kernel === 'string') {
-      console.error(`previrt run: ${kernel}`);
-      return EXIT_STATUS.usage;
-    }
-    const modules: BootModule[] = [];
-    for (const spec of o.modules) {
-      const [path, ...args] = spec.split(' ');
-      const bytes = readInput(path);
-      if (typeof bytes === 'string') {
-        console.error(`previrt run: ${bytes}`);
-        return EXIT_STATUS.usage;
-      }
-      modules.push({ name: path, bytes, string: [basename(path), ...args].join(' ') });
-    }
     // The console's destination is opened only once the guest is built, so bad input leaves
     // no file behind.
     let writer: ByteWriter | undefined;
-    const guest = createGuest({
-      platform: o.hypervisor,
-      kernel,
-      kernelName: o.kernel as string,
-      cmdline: o.append,
-      modules,
-      memoryMb: o.memoryMb,
-      costModel: o.costModel,
-      console: (b) => writer?.byte(b),
-    });
+    const console_ = (b: number): void => writer?.byte(b);
+    const guest = o.restore !== undefined ? restore(o, console_) : build(o, console_);
     if (typeof guest === 'string') {
       console.error(`previrt run: ${guest}`);
+      return EXIT_STATUS.usage;
+    }
+    if (o.snapshotAt !== undefined && o.snapshotAt <= guest.machine.cpu.cycles) {
+      console.error(
+        `previrt run: --snapshot-at ${o.snapshotAt}: the guest is at cycle ${guest.machine.cpu.cycles} already`,
+      );
       return EXIT_STATUS.usage;
     }
     let fd: number | undefined;
@@ -256,10 +317,30 @@ export const run: Command = {
     }
     const t0 = performance.now();
     machine.cpu.blocksEnabled = !o.interpret;
-    const end = machine.run(o.maxCycles);
+    const until = Math.min(o.maxCycles, o.snapshotAt ?? Number.MAX_SAFE_INTEGER);
+    const end = machine.run(until);
     const hostMs = performance.now() - t0;
     writer?.flush();
     if (fd !== undefined) closeSync(fd);
+    if (o.snapshotAt !== undefined && end.kind === 'cycle-limit' && until === o.snapshotAt) {
+      // Stopped at the cycle asked for: the whole machine goes to the file, the run ends here.
+      try {
+        writeFileSync(o.snapshot!, writeSnapshot(guest.save(), deflateRaw));
+      } catch (e) {
+        console.error(
+          `previrt run: ${o.snapshot}: cannot write the snapshot (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
+        return EXIT_STATUS.usage;
+      }
+      console.error(
+        `previrt run: snapshot of cycle ${machine.cpu.cycles} written to ${o.snapshot}`,
+      );
+      return 0;
+    }
+    if (o.snapshotAt !== undefined)
+      console.error(
+        `previrt run: the run ended at cycle ${machine.cpu.cycles}, before --snapshot-at ${o.snapshotAt}: no snapshot written`,
+      );
     if (end.kind !== 'exit') console.error(`previrt run: ${describeEnd(end)}`);
     if (o.stats) {
       const stats = guest.stats();

@@ -10,7 +10,7 @@
  * hypervisor frames mapped read-only in the top page-directory slot of every validated L2.
  */
 import type { Machine } from '../../machine/Machine.ts';
-import type { CounterTree, Hypervisor, VmInfo } from '../Hypervisor.ts';
+import type { CounterTree, Hypervisor, HypervisorState, VmInfo } from '../Hypervisor.ts';
 import type { SoftwareCosts } from '../../machine/costModel.ts';
 import type { Cpu } from '../../x86/Cpu.ts';
 import { CpuFault, Vector } from '../../x86/fault.ts';
@@ -31,8 +31,20 @@ import {
   Virq,
 } from './abi.ts';
 import { confineDma, domainDma, type DeviceGrant } from './devices.ts';
-import { Domain } from './domain.ts';
-import { FrameTable, OWNER_XEN } from './frames.ts';
+import {
+  arrayOf,
+  bool,
+  checkState,
+  nullable,
+  num,
+  oneOf,
+  shape,
+  StateError,
+  str,
+  type Check,
+} from '../../machine/state.ts';
+import { Domain, type DomainSaved } from './domain.ts';
+import { FrameTable, OWNER_XEN, type FrameTableState } from './frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from './hypercalls.ts';
 
 /** Counters every run reports (DESIGN.md decision 4: raw counts beside the cycles). */
@@ -64,6 +76,54 @@ export interface XenOptions {
   /** Receives console output: console_io writes, the console ring, hypervisor messages. */
   console?: (byte: number) => void;
 }
+
+/**
+ * The hypervisor in a snapshot (DESIGN.md decision 11): the frame table, every domain, the
+ * counters and the console's waiting input. Its own frames (GDT, M2P) are machine memory, saved
+ * with it; the domains' frames and grants come from building the same configuration again.
+ */
+export interface XenState {
+  kind: 'xen';
+  version: 1;
+  frames: FrameTableState;
+  domains: DomainSaved[];
+  current: number | null;
+  counters: XenCounters;
+  end: DomainEnd | null;
+  picReady: boolean;
+  consoleInput: number[];
+}
+
+/** The shape a saved hypervisor must have (its domains are checked as they are restored). */
+const XEN_STATE: Check = checkState<XenState>('xen', 1, {
+  kind: oneOf('xen'),
+  frames: shape<FrameTableState>({
+    frames: num,
+    owner: arrayOf(num),
+    type: arrayOf(num),
+    typeCount: arrayOf(num),
+    pinned: arrayOf(num),
+    noPageTable: arrayOf(num),
+    writableGone: arrayOf(num),
+    hypervisorPde: num,
+  }),
+  domains: arrayOf((v, path) => shape<{ id: number }>({ id: num })(v, path)),
+  current: nullable(num),
+  counters: shape<Pick<XenCounters, 'hypercalls' | 'bounces'>>({
+    hypercalls: (v, path) => shape<object>({})(v, path),
+    bounces: arrayOf(num, 256),
+  }),
+  end: nullable(
+    shape<DomainEnd>({
+      domain: num,
+      kind: oneOf('poweroff', 'reboot', 'crash'),
+      status: num,
+      message: str,
+    }),
+  ),
+  picReady: bool,
+  consoleInput: arrayOf(num),
+});
 
 /** What ended a domain, for callers and tests. */
 export interface DomainEnd {
@@ -181,6 +241,56 @@ export class XenHypervisor implements Hypervisor {
       if (n > 0) byVector[v] = n;
     });
     return { hypercalls: { ...hypercalls }, bounces: byVector, ...rest };
+  }
+
+  save(): XenState {
+    return {
+      kind: 'xen',
+      version: 1,
+      frames: this.frames.save(),
+      domains: this.domains.map((d) => d.save()),
+      current: this.current?.id ?? null,
+      counters: structuredClone(this.counters),
+      end: this.end === undefined ? null : { ...this.end },
+      picReady: this.picReady,
+      consoleInput: [...this.consoleInput],
+    };
+  }
+
+  /**
+   * Restores a snapshot into a hypervisor built from the same configuration (its domains built
+   * again, the clock already restored: the domains' timers are scheduled at their saved places).
+   * A message if the snapshot does not fit.
+   */
+  restore(saved: HypervisorState, path: string): void {
+    XEN_STATE(saved, path);
+    const state = saved as XenState;
+    if (state.domains.length !== this.domains.length)
+      throw new StateError(
+        `${path}.domains: ${state.domains.length} in the snapshot, the configuration builds ${this.domains.length}`,
+      );
+    if (state.current !== null && this.domains[state.current] === undefined)
+      throw new StateError(`${path}.current: no domain ${state.current}`);
+    this.frames.restore(state.frames, `${path}.frames`);
+    for (const [k, dom] of this.domains.entries()) {
+      dom.restore(
+        state.domains[k],
+        (timer) => this.machine.clock.restoreAt(timer, () => this.timerFired(dom), 'xen.timer'),
+        `${path}.domains[${k}]`,
+      );
+    }
+    this.current = state.current === null ? undefined : this.domains[state.current];
+    Object.assign(this.counters, structuredClone(state.counters));
+    this.end = state.end ?? undefined;
+    this.picReady = state.picReady;
+    this.consoleInput.length = 0;
+    this.consoleInput.push(...state.consoleInput);
+  }
+
+  /** The CPU runs `dom` from now on: its bound entries are the ones consulted. */
+  switchTo(dom: Domain): void {
+    this.current = dom;
+    if (dom.entries !== undefined) this.cpu.useEntryTable(dom.entries);
   }
 
   // ---- machine-to-phys table -----------------------------------------------------------
@@ -374,18 +484,20 @@ export class XenHypervisor implements Hypervisor {
       this.sendVirq(dom, Virq.TIMER);
       return;
     }
-    dom.timer = this.machine.clock.at(cycle, () => {
-      dom.timer = undefined;
-      if (!dom.alive) return;
-      // Xen would take the hardware timer interrupt here: charge its trap into ring 0.
-      this.counters.timerInterrupts++;
-      this.cpu.charge(this.cpu.costs.gatePrivilege);
-      this.updateTime(dom);
-      this.sendVirq(dom, Virq.TIMER);
-      this.deliverUpcall(dom);
-    });
+    dom.timer = this.machine.clock.at(cycle, () => this.timerFired(dom), 'xen.timer');
     // The guest arms its timer while the CPU runs: the clock tells the CPU to end its run slice
     // at the new deadline (SimClock → Cpu.shortenRun), so the tick is not a slice late.
+  }
+
+  private timerFired(dom: Domain): void {
+    dom.timer = undefined;
+    if (!dom.alive) return;
+    // Xen would take the hardware timer interrupt here: charge its trap into ring 0.
+    this.counters.timerInterrupts++;
+    this.cpu.charge(this.cpu.costs.gatePrivilege);
+    this.updateTime(dom);
+    this.sendVirq(dom, Virq.TIMER);
+    this.deliverUpcall(dom);
   }
 
   /** Refreshes vcpu_time_info in shared info (system time now, the TSC it was read at). */

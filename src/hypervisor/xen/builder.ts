@@ -206,7 +206,7 @@ export function enterDomain(
   cpu.esi = layout.startInfo;
   cpu.invalidateAllCode();
   dom.startCycle = cpu.cycles;
-  xen.current = dom;
+  xen.switchTo(dom);
   xen.updateTime(dom);
   cpu.attachMonitor(xen);
 }

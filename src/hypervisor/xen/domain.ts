@@ -4,7 +4,20 @@
  * is TypeScript state outside guest memory; only shared info and the console ring are pages the
  * guest shares with the hypervisor.
  */
-import type { Timer } from '../../machine/device.ts';
+import type { Timer, TimerState } from '../../machine/device.ts';
+import type { EntryTable } from '../../x86/entries.ts';
+import {
+  arrayOf,
+  bool,
+  nullable,
+  num,
+  oneOf,
+  shape,
+  StateError,
+  str,
+  timer,
+  type Check,
+} from '../../machine/state.ts';
 import { NR_EVENT_CHANNELS, NR_VIRQS } from './abi.ts';
 import { inRanges, type DeviceGrant } from './devices.ts';
 import type { FrameOwner } from './frames.ts';
@@ -26,6 +39,66 @@ export type EventChannel =
   | { kind: 'pirq'; irq: number };
 
 export type DomainState = 'running' | 'blocked' | 'shutdown' | 'crashed';
+
+const callback: Check = nullable(shape<{ cs: number; eip: number }>({ cs: num, eip: num }));
+/** `[number, value]`: a saved entry of a sparse table (a vector's trap entry, a port's channel). */
+const pair =
+  (second: Check): Check =>
+  (v, path) => {
+    if (!Array.isArray(v) || v.length !== 2)
+      throw new StateError(`${path}: expected a [number, value] pair`);
+    num(v[0], `${path}[0]`);
+    second(v[1], `${path}[1]`);
+  };
+
+/** The shape a saved domain must have (checked before anything is restored). */
+export const DOMAIN_SAVED: Check = shape<DomainSaved>({
+  id: num,
+  p2m: arrayOf(num),
+  state: oneOf('running', 'blocked', 'shutdown', 'crashed'),
+  ending: nullable(str),
+  virtBase: num,
+  startInfoVirt: num,
+  sharedInfoMfn: num,
+  consoleMfn: num,
+  baseMfn: nullable(num),
+  startCycle: num,
+  traps: arrayOf(pair(shape<TrapEntry>({ dpl: num, maskEvents: bool, cs: num, eip: num }))),
+  kernelStack: nullable(shape<{ ss: number; esp: number }>({ ss: num, esp: num })),
+  eventCallback: callback,
+  failsafeCallback: callback,
+  channels: arrayOf(pair(shape<{ kind: string }>({ kind: oneOf('virq', 'console', 'pirq') }))),
+  virqPort: arrayOf(num, NR_VIRQS),
+  timer: nullable(timer),
+  grants: num,
+});
+
+/**
+ * A domain in a snapshot: what the hypervisor keeps for it. Its frames and device grants come
+ * from building the same configuration again (they are checked, not restored).
+ */
+export interface DomainSaved {
+  id: number;
+  p2m: number[];
+  state: DomainState;
+  ending: string | null;
+  virtBase: number;
+  startInfoVirt: number;
+  sharedInfoMfn: number;
+  consoleMfn: number;
+  baseMfn: number | null;
+  startCycle: number;
+  /** The virtual IDT: [vector, entry] for the vectors that have one. */
+  traps: [number, TrapEntry][];
+  kernelStack: { ss: number; esp: number } | null;
+  eventCallback: { cs: number; eip: number } | null;
+  failsafeCallback: { cs: number; eip: number } | null;
+  /** [port, channel] for the ports in use. */
+  channels: [number, EventChannel][];
+  virqPort: number[];
+  timer: TimerState | null;
+  grants: number;
+}
 
 export class Domain implements FrameOwner {
   /** Pseudo-physical frame number → machine frame number. */
@@ -55,6 +128,12 @@ export class Domain implements FrameOwner {
   }));
   readonly virqPort = new Int32Array(NR_VIRQS);
   timer: Timer | undefined;
+
+  /**
+   * The CPU's table of bound entries for this domain (its in-place VMM's), made current when the
+   * domain runs; none for a para-virtual kernel that binds nothing.
+   */
+  entries: EntryTable | undefined;
 
   /** Devices this domain may drive directly (devices.ts). */
   readonly grants: DeviceGrant[] = [];
@@ -91,5 +170,78 @@ export class Domain implements FrameOwner {
 
   get alive(): boolean {
     return this.state === 'running' || this.state === 'blocked';
+  }
+
+  save(): DomainSaved {
+    const traps: [number, TrapEntry][] = [];
+    this.traps.forEach((t, v) => {
+      if (t !== undefined) traps.push([v, { ...t }]);
+    });
+    const channels: [number, EventChannel][] = [];
+    this.channels.forEach((c, port) => {
+      if (c.kind !== 'free') channels.push([port, { ...c }]);
+    });
+    return {
+      id: this.id,
+      p2m: [...this.p2m],
+      state: this.state,
+      ending: this.ending ?? null,
+      virtBase: this.virtBase,
+      startInfoVirt: this.startInfoVirt,
+      sharedInfoMfn: this.sharedInfoMfn,
+      consoleMfn: this.consoleMfn,
+      baseMfn: this.baseMfn ?? null,
+      startCycle: this.startCycle,
+      traps,
+      kernelStack: this.kernelStack === undefined ? null : { ...this.kernelStack },
+      eventCallback: this.eventCallback === undefined ? null : { ...this.eventCallback },
+      failsafeCallback: this.failsafeCallback === undefined ? null : { ...this.failsafeCallback },
+      channels,
+      virqPort: [...this.virqPort],
+      timer: this.timer === undefined ? null : { cycle: this.timer.cycle, seq: this.timer.seq },
+      grants: this.grants.length,
+    };
+  }
+
+  /**
+   * Restores what `save` kept into a domain built from the same configuration (same frames,
+   * same grants); `timer` reschedules the saved timer. A StateError if the domain differs.
+   */
+  restore(s: DomainSaved, timer: (saved: TimerState) => Timer, path: string): void {
+    DOMAIN_SAVED(s, path);
+    if (
+      s.id !== this.id ||
+      s.p2m.length !== this.p2m.length ||
+      s.p2m.some((m, k) => m !== this.p2m[k])
+    )
+      throw new StateError(`${path}: domain ${s.id}'s machine frames differ from this one's`);
+    if (s.grants !== this.grants.length)
+      throw new StateError(
+        `${path}.grants: ${s.grants} device grants, this domain has ${this.grants.length}`,
+      );
+    for (const [port] of s.channels)
+      if (!Number.isInteger(port) || port <= 0 || port >= this.channels.length)
+        throw new StateError(`${path}.channels: port ${port} does not exist`);
+    for (const [v] of s.traps)
+      if (!Number.isInteger(v) || v < 0 || v > 255)
+        throw new StateError(`${path}.traps: vector ${v}`);
+    this.state = s.state;
+    this.ending = s.ending ?? undefined;
+    this.virtBase = s.virtBase;
+    this.startInfoVirt = s.startInfoVirt;
+    this.sharedInfoMfn = s.sharedInfoMfn;
+    this.consoleMfn = s.consoleMfn;
+    this.baseMfn = s.baseMfn ?? undefined;
+    this.startCycle = s.startCycle;
+    this.traps.fill(undefined);
+    for (const [v, t] of s.traps) this.traps[v] = { ...t };
+    this.kernelStack = s.kernelStack === null ? undefined : { ...s.kernelStack };
+    this.eventCallback = s.eventCallback === null ? undefined : { ...s.eventCallback };
+    this.failsafeCallback = s.failsafeCallback === null ? undefined : { ...s.failsafeCallback };
+    for (let port = 0; port < this.channels.length; port++) this.channels[port] = { kind: 'free' };
+    for (const [port, c] of s.channels) this.channels[port] = { ...c };
+    this.virqPort.set(s.virqPort);
+    this.timer?.cancel();
+    this.timer = s.timer === null ? undefined : timer(s.timer);
   }
 }

@@ -14,6 +14,8 @@
  * validated table goes through `updateEntry`, which revalidates when the frame, P, RW or PSE bit
  * changes. Invariants are checked from scratch by `audit` (tests, fuzzer).
  */
+import { runLengthEncode, runLengthRestore } from '../../machine/runLength.ts';
+import { StateError } from '../../machine/state.ts';
 import { Errno, HYPERVISOR_SLOT, PTE_P, PTE_PAT, PTE_PSE, PTE_REVALIDATE, PTE_RW } from './abi.ts';
 
 export const FrameType = { none: 0, l1: 1, l2: 2, writable: 3 } as const;
@@ -44,6 +46,18 @@ export interface FrameOwner {
 /** 0 for success, or a negative errno (abi.ts Errno). */
 export type Status = number;
 
+/** The frame table in a snapshot: every per-frame array run-length encoded (runLength.ts). */
+export interface FrameTableState {
+  frames: number;
+  owner: number[];
+  type: number[];
+  typeCount: number[];
+  pinned: number[];
+  noPageTable: number[];
+  writableGone: number[];
+  hypervisorPde: number;
+}
+
 export class FrameTable {
   readonly owner: Int32Array;
   readonly type: Uint8Array;
@@ -67,6 +81,37 @@ export class FrameTable {
     this.pinned = new Uint8Array(frames);
     this.noPageTable = new Uint8Array(frames);
     this.writableGone = new Float64Array(frames).fill(-1);
+  }
+
+  save(): FrameTableState {
+    return {
+      frames: this.frames,
+      owner: runLengthEncode(this.owner),
+      type: runLengthEncode(this.type),
+      typeCount: runLengthEncode(this.typeCount),
+      pinned: runLengthEncode(this.pinned),
+      noPageTable: runLengthEncode(this.noPageTable),
+      writableGone: runLengthEncode(this.writableGone),
+      hypervisorPde: this.hypervisorPde,
+    };
+  }
+
+  /** Restores a saved table of the same size (a StateError naming the field if it does not fit). */
+  restore(state: FrameTableState, path: string): void {
+    if (state?.frames !== this.frames)
+      throw new StateError(
+        `${path}.frames: the snapshot's table has ${String(state?.frames)} frames, this one ${this.frames}`,
+      );
+    for (const [name, into] of [
+      ['owner', this.owner],
+      ['type', this.type],
+      ['typeCount', this.typeCount],
+      ['pinned', this.pinned],
+      ['noPageTable', this.noPageTable],
+      ['writableGone', this.writableGone],
+    ] as const)
+      runLengthRestore(state[name], into, `${path}.${name}`);
+    this.hypervisorPde = state.hypervisorPde >>> 0;
   }
 
   /** Takes `count` free frames for `owner`, lowest first; undefined if there are not enough. */

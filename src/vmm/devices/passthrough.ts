@@ -7,6 +7,7 @@
  * real ones when the guest maps them.
  */
 import type { AccessSize, PciFunction } from '../../machine/device.ts';
+import { arrayOf, num } from '../../machine/state.ts';
 
 /** The real function's configuration space, as the backend reaches it. */
 export interface PciConfigPort {
@@ -65,6 +66,16 @@ export class PassthroughPci implements PciFunction {
     const flags = bar.io ? 0x3 : 0xf;
     this.guestBars[index] =
       ((merged & ~(bar.size - 1) & ~flags) | (this.guestBars[index] & flags)) >>> 0;
+  }
+
+  /** The BARs as the guest placed them (the rest of its configuration space is the device's). */
+  save(): number[] {
+    return [...this.guestBars];
+  }
+
+  restore(bars: number[], path: string): void {
+    arrayOf(num, 6)(bars, path);
+    this.guestBars.set(bars);
   }
 
   /** Where the guest placed a BAR (its address bits). */

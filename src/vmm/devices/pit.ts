@@ -5,6 +5,7 @@
  * Counter reads are computed from the backend's time.
  */
 import type { AccessSize, PortDevice } from '../../machine/device.ts';
+import { bool, checkState, nullable, num, type Check } from '../../machine/state.ts';
 
 export const PIT_HZ = 1193182;
 
@@ -14,6 +15,30 @@ export interface PitHost {
   /** Channel 0 now runs with this period (ns), counting from now; 0 stops it. */
   programmed(periodNs: number): void;
 }
+
+/** Channel 0's programming in a snapshot (its deadlines are the VMM's timer schedule). */
+export interface VirtualPitState {
+  version: 1;
+  reload: number;
+  access: number;
+  lowNext: boolean;
+  latch: number | null;
+  readLow: boolean;
+  startNs: number;
+  pendingLow: number;
+  running: boolean;
+}
+
+const VIRTUAL_PIT: Check = checkState<VirtualPitState>('virtual PIT', 1, {
+  reload: num,
+  access: num,
+  lowNext: bool,
+  latch: nullable(num),
+  readLow: bool,
+  startNs: num,
+  pendingLow: num,
+  running: bool,
+});
 
 export class VirtualPit implements PortDevice {
   readonly name = 'vpit';
@@ -27,6 +52,32 @@ export class VirtualPit implements PortDevice {
   running = false;
 
   constructor(private readonly host: PitHost) {}
+
+  save(): VirtualPitState {
+    return {
+      version: 1,
+      reload: this.reload,
+      access: this.access,
+      lowNext: this.lowNext,
+      latch: this.latch ?? null,
+      readLow: this.readLow,
+      startNs: this.startNs,
+      pendingLow: this.pendingLow,
+      running: this.running,
+    };
+  }
+
+  restore(s: VirtualPitState, path: string): void {
+    VIRTUAL_PIT(s, path);
+    this.reload = s.reload;
+    this.access = s.access;
+    this.lowNext = s.lowNext;
+    this.latch = s.latch ?? undefined;
+    this.readLow = s.readLow;
+    this.startNs = s.startNs;
+    this.pendingLow = s.pendingLow;
+    this.running = s.running;
+  }
 
   get periodNs(): number {
     return (this.reload * 1e9) / PIT_HZ;

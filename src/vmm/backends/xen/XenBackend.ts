@@ -25,10 +25,12 @@ import {
 import type { Domain } from '../../../hypervisor/xen/domain.ts';
 import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
+import type { EntryTable } from '../../../x86/entries.ts';
 import { Vector } from '../../../x86/fault.ts';
 import { CS, DS, ES, FS, GS, SS } from '../../../x86/segment.ts';
 import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
-import type { VmmBackend, VmmCore } from '../../backend.ts';
+import { checkState, num, oneOf, shape, type Check } from '../../../machine/state.ts';
+import type { BackendState, VmmBackend, VmmCore } from '../../backend.ts';
 import { STUB_IRET, VCPU_PAGE, VIRTUAL_FLAGS, EFLAGS_IF } from '../../window.ts';
 import { HypercallChannel } from './channel.ts';
 import {
@@ -40,8 +42,26 @@ import {
   PAGE_STACK,
   trapEntry,
 } from './layout.ts';
-import { DirectPaging, type XenBackendCounters } from './paging.ts';
+import { DirectPaging, type DirectPagingState, type XenBackendCounters } from './paging.ts';
 import { XenPassthrough } from './passthrough.ts';
+
+/** The xen backend in a snapshot (its domain's memory is the machine's, saved with it). */
+export interface XenBackendState {
+  kind: 'xen';
+  version: 1;
+  timerPort: number;
+  kernelStack: number;
+  paging: DirectPagingState;
+  passthrough: { irq: number; port: number };
+}
+
+const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 1, {
+  kind: oneOf('xen'),
+  timerPort: num,
+  kernelStack: num,
+  paging: (v, path) => shape<object>({})(v, path),
+  passthrough: shape<{ irq: number; port: number }>({ irq: num, port: num }),
+});
 
 /** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
 const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
@@ -102,6 +122,26 @@ export class XenBackend implements VmmBackend {
     this.counters = this.paging.counters;
   }
 
+  save(): XenBackendState {
+    return {
+      kind: 'xen',
+      version: 1,
+      timerPort: this.timerPort,
+      kernelStack: this.kernelStack,
+      paging: this.paging.save(),
+      passthrough: this.passthrough.save(),
+    };
+  }
+
+  restore(saved: BackendState, path: string): void {
+    XEN_BACKEND_STATE(saved, path);
+    const s = saved as XenBackendState;
+    this.timerPort = s.timerPort;
+    this.kernelStack = s.kernelStack;
+    this.passthrough.restore(s.passthrough);
+    this.paging.restore(s.paging, `${path}.paging`);
+  }
+
   /** The guest's physical memory as one array (domain frames are allocated contiguously). */
   guestRam(): Uint8Array {
     return this.mem.guestRam();
@@ -116,11 +156,10 @@ export class XenBackend implements VmmBackend {
   /** Window, initial address space, trap table and callbacks, then the CPU at the entry. */
   start(
     vmm: VmmCore,
-    entry: number,
-    magic: number,
-    mbi: number,
-    offset: number,
+    entries: EntryTable,
+    kernel: { entry: number; magic: number; mbi: number; kernelOffset: number },
   ): string | undefined {
+    const { entry, magic, mbi, kernelOffset: offset } = kernel;
     this.vmm = vmm;
     this.passthrough.attach(vmm.platform);
     const xen = this.xen;
@@ -153,9 +192,15 @@ export class XenBackend implements VmmBackend {
     cpu.esp = VCPU_PAGE + (PAGE_STACK + 1) * 4096;
     cpu.invalidateAllCode();
     dom.startCycle = cpu.cycles;
-    xen.current = dom;
+    dom.entries = entries;
+    xen.switchTo(dom);
     xen.updateTime(dom);
     cpu.attachMonitor(xen);
+    const bind = (at: number, name: string, handler: () => void): void => {
+      const r = entries.bind(at, name, handler);
+      // Entry addresses are the backend's own constants (layout.ts): a clash is a bug here.
+      if (typeof r === 'string') throw new Error(`xen backend: ${r}`);
+    };
 
     // Every vector reaches the VMM; INT n from ring 3 is allowed for all but the vectors whose
     // exceptions push an error code (so their entries always see one).
@@ -165,7 +210,7 @@ export class XenBackend implements VmmBackend {
       c.argWrite(at + 1, 1, ERROR_CODE_VECTORS.has(v) ? 0 : 3);
       c.argWrite(at + 2, 2, Selector.RING1_CS);
       c.argWrite(at + 4, 4, trapEntry(v));
-      cpu.bindEntry(trapEntry(v), () => this.onTrap(v));
+      bind(trapEntry(v), `xen.trap[${v}]`, () => this.onTrap(v));
     }
     c.argWrite(256 * 8 + 4, 4, 0);
     const calls: [number, number[]][] = [
@@ -179,8 +224,8 @@ export class XenBackend implements VmmBackend {
       const r = c.hypercall(nr, args);
       if (r !== 0) return `hypercall ${nr} failed at start (${r})`;
     }
-    cpu.bindEntry(ENTRY_UPCALL, () => this.onUpcall());
-    cpu.bindEntry(ENTRY_FAILSAFE, () => this.crash('failsafe callback'));
+    bind(ENTRY_UPCALL, 'xen.upcall', () => this.onUpcall());
+    bind(ENTRY_FAILSAFE, 'xen.failsafe', () => this.crash('failsafe callback'));
     c.argWrite(0, 4, Virq.TIMER);
     c.argWrite(4, 4, 0);
     if (c.hypercall(Hypercall.event_channel_op, [EvtchnOp.bind_virq, ARGS_PAGE]) !== 0)

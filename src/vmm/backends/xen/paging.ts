@@ -17,6 +17,8 @@ import {
   PTE_RW,
   UVMF_INVLPG,
 } from '../../../hypervisor/xen/abi.ts';
+import { runLengthEncode, runLengthRestore } from '../../../machine/runLength.ts';
+import { arrayOf, bool, num, shape, StateError, type Check } from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
 import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
@@ -44,6 +46,41 @@ export type XenBackendCounters = {
   pins: number;
   unpins: number;
 };
+
+/**
+ * Direct paging in a snapshot: which guest frames are live tables and the writable mappings the
+ * VMM wrote (the queue and the frames being prepared are empty between two VMM calls).
+ */
+export interface DirectPagingState {
+  counters: XenBackendCounters;
+  initialActive: boolean;
+  pinnedL2: number[];
+  /** Run-length encoded (runLength.ts), one count per domain frame. */
+  l1Links: number[];
+  rmap: [number, PendingUpdate[]][];
+  currentL2: number;
+}
+
+const DIRECT_PAGING: Check = shape<DirectPagingState>({
+  counters: shape<XenBackendCounters>({
+    pageTableUpdates: num,
+    plainEntryWrites: num,
+    writeProtections: num,
+    writeFaultsFixed: num,
+    pins: num,
+    unpins: num,
+  }),
+  initialActive: bool,
+  pinnedL2: arrayOf(num),
+  l1Links: arrayOf(num),
+  rmap: arrayOf((v, path) => {
+    if (!Array.isArray(v) || v.length !== 2)
+      throw new StateError(`${path}: expected [frame, mappings]`);
+    num(v[0], `${path}[0]`);
+    arrayOf(shape<PendingUpdate>({ maddr: num, value: num }))(v[1], `${path}[1]`);
+  }),
+  currentL2: num,
+});
 
 /** Frames of passed-through device memory: the guest's (virtual BAR) and the machine's. */
 export interface DeviceFrames {
@@ -82,6 +119,35 @@ export class DirectPaging {
     this.m2p = mem.m2p;
     this.guestPages = mem.guestPages;
     this.l1Links = new Int32Array(domainMb * 256);
+  }
+
+  save(): DirectPagingState {
+    return {
+      counters: { ...this.counters },
+      initialActive: this.initialActive,
+      pinnedL2: [...this.pinnedL2],
+      l1Links: runLengthEncode(this.l1Links),
+      rmap: [...this.rmap].map(([pfn, list]) => [pfn, list.map((u) => ({ ...u }))]),
+      currentL2: this.currentL2,
+    };
+  }
+
+  restore(s: DirectPagingState, path: string): void {
+    DIRECT_PAGING(s, path);
+    runLengthRestore(s.l1Links, this.l1Links, `${path}.l1Links`);
+    Object.assign(this.counters, s.counters);
+    this.initialActive = s.initialActive;
+    this.pinnedL2.clear();
+    for (const f of s.pinnedL2) this.pinnedL2.add(f);
+    this.rmap.clear();
+    for (const [pfn, list] of s.rmap)
+      this.rmap.set(
+        pfn,
+        list.map((u) => ({ ...u })),
+      );
+    this.queue = [];
+    this.preparing.clear();
+    this.currentL2 = s.currentL2;
   }
 
   private mfn(pfn: number): number {

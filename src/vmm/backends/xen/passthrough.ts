@@ -30,6 +30,15 @@ export class XenPassthrough implements DeviceFrames {
 
   constructor(private readonly channel: HypercallChannel) {}
 
+  save(): { irq: number; port: number } {
+    return { irq: this.irq, port: this.port };
+  }
+
+  restore(s: { irq: number; port: number }): void {
+    this.irq = s.irq;
+    this.port = s.port;
+  }
+
   get deviceIrq(): number {
     return this.irq;
   }

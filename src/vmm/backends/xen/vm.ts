@@ -46,19 +46,21 @@ export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | str
   if (typeof backend === 'string') return backend;
   const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
   if (typeof loaded === 'string') return loaded;
+  // The domain's own bound entries: another domain's VMM may use the same addresses.
+  const entries = machine.cpu.createEntryTable(`xen.dom${backend.dom.id}`);
   const vmm = new InPlaceVmm(
     machine.cpu,
     machine.costModel.software,
     backend,
     loaded.calls,
     backend.vcpuBlock(),
-    { kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
+    { entries, kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
   );
   if (config.passthroughNic === true && machine.nic !== undefined) {
     const passed = passThroughNic(machine.nic, xen, backend.dom, vmm, backend.passthrough);
     if (passed !== undefined) return passed;
   }
-  const entered = backend.start(vmm, loaded.entry, loaded.magic, loaded.mbi, loaded.kernelOffset);
+  const entered = backend.start(vmm, entries, loaded);
   if (entered !== undefined) return `${file}: ${entered}`;
   return { domain: backend.dom, vmm, backend };
 }

@@ -1,0 +1,96 @@
+/**
+ * A guest again from its snapshot (snapshot.ts has the state's shape and how a restore works).
+ */
+import type { BootModule } from '../loader/multiboot.ts';
+import { decodeBytes, StateError } from '../machine/state.ts';
+import type { SnapshotContents } from '../snapshot/file.ts';
+import { createGuest, PLATFORMS } from './createGuest.ts';
+import type { Guest, GuestConfig } from './platform.ts';
+import { GUEST_STATE_VERSION, type GuestState } from './snapshot.ts';
+
+export interface RestoreOptions {
+  /** Where the restored guest's console output goes. */
+  console?: (byte: number) => void;
+  /**
+   * Restores the caller's part (`extra` as saved) — a peer re-attached to the new machine's
+   * link, its events on the new clock — before the audit checks that every event came back.
+   */
+  restoreExtra?: (extra: unknown, guest: Guest) => void;
+}
+
+/**
+ * A guest again from snapshot contents (src/snapshot/file.ts reads them), ready to run on;
+ * or one line saying why not (another state version, a platform this previrt lacks, a state
+ * that does not fit the configuration it names).
+ */
+export function restoreGuest(
+  contents: SnapshotContents,
+  options: RestoreOptions = {},
+): Guest | string {
+  const state = contents.state as GuestState;
+  if (
+    contents.header.stateVersion !== GUEST_STATE_VERSION ||
+    state?.version !== GUEST_STATE_VERSION
+  )
+    return `snapshot state version ${String(contents.header.stateVersion)} is not supported (this previrt reads version ${GUEST_STATE_VERSION})`;
+  if (!PLATFORMS.has(state.platform))
+    return `a snapshot of platform '${String(state.platform)}', which this previrt does not have (known: ${[...PLATFORMS.keys()].join(', ')})`;
+  const kernel = contents.blobs.get('kernel');
+  if (kernel === undefined) return 'the snapshot lacks its kernel';
+  let config: GuestConfig;
+  try {
+    const c = state.config;
+    const modules: BootModule[] = c.modules.map((m, k) => {
+      const bytes = contents.blobs.get(`module.${k}`);
+      if (bytes === undefined) throw new StateError(`the snapshot lacks module ${k} (${m.name})`);
+      return { name: m.name, string: m.string, bytes };
+    });
+    config = {
+      platform: state.platform,
+      kernel,
+      kernelName: c.kernelName,
+      cmdline: c.cmdline,
+      modules,
+      memoryMb: c.memoryMb ?? undefined,
+      costModel: c.costModel ?? undefined,
+      nic:
+        c.nic === null
+          ? undefined
+          : {
+              mac: c.nic.mac === null ? undefined : decodeBytes(c.nic.mac, 'config.nic.mac', 6),
+              faults: c.nic.faults ?? undefined,
+            },
+      rtcStartSeconds: c.rtcStartSeconds ?? undefined,
+      console: options.console,
+    };
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+  const guest = createGuest(config);
+  if (typeof guest === 'string') return `the snapshot's guest cannot be built again: ${guest}`;
+  try {
+    guest.machine.restore(
+      state.machine,
+      () => {
+        if ((state.hypervisor === null) !== (guest.hypervisor === undefined))
+          throw new StateError(
+            `hypervisor: the snapshot and the platform '${guest.platform}' disagree`,
+          );
+        if (state.hypervisor !== null) guest.hypervisor!.restore(state.hypervisor, 'hypervisor');
+        if ((state.vmm === null) !== (guest.vmm === undefined))
+          throw new StateError(`vmm: the snapshot and the platform '${guest.platform}' disagree`);
+        if (state.vmm !== null) guest.vmm!.restore(state.vmm, 'vmm');
+        options.restoreExtra?.(state.extra, guest);
+      },
+      contents.ram,
+    );
+  } catch (e) {
+    // A StateError names the field; anything else from a malformed state is reported as such,
+    // never thrown at the user (DESIGN.md decision 9).
+    if (e instanceof StateError) return `the snapshot does not fit: ${e.message}`;
+    return `the snapshot's state is malformed (${e instanceof Error ? e.message : String(e)})`;
+  }
+  // A snapshot is taken where a run stopped at its cycle limit: the restored one goes on.
+  guest.machine.resume();
+  return guest;
+}

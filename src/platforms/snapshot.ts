@@ -1,0 +1,107 @@
+/**
+ * Whole-guest snapshots (DESIGN.md decision 11): everything a running guest is, on any platform,
+ * as data — the configuration it was built from (with the kernel and module files, so a
+ * snapshot needs nothing else), the machine (src/machine/machineState.ts), the hypervisor's and
+ * the in-place VMM's state, and whatever the caller keeps beside the guest (a peer on its link).
+ *
+ * A restore builds the same configuration again with `createGuest` — which recreates every
+ * closure: bound entries, device callbacks, the VMM's site table — and then overwrites every
+ * component's state with the saved one: the machine's clock and devices first, then the
+ * hypervisor, then the VMM, then the caller's part, and last the audit that every pending
+ * clock event and every bound entry came back. The restored guest continues exactly as the
+ * saved one would have: the same console output, cycles, instructions and counters.
+ */
+import type { HypervisorState } from '../hypervisor/Hypervisor.ts';
+import { costModels, type CostModel } from '../machine/costModel.ts';
+import type { FaultConfig } from '../machine/ethernet/link.ts';
+import type { MachineState } from '../machine/machineState.ts';
+import { encodeBytes } from '../machine/state.ts';
+import type { SnapshotContents } from '../snapshot/file.ts';
+import type { VmmState } from '../vmm/Vmm.ts';
+import type { Guest, GuestConfig } from './platform.ts';
+
+/** The version of GuestState (and so of the snapshot's state section). */
+export const GUEST_STATE_VERSION = 1;
+
+/** The configuration as data: what `createGuest` needs again, but the files (blobs). */
+export interface GuestConfigState {
+  kernelName: string;
+  cmdline: string;
+  /** Each module's name and string; its bytes are the blob `module.<k>`. */
+  modules: { name: string; string: string }[];
+  memoryMb: number | null;
+  /** A preset's name, or the preset itself if it is not one of the built-in ones. */
+  costModel: string | CostModel | null;
+  nic: { mac: string | null; faults: FaultConfig | null } | null;
+  rtcStartSeconds: number | null;
+}
+
+export interface GuestState {
+  version: typeof GUEST_STATE_VERSION;
+  platform: string;
+  config: GuestConfigState;
+  /** The machine, its memory left out (it is the snapshot's `ram` section). */
+  machine: MachineState;
+  hypervisor: HypervisorState | null;
+  vmm: VmmState | null;
+  /** The caller's own state beside the guest (e.g. a TCP peer's), or null. */
+  extra: unknown;
+}
+
+function configState(c: GuestConfig): GuestConfigState {
+  const cost = c.costModel;
+  return {
+    kernelName: c.kernelName,
+    cmdline: c.cmdline ?? '',
+    modules: (c.modules ?? []).map((m) => ({ name: m.name, string: m.string })),
+    memoryMb: c.memoryMb ?? null,
+    costModel:
+      cost === undefined
+        ? null
+        : typeof cost === 'string' || costModels.get(cost.name) === cost
+          ? typeof cost === 'string'
+            ? cost
+            : cost.name
+          : cost,
+    nic:
+      c.nic === undefined
+        ? null
+        : {
+            mac: c.nic.mac === undefined ? null : encodeBytes(c.nic.mac),
+            faults: c.nic.faults ?? null,
+          },
+    rtcStartSeconds: c.rtcStartSeconds ?? null,
+  };
+}
+
+/**
+ * The guest as snapshot contents (src/snapshot/file.ts writes them): `extra` is the caller's
+ * state that goes with it (it must be JSON data). Call it between runs of the machine.
+ */
+export function saveGuest(guest: Guest, extra: unknown = null): SnapshotContents {
+  const machine = guest.machine.save({ ram: false });
+  const state: GuestState = {
+    version: GUEST_STATE_VERSION,
+    platform: guest.platform,
+    config: configState(guest.config),
+    machine,
+    hypervisor: guest.hypervisor?.save() ?? null,
+    vmm: guest.vmm?.save() ?? null,
+    extra,
+  };
+  const blobs = new Map<string, Uint8Array>([['kernel', guest.config.kernel]]);
+  (guest.config.modules ?? []).forEach((m, k) => blobs.set(`module.${k}`, m.bytes));
+  return {
+    header: {
+      format: 'previrt-snapshot',
+      stateVersion: GUEST_STATE_VERSION,
+      createdBy: 'previrt',
+      platform: guest.platform,
+      kernelName: guest.config.kernelName,
+      cycle: guest.machine.cpu.cycles,
+    },
+    state,
+    ram: guest.machine.ram,
+    blobs,
+  };
+}
