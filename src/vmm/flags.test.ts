@@ -373,3 +373,104 @@ describe('cpuid under the in-place VMM', () => {
     assert.equal(features & 1, 0, 'no FPU');
   });
 });
+
+// ---- events into the guest kernel ---------------------------------------------------------------
+
+describe('a trap reaches the guest kernel the same way from a bounced frame and from registers', () => {
+  const HANDLER_EIP = 0x00123450;
+  const TSS = 0x6000;
+  const KERNEL_STACK = 0x70000;
+  /** A VMM with a gate for #PF (an interrupt gate to selector 0x60) and the guest's TSS. */
+  const setup = (userMode: boolean) => {
+    const { cpu, ram, vcpu } = ring1Cpu();
+    const r = load(ram, [0xeb, 0xfe], []);
+    const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
+      entries: cpu.defaultEntries,
+      kernelOffset: 0,
+      rtcStartSeconds: 0,
+    });
+    writeGate(ram, IDT + 14 * 8, 0x60, HANDLER_EIP, 0xe, 0);
+    new DataView(ram.buffer).setUint32(TSS + 4, KERNEL_STACK, true); // esp0
+    const state = vmm.save();
+    // The guest kernel's own view: its IDT, its TSS, and whether it was in user mode.
+    vmm.restore(
+      {
+        ...state,
+        idtr: { base: IDT, limit: 0x7ff },
+        tr: { selector: 0x28, base: TSS },
+        userMode,
+        userCs: 0x1b,
+        userSs: 0x23,
+      },
+      'vmm',
+    );
+    vmm.virtualIf = true;
+    return { cpu, vmm };
+  };
+  /** The frame at ESP: error code, EIP, CS, EFLAGS (and ESP, SS from user mode). */
+  const frame = (cpu: Cpu, words: number): number[] =>
+    Array.from({ length: words }, (_, k) => cpu.readLinear(cpu.esp + k * 4, 4));
+
+  for (const userMode of [false, true]) {
+    it(`from ${userMode ? 'user' : 'kernel'} mode`, () => {
+      const words = userMode ? 6 : 4;
+      const interrupted = { eip: 0x08048123, eflags: 0x202 | CF | ZF, esp: 0x7f000 };
+
+      // As a bouncing hypervisor delivers it: its frame on the stack, its own selectors.
+      const a = setup(userMode);
+      a.cpu.esp = userMode ? KERNEL_STACK : interrupted.esp;
+      if (userMode) {
+        a.cpu.push(0x33, 4);
+        a.cpu.push(interrupted.esp, 4);
+      }
+      a.cpu.push(interrupted.eflags, 4);
+      a.cpu.push(userMode ? 0x2b : 0x19, 4);
+      a.cpu.push(interrupted.eip, 4);
+      a.cpu.push(6, 4);
+      const fromFrame = a.vmm.trap({
+        vector: 14,
+        errorCode: 6,
+        software: false,
+        faultAddress: 0xdead0000,
+        context: { kind: 'frame' },
+      });
+
+      // As a hypervisor that sends exceptions as messages delivers it: the registers.
+      const b = setup(userMode);
+      const fromRegisters = b.vmm.trap({
+        vector: 14,
+        errorCode: 6,
+        software: false,
+        faultAddress: 0xdead0000,
+        context: { kind: 'registers', ...interrupted },
+      });
+
+      for (const [what, x, to] of [
+        ['frame', a, fromFrame],
+        ['registers', b, fromRegisters],
+      ] as const) {
+        assert.equal(to, HANDLER_EIP, `${what}: the gate's handler`);
+        assert.equal(x.vmm.cr2, 0xdead0000, `${what}: CR2`);
+        assert.equal(x.vmm.virtualIf, false, `${what}: an interrupt gate clears the virtual IF`);
+        assert.equal(x.vmm.userMode, false, `${what}: the kernel runs the handler`);
+        assert.equal(x.vmm.segment(CS), 0x60, `${what}: the gate's CS`);
+        assert.equal(
+          x.cpu.esp,
+          (userMode ? KERNEL_STACK : interrupted.esp) - words * 4,
+          `${what}: the frame is on the ${userMode ? "TSS's kernel" : 'current'} stack`,
+        );
+      }
+      // The same frame, as the guest's own CPU would have pushed it (SDM 3A 6.12.1): the guest's
+      // selectors, its EFLAGS with the virtual IF (on), the real arithmetic flags.
+      const expected = [
+        6,
+        interrupted.eip,
+        userMode ? 0x1b : 0x08,
+        (interrupted.eflags & ~0x3200) | IF,
+        ...(userMode ? [interrupted.esp, 0x23] : []),
+      ];
+      assert.deepEqual(frame(a.cpu, words), expected, 'the bounced frame, rewritten');
+      assert.deepEqual(frame(b.cpu, words), expected, 'the frame pushed from the registers');
+    });
+  }
+});

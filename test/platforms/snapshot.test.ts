@@ -1,11 +1,14 @@
 // Whole-guest snapshots on every platform (src/platforms/snapshot.ts): "run to N, snapshot,
 // restore, run on" gives the same console output, ending, cycles, instructions and every counter
 // as the uninterrupted run — the self-test raw and on xen at points in boot, in the middle of the
-// test and around timer interrupts, through the snapshot file's bytes (src/snapshot/file.ts).
+// test and in a timer interrupt, and a netperf transfer (the client machine's state saved with
+// the guest) before it starts and mid-stream, through the snapshot file's bytes
+// (src/snapshot/file.ts).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { TcpSender } from '../../src/net/TcpSender.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { Guest } from '../../src/platforms/platform.ts';
 import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
@@ -87,6 +90,86 @@ describe('whole-guest snapshots: the self-test continues exactly', { skip }, () 
         assert.equal(part1.text + part2.text, reference.console, `console, snapshot at ${n}`);
         assert.deepEqual(end, reference.end, `ending, snapshot at ${n}`);
         assert.deepEqual(restored.stats(), reference.stats, `counters, snapshot at ${n}`);
+      }
+    });
+  }
+});
+
+/** A guest with the NIC and the netperf client on its link, as `bench netperf` builds them. */
+function netperfGuest(
+  platform: string,
+  out: { text: string },
+): { guest: Guest; sender: () => TcpSender } {
+  const guest = createGuest({
+    platform,
+    kernel: readFileSync(kernelPath('afterburned')),
+    kernelName: 'kernel.elf',
+    cmdline: 'init=netserver',
+    nic: {},
+    console: (b) => (out.text += String.fromCharCode(b)),
+  });
+  assert.ok(typeof guest !== 'string', String(guest));
+  return { guest, sender: attachSender(guest) };
+}
+
+/** The client on the guest's link: it starts when the guest's NIC first sends. */
+function attachSender(guest: Guest): () => TcpSender {
+  const m = guest.machine;
+  const sender = new TcpSender({
+    clock: m.clock,
+    transmit: (frame) => m.link!.send(1, frame),
+    payloadBytes: 1 << 20,
+    seed: 9,
+  });
+  m.link!.attach(1, {
+    receive(frame) {
+      sender.start();
+      sender.receive(frame);
+    },
+  });
+  return () => sender;
+}
+
+describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }, () => {
+  for (const platform of ['none', 'xen']) {
+    it(`on ${platform}, the NIC ${platform === 'xen' ? 'passed through' : 'the PC’s'}`, () => {
+      assert.ok(make('afterburned').ok);
+      const refOut = { text: '' };
+      const ref = netperfGuest(platform, refOut);
+      const refEnd = ref.guest.machine.run(LIMIT * 5);
+      assert.deepEqual(refEnd, { kind: 'exit', value: 0 }, refOut.text);
+      assert.match(
+        refOut.text,
+        /netserver: received 1048576 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/,
+      );
+      // Before the first SYN, a quarter of the way, and half way through the stream.
+      for (const acked of [0, 256 * 1024, 512 * 1024]) {
+        const part1 = { text: '' };
+        const w = netperfGuest(platform, part1);
+        const m = w.guest.machine;
+        do {
+          assert.equal(m.run(m.cpu.cycles + 100_000).kind, 'cycle-limit');
+          m.resume();
+        } while (w.sender().bytesAcked < acked || (acked === 0 && m.cpu.cycles < 2_000_000));
+        const bytes = writeSnapshot(w.guest.save(w.sender().save()), codec);
+        const contents = readSnapshot(bytes, codec);
+        assert.ok(typeof contents !== 'string', String(contents));
+        const part2 = { text: '' };
+        let sender: (() => TcpSender) | undefined;
+        const restored = restoreGuest(contents, {
+          console: (b) => (part2.text += String.fromCharCode(b)),
+          restoreExtra: (extra, guest) => {
+            sender = attachSender(guest);
+            sender().restore(extra as ReturnType<TcpSender['save']>);
+          },
+        });
+        assert.ok(typeof restored !== 'string', String(restored));
+        const end = restored.machine.run(LIMIT * 5);
+        const what = `snapshot after ${acked} bytes acknowledged`;
+        assert.equal(part1.text + part2.text, refOut.text, `${what}: console`);
+        assert.deepEqual(end, refEnd, `${what}: ending`);
+        assert.deepEqual(restored.stats(), ref.guest.stats(), `${what}: counters`);
+        assert.deepEqual(sender!().report(), ref.sender().report(), `${what}: the client's report`);
       }
     });
   }
