@@ -174,3 +174,53 @@ describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }
     });
   }
 });
+
+describe('whole-guest snapshots that do not fit', { skip }, () => {
+  it('a platform this previrt lacks, another state version, a state of another shape: one line', () => {
+    assert.ok(make('afterburned').ok);
+    const g = boot('xen', { text: '' });
+    g.machine.run(5_000_000);
+    const good = readSnapshot(writeSnapshot(g.save(), codec), codec);
+    assert.ok(typeof good !== 'string');
+    const changed = (f: (state: Record<string, unknown>) => void, header = good.header) => {
+      const state = structuredClone(good.state) as Record<string, unknown>;
+      f(state);
+      // Written again, so its checksums are right: only the content is wrong.
+      const c = readSnapshot(writeSnapshot({ ...good, header, state }, codec), codec);
+      assert.ok(typeof c !== 'string');
+      return restoreGuest(c);
+    };
+    const cases: [string, string | Guest, RegExp][] = [
+      [
+        'a platform it lacks',
+        changed((s) => (s.platform = 'l4')),
+        /platform 'l4', which this previrt does not have/,
+      ],
+      [
+        'a newer state',
+        changed(() => {}, { ...good.header, stateVersion: 2 }),
+        /state version 2 is not supported/,
+      ],
+      [
+        'the VMM state of another version',
+        changed((s) => ((s.vmm as { version: number }).version = 9)),
+        /vmm: VMM state version 9 is not supported/,
+      ],
+      [
+        'a hypervisor field of the wrong type',
+        changed((s) => ((s.hypervisor as { picReady: unknown }).picReady = 'yes')),
+        /hypervisor\.picReady: expected true or false/,
+      ],
+      [
+        'a machine of another size',
+        changed((s) => ((s.config as { memoryMb: number }).memoryMb = 64)),
+        /does not fit|ram/,
+      ],
+    ];
+    for (const [what, r, message] of cases) {
+      assert.equal(typeof r, 'string', what);
+      assert.match(r as string, message, what);
+      assert.ok(!(r as string).includes('\n'), `${what}: one line`);
+    }
+  });
+});

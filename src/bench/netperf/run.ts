@@ -206,7 +206,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
       sender.receive(frame);
     },
   });
-  machine.clock.at(machine.costModel.hz, () => sender.start());
+  machine.clock.at(machine.costModel.hz, () => sender.start(), 'netperf.client-start');
 
   const hz = machine.costModel.hz;
   // Generous: boot, then at least 10 Mb/s, then time for retransmission backoff.
