@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildSkipReason, afterburnedSkipReason, make, ROOT } from '../guest/guest.ts';
+import { buildSkipReason, make, ROOT } from '../guest/guest.ts';
 import { runNetperf } from '../../src/bench/netperf/run.ts';
 import { parseFaults } from '../../src/cli/commands/bench.ts';
 import { CONFIGS } from '../../src/bench/netperf/build.ts';
@@ -24,7 +24,7 @@ function previrt(args: string[]): { status: number | null; stdout: string; stder
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const skip = afterburnedSkipReason() ?? buildSkipReason();
+const skip = buildSkipReason();
 
 test(
   'previrt bench netperf: 1 MB into native and afterburned guests, raw and on xen, verified, in the seed layout',
