@@ -10,7 +10,8 @@
 //   - leave a machine whose snapshot restores (through the snapshot file) to the same state, and
 //     a guest still running at the limit runs on from its snapshot exactly as it does itself;
 // and across the seeds the damage must show: not every run reaches the cycle limit, some
-// triple-fault, some exit, some go on running.
+// triple-fault, some exit, some go on running. (250 seeds took 57 s on a busy 2-core machine and
+// ended 154 exits, 63 triple faults, 6 halts, 27 still running at the limit.)
 // The machine has 16 MB (the kernel needs no more): every seed builds and snapshots a fresh one,
 // and the host's cost of that grows with the memory it touches.
 import assert from 'node:assert/strict';
