@@ -1,17 +1,19 @@
 // Seeded randomness for the tests and their fuzzers: the same seed gives the same run on every
 // host, so a failure names a seed that reproduces it.
 
-/** xorshift32 (Marsaglia): the next unsigned 32-bit number on each call. */
+/** One step of xorshift32 (Marsaglia): the state after `x`, which is also the next number. */
+export function xorshiftStep(x: number): number {
+  x ^= x << 13;
+  x >>>= 0;
+  x ^= x >>> 17;
+  x ^= x << 5;
+  return x >>> 0;
+}
+
+/** xorshift32: the next unsigned 32-bit number on each call. */
 export function xorshift32(seed: number): () => number {
   let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
+  return () => (x = xorshiftStep(x));
 }
 
 /**

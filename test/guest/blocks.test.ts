@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ROOT, afterburnedSkipReason, kernelPath, make } from './guest.ts';
+import { ROOT, buildSkipReason, kernelPath, make } from './guest.ts';
 
 function selftest(hypervisor: string, interpret: boolean): { console: string; stats: unknown } {
   const args = [join(ROOT, 'bin', 'previrt.mjs'), 'run', '--hypervisor', hypervisor];
@@ -23,9 +23,7 @@ function selftest(hypervisor: string, interpret: boolean): { console: string; st
 }
 
 for (const hypervisor of ['none', 'xen']) {
-  test(`self-test on ${hypervisor}: blocks and --interpret give the same run`, (t) => {
-    const skip = afterburnedSkipReason();
-    if (skip !== undefined) return t.skip(skip);
+  test(`self-test on ${hypervisor}: blocks and --interpret give the same run`, { skip: buildSkipReason() }, () => {
     assert.ok(make('afterburned').ok);
     const compiled = selftest(hypervisor, false);
     const interpreted = selftest(hypervisor, true);

@@ -7,10 +7,8 @@ import { join } from 'node:path';
 import {
   GUEST,
   ROOT,
-  afterburnedSkipReason,
   kernelPath,
   make,
-  previrtSubcommandExists,
   type Variant,
 } from './guest.ts';
 
@@ -144,15 +142,11 @@ function main(): number {
     return 1;
   }
   out.push(report('native'));
-  const noAb = afterburnedSkipReason();
-  if (noAb) out.push(`== afterburned: not built (${noAb})`);
-  else if (!make('afterburned').ok) out.push('== afterburned: make -C guest afterburned failed');
+  if (!make('afterburned').ok) out.push('== afterburned: make -C guest afterburned failed');
   else {
     out.push(report('afterburned'));
-    if (previrtSubcommandExists('verify-annotations')) {
-      const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), 'verify-annotations', kernelPath('afterburned')], { encoding: 'utf8' });
-      out.push(`previrt verify-annotations: exit ${r.status}\n${r.stdout}${r.stderr}`.trimEnd());
-    }
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), 'verify-annotations', kernelPath('afterburned')], { encoding: 'utf8' });
+    out.push(`previrt verify-annotations: exit ${r.status}\n${r.stdout}${r.stderr}`.trimEnd());
   }
   const header = readFileSync(join(ROOT, 'src', 'afterburner', 'include', 'afterburn.h'), 'utf8').split('\n').length - 1;
   const use = headerUsingLines();

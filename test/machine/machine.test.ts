@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createMachine, Machine } from '../../src/machine/Machine.ts';
 import { P4_2_8GHZ } from '../../src/machine/costModel.ts';
 import { bootMultiboot } from '../../src/loader/multiboot.ts';
+import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 import { buildProbe } from './build.ts';
 
 const probe = buildProbe();
@@ -231,27 +232,29 @@ test('malformed input: one clear line naming the file and the problem, exit stat
   assert.equal(previrt([]).status, 2);
 });
 
-test('with a network, the guest kernel finds the DP83820 on PCI at 00:03.0, IRQ 11', (t) => {
-  const elf = 'guest/build/native/kernel.elf';
-  if (!existsSync(elf)) {
-    t.skip('guest not built (make -C guest native); test/guest builds it');
-    return;
-  }
-  let text = '';
-  const machine = createMachine({
-    memoryMb: 64,
-    network: {},
-    serialOut: (b) => (text += String.fromCharCode(b)),
-  });
-  assert.ok(machine instanceof Machine);
-  const error = bootMultiboot(machine, {
-    kernel: readFileSync(elf),
-    kernelName: elf,
-    cmdline: 'init=hello',
-    modules: [],
-  });
-  assert.equal(error, undefined);
-  machine.run(2_800_000_000);
-  assert.match(text, /pci: 00:03\.0 100b:0022 class 02\/00 irq 11/);
-  assert.equal(machine.nic?.configRead(0x3c, 1), 11);
-});
+test(
+  'with a network, the guest kernel finds the DP83820 on PCI at 00:03.0, IRQ 11',
+  { skip: buildSkipReason() },
+  () => {
+    const r = make('native');
+    assert.ok(r.ok, r.output);
+    const elf = kernelPath('native');
+    let text = '';
+    const machine = createMachine({
+      memoryMb: 64,
+      network: {},
+      serialOut: (b) => (text += String.fromCharCode(b)),
+    });
+    assert.ok(machine instanceof Machine);
+    const error = bootMultiboot(machine, {
+      kernel: readFileSync(elf),
+      kernelName: elf,
+      cmdline: 'init=hello',
+      modules: [],
+    });
+    assert.equal(error, undefined);
+    machine.run(2_800_000_000);
+    assert.match(text, /pci: 00:03\.0 100b:0022 class 02\/00 irq 11/);
+    assert.equal(machine.nic?.configRead(0x3c, 1), 11);
+  },
+);

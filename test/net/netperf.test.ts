@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildSkipReason, afterburnedSkipReason, make, ROOT } from '../guest/guest.ts';
+import { buildSkipReason, make, ROOT } from '../guest/guest.ts';
 import { runNetperf } from '../../src/bench/netperf/run.ts';
 import { parseFaults } from '../../src/cli/commands/bench.ts';
 import { CONFIGS } from '../../src/bench/netperf/build.ts';
@@ -24,7 +24,7 @@ function previrt(args: string[]): { status: number | null; stdout: string; stder
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const skip = afterburnedSkipReason() ?? buildSkipReason();
+const skip = buildSkipReason();
 
 test(
   'previrt bench netperf: 1 MB into native and afterburned guests, raw and on xen, verified, in the seed layout',
@@ -111,39 +111,57 @@ test(
   },
 );
 
-test('previrt bench netperf --json: one object with every counter', { skip }, () => {
-  const r = previrt([
-    'bench',
-    'netperf',
-    '--config',
-    'native',
-    '--bytes',
-    '256K',
-    '--json',
-    '--seed',
-    '9',
-  ]);
-  assert.equal(r.status, 0, r.stderr);
-  const j = JSON.parse(r.stdout);
-  assert.equal(j.ok, true);
-  assert.equal(j.payloadBytes, 262144);
-  assert.equal(j.rows.length, 1);
-  const run = j.rows[0].runs[0];
-  assert.equal(run.label, 'native, raw');
-  assert.equal(run.seed, 9);
-  assert.match(
-    run.resultLine,
-    /^netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok$/,
-  );
-  assert.equal(run.intervalEnd, 'result-line');
-  assert.ok(run.throughputMbps > 0 && run.cpuUtilisation > 0 && run.cyclesPerByte > 0);
-  assert.ok(run.counters.nicInterrupts > 0 && run.counters.mmioReads > 0);
-  assert.ok(run.counters.nic.rxFrames >= 262144 / 1460);
-  assert.equal(run.sender.state, 'done');
-  assert.equal(run.sender.counters.bytesAcked, 262144 + 12);
-  assert.ok(run.hostSeconds > 0 && run.guestMips > 0);
-  assert.equal(j.rows[0].summary.throughputMbps, run.throughputMbps);
-});
+test(
+  'previrt bench netperf --json: one object with every counter, --faults there both ways',
+  { skip },
+  () => {
+    const r = previrt([
+      'bench',
+      'netperf',
+      '--config',
+      'native',
+      '--bytes',
+      '256K',
+      '--json',
+      '--seed',
+      '9',
+      '--faults',
+      'drop=0.01,dup=0.01,reorder=0.01,corrupt=0.02,seed=3',
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.ok, true);
+    assert.deepEqual(j.faults, {
+      drop: 0.01,
+      duplicate: 0.01,
+      reorder: 0.01,
+      corrupt: 0.02,
+      seed: 3,
+    });
+    assert.equal(j.payloadBytes, 262144);
+    assert.equal(j.rows.length, 1);
+    const run = j.rows[0].runs[0];
+    assert.equal(run.label, 'native, raw');
+    assert.equal(run.seed, 9);
+    assert.match(
+      run.resultLine,
+      /^netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok$/,
+    );
+    assert.equal(run.intervalEnd, 'result-line');
+    assert.ok(run.throughputMbps > 0 && run.cpuUtilisation > 0 && run.cyclesPerByte > 0);
+    assert.ok(run.counters.nicInterrupts > 0 && run.counters.mmioReads > 0);
+    assert.ok(run.counters.nic.rxFrames >= 262144 / 1460);
+    assert.equal(run.sender.state, 'done');
+    assert.equal(run.sender.counters.bytesAcked, 262144 + 12);
+    assert.ok(run.hostSeconds > 0 && run.guestMips > 0);
+    assert.equal(j.rows[0].summary.throughputMbps, run.throughputMbps);
+    // The faults were really on the wire, both ways: corrupted frames reached the guest's NIC
+    // and the client, and the client sent again what was lost.
+    assert.ok(run.counters.nic.rxFcsErrors > 0, 'the NIC saw corrupted frames');
+    assert.ok(run.sender.counters.badFcs > 0, 'the client saw corrupted frames');
+    assert.ok(run.sender.counters.retransmissions > 0, 'something was lost and sent again');
+  },
+);
 
 test('bad options: one line on stderr, exit status 2', () => {
   for (const args of [
@@ -192,7 +210,7 @@ test(
 );
 
 test(
-  '--faults: the chances per frame and the seed, both ways on the wire; the run still verifies',
+  '--faults: the line that states the chances per frame and the seed; the run still verifies',
   { skip },
   () => {
     assert.deepEqual(parseFaults('drop=0.01,dup=0.5,reorder=0,corrupt=1,seed=7'), {
@@ -217,12 +235,6 @@ test(
       r.stdout,
       /^Unreliable wire, both ways, chances per frame: drop 0\.01, duplicate 0\.01, reorder 0\.01, corrupt 0\.01; injector seed 3\.$/m,
     );
-    // The client had to retransmit: the faults were really there.
-    const counts = r.stdout
-      .split('\n')
-      .find((l) => l.startsWith('| native, raw | ') && l.split('|').length > 10);
-    assert.ok(counts !== undefined, r.stdout);
-    const client = counts.split('|')[12].trim().split(' / ').map(Number);
-    assert.ok(client[1] > 0, `retransmissions: ${counts}`);
+    // That they were really there, both ways, the --json test reads from the counters.
   },
 );

@@ -13,14 +13,14 @@ import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { Guest } from '../../src/platforms/platform.ts';
 import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot, type Codec } from '../../src/snapshot/file.ts';
-import { afterburnedSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 
 const codec: Codec = {
   name: 'deflate-raw',
   compress: (b) => deflateRawSync(b),
   decompress: (b) => inflateRawSync(b),
 };
-const skip = afterburnedSkipReason();
+const skip = buildSkipReason();
 const LIMIT = 2_800_000_000;
 
 interface Outcome {

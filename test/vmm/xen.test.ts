@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { afterburnedSkipReason, comparableLines, kernelPath, make, ROOT } from '../guest/guest.ts';
+import { buildSkipReason, comparableLines, kernelPath, make, ROOT } from '../guest/guest.ts';
 
-const skip = afterburnedSkipReason();
+const skip = buildSkipReason();
 
 function previrt(args: string[], input = ''): { status: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), 'run', ...args], {
