@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { afterburnedSkipReason, kernelPath, make, ROOT } from '../guest/guest.ts';
+import { buildSkipReason, kernelPath, make, ROOT } from '../guest/guest.ts';
 
-const skip = afterburnedSkipReason();
+const skip = buildSkipReason();
 
 function previrt(args: string[]): { status: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), 'run', ...args], {
