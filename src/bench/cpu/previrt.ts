@@ -18,23 +18,45 @@ export interface PrevirtResult {
  * CPU with a minimal platform: COM1's transmit register and line status, isa-debug-exit. The
  * benchmark measures the CPU, so nothing else sits in the loop.
  */
-/**
- * Copies an ELF32 executable's PT_LOAD segments to their physical addresses in `ram` (our own
- * trusted test and benchmark programs: no validation, unlike src/loader) and returns the entry.
- */
-export function loadSegments(elf: Uint8Array, ram: Uint8Array): number {
+/** The PT_LOAD segments of an ELF32 executable: physical address, file range, memory size. */
+function loadable(
+  elf: Uint8Array,
+): { paddr: number; offset: number; filesz: number; memsz: number }[] {
   const view = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
   const phoff = view.getUint32(28, true);
   const phnum = view.getUint16(44, true);
+  const out = [];
   for (let k = 0; k < phnum; k++) {
     const ph = phoff + k * 32;
     if (view.getUint32(ph, true) !== 1) continue;
-    const offset = view.getUint32(ph + 4, true);
-    const paddr = view.getUint32(ph + 12, true);
-    const filesz = view.getUint32(ph + 16, true);
-    ram.set(elf.subarray(offset, offset + filesz), paddr);
+    out.push({
+      offset: view.getUint32(ph + 4, true),
+      paddr: view.getUint32(ph + 12, true),
+      filesz: view.getUint32(ph + 16, true),
+      memsz: view.getUint32(ph + 20, true),
+    });
   }
-  return view.getUint32(24, true);
+  return out;
+}
+
+/** The first physical address above every loaded segment (its BSS included). */
+export function imageEnd(elf: Uint8Array): number {
+  return Math.max(0, ...loadable(elf).map((s) => s.paddr + Math.max(s.filesz, s.memsz)));
+}
+
+/**
+ * Copies an ELF32 executable's PT_LOAD segments to their physical addresses in `ram` (our own
+ * test and benchmark programs, so no validation but that they fit, unlike src/loader) and
+ * returns the entry. A segment beyond `ram` is an Error naming the sizes.
+ */
+export function loadSegments(elf: Uint8Array, ram: Uint8Array): number {
+  const end = imageEnd(elf);
+  if (end > ram.length)
+    throw new Error(
+      `the program needs ${Math.ceil(end / 2 ** 20)} MB of memory, the machine has ${ram.length >> 20} MB`,
+    );
+  for (const s of loadable(elf)) ram.set(elf.subarray(s.offset, s.offset + s.filesz), s.paddr);
+  return new DataView(elf.buffer, elf.byteOffset, elf.byteLength).getUint32(24, true);
 }
 
 /** `blocks: false` runs the interpreter alone (no compiled blocks), for comparison. */

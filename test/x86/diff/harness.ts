@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadSegments } from '../../../src/bench/cpu/previrt.ts';
+import { imageEnd, loadSegments } from '../../../src/bench/cpu/previrt.ts';
 import { TEST_COSTS, testPlatform } from '../../../src/x86/testing.ts';
 import { Cpu } from '../../../src/x86/Cpu.ts';
 import { xorshift32 } from '../../random.ts';
@@ -233,11 +233,15 @@ export function runDifferential(
   const { host, flat, out } = build(buildDir, generateAssembly(cases), cases.length);
   const command = runner.command(host);
   const hostOut = execFileSync(command.file, command.args, { maxBuffer: 1 << 28 });
-  const platform = testPlatform(16 << 20);
+  // As much memory as the image needs (its cases and their results grow with --cases).
+  const image = readFileSync(flat);
+  const platform = testPlatform(
+    Math.max(16 << 20, (Math.ceil(imageEnd(image) / (1 << 20)) + 1) << 20),
+  );
   const cpu = new Cpu(platform, TEST_COSTS);
   cpu.blocksEnabled = blocks;
   cpu.blockThreshold = 1;
-  const entry = loadSegments(readFileSync(flat), platform.ram);
+  const entry = loadSegments(image, platform.ram);
   cpu.enterFlatProtectedMode();
   cpu.eip = entry;
   let why = cpu.run(cpu.cycles + 1e7);
