@@ -58,6 +58,7 @@ import {
   X,
 } from './abi.ts';
 import { L4Api } from './api.ts';
+import { auditKernel } from './audit.ts';
 import { FramePool } from './frames.ts';
 import { Interrupts, IRQ_LINES } from './interrupts.ts';
 import { IpcEngine } from './ipc.ts';
@@ -299,6 +300,11 @@ export class L4Kernel implements Hypervisor {
     const c = structuredClone(this.counters) as unknown as CounterTree;
     c.kernelFramesInUse = this.pool.inUse;
     return c;
+  }
+
+  /** Every invariant of the mapping database, page tables and queues (audit.ts); [] if all hold. */
+  audit(): string[] {
+    return auditKernel(this);
   }
 
   save(): L4State {

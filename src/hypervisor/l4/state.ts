@@ -394,7 +394,15 @@ export function restoreKernel(k: L4Kernel, saved: HypervisorState, path: string)
     k.deliveries.push({ thread: get(d.thread, 'deliveries'), result: structuredClone(d.result) });
   for (const sp of k.spaces.values()) sp.mappings.clear();
   k.mdb.restore(s.mapping, k.spaces, (why) => fail(`mapping: ${why}`));
-  Object.assign(k.counters, structuredClone(s.counters));
+  // In place: the mapping database and the DMA confinement hold the counter objects.
+  const savedCounters = structuredClone(s.counters) as unknown as Record<string, unknown>;
+  const counters = k.counters as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(savedCounters)) {
+    const into = counters[key];
+    if (typeof into === 'object' && into !== null && typeof value === 'object' && value !== null)
+      Object.assign(into, value);
+    else counters[key] = value;
+  }
   const table =
     k.cpu.entryTable(s.activeEntries) ??
     fail(`activeEntries: no bound-entry table '${s.activeEntries}'`);

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { audit, boot, restored, snapshot, systemConfig } from './harness.ts';
+
+/**
+ * The whole-system test (guest/system.c): two x86 threads in two spaces, ping-pong, mapping,
+ * page faults resolved by an x86 pager, exceptions as IPC, a time-slice preemption, the PIT's
+ * interrupt as IPC, the end through the resource monitor.
+ */
+test('the system guest: two spaces, IPC, mapping, faults, preemption, an interrupt, exit', () => {
+  const m = boot(systemConfig());
+  const end = m.machine.run(200_000_000);
+  assert.deepEqual(end, { kind: 'exit', value: 0 }, m.console());
+  assert.equal(
+    m.console(),
+    [
+      'system: main thread 0x04000001',
+      'system: ping-pong, page faults and exceptions served',
+      'system: mapped, written, unmapped (status written), faulted again',
+      'system: preempted at the end of a time slice',
+      'system: interrupt 0 received as IPC and acknowledged',
+      'system: done',
+      '',
+    ].join('\n'),
+  );
+  const s = m.l4.stats() as Record<string, Record<string, number> & number>;
+  // B's code, data and stack pages came to A as page faults; A's own from the resource monitor.
+  assert.ok(s.ipc.pageFault >= 6, JSON.stringify(s.ipc));
+  assert.equal(s.ipc.exception, 2); // int $0x80 and the out to a port B was not given
+  assert.equal(s.ipc.interrupt, 1);
+  assert.ok(s.ipc.other > 200); // 100 pings and their replies, the fault replies, requests
+  assert.equal(s.syscalls.unmap, 1);
+  assert.ok(s.pages.mapped > 1024); // the VM's 4 MB to the resource monitor, then pages on
+  assert.ok(s.pages.unmapped >= 1);
+  assert.ok(s.spaceSwitches > 200);
+  assert.equal(s.timeSlices, 1);
+  assert.equal(s.spacesDeleted, 1); // B's, with B
+  assert.equal(s.threadsHalted, 0);
+  assert.equal(m.machine.stats().irqs[0], 1);
+  assert.deepEqual(m.l4.vms(), [{ id: 0, state: 'shutdown', ending: 'exit, status 0' }]);
+  audit(m);
+});
+
+test('the system guest saved at several points and restored into a new build continues exactly', () => {
+  const config = systemConfig();
+  const whole = boot(config);
+  const end = whole.machine.run();
+  const want = {
+    end,
+    console: whole.console(),
+    cycles: whole.machine.cpu.cycles,
+    machine: whole.machine.stats(),
+    l4: whole.l4.stats(),
+  };
+  // Mid ping-pong, in the map/unmap steps, mid time slice (A spinning), while A waits for the
+  // interrupt (blocked in IPC with a timeout), and at the end.
+  for (const at of [300_000, 1_500_000, 20_000_000, 30_500_000, 30_990_000]) {
+    const first = boot(config);
+    first.machine.run(at);
+    const s = snapshot(first);
+    const second = restored(config, s);
+    const end2 = second.machine.run();
+    assert.deepEqual(
+      {
+        end: end2,
+        console: first.console() + second.console(),
+        cycles: second.machine.cpu.cycles,
+        machine: second.machine.stats(),
+        l4: second.l4.stats(),
+      },
+      want,
+      `restored at ${at}`,
+    );
+    audit(second);
+  }
+});
