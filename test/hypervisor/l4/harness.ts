@@ -5,6 +5,10 @@ import {
   type L4MachineConfig,
 } from '../../../src/hypervisor/l4/machine.ts';
 import type { L4State } from '../../../src/hypervisor/l4/state.ts';
+import { Utcb } from '../../../src/hypervisor/l4/abi.ts';
+import type { L4Api } from '../../../src/hypervisor/l4/api.ts';
+import type { Vm, VmConfig } from '../../../src/hypervisor/l4/resourceMonitor.ts';
+import type { IpcResult, Thread, TsProgram, UtcbView } from '../../../src/hypervisor/l4/thread.ts';
 import type { MachineState } from '../../../src/machine/machineState.ts';
 import { buildL4Guest } from './build.ts';
 
@@ -63,4 +67,105 @@ export function restored(config: L4MachineConfig, s: ReturnType<typeof snapshot>
   m.machine.restore(s.machine, () => m.l4.restore(s.l4, 'hypervisor'));
   m.machine.resume();
   return m;
+}
+
+/** A TypeScript thread's program for tests: keeps what its blocked calls returned. */
+export class Recorder implements TsProgram {
+  readonly results: IpcResult[] = [];
+  onResult: ((api: L4Api, r: IpcResult) => void) | undefined;
+  started: ((api: L4Api) => void) | undefined;
+  constructor(start?: (api: L4Api) => void) {
+    this.started = start;
+  }
+  start(api: L4Api): void {
+    this.started?.(api);
+  }
+  ipcDone(api: L4Api, r: IpcResult): void {
+    this.results.push(r);
+    this.onResult?.(api, r);
+  }
+}
+
+/** `jmp .` at guest-physical 0x1000: where parked x86 threads sit. */
+export const PARK = 0x1000;
+
+/**
+ * A VM whose main thread is started at a `jmp .` and is the current thread (nothing ran yet: the
+ * registers are the ones the start message gave it).
+ */
+export function parkedVm(m: L4Machine, config: Partial<VmConfig> = {}): { vm: Vm; main: Thread } {
+  const vm = m.l4.resourceMonitor.createVm({ memoryBytes: 1 << 20, ...config });
+  if (typeof vm === 'string') throw new Error(vm);
+  vm.write(PARK, Uint8Array.of(0xeb, 0xfe));
+  vm.start(vm.mainThread, { ip: vm.mapAt + PARK, sp: vm.mapAt + 0x8000 });
+  const main = m.l4.lookup(vm.mainThread, undefined)!;
+  return { vm, main };
+}
+
+export type Regs = {
+  eax: number;
+  ecx: number;
+  edx: number;
+  ebx: number;
+  ebp: number;
+  esi: number;
+  edi: number;
+};
+
+/** The current x86 thread makes system call `vector` with these registers; returns them after. */
+export function sys(m: L4Machine, vector: number, regs: Partial<Regs> = {}): Regs {
+  const cpu = m.machine.cpu;
+  cpu.eax = regs.eax ?? 0;
+  cpu.ecx = regs.ecx ?? 0;
+  cpu.edx = regs.edx ?? 0;
+  cpu.ebx = regs.ebx ?? 0;
+  cpu.ebp = regs.ebp ?? 0;
+  cpu.esi = regs.esi ?? 0;
+  cpu.edi = regs.edi ?? 0;
+  m.l4.onEvent({ kind: 'software', vector });
+  return {
+    eax: cpu.eax,
+    ecx: cpu.ecx,
+    edx: cpu.edx,
+    ebx: cpu.ebx,
+    ebp: cpu.ebp,
+    esi: cpu.esi,
+    edi: cpu.edi,
+  };
+}
+
+/** A thread's UTCB words. */
+export function utcb(m: L4Machine, tid: number): UtcbView {
+  return m.l4.utcbOf(m.l4.lookup(tid, undefined)!)!;
+}
+
+/** Writes a message into a thread's MRs (MR0 the tag). */
+export function setMrs(m: L4Machine, tid: number, tag: number, words: number[] = []): void {
+  const u = utcb(m, tid);
+  u.set(Utcb.mr, tag);
+  words.forEach((w, i) => u.set(Utcb.mr + 4 * (i + 1), w));
+}
+
+export function mrs(m: L4Machine, tid: number, n: number): number[] {
+  const u = utcb(m, tid);
+  return Array.from({ length: n }, (_, i) => u.get(Utcb.mr + 4 * i));
+}
+
+/** Maps `pages` pages of a VM's memory into its main space, as the resource monitor would. */
+export function mapVmPages(m: L4Machine, vm: Vm, gpa: number, pages: number): void {
+  const to = m.l4.lookup(vm.mainThread, undefined)!.space!;
+  const size = pages * 4096;
+  const ok = m.l4.mdb.mapFpage(
+    m.l4.rootSpace,
+    { base: vm.base + gpa, size, rights: 7 },
+    vm.mapAt + gpa,
+    to,
+    { base: vm.mapAt + gpa, size, rights: 0 },
+    false,
+  );
+  if (!ok) throw new Error('kernel memory');
+}
+
+export function api(m: L4Machine, tid: number): L4Api {
+  return m.l4.lookup(tid, undefined)!.api!;
 }
