@@ -169,3 +169,47 @@ export function mapVmPages(m: L4Machine, vm: Vm, gpa: number, pages: number): vo
 export function api(m: L4Machine, tid: number): L4Api {
   return m.l4.lookup(tid, undefined)!.api!;
 }
+
+/** Little x86 programs for threads (hand-assembled, position-independent). */
+export const code = {
+  /** inc %ebx; jmp back */
+  spin: [0x43, 0xeb, 0xfd],
+  /** eax = nil, edx = any, ecx = 0 (never); int $0x30; inc %ebx; jmp back */
+  waitLoop: [0x31, 0xc0, 0xba, 0xff, 0xff, 0xff, 0xff, 0x31, 0xc9, 0xcd, 0x30, 0x43, 0xeb, 0xf2],
+  /** mov addr, %eax; inc %ebx; jmp back */
+  readLoop: (address: number): number[] => [
+    0xa1,
+    address & 0xff,
+    (address >>> 8) & 0xff,
+    (address >>> 16) & 0xff,
+    address >>> 24,
+    0x43,
+    0xeb,
+    0xf8,
+  ],
+};
+
+/** An x86 thread in the VM's main space running `bytes` placed at guest-physical `at`. */
+export function x86Thread(
+  m: L4Machine,
+  vm: Vm,
+  bytes: number[],
+  at: number,
+  priority?: number,
+): Thread {
+  vm.write(at, Uint8Array.from(bytes));
+  const tid = vm.createThread({ priority });
+  vm.start(tid, { ip: vm.mapAt + at, sp: vm.mapAt + at + 0xff0 });
+  return m.l4.lookup(tid, undefined)!;
+}
+
+/** A thread's EBX (the programs above count their rounds there). */
+export function ebx(m: L4Machine, t: Thread): number {
+  return m.l4.current === t ? m.machine.cpu.ebx : t.ctx.regs[3];
+}
+
+/** Runs the machine on for `cycles` more (after an earlier run ended at its cycle limit). */
+export function runFor(m: L4Machine, cycles: number): ReturnType<L4Machine['machine']['run']> {
+  m.machine.resume();
+  return m.machine.run(m.machine.cpu.cycles + cycles);
+}
