@@ -220,7 +220,7 @@ export class IpcEngine {
           const ok = k.mdb.mapFpage(
             from,
             send,
-            w0 & 0xfffffc00,
+            (w0 & 0xfffffc00) >>> 0,
             to,
             decodeFpage(window | 0),
             type === ITEM_GRANT,
@@ -236,7 +236,7 @@ export class IpcEngine {
     this.deliver(receiver, sender, {
       error: 0,
       from: sender.tid,
-      tag: msg.tag & ~TAG_ERROR,
+      tag: (msg.tag & ~TAG_ERROR) >>> 0,
       words: words.slice(0, u + t),
     });
     return undefined;

@@ -404,7 +404,7 @@ export class ResourceMonitor implements TsProgram {
   /** A VM thread's page fault: its guest-physical page at `mapAt + gpa`, from the root space. */
   private pageFault(vm: Vm, r: IpcResult): ReturnType<typeof message> | undefined {
     const address = (r.words[0] ?? 0) >>> 0;
-    const gpa = ((address - vm.mapAt) >>> 0) & ~0xfff;
+    const gpa = (((address - vm.mapAt) >>> 0) & ~0xfff) >>> 0;
     const frame = vm.frameOf(gpa);
     if (frame === undefined) {
       this.unresolved++;

@@ -189,10 +189,10 @@ export function unmap(k: L4Kernel, t: Thread, control: number, fpages: number[])
   k.counters.syscalls[flush ? 'flush' : 'unmap']++;
   const space = t.space;
   return fpages.map((raw) => {
-    if (space === undefined) return raw & ~7;
+    if (space === undefined) return (raw & ~7) >>> 0;
     // GUEST-CONTROLLED: any fpage; the kernel's area is never in the database.
     const page = decodeFpage(raw);
-    if (page.base >= USER_LIMIT) return raw & ~7;
+    if (page.base >= USER_LIMIT) return (raw & ~7) >>> 0;
     const status = k.mdb.unmapFpage(space, page, flush);
     return ((raw & ~7) | status) >>> 0;
   });
