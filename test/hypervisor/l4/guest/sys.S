@@ -2,14 +2,14 @@
  * The system-call trampoline of previrt's l4 test guests (src/hypervisor/l4/README.md has the
  * register table). l4_sys(entry, regs): loads EAX ECX EDX EBX - EBP ESI EDI from regs[0..7]
  * (regs[4], ESP, is not loaded), calls `entry` - a KIP stub `int $v; ret`, or one of int_stubs
- * - and stores the registers back. _start calls main with the words the harness put above the
- * stack pointer; int_stubs are `int $n; ret` for every n, 4 bytes apart.
+ * - and stores the registers back. _start goes to main as if called: the harness put a return
+ * address slot and main's arguments at the stack pointer (main never returns); int_stubs are
+ * `int $n; ret` for every n, 4 bytes apart.
  */
 	.section .text.start, "ax"
 	.globl _start
 _start:
-	call main
-1:	jmp 1b
+	jmp main
 
 	.text
 	.globl l4_sys
