@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { StateError } from '../../../src/machine/state.ts';
 import { audit, boot, restored, snapshot, systemConfig } from './harness.ts';
 
 /**
@@ -73,4 +74,51 @@ test('the system guest saved at several points and restored into a new build con
     );
     audit(second);
   }
+});
+
+test('a kernel state that does not fit is refused with a StateError naming the field', () => {
+  const config = systemConfig();
+  const first = boot(config);
+  first.machine.run(1_500_000);
+  const good = snapshot(first);
+  const tryRestore = (edit: (s: ReturnType<typeof snapshot>) => void): string => {
+    const s = structuredClone(good);
+    edit(s);
+    const m = boot(config);
+    try {
+      m.machine.restore(s.machine, () => m.l4.restore(s.l4, 'hypervisor'));
+    } catch (e) {
+      assert.ok(e instanceof StateError, String(e));
+      return e.message;
+    }
+    return 'restored';
+  };
+  assert.match(
+    tryRestore((s) => void ((s.l4 as { version: number }).version = 2)),
+    /l4 state version 2/,
+  );
+  assert.match(
+    tryRestore((s) => void ((s.l4.threads[0] as { kind: string }).kind = 'fpu')),
+    /hypervisor.threads\[0\].kind/,
+  );
+  assert.match(
+    tryRestore((s) => void (s.l4.threads.find((t) => t.kind === 'ts')!.tid = 0x7777001)),
+    /TypeScript thread 0x7777001 is not made by this configuration/,
+  );
+  assert.match(
+    tryRestore((s) => void (s.l4.pool.count = 7)),
+    /kernel memory/,
+  );
+  assert.match(
+    tryRestore((s) => void (s.l4.mapping.nodes[1][1] = 999)),
+    /no space 999/,
+  );
+  assert.match(
+    tryRestore((s) => void (s.l4.current = 0x12345601)),
+    /current: no thread/,
+  );
+  assert.equal(
+    tryRestore(() => {}),
+    'restored',
+  );
 });
