@@ -32,7 +32,6 @@ import {
   ANYLOCALTHREAD,
   ANYTHREAD,
   EXCEPTION_WORDS,
-  globalId,
   IpcError,
   irqThreadId,
   isLocalId,
@@ -44,16 +43,12 @@ import {
   PTE_D,
   R,
   ROOT_ID,
-  ROOT_NUMBER,
   Selector,
   SIGMA0_ID,
-  SIGMA0_NUMBER,
   Syscall,
-  SYSCALL_NAMES,
   type SyscallName,
   USER_LIMIT,
   Utcb,
-  UTCB_AREA,
   W,
   X,
 } from './abi.ts';
@@ -843,5 +838,3 @@ export class L4Kernel implements Hypervisor {
     return true;
   }
 }
-
-export { globalId, ROOT_NUMBER, SIGMA0_NUMBER, UTCB_AREA, SYSCALL_NAMES };

@@ -8,7 +8,7 @@
  * The line stays masked until the handler's reply to the interrupt thread, as xen's pirq does.
  * The kernel's own accesses to the 8259 are not charged (xen's are not either).
  */
-import { irqThreadId, Label, msgTag, NEVER, NILTHREAD } from './abi.ts';
+import { Label, msgTag, NEVER, NILTHREAD } from './abi.ts';
 import type { L4Kernel } from './L4.ts';
 import type { Thread } from './thread.ts';
 
@@ -108,5 +108,3 @@ export class Interrupts {
     it.inService = false;
   }
 }
-
-export { irqThreadId };

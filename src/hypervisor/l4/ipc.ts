@@ -28,13 +28,10 @@ import {
   ITEM_MAP,
   NILPAGE,
   NILTHREAD,
-  R,
   TAG_ERROR,
   tagT,
   tagU,
-  USER_LIMIT,
   Utcb,
-  W,
 } from './abi.ts';
 import type { L4Kernel } from './L4.ts';
 import { BR, MR, type IpcOp, type IpcResult, type Message, type Thread } from './thread.ts';
@@ -445,5 +442,3 @@ export function readMessage(get: (offset: number) => number): Message | undefine
   for (let i = 1; i <= n; i++) words.push(get(MR(i)));
   return { tag, words };
 }
-
-export { R, W, USER_LIMIT };

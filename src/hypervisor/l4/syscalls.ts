@@ -493,5 +493,3 @@ export function kernelInterface(): {
 } {
   return { kip: KIP_VIRT, apiVersion: API_VERSION, apiFlags: 0, kernelId: KERNEL_ID };
 }
-
-export { EBX, EBP, EDI };

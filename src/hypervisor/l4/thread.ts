@@ -9,7 +9,7 @@
  * - `irq`: an interrupt thread (thread number = IRQ line): the kernel sends its messages.
  */
 import type { Timer } from '../../machine/device.ts';
-import { BR_COUNT, MR_COUNT, Utcb, UTCB_SIZE } from './abi.ts';
+import { Utcb, UTCB_SIZE } from './abi.ts';
 import type { L4Api } from './api.ts';
 import type { Space } from './space.ts';
 
@@ -157,4 +157,3 @@ export class Thread {
 
 export const MR = (k: number): number => Utcb.mr + k * 4;
 export const BR = (k: number): number => Utcb.br + k * 4;
-export { BR_COUNT, MR_COUNT };
