@@ -1,7 +1,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { StateError } from '../../../src/machine/state.ts';
-import { audit, boot, restored, snapshot, systemConfig } from './harness.ts';
+import { timePeriod } from '../../../src/hypervisor/l4/abi.ts';
+import type { L4Api } from '../../../src/hypervisor/l4/api.ts';
+import type { TsProgram } from '../../../src/hypervisor/l4/thread.ts';
+import {
+  audit,
+  bare,
+  boot,
+  code,
+  parkedVm,
+  restored,
+  runFor,
+  snapshot,
+  systemConfig,
+  x86Thread,
+} from './harness.ts';
 
 /**
  * The whole-system test (guest/system.c): two x86 threads in two spaces, ping-pong, mapping,
@@ -121,4 +135,58 @@ test('a kernel state that does not fit is refused with a StateError naming the f
     tryRestore(() => {}),
     'restored',
   );
+});
+
+/** A TypeScript thread that waits with a timeout, over and over, counting (its state saved). */
+class Ticker implements TsProgram {
+  ticks = 0;
+  start(api: L4Api): void {
+    api.wait(timePeriod(1000));
+  }
+  ipcDone(api: L4Api): void {
+    this.ticks++;
+    api.wait(timePeriod(1000));
+  }
+  save(): unknown {
+    return { ticks: this.ticks };
+  }
+  restore(state: unknown): void {
+    this.ticks = (state as { ticks: number }).ticks;
+  }
+}
+
+test('TypeScript threads waiting with timeouts and x86 threads mid time slice: restored exactly', () => {
+  const build = () => {
+    const m = bare();
+    const { vm } = parkedVm(m);
+    const ticker = new Ticker();
+    vm.createThread({ program: ticker });
+    x86Thread(m, vm, code.spin, 0x4000);
+    x86Thread(m, vm, code.waitLoop, 0x5000, 120);
+    return { m, ticker };
+  };
+  const whole = build();
+  runFor(whole.m, 60_000_000);
+  const want = {
+    cycles: whole.m.machine.cpu.cycles,
+    l4: whole.m.l4.stats(),
+    ticks: whole.ticker.ticks,
+  };
+  assert.ok(want.ticks > 15 && (want.l4.timeSlices as number) >= 2, JSON.stringify(want));
+  for (const at of [7_777_777, 33_333_333]) {
+    const first = build();
+    runFor(first.m, at);
+    const s = snapshot(first.m);
+    const second = build();
+    second.m.machine.restore(s.machine, () => second.m.l4.restore(s.l4, 'hypervisor'));
+    // On to where the uninterrupted run stopped.
+    second.m.machine.resume();
+    second.m.machine.run(want.cycles);
+    assert.deepEqual(
+      { cycles: second.m.machine.cpu.cycles, l4: second.m.l4.stats(), ticks: second.ticker.ticks },
+      want,
+      `restored at ${at}`,
+    );
+    audit(second.m);
+  }
 });
