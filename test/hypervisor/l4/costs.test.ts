@@ -3,7 +3,17 @@ import { test } from 'node:test';
 import { fpage, mapItem } from '../../../src/hypervisor/l4/abi.ts';
 import { message } from '../../../src/hypervisor/l4/api.ts';
 import { BUILDER_ID } from '../../../src/hypervisor/l4/resourceMonitor.ts';
-import { api, bare, ebx, mapVmPages, parkedVm, Recorder, runFor, x86Thread } from './harness.ts';
+import {
+  api,
+  audit,
+  bare,
+  ebx,
+  mapVmPages,
+  parkedVm,
+  Recorder,
+  runFor,
+  x86Thread,
+} from './harness.ts';
 
 // reference/cost-model.md: the trap in and out 500 + 300, an IPC 250, a page mapped or unmapped
 // 100, an address-space switch a MOV to CR3 (200) plus the TLB refills the CPU counts itself.
@@ -18,6 +28,7 @@ test('an x86 system call costs the trap in and out: 500 + 300 (and its three ins
   runFor(m, 1_000_000);
   const per = (m.machine.cpu.cycles - c0) / (ebx(m, t) - n0);
   assert.ok(Math.abs(per - 803) < 1, `${per} cycles per round`);
+  audit(m);
 });
 
 test('TypeScript threads pay what the trap ABI costs: 800 a call, 250 an IPC, 300 each return', () => {
@@ -34,6 +45,7 @@ test('TypeScript threads pay what the trap ABI costs: 800 a call, 250 an IPC, 30
   b.send(a.self, message(1, [1, 2, 3]));
   // b's trap in, the IPC, a's blocked call returning, b's call returning.
   assert.equal(cpu.cycles - before, 500 + 250 + 300 + 300);
+  audit(m);
 });
 
 test('mapping costs 100 a page, unmapping 100 a page, a space switch 200', () => {
@@ -59,4 +71,5 @@ test('mapping costs 100 a page, unmapping 100 a page, a space switch 200', () =>
   before = cpu.cycles;
   api(m, BUILDER_ID).systemClock();
   assert.equal(cpu.cycles - before, 800 + 400);
+  audit(m);
 });

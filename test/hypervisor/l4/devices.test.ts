@@ -72,6 +72,7 @@ test('the device’s DMA is translated from its VM’s addresses and refused out
   assert.equal(dma.read(a.vm.size - 32, buf), false); // runs past the VM's memory
   assert.equal(dma.write(a.vm.base, buf), false); // a machine address is not the VM's
   assert.deepEqual([m.l4.counters.dmaTranslated, m.l4.counters.dmaRefused], [2, 2]);
+  audit(m);
 });
 
 test('the device’s interrupt line: only its VM may take it; IPC, the line masked until the reply', () => {

@@ -182,6 +182,7 @@ test('an exception becomes IPC to the exception handler with 12 words; the reply
   assert.equal(cpu.eax, 0x99);
   assert.equal(cpu.ebx, 0x66);
   assert.equal(m.l4.counters.ipc.exception, 1);
+  audit(m);
 });
 
 test('a page fault becomes IPC to the pager: label 0xffe0 | rwx, address and IP', () => {
@@ -298,4 +299,5 @@ test('KernelInterface by int $0x3b and by lock; nop, the KIP readable (not writa
   assert.throws(() => cpu.translate(KIP_VIRT, 1, true));
   const clock = sys(m, Syscall.systemClock);
   assert.equal(clock.eax, Math.floor((cpu.cycles * 1e6) / 2.8e9));
+  audit(m);
 });

@@ -45,6 +45,7 @@ test('the system guest: two spaces, IPC, mapping, faults, preemption, an interru
   assert.equal(s.ipc.interrupt, 1);
   assert.ok(s.ipc.other > 200); // 100 pings and their replies, the fault replies, requests
   assert.equal(s.syscalls.unmap, 1);
+  assert.equal(s.syscalls.flush, 1);
   assert.ok(s.pages.mapped > 1024); // the VM's 4 MB to the resource monitor, then pages on
   assert.ok(s.pages.unmapped >= 1);
   assert.ok(s.spaceSwitches > 200);

@@ -9,7 +9,8 @@
  * reads what B wrote there, unmaps it (the status bits say B wrote it) and B's next access faults
  * to A, which maps B a fresh page instead; A spins until B sets a flag in a page A mapped it,
  * which B can only do when A's time slice runs out; A programs the PIT (the VM was given its
- * ports and IRQ 0) and takes the interrupt as IPC from interrupt thread 0; A deletes B (and its
+ * ports and IRQ 0) and takes the interrupt as IPC from interrupt thread 0; A flushes the flag page
+ * (its own mapping and B's); A deletes B (and its
  * space) and exits through the resource monitor. Any surprise prints "FAIL ..." and exits 1.
  */
 #include "l4.h"
@@ -187,6 +188,11 @@ void main(void) {
   MR(0) = TAG(0, 0, 0);
   if (l4_send(IRQ_ID(0), ZERO_TIME) & TAG_E) fail("acknowledge", UTCB(U_ERROR));
   print("system: interrupt 0 received as IPC and acknowledged\n");
+
+  /* Flush the flag page: B's mapping goes, and A's own. */
+  MR(0) = FPAGE(FLAG, 12, 7);
+  l4_unmap(0x40);
+  if ((MR(0) & 2) == 0) fail("flag status bits", MR(0));
 
   /* B and its space go; then the end. */
   if (rm_thread_control(b_id, NILTHREAD, NILTHREAD, NILTHREAD, 0xffffffffu) != 1)
