@@ -3,7 +3,7 @@
  * the CPU's monitor (every exception, interrupt and INT n of a guest exits to it), runs one or
  * more VMs on the machine's one CPU, names its counters, ends a run through the machine
  * (`Machine.requestExit` / `requestReset`, never by writing to the machine's ports), and saves
- * and restores its own state for snapshots. `xen/Xen.ts` implements it; an L4-style kernel will.
+ * and restores its own state for snapshots. `xen/Xen.ts` and `l4/L4.ts` implement it.
  *
  * How a VM is built on it (memory layout, loading, the in-place VMM) is not part of this
  * contract: that is the VMM backend's and the platform entry's business (src/vmm/backend.ts,

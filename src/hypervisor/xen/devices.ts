@@ -10,7 +10,7 @@
  *   tracking: they are not memory).
  * - IRQs: a granted line is bound with EVTCHNOP_bind_pirq; the hardware interrupt is acknowledged
  *   by the hypervisor and raised on that port.
- * - DMA: the device's bus addresses are machine addresses; `DmaConfinement` (an IOMMU-like hook)
+ * - DMA: the device's bus addresses are machine addresses; `DmaConfinement` (../devices.ts)
  *   translates a domain's pseudo-physical addresses and refuses anything outside its frames.
  *   A grant that names the device's bus-master port (`dma`) gets it confined: from then on the
  *   device's DMA addresses are the domain's pseudo-physical ones (what its driver writes).
@@ -18,11 +18,16 @@
  *   hypervisor placed the BARs, so the domain cannot move them.
  */
 import type { DmaMemory } from '../../machine/device.ts';
+import { frameMapDma, type DmaConfinement, type PortRange } from '../devices.ts';
 
-export interface PortRange {
-  base: number;
-  length: number;
-}
+// The pieces every hypervisor shares (../devices.ts), under the names xen's callers know.
+export {
+  confineDma,
+  inRanges,
+  type DmaConfinement,
+  type DmaCounters,
+  type PortRange,
+} from '../devices.ts';
 
 export interface DeviceGrant {
   /** What the grant is for, for messages ("dp83820"). */
@@ -72,74 +77,10 @@ export function allowedConfigWrite(
   return undefined;
 }
 
-/** IOMMU-like confinement of a granted device's DMA to one domain's frames. */
-export interface DmaConfinement {
-  /** Machine address for a domain pseudo-physical range, or undefined if it leaves the domain. */
-  translate(pseudoPhysical: number, length: number): number | undefined;
-  /** True if the machine range lies wholly in frames the domain owns. */
-  allows(machine: number, length: number): boolean;
-}
-
-export function inRanges(ranges: readonly PortRange[], value: number, length = 1): boolean {
-  return ranges.some((r) => value >= r.base && value + length <= r.base + r.length);
-}
-
 /**
  * The confinement for one domain: pseudo-physical addresses translate through its p2m (a range
  * must be machine-contiguous, as one DMA buffer is), machine ranges must lie in its own frames.
  */
 export function domainDma(p2m: readonly number[], owns: (mfn: number) => boolean): DmaConfinement {
-  return {
-    translate(pseudoPhysical, length) {
-      // GUEST-CONTROLLED: both values come from the guest's DMA descriptors.
-      if (length <= 0 || pseudoPhysical < 0) return undefined;
-      const first = Math.floor(pseudoPhysical / 4096);
-      const last = Math.floor((pseudoPhysical + length - 1) / 4096);
-      if (last >= p2m.length) return undefined;
-      for (let pfn = first + 1; pfn <= last; pfn++) {
-        if (p2m[pfn] !== p2m[first] + (pfn - first)) return undefined;
-      }
-      return p2m[first] * 4096 + (pseudoPhysical % 4096);
-    },
-    allows(machine, length) {
-      if (length <= 0 || machine < 0) return false;
-      for (let mfn = Math.floor(machine / 4096); mfn * 4096 < machine + length; mfn++) {
-        if (!owns(mfn)) return false;
-      }
-      return true;
-    },
-  };
-}
-
-/**
- * Interposes a confinement between a device and memory, as an IOMMU would: the device's DMA
- * addresses become the domain's pseudo-physical addresses, translated to machine ones; a
- * transfer that leaves the domain fails (the device reports a bus error to its driver).
- */
-export function confineDma(port: DmaMemory, dma: DmaConfinement, counters: DmaCounters): void {
-  const read = port.read.bind(port);
-  const write = port.write.bind(port);
-  port.read = (address, into) => {
-    const m = dma.translate(address, into.length);
-    if (m === undefined || !dma.allows(m, into.length)) {
-      counters.dmaRefused++;
-      return false;
-    }
-    counters.dmaTranslated++;
-    return read(m, into);
-  };
-  port.write = (address, from) => {
-    const m = dma.translate(address, from.length);
-    if (m === undefined || !dma.allows(m, from.length)) {
-      counters.dmaRefused++;
-      return false;
-    }
-    counters.dmaTranslated++;
-    return write(m, from);
-  };
-}
-
-export interface DmaCounters {
-  dmaTranslated: number;
-  dmaRefused: number;
+  return frameMapDma(p2m, owns);
 }

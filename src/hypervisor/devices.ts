@@ -1,0 +1,111 @@
+/**
+ * Direct device access, as every hypervisor here gives it (DESIGN.md decision 10): the pieces a
+ * hypervisor interposes between a device it passes through and the machine, whatever its own
+ * way of naming the VM's memory. xen (xen/devices.ts) confines DMA through a domain's p2m; l4
+ * (l4/devices.ts) to the contiguous region its resource monitor gave a VM.
+ *
+ * DMA: the device's bus addresses are machine addresses; a `DmaConfinement` (an IOMMU-like
+ * hook) translates the VM's own addresses (what its driver writes into descriptors) and refuses
+ * anything outside the VM's memory. `confineDma` interposes one on the device's bus-master port
+ * (`DmaMemory`, machine/device.ts): a transfer that leaves the VM fails, which the device reports
+ * to its driver as a bus error, never a host exception.
+ */
+import type { DmaMemory } from '../machine/device.ts';
+
+export interface PortRange {
+  base: number;
+  length: number;
+}
+
+export function inRanges(ranges: readonly PortRange[], value: number, length = 1): boolean {
+  return ranges.some((r) => value >= r.base && value + length <= r.base + r.length);
+}
+
+/** IOMMU-like confinement of a passed-through device's DMA to one VM's memory. */
+export interface DmaConfinement {
+  /** Machine address for a range of the VM's own addresses, or undefined if it leaves the VM. */
+  translate(vmAddress: number, length: number): number | undefined;
+  /** True if the machine range lies wholly in the VM's memory. */
+  allows(machine: number, length: number): boolean;
+}
+
+export interface DmaCounters {
+  dmaTranslated: number;
+  dmaRefused: number;
+}
+
+/**
+ * The confinement for a VM whose addresses translate through a frame map (`p2m[pfn]` = machine
+ * frame; a range must be machine-contiguous, as one DMA buffer is) and whose machine memory is
+ * the frames `owns` accepts.
+ */
+export function frameMapDma(
+  p2m: readonly number[],
+  owns: (mfn: number) => boolean,
+): DmaConfinement {
+  return {
+    translate(vmAddress, length) {
+      // GUEST-CONTROLLED: both values come from the guest's DMA descriptors.
+      if (length <= 0 || vmAddress < 0) return undefined;
+      const first = Math.floor(vmAddress / 4096);
+      const last = Math.floor((vmAddress + length - 1) / 4096);
+      if (last >= p2m.length) return undefined;
+      for (let pfn = first + 1; pfn <= last; pfn++) {
+        if (p2m[pfn] !== p2m[first] + (pfn - first)) return undefined;
+      }
+      return p2m[first] * 4096 + (vmAddress % 4096);
+    },
+    allows(machine, length) {
+      if (length <= 0 || machine < 0) return false;
+      for (let mfn = Math.floor(machine / 4096); mfn * 4096 < machine + length; mfn++) {
+        if (!owns(mfn)) return false;
+      }
+      return true;
+    },
+  };
+}
+
+/**
+ * The confinement for a VM whose memory is one contiguous machine region: VM address `a` is
+ * machine address `base + a`, for `a + length <= size`.
+ */
+export function regionDma(base: number, size: number): DmaConfinement {
+  return {
+    translate(vmAddress, length) {
+      // GUEST-CONTROLLED: both values come from the guest's DMA descriptors.
+      if (length <= 0 || vmAddress < 0 || vmAddress + length > size) return undefined;
+      return base + vmAddress;
+    },
+    allows(machine, length) {
+      return length > 0 && machine >= base && machine + length <= base + size;
+    },
+  };
+}
+
+/**
+ * Interposes a confinement between a device and memory, as an IOMMU would: the device's DMA
+ * addresses become the VM's own addresses, translated to machine ones; a transfer that leaves
+ * the VM fails (the device reports a bus error to its driver).
+ */
+export function confineDma(port: DmaMemory, dma: DmaConfinement, counters: DmaCounters): void {
+  const read = port.read.bind(port);
+  const write = port.write.bind(port);
+  port.read = (address, into) => {
+    const m = dma.translate(address, into.length);
+    if (m === undefined || !dma.allows(m, into.length)) {
+      counters.dmaRefused++;
+      return false;
+    }
+    counters.dmaTranslated++;
+    return read(m, into);
+  };
+  port.write = (address, from) => {
+    const m = dma.translate(address, from.length);
+    if (m === undefined || !dma.allows(m, from.length)) {
+      counters.dmaRefused++;
+      return false;
+    }
+    counters.dmaTranslated++;
+    return write(m, from);
+  };
+}
