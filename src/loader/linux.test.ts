@@ -11,7 +11,13 @@ import { BOOT_CS, BOOT_DS, bootLinux, isLinuxKernel, placeLinux } from './linux.
  */
 function bzImage(
   code: Uint8Array,
-  o: { version?: number; loadFlags?: number; xloadflags?: number; initSize?: number } = {},
+  o: {
+    version?: number;
+    loadFlags?: number;
+    xloadflags?: number;
+    initSize?: number;
+    code32Start?: number;
+  } = {},
 ): Uint8Array {
   const setupSects = 4;
   const image = new Uint8Array((setupSects + 1) * 512 + code.length);
@@ -23,7 +29,7 @@ function bzImage(
   v.setUint32(0x202, 0x53726448, true); // "HdrS"
   v.setUint16(0x206, o.version ?? 0x020f, true);
   image[0x211] = o.loadFlags ?? 0x01; // LOADED_HIGH
-  v.setUint32(0x214, 0x100000, true); // code32_start
+  v.setUint32(0x214, o.code32Start ?? 0x100000, true); // code32_start
   v.setUint32(0x22c, 0x7fffffff, true); // initrd_addr_max
   v.setUint32(0x230, 0x1000000, true); // kernel_alignment
   v.setUint16(0x236, o.xloadflags ?? 0, true);
@@ -173,6 +179,19 @@ test('images previrt cannot boot are refused with one line naming the file', () 
   );
   assert.match(place(bzImage(code, { loadFlags: 0 })), /^k\.img: a zImage/);
   assert.match(place(bzImage(code, { xloadflags: 1 })), /^k\.img: a 64-bit \(x86-64\) kernel/);
+  assert.match(
+    place(bzImage(code, { code32Start: 0x90000 })),
+    /code32_start 0x90000 lies below 1 MB/,
+  );
+  const at2 = placeLinux(m.ram, {
+    kernel: bzImage(Uint8Array.of(0xf4), { code32Start: 0x200000 }),
+    kernelName: 'k',
+    cmdline: '',
+    initrd: [],
+  });
+  assert.ok(!(at2 instanceof LoadError));
+  assert.equal(at2.entry, 0x200000, 'loaded and entered where code32_start says');
+  assert.equal(m.ram[0x200000], 0xf4);
   assert.match(place(bzImage(code).subarray(0, 0x400)), /^k\.img: (truncated|not a Linux)/);
   assert.match(place(new Uint8Array(4096)), /^k\.img: not a Linux kernel image/);
   assert.match(place(bzImage(code), { cmdline: 'x'.repeat(3000) }), /command line has 3000 bytes/);

@@ -7,7 +7,7 @@
  *             from the image, the e820 memory map, the loader's fields), where QEMU puts the
  *             real-mode part; the GDT of the boot selectors right after it
  *   0x20000   the command line (QEMU's cmdline_addr)
- *   0x100000  the protected-mode kernel (a bzImage is "loaded high"; code32_start is its entry)
+ *   0x100000  the protected-mode kernel (a bzImage is "loaded high", at its code32_start)
  *   top       the initrd, page aligned, as high as the header's initrd_addr_max and the memory
  *             allow (QEMU: (initrd_max - size) & ~4095)
  *
@@ -68,6 +68,7 @@ const BP = {
   version: 0x206,
   typeOfLoader: 0x210,
   loadFlags: 0x211,
+  code32Start: 0x214,
   ramdiskImage: 0x218,
   ramdiskSize: 0x21c,
   heapEndPtr: 0x224,
@@ -158,9 +159,17 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
   const ramSize = ram.length;
   const mb = (n: number): string => `${Math.ceil(n / 2 ** 20)} MB`;
 
-  // The protected-mode kernel at 1 MB; the decompressor then needs init_size bytes from where it
-  // runs the kernel (pref_address, 16 MB for a default i386 build), 2.10+.
-  const kernelEnd = KERNEL_HIGH + kernel.length;
+  // The protected-mode kernel where code32_start says (boot.rst: it "defaults to the load address
+  // of the kernel, and can be used by the boot loader to determine the proper load address"):
+  // 1 MB for every bzImage `make` builds. The decompressor then needs init_size bytes from where
+  // it runs the kernel (pref_address, 16 MB for a default i386 build), 2.10+.
+  const code32 = iv.getUint32(BP.code32Start, true);
+  const load = code32 === 0 ? KERNEL_HIGH : code32;
+  if (load < KERNEL_HIGH)
+    return new LoadError(
+      `${file}: code32_start ${hex(load)} lies below 1 MB (a bzImage is loaded high)`,
+    );
+  const kernelEnd = load + kernel.length;
   let needed = kernelEnd;
   if (version >= 0x020a) {
     const pref =
@@ -200,8 +209,8 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
   // Everything checked: fill memory.
   ram.fill(0, BOOT_PARAMS, BOOT_PARAMS + 0x1000);
   ram.set(image.subarray(0x1f1, headerEnd), BOOT_PARAMS + 0x1f1);
-  ram.fill(0, KERNEL_HIGH, kernelEnd);
-  ram.set(kernel, KERNEL_HIGH);
+  ram.fill(0, load, kernelEnd);
+  ram.set(kernel, load);
   ram.fill(0, CMDLINE, CMDLINE + cmdline.length + 1);
   ram.set(cmdline, CMDLINE);
   if (initrd !== undefined) {
@@ -258,10 +267,10 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
 
   return {
     // "the 32-bit kernel entry point, which is the start address of loaded 32/64-bit kernel"
-    entry: KERNEL_HIGH,
+    entry: load,
     bootParams: BOOT_PARAMS,
     gdt: GDT,
-    layout: { kernel: [KERNEL_HIGH, kernelEnd], cmdline: CMDLINE, initrd },
+    layout: { kernel: [load, kernelEnd], cmdline: CMDLINE, initrd },
   };
 }
 
