@@ -2,8 +2,10 @@
 # Installs everything previrt needs on a fresh Debian machine (run as root, or with sudo
 # available): the 32-bit gcc toolchain and binutils for guests, QEMU as the reference machine,
 # qemu-i386 (qemu-user) to run gcc -m32 test programs on hosts whose kernel cannot execute i386
-# programs (test/hostI386.ts), the BIOS images v86 needs for the CPU benchmark, and the npm
-# packages.
+# programs (test/hostI386.ts), the BIOS images v86 needs for the CPU benchmark, Debian's Linux
+# 6.1 source and what building it (tinyconfig + guest/linux/kernel.config, `npm run guest:linux`)
+# needs: bc, bison, flex, lz4, xz-utils (no libelf or libssl: a 32-bit kernel without modules
+# builds neither objtool nor the signing tools), and the npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,13 @@ command -v qemu-system-i386 >/dev/null || need+=(qemu-system-x86)
 command -v qemu-i386 >/dev/null || need+=(qemu-user)
 [ -e /usr/share/seabios/bios.bin ] || need+=(seabios)
 [ -e /usr/share/vgabios/vgabios.bin ] || need+=(vgabios)
+[ -e /usr/src/linux-source-6.1.tar.xz ] || need+=(linux-source-6.1)
+command -v bc >/dev/null || need+=(bc)
+command -v bison >/dev/null || need+=(bison)
+command -v flex >/dev/null || need+=(flex)
+command -v lz4 >/dev/null || need+=(lz4)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v flock >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=''
   [ "$(id -u)" -eq 0 ] || sudo='sudo'

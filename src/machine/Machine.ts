@@ -11,6 +11,7 @@ import type { BusAccess, DmaMemory } from './device.ts';
 import { Cmos } from './devices/legacy/Cmos.ts';
 import { DebugExit } from './devices/legacy/DebugExit.ts';
 import { KeyboardController } from './devices/legacy/KeyboardController.ts';
+import { DmaPageRegisters } from './devices/legacy/DmaPageRegisters.ts';
 import { PostPort } from './devices/legacy/PostPort.ts';
 import { DualPic } from './devices/legacy/Pic.ts';
 import { Pit } from './devices/legacy/Pit.ts';
@@ -122,6 +123,7 @@ export class Machine {
   readonly uart: Uart16550;
   readonly cmos: Cmos;
   readonly keyboard: KeyboardController;
+  readonly dmaPages = new DmaPageRegisters();
   readonly pci = new PciHostBridge();
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
@@ -176,6 +178,7 @@ export class Machine {
       keyboard: this.keyboard,
       cmos: this.cmos,
       post: new PostPort(),
+      dmaPages: this.dmaPages,
       picSlave: this.pic.slave,
       debugExit: new DebugExit((v) => this.requestExit(v)),
       com1: this.uart,
@@ -359,6 +362,7 @@ export class Machine {
         pic: this.pic.save(),
         pit: this.pit.save(),
         keyboard: this.keyboard.save(),
+        dmaPages: this.dmaPages.save(),
         cmos: this.cmos.save(),
         com1: this.uart.save(),
         pci: this.pci.save(),
@@ -414,6 +418,7 @@ export class Machine {
     }
     this.pit.restore(d.pit, 'devices.pit');
     this.keyboard.restore(d.keyboard, 'devices.keyboard');
+    this.dmaPages.restore(d.dmaPages, 'devices.dmaPages');
     this.cmos.restore(d.cmos, 'devices.cmos');
     this.uart.restore(d.com1, 'devices.com1');
     this.pci.restore(d.pci, 'devices.pci');

@@ -15,6 +15,7 @@ import type { CpuState } from '../x86/system/state.ts';
 import type { ClockState } from './clock.ts';
 import type { Dp83820State } from './devices/dp83820/Dp83820.ts';
 import type { CmosState } from './devices/legacy/Cmos.ts';
+import type { DmaPageRegistersState } from './devices/legacy/DmaPageRegisters.ts';
 import type { KeyboardControllerState } from './devices/legacy/KeyboardController.ts';
 import type { PicState } from './devices/legacy/Pic.ts';
 import type { PitState } from './devices/legacy/Pit.ts';
@@ -131,6 +132,7 @@ export interface MachineDevicesState {
   pic: PicState;
   pit: PitState;
   keyboard: KeyboardControllerState;
+  dmaPages: DmaPageRegistersState;
   cmos: CmosState;
   com1: UartState;
   pci: PciHostBridgeState;
@@ -182,6 +184,7 @@ export const MACHINE_STATE: Check = checkState<MachineState>('machine', 1, {
     pic: VERSIONED,
     pit: VERSIONED,
     keyboard: VERSIONED,
+    dmaPages: VERSIONED,
     cmos: VERSIONED,
     com1: VERSIONED,
     pci: VERSIONED,

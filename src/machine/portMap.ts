@@ -23,6 +23,7 @@ export const PC_PORTS = {
   keyboard: { base: 0x60, length: 5, what: '8042 keyboard controller' },
   cmos: { base: 0x70, length: 2, what: 'MC146818 CMOS RTC (index, data)' },
   post: { base: 0x80, length: 1, what: 'POST diagnostic port' },
+  dmaPages: { base: 0x81, length: 15, what: '74LS612 DMA page registers' },
   picSlave: { base: 0xa0, length: 2, what: '8259A slave (command, data)' },
   debugExit: { base: 0xf4, length: 4, what: 'isa-debug-exit (iosize 4)' },
   com1: { base: 0x3f8, length: 8, what: '16550A UART, COM1' },

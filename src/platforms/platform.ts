@@ -21,11 +21,15 @@ import type { InPlaceVmm } from '../vmm/Vmm.ts';
 export interface GuestConfig {
   /** A platform's name: `none` (the raw PC) or `xen` (platforms.ts lists them). */
   platform: string;
-  /** The kernel file's bytes (a multiboot ELF; afterburned for a hypervisor). */
+  /**
+   * The kernel file's bytes: a multiboot ELF (afterburned for a hypervisor), or on the raw PC a
+   * Linux bzImage (src/loader/linux.ts).
+   */
   kernel: Uint8Array;
   /** Its name, for messages and for the boot loader name the guest sees. */
   kernelName: string;
   cmdline?: string;
+  /** Multiboot modules; for a Linux bzImage, the initrd (several files: concatenated). */
   modules?: BootModule[];
   /** Machine memory in MB (default 256); a hypervisor's VM gets what the platform leaves it. */
   memoryMb?: number;

@@ -4,6 +4,7 @@
  * and the VMM (src/vmm, its xen backend) gives it the PC it was written for. With a NIC in the
  * configuration, the machine's DP83820 is passed through to the domain.
  */
+import { isLinuxKernel } from '../loader/linux.ts';
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
 import { readAfterburned } from '../vmm/load.ts';
@@ -40,6 +41,8 @@ export const xenPlatform: Platform = {
     },
   ],
   prepare(config) {
+    if (isLinuxKernel(config.kernel))
+      return `${config.kernelName}: a Linux bzImage; the xen platform boots afterburned multiboot kernels only (pre-virtualized Linux is not supported yet: use --hypervisor none)`;
     const kernel = readAfterburned(config.kernel, config.kernelName);
     if (typeof kernel === 'string') return kernel;
     return (machine) => {

@@ -29,6 +29,10 @@ import {
 import { DualPic, type PicState } from '../machine/devices/legacy/Pic.ts';
 import { Uart16550, type UartState } from '../machine/devices/legacy/Uart16550.ts';
 import { PciHostBridge, type PciHostBridgeState } from '../machine/devices/pci/PciHostBridge.ts';
+import {
+  DmaPageRegisters,
+  type DmaPageRegistersState,
+} from '../machine/devices/legacy/DmaPageRegisters.ts';
 import { PostPort } from '../machine/devices/legacy/PostPort.ts';
 import { PC_IRQ, placePcPorts } from '../machine/portMap.ts';
 import type { PassthroughPci } from './devices/passthrough.ts';
@@ -65,6 +69,7 @@ const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platfo
   uart: object,
   cmos: object,
   keyboard: object,
+  dmaPages: object,
   pci: object,
   passthrough: arrayOf(arrayOf(num)),
   deviceLines: arrayOf((v, path) => {
@@ -87,6 +92,7 @@ export interface VirtualPlatformState {
   uart: UartState;
   cmos: CmosState;
   keyboard: KeyboardControllerState;
+  dmaPages: DmaPageRegistersState;
   pci: PciHostBridgeState;
   passthrough: number[][];
   deviceLines: [number, LineState][];
@@ -105,6 +111,7 @@ export class VirtualPlatform {
   private readonly deviceLines = new Map<number, LineState>();
   private readonly cmos: Cmos;
   private readonly keyboard: KeyboardController;
+  private readonly dmaPages = new DmaPageRegisters();
 
   constructor(private readonly host: PlatformHost) {
     this.pic = new DualPic((level) => host.interruptLine(level));
@@ -125,6 +132,7 @@ export class VirtualPlatform {
       keyboard: this.keyboard,
       cmos: this.cmos,
       post: new PostPort(),
+      dmaPages: this.dmaPages,
       picSlave: this.pic.slave,
       debugExit: new DebugExit((v) => host.exit(v)),
       com1: this.uart,
@@ -143,6 +151,7 @@ export class VirtualPlatform {
       uart: this.uart.save(),
       cmos: this.cmos.save(),
       keyboard: this.keyboard.save(),
+      dmaPages: this.dmaPages.save(),
       pci: this.pci.save(),
       passthrough: this.passthrough.map((f) => f.save()),
       deviceLines: [...this.deviceLines],
@@ -165,6 +174,7 @@ export class VirtualPlatform {
     this.uart.restore(s.uart, `${path}.uart`);
     this.cmos.restore(s.cmos, `${path}.cmos`);
     this.keyboard.restore(s.keyboard, `${path}.keyboard`);
+    this.dmaPages.restore(s.dmaPages, `${path}.dmaPages`);
     this.pci.restore(s.pci, `${path}.pci`);
     this.passthrough.forEach((f, k) => f.restore(s.passthrough[k], `${path}.passthrough[${k}]`));
     this.deviceLines.clear();

@@ -350,3 +350,66 @@ test('random bytes at CPL 0 raise only architectural events, each counted once',
   assert.ok(seen.exception > 100 && seen.software > 0, JSON.stringify(seen));
   assert.ok(instructions > 10_000, `${instructions} instructions`);
 });
+
+test('hint NOPs 0F 19-0F 1F (ENDBR32 among them) and PREFETCHh execute as NOPs; 0F 18 with a register is #UD', () => {
+  // Memory operands that point nowhere: a NOP touches no memory, so nothing faults.
+  const cpu = run(`
+    endbr32
+    .byte 0xf3, 0x0f, 0x1e, 0xfa     /* endbr64 */
+    prefetchnta 0x7ffffff0
+    prefetcht0 (%eax)
+    .byte 0x0f, 0x18, 0x20           /* 0F 18 /4 (%eax): a hint NOP */
+    .byte 0x0f, 0x19, 0x05, 0xf0, 0xff, 0xff, 0x7f
+    .byte 0x0f, 0x1a, 0x00
+    .byte 0x0f, 0x1b, 0xc1
+    .byte 0x0f, 0x1c, 0x40, 0x10
+    .byte 0x66, 0x0f, 0x1d, 0x04, 0x24
+    .byte 0x0f, 0x1e, 0xc8
+    nopl 0x12345678(%eax,%ebx,4)
+    nopw (%eax)
+    movl $7, %ecx`);
+  assert.equal(cpu.ecx, 7);
+  assert.equal(
+    cpu.counters.exceptions.reduce((a, b) => a + b, 0),
+    0,
+  );
+  assert.equal(cpu.counters.instructions, 14 + 1); // and the HLT
+
+  const reg = flatCpu(assemble('.byte 0x0f, 0x18, 0xc0\n\thlt'));
+  const events: CpuEvent[] = [];
+  reg.attachMonitor({
+    onEvent(e) {
+      events.push(e);
+      reg.eip += 3;
+    },
+  });
+  assert.equal(reg.run(1e6), 'halt');
+  assert.deepEqual(events, [{ kind: 'exception', vector: 6, errorCode: undefined }]);
+});
+
+test('MSR 0x8b (IA32_BIOS_SIGN_ID): writes are ignored and reads give 0, no microcode update', () => {
+  // The sequence Linux runs on a family-6 Intel CPU (intel_get_microcode_revision).
+  const cpu = run(`
+    movl $0x8b, %ecx
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    movl $1, %eax
+    cpuid
+    movl $0x8b, %ecx
+    movl $-1, %eax
+    movl $-1, %edx
+    rdmsr
+    movl $0x8b, %ecx
+    movl $0x1234, %eax
+    movl $0x5678, %edx
+    wrmsr
+    movl %eax, %esi
+    rdmsr`);
+  assert.equal(cpu.eax, 0);
+  assert.equal(cpu.edx, 0);
+  assert.equal(
+    cpu.counters.exceptions.reduce((a, b) => a + b, 0),
+    0,
+  );
+});

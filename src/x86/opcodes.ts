@@ -229,7 +229,13 @@ def([0x102, 0x103], MODRM, sys.larLsl);
 def(0x106, 0, sys.clts);
 def([0x108, 0x109], 0, sys.cacheFlush);
 def(0x10b, 0, ctl.undefinedOpcode);
-def(0x11f, MODRM, ctl.nop);
+// The hint-NOP space (SDM Vol. 2 Table A-3, "Reserved-NOP", and NOP's page: "0F 1F /0"): on a
+// P6-class CPU 0F 19–0F 1F with any ModRM execute as NOPs and touch no memory. Later CPUs gave
+// some of them meanings that are NOPs to CPUs without the feature: the MPX bound instructions
+// (0F 1A, 0F 1B) and CET's ENDBR32/ENDBR64 (F3 0F 1E FB/FA), which gcc puts at every function
+// entry with -fcf-protection (Debian's static glibc has them).
+def(0x118, MODRM, ctl.prefetchHint);
+def([0x119, 0x11a, 0x11b, 0x11c, 0x11d, 0x11e, 0x11f], MODRM, ctl.nop);
 def([0x120, 0x122], MODRM | REG_ONLY, sys.movCr);
 def([0x121, 0x123], MODRM | REG_ONLY, sys.movDr);
 def([0x130, 0x132], 0, sys.msr);

@@ -62,3 +62,31 @@ export function buildGuest(): { ok: true } | { ok: false; output: string } {
     if (!existsSync(c.kernel)) return { ok: false, output: `the build made no ${c.kernel}` };
   return { ok: true };
 }
+
+/**
+ * The Linux guest (guest/linux, README "Running Linux"): Debian's Linux 6.1 with its ns83820
+ * driver and TCP, and the project's netserver in its initramfs, which /init runs and then powers
+ * off with its status. `--guest linux` has the one row: native, raw.
+ */
+export const LINUX_GUEST = {
+  kernel: join(REPO_ROOT, 'guest/linux/build/bzImage'),
+  initramfs: join(REPO_ROOT, 'guest/linux/build/initramfs.cpio'),
+  cmdline: 'console=ttyS0 netserver',
+  configs: ['native'] as NetperfConfig[],
+};
+
+/**
+ * `npm run guest:linux` (guest/linux/build.sh): the kernel once per configuration (minutes, the
+ * first time), the programs and the initramfs each time (a second). Its progress goes to stderr.
+ */
+export function buildLinuxGuest(): { ok: true } | { ok: false; output: string } {
+  const r = spawnSync('bash', [join(REPO_ROOT, 'guest/linux/build.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.error !== undefined) return { ok: false, output: `bash: ${r.error.message}` };
+  if (r.status !== 0) return { ok: false, output: `${r.stdout}${r.stderr}` };
+  for (const f of [LINUX_GUEST.kernel, LINUX_GUEST.initramfs])
+    if (!existsSync(f)) return { ok: false, output: `the build made no ${f}` };
+  return { ok: true };
+}

@@ -13,6 +13,7 @@
  * interval. The client's own work costs the guest nothing (it is another machine; see
  * TcpSender.ts), so the guest's CPU or the wire limits the throughput, whichever is slower.
  */
+import type { BootModule } from '../../loader/multiboot.ts';
 import { counterDelta, type CounterTree } from '../../machine/counters.ts';
 import type { Dp83820Counters } from '../../machine/devices/dp83820/Dp83820.ts';
 import type { FaultConfig } from '../../machine/ethernet/link.ts';
@@ -32,6 +33,12 @@ export interface NetperfRunOptions {
   faults?: FaultConfig;
   /** Extra kernel command-line words after `init=netserver`. */
   append?: string;
+  /**
+   * The whole kernel command line instead of `init=netserver ...`, and the boot modules (a
+   * Linux guest: its command line and its initramfs; see build.ts, LINUX_GUEST).
+   */
+  cmdline?: string;
+  modules?: BootModule[];
   /**
    * The platform (src/platforms): `none` (default) the raw PC; `xen` a domain of the Xen-style
    * hypervisor through the in-place VMM, with the DP83820 passed through (the kernel must be
@@ -172,13 +179,14 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     } else if (line.startsWith('net: ')) guestNetLine = line;
     line = '';
   };
-  const append = `init=netserver${o.append !== undefined ? ` ${o.append}` : ''}`;
+  const append = o.cmdline ?? `init=netserver${o.append !== undefined ? ` ${o.append}` : ''}`;
   // Under a hypervisor the console is its console_io; the machine's own UART is not used.
   const guest = createGuest({
     platform: o.hypervisor ?? 'none',
     kernel: o.kernel,
     kernelName: o.kernelName,
     cmdline: append,
+    modules: o.modules,
     costModel: o.costModel,
     nic: { faults: o.faults },
     console: serialOut,

@@ -2,10 +2,13 @@ import { readFileSync } from 'node:fs';
 import type { Command } from '../command.ts';
 import {
   buildGuest,
+  buildLinuxGuest,
   CONFIGS,
   guestKernelName,
+  LINUX_GUEST,
   type NetperfConfig,
 } from '../../bench/netperf/build.ts';
+import type { BootModule } from '../../loader/multiboot.ts';
 import { runNetperf, type NetperfProgress, type NetperfRun } from '../../bench/netperf/run.ts';
 import {
   formatSize,
@@ -16,8 +19,9 @@ import {
 } from '../../bench/netperf/report.ts';
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
-const usage = `usage: previrt bench netperf [--config native|nops|xen-pre[,...]] [--bytes SIZE]
-                             [--runs N] [--seed S] [--faults SPEC] [--json] [--console]
+const usage = `usage: previrt bench netperf [--guest own|linux] [--config native|nops|xen-pre[,...]]
+                             [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--json]
+                             [--console]
 
 The seed's netperf receive benchmark on the emulated PC, raw and on the Xen-style hypervisor.
 Builds the guest (make -C guest), boots it with init=netserver on a PC with a DP83820 gigabit
@@ -35,6 +39,9 @@ page-table updates, virtual interrupts, NIC DMA translations) and the host's wal
 and guest MIPS.
 
 options:
+  --guest G      own: the project's kernel (default); linux: Debian's Linux 6.1 with its
+                 ns83820 driver and TCP and the project's netserver (npm run guest:linux builds
+                 it, the kernel once per configuration); only --config native
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
                  xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
@@ -54,6 +61,7 @@ exit status: 0 every run verified, 1 a run failed (checksum mismatch, no result,
 failed), 2 bad usage or the guest build failed.`;
 
 interface Options {
+  guest: 'own' | 'linux';
   configs: NetperfConfig[];
   bytes: number;
   runs: number;
@@ -94,7 +102,9 @@ export function parseFaults(text: string): NonNullable<Options['faults']> | stri
 }
 
 function parse(argv: string[]): Options | string {
+  let configsGiven = false;
   const o: Options = {
+    guest: 'own',
     configs: ['native', 'nops', 'xen-pre'],
     bytes: 64 * 2 ** 20,
     runs: 1,
@@ -109,11 +119,19 @@ function parse(argv: string[]): Options | string {
   for (let k = 1; k < argv.length; k++) {
     const a = argv[k];
     const value = argv[k + 1];
-    const needsValue = ['--config', '--bytes', '--runs', '--seed', '--faults'].includes(a);
+    const needsValue = ['--guest', '--config', '--bytes', '--runs', '--seed', '--faults'].includes(
+      a,
+    );
     if (needsValue && value === undefined) return `${a} needs a value`;
     if (needsValue) k++;
     switch (a) {
+      case '--guest':
+        if (value !== 'own' && value !== 'linux')
+          return `--guest: '${value}' is not one of own, linux`;
+        o.guest = value;
+        break;
       case '--config': {
+        configsGiven = true;
         const names = value.split(',');
         const bad = names.find((n) => !(n in CONFIGS));
         if (bad !== undefined || names.length === 0)
@@ -153,6 +171,12 @@ function parse(argv: string[]): Options | string {
       default:
         return `unknown option '${a}' (previrt bench netperf --help)`;
     }
+  }
+  if (o.guest === 'linux') {
+    const other = o.configs.find((c) => !LINUX_GUEST.configs.includes(c));
+    if (configsGiven && other !== undefined)
+      return `--guest linux: no configuration '${other}' yet (the Linux guest runs natively on the raw PC only: --config native)`;
+    o.configs = [...LINUX_GUEST.configs];
   }
   return o;
 }
@@ -215,8 +239,12 @@ export const bench: Command = {
       console.error(`previrt bench: ${o}`);
       return 2;
     }
-    console.error('netperf: building the guest (make -C guest)');
-    const built = buildGuest();
+    console.error(
+      o.guest === 'linux'
+        ? 'netperf: building the Linux guest (npm run guest:linux; the kernel takes minutes the first time)'
+        : 'netperf: building the guest (make -C guest)',
+    );
+    const built = o.guest === 'linux' ? buildLinuxGuest() : buildGuest();
     if (!built.ok) {
       console.error(built.output.trimEnd());
       console.error('previrt bench: the guest build failed (output above)');
@@ -224,14 +252,25 @@ export const bench: Command = {
     }
     const rows: NetperfRow[] = [];
     for (const config of o.configs) {
-      const c = CONFIGS[config];
+      const linux = o.guest === 'linux';
+      const c = linux ? { ...CONFIGS[config], kernel: LINUX_GUEST.kernel } : CONFIGS[config];
       const kernel = readFileSync(c.kernel);
+      const modules: BootModule[] | undefined = linux
+        ? [
+            {
+              name: guestKernelName(LINUX_GUEST.initramfs),
+              bytes: readFileSync(LINUX_GUEST.initramfs),
+              string: guestKernelName(LINUX_GUEST.initramfs),
+            },
+          ]
+        : undefined;
+      const cmdline = linux ? LINUX_GUEST.cmdline : undefined;
       const row: NetperfRow = { label: c.label, runs: [] };
       for (let k = 0; k < o.runs; k++) {
         const seed = o.seed + k;
         const title = `netperf ${config}${o.runs > 1 ? ` run ${k + 1}/${o.runs}` : ''}`;
         console.error(
-          `${title}: ${guestKernelName(c.kernel)} init=netserver, ` +
+          `${title}: ${guestKernelName(c.kernel)} ${cmdline ?? 'init=netserver'}, ` +
             `${formatSize(o.bytes)}, seed ${seed}`,
         );
         const progress = progressReporter(title);
@@ -243,6 +282,8 @@ export const bench: Command = {
           seed,
           faults: o.faults === undefined ? undefined : { ...o.faults, seed: o.faults.seed ?? seed },
           hypervisor: c.hypervisor,
+          cmdline,
+          modules,
           onProgress: (p) => progress.update(p),
           onConsoleLine: o.console ? (line) => console.error(`  [${config}] ${line}`) : undefined,
         });
@@ -257,6 +298,7 @@ export const bench: Command = {
         JSON.stringify(
           {
             benchmark: 'netperf',
+            ...(o.guest === 'linux' ? { guest: 'linux' } : {}),
             payloadBytes: o.bytes,
             runsPerConfig: o.runs,
             seed: o.seed,
@@ -272,6 +314,12 @@ export const bench: Command = {
       console.log(markdownTables(rows));
       console.log('');
       console.log(setting(rows));
+      if (o.guest === 'linux')
+        console.log(
+          `Guest: Debian's Linux ${'6.1'} (${guestKernelName(LINUX_GUEST.kernel)}, its ns83820 driver and TCP, ` +
+            `the socket's receive buffer 256 KB) running the project's netserver from ` +
+            `${guestKernelName(LINUX_GUEST.initramfs)}.`,
+        );
       if (o.faults !== undefined) {
         const f = o.faults;
         console.log(

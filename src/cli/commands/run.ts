@@ -9,6 +9,7 @@ import { createGuest, PLATFORMS } from '../../platforms/createGuest.ts';
 import type { Guest, GuestStats } from '../../platforms/platform.ts';
 import { restoreGuest } from '../../platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot } from '../../snapshot/file.ts';
+import { attachNetwork, parseNic, type Network, type NicOption } from '../nic.ts';
 import { deflateRaw } from '../snapshotCodec.ts';
 
 const platformNames = [...PLATFORMS.keys()];
@@ -20,15 +21,23 @@ const platformHelp = [...PLATFORMS.values()]
 const usage = `usage: previrt run --kernel FILE [options]
        previrt run --restore FILE [--stats [--json]] [--serial ...] [--max-cycles N] ...
 
-Boots a multiboot v1 kernel (an ELF32 i386 executable) on the emulated PC, as
-qemu-system-i386 -kernel does, with COM1 as the console; or continues a snapshot.
+Boots a multiboot v1 kernel (an ELF32 i386 executable) or a Linux bzImage (the 32-bit boot
+protocol, recognised by its setup header) on the emulated PC, as qemu-system-i386 -kernel
+does, with COM1 as the console; or continues a snapshot.
 
 options:
-  --kernel FILE, -kernel FILE   the kernel (required)
+  --kernel FILE, -kernel FILE   the kernel (required): multiboot ELF or Linux bzImage
   --append TEXT, -append TEXT   the kernel command line
-  --module FILE[ ARGS], -initrd FILE
-                                a multiboot module (repeatable); text after the file name
+  --initrd FILE, -initrd FILE   for a bzImage: the initrd (repeatable: the files are
+                                concatenated, as the kernel unpacks cpio archives one after
+                                another); for a multiboot kernel: the same as --module
+  --module FILE[ ARGS]          a multiboot module (repeatable); text after the file name
                                 becomes the module's string
+  --nic dp83820[,mac=M][,netperf=SIZE][,seed=N]
+                                a DP83820 NIC at PCI 00:03.0 (IRQ 11) on a 1 Gb/s link whose
+                                far end is the host 10.0.2.2 (answers ARP and ping; the guest
+                                is 10.0.2.15); netperf=SIZE adds the benchmark's client, which
+                                streams SIZE bytes and a CRC-32 trailer to 10.0.2.15:5001
   --memory MB, -m MB            machine memory (default 256)
   --serial stdio|FILE|none      where COM1 output goes (default stdio); with stdio, piped
                                 standard input is typed into COM1
@@ -64,6 +73,7 @@ Every ending other than isa-debug-exit prints a one-line reason on stderr.`;
 interface Options {
   kernel?: string;
   append: string;
+  nic?: NicOption;
   modules: string[];
   memoryMb: number;
   serial: string;
@@ -103,7 +113,7 @@ function parse(argv: string[]): Options | string {
       return v;
     };
     try {
-      if (/^-(-kernel|kernel|-append|append|-module|initrd|-memory|m|-cost-model)$/.test(a))
+      if (/^-(-kernel|kernel|-append|append|-module|-?initrd|-memory|m|-cost-model|-nic)$/.test(a))
         o.bootOptions.push(a);
       switch (a) {
         case '--kernel':
@@ -115,9 +125,17 @@ function parse(argv: string[]): Options | string {
           o.append = need(value());
           break;
         case '--module':
+        case '--initrd':
         case '-initrd':
           o.modules.push(need(value()));
           break;
+        case '--nic':
+        case '-nic': {
+          const nic = parseNic(need(value()));
+          if (typeof nic === 'string') return `--nic: ${nic}`;
+          o.nic = nic;
+          break;
+        }
         case '--memory':
         case '-m': {
           const v = need(value());
@@ -185,6 +203,8 @@ function parse(argv: string[]): Options | string {
   if (o.json && !o.stats) return '--json needs --stats';
   if ((o.snapshotAt === undefined) !== (o.snapshot === undefined))
     return '--snapshot-at CYCLES and --snapshot FILE go together';
+  if (o.snapshot !== undefined && o.nic?.netperf !== undefined)
+    return "--snapshot: a run with --nic ...,netperf= cannot be snapshotted (the client's state is not saved)";
   return o;
 }
 
@@ -221,6 +241,17 @@ function formatStats(s: MachineStats, hostMs: number): string {
   return lines.join('\n');
 }
 
+/** The NIC's counters and those of the network on its wire, a line each. */
+function formatNetwork(guest: Guest, network: Network): string {
+  const r = network.report();
+  const lines = Object.entries(guest.machine.nic!.counters).map(
+    ([k, v]) => `${`nic.${k}`.padEnd(18)} ${v}`,
+  );
+  for (const [k, v] of Object.entries(r.responder))
+    lines.push(`${`net.host.${k}`.padEnd(18)} ${v}`);
+  return lines.join('\n');
+}
+
 /** The hypervisor's and the VMM's counters, a line each (DESIGN.md decision 4). */
 function formatVirtualization(stats: GuestStats): string {
   const lines: string[] = [];
@@ -252,6 +283,7 @@ function build(o: Options, console: (byte: number) => void): Guest | string {
     modules,
     memoryMb: o.memoryMb,
     costModel: o.costModel,
+    nic: o.nic === undefined ? undefined : { mac: o.nic.mac },
     console,
   });
 }
@@ -271,7 +303,8 @@ function restore(o: Options, console: (byte: number) => void): Guest | string {
 
 export const run: Command = {
   name: 'run',
-  summary: 'boot a multiboot kernel on the emulated PC (like qemu-system-i386 -kernel)',
+  summary:
+    'boot a multiboot kernel or a Linux bzImage on the emulated PC (like qemu-system-i386 -kernel)',
   usage,
   async run(argv) {
     const o = parse(argv);
@@ -288,6 +321,11 @@ export const run: Command = {
       console.error(`previrt run: ${guest}`);
       return EXIT_STATUS.usage;
     }
+    // The far end of the NIC's wire: the responder (and the netperf client). A restored guest with
+    // a NIC gets a new responder, which has nothing to restore but its counters.
+    let network: Network | undefined;
+    if (guest.machine.link !== undefined)
+      network = attachNetwork(guest, o.nic ?? { model: 'dp83820' });
     if (o.snapshotAt !== undefined && o.snapshotAt <= guest.machine.cpu.cycles) {
       console.error(
         `previrt run: --snapshot-at ${o.snapshotAt}: the guest is at cycle ${guest.machine.cpu.cycles} already`,
@@ -342,6 +380,8 @@ export const run: Command = {
         `previrt run: the run ended at cycle ${machine.cpu.cycles}, before --snapshot-at ${o.snapshotAt}: no snapshot written`,
       );
     if (end.kind !== 'exit') console.error(`previrt run: ${describeEnd(end)}`);
+    const netperf = network?.summary();
+    if (netperf !== undefined) console.error(`previrt run: ${netperf}`);
     if (o.stats) {
       const stats = guest.stats();
       const s = stats.machine;
@@ -358,6 +398,9 @@ export const run: Command = {
                     vmm: stats.vmm,
                   }
                 : {}),
+              ...(network === undefined
+                ? {}
+                : { network: { nic: { ...machine.nic!.counters }, ...network.report() } }),
               end,
               hostMs,
               guestMips: s.instructions / Math.max(hostMs, 1) / 1000,
@@ -368,7 +411,9 @@ export const run: Command = {
         );
       else
         console.error(
-          formatStats(s, hostMs) + (virtualized ? `\n${formatVirtualization(stats)}` : ''),
+          formatStats(s, hostMs) +
+            (network === undefined ? '' : `\n${formatNetwork(guest, network)}`) +
+            (virtualized ? `\n${formatVirtualization(stats)}` : ''),
         );
     }
     return exitStatus(end);

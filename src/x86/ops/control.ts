@@ -195,6 +195,14 @@ export function flagOp(cpu: Cpu, i: Instr): void {
 
 export function nop(): void {}
 
+/**
+ * 0F 18 /r: PREFETCHh with a memory operand is a hint, a NOP here (no caches); /4-/7 are hint
+ * NOPs (SDM Vol. 2 Table A-6, group 16). The register form (mod 11) is reserved: #UD, as QEMU.
+ */
+export function prefetchHint(_cpu: Cpu, i: Instr): void {
+  if (i.mod === 3) throw ud();
+}
+
 /** 0F 0B UD2 and every undefined opcode. */
 export function undefinedOpcode(): void {
   throw ud();

@@ -307,11 +307,22 @@ export function rdtsc(cpu: Cpu): void {
 }
 
 const MSR_TSC = 0x10;
+/**
+ * IA32_BIOS_SIGN_ID (SDM Vol. 4, Table 2-2; Vol. 3A 9.11.7.1 "Determining the Signature"): the
+ * microcode update signature in EDX after CPUID leaf 1. Software writes 0 to it, executes CPUID
+ * and reads it; "if the field remains zero [...] this indicates that no microcode update is
+ * loaded". This CPU never has one: writes are ignored and reads give 0, as on a P6 whose BIOS
+ * loaded no update. Linux reads it on every family-6 Intel CPU (intel_get_microcode_revision).
+ */
+const MSR_BIOS_SIGN_ID = 0x8b;
 const MSR_SYSENTER_CS = 0x174;
 const MSR_SYSENTER_ESP = 0x175;
 const MSR_SYSENTER_EIP = 0x176;
 
-/** 0F 32 RDMSR, 0F 30 WRMSR: the TSC and the SYSENTER MSRs; any other MSR is #GP(0). */
+/**
+ * 0F 32 RDMSR, 0F 30 WRMSR: the TSC, the microcode signature and the SYSENTER MSRs; any other
+ * MSR is #GP(0).
+ */
 export function msr(cpu: Cpu, i: Instr): void {
   requireCpl0(cpu);
   cpu.cycles += cpu.costs.systemRegister - cpu.costs.base;
@@ -324,6 +335,8 @@ export function msr(cpu: Cpu, i: Instr): void {
     case MSR_TSC:
       if (write) cpu.tscOffset = hi * 0x100000000 + lo - cpu.cycles;
       else v = cpu.cycles + cpu.tscOffset;
+      break;
+    case MSR_BIOS_SIGN_ID:
       break;
     case MSR_SYSENTER_CS:
       if (write) cpu.sysenterCs = lo & 0xffff;

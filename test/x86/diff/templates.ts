@@ -159,6 +159,16 @@ add('movzwl 2(%edi), %ecx');
 add('movb %bh, 3(%edi)');
 add('movb %cl, (%edi)');
 add('nop');
+// The hint-NOP space (0F 18 with memory, 0F 19-0F 1F): NOPs on a P6, ENDBR32 among them.
+add('endbr32');
+add('nopl 4(%edi)');
+add('nopw (%edi,%ecx,2)');
+add('prefetcht0 (%edi)');
+add('prefetchnta 8(%edi)');
+add('.byte 0x0f, 0x18, 0x27'); // 0F 18 /4 (%edi): a reserved hint NOP
+add('.byte 0x0f, 0x19, 0x07'); // 0F 19 /0 (%edi)
+add('.byte 0x0f, 0x1c, 0xc3'); // 0F 1C with a register operand
+add('.byte 0x0f, 0x1d, 0x47, 0x04'); // 0F 1D /0 4(%edi)
 add('xchgw %ax, %ax');
 add('movsbw %dl, %si');
 add('cbtw');

@@ -5,6 +5,8 @@ import type { DmaMemory, MmioDevice, PortDevice } from '../../device.ts';
 import { fcsValid, withFcs } from '../../ethernet/frame.ts';
 import { EthernetLink } from '../../ethernet/link.ts';
 import { cloneClock, testClock, throughJson, type TestClock } from '../../testing.ts';
+import { EXTSTS, rxChecksumStatus } from './checksumOffload.ts';
+import { ipFrame } from './testFrames.ts';
 import { Dp83820 } from './Dp83820.ts';
 import { CMDSTS, CR, ISR, MEAR, REG, RFCR } from './registers.ts';
 
@@ -402,4 +404,64 @@ test('DP83820 state: mid-DMA, hold-off armed, FIFO full, TX in progress: a resto
     () => b.nic.restore(missing as never),
     /nic\.holdoffUntil: expected a number, got nothing/,
   );
+});
+
+test('checksum offload as Linux sets it up (CFG.EXTSTS_EN, VTCR.PPCHK, VRCR.IPEN): TX fills them in, RX reports them in extsts', () => {
+  const t = rig();
+  t.w(REG.CFG, t.r(REG.CFG) | 0x100); // EXTSTS_EN
+  t.w(REG.VTCR, 0x8 | 0x2); // PPCHK | VPPTI
+  t.w(REG.VRCR, 0x10 | 0x1); // IPEN | VTDEN
+  const frame = ipFrame(6, 500);
+  t.ram.set(frame.subarray(0, 54), 0x20000);
+  t.ram.set(frame.subarray(54), 0x30000);
+  const extsts = EXTSTS.IPPKT | EXTSTS.TCPPKT;
+  t.view.setUint32(0x2000, 0x2020, true);
+  t.view.setUint32(0x2004, 0x20000, true);
+  t.view.setUint32(0x2008, CMDSTS.OWN | CMDSTS.MORE | 54, true);
+  t.view.setUint32(0x200c, extsts, true);
+  t.view.setUint32(0x2020, 0, true);
+  t.view.setUint32(0x2024, 0x30000, true);
+  t.view.setUint32(0x2028, CMDSTS.OWN | CMDSTS.INTR | (frame.length - 54), true);
+  t.view.setUint32(0x202c, extsts, true);
+  t.w(REG.TXDP, 0x2000);
+  t.w(REG.CR, CR.TXE);
+  t.run(HZ / 1000);
+  assert.equal(t.sent.length, 1);
+  const sent = t.sent[0].subarray(0, t.sent[0].length - 4);
+  assert.equal(rxChecksumStatus(sent), EXTSTS.IPPKT | EXTSTS.TCPPKT, 'both checksums right');
+
+  const addrs = rxRing(t, 3);
+  const good = Uint8Array.from(sent);
+  good.set(MAC, 0);
+  const bad = Uint8Array.from(good);
+  bad[bad.length - 1] ^= 0xff;
+  t.link.send(1, withFcs(good));
+  t.link.send(1, withFcs(bad));
+  t.run(HZ / 1000);
+  assert.equal(t.view.getUint32(addrs[0] + 12, true), EXTSTS.IPPKT | EXTSTS.TCPPKT);
+  assert.equal(t.view.getUint32(addrs[1] + 12, true), EXTSTS.IPPKT | EXTSTS.TCPPKT | EXTSTS.TCPERR);
+  assert.equal(t.nic.counters.rxFrames, 2, 'a bad checksum is reported, not dropped');
+});
+
+test('without CFG.EXTSTS_EN the chip neither checksums nor writes extsts', () => {
+  const t = rig();
+  t.w(REG.VTCR, 0x8);
+  t.w(REG.VRCR, 0x10);
+  const frame = ipFrame(6, 100);
+  t.ram.set(frame, 0x20000);
+  t.view.setUint32(0x2000, 0, true);
+  t.view.setUint32(0x2004, 0x20000, true);
+  t.view.setUint32(0x2008, CMDSTS.OWN | frame.length, true);
+  t.view.setUint32(0x200c, EXTSTS.IPPKT | EXTSTS.TCPPKT, true);
+  t.w(REG.TXDP, 0x2000);
+  t.w(REG.CR, CR.TXE);
+  t.run(HZ / 1000);
+  assert.deepEqual(t.sent[0].subarray(0, frame.length), frame, 'sent as it was');
+  const addrs = rxRing(t, 2);
+  t.view.setUint32(addrs[0] + 12, 0x5a5a5a5a, true);
+  const f = Uint8Array.from(frame);
+  f.set(MAC, 0);
+  t.link.send(1, withFcs(f));
+  t.run(HZ / 1000);
+  assert.equal(t.view.getUint32(addrs[0] + 12, true), 0x5a5a5a5a, 'extsts untouched');
 });

@@ -4,7 +4,8 @@
  * I/O BAR0 (256 bytes) and memory BAR1 (4 KB) with the same registers, interrupt on INTA#,
  * descriptor rings in the 32- and 64-bit formats walked by TX and RX engines that DMA on the
  * simulated clock, the receive filter and perfect-match MAC, the EEPROM, MIB counters, and a
- * 1000 Mb/s full-duplex copper link as CFG reports it. A descriptor or buffer outside memory is
+ * 1000 Mb/s full-duplex copper link as CFG reports it, and the IP/TCP/UDP checksum engine in both
+ * directions (checksumOffload.ts). A descriptor or buffer outside memory is
  * a bus error reported to the driver (status and interrupt), never a host exception.
  */
 import type {
@@ -37,6 +38,7 @@ import {
   timer,
   type Check,
 } from '../../state.ts';
+import { insertTxChecksums, rxChecksumStatus, VRCR_IPEN, VTCR } from './checksumOffload.ts';
 import { Eeprom93c46, type EepromState } from './Eeprom93c46.ts';
 import { CFG, CFG_READ_ONLY, CMDSTS, CR, ISR, MEAR, PTSCR, REG, RFCR, TBI } from './registers.ts';
 
@@ -473,8 +475,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     return (this.get(REG.CFG) & CFG.M64ADDR) !== 0;
   }
 
-  /** Reads a descriptor: link, buffer pointer, cmdsts (the low 32 bits of 64-bit fields). */
-  private readDescriptor(addr: number): { link: number; buf: number; cmdsts: number } | undefined {
+  /** Reads a descriptor: link, buffer pointer, cmdsts, extsts (the low 32 bits of 64-bit fields). */
+  private readDescriptor(
+    addr: number,
+  ): { link: number; buf: number; cmdsts: number; extsts: number } | undefined {
     const bytes = new Uint8Array(this.wide ? 24 : 16);
     // GUEST-CONTROLLED: a descriptor address outside memory is a bus error.
     if (!this.cfg.dma.read(addr, bytes)) return undefined;
@@ -484,8 +488,25 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
         link: v.getUint32(0, true),
         buf: v.getUint32(8, true),
         cmdsts: v.getUint32(16, true),
+        extsts: v.getUint32(20, true),
       };
-    return { link: v.getUint32(0, true), buf: v.getUint32(4, true), cmdsts: v.getUint32(8, true) };
+    return {
+      link: v.getUint32(0, true),
+      buf: v.getUint32(4, true),
+      cmdsts: v.getUint32(8, true),
+      extsts: v.getUint32(12, true),
+    };
+  }
+
+  /** The extsts field: written only with CFG.EXTSTS_EN (the driver's extended status). */
+  private writeExtsts(addr: number, extsts: number): boolean {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, extsts >>> 0, true);
+    return this.cfg.dma.write(addr + (this.wide ? 20 : 12), b);
+  }
+
+  private get extendedStatus(): boolean {
+    return (this.get(REG.CFG) & CFG.EXTSTS_EN) !== 0;
   }
 
   private writeCmdsts(addr: number, cmdsts: number): boolean {
@@ -506,7 +527,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     if (!this.txBusy) return;
     const first = this.get(REG.TXDP);
     const parts: Uint8Array[] = [];
-    const descs: { addr: number; cmdsts: number; link: number }[] = [];
+    const descs: { addr: number; cmdsts: number; link: number; extsts: number }[] = [];
     let addr = first;
     for (;;) {
       const d = addr === 0 ? undefined : this.readDescriptor(addr);
@@ -530,7 +551,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
         return;
       }
       parts.push(data);
-      descs.push({ addr, cmdsts: d.cmdsts, link: d.link });
+      descs.push({ addr, cmdsts: d.cmdsts, link: d.link, extsts: d.extsts });
       if ((d.cmdsts & CMDSTS.MORE) === 0 || d.link === 0) break;
       addr = d.link;
     }
@@ -541,6 +562,14 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       frame.set(p, at);
       at += p.length;
     }
+    // The checksum engine, per packet from the first descriptor's extsts (checksumOffload.ts).
+    const vtcr = this.get(REG.VTCR);
+    if (this.extendedStatus && (vtcr & (VTCR.PPCHK | VTCR.GCHK)) !== 0)
+      insertTxChecksums(
+        frame,
+        (vtcr & VTCR.PPCHK) !== 0 ? descs[0].extsts : 0,
+        (vtcr & VTCR.GCHK) !== 0,
+      );
     const free = this.cfg.transmit(withFcs(frame));
     const ok = free !== undefined;
     const last = descs[descs.length - 1];
@@ -698,6 +727,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       this.writeCmdsts(addr, CMDSTS.OWN | CMDSTS.RX_OVERRUN);
       this.raise(ISR.RXERR);
     } else {
+      if (this.extendedStatus) {
+        const ipen = (this.get(REG.VRCR) & VRCR_IPEN) !== 0;
+        this.writeExtsts(addr, ipen ? rxChecksumStatus(frame.subarray(0, frame.length - 4)) : 0);
+      }
       this.writeCmdsts(addr, status | len);
       if ((status & CMDSTS.OK) !== 0) {
         this.counters.rxFrames++;

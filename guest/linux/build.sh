@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# npm run guest:linux — the Linux guest (README "Running Linux"):
+#   guest/linux/build/bzImage          Debian's linux-source-6.1, tinyconfig + kernel.config
+#   guest/linux/build/initramfs.cpio   /init, /bin/netserver, /dev/console (newc, uncompressed)
+#
+# The kernel is built once per configuration: the cache key is the hash of kernel.config, the
+# linux-source package's version, gcc's version and KERNEL_RECIPE below. A second run with the
+# same key only rebuilds the (small) user programs and the cpio. Builds are serialised with flock,
+# so tests that run in parallel wait for one build instead of starting two.
+#
+# Environment: LINUX_SOURCE (default /usr/src/linux-source-6.1.tar.xz), JOBS (default 2).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=$here/build
+tarball=${LINUX_SOURCE:-/usr/src/linux-source-6.1.tar.xz}
+jobs=${JOBS:-2}
+# Bump when the way the kernel is built changes (not the options: those are in kernel.config).
+KERNEL_RECIPE=1
+
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+
+if [ ! -r "$tarball" ]; then
+  echo "guest/linux: $tarball is missing: install Debian's linux-source-6.1 (bash scripts/setup.sh)" >&2
+  exit 1
+fi
+for tool in bc bison flex lz4 make gcc; do
+  command -v "$tool" >/dev/null || { echo "guest/linux: '$tool' is missing (bash scripts/setup.sh)" >&2; exit 1; }
+done
+version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c '%s-%Y' "$tarball")
+key=$({ cat "$here/kernel.config"; echo "linux-source $version"; gcc -dumpfullversion; echo "recipe $KERNEL_RECIPE"; } |
+  sha256sum | cut -c1-16)
+
+build_kernel() {
+  local src=$out/linux-source-$version obj=$out/kernel-$key t0=$SECONDS
+  echo "guest/linux: building the kernel (configuration $key; a few minutes, once)"
+  if [ ! -f "$src/Makefile" ]; then
+    rm -rf "$src.tmp"
+    mkdir -p "$src.tmp"
+    tar xf "$tarball" -C "$src.tmp" --strip-components=1
+    mv "$src.tmp" "$src"
+  fi
+  rm -rf "$obj"
+  mkdir -p "$obj"
+  # Reproducible: the version string (uname -v, the boot banner) names no host and no time.
+  local kmake=(make -s -C "$src" O="$obj" ARCH=i386 KBUILD_BUILD_USER=previrt KBUILD_BUILD_HOST=previrt
+    KBUILD_BUILD_TIMESTAMP='2026-01-01' KBUILD_BUILD_VERSION=1)
+  "${kmake[@]}" tinyconfig >/dev/null
+  "$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$here/kernel.config" >/dev/null
+  "${kmake[@]}" olddefconfig >/dev/null
+  # Every option of the fragment must have taken: a dependency Kconfig refused is an error here,
+  # not a kernel that silently lacks a driver.
+  local bad=0 line name
+  while IFS= read -r line; do
+    case $line in
+      CONFIG_*=*) name=${line%%=*} ;;
+      "# CONFIG_"*" is not set") name=${line#\# }; name=${name%% *} ;;
+      *) continue ;;
+    esac
+    if ! grep -qxF "$line" "$obj/.config"; then
+      echo "guest/linux: kernel.config asks for '$line', the configuration has '$(grep -E "^(# )?$name[= ]" "$obj/.config" || echo "$name: no such option")'" >&2
+      bad=1
+    fi
+  done <"$here/kernel.config"
+  [ $bad -eq 0 ] || exit 1
+  "${kmake[@]}" -j"$jobs" bzImage
+  cp "$obj/arch/x86/boot/bzImage" "$out/bzImage.tmp"
+  cp "$obj/.config" "$out/kernel.full-config"
+  mv "$out/bzImage.tmp" "$out/bzImage"
+  echo "$key" >"$out/bzImage.key"
+  # Older configurations' objects are not needed any more (the source stays for the next one).
+  find "$out" -maxdepth 1 -name 'kernel-*' ! -name "kernel-$key" -exec rm -rf {} +
+  echo "guest/linux: kernel built in $((SECONDS - t0)) s: $out/bzImage"
+}
+
+if [ ! -f "$out/bzImage" ] || [ "$(cat "$out/bzImage.key" 2>/dev/null)" != "$key" ]; then
+  build_kernel
+fi
+
+# The user programs and the initramfs (quick; make rebuilds only what changed).
+make -s --no-print-directory -C "$here" programs
+node "$here/cpio.mjs" "$out/initramfs.cpio.tmp" \
+  dir:/bin dir:/dev dir:/proc \
+  char:/dev/console:5:1 \
+  file:/init:"$out/user/init" \
+  file:/bin/netserver:"$out/user/netserver"
+mv "$out/initramfs.cpio.tmp" "$out/initramfs.cpio"
