@@ -570,7 +570,7 @@ export class L4Backend implements VmmBackend {
   /** A process's page fault: mapped from the alias with the guest's rights, or #PF for the guest. */
   private userFault(u: UserThread, address: number, eip: number, rwx: number): number {
     const write = (rwx & W) !== 0;
-    const page = address & ~0xfff;
+    const page = (address & ~0xfff) >>> 0;
     let source: number | undefined;
     let rights = R | X;
     if (page === STUBS) source = this.alias(this.guestPages + PAGE_STUBS);
@@ -715,7 +715,7 @@ export class L4Backend implements VmmBackend {
   /** The kernel thread's page fault: a mapping for the reply, or undefined (reflected). */
   kernelFault(api: L4Api, address: number, eip: number, rwx: number): Message | undefined {
     const write = (rwx & W) !== 0;
-    const page = address & ~0xfff;
+    const page = (address & ~0xfff) >>> 0;
     let source: number | undefined;
     let rights = RWX;
     let errorCode = write ? 2 : 0;
