@@ -854,7 +854,7 @@ export class L4Backend implements VmmBackend {
     this.paging.paging = true;
     this.paging.cr3 = cr3 >>> 0;
     this.paging.counters.unmapCalls++;
-    this.sync(() => this.helper.unmap([fpage(0, 30), fpage(0x40000000, 30), fpage(0x80000000, 30)], true));
+    this.sync(() => this.helper.unmap([fpage(0, 30, RWX), fpage(0x40000000, 30, RWX), fpage(0x80000000, 30, RWX)], true));
     this.paging.mirror = -1;
   }
 
@@ -876,7 +876,7 @@ export class L4Backend implements VmmBackend {
     this.paging.counters.cr3Flushed++;
     this.paging.counters.unmapCalls++;
     const pages: number[] = [];
-    for (let at = 0; at < this.mapAt; at += 0x40000000) pages.push(fpage(at, 30));
+    for (let at = 0; at < this.mapAt; at += 0x40000000) pages.push(fpage(at, 30, RWX));
     this.sync(() => this.helper.unmap(pages, true));
     this.paging.mirror = -1;
   }
