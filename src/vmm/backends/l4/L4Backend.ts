@@ -266,8 +266,7 @@ export class L4Backend implements VmmBackend {
     if (device === undefined || this.vmm === undefined) return undefined;
     // GUEST-CONTROLLED: a frame beyond RAM is device memory only in a BAR the guest placed.
     for (const f of this.vmm.platform.passthrough)
-      if (f.machineFrame(frame) === device.machineFrame)
-        return (this.mapAt + device.gpa) >>> 0;
+      if (f.machineFrame(frame) === device.machineFrame) return (this.mapAt + device.gpa) >>> 0;
     return undefined;
   }
 
@@ -307,7 +306,7 @@ export class L4Backend implements VmmBackend {
     // The VM's memory at its alias in the main space (the resource monitor maps what we ask).
     this.helper.setAcceptor();
     const total = (this.guestPages + 4) * 4096;
-    for (let at = 0; at < total; ) {
+    for (let at = 0; at < total;) {
       let s = 12;
       while (s < 26 && at % 2 ** (s + 1) === 0 && at + 2 ** (s + 1) <= total) s++;
       const r = this.helper.callIpc(ROOT_ID, message(RmOp.requestPages, [fpage(at, s, RWX)]));
@@ -343,7 +342,17 @@ export class L4Backend implements VmmBackend {
   }
 
   private exregs(dest: number, control: number, ip = 0): number {
-    return this.sync(() => this.helper.exchangeRegisters({ dest, control, sp: 0, ip, flags: 0, userHandle: 0, pager: 0 })).ip;
+    return this.sync(() =>
+      this.helper.exchangeRegisters({
+        dest,
+        control,
+        sp: 0,
+        ip,
+        flags: 0,
+        userHandle: 0,
+        pager: 0,
+      }),
+    ).ip;
   }
 
   private rm(op: number, words: number[]): number {
@@ -360,9 +369,7 @@ export class L4Backend implements VmmBackend {
 
   setTimer(deadlineNs: number): void {
     const cycles =
-      deadlineNs <= 0
-        ? undefined
-        : Math.ceil((deadlineNs * this.k.machine.costModel.hz) / 1e9);
+      deadlineNs <= 0 ? undefined : Math.ceil((deadlineNs * this.k.machine.costModel.hz) / 1e9);
     this.timerCycles = cycles;
     if (this.monitorRunning || cycles === undefined) return;
     if (this.armedCycles !== undefined && this.armedCycles <= cycles) return;
@@ -377,7 +384,11 @@ export class L4Backend implements VmmBackend {
       const words: number[] = [chunk.length];
       for (let k = 0; k < chunk.length; k += 4)
         words.push(
-          (chunk[k] | ((chunk[k + 1] ?? 0) << 8) | ((chunk[k + 2] ?? 0) << 16) | ((chunk[k + 3] ?? 0) << 24)) >>> 0,
+          (chunk[k] |
+            ((chunk[k + 1] ?? 0) << 8) |
+            ((chunk[k + 2] ?? 0) << 16) |
+            ((chunk[k + 3] ?? 0) << 24)) >>>
+            0,
         );
       this.rm(RmOp.console, words);
     }
@@ -404,7 +415,11 @@ export class L4Backend implements VmmBackend {
   /** hlt with the virtual IF on: the kernel thread waits for the monitor's wake-up. */
   sleep(resume: number): number {
     const cpu = this.cpu;
-    this.idleState = { regs: Array.from(cpu.regs, (r) => r >>> 0), eflags: cpu.getEflags(), resume };
+    this.idleState = {
+      regs: Array.from(cpu.regs, (r) => r >>> 0),
+      eflags: cpu.getEflags(),
+      resume,
+    };
     this.mainState = 'idle';
     return this.waitFor(NILTHREAD);
   }
@@ -561,7 +576,8 @@ export class L4Backend implements VmmBackend {
       this.crash(`a message for the kernel thread from 0x${from.toString(16)}`);
       return STUB_IPC;
     }
-    if ((label & 0xfff0) === Label.pageFault) return this.userFault(u, words[0], words[1], label & 7);
+    if ((label & 0xfff0) === Label.pageFault)
+      return this.userFault(u, words[0], words[1], label & 7);
     if (label === Label.exception) return this.userException(u, words);
     this.crash(`message 0x${label.toString(16)} from process thread 0x${from.toString(16)}`);
     return STUB_IPC;
@@ -807,7 +823,13 @@ export class L4Backend implements VmmBackend {
     if (!vif || this.syncDepth > 0 || this.redirectIp !== undefined) return undefined;
     if (this.main.state !== 'ready') return undefined;
     const ip = this.main.ctx.eip >>> 0;
-    if (ip >= WINDOW_BASE || (ip >= WINDOW_BASE - this.mapAt && ip < WINDOW_BASE - this.mapAt + WINDOW_SIZE && !this.paging.paging)) return undefined;
+    if (
+      ip >= WINDOW_BASE ||
+      (ip >= WINDOW_BASE - this.mapAt &&
+        ip < WINDOW_BASE - this.mapAt + WINDOW_SIZE &&
+        !this.paging.paging)
+    )
+      return undefined;
     this.redirectIp = exregs(this.mainTid, Exregs.ip, ENTRY_ASYNC);
     this.counters.kernelRedirects++;
     return undefined;
@@ -854,7 +876,12 @@ export class L4Backend implements VmmBackend {
     this.paging.paging = true;
     this.paging.cr3 = cr3 >>> 0;
     this.paging.counters.unmapCalls++;
-    this.sync(() => this.helper.unmap([fpage(0, 30, RWX), fpage(0x40000000, 30, RWX), fpage(0x80000000, 30, RWX)], true));
+    this.sync(() =>
+      this.helper.unmap(
+        [fpage(0, 30, RWX), fpage(0x40000000, 30, RWX), fpage(0x80000000, 30, RWX)],
+        true,
+      ),
+    );
     this.paging.mirror = -1;
   }
 
@@ -923,7 +950,12 @@ export class L4Backend implements VmmBackend {
 
   restore(saved: BackendState, path: string): void {
     const s = saved as L4BackendState;
-    if (s.kind !== 'l4' || s.version !== 1 || !Array.isArray(s.users) || typeof s.paging !== 'object')
+    if (
+      s.kind !== 'l4' ||
+      s.version !== 1 ||
+      !Array.isArray(s.users) ||
+      typeof s.paging !== 'object'
+    )
       throw new StateError(`${path}: expected the l4 backend's state, version 1`);
     this.mainState = s.mainState;
     this.kernelStack = s.kernelStack;

@@ -59,10 +59,7 @@ export function backendStubs(): Uint8Array {
   const page = new Uint8Array(4096).fill(0xcc);
   const next = STUB_IPC + 2 + 5;
   page.set([0xcd, 0x30, 0xe9, ...le32(ENTRY_DISPATCH - next)], STUB_IPC - STUBS);
-  page.set(
-    [0x65, 0xa1, ...le32(0x10), 0x65, 0xa3, ...le32(0x14), 0x0f, 0x0b],
-    STUB_START - STUBS,
-  );
+  page.set([0x65, 0xa1, ...le32(0x10), 0x65, 0xa3, ...le32(0x14), 0x0f, 0x0b], STUB_START - STUBS);
   page.set([0x0f, 0x0b], STUB_FORCE - STUBS);
   return page;
 }

@@ -47,9 +47,7 @@ export class Monitor implements TsProgram {
       }
       const options = b.waitOptions();
       r =
-        reply === undefined
-          ? api.wait(0, options)
-          : api.replyWait(reply.to, reply.msg, 0, options);
+        reply === undefined ? api.wait(0, options) : api.replyWait(reply.to, reply.msg, 0, options);
     }
   }
 

@@ -221,7 +221,7 @@ export class GuestPaging {
 
 /** The new entry takes a right the old one gave (write, user). */
 function lost(old: number, value: number): boolean {
-  return ((old & ~value) & (PTE_RW | PTE_US)) !== 0;
+  return (old & ~value & (PTE_RW | PTE_US)) !== 0;
 }
 
 /** Referenced and written status bits (R 4, W 2) into a guest entry's accessed and dirty bits. */

@@ -45,11 +45,12 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   // The VM's region starts at the first 4 MB boundary above the kernel's memory.
   const regionStart = Math.ceil((k.memory.reservedEnd * 4096) / 0x400000) * 0x400000;
   const vmBytes = machine.ram.length - regionStart;
-  const guestBytes = vmBytes - (VMM_PAGES + 1) * 4096;
+  const guestBytes = vmBytes - VMM_PAGES * 4096;
   if (guestBytes < 16 << 20) return `VM memory must be at least 16 MB (got ${guestBytes >> 20} MB)`;
-  if (mapAt === 0 || mapAt + vmBytes > WINDOW_BASE)
+  if (mapAt === 0 || mapAt + vmBytes + 4096 > WINDOW_BASE)
     return `${config.kernel.name}: the kernel's one-to-one map at 0x${mapAt.toString(16)} cannot hold the VM's memory below the VMM window`;
-  const deviceGpa = guestBytes + VMM_PAGES * 4096;
+  // The NIC's register page appears right after the VM's memory (the resource monitor's window).
+  const deviceGpa = vmBytes;
   const devices: VmDevice[] = [];
   if (nic !== undefined) {
     nic.configWrite(0x10, 4, NIC_IO);
