@@ -25,8 +25,6 @@ import {
   EXCEPTION_WORDS,
   Exregs,
   fpage,
-  KIP_VIRT,
-  Label,
   mapItem,
   NEVER,
   NILTHREAD,
@@ -38,7 +36,6 @@ import {
   tagLabel,
   tagU,
   timeouts,
-  UTCB_AREA,
   W,
   X,
   ZERO_TIME,
@@ -53,7 +50,7 @@ import type { EntryTable } from '../../../x86/entries.ts';
 import { Vector } from '../../../x86/fault.ts';
 import { CS } from '../../../x86/segment.ts';
 import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
-import type { BackendState, GuestEvent, VmmBackend, VmmCore } from '../../backend.ts';
+import type { BackendState, VmmBackend, VmmCore } from '../../backend.ts';
 import {
   EFLAGS_IF,
   STUB_IRET,
@@ -70,37 +67,16 @@ import {
   PAGE_CORE_STUBS,
   PAGE_STUBS,
   STACK_TOP,
-  STUB_FORCE,
   STUB_IPC,
-  STUB_START,
-  STUBS,
   VmmLabel,
   windowPage,
 } from './layout.ts';
 import { Monitor } from './monitor.ts';
+import { Processes, type ProcessesState } from './processes.ts';
 import { GuestPaging, type L4PagingCounters } from './paging.ts';
 
 /** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
 const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
-/** Process threads get thread numbers from here up (the VM's own are below). */
-const USER_THREAD_BASE = 1024;
-/** Below the kernel thread's priority: a process runs only while the guest is in user mode. */
-const USER_PRIORITY_DELTA = 4;
-
-/** A guest page directory's L4 space and thread. */
-interface UserThread {
-  pd: number;
-  tid: number;
-  /**
-   * fresh: started, its first exception not yet in; parked: waiting in an exception message
-   * for the kernel thread's reply (the guest kernel has its state); running.
-   */
-  state: 'fresh' | 'parked' | 'running';
-  /** The exception reply that takes it into user mode when its first exception comes. */
-  resume: number[] | null;
-  /** Redirected to STUB_FORCE: what for, and the EIP it was at. */
-  forced: { kind: 'fault' | 'interrupt'; eip: number; address: number; errorCode: number } | null;
-}
 
 export type L4BackendCounters = {
   /** Page faults of the guest kernel's thread mapped, and reflected into the guest as #PF. */
@@ -144,9 +120,7 @@ export interface L4BackendState {
   redirectIp: number | null;
   kernelTrap: KernelTrap | null;
   idle: { regs: number[]; eflags: number; resume: number } | null;
-  current: number;
-  users: UserThread[];
-  nextUser: number;
+  processes: ProcessesState;
   console: number[];
   paging: { cr3: number; paging: boolean; mirror: number; mappedOut: number[] };
   counters: L4BackendCounters;
@@ -187,11 +161,11 @@ export class L4Backend implements VmmBackend {
   readonly mainTid: number;
   monitorTid = NILTHREAD;
   helperTid = NILTHREAD;
-  private helper!: L4Api;
+  helper!: L4Api;
   private main!: Thread;
   /** What the guest kernel's thread does: runs the kernel, waits for a process, or idles. */
   mainState: 'kernel' | 'user' | 'idle' = 'kernel';
-  private kernelStack = 0;
+  kernelStack = 0;
   /** The virtual timer's deadline (cycles) and the one the monitor waits with. */
   timerCycles: number | undefined;
   armedCycles: number | undefined;
@@ -199,11 +173,7 @@ export class L4Backend implements VmmBackend {
   redirectIp: number | undefined;
   kernelTrap: KernelTrap | undefined;
   private idleState: { regs: number[]; eflags: number; resume: number } | undefined;
-  /** The page directory of the process in user mode (or last there), -1 none. */
-  current = -1;
-  private readonly users = new Map<number, UserThread>();
-  private readonly byTid = new Map<number, UserThread>();
-  private nextUser = 0;
+  readonly processes: Processes;
   consoleQueue: number[] = [];
   /** Helper calls made from the kernel thread's VMM code now (the monitor then leaves it be). */
   syncDepth = 0;
@@ -226,6 +196,7 @@ export class L4Backend implements VmmBackend {
       alias: (frame) => this.alias(frame),
       crash: (m) => this.crash(m),
     });
+    this.processes = new Processes(this);
     this.counters = {
       kernelFaultsMapped: 0,
       kernelFaultsReflected: 0,
@@ -341,7 +312,7 @@ export class L4Backend implements VmmBackend {
     }
   }
 
-  private exregs(dest: number, control: number, ip = 0): number {
+  exregs(dest: number, control: number, ip = 0): number {
     return this.sync(() =>
       this.helper.exchangeRegisters({
         dest,
@@ -355,7 +326,7 @@ export class L4Backend implements VmmBackend {
     ).ip;
   }
 
-  private rm(op: number, words: number[]): number {
+  rm(op: number, words: number[]): number {
     const r = this.sync(() => this.helper.callIpc(ROOT_ID, message(op, words)));
     if (r === undefined || r.error !== 0) return -1;
     return r.words[0] === 1 ? 0 : (r.words[1] ?? -1);
@@ -454,18 +425,7 @@ export class L4Backend implements VmmBackend {
     }
     const eip = cpu.readLinear(at(0), 4);
     const esp = cpu.readLinear(at(12), 4);
-    const words = this.exceptionWords(eip, eflags, esp);
-    const u = this.userFor(this.paging.cr3 >>> 12);
-    if (u === undefined) return STUB_IRET;
-    this.counters.userResumes++;
-    this.current = u.pd;
-    this.mainState = 'user';
-    if (u.state === 'parked') {
-      u.state = 'running';
-      return this.waitFor(u.tid, message(0, words));
-    }
-    u.resume = words;
-    return this.waitFor(NILTHREAD);
+    return this.processes.resume(this.paging.cr3 >>> 12, this.exceptionWords(eip, eflags, esp));
   }
 
   /** The 12 words of an exception reply: the CPU's registers, with EIP, EFLAGS and ESP given. */
@@ -489,7 +449,7 @@ export class L4Backend implements VmmBackend {
   }
 
   /** The general registers (ESP but) from an exception message's words. */
-  private loadRegisters(words: number[]): void {
+  loadRegisters(words: number[]): void {
     const cpu = this.cpu;
     const w = (n: string): number => words[EXCEPTION_WORDS.indexOf(n as never)] >>> 0;
     cpu.eax = w('eax');
@@ -505,7 +465,7 @@ export class L4Backend implements VmmBackend {
    * The kernel thread's IPC at STUB_IPC: send `msg` to `to` (nil: none) and wait for anyone.
    * Its registers and MRs are set for the `int $0x30`; the VMM stack is its stack meanwhile.
    */
-  private waitFor(to: number, msg?: Message): number {
+  waitFor(to: number, msg?: Message): number {
     const cpu = this.cpu;
     const utcb = this.k.utcbOf(this.main)!;
     if (msg !== undefined) {
@@ -518,43 +478,6 @@ export class L4Backend implements VmmBackend {
     cpu.ecx = timeouts(to === NILTHREAD ? 0 : ZERO_TIME, NEVER);
     cpu.esp = STACK_TOP;
     return STUB_IPC;
-  }
-
-  // ---- process threads -----------------------------------------------------------------------
-
-  /** The process thread of a guest page directory, made (through the resource monitor) if new. */
-  private userFor(pd: number): UserThread | undefined {
-    const known = this.users.get(pd);
-    if (known !== undefined) return known;
-    const tid = this.vm.threadId(USER_THREAD_BASE + this.nextUser);
-    const h = this.helperTid;
-    const steps: [number, number[]][] = [
-      [RmOp.threadControl, [tid, tid, h, NILTHREAD, 0xffffffff]],
-      [RmOp.spaceControl, [tid, 0, fpage(KIP_VIRT, 12), fpage(UTCB_AREA, 21), NILTHREAD]],
-      [RmOp.threadControl, [tid, tid, h, NILTHREAD, UTCB_AREA]],
-    ];
-    for (const [op, words] of steps) {
-      const e = this.rm(op, words);
-      if (e !== 0) {
-        this.crash(`cannot make a space for page directory 0x${(pd * 4096).toString(16)} (${e})`);
-        return undefined;
-      }
-    }
-    this.nextUser++;
-    this.sync(() =>
-      this.helper.schedule(tid, 0xffffffff, Math.max(0, this.vm.priority - USER_PRIORITY_DELTA)),
-    );
-    // Activated with the helper as pager, which sends the start message; then the kernel
-    // thread is its pager (and, by the start stub, its exception handler).
-    if (this.rm(RmOp.threadControl, [tid, tid, NILTHREAD, h, 0xffffffff]) !== 0) return undefined;
-    this.sync(() => this.helper.send(tid, message(0, [STUB_START, 0])));
-    if (this.rm(RmOp.threadControl, [tid, tid, NILTHREAD, this.mainTid, 0xffffffff]) !== 0)
-      return undefined;
-    const u: UserThread = { pd, tid, state: 'fresh', resume: null, forced: null };
-    this.users.set(pd, u);
-    this.byTid.set(tid, u);
-    this.counters.processSpaces++;
-    return u;
   }
 
   /** The kernel thread's IPC returned (ENTRY_DISPATCH): a process's message, or the wake-up. */
@@ -571,117 +494,10 @@ export class L4Backend implements VmmBackend {
     for (let i = 1; i <= tagU(tag); i++) words.push(utcb.get(MR(i)));
     const label = tagLabel(tag);
     if (from === this.monitorTid && label === VmmLabel.wake) return this.wake();
-    const u = this.byTid.get(from);
-    if (u === undefined) {
-      this.crash(`a message for the kernel thread from 0x${from.toString(16)}`);
-      return STUB_IPC;
-    }
-    if ((label & 0xfff0) === Label.pageFault)
-      return this.userFault(u, words[0], words[1], label & 7);
-    if (label === Label.exception) return this.userException(u, words);
-    this.crash(`message 0x${label.toString(16)} from process thread 0x${from.toString(16)}`);
+    const target = this.processes.message(from, label, words);
+    if (target !== undefined) return target;
+    this.crash(`message 0x${label.toString(16)} for the kernel thread from 0x${from.toString(16)}`);
     return STUB_IPC;
-  }
-
-  /** A process's page fault: mapped from the alias with the guest's rights, or #PF for the guest. */
-  private userFault(u: UserThread, address: number, eip: number, rwx: number): number {
-    const write = (rwx & W) !== 0;
-    const page = (address & ~0xfff) >>> 0;
-    let source: number | undefined;
-    let rights = R | X;
-    if (page === STUBS) source = this.alias(this.guestPages + PAGE_STUBS);
-    else if (address >>> 0 < WINDOW_BASE) {
-      const w = this.paging.walk(u.pd * 4096, address, write, true);
-      if (w.ok) {
-        source = this.alias(w.frame);
-        if (w.writable) rights = RWX;
-        if (source !== undefined) this.paging.mappedOut[w.frame] = 1;
-      } else {
-        u.forced = {
-          kind: 'fault',
-          eip,
-          address,
-          errorCode: (w.present ? 1 : 0) | (write ? 2 : 0) | 4,
-        };
-      }
-    }
-    if (source === undefined) {
-      if (u.forced === null)
-        u.forced = { kind: 'fault', eip, address, errorCode: 1 | (write ? 2 : 0) | 4 };
-      this.counters.userFaultsReflected++;
-      this.exregs(u.tid, Exregs.abortReceive | Exregs.abortSend | Exregs.ip, STUB_FORCE);
-      return this.waitFor(NILTHREAD);
-    }
-    this.counters.userFaultsMapped++;
-    return this.waitFor(u.tid, message(0, [], mapItem(page, fpage(source, 12, rights))));
-  }
-
-  /** A process's exception: its system call, fault or forced entry goes into the guest kernel. */
-  private userException(u: UserThread, words: number[]): number {
-    const w = (n: string): number => words[EXCEPTION_WORDS.indexOf(n as never)] >>> 0;
-    if (u.state === 'fresh' && u.resume !== null) {
-      const resume = u.resume;
-      u.resume = null;
-      u.state = 'running';
-      return this.waitFor(u.tid, message(0, resume));
-    }
-    let eip = w('eip');
-    let vector = w('exception');
-    let errorCode: number | undefined = ERROR_CODE_VECTORS.has(vector) ? w('errorCode') : undefined;
-    let software = vector === Vector.BP || vector === Vector.OF;
-    let faultAddress: number | undefined;
-    const forced = eip === STUB_FORCE ? u.forced : null;
-    this.loadRegisters(words);
-    if (forced !== null) {
-      eip = forced.eip;
-      if (forced.kind === 'interrupt') return this.userInterrupt(u, words, eip);
-      vector = Vector.PF;
-      errorCode = forced.errorCode;
-      faultAddress = forced.address;
-      software = false;
-    } else if (vector === Vector.GP && ((errorCode ?? 0) & 7) === 2) {
-      // INT n from user mode, which L4 reports as #GP(n·8+2) at the instruction (a 2-byte CD n).
-      vector = (errorCode ?? 0) >>> 3;
-      errorCode = undefined;
-      software = true;
-      eip = (eip + 2) >>> 0;
-    }
-    const target = this.vmm.trap({
-      vector,
-      errorCode,
-      software,
-      faultAddress,
-      context: { kind: 'registers', eip, eflags: w('eflags'), esp: w('esp') },
-    } satisfies GuestEvent);
-    u.forced = null;
-    u.state = 'parked';
-    this.mainState = 'kernel';
-    this.counters.userExceptions++;
-    return target;
-  }
-
-  /** A process forced into the kernel for a virtual interrupt: the frame a CPU would push. */
-  private userInterrupt(u: UserThread, words: number[], eip: number): number {
-    const cpu = this.cpu;
-    const w = (n: string): number => words[EXCEPTION_WORDS.indexOf(n as never)] >>> 0;
-    cpu.esp = this.kernelStack;
-    cpu.push(Selector.USER_DS, 4);
-    cpu.push(w('esp'), 4);
-    cpu.push(w('eflags'), 4);
-    cpu.push(Selector.USER_CS, 4);
-    cpu.push(eip, 4);
-    const target = this.vmm.eventsHandled();
-    u.forced = null;
-    if (target === undefined) {
-      // Nothing to deliver after all: the process goes on where it was.
-      const resume = [...words];
-      resume[EXCEPTION_WORDS.indexOf('eip')] = eip;
-      u.state = 'running';
-      return this.waitFor(u.tid, message(0, resume));
-    }
-    u.state = 'parked';
-    this.mainState = 'kernel';
-    return target;
   }
 
   /** The idle kernel woken by the monitor: the interrupt arrives right after its `hlt`. */
@@ -813,11 +629,7 @@ export class L4Backend implements VmmBackend {
       return message(VmmLabel.wake);
     }
     if (this.mainState === 'user') {
-      const u = this.byTid.get(this.users.get(this.current)?.tid ?? -1);
-      if (u === undefined || u.state !== 'running' || u.forced !== null) return undefined;
-      const ip = exregs(u.tid, Exregs.ip, STUB_FORCE);
-      u.forced = { kind: 'interrupt', eip: ip, address: 0, errorCode: 0 };
-      this.counters.processesForced++;
+      this.processes.force(exregs);
       return undefined;
     }
     if (!vif || this.syncDepth > 0 || this.redirectIp !== undefined) return undefined;
@@ -934,9 +746,7 @@ export class L4Backend implements VmmBackend {
       redirectIp: this.redirectIp ?? null,
       kernelTrap: this.kernelTrap === undefined ? null : { ...this.kernelTrap },
       idle: this.idleState === undefined ? null : structuredClone(this.idleState),
-      current: this.current,
-      users: [...this.users.values()].map((u) => structuredClone(u)),
-      nextUser: this.nextUser,
+      processes: this.processes.save(),
       console: [...this.consoleQueue],
       paging: {
         cr3: this.paging.cr3,
@@ -953,7 +763,7 @@ export class L4Backend implements VmmBackend {
     if (
       s.kind !== 'l4' ||
       s.version !== 1 ||
-      !Array.isArray(s.users) ||
+      typeof s.processes !== 'object' ||
       typeof s.paging !== 'object'
     )
       throw new StateError(`${path}: expected the l4 backend's state, version 1`);
@@ -964,15 +774,7 @@ export class L4Backend implements VmmBackend {
     this.redirectIp = s.redirectIp ?? undefined;
     this.kernelTrap = s.kernelTrap === null ? undefined : { ...s.kernelTrap };
     this.idleState = s.idle === null ? undefined : structuredClone(s.idle);
-    this.current = s.current;
-    this.users.clear();
-    this.byTid.clear();
-    for (const u of s.users) {
-      const copy = structuredClone(u);
-      this.users.set(copy.pd, copy);
-      this.byTid.set(copy.tid, copy);
-    }
-    this.nextUser = s.nextUser;
+    this.processes.restore(s.processes);
     this.consoleQueue = [...s.console];
     this.paging.cr3 = s.paging.cr3;
     this.paging.paging = s.paging.paging;
