@@ -25,10 +25,8 @@ import {
   EXCEPTION_WORDS,
   Exregs,
   fpage,
-  mapItem,
   NEVER,
   NILTHREAD,
-  R,
   RmOp,
   ROOT_ID,
   RWX,
@@ -36,8 +34,6 @@ import {
   tagLabel,
   tagU,
   timeouts,
-  W,
-  X,
   ZERO_TIME,
 } from '../../../hypervisor/l4/abi.ts';
 import { message, type L4Api } from '../../../hypervisor/l4/api.ts';
@@ -47,36 +43,22 @@ import { MR, type Message, type Thread } from '../../../hypervisor/l4/thread.ts'
 import { StateError } from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
 import type { EntryTable } from '../../../x86/entries.ts';
-import { Vector } from '../../../x86/fault.ts';
 import { CS } from '../../../x86/segment.ts';
 import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
 import type { BackendState, VmmBackend, VmmCore } from '../../backend.ts';
-import {
-  EFLAGS_IF,
-  STUB_IRET,
-  Vcpu,
-  VIRTUAL_FLAGS,
-  WINDOW_BASE,
-  WINDOW_SIZE,
-} from '../../window.ts';
+import { EFLAGS_IF, STUB_IRET, VIRTUAL_FLAGS } from '../../window.ts';
 import {
   ENTRY_ASYNC,
   ENTRY_BOOT,
   ENTRY_DISPATCH,
   ENTRY_KERNEL_TRAP,
-  PAGE_CORE_STUBS,
-  PAGE_STUBS,
   STACK_TOP,
   STUB_IPC,
   VmmLabel,
-  windowPage,
 } from './layout.ts';
 import { Monitor } from './monitor.ts';
 import { Processes, type ProcessesState } from './processes.ts';
 import { GuestPaging, type L4PagingCounters } from './paging.ts';
-
-/** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
-const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
 
 export type L4BackendCounters = {
   /** Page faults of the guest kernel's thread mapped, and reflected into the guest as #PF. */
@@ -162,7 +144,7 @@ export class L4Backend implements VmmBackend {
   monitorTid = NILTHREAD;
   helperTid = NILTHREAD;
   helper!: L4Api;
-  private main!: Thread;
+  main!: Thread;
   /** What the guest kernel's thread does: runs the kernel, waits for a process, or idles. */
   mainState: 'kernel' | 'user' | 'idle' = 'kernel';
   kernelStack = 0;
@@ -542,110 +524,7 @@ export class L4Backend implements VmmBackend {
     return target;
   }
 
-  // ---- the monitor's decisions (monitor.ts calls these) --------------------------------------
-
-  /** The kernel thread's page fault: a mapping for the reply, or undefined (reflected). */
-  kernelFault(api: L4Api, address: number, eip: number, rwx: number): Message | undefined {
-    const write = (rwx & W) !== 0;
-    const page = (address & ~0xfff) >>> 0;
-    let source: number | undefined;
-    let rights = RWX;
-    let errorCode = write ? 2 : 0;
-    const win = windowPage(address) ?? this.windowAliasPage(address);
-    if (win !== undefined) {
-      source = this.alias(this.guestPages + win);
-      if (win === PAGE_CORE_STUBS || win === PAGE_STUBS) rights = R | X;
-    } else if (!this.paging.paging) {
-      if (address >>> 0 < this.guestPages * 4096) source = this.alias(address >>> 12);
-    } else {
-      const w = this.paging.walk(this.paging.cr3, address, write, false);
-      if (w.ok) {
-        source = this.alias(w.frame);
-        if (!w.writable) rights = R | X;
-        if (source !== undefined && w.frame < this.paging.mappedOut.length)
-          this.paging.mappedOut[w.frame] = 1;
-        if (address >>> 0 < this.mapAt && source !== undefined)
-          this.paging.mirror = this.paging.cr3 >>> 12;
-      } else if (w.present) errorCode |= 1;
-    }
-    if (source !== undefined && source === page) {
-      this.crash(`the kernel faulted at its own alias 0x${page.toString(16)}`);
-      return undefined;
-    }
-    if (source !== undefined) {
-      this.counters.kernelFaultsMapped++;
-      return message(0, [], mapItem(page, fpage(source, 12, rights)));
-    }
-    this.counters.kernelFaultsReflected++;
-    this.kernelTrap = { vector: Vector.PF, errorCode, faultAddress: address >>> 0, eip };
-    api.exchangeRegisters({
-      dest: this.mainTid,
-      control: Exregs.abortReceive | Exregs.abortSend | Exregs.ip,
-      sp: 0,
-      ip: ENTRY_KERNEL_TRAP,
-      flags: 0,
-      userHandle: 0,
-      pager: 0,
-    });
-    return undefined;
-  }
-
-  /** The window's alias below the kernel's link offset, while the kernel runs at its load address. */
-  private windowAliasPage(address: number): number | undefined {
-    if (this.paging.paging) return undefined;
-    return windowPage((address + this.mapAt) >>> 0);
-  }
-
-  /** The kernel thread's exception: the reply takes it to ENTRY_KERNEL_TRAP. */
-  kernelException(words: number[]): Message {
-    const w = (n: string): number => words[EXCEPTION_WORDS.indexOf(n as never)] >>> 0;
-    const vector = w('exception');
-    this.counters.kernelExceptions++;
-    this.kernelTrap = {
-      vector,
-      errorCode: ERROR_CODE_VECTORS.has(vector) ? w('errorCode') : null,
-      faultAddress: null,
-      eip: w('eip'),
-    };
-    const reply = [...words];
-    reply[EXCEPTION_WORDS.indexOf('eip')] = ENTRY_KERNEL_TRAP;
-    return message(0, reply);
-  }
-
-  /**
-   * A virtual interrupt may be pending after the monitor's work: bring it to the guest at a safe
-   * point — wake the idle kernel (the returned message), force the process in user mode into
-   * the kernel, or redirect the kernel thread (not while it is in VMM code: the core delivers
-   * at the next sti, popf, iret or hlt then).
-   */
-  deliver(api: L4Api): Message | undefined {
-    const block = this.vcpuBlock();
-    if (block.getUint32(Vcpu.pending, true) === 0) return undefined;
-    const vif = (block.getUint32(Vcpu.vif, true) & EFLAGS_IF) !== 0;
-    const exregs = (dest: number, control: number, ip: number): number =>
-      api.exchangeRegisters({ dest, control, sp: 0, ip, flags: 0, userHandle: 0, pager: 0 }).ip;
-    if (this.mainState === 'idle') {
-      this.mainState = 'kernel';
-      return message(VmmLabel.wake);
-    }
-    if (this.mainState === 'user') {
-      this.processes.force(exregs);
-      return undefined;
-    }
-    if (!vif || this.syncDepth > 0 || this.redirectIp !== undefined) return undefined;
-    if (this.main.state !== 'ready') return undefined;
-    const ip = this.main.ctx.eip >>> 0;
-    if (
-      ip >= WINDOW_BASE ||
-      (ip >= WINDOW_BASE - this.mapAt &&
-        ip < WINDOW_BASE - this.mapAt + WINDOW_SIZE &&
-        !this.paging.paging)
-    )
-      return undefined;
-    this.redirectIp = exregs(this.mainTid, Exregs.ip, ENTRY_ASYNC);
-    this.counters.kernelRedirects++;
-    return undefined;
-  }
+  // ---- for the monitor (monitor.ts) ---------------------------------------------------------
 
   /** The monitor's wait: until the virtual timer's deadline. */
   waitOptions(): { receiveUntil?: number } {
