@@ -101,11 +101,20 @@ export interface L4BackendState {
   armedCycles: number | null;
   redirectIp: number | null;
   kernelTrap: KernelTrap | null;
+  received: Received | null;
   idle: { regs: number[]; eflags: number; resume: number } | null;
   processes: ProcessesState;
   console: number[];
   paging: { cr3: number; paging: boolean; mirror: number; mappedOut: number[] };
   counters: L4BackendCounters;
+}
+
+/** A message the kernel thread received, taken from its UTCB. */
+interface Received {
+  from: number;
+  tag: number;
+  words: number[];
+  error: number;
 }
 
 export interface L4BackendConfig {
@@ -154,6 +163,7 @@ export class L4Backend implements VmmBackend {
   /** The kernel thread was redirected to ENTRY_ASYNC from this EIP. */
   redirectIp: number | undefined;
   kernelTrap: KernelTrap | undefined;
+  private received: Received | undefined;
   private idleState: { regs: number[]; eflags: number; resume: number } | undefined;
   readonly processes: Processes;
   consoleQueue: number[] = [];
@@ -464,22 +474,34 @@ export class L4Backend implements VmmBackend {
 
   /** The kernel thread's IPC returned (ENTRY_DISPATCH): a process's message, or the wake-up. */
   private onDispatch(): number {
-    const cpu = this.cpu;
+    // A fault in the handler (a page the main space lacks) runs it again after the monitor's
+    // reply, which lands in the same MRs: the message is taken once, kept until it is handled.
+    const m = (this.received ??= this.receive());
+    let target: number;
+    if ((m.tag & 0x8000) !== 0) {
+      this.crash(`the kernel thread's IPC failed (error 0x${m.error.toString(16)})`);
+      target = STUB_IPC;
+    } else if (m.from === this.monitorTid && tagLabel(m.tag) === VmmLabel.wake) {
+      target = this.wake();
+    } else {
+      const t = this.processes.message(m.from, tagLabel(m.tag), m.words);
+      if (t === undefined)
+        this.crash(
+          `message 0x${tagLabel(m.tag).toString(16)} for the kernel thread from 0x${m.from.toString(16)}`,
+        );
+      target = t ?? STUB_IPC;
+    }
+    this.received = undefined;
+    return target;
+  }
+
+  /** The message the kernel thread's IPC received: sender (EAX), tag and words (its MRs). */
+  private receive(): Received {
     const utcb = this.k.utcbOf(this.main)!;
     const tag = utcb.get(MR(0));
-    const from = cpu.eax >>> 0;
-    if ((tag & 0x8000) !== 0) {
-      this.crash(`the kernel thread's IPC failed (error 0x${utcb.get(0x1c).toString(16)})`);
-      return STUB_IPC;
-    }
     const words: number[] = [];
-    for (let i = 1; i <= tagU(tag); i++) words.push(utcb.get(MR(i)));
-    const label = tagLabel(tag);
-    if (from === this.monitorTid && label === VmmLabel.wake) return this.wake();
-    const target = this.processes.message(from, label, words);
-    if (target !== undefined) return target;
-    this.crash(`message 0x${label.toString(16)} for the kernel thread from 0x${from.toString(16)}`);
-    return STUB_IPC;
+    if ((tag & 0x8000) === 0) for (let i = 1; i <= tagU(tag); i++) words.push(utcb.get(MR(i)));
+    return { from: this.cpu.eax >>> 0, tag, words, error: utcb.get(0x1c) };
   }
 
   /** The idle kernel woken by the monitor: the interrupt arrives right after its `hlt`. */
@@ -624,6 +646,7 @@ export class L4Backend implements VmmBackend {
       armedCycles: this.armedCycles ?? null,
       redirectIp: this.redirectIp ?? null,
       kernelTrap: this.kernelTrap === undefined ? null : { ...this.kernelTrap },
+      received: this.received === undefined ? null : structuredClone(this.received),
       idle: this.idleState === undefined ? null : structuredClone(this.idleState),
       processes: this.processes.save(),
       console: [...this.consoleQueue],
@@ -652,6 +675,7 @@ export class L4Backend implements VmmBackend {
     this.armedCycles = s.armedCycles ?? undefined;
     this.redirectIp = s.redirectIp ?? undefined;
     this.kernelTrap = s.kernelTrap === null ? undefined : { ...s.kernelTrap };
+    this.received = s.received === null ? undefined : structuredClone(s.received);
     this.idleState = s.idle === null ? undefined : structuredClone(s.idle);
     this.processes.restore(s.processes);
     this.consoleQueue = [...s.console];
