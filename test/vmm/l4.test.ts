@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import type { L4Kernel } from '../../src/hypervisor/l4/L4.ts';
+import { createGuest } from '../../src/platforms/createGuest.ts';
 import { buildSkipReason, comparableLines, kernelPath, make, ROOT } from '../guest/guest.ts';
 
 const skip = buildSkipReason();
@@ -105,5 +107,40 @@ describe('the afterburned guest on --hypervisor l4', { skip }, () => {
     assert.match(r.out, /^hello from pid 2: x y$/m, r.out + r.err);
     assert.match(r.out, /kernel: init exited with status 3/);
     assert.equal(r.status, 7);
+  });
+});
+
+describe('the l4 backend inside', { skip }, () => {
+  it('keeps the microkernel consistent: its audit holds all through the self-test', () => {
+    assert.ok(make('afterburned').ok);
+    let out = '';
+    const g = createGuest({
+      platform: 'l4',
+      kernel: readFileSync(kernelPath('afterburned')),
+      kernelName: 'kernel.elf',
+      cmdline: 'init=selftest',
+      console: (b) => (out += String.fromCharCode(b)),
+    });
+    assert.ok(typeof g !== 'string', String(g));
+    const l4 = g.hypervisor as L4Kernel;
+    let end = g.machine.run(20_000_000);
+    let audits = 0;
+    while (end.kind === 'cycle-limit') {
+      assert.deepEqual(l4.audit(), [], `audit at cycle ${g.machine.cpu.cycles}`);
+      audits++;
+      g.machine.resume();
+      end = g.machine.run(g.machine.cpu.cycles + 20_000_000);
+    }
+    assert.ok(audits >= 5);
+    assert.deepEqual(end, { kind: 'exit', value: 0 });
+    assert.match(out, /^selftest: PASS$/m);
+    assert.deepEqual(l4.audit(), []);
+    const v = g.stats().vmm as unknown as {
+      l4: { paging: { entriesUnmapped: number; cr3Flushed: number; cr3Kept: number } };
+    };
+    // Page-table writes became unmaps of what they invalidated; CR3 loads flushed or kept.
+    assert.ok(v.l4.paging.entriesUnmapped > 0);
+    assert.ok(v.l4.paging.cr3Flushed > 0);
+    assert.equal(l4.vms()[0].state, 'shutdown');
   });
 });
