@@ -40,7 +40,16 @@ import { message, type L4Api } from '../../../hypervisor/l4/api.ts';
 import type { L4Kernel } from '../../../hypervisor/l4/L4.ts';
 import type { Vm } from '../../../hypervisor/l4/resourceMonitor.ts';
 import { MR, type Message, type Thread } from '../../../hypervisor/l4/thread.ts';
-import { StateError } from '../../../machine/state.ts';
+import {
+  arrayOf,
+  bool,
+  checkState,
+  nullable,
+  num,
+  oneOf,
+  shape,
+  type Check,
+} from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
 import type { EntryTable } from '../../../x86/entries.ts';
 import { CS } from '../../../x86/segment.ts';
@@ -108,6 +117,41 @@ export interface L4BackendState {
   paging: { cr3: number; paging: boolean; mirror: number; mappedOut: number[] };
   counters: L4BackendCounters;
 }
+
+const counts: Check = (v, path) => shape<object>({})(v, path);
+const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 1, {
+  kind: oneOf('l4'),
+  mainState: oneOf('kernel', 'user', 'idle'),
+  kernelStack: num,
+  timerCycles: nullable(num),
+  armedCycles: nullable(num),
+  redirectIp: nullable(num),
+  kernelTrap: nullable(
+    shape<KernelTrap>({
+      vector: num,
+      errorCode: nullable(num),
+      faultAddress: nullable(num),
+      eip: num,
+    }),
+  ),
+  received: nullable(shape<Received>({ from: num, tag: num, words: arrayOf(num), error: num })),
+  idle: nullable(
+    shape<{ regs: number[]; eflags: number; resume: number }>({
+      regs: arrayOf(num, 8),
+      eflags: num,
+      resume: num,
+    }),
+  ),
+  processes: shape<ProcessesState>({ current: num, users: arrayOf(counts), nextUser: num }),
+  console: arrayOf(num),
+  paging: shape<L4BackendState['paging']>({
+    cr3: num,
+    paging: bool,
+    mirror: num,
+    mappedOut: arrayOf(num),
+  }),
+  counters: counts,
+});
 
 /** A message the kernel thread received, taken from its UTCB. */
 interface Received {
@@ -661,14 +705,8 @@ export class L4Backend implements VmmBackend {
   }
 
   restore(saved: BackendState, path: string): void {
+    L4_BACKEND_STATE(saved, path);
     const s = saved as L4BackendState;
-    if (
-      s.kind !== 'l4' ||
-      s.version !== 1 ||
-      typeof s.processes !== 'object' ||
-      typeof s.paging !== 'object'
-    )
-      throw new StateError(`${path}: expected the l4 backend's state, version 1`);
     this.mainState = s.mainState;
     this.kernelStack = s.kernelStack;
     this.timerCycles = s.timerCycles ?? undefined;
