@@ -15,7 +15,8 @@ export const l4Platform: Platform = {
   name: 'l4',
   summary:
     'the L4 X.2-style microkernel owns ring 0; the afterburned kernel runs as an L4 thread of a ' +
-    'VM through the in-place VMM, its processes in L4 spaces of their own',
+    'VM through the in-place VMM, its processes in L4 spaces of their own (the VM gets all of ' +
+    "--memory above the microkernel's)",
   counterColumns: [
     { title: 'IPC messages', source: 'hypervisor', paths: ['ipc'], show: 'by-kind' },
     { title: 'L4 system calls', source: 'hypervisor', paths: ['syscalls'], show: 'by-kind' },

@@ -82,6 +82,29 @@ describe('the afterburned guest on --hypervisor l4', { skip }, () => {
     assert.equal(stats.cpu.interrupts, 0, 'no hardware interrupt without a device given');
   });
 
+  it('on a 1 GB machine the VM gets what the kernel’s one-to-one map holds (768 MB) and passes', () => {
+    const r = previrt([
+      '--hypervisor',
+      'l4',
+      '--memory',
+      '1024',
+      '--kernel',
+      kernel,
+      '--append',
+      'init=selftest',
+    ]);
+    assert.match(
+      r.out,
+      /^vm: kernel page directory at [0-9a-f]+ maps 767 MB of RAM/m,
+      r.out + r.err,
+    );
+    assert.match(r.out, /^selftest: PASS$/m, r.out + r.err);
+    assert.equal(r.status, 1);
+    const small = previrt(['--hypervisor', 'l4', '--memory', '16', '--kernel', kernel]);
+    assert.equal(small.status, 2);
+    assert.match(small.err, /^previrt run: VM memory must be at least 16 MB \(got 11 MB\)$/m);
+  });
+
   it('refuses the native build with one clear line, status 2', () => {
     const r = previrt(['--hypervisor', 'l4', '--kernel', kernelPath('native')]);
     assert.equal(r.status, 2);

@@ -170,7 +170,7 @@ export interface L4BackendConfig {
   mapAt: number;
   /**
    * The passed-through NIC's register page: its machine frame, and where the resource monitor
-   * shows it in the VM's guest-physical space (after the VMM's pages).
+   * shows it in the VM's guest-physical space (its alias is DEVICE_ALIAS, in the window).
    */
   device?: { machineFrame: number; gpa: number };
 }

@@ -3,8 +3,8 @@
  *
  * The VM is one contiguous region of machine memory from the resource monitor: the guest's RAM
  * (guest-physical 0 up), then the VMM's own pages (the window's pages live there: the
- * virtual-CPU block, the core's stubs, the backend's stubs, a stack), then, if the NIC is passed
- * through, its register page. The resource monitor maps the whole region into the VM's main
+ * virtual-CPU block, the core's stubs, the backend's stubs, a stack); a passed-through NIC's
+ * register page is a device window beyond it (DEVICE_ALIAS). The resource monitor maps the region into the VM's main
  * space at `mapAt + guest-physical`, with mapAt the kernel's link offset: that is the guest
  * kernel's own one-to-one map of RAM (the original's "kernel alias", AB l4ka backend.cc), and
  * the source of every other mapping the VMM makes (window pages, other kernel addresses, the
@@ -21,6 +21,12 @@ export const PAGE_STUBS = 2;
 export const PAGE_STACK = 3;
 
 export const STUBS = BACKEND_PAGES;
+/**
+ * Where the passed-through NIC's register page is in the main space (its alias: mapped there by
+ * the resource monitor, the source of the guest's own mapping of its BAR). In the window, which
+ * the guest never uses, past the bound entries.
+ */
+export const DEVICE_ALIAS = WINDOW_BASE + 0x200000;
 export const STACK_TOP = BACKEND_PAGES + 0x2000;
 
 /** `int $0x30; jmp ENTRY_DISPATCH`: the guest kernel's thread waits (registers set by a handler). */

@@ -12,7 +12,7 @@ import { PassthroughPci } from '../../devices/passthrough.ts';
 import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
 import { InPlaceVmm } from '../../Vmm.ts';
 import { stubPage, STUB_PAGE, WINDOW_BASE } from '../../window.ts';
-import { backendStubs, PAGE_CORE_STUBS, PAGE_STUBS, VMM_PAGES } from './layout.ts';
+import { backendStubs, DEVICE_ALIAS, PAGE_CORE_STUBS, PAGE_STUBS, VMM_PAGES } from './layout.ts';
 import { L4Backend } from './L4Backend.ts';
 
 export interface L4VmConfig {
@@ -34,6 +34,8 @@ export interface L4Vm {
 const NIC_MMIO = 0xe0000000;
 const NIC_IO = 0xc000;
 const NIC_SLOT = 3;
+/** The most guest memory the alias holds (the kernel's one-to-one map, see startL4Vm). */
+const ALIAS_MAX = 0x30000000;
 
 /** Builds the VM with its VMM and starts the kernel thread at the kernel's entry; or a message. */
 export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
@@ -42,15 +44,19 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   const nic = config.passthroughNic === true ? machine.nic : undefined;
   if (config.passthroughNic === true && nic === undefined)
     return 'NIC pass-through needs a machine with a network';
+  if (mapAt === 0 || mapAt >= WINDOW_BASE)
+    return `${config.kernel.name}: the l4 backend needs a kernel linked above its load address (its one-to-one map of RAM is the VMM's alias) for the l4 backend's alias`;
   // The VM's region starts at the first 4 MB boundary above the kernel's memory.
   const regionStart = Math.ceil((k.memory.reservedEnd * 4096) / 0x400000) * 0x400000;
-  const vmBytes = machine.ram.length - regionStart;
+  // All of it, up to what the kernel's one-to-one map holds: the alias must not reach the
+  // kernel's other mappings above it (the project's kernel maps at most 768 MB there, guest
+  // memlayout.h PHYS_MAX, and its MMIO window after; Linux's lowmem is 896 MB).
+  const vmBytes = Math.min(machine.ram.length - regionStart, ALIAS_MAX, WINDOW_BASE - mapAt);
   const guestBytes = vmBytes - VMM_PAGES * 4096;
   if (guestBytes < 16 << 20) return `VM memory must be at least 16 MB (got ${guestBytes >> 20} MB)`;
-  if (mapAt === 0 || mapAt + vmBytes + 4096 > WINDOW_BASE)
-    return `${config.kernel.name}: the kernel's one-to-one map at 0x${mapAt.toString(16)} cannot hold the VM's memory below the VMM window`;
-  // The NIC's register page appears right after the VM's memory (the resource monitor's window).
-  const deviceGpa = vmBytes;
+  // The NIC's register page as guest-physical beyond the VM's memory (the resource monitor's
+  // device window), so that its alias is DEVICE_ALIAS.
+  const deviceGpa = (DEVICE_ALIAS - mapAt) >>> 0;
   const devices: VmDevice[] = [];
   if (nic !== undefined) {
     nic.configWrite(0x10, 4, NIC_IO);
