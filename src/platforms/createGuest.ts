@@ -17,11 +17,12 @@ import { createMachine } from '../machine/Machine.ts';
 import type { Guest, GuestConfig, GuestStats, Platform } from './platform.ts';
 import { rawPlatform } from './raw.ts';
 import { saveGuest } from './snapshot.ts';
+import { l4Platform } from './l4.ts';
 import { xenPlatform } from './xen.ts';
 
 /** Every platform, by the name `--hypervisor` takes. */
 export const PLATFORMS: ReadonlyMap<string, Platform> = new Map(
-  [rawPlatform, xenPlatform].map((p) => [p.name, p]),
+  [rawPlatform, xenPlatform, l4Platform].map((p) => [p.name, p]),
 );
 
 /** Builds the machine and boots the kernel on the platform; or one line saying why not. */

@@ -1,6 +1,6 @@
 /**
  * What a platform is to the rest of previrt (DESIGN.md decision 10): one entry per way of
- * running a guest kernel — the raw PC (`none`), or a hypervisor with the in-place VMM (`xen`).
+ * running a guest kernel — the raw PC (`none`), or a hypervisor with the in-place VMM (`xen`, `l4`).
  * Callers never branch on the platform: they call `createGuest` (createGuest.ts) with a name,
  * and get a `Guest` whose console, counters and memory look the same on every platform. Adding
  * a platform is one entry here (platforms.ts) and its own module.
@@ -19,7 +19,7 @@ import type { SnapshotContents } from '../snapshot/file.ts';
 import type { InPlaceVmm } from '../vmm/Vmm.ts';
 
 export interface GuestConfig {
-  /** A platform's name: `none` (the raw PC) or `xen` (platforms.ts lists them). */
+  /** A platform's name: `none` (the raw PC), `xen` or `l4` (createGuest.ts lists them). */
   platform: string;
   /**
    * The kernel file's bytes: a multiboot ELF (afterburned for a hypervisor), or on the raw PC a

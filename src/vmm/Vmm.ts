@@ -787,6 +787,7 @@ export class InPlaceVmm implements VmmCore {
     }
     const target = this.interruptAt(next);
     if (target !== next) return target;
+    if (this.backend.sleep !== undefined) return this.backend.sleep(next);
     return this.backend.idle() ? next : this.interruptAt(next);
   }
 

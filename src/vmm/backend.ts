@@ -81,6 +81,13 @@ export interface VmmBackend {
    * and the core looks for an interrupt to deliver at once.
    */
   idle(): boolean;
+  /**
+   * Optional, instead of `idle`: for a backend whose guest kernel runs as a thread that must
+   * block in the hypervisor (an L4 thread waits in IPC; it cannot halt the CPU). Returns the
+   * address the VMM entry returns to: code that blocks. What wakes the guest reaches the core
+   * later through `eventsHandled`, with the frame of the interrupted `hlt` (EIP `resume`).
+   */
+  sleep?(resume: number): number;
   /** hlt with interrupts off: the virtual CPU stops for good. */
   haltForever(): void;
   /** The guest kernel's stack for events from user mode (its TSS.esp0), before it returns there. */

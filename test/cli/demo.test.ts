@@ -1,5 +1,5 @@
 // The README's main job: `previrt demo` builds the guest, runs its self-test raw in both variants
-// and the afterburned one on xen, the netperf benchmark on the three, and prints the tables.
+// and the afterburned one on xen and on l4, the netperf benchmark on the four, and prints the tables.
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ const previrt = (args: string[]) =>
   });
 
 test(
-  'previrt demo: self-test rows pass (raw and xen) and the netperf rows are verified',
+  'previrt demo: self-test rows pass (raw, xen and l4) and the netperf rows are verified',
   { skip: buildSkipReason() },
   () => {
     const r = previrt(['--quiet', '--bytes', '256K']);
@@ -28,6 +28,8 @@ test(
     assert.match(r.stdout, /^\| NOPs, raw \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
     assert.match(r.stdout, /^\| afterburned, Xen in-place VMM \| PASS \|/m);
     assert.match(r.stdout, /^\| Xen in-place VMM \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
+    assert.match(r.stdout, /^\| afterburned, L4Ka in-place VMM \| PASS \|/m);
+    assert.match(r.stdout, /^\| L4Ka in-place VMM \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
     assert.match(r.stdout, /TCP stream of 256 KB/);
   },
 );

@@ -1,6 +1,6 @@
 // Whole-guest snapshots on every platform (src/platforms/snapshot.ts): "run to N, snapshot,
 // restore, run on" gives the same console output, ending, cycles, instructions and every counter
-// as the uninterrupted run — the self-test raw and on xen at points in boot, in the middle of the
+// as the uninterrupted run — the self-test raw, on xen and on l4 at points in boot, in the middle of the
 // test and in a timer interrupt, and a netperf transfer (the client machine's state saved with
 // the guest) before it starts and mid-stream, through the snapshot file's bytes
 // (src/snapshot/file.ts).
@@ -47,7 +47,7 @@ function finish(g: Guest, out: { text: string }): Outcome {
 }
 
 describe('whole-guest snapshots: the self-test continues exactly', { skip }, () => {
-  for (const platform of ['none', 'xen']) {
+  for (const platform of ['none', 'xen', 'l4']) {
     it(`on ${platform}`, () => {
       assert.ok(make('afterburned').ok);
       const whole = { text: '' };
@@ -131,8 +131,8 @@ function attachSender(guest: Guest): () => TcpSender {
 }
 
 describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }, () => {
-  for (const platform of ['none', 'xen']) {
-    it(`on ${platform}, the NIC ${platform === 'xen' ? 'passed through' : 'the PC’s'}`, () => {
+  for (const platform of ['none', 'xen', 'l4']) {
+    it(`on ${platform}, the NIC ${platform === 'none' ? 'the PC’s' : 'passed through'}`, () => {
       assert.ok(make('afterburned').ok);
       const refOut = { text: '' };
       const ref = netperfGuest(platform, refOut);
@@ -193,8 +193,8 @@ describe('whole-guest snapshots that do not fit', { skip }, () => {
     const cases: [string, string | Guest, RegExp][] = [
       [
         'a platform it lacks',
-        changed((s) => (s.platform = 'l4')),
-        /platform 'l4', which this previrt does not have/,
+        changed((s) => (s.platform = 'sel4')),
+        /platform 'sel4', which this previrt does not have/,
       ],
       [
         'a newer state',

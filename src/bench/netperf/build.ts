@@ -19,7 +19,8 @@ export function guestKernelName(path: string): string {
 /**
  * The benchmark's rows: the same sources without and with afterburning on the raw PC, and the
  * afterburned kernel in a domain of the Xen-style hypervisor through the in-place VMM, with the
- * NIC passed through (the seed's "Xen in-place VMM" row).
+ * NIC passed through (the seed's "Xen in-place VMM" row), and the same kernel in a VM of the
+ * L4-style microkernel through the in-place VMM, NIC passed through ("L4Ka in-place VMM").
  */
 export const CONFIGS = {
   native: {
@@ -36,6 +37,11 @@ export const CONFIGS = {
     label: 'Xen in-place VMM',
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
     hypervisor: 'xen',
+  },
+  'l4-pre': {
+    label: 'L4Ka in-place VMM',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'l4',
   },
 } as const;
 

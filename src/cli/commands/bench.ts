@@ -45,7 +45,8 @@ options:
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
                  xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
-                 or a comma-separated list; default native,nops,xen-pre
+                 l4-pre (the afterburned kernel on l4, row "L4Ka in-place VMM"),
+                 or a comma-separated list; default native,nops,xen-pre,l4-pre
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
   --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
   --seed S       seed of the payload and the client's sequence numbers (default 1)
@@ -105,7 +106,7 @@ function parse(argv: string[]): Options | string {
   let configsGiven = false;
   const o: Options = {
     guest: 'own',
-    configs: ['native', 'nops', 'xen-pre'],
+    configs: ['native', 'nops', 'xen-pre', 'l4-pre'],
     bytes: 64 * 2 ** 20,
     runs: 1,
     seed: 1,

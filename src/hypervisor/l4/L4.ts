@@ -81,6 +81,12 @@ export interface L4Options {
   kernelFrames?: number;
   /** The default time slice in µs (10 ms, as Pistachio's sched-rr). */
   timesliceUs?: number;
+  /**
+   * Threads in the address space of a thread's pager may ExchangeRegisters it too, not only
+   * threads of its own space (Pistachio's CONFIG_X_PAGER_EXREGS, feature "pagerexregs"): the
+   * in-place VMM's threads redirect the guest's process threads they page. Off by default.
+   */
+  pagerExregs?: boolean;
 }
 
 /** Counters every run reports (DESIGN.md decision 4). */
@@ -198,6 +204,8 @@ export class L4Kernel implements Hypervisor {
   /** The bound-entry table of each VM's spaces (a VMM's), set when the VM is built. */
   readonly vmEntries = new Map<number, EntryTable>();
   readonly defaultTimeslice: number;
+  /** L4Options.pagerExregs. */
+  readonly pagerExregs: boolean;
   readonly consoleOut: (byte: number) => void;
   private readonly view: DataView;
 
@@ -213,6 +221,7 @@ export class L4Kernel implements Hypervisor {
     const ram = machine.ram;
     this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
     this.defaultTimeslice = this.microsToCycles(options.timesliceUs ?? 10_000);
+    this.pagerExregs = options.pagerExregs === true;
     const ramFrames = ram.length >>> 12;
     const poolFrames = options.kernelFrames ?? Math.max(256, ramFrames >>> 4);
     if (256 + poolFrames >= ramFrames)

@@ -237,9 +237,13 @@ export function exchangeRegisters(k: L4Kernel, t: Thread, a: ExregsArgs): Exregs
     error: L4Error.invalidThread,
   };
   const d = k.lookup(a.dest, t);
-  if (d === undefined || d.kind === 'irq' || d.space === undefined || d.space !== t.space)
-    return fail;
+  if (d === undefined || d.kind === 'irq' || d.space === undefined) return fail;
   const utcb = k.utcbOf(d);
+  if (d.space !== t.space) {
+    // X.2: the caller's own space only; with pagerexregs also the space of dest's pager.
+    const pager = k.pagerExregs ? k.lookup(utcb?.get(Utcb.pager) ?? NILTHREAD, d) : undefined;
+    if (pager === undefined || pager.space !== t.space) return fail;
+  }
   const old: ExregsResult = {
     result: d.tid,
     control:

@@ -29,6 +29,7 @@ import {
   api,
   audit,
   bare,
+  boot,
   mapVmPages,
   mrs,
   parkedVm,
@@ -300,4 +301,30 @@ test('KernelInterface by int $0x3b and by lock; nop, the KIP readable (not writa
   const clock = sys(m, Syscall.systemClock);
   assert.equal(clock.eax, Math.floor((cpu.cycles * 1e6) / 2.8e9));
   audit(m);
+});
+
+test('pagerexregs: threads in the space of a thread’s pager may ExchangeRegisters it, only when on', () => {
+  for (const on of [false, true]) {
+    const m = boot({ machine: { memoryMb: 64 }, kernel: { pagerExregs: on } });
+    const { main } = parkedVm(m);
+    // The main thread's pager is the resource monitor; its builder thread shares its space.
+    const r = m.l4.resourceMonitor.builder().exchangeRegisters({
+      dest: main.tid,
+      control: Exregs.ip,
+      sp: 0,
+      ip: 0x2345,
+      flags: 0,
+      userHandle: 0,
+      pager: 0,
+    });
+    if (on) {
+      assert.equal(r.result, main.tid);
+      assert.equal(m.machine.cpu.eip, 0x2345);
+    } else {
+      assert.equal(r.result, NILTHREAD);
+      assert.equal(r.error, L4Error.invalidThread);
+      assert.notEqual(m.machine.cpu.eip, 0x2345);
+    }
+    audit(m);
+  }
 });

@@ -1,0 +1,73 @@
+/**
+ * The L4 X.2-style microkernel with the in-place VMM (`l4`): the microkernel owns ring 0, the
+ * afterburned kernel runs in ring 3 as a thread of a VM the resource monitor builds (all of the
+ * machine's memory above the microkernel's), its processes in L4 spaces of their own, and the
+ * VMM (src/vmm, its l4 backend) gives it the PC it was written for. With a NIC in the
+ * configuration, the machine's DP83820 is passed through to the VM.
+ */
+import { isLinuxKernel } from '../loader/linux.ts';
+import { L4Kernel } from '../hypervisor/l4/L4.ts';
+import { startL4Vm } from '../vmm/backends/l4/vm.ts';
+import { readAfterburned } from '../vmm/load.ts';
+import type { Platform } from './platform.ts';
+
+export const l4Platform: Platform = {
+  name: 'l4',
+  summary:
+    'the L4 X.2-style microkernel owns ring 0; the afterburned kernel runs as an L4 thread of a ' +
+    'VM through the in-place VMM, its processes in L4 spaces of their own (the VM gets all of ' +
+    "--memory above the microkernel's)",
+  counterColumns: [
+    { title: 'IPC messages', source: 'hypervisor', paths: ['ipc'], show: 'by-kind' },
+    { title: 'L4 system calls', source: 'hypervisor', paths: ['syscalls'], show: 'by-kind' },
+    {
+      title: 'pages mapped / unmapped',
+      source: 'hypervisor',
+      paths: ['pages.mapped', 'pages.unmapped'],
+      show: 'pair',
+    },
+    { title: 'space switches', source: 'hypervisor', paths: ['spaceSwitches'], show: 'count' },
+    { title: 'VMM calls', source: 'vmm', paths: ['calls'], show: 'by-kind' },
+    {
+      title: 'virtual interrupts (vector)',
+      source: 'vmm',
+      paths: ['virtualInterrupts'],
+      show: 'by-vector',
+    },
+    { title: 'NIC interrupts (L4)', source: 'hypervisor', paths: ['interrupts'], show: 'count' },
+    {
+      title: 'NIC DMA translated / refused',
+      source: 'hypervisor',
+      paths: ['dmaTranslated', 'dmaRefused'],
+      show: 'pair',
+    },
+  ],
+  prepare(config) {
+    if (isLinuxKernel(config.kernel))
+      return `${config.kernelName}: a Linux bzImage; the l4 platform boots afterburned multiboot kernels only (pre-virtualized Linux is not supported yet: use --hypervisor none)`;
+    const kernel = readAfterburned(config.kernel, config.kernelName);
+    if (typeof kernel === 'string') return kernel;
+    return (machine) => {
+      let l4: L4Kernel;
+      try {
+        l4 = new L4Kernel(machine, { console: config.console, pagerExregs: true });
+      } catch (e) {
+        return e instanceof Error ? e.message : String(e);
+      }
+      const vm = startL4Vm(l4, {
+        kernel,
+        cmdline: config.cmdline ?? '',
+        modules: config.modules ?? [],
+        passthroughNic: config.nic !== undefined,
+        rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+      });
+      if (typeof vm === 'string') return vm;
+      return {
+        hypervisor: l4,
+        vmm: vm.vmm,
+        input: (bytes) => vm.backend.input(bytes),
+        physicalMemory: () => vm.backend.guestRam(),
+      };
+    };
+  },
+};

@@ -1,0 +1,122 @@
+/**
+ * An afterburned kernel in a VM of previrt's L4-style microkernel: the VM from the resource
+ * monitor (its memory one contiguous region, the guest's RAM then the VMM's window pages;
+ * optionally the machine's DP83820 with its register page, IRQ 11 and its DMA confined to the
+ * region), the kernel loaded and rewritten as on every backend (../../load.ts), the VMM core,
+ * the backend (L4Backend.ts) and its threads, and the kernel thread started.
+ */
+import type { BootModule } from '../../../loader/multiboot.ts';
+import type { L4Kernel } from '../../../hypervisor/l4/L4.ts';
+import type { Vm, VmDevice } from '../../../hypervisor/l4/resourceMonitor.ts';
+import { PassthroughPci } from '../../devices/passthrough.ts';
+import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
+import { InPlaceVmm } from '../../Vmm.ts';
+import { stubPage, STUB_PAGE, WINDOW_BASE } from '../../window.ts';
+import { backendStubs, DEVICE_ALIAS, PAGE_CORE_STUBS, PAGE_STUBS, VMM_PAGES } from './layout.ts';
+import { L4Backend } from './L4Backend.ts';
+
+export interface L4VmConfig {
+  kernel: AfterburnedKernel;
+  cmdline: string;
+  modules: BootModule[];
+  /** Give the VM the machine's DP83820 (PCI 00:03.0; the machine must have a network). */
+  passthroughNic?: boolean;
+  rtcStartSeconds: number;
+}
+
+export interface L4Vm {
+  vm: Vm;
+  vmm: InPlaceVmm;
+  backend: L4Backend;
+}
+
+/** Where the NIC's BARs are placed (as a PC's firmware would; the xen toolstack's places). */
+const NIC_MMIO = 0xe0000000;
+const NIC_IO = 0xc000;
+const NIC_SLOT = 3;
+/** The most guest memory the alias holds (the kernel's one-to-one map, see startL4Vm). */
+const ALIAS_MAX = 0x30000000;
+
+/** Builds the VM with its VMM and starts the kernel thread at the kernel's entry; or a message. */
+export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
+  const machine = k.machine;
+  const mapAt = config.kernel.kernelOffset;
+  const nic = config.passthroughNic === true ? machine.nic : undefined;
+  if (config.passthroughNic === true && nic === undefined)
+    return 'NIC pass-through needs a machine with a network';
+  if (mapAt === 0 || mapAt >= WINDOW_BASE)
+    return `${config.kernel.name}: the l4 backend needs a kernel linked above its load address (its one-to-one map of RAM is the VMM's alias) for the l4 backend's alias`;
+  // The VM's region starts at the first 4 MB boundary above the kernel's memory.
+  const regionStart = Math.ceil((k.memory.reservedEnd * 4096) / 0x400000) * 0x400000;
+  // All of it, up to what the kernel's one-to-one map holds: the alias must not reach the
+  // kernel's other mappings above it (the project's kernel maps at most 768 MB there, guest
+  // memlayout.h PHYS_MAX, and its MMIO window after; Linux's lowmem is 896 MB).
+  const vmBytes = Math.min(machine.ram.length - regionStart, ALIAS_MAX, WINDOW_BASE - mapAt);
+  const guestBytes = vmBytes - VMM_PAGES * 4096;
+  if (guestBytes < 16 << 20) return `VM memory must be at least 16 MB (got ${guestBytes >> 20} MB)`;
+  // The NIC's register page as guest-physical beyond the VM's memory (the resource monitor's
+  // device window), so that its alias is DEVICE_ALIAS.
+  const deviceGpa = (DEVICE_ALIAS - mapAt) >>> 0;
+  const devices: VmDevice[] = [];
+  if (nic !== undefined) {
+    nic.configWrite(0x10, 4, NIC_IO);
+    nic.configWrite(0x14, 4, NIC_MMIO);
+    devices.push({
+      name: 'dp83820',
+      ioMemory: [{ machine: NIC_MMIO, length: 4096, guestPhysical: deviceGpa }],
+      irqs: [nic.configRead(0x3c, 1)],
+      dma: machine.dma,
+    });
+  }
+  const vm = k.resourceMonitor.createVm({
+    name: 'vm0',
+    memoryBytes: vmBytes,
+    mapAt,
+    devices,
+  });
+  if (typeof vm === 'string') return vm;
+  const backend = new L4Backend({
+    k,
+    vm,
+    guestBytes,
+    mapAt,
+    device: nic === undefined ? undefined : { machineFrame: NIC_MMIO >>> 12, gpa: deviceGpa },
+  });
+  const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
+  if (typeof loaded === 'string') return loaded;
+  backend.windowBytes(PAGE_CORE_STUBS).set(stubPage(STUB_PAGE));
+  backend.windowBytes(PAGE_STUBS).set(backendStubs());
+  machine.cpu.invalidateAllCode();
+  const entries = machine.cpu.createEntryTable(`l4.${vm.name}`);
+  const vmm = new InPlaceVmm(
+    machine.cpu,
+    machine.costModel.software,
+    backend,
+    loaded.calls,
+    backend.vcpuBlock(),
+    { entries, kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
+  );
+  backend.cr0Source = () => vmm.cr0;
+  if (nic !== undefined) {
+    // The resource monitor's PCI service: the function's configuration space, the BARs virtual.
+    const f = new PassthroughPci(
+      'dp83820 (passed through)',
+      { read: (o, n) => nic.configRead(o, n), write: (o, n, v) => nic.configWrite(o, n, v) },
+      [
+        { index: 0, io: true, machine: NIC_IO, size: 256, flags: nic.configRead(0x10, 1) & 3 },
+        { index: 1, io: false, machine: NIC_MMIO, size: 4096, flags: nic.configRead(0x14, 1) & 15 },
+      ],
+    );
+    const irq = nic.configRead(0x3c, 1);
+    const taken = vmm.platform.addPassthrough(NIC_SLOT, f, irq);
+    if (taken !== undefined) return taken;
+  }
+  const started = backend.start(vmm, entries, loaded);
+  if (started !== undefined) return `${config.kernel.name}: ${started}`;
+  if (nic !== undefined) {
+    const irq = nic.configRead(0x3c, 1);
+    const e = vm.associateIrq(irq, backend.monitorTid);
+    if (e !== 0) return `the NIC's IRQ ${irq} could not be associated (${e})`;
+  }
+  return { vm, vmm, backend };
+}
