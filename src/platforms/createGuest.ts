@@ -18,10 +18,11 @@ import type { Guest, GuestConfig, GuestStats, Platform } from './platform.ts';
 import { rawPlatform } from './raw.ts';
 import { saveGuest } from './snapshot.ts';
 import { xenPlatform } from './xen.ts';
+import { xenParaPlatform } from './xenPara.ts';
 
 /** Every platform, by the name `--hypervisor` takes. */
 export const PLATFORMS: ReadonlyMap<string, Platform> = new Map(
-  [rawPlatform, xenPlatform].map((p) => [p.name, p]),
+  [rawPlatform, xenPlatform, xenParaPlatform].map((p) => [p.name, p]),
 );
 
 /** Builds the machine and boots the kernel on the platform; or one line saying why not. */

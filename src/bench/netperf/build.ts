@@ -17,9 +17,11 @@ export function guestKernelName(path: string): string {
 }
 
 /**
- * The benchmark's rows: the same sources without and with afterburning on the raw PC, and the
+ * The benchmark's rows: the same sources without and with afterburning on the raw PC, the
  * afterburned kernel in a domain of the Xen-style hypervisor through the in-place VMM, with the
- * NIC passed through (the seed's "Xen in-place VMM" row).
+ * NIC passed through (the seed's "Xen in-place VMM" row), and the kernel hand-ported to that
+ * hypervisor (the seed's "XenoLinux" row; labelled "-style" because the port is of previrt's
+ * guest kernel, not of Linux), with the NIC granted to its domain.
  */
 export const CONFIGS = {
   native: {
@@ -36,6 +38,11 @@ export const CONFIGS = {
     label: 'Xen in-place VMM',
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
     hypervisor: 'xen',
+  },
+  'xen-para': {
+    label: 'XenoLinux-style (para)',
+    kernel: join(REPO_ROOT, 'guest/build/xen-para/kernel.elf'),
+    hypervisor: 'xen-para',
   },
 } as const;
 
