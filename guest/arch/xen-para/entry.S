@@ -9,12 +9,19 @@
 
 #define MULTIBOOT_BOOTLOADER_MAGIC 0x2BADB002
 
-/* What this kernel is, for whoever loads it: XenoLinux kernels carried such a string in a
- * section of this name for Xen's domain builder. previrt's platforms read it to run the
- * kernel on xen-para and to refuse it elsewhere (src/platforms/xenPara.ts). Not loaded. */
-.section __xen_guest
-  .ascii "GUEST_OS=previrt,XEN_VER=previrt-xen-1.0,VIRT_BASE=0xC0000000"
-  .byte 0
+/* What this kernel is, for whoever loads it (src/loader/notes.ts): an ELF note, owner
+ * "previrt", type 1 (para-virtualized), naming the interface it was ported to, as Xen's PV
+ * kernels tell its domain builder theirs in XEN_ELFNOTE_* notes. previrt's platforms run it on
+ * the Xen-style hypervisor's domain builder and refuse it everywhere else. */
+.section .note.previrt, "a", @note
+  .balign 4
+  .long 2f - 1f                   /* namesz */
+  .long 4f - 3f                   /* descsz */
+  .long 1                         /* type: PREVIRT_NOTE_PARAVIRT */
+1: .asciz "previrt"
+2: .balign 4
+3: .asciz "xen"
+4: .balign 4
 
 .text
 .globl _start

@@ -149,10 +149,12 @@ void kvm_init(const struct bootinfo *bi) {
           KERNBASE);
 }
 
-/* Linux's switch_mm: nothing to do for the directory in use, which the scheduler picks again
- * after every idle wait. No change made here waits for a base switch to flush the TLB. */
+/* The PC's lcr3, wherever kernel/vm.c loads CR3: a new base pointer (which flushes the TLB as
+ * the CR3 load does), also for the directory in use, which the scheduler picks again after
+ * every idle wait. Skipping that one (as Linux's switch_mm does) would be a change to the
+ * kernel, not to its platform layer, and would make this row cheaper than the raw PC's for a
+ * reason that has nothing to do with the hypervisor. */
 static void new_base(u32 pa) {
-  if (pa == base) return;
   mmuext(MMUEXT_NEW_BASEPTR, xen_p2m[pa >> 12]);
   base = pa;
 }
