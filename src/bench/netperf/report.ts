@@ -65,7 +65,7 @@ export function markdownTables(rows: NetperfRow[]): string {
   out.push('');
   out.push(
     '| System | interval [ms] | busy cycles | idle cycles | instructions | interrupts (NIC) | ' +
-      'port I/O | MMIO r/w | exceptions | syscalls | NIC rx frames / dropped | ' +
+      'port I/O | MMIO r/w | exceptions | INT n | NIC rx frames / dropped | ' +
       'client segments / retransmitted / dup ACKs / timeouts | host [s] | guest MIPS |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
