@@ -1,9 +1,9 @@
 // Whole-guest snapshots on every platform (src/platforms/snapshot.ts): "run to N, snapshot,
 // restore, run on" gives the same console output, ending, cycles, instructions and every counter
-// as the uninterrupted run — the self-test raw, on xen and para-virtualized on xen at points in boot, in the middle of the
-// test and in a timer interrupt, and a netperf transfer (the client machine's state saved with
-// the guest) before it starts and mid-stream, through the snapshot file's bytes
-// (src/snapshot/file.ts).
+// as the uninterrupted run — the self-test raw, on xen and para-virtualized on xen at points in
+// boot, in the middle of the test and in a timer interrupt, and a netperf transfer (the client
+// machine's state saved with the guest) before it starts and mid-stream, through the snapshot
+// file's bytes (src/snapshot/file.ts).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
