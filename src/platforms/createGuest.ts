@@ -3,7 +3,9 @@
  * and the tests all start here, and the platform is a name, not a branch. The start-up order:
  *
  *   1. the platform, and whether it can run this kernel — before anything is built, so a kernel
- *      it cannot run costs nothing and gets one line;
+ *      it cannot run costs nothing and gets one line. A kernel para-virtualized for one
+ *      hypervisor (its ELF note, src/loader/notes.ts) runs only on the platform that offers that
+ *      interface (`Platform.paraVirtualized`), the same rule for every platform;
  *   2. the PC (createMachine): memory, CPU, buses, legacy devices, the simulated clock, and the
  *      DP83820 on its link if the configuration asks for a network;
  *   3. the platform boots the kernel on it: on the raw PC the multiboot loader fills machine
@@ -13,6 +15,7 @@
  *
  * Then the caller runs `guest.machine.run(...)`: the machine, not the guest, owns time.
  */
+import { paraVirtualizedFor } from '../loader/notes.ts';
 import { createMachine } from '../machine/Machine.ts';
 import type { Guest, GuestConfig, GuestStats, Platform } from './platform.ts';
 import { rawPlatform } from './raw.ts';
@@ -31,6 +34,8 @@ export function createGuest(config: GuestConfig): Guest | string {
   const platform = PLATFORMS.get(config.platform);
   if (platform === undefined)
     return `unknown platform '${config.platform}' (known: ${[...PLATFORMS.keys()].join(', ')})`;
+  const refusal = paraRefusal(config.kernel, config.kernelName, platform);
+  if (refusal !== undefined) return refusal;
   const boot = platform.prepare(config);
   if (typeof boot === 'string') return boot;
 
@@ -68,4 +73,24 @@ export function createGuest(config: GuestConfig): Guest | string {
     save: (extra) => saveGuest(guest, extra),
   };
   return guest;
+}
+
+/**
+ * One line if the kernel is para-virtualized for an interface this platform does not offer
+ * (on the raw PC, or on another hypervisor); undefined if the platform may try it.
+ */
+export function paraRefusal(
+  kernel: Uint8Array,
+  file: string,
+  platform: Platform,
+): string | undefined {
+  const target = paraVirtualizedFor(kernel);
+  if (target === undefined || target === platform.paraVirtualized) return undefined;
+  const where = platform.name === 'none' ? 'the raw PC' : `--hypervisor ${platform.name}`;
+  const home = [...PLATFORMS.values()].find((p) => p.paraVirtualized === target);
+  const runs =
+    home === undefined
+      ? 'which no platform of this previrt offers'
+      : `it runs only with --hypervisor ${home.name}`;
+  return `${file}: a kernel para-virtualized for ${target} (its previrt ELF note): ${runs}, not on ${where}`;
 }

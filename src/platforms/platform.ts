@@ -1,6 +1,7 @@
 /**
  * What a platform is to the rest of previrt (DESIGN.md decision 10): one entry per way of
- * running a guest kernel — the raw PC (`none`), or a hypervisor with the in-place VMM (`xen`, `l4`).
+ * running a guest kernel — the raw PC (`none`), or a hypervisor (`xen`, `l4`) with the in-place
+ * VMM or a kernel para-virtualized for it.
  * Callers never branch on the platform: they call `createGuest` (createGuest.ts) with a name,
  * and get a `Guest` whose console, counters and memory look the same on every platform. Adding
  * a platform is one entry here (platforms.ts) and its own module.
@@ -107,6 +108,12 @@ export interface Platform {
    * built from the same configuration.
    */
   prepare(config: GuestConfig): ((machine: Machine) => BootedGuest | string) | string;
+  /**
+   * The interface a para-virtualized kernel's ELF note names for this platform to run it
+   * (src/loader/notes.ts; 'xen'); any other para-virtualized kernel is refused before
+   * `prepare` with one line (createGuest.ts, `paraRefusal`). Undefined: it runs none.
+   */
+  readonly paraVirtualized?: string;
   /** The columns of its rows in the benchmark's virtualization table (none for the raw PC). */
   readonly counterColumns: CounterColumn[];
 }

@@ -1,30 +1,41 @@
 /**
- * The Xen-style hypervisor with the in-place VMM (`xen`): the hypervisor owns ring 0, the
- * afterburned kernel runs in ring 1 of a domain that gets all of the machine's memory but 4 MB,
- * and the VMM (src/vmm, its xen backend) gives it the PC it was written for. With a NIC in the
- * configuration, the machine's DP83820 is passed through to the domain.
+ * The Xen-style hypervisor (`xen`): the hypervisor owns ring 0 and the kernel runs in ring 1 of
+ * a domain that gets all of the machine's memory but 4 MB. It runs two kinds of kernel:
+ *
+ * - the afterburned kernel, through the in-place VMM (src/vmm, its xen backend), which gives it
+ *   the PC it was written for (the seed's "Xen in-place VMM");
+ * - a kernel para-virtualized for xen (its ELF note says so, src/loader/notes.ts; the port in
+ *   guest/arch/xen-para), built by the hypervisor's own domain builder and calling the
+ *   hypervisor itself, with no VMM (the seed's "XenoLinux"; xenPara.ts).
+ *
+ * With a NIC in the configuration, the machine's DP83820 is given to the domain either way.
  */
 import { isLinuxKernel } from '../loader/linux.ts';
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
+import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
 import { readAfterburned } from '../vmm/load.ts';
 import type { Platform } from './platform.ts';
+import { prepareXenPara } from './xenPara.ts';
 
 export const xenPlatform: Platform = {
   name: 'xen',
   summary:
     'the Xen-style hypervisor owns ring 0; the afterburned kernel runs in a domain through the ' +
-    'in-place VMM (the domain gets all of --memory but 4 MB)',
+    'in-place VMM, a kernel para-virtualized for xen (make -C guest xen-para) on its own (the ' +
+    'domain gets all of --memory but 4 MB)',
+  paraVirtualized: 'xen',
   counterColumns: [
     { title: 'hypercalls', source: 'hypervisor', paths: ['hypercalls'], show: 'by-kind' },
     { title: 'bounces (vector)', source: 'hypervisor', paths: ['bounces'], show: 'by-vector' },
     { title: 'upcalls', source: 'hypervisor', paths: ['upcalls'], show: 'count' },
     { title: 'VMM calls', source: 'vmm', paths: ['calls'], show: 'by-kind' },
+    { title: 'page-table updates', source: 'hypervisor', paths: ['pteUpdates'], show: 'count' },
     {
-      title: 'page-table updates',
-      source: 'vmm',
-      paths: ['paging.pageTableUpdates'],
-      show: 'count',
+      title: 'pins / base switches',
+      source: 'hypervisor',
+      paths: ['pins', 'baseSwitches'],
+      show: 'pair',
     },
     {
       title: 'virtual interrupts (vector)',
@@ -43,6 +54,7 @@ export const xenPlatform: Platform = {
   prepare(config) {
     if (isLinuxKernel(config.kernel))
       return `${config.kernelName}: a Linux bzImage; the xen platform boots afterburned multiboot kernels only (pre-virtualized Linux is not supported yet: use --hypervisor none)`;
+    if (paraVirtualizedFor(config.kernel) === 'xen') return prepareXenPara(config);
     const kernel = readAfterburned(config.kernel, config.kernelName);
     if (typeof kernel === 'string') return kernel;
     return (machine) => {

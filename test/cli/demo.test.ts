@@ -30,6 +30,12 @@ test(
     assert.match(r.stdout, /^\| Xen in-place VMM \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
     assert.match(r.stdout, /^\| afterburned, L4Ka in-place VMM \| PASS \|/m);
     assert.match(r.stdout, /^\| L4Ka in-place VMM \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
+    assert.match(r.stdout, /^\| para-virtualized for xen \(xen-para\) \| PASS \|/m);
+    assert.match(
+      r.stdout,
+      /^\| XenoLinux-style \(xen-para\) \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m,
+    );
+    assert.match(r.stdout, /^Pre- vs para-virtualized on xen: /m);
     assert.match(r.stdout, /TCP stream of 256 KB/);
   },
 );

@@ -135,6 +135,108 @@ function report(variant: Variant): string {
   return parts.join('\n');
 }
 
+/**
+ * The xen-para port's size against the raw kernel (issue 14): its files, each beside the PC
+ * platform file(s) it replaces with the lines a diff adds and removes (git diff --no-index),
+ * the shared kernel's lines that exist for ports (preprocessor lines naming ARCH_ and the
+ * #else/#endif that close them), and the Makefile's section for the port.
+ */
+const PORT_PAIRS: [string, string[]][] = [
+  ['entry.S', ['entry.S']],
+  ['setup.c', []],
+  ['trapasm.S', ['trapasm.S']],
+  ['gdt.c', ['gdt.c']],
+  ['evtchn.c', ['pic.c']],
+  ['time.c', ['timer.c', 'cmos.c']],
+  ['xencons.c', ['uart.c']],
+  ['pci.c', ['pci.c']],
+  ['vm.c', ['vm.c']],
+  ['x86.h', ['x86.h']],
+  ['mmu.h', []],
+  ['xen.h', []],
+  ['afterburn.h', []],
+  ['arch_selftest.h', []],
+  ['kernel.ld', ['kernel.ld']],
+];
+
+function lineCount(path: string): number {
+  return readFileSync(path, 'utf8').split('\n').length - 1;
+}
+
+/** Lines added and removed from `from` (the raw kernel's files, concatenated) to `to`. */
+function diffLines(from: string[], to: string): { added: number; removed: number } {
+  if (from.length === 0) return { added: lineCount(to), removed: 0 };
+  const joined = from.map((f) => readFileSync(f, 'utf8')).join('');
+  const r = spawnSync('git', ['diff', '--no-index', '--numstat', '--', '-', to], {
+    input: joined,
+    encoding: 'utf8',
+  });
+  const m = /^(\d+)\s+(\d+)/.exec(r.stdout);
+  if (m === null) throw new Error(`git diff --no-index failed: ${r.stderr}`);
+  return { added: Number(m[1]), removed: Number(m[2]) };
+}
+
+/** Lines of shared kernel sources that exist only so that a port can replace a part. */
+function portHookLines(): Map<string, number> {
+  const byFile = new Map<string, number>();
+  for (const f of readdirSync(join(GUEST, 'kernel'))) {
+    if (!/\.[chS]$/.test(f)) continue;
+    const stack: boolean[] = [];
+    let n = 0;
+    for (const line of readFileSync(join(GUEST, 'kernel', f), 'utf8').split('\n')) {
+      const d = /^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b/.exec(line);
+      if (d === null) {
+        if (/\bARCH_[A-Z]+\b/.test(line)) n++;
+        continue;
+      }
+      if (d[1].startsWith('if')) stack.push(/\bARCH_[A-Z]+\b/.test(line));
+      const ours = stack[stack.length - 1] === true;
+      if (ours) n++;
+      if (d[1] === 'endif') stack.pop();
+    }
+    if (n) byFile.set(`kernel/${f}`, n);
+  }
+  return byFile;
+}
+
+export function portReport(): string {
+  const port = join(GUEST, 'arch', 'xen-para');
+  const rows: string[] = [];
+  let total = 0;
+  let added = 0;
+  let removed = 0;
+  for (const [file, raw] of PORT_PAIRS) {
+    const n = lineCount(join(port, file));
+    const d = diffLines(
+      raw.map((r) => join(GUEST, 'kernel', r)),
+      join(port, file),
+    );
+    total += n;
+    added += d.added;
+    removed += d.removed;
+    const against = raw.length === 0 ? 'new' : `vs kernel/${raw.join(' + kernel/')}`;
+    rows.push(`  ${file.padEnd(16)} ${String(n).padStart(5)}   +${d.added} -${d.removed} (${against})`);
+  }
+  const listed = new Set(PORT_PAIRS.map(([f]) => f));
+  const unlisted = readdirSync(port).filter((f) => f !== 'README.md' && !listed.has(f));
+  if (unlisted.length > 0) rows.push(`  (not counted: ${unlisted.join(', ')})`);
+  const hooks = portHookLines();
+  const hookLines = [...hooks.values()].reduce((a, b) => a + b, 0);
+  const makefile = readFileSync(join(GUEST, 'Makefile'), 'utf8').split('\n');
+  const from = makefile.findIndex((l) => l.startsWith('# ---- the para-virtualized port'));
+  const to = makefile.findIndex((l, k) => k > from && l.startsWith('clean:'));
+  const makeLines = from < 0 || to < 0 ? 0 : makefile.slice(from, to).filter((l) => l.trim() !== '').length;
+  return [
+    `== xen-para: guest/arch/xen-para (the kernel para-virtualized for xen)`,
+    `port files: ${total} lines; against the raw kernel's files they replace: +${added} -${removed}`,
+    ...rows,
+    table('lines of the shared kernel that exist for ports (ARCH_ hooks)', hooks),
+    `Makefile lines for the port: ${makeLines}`,
+    `in all, the port adds ${added + hookLines + makeLines} lines and removes ${removed} against the raw kernel ` +
+      `(port files ${added}, shared-source hooks ${hookLines}, Makefile ${makeLines})`,
+  ].join('\n');
+}
+
 function main(): number {
   const out: string[] = [];
   if (!make('native').ok) {
@@ -154,6 +256,7 @@ function main(): number {
     `annotation header src/afterburner/include/afterburn.h: ${header} lines\n` +
       table('guest lines that use the annotation header', use.byFile),
   );
+  out.push(portReport());
   console.log(out.join('\n\n'));
   return 0;
 }

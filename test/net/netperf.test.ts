@@ -27,7 +27,7 @@ function previrt(args: string[]): { status: number | null; stdout: string; stder
 const skip = buildSkipReason();
 
 test(
-  'previrt bench netperf: 1 MB into native and afterburned guests, raw, on xen and on l4, verified, in the seed layout',
+  'previrt bench netperf: 1 MB into native and afterburned guests raw, pre-virtualized on l4, para- and pre-virtualized on xen, verified, in the seed layout and order',
   { skip },
   () => {
     const r = previrt(['bench', 'netperf', '--bytes', '1M']);
@@ -35,11 +35,21 @@ test(
     const rows = r.stdout
       .split('\n')
       .filter((l) =>
-        /^\| (native, raw|NOPs, raw|Xen in-place VMM|L4Ka in-place VMM) \| [\d.]+ \| [\d.]+% \|/.test(
+        /^\| (native, raw|NOPs, raw|L4Ka in-place VMM|XenoLinux-style \(xen-para\)|Xen in-place VMM) \| [\d.]+ \| [\d.]+% \|/.test(
           l,
         ),
       );
-    assert.equal(rows.length, 4, r.stdout);
+    assert.deepEqual(
+      rows.map((l) => l.split('|')[1].trim()),
+      [
+        'native, raw',
+        'NOPs, raw',
+        'L4Ka in-place VMM',
+        'XenoLinux-style (xen-para)',
+        'Xen in-place VMM',
+      ],
+      r.stdout,
+    );
     assert.match(r.stdout, /^\| System \| Xput \[Mb\/s\] \| CPU util \| cycles\/byte \|$/m);
     for (const row of rows) {
       const [, , xput, util, cpb] = row.split('|').map((c) => c.trim());
@@ -50,8 +60,18 @@ test(
     assert.match(r.stdout, /Cost model p4-2\.8ghz/);
     assert.match(r.stderr, /netperf native: ok;/);
     assert.match(r.stderr, /netperf nops: ok;/);
+    assert.match(r.stderr, /netperf xen-para: ok;/);
     assert.match(r.stderr, /netperf xen-pre: ok;/);
     assert.match(r.stderr, /netperf l4-pre: ok;/);
+    assert.match(
+      r.stdout,
+      /^Pre- vs para-virtualized on xen: Xen in-place VMM [\d.]+ against XenoLinux-style \(xen-para\) [\d.]+ cycles\/byte, [+-][\d.]+% \(goal: within ±3%\)\.$/m,
+    );
+    // The para-virtualized row has hypercalls of its own and no VMM.
+    assert.match(
+      r.stdout,
+      /^\| XenoLinux-style \(xen-para\) \| \d+: .*mmuext_op \d+.* \| 0x80 \d+ \| \d+ \| — \| \d+ \| \d+ \/ \d+ \| — \| \d+ \|/m,
+    );
     // The counts behind the virtualized row.
     assert.match(
       r.stdout,

@@ -1,9 +1,9 @@
 // Whole-guest snapshots on every platform (src/platforms/snapshot.ts): "run to N, snapshot,
 // restore, run on" gives the same console output, ending, cycles, instructions and every counter
-// as the uninterrupted run — the self-test raw, on xen and on l4 at points in boot, in the middle of the
-// test and in a timer interrupt, and a netperf transfer (the client machine's state saved with
-// the guest) before it starts and mid-stream, through the snapshot file's bytes
-// (src/snapshot/file.ts).
+// as the uninterrupted run — the self-test raw, on xen, para-virtualized on xen and on l4 at points
+// in boot, in the middle of the test and in a timer interrupt, and a netperf transfer (the client
+// machine's state saved with the guest) before it starts and mid-stream, through the snapshot
+// file's bytes (src/snapshot/file.ts).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
@@ -13,7 +13,8 @@ import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { Guest } from '../../src/platforms/platform.ts';
 import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot, type Codec } from '../../src/snapshot/file.ts';
-import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { join } from 'node:path';
+import { BUILD, buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 
 const codec: Codec = {
   name: 'deflate-raw',
@@ -29,10 +30,13 @@ interface Outcome {
   stats: unknown;
 }
 
-function boot(platform: string, out: { text: string }): Guest {
+/** The kernel each case boots: the afterburned one, or the port para-virtualized for xen. */
+const PARA = join(BUILD, 'xen-para', 'kernel.elf');
+
+function boot(platform: string, out: { text: string }, kernel = kernelPath('afterburned')): Guest {
   const g = createGuest({
     platform,
-    kernel: readFileSync(kernelPath('afterburned')),
+    kernel: readFileSync(kernel),
     kernelName: 'kernel.elf',
     cmdline: 'init=selftest',
     console: (b) => (out.text += String.fromCharCode(b)),
@@ -47,20 +51,27 @@ function finish(g: Guest, out: { text: string }): Outcome {
 }
 
 describe('whole-guest snapshots: the self-test continues exactly', { skip }, () => {
-  for (const platform of ['none', 'xen', 'l4']) {
-    it(`on ${platform}`, () => {
-      assert.ok(make('afterburned').ok);
+  for (const [platform, kernel, name] of [
+    ['none', kernelPath('afterburned'), 'none'],
+    ['xen', kernelPath('afterburned'), 'xen'],
+    ['xen', PARA, 'xen, the para-virtualized kernel'],
+    ['l4', kernelPath('afterburned'), 'l4'],
+  ]) {
+    it(`on ${name}`, () => {
+      assert.ok(make('afterburned').ok && make('xen-para').ok);
       const whole = { text: '' };
-      const reference = finish(boot(platform, whole), whole);
+      const reference = finish(boot(platform, whole, kernel), whole);
       assert.match(reference.console, /selftest: PASS/);
       const total = (reference.stats as { machine: { cycles: number } }).machine.cycles;
       // Just after a timer interrupt reached the guest (its handler running): found by stepping
       // a run in small slices until the guest has taken a few.
-      const probe = boot(platform, { text: '' });
+      const probe = boot(platform, { text: '' }, kernel);
       const taken = (): number =>
-        probe.vmm === undefined
-          ? probe.machine.cpu.counters.interrupts
-          : (probe.vmm.counters.virtualInterrupts[0x20] ?? 0);
+        probe.vmm !== undefined
+          ? (probe.vmm.counters.virtualInterrupts[0x20] ?? 0)
+          : probe.hypervisor !== undefined
+            ? Number(probe.hypervisor.stats().upcalls)
+            : probe.machine.cpu.counters.interrupts;
       while (taken() < 5) {
         assert.equal(probe.machine.run(probe.machine.cpu.cycles + 2_000).kind, 'cycle-limit');
         probe.machine.resume();
@@ -76,7 +87,7 @@ describe('whole-guest snapshots: the self-test continues exactly', { skip }, () 
       ];
       for (const n of points) {
         const part1 = { text: '' };
-        const g = boot(platform, part1);
+        const g = boot(platform, part1, kernel);
         assert.equal(g.machine.run(n).kind, 'cycle-limit');
         const bytes = writeSnapshot(g.save(), codec);
         const contents = readSnapshot(bytes, codec);

@@ -19,13 +19,16 @@ import {
 } from '../../bench/netperf/report.ts';
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
-const usage = `usage: previrt bench netperf [--guest own|linux] [--config native|nops|xen-pre[,...]]
+const usage = `usage: previrt bench netperf [--guest own|linux]
+                             [--config native|nops|l4-pre|xen-para|xen-pre[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--json]
                              [--console]
 
-The seed's netperf receive benchmark on the emulated PC, raw and on the Xen-style hypervisor.
+The seed's netperf receive benchmark on the emulated PC: raw, on the L4-style microkernel and on
+the Xen-style hypervisor.
 Builds the guest (make -C guest), boots it with init=netserver on a PC with a DP83820 gigabit
-NIC (under xen: in a domain through the in-place VMM, the NIC passed through), and streams SIZE bytes of
+NIC (under xen: in a domain, through the in-place VMM or para-virtualized; under l4: in a VM
+through the in-place VMM; the NIC given to the domain or VM), and streams SIZE bytes of
 seeded pseudo-random data plus a CRC-32 trailer into it over TCP from the client machine on
 the far end of the simulated 1 Gb/s link. netserver checks the CRC; every run must say ok.
 
@@ -35,8 +38,10 @@ Measured on the simulated clock, from the client's first SYN to netserver's resu
   cycles/byte  non-idle cycles / payload bytes
 with the counts behind them (interrupts, port I/O, MMIO, exceptions, system calls, NIC and
 client counters; under xen also hypercalls by kind, bounces, upcalls, VMM calls by kind,
-page-table updates, virtual interrupts, NIC DMA translations) and the host's wall-clock time
-and guest MIPS.
+page-table updates, pins and base switches, virtual interrupts, NIC DMA translations; under l4
+IPC messages by kind, L4 system calls, pages mapped and unmapped, space switches) and the
+host's wall-clock time and guest MIPS. A last line compares each pre-virtualized row with the
+para-virtualized one on the same hypervisor.
 
 options:
   --guest G      own: the project's kernel (default); linux: Debian's Linux 6.1 with its
@@ -44,9 +49,11 @@ options:
                  it, the kernel once per configuration); only --config native
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
-                 xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
                  l4-pre (the afterburned kernel on l4, row "L4Ka in-place VMM"),
-                 or a comma-separated list; default native,nops,xen-pre,l4-pre
+                 xen-para (guest/build/xen-para/kernel.elf, para-virtualized for xen, on
+                 xen: row "XenoLinux-style (xen-para)"),
+                 xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
+                 or a comma-separated list (rows in that order); default all five
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
   --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
   --seed S       seed of the payload and the client's sequence numbers (default 1)
@@ -106,7 +113,7 @@ function parse(argv: string[]): Options | string {
   let configsGiven = false;
   const o: Options = {
     guest: 'own',
-    configs: ['native', 'nops', 'xen-pre', 'l4-pre'],
+    configs: ['native', 'nops', 'l4-pre', 'xen-para', 'xen-pre'],
     bytes: 64 * 2 ** 20,
     runs: 1,
     seed: 1,
@@ -137,7 +144,8 @@ function parse(argv: string[]): Options | string {
         const bad = names.find((n) => !(n in CONFIGS));
         if (bad !== undefined || names.length === 0)
           return `--config: unknown configuration '${bad ?? value}' (known: ${Object.keys(CONFIGS).join(', ')})`;
-        o.configs = [...new Set(names as NetperfConfig[])];
+        // The rows come in the seed's order, whatever the order asked for.
+        o.configs = (Object.keys(CONFIGS) as NetperfConfig[]).filter((n) => names.includes(n));
         break;
       }
       case '--bytes': {
@@ -266,7 +274,12 @@ export const bench: Command = {
           ]
         : undefined;
       const cmdline = linux ? LINUX_GUEST.cmdline : undefined;
-      const row: NetperfRow = { label: c.label, runs: [] };
+      const row: NetperfRow = {
+        label: c.label,
+        runs: [],
+        hypervisor: c.hypervisor,
+        virtualization: c.virtualization,
+      };
       for (let k = 0; k < o.runs; k++) {
         const seed = o.seed + k;
         const title = `netperf ${config}${o.runs > 1 ? ` run ${k + 1}/${o.runs}` : ''}`;
@@ -305,7 +318,7 @@ export const bench: Command = {
             seed: o.seed,
             faults: o.faults,
             ok,
-            rows: rows.map((r) => ({ ...r, summary: summarise(r) })),
+            rows: rows.map((r) => ({ label: r.label, runs: r.runs, summary: summarise(r) })),
           },
           null,
           2,

@@ -17,12 +17,14 @@ import { parseSize } from './bench.ts';
 const usage = `usage: previrt demo [--quiet] [--bytes SIZE]
 
 The main job (README): builds the guest kernel twice from the same sources (native: gcc → as;
-afterburned: gcc → afterburner → as), checks the afterburned ELF with verify-annotations, boots
-both on the emulated raw PC with init=selftest, and the afterburned one on the Xen-style
-hypervisor through the in-place VMM, and prints a table (self-test result, simulated time, busy
-and idle cycles, instructions, port I/O, host speed); then runs the netperf receive benchmark
-on the three (previrt bench netperf, the seed's table with the "Xen in-place VMM" row). The
-L4-style row appears when it lands.
+afterburned: gcc → afterburner → as) and once hand-ported to the Xen-style hypervisor
+(xen-para), checks the afterburned ELF with verify-annotations, boots both on the emulated raw
+PC with init=selftest, the afterburned one on the Xen-style hypervisor and on the L4-style
+microkernel through the in-place VMM and the port on the Xen-style hypervisor, and prints a
+table (self-test result, simulated time, busy and idle cycles, instructions, port I/O, host
+speed); then runs the netperf receive benchmark on the five (previrt bench netperf, the seed's
+table with the "L4Ka in-place VMM", "XenoLinux" and "Xen in-place VMM" rows; the "L4Ka::Linux"
+row is still to come).
 
   --quiet        no guest console output, only progress lines and the tables
   --bytes SIZE   netperf payload per configuration (default 16M; 0 skips the benchmark)
@@ -108,7 +110,9 @@ export const demo: Command = {
         return 2;
       }
     }
-    console.log('demo: building the guest kernel (make -C guest): native and afterburned');
+    console.log(
+      'demo: building the guest kernel (make -C guest): native, afterburned and xen-para',
+    );
     const build = buildGuest();
     if (!build.ok) {
       console.error(build.output);
@@ -140,6 +144,10 @@ export const demo: Command = {
     const l4Row = 'afterburned, L4Ka in-place VMM';
     console.log(`demo: booting ${afterburned} on the l4 microkernel with init=selftest (${l4Row})`);
     rows.push(runSelftest(l4Row, afterburned, quiet, 'l4'));
+    const para = relative(process.cwd(), CONFIGS['xen-para'].kernel);
+    const paraRow = 'para-virtualized for xen (xen-para)';
+    console.log(`demo: booting ${para} on the xen hypervisor with init=selftest (${paraRow})`);
+    rows.push(runSelftest(paraRow, para, quiet, 'xen'));
     console.log('');
     console.log(
       '| configuration | self-test | simulated ms | busy cycles | idle cycles | instructions | port I/O | host ms | guest MIPS |',
@@ -171,7 +179,7 @@ export const demo: Command = {
     const netRows: NetperfRow[] = [];
     if (bytes > 0) {
       console.log('');
-      for (const c of [CONFIGS.native, CONFIGS.nops, CONFIGS['xen-pre'], CONFIGS['l4-pre']]) {
+      for (const c of Object.values(CONFIGS)) {
         console.log(`demo: netperf receive, ${formatSize(bytes)} into ${c.label} (init=netserver)`);
         const run = runNetperf({
           label: c.label,
@@ -182,7 +190,12 @@ export const demo: Command = {
           hypervisor: c.hypervisor,
           onConsoleLine: quiet ? undefined : (l) => console.log(`  [${c.label}] ${l}`),
         });
-        netRows.push({ label: c.label, runs: [run] });
+        netRows.push({
+          label: c.label,
+          runs: [run],
+          hypervisor: c.hypervisor,
+          virtualization: c.virtualization,
+        });
       }
       console.log('');
       console.log(markdownTables(netRows));
