@@ -5,11 +5,10 @@
  * VMM (src/vmm, its l4 backend) gives it the PC it was written for. With a NIC in the
  * configuration, the machine's DP83820 is passed through to the VM.
  */
-import { isLinuxKernel } from '../loader/linux.ts';
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
-import { readAfterburned } from '../vmm/load.ts';
 import type { Platform } from './platform.ts';
+import { readVmmKernel } from './vmmKernel.ts';
 
 export const l4Platform: Platform = {
   name: 'l4',
@@ -43,9 +42,7 @@ export const l4Platform: Platform = {
     },
   ],
   prepare(config) {
-    if (isLinuxKernel(config.kernel))
-      return `${config.kernelName}: a Linux bzImage; the l4 platform boots afterburned multiboot kernels only (pre-virtualized Linux is not supported yet: use --hypervisor none)`;
-    const kernel = readAfterburned(config.kernel, config.kernelName);
+    const kernel = readVmmKernel(config, 'l4');
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
       let l4: L4Kernel;

@@ -10,12 +10,11 @@
  *
  * With a NIC in the configuration, the machine's DP83820 is given to the domain either way.
  */
-import { isLinuxKernel } from '../loader/linux.ts';
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
-import { readAfterburned } from '../vmm/load.ts';
 import type { Platform } from './platform.ts';
+import { readVmmKernel } from './vmmKernel.ts';
 import { prepareXenPara } from './xenPara.ts';
 
 export const xenPlatform: Platform = {
@@ -52,10 +51,8 @@ export const xenPlatform: Platform = {
     },
   ],
   prepare(config) {
-    if (isLinuxKernel(config.kernel))
-      return `${config.kernelName}: a Linux bzImage; the xen platform boots afterburned multiboot kernels only (pre-virtualized Linux is not supported yet: use --hypervisor none)`;
     if (paraVirtualizedFor(config.kernel) === 'xen') return prepareXenPara(config);
-    const kernel = readAfterburned(config.kernel, config.kernelName);
+    const kernel = readVmmKernel(config, 'xen');
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
       let xen: XenHypervisor;
