@@ -6,12 +6,15 @@
  * configuration, the machine's DP83820 is passed through to the VM.
  */
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
+import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
 import type { Platform } from './platform.ts';
+import { prepareL4Para } from './l4Para.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 
 export const l4Platform: Platform = {
   name: 'l4',
+  paraVirtualized: 'l4',
   summary:
     'the L4 X.2-style microkernel owns ring 0; the afterburned kernel runs as an L4 thread of a ' +
     'VM through the in-place VMM, its processes in L4 spaces of their own (the VM gets all of ' +
@@ -42,6 +45,7 @@ export const l4Platform: Platform = {
     },
   ],
   prepare(config) {
+    if (paraVirtualizedFor(config.kernel) === 'l4') return prepareL4Para(config);
     const kernel = readVmmKernel(config, 'l4');
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
