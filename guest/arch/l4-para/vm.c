@@ -182,6 +182,7 @@ int uvm_strcpyin(pde_t *pgdir, char *dst, u32 va, int max) {
   for (int i = 0; i < max; i++) {
     if (uvm_check(pgdir, va + i, 1, 0) < 0) return -EFAULT;
     pte_t *pte = vm_walk(pgdir, va + i, 0);
+    if (!pte) return -EFAULT;
     dst[i] = *((const char *)P2V(PTE_ADDR(*pte)) + ((va + i) & (PAGE_SIZE - 1)));
     if (!dst[i]) return i;
   }
