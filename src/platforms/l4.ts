@@ -3,7 +3,8 @@
  * afterburned kernel runs in ring 3 as a thread of a VM the resource monitor builds (all of the
  * machine's memory above the microkernel's), its processes in L4 spaces of their own, and the
  * VMM (src/vmm, its l4 backend) gives it the PC it was written for. With a NIC in the
- * configuration, the machine's DP83820 is passed through to the VM.
+ * configuration, the machine's DP83820 is passed through to the VM. A kernel whose ELF note says
+ * it is para-virtualized for l4 (guest/arch/l4-para) boots without the VMM instead (l4Para.ts).
  */
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
@@ -18,7 +19,7 @@ export const l4Platform: Platform = {
   summary:
     'the L4 X.2-style microkernel owns ring 0; the afterburned kernel runs as an L4 thread of a ' +
     'VM through the in-place VMM, its processes in L4 spaces of their own (the VM gets all of ' +
-    "--memory above the microkernel's)",
+    "--memory above the microkernel's); a kernel para-virtualized for l4 runs as an L4 task of its own",
   counterColumns: [
     { title: 'IPC messages', source: 'hypervisor', paths: ['ipc'], show: 'by-kind' },
     { title: 'L4 system calls', source: 'hypervisor', paths: ['syscalls'], show: 'by-kind' },
