@@ -3,19 +3,23 @@
  * afterburned kernel runs in ring 3 as a thread of a VM the resource monitor builds (all of the
  * machine's memory above the microkernel's), its processes in L4 spaces of their own, and the
  * VMM (src/vmm, its l4 backend) gives it the PC it was written for. With a NIC in the
- * configuration, the machine's DP83820 is passed through to the VM.
+ * configuration, the machine's DP83820 is passed through to the VM. A kernel whose ELF note says
+ * it is para-virtualized for l4 (guest/arch/l4-para) boots without the VMM instead (l4Para.ts).
  */
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
+import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
 import type { Platform } from './platform.ts';
+import { prepareL4Para } from './l4Para.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 
 export const l4Platform: Platform = {
   name: 'l4',
+  paraVirtualized: 'l4',
   summary:
     'the L4 X.2-style microkernel owns ring 0; the afterburned kernel runs as an L4 thread of a ' +
     'VM through the in-place VMM, its processes in L4 spaces of their own (the VM gets all of ' +
-    "--memory above the microkernel's)",
+    "--memory above the microkernel's); a kernel para-virtualized for l4 runs as an L4 task of its own",
   counterColumns: [
     { title: 'IPC messages', source: 'hypervisor', paths: ['ipc'], show: 'by-kind' },
     { title: 'L4 system calls', source: 'hypervisor', paths: ['syscalls'], show: 'by-kind' },
@@ -42,6 +46,7 @@ export const l4Platform: Platform = {
     },
   ],
   prepare(config) {
+    if (paraVirtualizedFor(config.kernel) === 'l4') return prepareL4Para(config);
     const kernel = readVmmKernel(config, 'l4');
     if (typeof kernel === 'string') return kernel;
     return (machine) => {

@@ -1,5 +1,6 @@
 // The README's main job: `previrt demo` builds the guest, runs its self-test raw in both variants
-// and the afterburned one on xen and on l4, the netperf benchmark on the four, and prints the tables.
+// and the afterburned one on xen and on l4, each para-virtualized port on its hypervisor, the
+// netperf benchmark on the six, and prints the tables.
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,7 +36,13 @@ test(
       r.stdout,
       /^\| XenoLinux-style \(xen-para\) \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m,
     );
+    assert.match(r.stdout, /^\| para-virtualized for l4 \(l4-para\) \| PASS \|/m);
+    assert.match(
+      r.stdout,
+      /^\| L4Ka::Linux-style \(l4-para\) \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m,
+    );
     assert.match(r.stdout, /^Pre- vs para-virtualized on xen: /m);
+    assert.match(r.stdout, /^Pre- vs para-virtualized on l4: /m);
     assert.match(r.stdout, /TCP stream of 256 KB/);
   },
 );

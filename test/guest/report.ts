@@ -136,12 +136,13 @@ function report(variant: Variant): string {
 }
 
 /**
- * The xen-para port's size against the raw kernel (issue 14): its files, each beside the PC
- * platform file(s) it replaces with the lines a diff adds and removes (git diff --no-index),
+ * A para-virtualized port's size against the raw kernel (issue 14): its files, each beside the
+ * PC platform file(s) it replaces with the lines a diff adds and removes (git diff --no-index),
  * the shared kernel's lines that exist for ports (preprocessor lines naming ARCH_ and the
- * #else/#endif that close them), and the Makefile's section for the port.
+ * #else/#endif that close them), and the Makefile's section for the ports without the other
+ * port's lines (what this port would need alone).
  */
-const PORT_PAIRS: [string, string[]][] = [
+const XEN_PAIRS: [string, string[]][] = [
   ['entry.S', ['entry.S']],
   ['setup.c', []],
   ['trapasm.S', ['trapasm.S']],
@@ -157,6 +158,28 @@ const PORT_PAIRS: [string, string[]][] = [
   ['afterburn.h', []],
   ['arch_selftest.h', []],
   ['kernel.ld', ['kernel.ld']],
+];
+
+const L4_PAIRS: [string, string[]][] = [
+  ['entry.S', ['entry.S']],
+  ['setup.c', ['gdt.c', 'pic.c', 'uart.c', 'cmos.c']],
+  ['trapasm.S', ['trapasm.S']],
+  ['task.c', []],
+  ['time.c', ['timer.c']],
+  ['pci.c', ['pci.c']],
+  ['vm.c', ['vm.c']],
+  ['x86.h', ['x86.h']],
+  ['mmu.h', []],
+  ['l4.h', []],
+  ['l4para.h', []],
+  ['afterburn.h', []],
+  ['arch_selftest.h', []],
+  ['kernel.ld', ['kernel.ld']],
+];
+
+const PORTS = [
+  { name: 'xen-para', what: 'the kernel para-virtualized for xen', pairs: XEN_PAIRS },
+  { name: 'l4-para', what: 'the kernel para-virtualized for l4', pairs: L4_PAIRS },
 ];
 
 function lineCount(path: string): number {
@@ -199,13 +222,14 @@ function portHookLines(): Map<string, number> {
   return byFile;
 }
 
-export function portReport(): string {
-  const port = join(GUEST, 'arch', 'xen-para');
+export function portReport(name: string, what: string, pairs: [string, string[]][]): string {
+  const port = join(GUEST, 'arch', name);
+  const others = PORTS.map((p) => p.name).filter((n) => n !== name);
   const rows: string[] = [];
   let total = 0;
   let added = 0;
   let removed = 0;
-  for (const [file, raw] of PORT_PAIRS) {
+  for (const [file, raw] of pairs) {
     const n = lineCount(join(port, file));
     const d = diffLines(
       raw.map((r) => join(GUEST, 'kernel', r)),
@@ -217,7 +241,7 @@ export function portReport(): string {
     const against = raw.length === 0 ? 'new' : `vs kernel/${raw.join(' + kernel/')}`;
     rows.push(`  ${file.padEnd(16)} ${String(n).padStart(5)}   +${d.added} -${d.removed} (${against})`);
   }
-  const listed = new Set(PORT_PAIRS.map(([f]) => f));
+  const listed = new Set(pairs.map(([f]) => f));
   const unlisted = readdirSync(port).filter((f) => f !== 'README.md' && !listed.has(f));
   if (unlisted.length > 0) rows.push(`  (not counted: ${unlisted.join(', ')})`);
   const hooks = portHookLines();
@@ -225,9 +249,14 @@ export function portReport(): string {
   const makefile = readFileSync(join(GUEST, 'Makefile'), 'utf8').split('\n');
   const from = makefile.findIndex((l) => l.startsWith('# ---- the para-virtualized port'));
   const to = makefile.findIndex((l, k) => k > from && l.startsWith('clean:'));
-  const makeLines = from < 0 || to < 0 ? 0 : makefile.slice(from, to).filter((l) => l.trim() !== '').length;
+  const makeLines =
+    from < 0 || to < 0
+      ? 0
+      : makefile
+          .slice(from, to)
+          .filter((l) => l.trim() !== '' && !others.some((o) => l.includes(o))).length;
   return [
-    `== xen-para: guest/arch/xen-para (the kernel para-virtualized for xen)`,
+    `== ${name}: guest/arch/${name} (${what})`,
     `port files: ${total} lines; against the raw kernel's files they replace: +${added} -${removed}`,
     ...rows,
     table('lines of the shared kernel that exist for ports (ARCH_ hooks)', hooks),
@@ -256,7 +285,7 @@ function main(): number {
     `annotation header src/afterburner/include/afterburn.h: ${header} lines\n` +
       table('guest lines that use the annotation header', use.byFile),
   );
-  out.push(portReport());
+  for (const p of PORTS) out.push(portReport(p.name, p.what, p.pairs));
   console.log(out.join('\n\n'));
   return 0;
 }

@@ -27,7 +27,7 @@ function previrt(args: string[]): { status: number | null; stdout: string; stder
 const skip = buildSkipReason();
 
 test(
-  'previrt bench netperf: 1 MB into native and afterburned guests raw, pre-virtualized on l4, para- and pre-virtualized on xen, verified, in the seed layout and order',
+  'previrt bench netperf: 1 MB into native and afterburned guests raw, para- and pre-virtualized on l4 and on xen, verified, in the seed layout and order',
   { skip },
   () => {
     const r = previrt(['bench', 'netperf', '--bytes', '1M']);
@@ -35,7 +35,7 @@ test(
     const rows = r.stdout
       .split('\n')
       .filter((l) =>
-        /^\| (native, raw|NOPs, raw|L4Ka in-place VMM|XenoLinux-style \(xen-para\)|Xen in-place VMM) \| [\d.]+ \| [\d.]+% \|/.test(
+        /^\| (native, raw|NOPs, raw|L4Ka::Linux-style \(l4-para\)|L4Ka in-place VMM|XenoLinux-style \(xen-para\)|Xen in-place VMM) \| [\d.]+ \| [\d.]+% \|/.test(
           l,
         ),
       );
@@ -44,6 +44,7 @@ test(
       [
         'native, raw',
         'NOPs, raw',
+        'L4Ka::Linux-style (l4-para)',
         'L4Ka in-place VMM',
         'XenoLinux-style (xen-para)',
         'Xen in-place VMM',
@@ -63,6 +64,16 @@ test(
     assert.match(r.stderr, /netperf xen-para: ok;/);
     assert.match(r.stderr, /netperf xen-pre: ok;/);
     assert.match(r.stderr, /netperf l4-pre: ok;/);
+    assert.match(r.stderr, /netperf l4-para: ok;/);
+    assert.match(
+      r.stdout,
+      /^Pre- vs para-virtualized on l4: L4Ka in-place VMM [\d.]+ against L4Ka::Linux-style \(l4-para\) [\d.]+ cycles\/byte, [+-][\d.]+% \(goal: within ±3%\)\.$/m,
+    );
+    // The l4 port's row: IPC of its own (interrupts, its processes' exceptions), no VMM.
+    assert.match(
+      r.stdout,
+      /^\| L4Ka::Linux-style \(l4-para\) \| \d+: .*interrupt \d+.* \| \d+: .*ipc \d+.* \| \d+ \/ \d+ \| \d+ \| — \| — \| \d+ \|/m,
+    );
     assert.match(
       r.stdout,
       /^Pre- vs para-virtualized on xen: Xen in-place VMM [\d.]+ against XenoLinux-style \(xen-para\) [\d.]+ cycles\/byte, [+-][\d.]+% \(goal: within ±3%\)\.$/m,

@@ -1,8 +1,9 @@
 // Whole-guest snapshots on every platform (src/platforms/snapshot.ts): "run to N, snapshot,
 // restore, run on" gives the same console output, ending, cycles, instructions and every counter
-// as the uninterrupted run — the self-test raw, on xen, para-virtualized on xen and on l4 at points
-// in boot, in the middle of the test and in a timer interrupt, and a netperf transfer (the client
-// machine's state saved with the guest) before it starts and mid-stream, through the snapshot
+// as the uninterrupted run — the self-test raw, on xen and on l4, each through the in-place VMM
+// and para-virtualized, at points in boot, in the middle of the test and in a timer interrupt
+// (the l4 port's receive timeout), and a netperf transfer (the client machine's state saved with
+// the guest) before it starts and mid-stream, through the snapshot
 // file's bytes (src/snapshot/file.ts).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -30,8 +31,9 @@ interface Outcome {
   stats: unknown;
 }
 
-/** The kernel each case boots: the afterburned one, or the port para-virtualized for xen. */
+/** The kernel each case boots: the afterburned one, or a port para-virtualized for xen or l4. */
 const PARA = join(BUILD, 'xen-para', 'kernel.elf');
+const L4_PARA = join(BUILD, 'l4-para', 'kernel.elf');
 
 function boot(platform: string, out: { text: string }, kernel = kernelPath('afterburned')): Guest {
   const g = createGuest({
@@ -56,9 +58,10 @@ describe('whole-guest snapshots: the self-test continues exactly', { skip }, () 
     ['xen', kernelPath('afterburned'), 'xen'],
     ['xen', PARA, 'xen, the para-virtualized kernel'],
     ['l4', kernelPath('afterburned'), 'l4'],
+    ['l4', L4_PARA, 'l4, the para-virtualized kernel'],
   ]) {
     it(`on ${name}`, () => {
-      assert.ok(make('afterburned').ok && make('xen-para').ok);
+      assert.ok(make('afterburned').ok && make('xen-para').ok && make('l4-para').ok);
       const whole = { text: '' };
       const reference = finish(boot(platform, whole, kernel), whole);
       assert.match(reference.console, /selftest: PASS/);
@@ -66,12 +69,15 @@ describe('whole-guest snapshots: the self-test continues exactly', { skip }, () 
       // Just after a timer interrupt reached the guest (its handler running): found by stepping
       // a run in small slices until the guest has taken a few.
       const probe = boot(platform, { text: '' }, kernel);
+      // (The l4 port's tick is its receive timeout.)
       const taken = (): number =>
         probe.vmm !== undefined
           ? (probe.vmm.counters.virtualInterrupts[0x20] ?? 0)
-          : probe.hypervisor !== undefined
-            ? Number(probe.hypervisor.stats().upcalls)
-            : probe.machine.cpu.counters.interrupts;
+          : probe.hypervisor?.name === 'l4'
+            ? Number(probe.hypervisor.stats().timeouts)
+            : probe.hypervisor !== undefined
+              ? Number(probe.hypervisor.stats().upcalls)
+              : probe.machine.cpu.counters.interrupts;
       while (taken() < 5) {
         assert.equal(probe.machine.run(probe.machine.cpu.cycles + 2_000).kind, 'cycle-limit');
         probe.machine.resume();

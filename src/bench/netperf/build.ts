@@ -34,9 +34,9 @@ export interface ConfigEntry {
  * for it and the afterburned kernel through the in-place VMM, each with the NIC given to its
  * domain. The kernel hand-ported to the Xen-style hypervisor (guest/arch/xen-para) is the
  * seed's "XenoLinux" row, labelled "-style" because the port is of previrt's guest kernel, not
- * of Linux. The L4 rows come between
- * nops and xen-para: "L4Ka in-place VMM" (l4-pre) is the afterburned kernel in a VM of the
- * L4-style microkernel; "L4Ka::Linux" (l4-para) is to come. The comparison of pre- with
+ * of Linux; likewise the kernel hand-ported to the L4-style microkernel (guest/arch/l4-para)
+ * is the seed's "L4Ka::Linux" row. The L4 rows come between nops and xen-para: l4-para, then
+ * "L4Ka in-place VMM" (l4-pre), the afterburned kernel in a VM of the microkernel. The comparison of pre- with
  * para-virtualized on the same hypervisor (report.ts) picks rows up from these fields.
  */
 export const CONFIGS = {
@@ -51,6 +51,12 @@ export const CONFIGS = {
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
     hypervisor: 'none',
     virtualization: 'none',
+  },
+  'l4-para': {
+    label: 'L4Ka::Linux-style (l4-para)',
+    kernel: join(REPO_ROOT, 'guest/build/l4-para/kernel.elf'),
+    hypervisor: 'l4',
+    virtualization: 'para',
   },
   'l4-pre': {
     label: 'L4Ka in-place VMM',

@@ -20,15 +20,15 @@ import {
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
 const usage = `usage: previrt bench netperf [--guest own|linux]
-                             [--config native|nops|l4-pre|xen-para|xen-pre[,...]]
+                             [--config native|nops|l4-para|l4-pre|xen-para|xen-pre[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--json]
                              [--console]
 
 The seed's netperf receive benchmark on the emulated PC: raw, on the L4-style microkernel and on
 the Xen-style hypervisor.
 Builds the guest (make -C guest), boots it with init=netserver on a PC with a DP83820 gigabit
-NIC (under xen: in a domain, through the in-place VMM or para-virtualized; under l4: in a VM
-through the in-place VMM; the NIC given to the domain or VM), and streams SIZE bytes of
+NIC (under xen: in a domain, under l4: in a VM, through the in-place VMM or para-virtualized;
+the NIC given to the domain or VM), and streams SIZE bytes of
 seeded pseudo-random data plus a CRC-32 trailer into it over TCP from the client machine on
 the far end of the simulated 1 Gb/s link. netserver checks the CRC; every run must say ok.
 
@@ -49,11 +49,14 @@ options:
                  it, the kernel once per configuration); only --config native
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
+                 l4-para (guest/build/l4-para/kernel.elf, para-virtualized for l4, on
+                 l4: row "L4Ka::Linux-style (l4-para)"),
                  l4-pre (the afterburned kernel on l4, row "L4Ka in-place VMM"),
                  xen-para (guest/build/xen-para/kernel.elf, para-virtualized for xen, on
                  xen: row "XenoLinux-style (xen-para)"),
                  xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
-                 or a comma-separated list (rows in that order); default all five
+                 or a comma-separated list (rows in that order); default all six, the
+                 seed's table in the seed's order
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
   --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
   --seed S       seed of the payload and the client's sequence numbers (default 1)
@@ -113,7 +116,7 @@ function parse(argv: string[]): Options | string {
   let configsGiven = false;
   const o: Options = {
     guest: 'own',
-    configs: ['native', 'nops', 'l4-pre', 'xen-para', 'xen-pre'],
+    configs: ['native', 'nops', 'l4-para', 'l4-pre', 'xen-para', 'xen-pre'],
     bytes: 64 * 2 ** 20,
     runs: 1,
     seed: 1,

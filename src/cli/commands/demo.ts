@@ -17,14 +17,14 @@ import { parseSize } from './bench.ts';
 const usage = `usage: previrt demo [--quiet] [--bytes SIZE]
 
 The main job (README): builds the guest kernel twice from the same sources (native: gcc → as;
-afterburned: gcc → afterburner → as) and once hand-ported to the Xen-style hypervisor
-(xen-para), checks the afterburned ELF with verify-annotations, boots both on the emulated raw
-PC with init=selftest, the afterburned one on the Xen-style hypervisor and on the L4-style
-microkernel through the in-place VMM and the port on the Xen-style hypervisor, and prints a
-table (self-test result, simulated time, busy and idle cycles, instructions, port I/O, host
-speed); then runs the netperf receive benchmark on the five (previrt bench netperf, the seed's
-table with the "L4Ka in-place VMM", "XenoLinux" and "Xen in-place VMM" rows; the "L4Ka::Linux"
-row is still to come).
+afterburned: gcc → afterburner → as) and twice hand-ported, to the Xen-style hypervisor
+(xen-para) and to the L4-style microkernel (l4-para), checks the afterburned ELF with
+verify-annotations, boots both on the emulated raw PC with init=selftest, the afterburned one on
+the Xen-style hypervisor and on the L4-style microkernel through the in-place VMM and each port
+on its own hypervisor, and prints a table (self-test result, simulated time, busy and idle
+cycles, instructions, port I/O, host speed); then runs the netperf receive benchmark on the six
+(previrt bench netperf, the seed's table: native, NOPs, L4Ka::Linux, L4Ka in-place VMM,
+XenoLinux, Xen in-place VMM), with the pre- vs para-virtualized comparison on each hypervisor.
 
   --quiet        no guest console output, only progress lines and the tables
   --bytes SIZE   netperf payload per configuration (default 16M; 0 skips the benchmark)
@@ -111,7 +111,7 @@ export const demo: Command = {
       }
     }
     console.log(
-      'demo: building the guest kernel (make -C guest): native, afterburned and xen-para',
+      'demo: building the guest kernel (make -C guest): native, afterburned, xen-para and l4-para',
     );
     const build = buildGuest();
     if (!build.ok) {
@@ -148,6 +148,10 @@ export const demo: Command = {
     const paraRow = 'para-virtualized for xen (xen-para)';
     console.log(`demo: booting ${para} on the xen hypervisor with init=selftest (${paraRow})`);
     rows.push(runSelftest(paraRow, para, quiet, 'xen'));
+    const l4Para = relative(process.cwd(), CONFIGS['l4-para'].kernel);
+    const l4ParaRow = 'para-virtualized for l4 (l4-para)';
+    console.log(`demo: booting ${l4Para} on the l4 microkernel with init=selftest (${l4ParaRow})`);
+    rows.push(runSelftest(l4ParaRow, l4Para, quiet, 'l4'));
     console.log('');
     console.log(
       '| configuration | self-test | simulated ms | busy cycles | idle cycles | instructions | port I/O | host ms | guest MIPS |',
