@@ -8,7 +8,7 @@
  * virtual address less KERNBASE and the resource monitor's page faults map the kernel's own
  * layout. The platform leaves the boot information at guest-physical 0x1000 (the port's
  * l4para.h: memory, wall clock, the device, the command line) and starts the main thread at the
- * entry with its address on the stack. With a NIC in the configuration, the resource monitor
+ * entry with its address on the stack; the resource monitor offers it the console's input. With a NIC in the configuration, the resource monitor
  * gives the VM the machine's DP83820: its register page in the device window beyond RAM, its
  * interrupt line, its DMA confined to the VM's memory; the platform sets the function's BARs and
  * command register, as the xen toolstack does for the xen port.
@@ -72,6 +72,7 @@ export const prepareL4Para: Platform['prepare'] = (config) => {
         dma: machine.dma,
       });
     }
+    l4.resourceMonitor.enableConsoleInput();
     const vm = l4.resourceMonitor.createVm({
       name: 'vm0',
       memoryBytes: bytes,
@@ -102,8 +103,7 @@ export const prepareL4Para: Platform['prepare'] = (config) => {
     vm.start(vm.mainThread, { ip: image.entry, sp: KERNBASE + BOOT_STACK_TOP_GPA - 8 });
     return {
       hypervisor: l4,
-      // The resource monitor has no console input service (guest/arch/l4-para/README.md).
-      input: () => {},
+      input: (bytes) => l4.resourceMonitor.consoleInput(bytes),
       physicalMemory: () => machine.ram.subarray(vm.base, vm.base + vm.size),
     };
   };

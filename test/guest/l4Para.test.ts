@@ -2,7 +2,8 @@
 // says what it is in its ELF note, passes the self-test on `previrt run --hypervisor l4` with the
 // same test lines as the native kernel on the raw PC, is an L4 task that calls the microkernel
 // itself (no VMM, no port I/O: its processes' traps, its page faults and its interrupts are
-// IPC), receives a netperf stream with the right CRC through the DP83820 the resource monitor
+// IPC), runs the shell on the resource monitor's console input (and continues exactly from a
+// snapshot with input waiting), receives a netperf stream with the right CRC through the DP83820 the resource monitor
 // gives its VM, and is refused with one line wherever it does not belong.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { runNetperf } from '../../src/bench/netperf/run.ts';
 import { paraVirtualizedFor } from '../../src/loader/notes.ts';
 import { counterTotal, type CounterTree } from '../../src/machine/counters.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
+import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
 import { readSiteRecords } from '../../src/vmm/sections.ts';
 import {
   BUILD,
@@ -102,6 +104,54 @@ test('the self-test passes on --hypervisor l4, with the native kernel’s test l
   assert.ok(count(h, 'spacesCreated') >= 10 && count(h, 'spacesDeleted') >= 10);
   assert.equal(count(h, 'threadsHalted'), 0);
   assert.equal(stats.cpu.ioReads + stats.cpu.ioWrites, 0);
+});
+
+test('the shell runs programs on the console input the resource monitor sends, and exits with the status asked for', { skip }, () => {
+  built();
+  const r = spawnSync(
+    process.execPath,
+    [join(ROOT, 'bin', 'previrt.mjs'), 'run', '--hypervisor', 'l4', '--kernel', PARA, '--append', 'init=shell'],
+    { encoding: 'utf8', input: 'programs\nhello a b\nno-such\nexit 3\n', timeout: 120_000 },
+  );
+  const out = r.stdout.replace(/\r/g, '');
+  assert.match(out, /hello from pid 2: a b$/m, out);
+  assert.match(out, /no-such: no such program/, out);
+  assert.match(out, /utest\nsh\nhello\nspin\nbad\n/, out);
+  assert.equal(r.status, (3 << 1) | 1, `${out}${r.stderr}`);
+});
+
+test('a snapshot with console input still waiting continues exactly', { skip }, () => {
+  const kernel = built();
+  const boot = (out: { text: string }) => {
+    const g = createGuest({
+      platform: 'l4',
+      kernel,
+      kernelName: 'kernel.elf',
+      cmdline: 'init=shell',
+      console: (b) => (out.text += String.fromCharCode(b)),
+    });
+    assert.ok(typeof g !== 'string', String(g));
+    g.input(new TextEncoder().encode('hello x\nsleep 20\nhello y\nexit 4\n'));
+    return g;
+  };
+  const whole = { text: '' };
+  const ref = boot(whole);
+  const refEnd = ref.machine.run(2_000_000_000);
+  assert.deepEqual(refEnd, { kind: 'exit', value: 4 }, whole.text);
+  assert.match(whole.text, /hello from pid 2: x[\s\S]*hello from pid 4: y/);
+  const total = ref.machine.cpu.cycles;
+  // Before the kernel asked for the input, and while `sleep 20` runs with the rest waiting.
+  for (const n of [1_000_000, Math.round(total * 0.6)]) {
+    const part1 = { text: '' };
+    const g = boot(part1);
+    assert.equal(g.machine.run(n).kind, 'cycle-limit');
+    const part2 = { text: '' };
+    const restored = restoreGuest(g.save(), { console: (b) => (part2.text += String.fromCharCode(b)) });
+    assert.ok(typeof restored !== 'string', String(restored));
+    assert.deepEqual(restored.machine.run(2_000_000_000), refEnd, `ending, snapshot at ${n}`);
+    assert.equal(part1.text + part2.text, whole.text, `console, snapshot at ${n}`);
+    assert.deepEqual(restored.stats(), ref.stats(), `counters, snapshot at ${n}`);
+  }
 });
 
 test('netperf: the DP83820 from the resource monitor, its interrupt as IPC, the CRC right', { skip }, () => {

@@ -63,6 +63,8 @@ typedef u32 word;
 #define RM_SPACE_CONTROL 0x5204
 #define RM_ASSOCIATE_IRQ 0x5205
 #define RM_REQUEST_PAGES 0x5207
+#define RM_CONSOLE_INPUT 0x5208                 /* also the label of its input messages */
+#define L4_CONSOLE_INPUT ((36u << 14) | 1u) /* the resource monitor's console input thread */
 
 static inline volatile word *l4_utcb(void) {
   volatile word *u;

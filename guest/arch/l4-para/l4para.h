@@ -28,6 +28,7 @@ u32 l4_ram_bytes(void);
 void l4_request_pages(u32 gpa, int log2size);
 void l4_print_raw(const char *s);
 void l4_console_flush(void);
+void l4_console_received(void);
 void l4_pager_panic(u32 va, u32 eip, int write) __attribute__((noreturn));
 
 /* time.c: the tick is the kernel's receive timeout */

@@ -83,7 +83,7 @@ u32 l4_start(const struct l4_bootinfo *bi) {
   return V2P(&mbi);
 }
 
-/* ---- the console: the resource monitor's console service (output only) ---- */
+/* ---- the console: the resource monitor's console service and its console input ---- */
 
 static char out[240]; /* the most one request carries: 60 words */
 static u32 nout;
@@ -112,8 +112,20 @@ void uart_putc(char c) {
   if (c == '\n' || nout == sizeof out) l4_console_flush();
 }
 
-/* No console input: the resource monitor has no input service. */
-void uart_intr(void) {}
+/* Input: the console input thread's last message (task.c takes it as IRQ 4), for the line
+ * discipline, as the PC's uart_intr reads the 16550's receive buffer. */
+static u8 in[240];
+static u32 nin;
+
+void l4_console_received(void) {
+  nin = L4_MR(1) <= sizeof in ? L4_MR(1) : sizeof in;
+  for (u32 i = 0; i < nin; i++) in[i] = (u8)(L4_MR(2 + i / 4) >> (8 * (i % 4)));
+}
+
+void uart_intr(void) {
+  for (u32 i = 0; i < nin; i++) console_rx(in[i]);
+  nin = 0;
+}
 
 /* For the pager thread, which must not touch the kernel thread's buffer. */
 void l4_print_raw(const char *s) {
@@ -156,13 +168,19 @@ void shutdown(int code) {
 void gdt_init(void) {}
 void tss_set_kstack(u32 esp0) { (void)esp0; }
 
-/* Interrupt lines: the tick is the kernel's receive timeout (time.c), the console has none; any
- * other line is a device's, whose interrupt thread the resource monitor associates with the
- * kernel thread; its messages arrive in task.c's waits. */
+/* Interrupt lines: the tick is the kernel's receive timeout (time.c); the console's line asks the
+ * resource monitor for the console's input; any other line is a device's, whose interrupt
+ * thread the resource monitor associates with the kernel thread. Their messages arrive in
+ * task.c's waits. */
 void pic_init(void) {}
 
 void pic_enable(int irq) {
-  if (irq == IRQ_TIMER || irq == IRQ_COM1) return;
+  if (irq == IRQ_TIMER) return;
+  if (irq == IRQ_COM1) {
+    word w[1] = {kernel_tid};
+    if (rm_call(RM_CONSOLE_INPUT, 1, w) != 1) kprintf("l4-para: no console input (error %u)\n", L4_MR(2));
+    return;
+  }
   word w[2] = {(word)irq, kernel_tid};
   if (rm_call(RM_ASSOCIATE_IRQ, 2, w) != 1) kprintf("l4-para: interrupt line %d refused\n", irq);
 }

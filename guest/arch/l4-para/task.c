@@ -12,6 +12,7 @@
  *                                they allow the access, else T_PGFLT for trap.c (demand zero)
  *   a device interrupt           a message from its interrupt thread -> T_IRQ0 + line
  *   the tick                     the wait's timeout (time.c) -> T_IRQ0
+ *   console input                a message from the resource monitor's input thread -> IRQ 4
  *
  * The reply that resumes a process is the answer to what it is waiting for: its start message
  * (IP, SP), an exception reply (its twelve registers), a page fault's map item; a thread that
@@ -166,6 +167,11 @@ static void dispatch(struct trapframe *tf, word tag, word from, struct space *s)
   }
   if (label == L4_INTERRUPT && (from & 0x3fff) == 1 && L4_THREAD_NO(from) < 16) {
     interrupt(tf, L4_THREAD_NO(from), s != 0);
+    return;
+  }
+  if (from == L4_CONSOLE_INPUT && label == RM_CONSOLE_INPUT) {
+    l4_console_received();
+    interrupt(tf, IRQ_COM1, s != 0);
     return;
   }
   if (!s || from != s->tid) {

@@ -416,4 +416,9 @@ export const RmOp = {
   deassociateIrq: 0x5206,
   /** MR1 fpage of guest-physical memory: mapped at MR2 (snd base) in the caller's window. */
   requestPages: 0x5207,
+  /**
+   * MR1 a thread of the VM: the console's input goes to it, as messages of this label from the
+   * console input thread (consoleInput.ts): MR1 the byte count (1–240), MR2.. the bytes.
+   */
+  consoleInput: 0x5208,
 } as const;

@@ -48,6 +48,7 @@ import {
   UTCB_SIZE,
 } from './abi.ts';
 import { message, type L4Api } from './api.ts';
+import { CONSOLE_INPUT_ID, ConsoleInput } from './consoleInput.ts';
 import type { L4Kernel } from './L4.ts';
 import type { IpcResult, TsProgram } from './thread.ts';
 
@@ -222,6 +223,8 @@ export class ResourceMonitor implements TsProgram {
   /** Page faults it could not resolve and exceptions it got (printed, the thread left waiting). */
   unresolved = 0;
   private builderApi: L4Api | undefined;
+  /** The console's input and the thread that sends it, once a platform offers it. */
+  private input: ConsoleInput | undefined;
   private nextRegion: number;
 
   constructor(readonly k: L4Kernel) {
@@ -239,6 +242,21 @@ export class ResourceMonitor implements TsProgram {
 
   start(api: L4Api): void {
     this.serve(api, api.wait());
+  }
+
+  /**
+   * Offers the console's input to the VMs (RmOp.consoleInput): a start-of-day call, so that a
+   * kernel built from the same configuration has the thread again for a snapshot's restore.
+   */
+  enableConsoleInput(): void {
+    if (this.input !== undefined) return;
+    this.input = new ConsoleInput();
+    this.k.createTsThread(CONSOLE_INPUT_ID, this.k.rootSpace, this.input, 255);
+  }
+
+  /** Host input for the console: to the thread a VM named, when it waits; dropped if not offered. */
+  consoleInput(bytes: Iterable<number>): void {
+    this.input?.input(bytes, this.builder());
   }
 
   ipcDone(api: L4Api, result: IpcResult): void {
@@ -396,6 +414,12 @@ export class ResourceMonitor implements TsProgram {
       }
       case RmOp.requestPages:
         return this.requestPages(vm, w(0));
+      case RmOp.consoleInput: {
+        if (this.input === undefined) return result(L4Error.invalidParam);
+        if (!inVm(w(0))) return result(L4Error.noPrivilege);
+        this.input.setReceiver(w(0), api);
+        return result(0);
+      }
       default:
         return result(L4Error.invalidParam);
     }

@@ -148,3 +148,37 @@ test('a VM cannot take an interrupt line or I/O port it was not given', () => {
   assert.equal(m.machine.cpu.counters.ioReads, 0);
   audit(m);
 });
+
+test('console input: offered only when enabled, to a thread of the asking VM, in order, one message at a time', () => {
+  const m = bare();
+  const { vm } = parkedVm(m);
+  const other = parkedVm(m);
+  const rec = new Recorder();
+  const t = api(m, vm.createThread({ program: rec }));
+  const ask = (tid: number) => t.callIpc(ROOT_ID, message(RmOp.consoleInput, [tid]))!.words;
+  // Not offered: refused, and input is dropped.
+  m.l4.resourceMonitor.consoleInput([0x41]);
+  assert.deepEqual(ask(t.self), [0, L4Error.invalidParam]);
+  m.l4.resourceMonitor.enableConsoleInput();
+  // Another VM's thread is not this VM's to name.
+  assert.deepEqual(ask(other.vm.mainThread), [0, L4Error.noPrivilege]);
+  // Typed ahead: waits until the receiver waits, then comes in messages of at most 240 bytes.
+  const typed = Array.from({ length: 300 }, (_, k) => 0x20 + (k % 90));
+  m.l4.resourceMonitor.consoleInput(typed);
+  assert.deepEqual(ask(t.self), [1, 0]);
+  const got: number[] = [];
+  for (const size of [240, 60]) {
+    const r = t.wait()!;
+    assert.equal(r.error, 0);
+    assert.equal(r.tag >>> 16, RmOp.consoleInput);
+    assert.equal(r.words[0], size);
+    for (let k = 0; k < size; k++) got.push((r.words[1 + (k >> 2)] >>> ((k & 3) * 8)) & 0xff);
+  }
+  assert.deepEqual(got, typed);
+  // Nothing more until more is typed.
+  assert.equal(t.wait(0x0400)?.error, 3);
+  m.l4.resourceMonitor.consoleInput([0x7a]);
+  const r = t.wait()!;
+  assert.deepEqual(r.words, [1, 0x7a]);
+  audit(m);
+});
