@@ -327,3 +327,35 @@ test(
     // That they were really there, both ways, the --json test reads from the counters.
   },
 );
+
+test(
+  '--jobs 2 runs the rows at once in worker threads with exactly the figures of --jobs 1',
+  { skip },
+  () => {
+    const args = [
+      'bench',
+      'netperf',
+      '--config',
+      'native,l4-para,xen-pre',
+      '--bytes',
+      '256K',
+      '--runs',
+      '2',
+      '--json',
+    ];
+    const serial = previrt([...args, '--jobs', '1']);
+    const parallel = previrt([...args, '--jobs', '2']);
+    assert.equal(serial.status, 0, serial.stderr);
+    assert.equal(parallel.status, 0, parallel.stderr);
+    assert.match(parallel.stderr, /^netperf: 6 runs, 2 at once \(--jobs 2\)$/m);
+    // Everything but the host's own times (wall clock, guest MIPS).
+    const figures = (text: string): unknown =>
+      JSON.parse(text, (key, value: unknown) =>
+        /^host|^guestMips$/.test(key) ? undefined : value,
+      );
+    const a = figures(serial.stdout) as { rows: { runs: unknown[] }[] };
+    assert.equal(a.rows.length, 3);
+    assert.ok(a.rows.every((r) => r.runs.length === 2));
+    assert.deepEqual(figures(parallel.stdout), a);
+  },
+);

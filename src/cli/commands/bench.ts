@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { Command } from '../command.ts';
 import {
   buildGuest,
@@ -9,6 +10,7 @@ import {
   type NetperfConfig,
 } from '../../bench/netperf/build.ts';
 import type { BootModule } from '../../loader/multiboot.ts';
+import { runParallel, type NetperfJob } from '../../bench/netperf/parallel.ts';
 import { runNetperf, type NetperfProgress, type NetperfRun } from '../../bench/netperf/run.ts';
 import {
   formatSize,
@@ -21,8 +23,8 @@ import { MAX_PAYLOAD } from '../../net/stream.ts';
 
 const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre[,...]]
-                             [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--json]
-                             [--console]
+                             [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
+                             [--json] [--console]
 
 The seed's netperf receive benchmark on the emulated PC: raw, on the L4-style microkernel and on
 the Xen-style hypervisor.
@@ -64,9 +66,13 @@ options:
                  reorder=P, corrupt=P (the chance per frame, 0 to 1) and seed=N (the fault
                  injector's seed, default the run's seed), e.g. drop=0.001,corrupt=0.0005;
                  every run must still deliver the stream intact
+  --jobs N       runs at once, each in a worker thread of its own (default: the host's cores,
+                 here ${Math.max(1, availableParallelism())}); 1 runs them one after another. Each run is a simulation of its
+                 own, so the figures are the same whatever N; only the host times differ
   --json         print one JSON object (every run, every counter) instead of the tables
   --console      copy the guest's console to stderr
-Progress goes to stderr (a bar on a terminal, plain lines otherwise); results to stdout.
+Progress goes to stderr (a bar on a terminal, plain lines otherwise or when runs go on at once);
+results to stdout.
 
 exit status: 0 every run verified, 1 a run failed (checksum mismatch, no result, transfer
 failed), 2 bad usage or the guest build failed.`;
@@ -81,6 +87,8 @@ interface Options {
   faults?: { drop: number; duplicate: number; reorder: number; corrupt: number; seed?: number };
   json: boolean;
   console: boolean;
+  /** Runs at once, in worker threads (1: one after another in this thread). */
+  jobs: number;
 }
 
 /** "64M" → 67108864; K, M, G are powers of 1024 (netperf's convention for sizes). */
@@ -122,6 +130,7 @@ function parse(argv: string[]): Options | string {
     seed: 1,
     json: false,
     console: false,
+    jobs: Math.max(1, availableParallelism()),
   };
   if (argv[0] !== 'netperf')
     return argv[0] === undefined
@@ -130,9 +139,15 @@ function parse(argv: string[]): Options | string {
   for (let k = 1; k < argv.length; k++) {
     const a = argv[k];
     const value = argv[k + 1];
-    const needsValue = ['--guest', '--config', '--bytes', '--runs', '--seed', '--faults'].includes(
-      a,
-    );
+    const needsValue = [
+      '--guest',
+      '--config',
+      '--bytes',
+      '--runs',
+      '--seed',
+      '--faults',
+      '--jobs',
+    ].includes(a);
     if (needsValue && value === undefined) return `${a} needs a value`;
     if (needsValue) k++;
     switch (a) {
@@ -156,6 +171,13 @@ function parse(argv: string[]): Options | string {
         if (n === undefined || n < 1 || n > MAX_PAYLOAD)
           return `--bytes: '${value}' is not a size from 1 byte to 1G (e.g. 64M)`;
         o.bytes = n;
+        break;
+      }
+      case '--jobs': {
+        const n = Number(value);
+        if (!Number.isSafeInteger(n) || n < 1 || n > 256)
+          return `--jobs: '${value}' is not a whole number from 1 to 256`;
+        o.jobs = n;
         break;
       }
       case '--runs':
@@ -193,12 +215,17 @@ function parse(argv: string[]): Options | string {
   return o;
 }
 
-/** Progress on stderr: a redrawn bar on a terminal, a line per quarter otherwise. */
-function progressReporter(title: string): {
+/**
+ * Progress on stderr: a redrawn bar on a terminal, a line per quarter otherwise (and always
+ * lines when runs go on at once).
+ */
+function progressReporter(
+  title: string,
+  tty = process.stderr.isTTY === true,
+): {
   update(p: NetperfProgress): void;
   done(r: NetperfRun): void;
 } {
-  const tty = process.stderr.isTTY === true;
   const t0 = performance.now();
   let lastDraw = 0;
   let lastQuarter = -1;
@@ -262,7 +289,15 @@ export const bench: Command = {
       console.error('previrt bench: the guest build failed (output above)');
       return 2;
     }
+    // Every run in order (row by row, seed by seed), then run one after another or at once.
     const rows: NetperfRow[] = [];
+    const runs: {
+      row: NetperfRow;
+      title: string;
+      header: string;
+      config: string;
+      job: NetperfJob;
+    }[] = [];
     for (const config of o.configs) {
       const linux = o.guest === 'linux';
       const c = linux ? { ...CONFIGS[config], kernel: LINUX_GUEST.kernel } : CONFIGS[config];
@@ -283,15 +318,14 @@ export const bench: Command = {
         hypervisor: c.hypervisor,
         virtualization: c.virtualization,
       };
+      rows.push(row);
       for (let k = 0; k < o.runs; k++) {
         const seed = o.seed + k;
         const title = `netperf ${config}${o.runs > 1 ? ` run ${k + 1}/${o.runs}` : ''}`;
-        console.error(
+        const header =
           `${title}: ${guestKernelName(c.kernel)} ${cmdline ?? 'init=netserver'}, ` +
-            `${formatSize(o.bytes)}, seed ${seed}`,
-        );
-        const progress = progressReporter(title);
-        const run = runNetperf({
+          `${formatSize(o.bytes)}, seed ${seed}`;
+        const job: NetperfJob = {
           label: c.label,
           kernel,
           kernelName: guestKernelName(c.kernel),
@@ -301,13 +335,40 @@ export const bench: Command = {
           hypervisor: c.hypervisor,
           cmdline,
           modules,
+        };
+        runs.push({ row, title, header, config, job });
+      }
+    }
+    if (o.jobs === 1 || runs.length === 1) {
+      for (const r of runs) {
+        console.error(r.header);
+        const progress = progressReporter(r.title);
+        const run = runNetperf({
+          ...r.job,
           onProgress: (p) => progress.update(p),
-          onConsoleLine: o.console ? (line) => console.error(`  [${config}] ${line}`) : undefined,
+          onConsoleLine: o.console ? (line) => console.error(`  [${r.config}] ${line}`) : undefined,
         });
         progress.done(run);
-        row.runs.push(run);
+        r.row.runs.push(run);
       }
-      rows.push(row);
+    } else {
+      const reporters = runs.map((r) => progressReporter(r.title, false));
+      console.error(
+        `netperf: ${runs.length} runs, ${Math.min(o.jobs, runs.length)} at once (--jobs ${o.jobs})`,
+      );
+      const done = await runParallel(
+        runs.map((r) => r.job),
+        o.jobs,
+        {
+          onStart: (k) => console.error(runs[k].header),
+          onProgress: (k, p) => reporters[k].update(p),
+          onConsoleLine: o.console
+            ? (k, line) => console.error(`  [${runs[k].config}] ${line}`)
+            : undefined,
+          onDone: (k, run) => reporters[k].done(run),
+        },
+      );
+      done.forEach((run, k) => runs[k].row.runs.push(run));
     }
     const ok = rows.every((r) => r.runs.every((run) => run.ok));
     if (o.json) {
