@@ -36,6 +36,12 @@ export function createGuest(config: GuestConfig): Guest | string {
     return `unknown platform '${config.platform}' (known: ${[...PLATFORMS.keys()].join(', ')})`;
   const refusal = paraRefusal(config.kernel, config.kernelName, platform);
   if (refusal !== undefined) return refusal;
+  if ((config.vms ?? []).length > 0 && platform.name === 'none')
+    return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';
+  for (const vm of config.vms ?? []) {
+    const refused = paraRefusal(vm.kernel, vm.kernelName, platform);
+    if (refused !== undefined) return refused;
+  }
   const boot = platform.prepare(config);
   if (typeof boot === 'string') return boot;
 
@@ -53,12 +59,14 @@ export function createGuest(config: GuestConfig): Guest | string {
   const booted = boot(machine);
   if (typeof booted === 'string') return booted;
   const { hypervisor, vmm } = booted;
+  const vms = booted.vms ?? [];
   const guest: Guest = {
     platform: platform.name,
     config,
     machine,
     hypervisor,
     vmm,
+    vms,
     input: (bytes) => booted.input(bytes),
     physicalMemory: () => booted.physicalMemory(),
     stats(): GuestStats {
@@ -68,6 +76,9 @@ export function createGuest(config: GuestConfig): Guest | string {
           ? {}
           : { hypervisor: { name: hypervisor.name, counters: hypervisor.stats() } }),
         ...(vmm === undefined ? {} : { vmm: vmm.stats() }),
+        ...(vms.length === 0
+          ? {}
+          : { vms: vms.map((v) => ({ name: v.name, vmm: v.vmm.stats() })) }),
       };
     },
     save: (extra) => saveGuest(guest, extra),

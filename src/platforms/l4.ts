@@ -9,6 +9,7 @@
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
+import { readExtraKernels, startExtraL4Vms } from './extraVms.ts';
 import type { Platform } from './platform.ts';
 import { prepareL4Para } from './l4Para.ts';
 import { readVmmKernel } from './vmmKernel.ts';
@@ -46,7 +47,9 @@ export const l4Platform: Platform = {
     },
   ],
   prepare(config) {
-    if (paraVirtualizedFor(config.kernel) === 'l4') return prepareL4Para(config);
+    const extraKernels = readExtraKernels(config, 'l4');
+    if (typeof extraKernels === 'string') return extraKernels;
+    if (paraVirtualizedFor(config.kernel) === 'l4') return prepareL4Para(config, extraKernels);
     const kernel = readVmmKernel(config, 'l4');
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
@@ -56,6 +59,8 @@ export const l4Platform: Platform = {
       } catch (e) {
         return e instanceof Error ? e.message : String(e);
       }
+      const vms = startExtraL4Vms(l4, config, extraKernels);
+      if (typeof vms === 'string') return vms;
       const vm = startL4Vm(l4, {
         kernel,
         cmdline: config.cmdline ?? '',
@@ -64,9 +69,11 @@ export const l4Platform: Platform = {
         rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
       });
       if (typeof vm === 'string') return vm;
+      if (vms.length > 0) l4.resourceMonitor.primary = vm.vm;
       return {
         hypervisor: l4,
         vmm: vm.vmm,
+        vms,
         input: (bytes) => vm.backend.input(bytes),
         physicalMemory: () => vm.backend.guestRam(),
       };

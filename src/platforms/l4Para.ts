@@ -16,7 +16,10 @@
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
 import type { VmDevice } from '../hypervisor/l4/resourceMonitor.ts';
 import { LoadError, parseElf } from '../loader/elf.ts';
-import type { Platform } from './platform.ts';
+import type { Machine } from '../machine/Machine.ts';
+import type { AfterburnedKernel } from '../vmm/load.ts';
+import { startExtraL4Vms } from './extraVms.ts';
+import type { BootedGuest, GuestConfig } from './platform.ts';
 
 const KERNBASE = 0xc0000000;
 /** The most memory the kernel's one-to-one map holds (guest memlayout.h PHYS_MAX). */
@@ -32,7 +35,10 @@ const BOOTINFO_MAGIC = 0x56503434;
 const CMDLINE_BYTES = 256;
 
 /** The `l4` platform's prepare step for a kernel whose note says it is para-virtualized for l4. */
-export const prepareL4Para: Platform['prepare'] = (config) => {
+export function prepareL4Para(
+  config: GuestConfig,
+  extraKernels: AfterburnedKernel[],
+): ((machine: Machine) => BootedGuest | string) | string {
   const file = config.kernelName;
   const image = parseElf(config.kernel, file);
   if (image instanceof LoadError) return image.message;
@@ -51,7 +57,9 @@ export const prepareL4Para: Platform['prepare'] = (config) => {
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }
-    const regionStart = Math.ceil((l4.memory.reservedEnd * 4096) / 0x400000) * 0x400000;
+    const vms = startExtraL4Vms(l4, config, extraKernels);
+    if (typeof vms === 'string') return vms;
+    const regionStart = l4.resourceMonitor.freeRegion;
     const bytes =
       Math.floor(Math.min(machine.ram.length - regionStart, PHYS_MAX) / 0x400000) * 0x400000;
     if (bytes < 16 << 20)
@@ -101,10 +109,12 @@ export const prepareL4Para: Platform['prepare'] = (config) => {
     new DataView(stack.buffer).setUint32(4, KERNBASE + BOOTINFO_GPA, true);
     vm.write(BOOT_STACK_TOP_GPA - 8, stack);
     vm.start(vm.mainThread, { ip: image.entry, sp: KERNBASE + BOOT_STACK_TOP_GPA - 8 });
+    if (vms.length > 0) l4.resourceMonitor.primary = vm;
     return {
       hypervisor: l4,
+      vms,
       input: (bytes) => l4.resourceMonitor.consoleInput(bytes),
       physicalMemory: () => machine.ram.subarray(vm.base, vm.base + vm.size),
     };
   };
-};
+}

@@ -45,6 +45,30 @@ export interface GuestConfig {
   console?: (byte: number) => void;
   /** Seconds since the Unix epoch the RTC shows at simulated time 0 (default 2026-01-01). */
   rtcStartSeconds?: number;
+  /**
+   * More VMs on the same hypervisor, built and started before the guest's own (a driver VM and
+   * its clients share one machine). The guest is the primary VM: its end ends the run, console
+   * input is its, and it gets the memory the others leave. Not on the raw PC.
+   */
+  vms?: ExtraVmConfig[];
+}
+
+/** Another VM beside the guest: an afterburned kernel, run through its own in-place VMM. */
+export interface ExtraVmConfig {
+  kernel: Uint8Array;
+  kernelName: string;
+  cmdline?: string;
+  modules?: BootModule[];
+  /** Its memory in MB (default 32). */
+  memoryMb?: number;
+  /** Every byte it writes to its console. */
+  console?: (byte: number) => void;
+}
+
+/** An extra VM as built: its name (its kernel file's) and its in-place VMM. */
+export interface ExtraVm {
+  readonly name: string;
+  readonly vmm: InPlaceVmm;
 }
 
 /** The counters of a run, the same shape on every platform. */
@@ -54,6 +78,8 @@ export interface GuestStats {
   hypervisor?: { name: string; counters: CounterTree };
   /** Under the in-place VMM: the core's counters and its backend's. */
   vmm?: CounterTree;
+  /** The extra VMs' in-place VMMs' counters, in the order of `GuestConfig.vms` (when there are any). */
+  vms?: { name: string; vmm: CounterTree }[];
 }
 
 /** A guest kernel booted on a platform, ready to run (`machine.run`). */
@@ -64,6 +90,8 @@ export interface Guest {
   readonly machine: Machine;
   readonly hypervisor: Hypervisor | undefined;
   readonly vmm: InPlaceVmm | undefined;
+  /** The extra VMs (`GuestConfig.vms`), in their order. */
+  readonly vms: readonly ExtraVm[];
   /** Host input for the guest's console (COM1). */
   input(bytes: Uint8Array): void;
   /** The guest's physical memory, index = guest-physical address (a VM's, under a hypervisor). */
@@ -80,6 +108,7 @@ export interface Guest {
 export interface BootedGuest {
   hypervisor?: Hypervisor;
   vmm?: InPlaceVmm;
+  vms?: ExtraVm[];
   input(bytes: Uint8Array): void;
   physicalMemory(): Uint8Array;
 }

@@ -13,6 +13,7 @@
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
+import { extraVmsMb, readExtraKernels, startExtraXenVms } from './extraVms.ts';
 import type { Platform } from './platform.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 import { prepareXenPara } from './xenPara.ts';
@@ -51,7 +52,9 @@ export const xenPlatform: Platform = {
     },
   ],
   prepare(config) {
-    if (paraVirtualizedFor(config.kernel) === 'xen') return prepareXenPara(config);
+    const extraKernels = readExtraKernels(config, 'xen');
+    if (typeof extraKernels === 'string') return extraKernels;
+    if (paraVirtualizedFor(config.kernel) === 'xen') return prepareXenPara(config, extraKernels);
     const kernel = readVmmKernel(config, 'xen');
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
@@ -61,17 +64,22 @@ export const xenPlatform: Platform = {
       } catch (e) {
         return e instanceof Error ? e.message : String(e);
       }
+      const vms = startExtraXenVms(xen, config, extraKernels);
+      if (typeof vms === 'string') return vms;
       const vm = startXenVm(xen, {
         kernel,
         cmdline: config.cmdline ?? '',
         modules: config.modules ?? [],
+        domainMemoryMb: (machine.ram.length >> 20) - 4 - extraVmsMb(config),
         passthroughNic: config.nic !== undefined,
         rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
       });
       if (typeof vm === 'string') return vm;
+      if (vms.length > 0) xen.primary = vm.domain;
       return {
         hypervisor: xen,
         vmm: vm.vmm,
+        vms,
         input: (bytes) => xen.input(bytes),
         physicalMemory: () => vm.backend.guestRam(),
       };

@@ -16,14 +16,20 @@ import type { Domain } from '../hypervisor/xen/domain.ts';
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { LoadError, parseElf } from '../loader/elf.ts';
 import type { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
-import type { Platform } from './platform.ts';
+import type { AfterburnedKernel } from '../vmm/load.ts';
+import { extraVmsMb, startExtraXenVms } from './extraVms.ts';
+import type { BootedGuest, GuestConfig } from './platform.ts';
+import type { Machine } from '../machine/Machine.ts';
 
 /** Where the toolstack places the NIC's BARs (as for the in-place VMM's pass-through). */
 const NIC_MMIO = 0xe0000000;
 const NIC_IO = 0xc000;
 
 /** The `xen` platform's prepare step for a kernel whose note says it is para-virtualized for xen. */
-export const prepareXenPara: Platform['prepare'] = (config) => {
+export function prepareXenPara(
+  config: GuestConfig,
+  extraKernels: AfterburnedKernel[],
+): ((machine: Machine) => BootedGuest | string) | string {
   const file = config.kernelName;
   const image = parseElf(config.kernel, file);
   if (image instanceof LoadError) return image.message;
@@ -36,8 +42,10 @@ export const prepareXenPara: Platform['prepare'] = (config) => {
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }
+    const vms = startExtraXenVms(xen, config, extraKernels);
+    if (typeof vms === 'string') return vms;
     const built = buildDomain(xen, image, {
-      memoryMb: (machine.ram.length >> 20) - 4,
+      memoryMb: (machine.ram.length >> 20) - 4 - extraVmsMb(config),
       cmdline: config.cmdline ?? '',
     });
     if (typeof built === 'string') return `${file}: ${built}`;
@@ -56,9 +64,15 @@ export const prepareXenPara: Platform['prepare'] = (config) => {
     );
     if (config.nic !== undefined && machine.nic !== undefined) grantNic(xen, domain, machine.nic);
     enterDomain(xen, domain, image.entry, layout);
-    return { hypervisor: xen, input: (bytes) => xen.input(bytes), physicalMemory: () => ram };
+    if (vms.length > 0) xen.primary = domain;
+    return {
+      hypervisor: xen,
+      vms,
+      input: (bytes) => xen.input(bytes),
+      physicalMemory: () => ram,
+    };
   };
-};
+}
 
 /** The toolstack's part of giving the domain the machine's DP83820 (dom0's, in Xen). */
 function grantNic(xen: XenHypervisor, domain: Domain, nic: Dp83820): void {

@@ -781,9 +781,9 @@ export class InPlaceVmm implements VmmCore {
   private hlt(next: number): number {
     this.flushConsole();
     if (!this.virtualIf) {
-      // With interrupts off nothing can wake the CPU (SDM 3A 6.8.1 aside NMI): the run ends.
-      this.backend.haltForever();
-      return next;
+      // With interrupts off nothing can wake the CPU (SDM 3A 6.8.1 aside NMI): the run ends
+      // (or, for one VM of several, the VM stops).
+      return this.backend.haltForever(next);
     }
     const target = this.interruptAt(next);
     if (target !== next) return target;

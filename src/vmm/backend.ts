@@ -88,8 +88,12 @@ export interface VmmBackend {
    * later through `eventsHandled`, with the frame of the interrupted `hlt` (EIP `resume`).
    */
   sleep?(resume: number): number;
-  /** hlt with interrupts off: the virtual CPU stops for good. */
-  haltForever(): void;
+  /**
+   * hlt with interrupts off: the virtual CPU stops for good. Returns the address the VMM entry
+   * returns to: `resume` (after the hlt), or code that blocks for good (a VM whose end does not
+   * end the run parks its kernel thread there, so the machine's other VMs go on).
+   */
+  haltForever(resume: number): number;
   /** The guest kernel's stack for events from user mode (its TSS.esp0), before it returns there. */
   setKernelStack(esp0: number): void;
   /** The guest ended the interrupt of a passed-through device's line: re-enable the line. */

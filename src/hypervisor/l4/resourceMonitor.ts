@@ -91,6 +91,11 @@ export interface VmConfig {
 export class Vm {
   state: 'running' | 'shutdown' = 'running';
   ending: string | undefined;
+  /**
+   * Where its console output goes (RmOp.console); undefined: the kernel's console.
+   * Configuration, set again when a snapshot is restored.
+   */
+  console: ((byte: number) => void) | undefined;
   /** Next free UTCB slot of the main space for threads `createThread` makes. */
   private nextUtcb = 0;
   private nextThread = 1;
@@ -223,6 +228,11 @@ export class ResourceMonitor implements TsProgram {
   /** Page faults it could not resolve and exceptions it got (printed, the thread left waiting). */
   unresolved = 0;
   private builderApi: L4Api | undefined;
+  /**
+   * The VM whose exit ends the run; undefined: any VM's does (one VM). With several VMs, the
+   * others' exits are reported on their consoles, and their threads stay blocked.
+   */
+  primary: Vm | undefined;
   /** The console's input and the thread that sends it, once a platform offers it. */
   private input: ConsoleInput | undefined;
   private nextRegion: number;
@@ -266,6 +276,11 @@ export class ResourceMonitor implements TsProgram {
   // ---- the start of day -----------------------------------------------------------------------
 
   /** A new VM: its memory (from sigma0), its main space and thread (inactive), its devices. */
+  /** Where the next VM's memory begins (machine address, 4 MB aligned). */
+  get freeRegion(): number {
+    return this.nextRegion;
+  }
+
   createVm(config: VmConfig): Vm | string {
     const size = config.memoryBytes;
     if (!Number.isInteger(size) || size <= 0 || size % 4096 !== 0)
@@ -369,15 +384,22 @@ export class ResourceMonitor implements TsProgram {
     switch (label) {
       case RmOp.console: {
         const n = Math.min(w(0), (r.words.length - 1) * 4);
-        for (let k = 0; k < n; k++) this.k.consoleOut((w(1 + (k >>> 2)) >>> ((k & 3) * 8)) & 0xff);
+        const out = vm.console ?? this.k.consoleOut;
+        for (let k = 0; k < n; k++) out((w(1 + (k >>> 2)) >>> ((k & 3) * 8)) & 0xff);
         return result(0);
       }
       case RmOp.exit: {
         const status = w(0) & 0xff;
         vm.state = 'shutdown';
         vm.ending = `exit, status ${status}`;
-        this.k.machine.requestExit(status);
-        return undefined;
+        if (this.primary === undefined || this.primary === vm) {
+          this.k.machine.requestExit(status);
+          return undefined;
+        }
+        // Another VM than the primary: reported, and its VMM stops it (the run goes on).
+        const out = vm.console ?? this.k.consoleOut;
+        for (const c of `(l4) ${vm.name}: ${vm.ending}\n`) out(c.charCodeAt(0));
+        return result(0);
       }
       case RmOp.threadControl: {
         const [dest, space, scheduler, pager, utcb] = [w(0), w(1), w(2), w(3), w(4)];
@@ -417,6 +439,8 @@ export class ResourceMonitor implements TsProgram {
       case RmOp.consoleInput: {
         if (this.input === undefined) return result(L4Error.invalidParam);
         if (!inVm(w(0))) return result(L4Error.noPrivilege);
+        // With several VMs, the input is the primary's.
+        if (this.primary !== undefined && this.primary !== vm) return result(L4Error.noPrivilege);
         this.input.setReceiver(w(0), api);
         return result(0);
       }

@@ -46,6 +46,7 @@ import {
 import { Domain, type DomainSaved } from './domain.ts';
 import { FrameTable, OWNER_XEN, type FrameTableState } from './frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from './hypercalls.ts';
+import { SCHEDULER_STATE, XenScheduler, type SchedulerState } from './scheduler.ts';
 
 /** Counters every run reports (DESIGN.md decision 4: raw counts beside the cycles). */
 export interface XenCounters {
@@ -73,7 +74,10 @@ export interface XenCounters {
 }
 
 export interface XenOptions {
-  /** Receives console output: console_io writes, the console ring, hypervisor messages. */
+  /**
+   * Receives console output: console_io writes, the console ring, hypervisor messages (a domain
+   * with a console of its own, `Domain.console`, writes there instead).
+   */
   console?: (byte: number) => void;
 }
 
@@ -84,7 +88,7 @@ export interface XenOptions {
  */
 export interface XenState {
   kind: 'xen';
-  version: 1;
+  version: 2;
   frames: FrameTableState;
   domains: DomainSaved[];
   current: number | null;
@@ -92,10 +96,12 @@ export interface XenState {
   end: DomainEnd | null;
   picReady: boolean;
   consoleInput: number[];
+  scheduler: SchedulerState;
+  primary: number | null;
 }
 
 /** The shape a saved hypervisor must have (its domains are checked as they are restored). */
-const XEN_STATE: Check = checkState<XenState>('xen', 1, {
+const XEN_STATE: Check = checkState<XenState>('xen', 2, {
   kind: oneOf('xen'),
   frames: shape<FrameTableState>({
     frames: num,
@@ -123,6 +129,8 @@ const XEN_STATE: Check = checkState<XenState>('xen', 1, {
   ),
   picReady: bool,
   consoleInput: arrayOf(num),
+  scheduler: SCHEDULER_STATE,
+  primary: nullable(num),
 });
 
 /** What ended a domain, for callers and tests. */
@@ -138,8 +146,15 @@ export class XenHypervisor implements Hypervisor {
   readonly cpu: Cpu;
   readonly frames: FrameTable;
   readonly domains: Domain[] = [];
-  /** The domain the CPU is running (previrt runs one domain at a time: see README limits). */
+  /** The domain the CPU is running (the others wait with their virtual CPUs: scheduler.ts). */
   current: Domain | undefined;
+  readonly scheduler: XenScheduler;
+  /**
+   * The domain whose end ends the run, and which takes console input; undefined: any domain's
+   * end ends it and input goes to the running one (a machine with one domain). With several
+   * domains, the others' ends are reported on their consoles and they stop being scheduled.
+   */
+  primary: Domain | undefined;
   readonly costs: Readonly<SoftwareCosts>;
   readonly counters: XenCounters = {
     hypercalls: {},
@@ -175,6 +190,7 @@ export class XenHypervisor implements Hypervisor {
     this.cpu = machine.cpu;
     this.costs = machine.costModel.software;
     this.consoleOut = options.console ?? (() => {});
+    this.scheduler = new XenScheduler(this, Math.round(machine.costModel.hz / 100));
     const ram = machine.ram;
     this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
     const cpu = this.cpu;
@@ -240,13 +256,19 @@ export class XenHypervisor implements Hypervisor {
     bounces.forEach((n, v) => {
       if (n > 0) byVector[v] = n;
     });
-    return { hypercalls: { ...hypercalls }, bounces: byVector, ...rest };
+    const scheduler = this.scheduler.stats();
+    return {
+      hypercalls: { ...hypercalls },
+      bounces: byVector,
+      ...rest,
+      ...(scheduler === undefined ? {} : { scheduler }),
+    };
   }
 
   save(): XenState {
     return {
       kind: 'xen',
-      version: 1,
+      version: 2,
       frames: this.frames.save(),
       domains: this.domains.map((d) => d.save()),
       current: this.current?.id ?? null,
@@ -254,6 +276,8 @@ export class XenHypervisor implements Hypervisor {
       end: this.end === undefined ? null : { ...this.end },
       picReady: this.picReady,
       consoleInput: [...this.consoleInput],
+      scheduler: this.scheduler.save(),
+      primary: this.primary?.id ?? null,
     };
   }
 
@@ -285,12 +309,19 @@ export class XenHypervisor implements Hypervisor {
     this.picReady = state.picReady;
     this.consoleInput.length = 0;
     this.consoleInput.push(...state.consoleInput);
+    if ((state.primary ?? undefined) !== this.primary?.id)
+      throw new StateError(
+        `${path}.primary: domain ${state.primary} in the snapshot, the configuration's is ${this.primary?.id ?? null}`,
+      );
+    this.scheduler.restore(state.scheduler, `${path}.scheduler`);
   }
 
-  /** The CPU runs `dom` from now on: its bound entries are the ones consulted. */
+  /**
+   * The CPU runs `dom` from now on (start of day: its builder then sets up the CPU): the running
+   * domain's virtual CPU is kept for it, and `dom`'s bound entries are the ones consulted.
+   */
   switchTo(dom: Domain): void {
-    this.current = dom;
-    if (dom.entries !== undefined) this.cpu.useEntryTable(dom.entries);
+    this.scheduler.contextSwitch(dom);
   }
 
   // ---- machine-to-phys table -----------------------------------------------------------
@@ -311,6 +342,8 @@ export class XenHypervisor implements Hypervisor {
     const dom = this.current;
     const cpu = this.cpu;
     if (dom === undefined || !dom.alive) {
+      // An ended domain's CPU idles while the others are blocked; a device still interrupts.
+      if (event.kind === 'interrupt') this.hardwareInterrupt(event.vector);
       cpu.halted = true;
       return;
     }
@@ -318,7 +351,7 @@ export class XenHypervisor implements Hypervisor {
     if (event.kind === 'interrupt') {
       // Hardware interrupts belong to the hypervisor. With no device granted there are none
       // (the PIT is not programmed); a granted device's line becomes its pirq event (devices.ts).
-      this.hardwareInterrupt(dom, event.vector);
+      this.hardwareInterrupt(event.vector);
     } else if (event.kind === 'software') {
       if (event.vector === HYPERCALL_VECTOR && cpu.cpl === 1) this.hypercall(dom);
       else this.softwareInterrupt(dom, event.vector);
@@ -449,6 +482,7 @@ export class XenHypervisor implements Hypervisor {
   private wake(dom: Domain): void {
     dom.state = 'running';
     if (dom === this.current) this.cpu.halted = false;
+    else this.scheduler.woke(dom);
   }
 
   /**
@@ -518,7 +552,7 @@ export class XenHypervisor implements Hypervisor {
   /** Host input for the guest console: the console ring, then its event channel. */
   input(bytes: Iterable<number>): void {
     for (const b of bytes) this.consoleInput.push(b & 0xff);
-    const dom = this.current;
+    const dom = this.primary ?? this.current;
     if (dom === undefined || !dom.alive) return;
     this.fillConsoleRing(dom);
     this.sendVirq(dom, Virq.CONSOLE);
@@ -551,16 +585,40 @@ export class XenHypervisor implements Hypervisor {
     const prod = this.view.getUint32(page + ConsoleRing.out_prod, true);
     // GUEST-CONTROLLED: out_prod; at most one ring's worth is taken per signal.
     let n = Math.min((prod - cons) >>> 0, ConsoleRing.outSize);
+    const out = this.consoleOf(dom);
     while (n-- > 0) {
-      this.consoleOut(this.machine.ram[page + ConsoleRing.out + (cons % ConsoleRing.outSize)]);
+      out(this.machine.ram[page + ConsoleRing.out + (cons % ConsoleRing.outSize)]);
       cons = (cons + 1) >>> 0;
     }
     this.view.setUint32(page + ConsoleRing.out_cons, cons, true);
     this.fillConsoleRing(dom);
   }
 
-  print(text: string): void {
-    for (let k = 0; k < text.length; k++) this.consoleOut(text.charCodeAt(k) & 0xff);
+  /** Where a domain's console output goes. */
+  consoleOf(dom: Domain): (byte: number) => void {
+    return dom.console ?? this.consoleOut;
+  }
+
+  /** A hypervisor message, on the console of the domain it concerns (or the hypervisor's). */
+  print(text: string, dom?: Domain): void {
+    const out = dom === undefined ? this.consoleOut : this.consoleOf(dom);
+    for (let k = 0; k < text.length; k++) out(text.charCodeAt(k) & 0xff);
+  }
+
+  /**
+   * The in-place VMM's guest halted with interrupts off. Alone, the CPU stops (nothing can wake
+   * it); one domain of several blocks, so the others run on.
+   */
+  haltForever(dom: Domain): void {
+    this.cpu.halted = true;
+    if (this.domains.length < 2) return;
+    dom.state = 'blocked';
+    this.scheduler.relinquish();
+  }
+
+  /** Whether the end of `dom` ends the run (see `primary`). */
+  private endsRun(dom: Domain): boolean {
+    return this.primary === undefined || this.primary === dom;
   }
 
   // ---- ending a domain -------------------------------------------------------------------
@@ -568,8 +626,10 @@ export class XenHypervisor implements Hypervisor {
   /** A domain the hypervisor cannot continue: a message, never a host exception. */
   crash(dom: Domain, message: string): void {
     if (!dom.alive) return;
+    const endsRun = this.endsRun(dom);
     this.finish(dom, 'crashed', { domain: dom.id, kind: 'crash', status: 0, message });
-    this.print(`(xen) domain ${dom.id} crashed: ${message}\n`);
+    this.print(`(xen) domain ${dom.id} crashed: ${message}\n`, dom);
+    if (!endsRun) return;
     // The machine ends like a triple fault would: the run reports the message.
     this.cpu.shutdown(`xen: domain ${dom.id} crashed: ${message}`);
     this.cpu.requestStop();
@@ -582,19 +642,26 @@ export class XenHypervisor implements Hypervisor {
   shutdown(dom: Domain, kind: 'poweroff' | 'reboot', status: number): void {
     if (!dom.alive) return;
     const message = kind === 'poweroff' ? `poweroff, status ${status}` : 'reboot';
+    const endsRun = this.endsRun(dom);
     this.finish(dom, 'shutdown', { domain: dom.id, kind, status, message });
-    if (kind === 'poweroff') this.machine.requestExit(status & 0xff);
+    if (!endsRun) this.print(`(xen) domain ${dom.id}: ${message}\n`, dom);
+    else if (kind === 'poweroff') this.machine.requestExit(status & 0xff);
     else this.machine.requestReset();
   }
 
   private finish(dom: Domain, state: 'crashed' | 'shutdown', end: DomainEnd): void {
+    const endsRun = this.endsRun(dom);
     dom.state = state;
     dom.ending = end.message;
     dom.timer?.cancel();
     dom.timer = undefined;
-    this.end ??= end;
-    // Nothing of the domain runs any more (the machine notices the exit at its next check).
-    if (dom === this.current) this.cpu.halted = true;
+    if (endsRun) this.end ??= end;
+    // Nothing of the domain runs any more (the machine notices the exit at its next check);
+    // another domain may run meanwhile.
+    if (dom === this.current) {
+      this.cpu.halted = true;
+      if (!endsRun) this.scheduler.relinquish();
+    }
   }
 
   // ---- hardware interrupts and granted devices -------------------------------------------
@@ -639,7 +706,7 @@ export class XenHypervisor implements Hypervisor {
    * masked and acknowledged (EOI) at once, and its event channel raised; unmasking the port
    * unmasks the line, so a level-triggered device cannot storm while the guest handles it.
    */
-  private hardwareInterrupt(dom: Domain, vector: number): void {
+  private hardwareInterrupt(vector: number): void {
     if (!this.picReady || vector < 0x20 || vector >= 0x30) return;
     const irq = vector - 0x20;
     // A spurious IRQ 7/15 is not in service and gets no EOI (8259A datasheet, IRQ7 note).
@@ -652,10 +719,13 @@ export class XenHypervisor implements Hypervisor {
     this.setIrqMasked(irq, true);
     if (irq >= 8) this.machine.ports.write(0xa0, 1, 0x60 | (irq - 8));
     this.machine.ports.write(0x20, 1, 0x60 | (irq >= 8 ? 2 : irq));
-    const port = dom.channels.findIndex((c) => c.kind === 'pirq' && c.irq === irq);
-    if (port > 0) {
+    // The domain that bound the line, which need not be the one running.
+    for (const owner of this.domains) {
+      const port = owner.channels.findIndex((c) => c.kind === 'pirq' && c.irq === irq);
+      if (port <= 0) continue;
       this.counters.pirqEvents++;
-      this.setPending(dom, port);
+      this.setPending(owner, port);
+      return;
     }
   }
 

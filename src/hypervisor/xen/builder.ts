@@ -187,6 +187,8 @@ export function enterDomain(
   layout: DomainLayout,
 ): void {
   const cpu = xen.cpu;
+  // First, so that a domain already running keeps its virtual CPU (scheduler.ts).
+  xen.switchTo(dom);
   cpu.enterFlatProtectedMode();
   cpu.gdtr = { base: GDT_VIRT, limit: 7 * 8 - 1 };
   // With the monitor attached the CPU never reads the IDT; no TSS: ring 1 has no I/O bitmap.
@@ -206,7 +208,6 @@ export function enterDomain(
   cpu.esi = layout.startInfo;
   cpu.invalidateAllCode();
   dom.startCycle = cpu.cycles;
-  xen.switchTo(dom);
   xen.updateTime(dom);
   cpu.attachMonitor(xen);
 }

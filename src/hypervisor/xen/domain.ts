@@ -21,6 +21,7 @@ import {
 import { NR_EVENT_CHANNELS, NR_VIRQS } from './abi.ts';
 import { inRanges, type DeviceGrant } from './devices.ts';
 import type { FrameOwner } from './frames.ts';
+import { VCPU_CONTEXT, type VcpuContext } from './scheduler.ts';
 
 /** One entry of the virtual IDT (set_trap_table). */
 export interface TrapEntry {
@@ -71,6 +72,8 @@ export const DOMAIN_SAVED: Check = shape<DomainSaved>({
   virqPort: arrayOf(num, NR_VIRQS),
   timer: nullable(timer),
   grants: num,
+  context: nullable(VCPU_CONTEXT),
+  busyCycles: num,
 });
 
 /**
@@ -98,6 +101,9 @@ export interface DomainSaved {
   virqPort: number[];
   timer: TimerState | null;
   grants: number;
+  /** Its virtual CPU while another domain runs (scheduler.ts); null for the running one. */
+  context: VcpuContext | null;
+  busyCycles: number;
 }
 
 export class Domain implements FrameOwner {
@@ -137,6 +143,16 @@ export class Domain implements FrameOwner {
 
   /** Devices this domain may drive directly (devices.ts). */
   readonly grants: DeviceGrant[] = [];
+
+  /** Its virtual CPU while another domain has the CPU (scheduler.ts). */
+  context: VcpuContext | undefined;
+  /** Cycles the CPU was busy running it (the hypervisor's work on its behalf included). */
+  busyCycles = 0;
+  /**
+   * Where its console output goes (console_io, its console ring); undefined: the hypervisor's
+   * console. Configuration, set again when a snapshot is restored.
+   */
+  console: ((byte: number) => void) | undefined;
 
   constructor(
     readonly id: number,
@@ -200,6 +216,8 @@ export class Domain implements FrameOwner {
       virqPort: [...this.virqPort],
       timer: this.timer === undefined ? null : { cycle: this.timer.cycle, seq: this.timer.seq },
       grants: this.grants.length,
+      context: this.context === undefined ? null : structuredClone(this.context),
+      busyCycles: this.busyCycles,
     };
   }
 
@@ -243,5 +261,7 @@ export class Domain implements FrameOwner {
     this.virqPort.set(s.virqPort);
     this.timer?.cancel();
     this.timer = s.timer === null ? undefined : timer(s.timer);
+    this.context = s.context === null ? undefined : structuredClone(s.context);
+    this.busyCycles = s.busyCycles;
   }
 }

@@ -279,12 +279,15 @@ function xenVersion(_xen: XenHypervisor, _dom: Domain, [cmd]: Args): number {
 function schedOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): number {
   switch (cmd) {
     case SchedOp.yield:
+      // Another runnable domain gets the CPU (scheduler.ts); alone, the domain runs on.
+      xen.scheduler.relinquish();
       return 0;
     case SchedOp.block:
       xen.writeShared8(dom, SharedInfo.upcall_mask, 0);
       if (xen.readShared8(dom, SharedInfo.upcall_pending) === 0) {
         dom.state = 'blocked';
         xen.cpu.halted = true;
+        xen.scheduler.relinquish();
       }
       return 0;
     case SchedOp.shutdown: {
@@ -310,10 +313,13 @@ function consoleIo(xen: XenHypervisor, dom: Domain, [cmd, count, buffer]: Args):
   if (cmd === ConsoleIo.write) {
     const bytes = xen.copyFromGuest(dom, buffer, count);
     if (bytes === undefined) return -Errno.EFAULT;
-    for (const b of bytes) xen.consoleOut(b);
+    const out = xen.consoleOf(dom);
+    for (const b of bytes) out(b);
     return 0;
   }
   if (cmd === ConsoleIo.read) {
+    // Host input is the primary domain's (Xen.primary), with several domains.
+    if (xen.primary !== undefined && dom !== xen.primary) return 0;
     const n = Math.min(count, xen.consoleInput.length);
     if (!xen.copyToGuest(dom, buffer, Uint8Array.from(xen.consoleInput.slice(0, n)))) {
       return -Errno.EFAULT;

@@ -98,7 +98,8 @@ export interface CpuInternals {
   interruptLine: boolean;
 }
 
-function saveSegment(s: Cpu['tr']): SegmentState {
+/** A segment register with its hidden descriptor cache, as data. */
+export function saveSegment(s: Cpu['tr']): SegmentState {
   return {
     selector: s.selector,
     base: s.base,
@@ -108,7 +109,8 @@ function saveSegment(s: Cpu['tr']): SegmentState {
   };
 }
 
-function restoreSegment(s: Cpu['tr'], st: SegmentState): void {
+/** Loads a segment register and its cache from `saveSegment`'s data (no descriptor read). */
+export function restoreSegment(s: Cpu['tr'], st: SegmentState): void {
   if (st.usable) s.load(st.selector, st.base, st.limit, st.attributes);
   else s.loadNull(st.selector);
 }

@@ -402,16 +402,29 @@ export class L4Backend implements VmmBackend {
   }
 
   shutdown(kind: 'poweroff' | 'reboot', status: number): void {
-    if (kind === 'poweroff') this.rm(RmOp.exit, [status & 0xff]);
-    else this.k.machine.requestReset();
+    if (kind === 'poweroff') {
+      // A VM other than the primary gets a reply (resourceMonitor.ts); its kernel stops at its
+      // next hlt with interrupts off (haltForever) or waits in its idle loop.
+      this.rm(RmOp.exit, [status & 0xff]);
+    } else this.k.machine.requestReset();
   }
 
   crash(message: string): void {
-    this.k.print(`(l4) ${this.vm.name} crashed: vmm: ${message}\n`);
+    const text = `(l4) ${this.vm.name} crashed: vmm: ${message}\n`;
+    const out = this.vm.console;
+    if (out === undefined) this.k.print(text);
+    else for (const c of text) out(c.charCodeAt(0));
     this.vm.state = 'shutdown';
     this.vm.ending = `crash: vmm: ${message}`;
+    // Any VM's VMM that cannot go on ends the run (its state is not one the others can trust).
     this.cpu.shutdown(`l4: ${this.vm.name} crashed: vmm: ${message}`);
     this.cpu.requestStop();
+  }
+
+  /** Whether this VM's end ends the run (the primary's, or the only VM's). */
+  private get endsRun(): boolean {
+    const primary = this.k.resourceMonitor.primary;
+    return primary === undefined || primary === this.vm;
   }
 
   /** Not used: `sleep` is (the kernel thread waits in IPC). */
@@ -431,9 +444,12 @@ export class L4Backend implements VmmBackend {
     return this.waitFor(NILTHREAD);
   }
 
-  haltForever(): void {
+  haltForever(resume: number): number {
     this.timerCycles = undefined;
+    // One VM of several, whose end does not end the run: its kernel thread waits for good.
+    if (!this.endsRun) return this.sleep(resume);
     this.exregs(this.mainTid, Exregs.haltValid | Exregs.halt);
+    return resume;
   }
 
   setKernelStack(esp0: number): void {

@@ -22,6 +22,8 @@ export interface L4VmConfig {
   /** Give the VM the machine's DP83820 (PCI 00:03.0; the machine must have a network). */
   passthroughNic?: boolean;
   rtcStartSeconds: number;
+  /** The VM's memory in MB (default: all the machine's memory left, up to what the alias holds). */
+  memoryMb?: number;
 }
 
 export interface L4Vm {
@@ -46,12 +48,16 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     return 'NIC pass-through needs a machine with a network';
   if (mapAt === 0 || mapAt >= WINDOW_BASE)
     return `${config.kernel.name}: the l4 backend needs a kernel linked above its load address (its one-to-one map of RAM is the VMM's alias) for the l4 backend's alias`;
-  // The VM's region starts at the first 4 MB boundary above the kernel's memory.
-  const regionStart = Math.ceil((k.memory.reservedEnd * 4096) / 0x400000) * 0x400000;
+  // The VM's region starts at the first 4 MB boundary above the kernel's memory, or above the
+  // VMs made before it.
+  const regionStart = k.resourceMonitor.freeRegion;
   // All of it, up to what the kernel's one-to-one map holds: the alias must not reach the
   // kernel's other mappings above it (the project's kernel maps at most 768 MB there, guest
   // memlayout.h PHYS_MAX, and its MMIO window after; Linux's lowmem is 896 MB).
-  const vmBytes = Math.min(machine.ram.length - regionStart, ALIAS_MAX, WINDOW_BASE - mapAt);
+  const most = Math.min(machine.ram.length - regionStart, ALIAS_MAX, WINDOW_BASE - mapAt);
+  if (config.memoryMb !== undefined && config.memoryMb * 2 ** 20 > most)
+    return `not enough machine memory left for a VM of ${config.memoryMb} MB (${Math.max(0, most >> 20)} MB free)`;
+  const vmBytes = config.memoryMb === undefined ? most : config.memoryMb * 2 ** 20;
   const guestBytes = vmBytes - VMM_PAGES * 4096;
   if (guestBytes < 16 << 20) return `VM memory must be at least 16 MB (got ${guestBytes >> 20} MB)`;
   // The NIC's register page as guest-physical beyond the VM's memory (the resource monitor's
@@ -69,7 +75,7 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     });
   }
   const vm = k.resourceMonitor.createVm({
-    name: 'vm0',
+    name: `vm${k.resourceMonitor.vms.length}`,
     memoryBytes: vmBytes,
     mapAt,
     devices,

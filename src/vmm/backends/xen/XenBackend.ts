@@ -169,7 +169,10 @@ export class XenBackend implements VmmBackend {
     const baseMfn = this.mem.buildInitialSpace(offset);
     if (typeof baseMfn === 'string') return baseMfn;
 
-    // CPU state: ring 1, the kernel's entry with the multiboot registers.
+    // CPU state: ring 1, the kernel's entry with the multiboot registers (after the switch, so
+    // that a domain already running keeps its virtual CPU: the hypervisor's scheduler.ts).
+    dom.entries = entries;
+    xen.switchTo(dom);
     cpu.enterFlatProtectedMode();
     cpu.gdtr = { base: GDT_VIRT, limit: 7 * 8 - 1 };
     cpu.idtr = { base: 0, limit: 0 };
@@ -192,8 +195,6 @@ export class XenBackend implements VmmBackend {
     cpu.esp = VCPU_PAGE + (PAGE_STACK + 1) * 4096;
     cpu.invalidateAllCode();
     dom.startCycle = cpu.cycles;
-    dom.entries = entries;
-    xen.switchTo(dom);
     xen.updateTime(dom);
     cpu.attachMonitor(xen);
     const bind = (at: number, name: string, handler: () => void): void => {
@@ -284,9 +285,10 @@ export class XenBackend implements VmmBackend {
     return false;
   }
 
-  haltForever(): void {
+  haltForever(resume: number): number {
     this.setTimer(0);
-    this.cpu.halted = true;
+    this.xen.haltForever(this.dom);
+    return resume;
   }
 
   setKernelStack(esp0: number): void {

@@ -1,0 +1,293 @@
+/**
+ * Several domains on the machine's one CPU (issue "reuse": a driver VM and its clients). A
+ * domain that is not running keeps its virtual CPU here (`VcpuContext`); the one that runs has it
+ * in the CPU. The policy is round robin with a time slice on the simulated clock, as Xen's
+ * schedulers share a CPU among runnable vCPUs, plus the wake-up boost of Xen's credit scheduler
+ * (a vCPU woken by an event preempts one that is running, so I/O between domains is not held up
+ * for a whole slice): blocked domains never run, and with every domain blocked the CPU idles
+ * until an event wakes one.
+ *
+ * When the switch happens matters. A domain blocks, yields or ends inside a hypercall, and the
+ * in-place VMM makes its hypercalls from TypeScript handlers that still write the CPU's registers
+ * after the call returns; so a switch is never made inside a hypercall but asked for as an event
+ * at the current cycle, which the machine fires between the CPU's run slices (Machine.run), where
+ * the CPU is at an instruction boundary and no handler runs. Timer events and the slice's end are
+ * such events already and switch at once.
+ *
+ * With one domain nothing here schedules an event, so a single-domain run is exactly what it was
+ * before there was a scheduler (the same cycles and counters).
+ */
+import type { CounterTree } from '../../machine/counters.ts';
+import type { Timer, TimerState } from '../../machine/device.ts';
+import {
+  arrayOf,
+  bool,
+  nullable,
+  num,
+  shape,
+  StateError,
+  timer,
+  type Check,
+} from '../../machine/state.ts';
+import type { Cpu } from '../../x86/Cpu.ts';
+import { restoreSegment, saveSegment, type SegmentState } from '../../x86/system/state.ts';
+import type { Domain } from './domain.ts';
+import type { XenHypervisor } from './Xen.ts';
+
+/**
+ * What a domain's virtual CPU holds while another domain runs. The GDT, IDT (never read: the
+ * monitor takes every event), LDT and TR are the hypervisor's and the same for every domain, so
+ * they stay in the CPU; CR3 is the domain's base pointer.
+ */
+export interface VcpuContext {
+  regs: number[];
+  eip: number;
+  eflags: number;
+  cpl: number;
+  segs: SegmentState[];
+  cr2: number;
+  cr3: number;
+  interruptShadow: boolean;
+}
+
+const SEGMENT: Check = shape<SegmentState>({
+  selector: num,
+  base: num,
+  limit: num,
+  attributes: num,
+  usable: bool,
+});
+
+export const VCPU_CONTEXT: Check = shape<VcpuContext>({
+  regs: arrayOf(num, 8),
+  eip: num,
+  eflags: num,
+  cpl: num,
+  segs: arrayOf(SEGMENT, 6),
+  cr2: num,
+  cr3: num,
+  interruptShadow: bool,
+});
+
+export function saveVcpu(cpu: Cpu): VcpuContext {
+  return {
+    regs: Array.from(cpu.regs, (v) => v >>> 0),
+    eip: cpu.eip >>> 0,
+    eflags: cpu.getEflags() >>> 0,
+    cpl: cpu.cpl,
+    segs: cpu.segs.map(saveSegment),
+    cr2: cpu.cr2 >>> 0,
+    cr3: cpu.cr3,
+    interruptShadow: cpu.interruptShadow,
+  };
+}
+
+/** The domain's virtual CPU into the CPU; CR3 as a MOV to CR3 (the TLB is flushed). */
+export function loadVcpu(cpu: Cpu, c: VcpuContext): void {
+  c.regs.forEach((v, k) => (cpu.regs[k] = v | 0));
+  cpu.eip = c.eip;
+  cpu.setEflags(c.eflags);
+  c.segs.forEach((s, k) => restoreSegment(cpu.segs[k], s));
+  cpu.setCpl(c.cpl);
+  cpu.cr2 = c.cr2;
+  cpu.cr3 = c.cr3;
+  cpu.interruptShadow = c.interruptShadow;
+}
+
+/** The scheduler's part of a snapshot: its pending events and the domain it boosts. */
+export interface SchedulerState {
+  switchAt: TimerState | null;
+  sliceEnd: TimerState | null;
+  boosted: number | null;
+  /** The domain that runs since this cycle, and the idle cycles the CPU had counted then. */
+  since: { cycle: number; idle: number };
+  switches: number;
+}
+
+export const SCHEDULER_STATE: Check = shape<SchedulerState>({
+  switchAt: nullable(timer),
+  sliceEnd: nullable(timer),
+  boosted: nullable(num),
+  since: shape<{ cycle: number; idle: number }>({ cycle: num, idle: num }),
+  switches: num,
+});
+
+export class XenScheduler {
+  /** A switch asked for at the next instruction boundary. */
+  private switchTimer: Timer | undefined;
+  private sliceTimer: Timer | undefined;
+  /** The domain an event woke, which runs next (the credit scheduler's BOOST). */
+  private boosted: Domain | undefined;
+  private since = { cycle: 0, idle: 0 };
+  /** Switches from one domain's virtual CPU to another's. */
+  switches = 0;
+
+  constructor(
+    private readonly xen: XenHypervisor,
+    /** Cycles a domain runs before the next runnable one gets the CPU (10 ms of simulated time). */
+    readonly sliceCycles: number,
+  ) {}
+
+  private get cpu(): Cpu {
+    return this.xen.cpu;
+  }
+
+  /** The current domain blocked, yielded or ended: another one may run. */
+  relinquish(): void {
+    if (this.xen.domains.length > 1) this.requestSwitch();
+  }
+
+  /** An event woke `dom`, which is not the current domain: it runs as soon as it may. */
+  woke(dom: Domain): void {
+    this.boosted = dom;
+    this.requestSwitch();
+  }
+
+  private requestSwitch(): void {
+    if (this.switchTimer !== undefined) return;
+    const clock = this.xen.machine.clock;
+    this.switchTimer = clock.at(clock.now(), () => this.switchFired(), 'xen.schedule');
+  }
+
+  private switchFired(): void {
+    this.switchTimer = undefined;
+    this.schedule();
+  }
+
+  private sliceFired(): void {
+    this.sliceTimer = undefined;
+    this.schedule();
+  }
+
+  /**
+   * Picks the domain to run: the boosted one if it can run, else the next runnable one after the
+   * current in round-robin order (the current itself only if no other can run). Undefined: all
+   * are blocked or ended.
+   */
+  private pick(): Domain | undefined {
+    const xen = this.xen;
+    const boosted = this.boosted;
+    this.boosted = undefined;
+    if (boosted !== undefined && boosted.state === 'running') return boosted;
+    const domains = xen.domains;
+    const from = xen.current === undefined ? -1 : domains.indexOf(xen.current);
+    for (let k = 1; k <= domains.length; k++) {
+      const d = domains[(from + k) % domains.length];
+      if (d.state === 'running') return d;
+    }
+    return undefined;
+  }
+
+  /** Between instructions: the chosen domain gets the CPU, with a slice if others wait. */
+  schedule(): void {
+    const xen = this.xen;
+    const cpu = this.cpu;
+    const next = this.pick();
+    if (next === undefined) {
+      // Every domain blocked or ended: the CPU idles until an event wakes one.
+      cpu.halted = true;
+      this.armSlice();
+      return;
+    }
+    if (next !== xen.current) this.contextSwitch(next);
+    cpu.halted = false;
+    this.armSlice();
+    xen.deliverUpcall(next);
+  }
+
+  /** The domain the CPU runs from now on (also at start of day, before a domain's first run). */
+  contextSwitch(to: Domain): void {
+    const xen = this.xen;
+    const cpu = this.cpu;
+    const from = xen.current;
+    if (from === to) return;
+    if (from !== undefined) {
+      from.context = saveVcpu(cpu);
+      this.account(from);
+    }
+    this.since = { cycle: cpu.cycles, idle: cpu.idleCycles };
+    xen.current = to;
+    const table = to.entries ?? cpu.defaultEntries;
+    if (cpu.activeEntryTable !== table) cpu.useEntryTable(table);
+    if (to.context !== undefined) {
+      loadVcpu(cpu, to.context);
+      to.context = undefined;
+      // A vCPU switch: the base-pointer switch and its MOV to CR3 (cost-model.md, Xen rows).
+      cpu.charge(xen.costs.xenBaseSwitch + cpu.costs.movCr3);
+      this.switches++;
+      xen.updateTime(to);
+    }
+  }
+
+  /** Adds the busy cycles of the domain that ran since the last switch. */
+  account(dom: Domain): void {
+    const cpu = this.cpu;
+    dom.busyCycles += cpu.cycles - this.since.cycle - (cpu.idleCycles - this.since.idle);
+    this.since = { cycle: cpu.cycles, idle: cpu.idleCycles };
+  }
+
+  /** A slice while another domain than the current one is runnable; none otherwise. */
+  private armSlice(): void {
+    const xen = this.xen;
+    this.sliceTimer?.cancel();
+    this.sliceTimer = undefined;
+    if (xen.domains.filter((d) => d.state === 'running').length < 2) return;
+    const clock = xen.machine.clock;
+    this.sliceTimer = clock.at(
+      clock.now() + this.sliceCycles,
+      () => this.sliceFired(),
+      'xen.slice',
+    );
+  }
+
+  save(): SchedulerState {
+    return {
+      switchAt: this.switchTimer === undefined ? null : stateOf(this.switchTimer),
+      sliceEnd: this.sliceTimer === undefined ? null : stateOf(this.sliceTimer),
+      boosted: this.boosted?.id ?? null,
+      since: { ...this.since },
+      switches: this.switches,
+    };
+  }
+
+  restore(s: SchedulerState, path: string): void {
+    SCHEDULER_STATE(s, path);
+    const clock = this.xen.machine.clock;
+    this.switchTimer?.cancel();
+    this.sliceTimer?.cancel();
+    this.switchTimer =
+      s.switchAt === null
+        ? undefined
+        : clock.restoreAt(s.switchAt, () => this.switchFired(), 'xen.schedule');
+    this.sliceTimer =
+      s.sliceEnd === null
+        ? undefined
+        : clock.restoreAt(s.sliceEnd, () => this.sliceFired(), 'xen.slice');
+    if (s.boosted !== null && this.xen.domains[s.boosted] === undefined)
+      throw new StateError(`${path}.boosted: no domain ${s.boosted}`);
+    this.boosted = s.boosted === null ? undefined : this.xen.domains[s.boosted];
+    this.since = { ...s.since };
+    this.switches = s.switches;
+  }
+
+  /**
+   * With several domains: the switches and each domain's busy cycles so far (the running one's
+   * up to now), so a run can say how the one CPU was shared.
+   */
+  stats(): CounterTree | undefined {
+    const xen = this.xen;
+    if (xen.domains.length < 2) return undefined;
+    const cpu = this.cpu;
+    const busy: CounterTree = {};
+    for (const d of xen.domains) {
+      const running =
+        d === xen.current ? cpu.cycles - this.since.cycle - (cpu.idleCycles - this.since.idle) : 0;
+      busy[`dom${d.id}`] = d.busyCycles + running;
+    }
+    return { switches: this.switches, busyCycles: busy };
+  }
+}
+
+function stateOf(t: Timer): TimerState {
+  return { cycle: t.cycle, seq: t.seq };
+}

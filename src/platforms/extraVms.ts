@@ -1,0 +1,88 @@
+/**
+ * The extra VMs of a guest configuration (`GuestConfig.vms`): afterburned kernels, each through
+ * its own in-place VMM, on the same hypervisor as the guest, built before it. What a platform
+ * needs for them: their kernels checked before anything is built, and the memory they take.
+ */
+import type { L4Kernel } from '../hypervisor/l4/L4.ts';
+import type { XenHypervisor } from '../hypervisor/xen/Xen.ts';
+import { startL4Vm } from '../vmm/backends/l4/vm.ts';
+import { startXenVm } from '../vmm/backends/xen/vm.ts';
+import type { AfterburnedKernel } from '../vmm/load.ts';
+import type { ExtraVm, GuestConfig } from './platform.ts';
+import { readVmmKernel } from './vmmKernel.ts';
+
+/** An extra VM's memory when its configuration does not say. */
+export const EXTRA_VM_DEFAULT_MB = 32;
+
+/** The extra VMs' kernels, in order; or one line naming the file that cannot run. */
+export function readExtraKernels(
+  config: GuestConfig,
+  platform: string,
+): AfterburnedKernel[] | string {
+  const kernels: AfterburnedKernel[] = [];
+  for (const vm of config.vms ?? []) {
+    const mb = vm.memoryMb ?? EXTRA_VM_DEFAULT_MB;
+    if (!Number.isInteger(mb) || mb < 16)
+      return `${vm.kernelName}: a VM needs at least 16 MB (got ${mb})`;
+    const k = readVmmKernel({ ...config, ...vm, platform }, platform);
+    if (typeof k === 'string') return k;
+    kernels.push(k);
+  }
+  return kernels;
+}
+
+/** MB of machine memory the extra VMs take. */
+export function extraVmsMb(config: GuestConfig): number {
+  return (config.vms ?? []).reduce((sum, vm) => sum + (vm.memoryMb ?? EXTRA_VM_DEFAULT_MB), 0);
+}
+
+/**
+ * The configuration's extra VMs, each an afterburned kernel in a domain of its own through its
+ * own in-place VMM, with its own console (GuestConfig.vms); or one line.
+ */
+export function startExtraXenVms(
+  xen: XenHypervisor,
+  config: GuestConfig,
+  kernels: AfterburnedKernel[],
+): ExtraVm[] | string {
+  const vms: ExtraVm[] = [];
+  for (const [k, spec] of (config.vms ?? []).entries()) {
+    const vm = startXenVm(xen, {
+      kernel: kernels[k],
+      cmdline: spec.cmdline ?? '',
+      modules: spec.modules ?? [],
+      domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
+      rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+    });
+    if (typeof vm === 'string') return `${spec.kernelName}: ${vm}`;
+    vm.domain.console = spec.console;
+    vms.push({ name: spec.kernelName, vmm: vm.vmm });
+  }
+  return vms;
+}
+
+/**
+ * The configuration's extra VMs on the L4 microkernel, each a VM of the resource monitor with
+ * the afterburned kernel as its thread through its own in-place VMM, with its own console; or
+ * one line.
+ */
+export function startExtraL4Vms(
+  l4: L4Kernel,
+  config: GuestConfig,
+  kernels: AfterburnedKernel[],
+): ExtraVm[] | string {
+  const vms: ExtraVm[] = [];
+  for (const [k, spec] of (config.vms ?? []).entries()) {
+    const vm = startL4Vm(l4, {
+      kernel: kernels[k],
+      cmdline: spec.cmdline ?? '',
+      modules: spec.modules ?? [],
+      memoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
+      rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+    });
+    if (typeof vm === 'string') return `${spec.kernelName}: ${vm}`;
+    vm.vm.console = spec.console;
+    vms.push({ name: spec.kernelName, vmm: vm.vmm });
+  }
+  return vms;
+}
