@@ -11,6 +11,8 @@ import { GUEST_STATE_VERSION, type GuestState } from './snapshot.ts';
 export interface RestoreOptions {
   /** Where the restored guest's console output goes. */
   console?: (byte: number) => void;
+  /** Where extra VM k's console output goes (GuestConfig.vms). */
+  vmConsole?: (k: number, name: string) => (byte: number) => void;
   /**
    * Restores the caller's part (`extra` as saved) — a peer re-attached to the new machine's
    * link, its events on the new clock — before the audit checks that every event came back.
@@ -62,6 +64,23 @@ export function restoreGuest(
             },
       rtcStartSeconds: c.rtcStartSeconds ?? undefined,
       console: options.console,
+      vms: c.vms.map((v, k) => {
+        const bytes = contents.blobs.get(`vm.${k}.kernel`);
+        if (bytes === undefined) throw new StateError(`the snapshot lacks VM ${k}'s kernel`);
+        return {
+          kernel: bytes,
+          kernelName: v.kernelName,
+          cmdline: v.cmdline,
+          modules: v.modules.map((m, j) => {
+            const b = contents.blobs.get(`vm.${k}.module.${j}`);
+            if (b === undefined)
+              throw new StateError(`the snapshot lacks VM ${k}'s module ${j} (${m.name})`);
+            return { name: m.name, string: m.string, bytes: b };
+          }),
+          memoryMb: v.memoryMb ?? undefined,
+          console: options.vmConsole?.(k, v.kernelName),
+        };
+      }),
     };
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
@@ -80,6 +99,11 @@ export function restoreGuest(
         if ((state.vmm === null) !== (guest.vmm === undefined))
           throw new StateError(`vmm: the snapshot and the platform '${guest.platform}' disagree`);
         if (state.vmm !== null) guest.vmm!.restore(state.vmm, 'vmm');
+        if (!Array.isArray(state.vmVmms) || state.vmVmms.length !== guest.vms.length)
+          throw new StateError(
+            `vmVmms: not one state for each of the ${guest.vms.length} extra VMs`,
+          );
+        guest.vms.forEach((v, k) => v.vmm.restore(state.vmVmms[k], `vmVmms[${k}]`));
         options.restoreExtra?.(state.extra, guest);
       },
       contents.ram,

@@ -21,7 +21,7 @@ import type { VmmState } from '../vmm/Vmm.ts';
 import type { Guest, GuestConfig } from './platform.ts';
 
 /** The version of GuestState (and so of the snapshot's state section). */
-export const GUEST_STATE_VERSION = 1;
+export const GUEST_STATE_VERSION = 2;
 
 /** The configuration as data: what `createGuest` needs again, but the files (blobs). */
 export interface GuestConfigState {
@@ -34,6 +34,13 @@ export interface GuestConfigState {
   costModel: string | CostModel | null;
   nic: { mac: string | null; faults: FaultConfig | null } | null;
   rtcStartSeconds: number | null;
+  /** The extra VMs (GuestConfig.vms); VM k's kernel is the blob `vm.<k>.kernel`, its modules `vm.<k>.module.<j>`. */
+  vms: {
+    kernelName: string;
+    cmdline: string;
+    modules: { name: string; string: string }[];
+    memoryMb: number | null;
+  }[];
 }
 
 export interface GuestState {
@@ -44,6 +51,8 @@ export interface GuestState {
   machine: MachineState;
   hypervisor: HypervisorState | null;
   vmm: VmmState | null;
+  /** The extra VMs' in-place VMMs, in their order. */
+  vmVmms: VmmState[];
   /** The caller's own state beside the guest (e.g. a TCP peer's), or null. */
   extra: unknown;
 }
@@ -71,6 +80,12 @@ function configState(c: GuestConfig): GuestConfigState {
             faults: c.nic.faults ?? null,
           },
     rtcStartSeconds: c.rtcStartSeconds ?? null,
+    vms: (c.vms ?? []).map((v) => ({
+      kernelName: v.kernelName,
+      cmdline: v.cmdline ?? '',
+      modules: (v.modules ?? []).map((m) => ({ name: m.name, string: m.string })),
+      memoryMb: v.memoryMb ?? null,
+    })),
   };
 }
 
@@ -87,10 +102,15 @@ export function saveGuest(guest: Guest, extra: unknown = null): SnapshotContents
     machine,
     hypervisor: guest.hypervisor?.save() ?? null,
     vmm: guest.vmm?.save() ?? null,
+    vmVmms: guest.vms.map((v) => v.vmm.save()),
     extra,
   };
   const blobs = new Map<string, Uint8Array>([['kernel', guest.config.kernel]]);
   (guest.config.modules ?? []).forEach((m, k) => blobs.set(`module.${k}`, m.bytes));
+  (guest.config.vms ?? []).forEach((v, k) => {
+    blobs.set(`vm.${k}.kernel`, v.kernel);
+    (v.modules ?? []).forEach((m, j) => blobs.set(`vm.${k}.module.${j}`, m.bytes));
+  });
   return {
     header: {
       format: 'previrt-snapshot',

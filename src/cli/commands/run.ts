@@ -6,7 +6,7 @@ import { describeEnd, exitStatus, EXIT_STATUS, type MachineStats } from '../../m
 import { flattenCounters } from '../../machine/counters.ts';
 import type { BootModule } from '../../loader/multiboot.ts';
 import { createGuest, PLATFORMS } from '../../platforms/createGuest.ts';
-import type { Guest, GuestStats } from '../../platforms/platform.ts';
+import type { ExtraVmConfig, Guest, GuestStats } from '../../platforms/platform.ts';
 import { restoreGuest } from '../../platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot } from '../../snapshot/file.ts';
 import { attachNetwork, parseNic, type Network, type NicOption } from '../nic.ts';
@@ -38,6 +38,12 @@ options:
                                 far end is the host 10.0.2.2 (answers ARP and ping; the guest
                                 is 10.0.2.15); netperf=SIZE adds the benchmark's client, which
                                 streams SIZE bytes and a CRC-32 trailer to 10.0.2.15:5001
+  --vm 'FILE[ CMDLINE]'         another VM on the same hypervisor (repeatable; xen or l4): an
+                                afterburned kernel with its command line, built before the
+                                guest, through its own in-place VMM; its console lines go to
+                                the same place as the guest's, prefixed [vm1], [vm2], ...; the
+                                guest's end ends the run, console input is the guest's
+  --vm-memory MB                each --vm VM's memory (default 32); the guest gets the rest
   --memory MB, -m MB            machine memory (default 256)
   --serial stdio|FILE|none      where COM1 output goes (default stdio); with stdio, piped
                                 standard input is typed into COM1
@@ -75,6 +81,8 @@ interface Options {
   append: string;
   nic?: NicOption;
   modules: string[];
+  vms: string[];
+  vmMemoryMb?: number;
   memoryMb: number;
   serial: string;
   maxCycles: number;
@@ -95,6 +103,7 @@ function parse(argv: string[]): Options | string {
   const o: Options = {
     append: '',
     modules: [],
+    vms: [],
     memoryMb: 256,
     serial: 'stdio',
     maxCycles: Number.MAX_SAFE_INTEGER,
@@ -113,7 +122,11 @@ function parse(argv: string[]): Options | string {
       return v;
     };
     try {
-      if (/^-(-kernel|kernel|-append|append|-module|-?initrd|-memory|m|-cost-model|-nic)$/.test(a))
+      if (
+        /^-(-kernel|kernel|-append|append|-module|-?initrd|-memory|m|-cost-model|-nic|-vm|-vm-memory)$/.test(
+          a,
+        )
+      )
         o.bootOptions.push(a);
       switch (a) {
         case '--kernel':
@@ -134,6 +147,17 @@ function parse(argv: string[]): Options | string {
           const nic = parseNic(need(value()));
           if (typeof nic === 'string') return `--nic: ${nic}`;
           o.nic = nic;
+          break;
+        }
+        case '--vm':
+          o.vms.push(need(value()));
+          break;
+        case '--vm-memory': {
+          const v = need(value());
+          const n = Number(v.replace(/[Mm]$/, ''));
+          if (!Number.isInteger(n) || n < 16)
+            return `--vm-memory: '${v}' is not a size of at least 16 MB`;
+          o.vmMemoryMb = n;
           break;
         }
         case '--memory':
@@ -201,6 +225,7 @@ function parse(argv: string[]): Options | string {
   if (o.kernel === undefined && o.restore === undefined)
     return 'no kernel: --kernel FILE (or --restore FILE) is required';
   if (o.json && !o.stats) return '--json needs --stats';
+  if (o.vmMemoryMb !== undefined && o.vms.length === 0) return '--vm-memory needs --vm';
   if ((o.snapshotAt === undefined) !== (o.snapshot === undefined))
     return '--snapshot-at CYCLES and --snapshot FILE go together';
   if (o.snapshot !== undefined && o.nic?.netperf !== undefined)
@@ -261,7 +286,21 @@ function formatVirtualization(stats: GuestStats): string {
   };
   add(stats.hypervisor?.name ?? 'hypervisor', stats.hypervisor?.counters);
   add('vmm', stats.vmm);
+  (stats.vms ?? []).forEach((v, k) => add(`vm${k + 1}.vmm`, v.vmm));
   return lines.join('\n');
+}
+
+/** A console whose lines start with `[vmN] ` (an extra VM's, beside the guest's own). */
+export function prefixedConsole(
+  prefix: string,
+  out: (byte: number) => void,
+): (byte: number) => void {
+  let lineStart = true;
+  return (b) => {
+    if (lineStart) for (const c of prefix) out(c.charCodeAt(0));
+    out(b);
+    lineStart = b === 0x0a;
+  };
 }
 
 /** The guest the options describe, built; or a message. */
@@ -275,6 +314,19 @@ function build(o: Options, console: (byte: number) => void): Guest | string {
     if (typeof bytes === 'string') return bytes;
     modules.push({ name: path, bytes, string: [basename(path), ...args].join(' ') });
   }
+  const vms: ExtraVmConfig[] = [];
+  for (const [k, spec] of o.vms.entries()) {
+    const [path, ...args] = spec.split(' ');
+    const bytes = readInput(path);
+    if (typeof bytes === 'string') return bytes;
+    vms.push({
+      kernel: bytes,
+      kernelName: path,
+      cmdline: args.join(' '),
+      memoryMb: o.vmMemoryMb,
+      console: prefixedConsole(`[vm${k + 1}] `, console),
+    });
+  }
   return createGuest({
     platform: o.hypervisor,
     kernel,
@@ -285,6 +337,7 @@ function build(o: Options, console: (byte: number) => void): Guest | string {
     costModel: o.costModel,
     nic: o.nic === undefined ? undefined : { mac: o.nic.mac },
     console,
+    ...(vms.length === 0 ? {} : { vms }),
   });
 }
 
@@ -297,7 +350,10 @@ function restore(o: Options, console: (byte: number) => void): Guest | string {
   if (typeof contents === 'string') return `${file}: ${contents}`;
   if (o.hypervisorGiven && contents.header.platform !== o.hypervisor)
     return `${file}: a snapshot of platform ${contents.header.platform}, not ${o.hypervisor}`;
-  const guest = restoreGuest(contents, { console });
+  const guest = restoreGuest(contents, {
+    console,
+    vmConsole: (k) => prefixedConsole(`[vm${k + 1}] `, console),
+  });
   return typeof guest === 'string' ? `${file}: ${guest}` : guest;
 }
 
@@ -396,6 +452,7 @@ export const run: Command = {
                     hypervisor: stats.hypervisor!.name,
                     [stats.hypervisor!.name]: stats.hypervisor!.counters,
                     vmm: stats.vmm,
+                    ...(stats.vms === undefined ? {} : { vms: stats.vms }),
                   }
                 : {}),
               ...(network === undefined

@@ -314,6 +314,9 @@ export class XenHypervisor implements Hypervisor {
         `${path}.primary: domain ${state.primary} in the snapshot, the configuration's is ${this.primary?.id ?? null}`,
       );
     this.scheduler.restore(state.scheduler, `${path}.scheduler`);
+    // The running domain's bound entries are the CPU's (the machine's audit checks the name).
+    const table = this.current?.entries ?? this.cpu.defaultEntries;
+    if (this.cpu.activeEntryTable !== table) this.cpu.useEntryTable(table);
   }
 
   /**

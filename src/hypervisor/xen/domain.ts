@@ -146,7 +146,11 @@ export class Domain implements FrameOwner {
 
   /** Its virtual CPU while another domain has the CPU (scheduler.ts). */
   context: VcpuContext | undefined;
-  /** Cycles the CPU was busy running it (the hypervisor's work on its behalf included). */
+  /**
+   * Cycles the CPU was busy while it was the current domain: its own, the hypervisor's on its
+   * behalf, and at start of day the building of the domain after it (the first domain's from
+   * power-on), so that the domains' figures add up to the machine's busy cycles.
+   */
   busyCycles = 0;
   /**
    * Where its console output goes (console_io, its console ring); undefined: the hypervisor's

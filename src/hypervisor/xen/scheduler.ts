@@ -201,14 +201,16 @@ export class XenScheduler {
     const cpu = this.cpu;
     const from = xen.current;
     if (from === to) return;
+    // Busy cycles belong to the domain that was current (from power-on, the first one).
     if (from !== undefined) {
       from.context = saveVcpu(cpu);
       this.account(from);
     }
-    this.since = { cycle: cpu.cycles, idle: cpu.idleCycles };
     xen.current = to;
     const table = to.entries ?? cpu.defaultEntries;
     if (cpu.activeEntryTable !== table) cpu.useEntryTable(table);
+    // At start of day, the second domain built makes the CPU shared: slices from now on.
+    if (from !== undefined && to.context === undefined) this.armSlice();
     if (to.context !== undefined) {
       loadVcpu(cpu, to.context);
       to.context = undefined;

@@ -462,6 +462,8 @@ export class L4Backend implements VmmBackend {
 
   /** Console input from the host: queued, and the monitor told. */
   input(bytes: Uint8Array): void {
+    // Nothing typed (an empty standard input) is no message for the monitor.
+    if (bytes.length === 0) return;
     this.consoleQueue.push(...bytes);
     this.helper.send(this.monitorTid, message(VmmLabel.console));
   }
