@@ -37,23 +37,27 @@ export interface DmaCounters {
 /**
  * The confinement for a VM whose addresses translate through a frame map (`p2m[pfn]` = machine
  * frame; a range must be machine-contiguous, as one DMA buffer is) and whose machine memory is
- * the frames `owns` accepts.
+ * the frames `owns` accepts. `beyond` maps the frames past the end of `p2m` (a domain's grant
+ * window), if the VM has any there.
  */
 export function frameMapDma(
   p2m: readonly number[],
   owns: (mfn: number) => boolean,
+  beyond?: (pfn: number) => number | undefined,
 ): DmaConfinement {
+  const frame = (pfn: number): number | undefined => (pfn < p2m.length ? p2m[pfn] : beyond?.(pfn));
   return {
     translate(vmAddress, length) {
       // GUEST-CONTROLLED: both values come from the guest's DMA descriptors.
       if (length <= 0 || vmAddress < 0) return undefined;
       const first = Math.floor(vmAddress / 4096);
       const last = Math.floor((vmAddress + length - 1) / 4096);
-      if (last >= p2m.length) return undefined;
+      const base = frame(first);
+      if (base === undefined) return undefined;
       for (let pfn = first + 1; pfn <= last; pfn++) {
-        if (p2m[pfn] !== p2m[first] + (pfn - first)) return undefined;
+        if (frame(pfn) !== base + (pfn - first)) return undefined;
       }
-      return p2m[first] * 4096 + (vmAddress % 4096);
+      return base * 4096 + (vmAddress % 4096);
     },
     allows(machine, length) {
       if (length <= 0 || machine < 0) return false;

@@ -46,6 +46,7 @@ import {
 import { Domain, type DomainSaved } from './domain.ts';
 import { FrameTable, OWNER_XEN, type FrameTableState } from './frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from './hypercalls.ts';
+import type { GrantCounters } from './grants.ts';
 import { SCHEDULER_STATE, XenScheduler, type SchedulerState } from './scheduler.ts';
 
 /** Counters every run reports (DESIGN.md decision 4: raw counts beside the cycles). */
@@ -98,6 +99,8 @@ export interface XenState {
   consoleInput: number[];
   scheduler: SchedulerState;
   primary: number | null;
+  grantCounters: GrantCounters;
+  interdomainEvents: number;
 }
 
 /** The shape a saved hypervisor must have (its domains are checked as they are restored). */
@@ -131,6 +134,14 @@ const XEN_STATE: Check = checkState<XenState>('xen', 2, {
   consoleInput: arrayOf(num),
   scheduler: SCHEDULER_STATE,
   primary: nullable(num),
+  grantCounters: shape<GrantCounters>({
+    maps: num,
+    unmaps: num,
+    copies: num,
+    copiedBytes: num,
+    errors: num,
+  }),
+  interdomainEvents: num,
 });
 
 /** What ended a domain, for callers and tests. */
@@ -172,6 +183,15 @@ export class XenHypervisor implements Hypervisor {
     dmaTranslated: 0,
     dmaRefused: 0,
   };
+  readonly grantCounters: GrantCounters = {
+    maps: 0,
+    unmaps: 0,
+    copies: 0,
+    copiedBytes: 0,
+    errors: 0,
+  };
+  /** Events sent on interdomain channels. */
+  interdomainEvents = 0;
   end: DomainEnd | undefined;
   /** The PIC has been set up for granted devices' interrupts. */
   private picReady = false;
@@ -257,11 +277,18 @@ export class XenHypervisor implements Hypervisor {
       if (n > 0) byVector[v] = n;
     });
     const scheduler = this.scheduler.stats();
+    // Shown with several domains, or once used (a single-domain run's figures stay as they were).
+    const g = this.grantCounters;
+    const shared: CounterTree =
+      scheduler !== undefined || g.maps + g.copies + g.errors + this.interdomainEvents > 0
+        ? { grants: { ...g }, interdomainEvents: this.interdomainEvents }
+        : {};
     return {
       hypercalls: { ...hypercalls },
       bounces: byVector,
       ...rest,
       ...(scheduler === undefined ? {} : { scheduler }),
+      ...shared,
     };
   }
 
@@ -278,6 +305,8 @@ export class XenHypervisor implements Hypervisor {
       consoleInput: [...this.consoleInput],
       scheduler: this.scheduler.save(),
       primary: this.primary?.id ?? null,
+      grantCounters: { ...this.grantCounters },
+      interdomainEvents: this.interdomainEvents,
     };
   }
 
@@ -314,6 +343,8 @@ export class XenHypervisor implements Hypervisor {
         `${path}.primary: domain ${state.primary} in the snapshot, the configuration's is ${this.primary?.id ?? null}`,
       );
     this.scheduler.restore(state.scheduler, `${path}.scheduler`);
+    Object.assign(this.grantCounters, state.grantCounters);
+    this.interdomainEvents = state.interdomainEvents;
     // The running domain's bound entries are the CPU's (the machine's audit checks the name).
     const table = this.current?.entries ?? this.cpu.defaultEntries;
     if (this.cpu.activeEntryTable !== table) this.cpu.useEntryTable(table);
@@ -676,8 +707,11 @@ export class XenHypervisor implements Hypervisor {
   grantDevice(dom: Domain, grant: DeviceGrant): void {
     dom.grants.push(grant);
     if (grant.dma !== undefined) {
-      const owns = (mfn: number): boolean => this.frames.ownedBy(dom, mfn);
-      confineDma(grant.dma, domainDma(dom.p2m, owns), this.counters);
+      // Its own frames, and frames of other domains it mapped by grant (grants.ts).
+      const owns = (mfn: number): boolean =>
+        this.frames.ownedBy(dom, mfn) || dom.grantTable.holds(mfn);
+      const window = (slot: number): number | undefined => dom.grantTable.windowFrame(slot);
+      confineDma(grant.dma, domainDma(dom.p2m, owns, window), this.counters);
     }
     if (grant.irqs.length === 0 || this.picReady) return;
     this.picReady = true;

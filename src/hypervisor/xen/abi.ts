@@ -18,9 +18,92 @@ export const Hypercall = {
   console_io: 18,
   mmuext_op: 26,
   sched_op: 29,
+  grant_table_op: 20,
   event_channel_op: 32,
   physdev_op: 33,
 } as const;
+
+/** Xen's DOMID_SELF: a domain naming itself. */
+export const DOMID_SELF = 0x7ff0;
+
+/** grant_table_op commands (grant_table.h GNTTABOP_*). */
+export const GnttabOp = {
+  map_grant_ref: 0,
+  unmap_grant_ref: 1,
+  setup_table: 2,
+  copy: 5,
+  query_size: 6,
+} as const;
+
+/**
+ * Grant table v1 (grant_table.h): entries of 8 bytes {u16 flags; u16 domid; u32 frame} in the
+ * frames `setup_table` returns; `frame` is the granter's machine frame, as for a PV granter.
+ */
+export const GRANT_ENTRY_SIZE = 8;
+export const GRANT_ENTRIES_PER_FRAME = 4096 / GRANT_ENTRY_SIZE;
+/** The most grant-table frames a domain may have (previrt's limit; Xen's default is 32). */
+export const GRANT_FRAMES_MAX = 4;
+/** Entry flags (GTF_*): the type in bits 0–1, then readonly; reading/writing are Xen's to set. */
+export const GTF = {
+  permit_access: 1,
+  type_mask: 3,
+  readonly: 1 << 2,
+  reading: 1 << 3,
+  writing: 1 << 4,
+} as const;
+/** map_grant_ref flags (GNTMAP_*). */
+export const GNTMAP = { device_map: 1 << 0, host_map: 1 << 1, readonly: 1 << 2 } as const;
+/** gnttab_copy flags (GNTCOPY_*): which side names a grant reference. */
+export const GNTCOPY = { source_gref: 1 << 0, dest_gref: 1 << 1 } as const;
+/** Per-operation status codes (GNTST_*), in the operation's status field. */
+export const GNTST = {
+  okay: 0,
+  general_error: -1,
+  bad_domain: -2,
+  bad_gntref: -3,
+  bad_handle: -4,
+  bad_virt_addr: -5,
+  bad_dev_addr: -6,
+  no_device_space: -7,
+  permission_denied: -8,
+  bad_page: -9,
+  bad_copy_arg: -10,
+} as const;
+/**
+ * The grant window (previrt's): a granted frame is mapped into the grantee's pseudo-physical
+ * space, as Xen maps grants for auto-translated guests, at the pages just above its memory
+ * (pfn `p2m.length` up, this many). Its DMA (a device the domain was granted) and its in-place
+ * VMM reach the frame there.
+ */
+export const GRANT_WINDOW_PAGES = 256;
+/** Layouts of the grant_table_op arguments (x86_32 grant_table.h), byte offsets. */
+export const GnttabMap = {
+  size: 32,
+  host_addr: 0,
+  flags: 8,
+  ref: 12,
+  dom: 16,
+  status: 18,
+  handle: 20,
+  dev_bus_addr: 24,
+} as const;
+export const GnttabUnmap = {
+  size: 24,
+  host_addr: 0,
+  dev_bus_addr: 8,
+  handle: 16,
+  status: 20,
+} as const;
+export const GnttabSetup = { size: 16, dom: 0, nr_frames: 4, status: 8, frame_list: 12 } as const;
+export const GnttabQuery = {
+  size: 12,
+  nr_frames: 0,
+  max_nr_frames: 4,
+  dom: 8,
+  status: 10,
+} as const;
+/** gnttab_copy: source {u32 ref or gmfn; u16 domid; u16 offset}, dest the same, len, flags, status. */
+export const GnttabCopy = { size: 24, source: 0, dest: 8, len: 16, flags: 18, status: 20 } as const;
 
 /**
  * physdev_op commands. Xen's (physdev.h) manage physical IRQs; previrt adds configuration-space
@@ -90,12 +173,14 @@ export const SCHED_SHUTDOWN_SIZE = 8;
 
 /** event_channel_op commands (event_channel.h EVTCHNOP_*). */
 export const EvtchnOp = {
+  /** {u16 remote_dom; u32 remote_port (at 4); u32 local_port (out, at 8)} */
   bind_interdomain: 0,
   bind_virq: 1,
   bind_pirq: 2,
   close: 3,
   send: 4,
   status: 5,
+  /** {u16 dom (DOMID_SELF); u16 remote_dom; u32 port (out, at 4)} */
   alloc_unbound: 6,
   unmask: 9,
 } as const;

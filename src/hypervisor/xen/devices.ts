@@ -80,7 +80,17 @@ export function allowedConfigWrite(
 /**
  * The confinement for one domain: pseudo-physical addresses translate through its p2m (a range
  * must be machine-contiguous, as one DMA buffer is), machine ranges must lie in its own frames.
+ * With `window`, the pages past its memory are its grant window (grants.ts): a granted frame it
+ * mapped there is reachable too (`owns` then accepts the frames it holds mappings of).
  */
-export function domainDma(p2m: readonly number[], owns: (mfn: number) => boolean): DmaConfinement {
-  return frameMapDma(p2m, owns);
+export function domainDma(
+  p2m: readonly number[],
+  owns: (mfn: number) => boolean,
+  window?: (slot: number) => number | undefined,
+): DmaConfinement {
+  return frameMapDma(
+    p2m,
+    owns,
+    window === undefined ? undefined : (pfn) => window(pfn - p2m.length),
+  );
 }

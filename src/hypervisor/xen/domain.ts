@@ -21,6 +21,7 @@ import {
 import { NR_EVENT_CHANNELS, NR_VIRQS } from './abi.ts';
 import { inRanges, type DeviceGrant } from './devices.ts';
 import type { FrameOwner } from './frames.ts';
+import { GRANT_TABLE_STATE, GrantTable, type GrantTableState } from './grants.ts';
 import { VCPU_CONTEXT, type VcpuContext } from './scheduler.ts';
 
 /** One entry of the virtual IDT (set_trap_table). */
@@ -37,7 +38,11 @@ export type EventChannel =
   | { kind: 'free' }
   | { kind: 'virq'; virq: number }
   | { kind: 'console' }
-  | { kind: 'pirq'; irq: number };
+  | { kind: 'pirq'; irq: number }
+  /** alloc_unbound: waiting for domain `remote` to bind it. */
+  | { kind: 'unbound'; remote: number }
+  /** Connected to port `remotePort` of domain `remote`: a send raises that port. */
+  | { kind: 'interdomain'; remote: number; remotePort: number };
 
 export type DomainState = 'running' | 'blocked' | 'shutdown' | 'crashed';
 
@@ -68,12 +73,17 @@ export const DOMAIN_SAVED: Check = shape<DomainSaved>({
   kernelStack: nullable(shape<{ ss: number; esp: number }>({ ss: num, esp: num })),
   eventCallback: callback,
   failsafeCallback: callback,
-  channels: arrayOf(pair(shape<{ kind: string }>({ kind: oneOf('virq', 'console', 'pirq') }))),
+  channels: arrayOf(
+    pair(
+      shape<{ kind: string }>({ kind: oneOf('virq', 'console', 'pirq', 'unbound', 'interdomain') }),
+    ),
+  ),
   virqPort: arrayOf(num, NR_VIRQS),
   timer: nullable(timer),
   grants: num,
   context: nullable(VCPU_CONTEXT),
   busyCycles: num,
+  grantTable: GRANT_TABLE_STATE,
 });
 
 /**
@@ -104,6 +114,7 @@ export interface DomainSaved {
   /** Its virtual CPU while another domain runs (scheduler.ts); null for the running one. */
   context: VcpuContext | null;
   busyCycles: number;
+  grantTable: GrantTableState;
 }
 
 export class Domain implements FrameOwner {
@@ -144,6 +155,9 @@ export class Domain implements FrameOwner {
   /** Devices this domain may drive directly (devices.ts). */
   readonly grants: DeviceGrant[] = [];
 
+  /** Its grant table and the grants it maps (grants.ts). */
+  readonly grantTable = new GrantTable();
+
   /** Its virtual CPU while another domain has the CPU (scheduler.ts). */
   context: VcpuContext | undefined;
   /**
@@ -163,6 +177,11 @@ export class Domain implements FrameOwner {
     frames: number[],
   ) {
     this.p2m = frames;
+  }
+
+  /** Frames on which this domain's grants hold type references (the frame table's audit). */
+  extraTypeReferences(): number[] {
+    return this.grantTable.typeReferences();
   }
 
   mayMapIoFrame(mfn: number): boolean {
@@ -222,6 +241,7 @@ export class Domain implements FrameOwner {
       grants: this.grants.length,
       context: this.context === undefined ? null : structuredClone(this.context),
       busyCycles: this.busyCycles,
+      grantTable: this.grantTable.save(),
     };
   }
 
@@ -267,5 +287,6 @@ export class Domain implements FrameOwner {
     this.timer = s.timer === null ? undefined : timer(s.timer);
     this.context = s.context === null ? undefined : structuredClone(s.context);
     this.busyCycles = s.busyCycles;
+    this.grantTable.restore(s.grantTable, `${path}.grantTable`);
   }
 }

@@ -41,6 +41,8 @@ export interface FrameOwner {
   readonly id: number;
   /** True if the domain may map this frame beyond RAM (a device's MMIO, see devices.ts). */
   mayMapIoFrame(mfn: number): boolean;
+  /** Frames on which something else than page tables holds type references (grants). */
+  extraTypeReferences?(): number[];
 }
 
 /** 0 for success, or a negative errno (abi.ts Errno). */
@@ -321,6 +323,7 @@ export class FrameTable {
     const expected = new Int32Array(this.frames);
     const byId = new Map(domains.map((d) => [d.id, d]));
     for (const d of domains) if (d.baseMfn !== undefined) expected[d.baseMfn]++;
+    for (const d of domains) for (const mfn of d.extraTypeReferences?.() ?? []) expected[mfn]++;
     for (let mfn = 0; mfn < this.frames; mfn++) {
       if (this.pinned[mfn] !== 0) expected[mfn]++;
       if (this.typeCount[mfn] === 0) {

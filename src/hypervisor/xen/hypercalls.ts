@@ -8,6 +8,7 @@
 import {
   ConsoleIo,
   CONSOLEIO_MAX,
+  DOMID_SELF,
   Errno,
   EvtchnOp,
   Hypercall,
@@ -34,13 +35,12 @@ import {
 import { allowedConfigWrite } from './devices.ts';
 import type { Domain, TrapEntry } from './domain.ts';
 import { FrameType } from './frames.ts';
+import { grantTableOp } from './grants.ts';
 import type { XenHypervisor } from './Xen.ts';
 
 type Args = readonly [number, number, number, number, number];
 type Handler = (xen: XenHypervisor, dom: Domain, a: Args) => number;
 
-/** Xen's DOMID_SELF: a domain naming itself. */
-const DOMID_SELF = 0x7ff0;
 /** Elements one mmu_update or mmuext_op call may carry (previrt's limit; Xen preempts). */
 const MAX_BATCH = 4096;
 
@@ -57,6 +57,7 @@ const handlers = new Map<number, Handler>([
   [Hypercall.sched_op, schedOp],
   [Hypercall.event_channel_op, eventChannelOp],
   [Hypercall.physdev_op, physdevOp],
+  [Hypercall.grant_table_op, (xen, dom, a) => grantTableOp(xen, dom, a)],
 ]);
 
 export const HYPERCALL_NAMES: ReadonlyMap<number, string> = new Map(
@@ -332,9 +333,45 @@ function consoleIo(xen: XenHypervisor, dom: Domain, [cmd, count, buffer]: Args):
 
 // ---- event channels ----------------------------------------------------------------------
 
-/** event_channel_op(cmd, arg): bind_virq, bind_pirq, close, send, unmask. */
+/**
+ * event_channel_op(cmd, arg): bind_virq, bind_pirq, alloc_unbound and bind_interdomain (a
+ * channel between two domains), close, send, unmask.
+ */
 function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): number {
   switch (cmd) {
+    case EvtchnOp.alloc_unbound: {
+      // evtchn_alloc_unbound {u16 dom; u16 remote_dom; u32 port (out)}
+      const raw = xen.copyFromGuest(dom, arg, 4);
+      if (raw === undefined) return -Errno.EFAULT;
+      const self = raw[0] | (raw[1] << 8);
+      let remote = raw[2] | (raw[3] << 8);
+      if (self !== DOMID_SELF && self !== dom.id) return -Errno.EPERM;
+      if (remote === DOMID_SELF) remote = dom.id;
+      if (xen.domains[remote] === undefined) return -Errno.ESRCH;
+      return bindPort(xen, dom, arg + 4, { kind: 'unbound', remote }, () => {});
+    }
+    case EvtchnOp.bind_interdomain: {
+      // evtchn_bind_interdomain {u16 remote_dom; u32 remote_port (at 4); u32 local_port (out)}
+      const raw = xen.copyFromGuest(dom, arg, 8);
+      if (raw === undefined) return -Errno.EFAULT;
+      const v = new DataView(raw.buffer);
+      const remoteId = v.getUint16(0, true);
+      const remotePort = v.getUint32(4, true);
+      const remote = remoteId === DOMID_SELF ? dom : xen.domains[remoteId];
+      if (remote === undefined || !remote.alive) return -Errno.ESRCH;
+      if (remotePort === 0 || remotePort >= remote.channels.length) return -Errno.EINVAL;
+      const waiting = remote.channels[remotePort];
+      if (waiting.kind !== 'unbound' || waiting.remote !== dom.id) return -Errno.EINVAL;
+      return bindPort(
+        xen,
+        dom,
+        arg + 8,
+        { kind: 'interdomain', remote: remote.id, remotePort },
+        (port) => {
+          remote.channels[remotePort] = { kind: 'interdomain', remote: dom.id, remotePort: port };
+        },
+      );
+    }
     case EvtchnOp.bind_virq: {
       // evtchn_bind_virq {u32 virq; u32 vcpu; u32 port (out)}
       const virq = xen.readGuest32(dom, arg);
@@ -363,6 +400,13 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
       const channel = dom.channels[port];
       if (channel.kind === 'virq') dom.virqPort[channel.virq] = 0;
       if (channel.kind === 'pirq') xen.setIrqMasked(channel.irq, true);
+      if (channel.kind === 'interdomain') {
+        // The other end waits again for this domain to bind (Xen's evtchn_close).
+        const other = xen.domains[channel.remote];
+        const back = other?.channels[channel.remotePort];
+        if (back?.kind === 'interdomain' && back.remote === dom.id && back.remotePort === port)
+          other!.channels[channel.remotePort] = { kind: 'unbound', remote: dom.id };
+      }
       dom.channels[port] = { kind: 'free' };
       return 0;
     }
@@ -371,7 +415,14 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
       if (port < 0) return port;
       xen.cpu.charge(xen.costs.xenEventSend);
       xen.counters.eventsSent++;
-      if (dom.channels[port].kind !== 'console') return -Errno.EINVAL; // no interdomain channels
+      const channel = dom.channels[port];
+      if (channel.kind === 'interdomain') {
+        xen.interdomainEvents++;
+        const other = xen.domains[channel.remote];
+        if (other !== undefined) xen.setPending(other, channel.remotePort);
+        return 0;
+      }
+      if (channel.kind !== 'console') return -Errno.EINVAL;
       xen.drainConsoleRing(dom);
       return 0;
     }

@@ -283,6 +283,32 @@ test('string items copy between spaces; overflow and missing pages give their er
   audit(m);
 });
 
+test('between VMs: a string item copies from one VM into a receive buffer of another', () => {
+  const m = bare();
+  const { vm, main } = parkedVm(m);
+  mapVmPages(m, vm, 0x2000, 1);
+  const other = parkedVm(m);
+  mapVmPages(m, other.vm, 0x3000, 1);
+  const rec = new Recorder();
+  const r = other.vm.createThread({ program: rec });
+  const text = new TextEncoder().encode('a frame for the driver VM');
+  vm.write(0x2000, text);
+  const a = api(m, r);
+  const [b1, b2] = stringItem(64, other.vm.mapAt + 0x3000);
+  a.utcb.set(Utcb.br, acceptor(0, true));
+  a.utcb.set(Utcb.br + 4, b1);
+  a.utcb.set(Utcb.br + 8, b2);
+  assert.equal(a.wait(), undefined);
+  setMrs(m, main.tid, msgTag(0, 0, 2), stringItem(text.length, vm.mapAt + 0x2000));
+  assert.equal(sys(m, Syscall.ipc, { eax: r, edx: 0, ecx: 0 }).esi & 0x8000, 0);
+  assert.equal(rec.results.length, 1);
+  // The bytes are in the other VM's memory, not in the sender's region.
+  const at = other.vm.base + 0x3000;
+  assert.deepEqual(m.machine.ram.subarray(at, at + text.length), text);
+  assert.notEqual(other.vm.base, vm.base);
+  audit(m);
+});
+
 test('KernelInterface by int $0x3b and by lock; nop, the KIP readable (not writable) by threads', () => {
   const m = bare();
   const { vm } = parkedVm(m);
