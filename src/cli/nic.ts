@@ -21,6 +21,8 @@ import { parseSize } from './commands/bench.ts';
 export interface NicOption {
   model: 'dp83820';
   mac?: Uint8Array;
+  /** Under a hypervisor: the in-place VMM's DP83820 model on the wire, not the real NIC passed through. */
+  emulated?: boolean;
   /** With a netperf client: the payload it sends, and its seed. */
   netperf?: { bytes: number; seed: number };
 }
@@ -33,8 +35,12 @@ export function parseNic(text: string): NicOption | string {
   let seed = 1;
   let bytes: number | undefined;
   for (const part of parts) {
+    if (part === 'emulated') {
+      o.emulated = true;
+      continue;
+    }
     const m = /^([a-z]+)=(.*)$/.exec(part);
-    if (m === null) return `'${part}' is not name=value (mac, netperf, seed)`;
+    if (m === null) return `'${part}' is not name=value (mac, netperf, seed) or emulated`;
     const [, name, value] = m;
     if (name === 'mac') {
       const mac = /^([0-9a-f]{2})(?::([0-9a-f]{2})){5}$/i.test(value)
@@ -51,7 +57,7 @@ export function parseNic(text: string): NicOption | string {
       seed = Number(value);
       if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff)
         return `seed '${value}' is not a whole number`;
-    } else return `unknown NIC setting '${name}' (mac, netperf, seed)`;
+    } else return `unknown NIC setting '${name}' (mac, netperf, seed, emulated)`;
   }
   if (bytes !== undefined) o.netperf = { bytes, seed };
   return o;

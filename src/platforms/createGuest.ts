@@ -36,6 +36,11 @@ export function createGuest(config: GuestConfig): Guest | string {
     return `unknown platform '${config.platform}' (known: ${[...PLATFORMS.keys()].join(', ')})`;
   const refusal = paraRefusal(config.kernel, config.kernelName, platform);
   if (refusal !== undefined) return refusal;
+  if (
+    config.nic?.emulated === true &&
+    (platform.name !== 'xen' || paraVirtualizedFor(config.kernel) !== undefined)
+  )
+    return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen and an afterburned kernel (l4 does not have it yet)";
   if ((config.vms ?? []).length > 0 && platform.name === 'none')
     return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';
   for (const vm of config.vms ?? []) {

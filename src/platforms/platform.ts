@@ -40,7 +40,15 @@ export interface GuestConfig {
    * A DP83820 at PCI 00:03.0 on a 1 Gb/s link (`machine.link`, end 1 for the peer). Under a
    * hypervisor it is passed through to the VM (direct device access, the seed's netperf setup).
    */
-  nic?: { mac?: Uint8Array; faults?: FaultConfig };
+  nic?: {
+    mac?: Uint8Array;
+    faults?: FaultConfig;
+    /**
+     * Under a hypervisor with the in-place VMM: the VMM's DP83820 model on the wire instead of
+     * the real NIC passed through (src/vmm/devices/emulatedNic.ts; xen only, for now).
+     */
+    emulated?: boolean;
+  };
   /** Every byte the guest writes to its console (COM1). */
   console?: (byte: number) => void;
   /** Seconds since the Unix epoch the RTC shows at simulated time 0 (default 2026-01-01). */

@@ -61,6 +61,7 @@ export function restoreGuest(
           : {
               mac: c.nic.mac === null ? undefined : decodeBytes(c.nic.mac, 'config.nic.mac', 6),
               faults: c.nic.faults ?? undefined,
+              ...(c.nic.emulated ? { emulated: true } : {}),
             },
       rtcStartSeconds: c.rtcStartSeconds ?? undefined,
       console: options.console,

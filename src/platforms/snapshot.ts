@@ -32,7 +32,7 @@ export interface GuestConfigState {
   memoryMb: number | null;
   /** A preset's name, or the preset itself if it is not one of the built-in ones. */
   costModel: string | CostModel | null;
-  nic: { mac: string | null; faults: FaultConfig | null } | null;
+  nic: { mac: string | null; faults: FaultConfig | null; emulated: boolean } | null;
   rtcStartSeconds: number | null;
   /** The extra VMs (GuestConfig.vms); VM k's kernel is the blob `vm.<k>.kernel`, its modules `vm.<k>.module.<j>`. */
   vms: {
@@ -78,6 +78,7 @@ function configState(c: GuestConfig): GuestConfigState {
         : {
             mac: c.nic.mac === undefined ? null : encodeBytes(c.nic.mac),
             faults: c.nic.faults ?? null,
+            emulated: c.nic.emulated === true,
           },
     rtcStartSeconds: c.rtcStartSeconds ?? null,
     vms: (c.vms ?? []).map((v) => ({

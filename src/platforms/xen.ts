@@ -71,7 +71,8 @@ export const xenPlatform: Platform = {
         cmdline: config.cmdline ?? '',
         modules: config.modules ?? [],
         domainMemoryMb: (machine.ram.length >> 20) - 4 - extraVmsMb(config),
-        passthroughNic: config.nic !== undefined,
+        passthroughNic: config.nic !== undefined && config.nic.emulated !== true,
+        emulatedNic: config.nic?.emulated === true,
         rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
       });
       if (typeof vm === 'string') return vm;

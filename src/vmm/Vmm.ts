@@ -745,9 +745,35 @@ export class InPlaceVmm implements VmmCore {
     const i = site.instr;
     const size = (i.opcode === 0x1b6 || i.opcode === 0x88 ? 1 : i.opcode === 0x1b7 ? 2 : i.size) as
       1 | 2 | 4;
+    const page = this.backend.emulatedRegisterPage;
+    if (page !== undefined && this.emulatedMmio(site.kind === 'mmio_write', size, page)) return;
     if (site.kind === 'mmio_read') cpu.eax = cpu.readLinear(cpu.edx, size) >>> 0;
     else
       cpu.writeLinear(cpu.edx, size, cpu.eax & (size === 4 ? 0xffffffff : (1 << (size * 8)) - 1));
+  }
+
+  /**
+   * A register access of an emulated device (devices/emulatedNic.ts): the guest's mapping of
+   * its BAR leads to the backend's register page. True if it was one (then it is done).
+   */
+  private emulatedMmio(write: boolean, size: 1 | 2 | 4, page: number): boolean {
+    const cpu = this.cpu;
+    // The guest's own access rights: a fault here is the guest's, as for a real access.
+    const physical = cpu.translate(cpu.edx, write ? 1 : 0, this.userMode);
+    if ((physical & ~0xfff) !== page) return false;
+    const frame = this.platform.emulatedMemoryFrame();
+    if (frame === undefined) return false;
+    cpu.charge(this.costs.vmmDeviceAccess);
+    this.counters.deviceAccesses++;
+    const at = frame * 4096 + (physical & 0xfff);
+    if (write)
+      this.platform.mmio.write(
+        at,
+        size,
+        cpu.eax & (size === 4 ? 0xffffffff : (1 << (size * 8)) - 1),
+      );
+    else cpu.eax = this.platform.mmio.read(at, size) >>> 0;
+    return true;
   }
 
   private writeCr(n: number, value: number): void {

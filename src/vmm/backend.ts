@@ -55,6 +55,12 @@ export interface VmmBackend {
    * PC's processor without them): a hypervisor that refuses 4 MB pages takes PSE, say.
    */
   readonly hiddenCpuFeatures: number;
+  /**
+   * With an emulated device (devices/emulatedNic.ts): the physical address, as the CPU sees it,
+   * of the page the backend maps where the guest maps the device's memory BAR; a register access
+   * whose address lands there is the model's. Undefined without one.
+   */
+  readonly emulatedRegisterPage?: number;
   /** The backend's own counters (its hypervisor's are the hypervisor's), as groups by name. */
   stats(): CounterTree;
   /** Its state for a snapshot (what the VM's memory and the hypervisor do not hold). */

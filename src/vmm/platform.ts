@@ -8,7 +8,7 @@
  * do it on `clock`, the backend's system time, whose events the core fires from the backend's
  * timer.
  */
-import { PortBus } from '../machine/bus.ts';
+import { MmioBus, PortBus } from '../machine/bus.ts';
 import {
   arrayOf,
   checkState,
@@ -19,7 +19,7 @@ import {
   type Check,
 } from '../machine/state.ts';
 import { SimClock, type ClockState } from '../machine/clock.ts';
-import type { AccessSize } from '../machine/device.ts';
+import type { AccessSize, BusAccess, PciFunction, Stateful } from '../machine/device.ts';
 import { Cmos, type CmosState } from '../machine/devices/legacy/Cmos.ts';
 import { DebugExit } from '../machine/devices/legacy/DebugExit.ts';
 import {
@@ -62,7 +62,7 @@ type LineState = 'idle' | 'asserted' | 'in-service';
 /** Any object: the device it belongs to checks the rest when it is restored. */
 const object: Check = (v, path) => shape<object>({})(v, path);
 
-const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platform', 1, {
+const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platform', 2, {
   clock: object,
   pic: object,
   pit: object,
@@ -72,6 +72,7 @@ const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platfo
   dmaPages: object,
   pci: object,
   passthrough: arrayOf(arrayOf(num)),
+  emulated: arrayOf(object),
   deviceLines: arrayOf((v, path) => {
     if (!Array.isArray(v) || v.length !== 2) throw new StateError(`${path}: expected [irq, state]`);
     num(v[0], `${path}[0]`);
@@ -85,7 +86,7 @@ const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platfo
  * UART's arriving bytes, restored by the UART at their saved places).
  */
 export interface VirtualPlatformState {
-  version: 1;
+  version: 2;
   clock: ClockState;
   pic: PicState;
   pit: VirtualPitState;
@@ -95,8 +96,13 @@ export interface VirtualPlatformState {
   dmaPages: DmaPageRegistersState;
   pci: PciHostBridgeState;
   passthrough: number[][];
+  /** The emulated PCI functions' own states (the VMM's DP83820 model's), in their order. */
+  emulated: { version: number }[];
   deviceLines: [number, LineState][];
 }
+
+/** A PCI function the VMM emulates (devices/emulatedNic.ts), with its state for snapshots. */
+export type EmulatedFunction = PciFunction & Stateful<{ version: number }>;
 
 export class VirtualPlatform {
   readonly ports = new PortBus();
@@ -108,6 +114,9 @@ export class VirtualPlatform {
   readonly pci = new PciHostBridge();
   /** Passed-through PCI functions by their slot, and their lines' states by IRQ. */
   readonly passthrough: PassthroughPci[] = [];
+  /** Functions the VMM emulates, and the memory-mapped registers they place (their BARs). */
+  readonly emulated: EmulatedFunction[] = [];
+  readonly mmio = new MmioBus();
   private readonly deviceLines = new Map<number, LineState>();
   private readonly cmos: Cmos;
   private readonly keyboard: KeyboardController;
@@ -144,7 +153,7 @@ export class VirtualPlatform {
 
   save(): VirtualPlatformState {
     return {
-      version: 1,
+      version: 2,
       clock: this.clock.save(),
       pic: this.pic.save(),
       pit: this.pit.save(),
@@ -154,6 +163,7 @@ export class VirtualPlatform {
       dmaPages: this.dmaPages.save(),
       pci: this.pci.save(),
       passthrough: this.passthrough.map((f) => f.save()),
+      emulated: this.emulated.map((f) => f.save()),
       deviceLines: [...this.deviceLines],
     };
   }
@@ -177,6 +187,11 @@ export class VirtualPlatform {
     this.dmaPages.restore(s.dmaPages, `${path}.dmaPages`);
     this.pci.restore(s.pci, `${path}.pci`);
     this.passthrough.forEach((f, k) => f.restore(s.passthrough[k], `${path}.passthrough[${k}]`));
+    if (s.emulated.length !== this.emulated.length)
+      throw new StateError(
+        `${path}.emulated: ${s.emulated.length} functions, the configuration emulates ${this.emulated.length}`,
+      );
+    this.emulated.forEach((f, k) => f.restore(s.emulated[k], `${path}.emulated[${k}]`));
     this.deviceLines.clear();
     for (const [irq, state] of s.deviceLines) this.deviceLines.set(irq, state);
     // After the devices that drive its lines (as the machine restores its own PIC).
@@ -225,6 +240,40 @@ export class VirtualPlatform {
     this.deviceLines.set(irq, 'idle');
     const port = irq < 8 ? 0 : 1;
     this.pic.elcr.ioWrite(port, 1, this.pic.elcr.ioRead(port, 1) | (1 << (irq & 7)));
+    return undefined;
+  }
+
+  /**
+   * Shows a function the VMM emulates at 00:dev.0 whose interrupt is line `irq`, level-triggered
+   * (the ELCR, as a PC's firmware routes PCI interrupts).
+   */
+  addEmulated(dev: number, f: EmulatedFunction, irq: number): string | undefined {
+    const taken = this.pci.add(dev, 0, f);
+    if (taken !== undefined) return taken;
+    this.emulated.push(f);
+    const port = irq < 8 ? 0 : 1;
+    this.pic.elcr.ioWrite(port, 1, this.pic.elcr.ioRead(port, 1) | (1 << (irq & 7)));
+    return undefined;
+  }
+
+  /** Bus access for an emulated function's BARs: the virtual port bus and the VMM's MMIO bus. */
+  get buses(): BusAccess {
+    return {
+      registerPorts: (base, length, device) => this.ports.register(base, length, device),
+      registerMmio: (base, length, device) => this.mmio.register(base, length, device),
+    };
+  }
+
+  /**
+   * The guest-physical frame of the emulated memory BAR the guest placed (one page: the VMM's
+   * DP83820 model's registers), or undefined while it has none.
+   */
+  emulatedMemoryFrame(): number | undefined {
+    for (const f of this.emulated) {
+      const bar = f.configRead(0x14, 4);
+      if ((bar & 1) === 0 && (bar & ~0xfff) !== 0 && (f.configRead(0x04, 2) & 2) !== 0)
+        return bar >>> 12;
+    }
     return undefined;
   }
 

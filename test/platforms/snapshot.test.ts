@@ -116,13 +116,14 @@ describe('whole-guest snapshots: the self-test continues exactly', { skip }, () 
 function netperfGuest(
   platform: string,
   out: { text: string },
+  emulated = false,
 ): { guest: Guest; sender: () => TcpSender } {
   const guest = createGuest({
     platform,
     kernel: readFileSync(kernelPath('afterburned')),
     kernelName: 'kernel.elf',
     cmdline: 'init=netserver',
-    nic: {},
+    nic: emulated ? { emulated: true } : {},
     console: (b) => (out.text += String.fromCharCode(b)),
   });
   assert.ok(typeof guest !== 'string', String(guest));
@@ -148,11 +149,17 @@ function attachSender(guest: Guest): () => TcpSender {
 }
 
 describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }, () => {
-  for (const platform of ['none', 'xen', 'l4']) {
-    it(`on ${platform}, the NIC ${platform === 'none' ? 'the PC’s' : 'passed through'}`, () => {
+  for (const [platform, emulated] of [
+    ['none', false],
+    ['xen', false],
+    ['l4', false],
+    ['xen', true],
+  ] as const) {
+    const nic = platform === 'none' ? 'the PC’s' : emulated ? "the VMM's model" : 'passed through';
+    it(`on ${platform}, the NIC ${nic}`, () => {
       assert.ok(make('afterburned').ok);
       const refOut = { text: '' };
-      const ref = netperfGuest(platform, refOut);
+      const ref = netperfGuest(platform, refOut, emulated);
       const refEnd = ref.guest.machine.run(LIMIT * 5);
       assert.deepEqual(refEnd, { kind: 'exit', value: 0 }, refOut.text);
       assert.match(
@@ -162,7 +169,7 @@ describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }
       // Before the first SYN, a quarter of the way, and half way through the stream.
       for (const acked of [0, 256 * 1024, 512 * 1024]) {
         const part1 = { text: '' };
-        const w = netperfGuest(platform, part1);
+        const w = netperfGuest(platform, part1, emulated);
         const m = w.guest.machine;
         do {
           assert.equal(m.run(m.cpu.cycles + 100_000).kind, 'cycle-limit');

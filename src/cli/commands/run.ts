@@ -335,7 +335,10 @@ function build(o: Options, console: (byte: number) => void): Guest | string {
     modules,
     memoryMb: o.memoryMb,
     costModel: o.costModel,
-    nic: o.nic === undefined ? undefined : { mac: o.nic.mac },
+    nic:
+      o.nic === undefined
+        ? undefined
+        : { mac: o.nic.mac, ...(o.nic.emulated === true ? { emulated: true } : {}) },
     console,
     ...(vms.length === 0 ? {} : { vms }),
   });

@@ -183,6 +183,11 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   /** The RX DMA of the FIFO's first frame, while it is under way (its event on the clock). */
   private rxDma: Timer | undefined;
 
+  /** The address its EEPROM holds (what the driver reads back at start). */
+  get mac(): Uint8Array {
+    return Uint8Array.from(this.cfg.mac);
+  }
+
   constructor(private readonly cfg: Dp83820Config) {
     this.eeprom = new Eeprom93c46(cfg.mac);
     const c = new DataView(this.config.buffer);

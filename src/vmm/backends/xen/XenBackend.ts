@@ -30,6 +30,7 @@ import { Vector } from '../../../x86/fault.ts';
 import { CS, DS, ES, FS, GS, SS } from '../../../x86/segment.ts';
 import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
 import { checkState, num, oneOf, shape, type Check } from '../../../machine/state.ts';
+import type { CounterTree } from '../../../machine/counters.ts';
 import type { BackendState, VmmBackend, VmmCore } from '../../backend.ts';
 import { STUB_IRET, VCPU_PAGE, VIRTUAL_FLAGS, EFLAGS_IF } from '../../window.ts';
 import { HypercallChannel } from './channel.ts';
@@ -48,19 +49,24 @@ import { XenPassthrough } from './passthrough.ts';
 /** The xen backend in a snapshot (its domain's memory is the machine's, saved with it). */
 export interface XenBackendState {
   kind: 'xen';
-  version: 1;
+  version: 2;
   timerPort: number;
   kernelStack: number;
   paging: DirectPagingState;
   passthrough: { irq: number; port: number };
+  emulatedDma: { dmaTranslated: number; dmaRefused: number };
 }
 
-const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 1, {
+const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 2, {
   kind: oneOf('xen'),
   timerPort: num,
   kernelStack: num,
   paging: (v, path) => shape<object>({})(v, path),
   passthrough: shape<{ irq: number; port: number }>({ irq: num, port: num }),
+  emulatedDma: shape<{ dmaTranslated: number; dmaRefused: number }>({
+    dmaTranslated: num,
+    dmaRefused: num,
+  }),
 });
 
 /** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
@@ -72,6 +78,10 @@ export class XenBackend implements VmmBackend {
    * 4 MB pages (the hypervisor refuses PSE entries), global pages, SYSENTER and the MSRs (not
    * virtualised), the debugging extensions.
    */
+  /** The emulated NIC's register page (emulatedNic.ts), if the domain has the model. */
+  emulatedRegisterPage: number | undefined;
+  /** The emulated NIC's DMA into the domain, translated and refused. */
+  readonly emulatedDma = { dmaTranslated: 0, dmaRefused: 0 };
   readonly hiddenCpuFeatures =
     CPUID_FEATURE.PSE |
     CPUID_FEATURE.PGE |
@@ -81,8 +91,12 @@ export class XenBackend implements VmmBackend {
   readonly counters: XenBackendCounters;
 
   /** Direct paging's counters: page-table updates, write protections, pins. */
-  stats(): { paging: XenBackendCounters } {
-    return { paging: { ...this.counters } };
+  stats(): CounterTree {
+    // The emulated NIC's DMA, with the model only (a run without it shows what it always did).
+    return {
+      paging: { ...this.counters },
+      ...(this.emulatedRegisterPage === undefined ? {} : { emulatedNic: { ...this.emulatedDma } }),
+    };
   }
   readonly dom: Domain;
   readonly cpu: Cpu;
@@ -125,11 +139,12 @@ export class XenBackend implements VmmBackend {
   save(): XenBackendState {
     return {
       kind: 'xen',
-      version: 1,
+      version: 2,
       timerPort: this.timerPort,
       kernelStack: this.kernelStack,
       paging: this.paging.save(),
       passthrough: this.passthrough.save(),
+      emulatedDma: { ...this.emulatedDma },
     };
   }
 
@@ -140,6 +155,7 @@ export class XenBackend implements VmmBackend {
     this.kernelStack = s.kernelStack;
     this.passthrough.restore(s.passthrough);
     this.paging.restore(s.paging, `${path}.paging`);
+    Object.assign(this.emulatedDma, s.emulatedDma);
   }
 
   /** The guest's physical memory as one array (domain frames are allocated contiguously). */

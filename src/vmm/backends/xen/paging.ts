@@ -200,7 +200,9 @@ export class DirectPaging {
   /** A machine-format entry as the guest wrote it: pseudo-physical frame, its intended RW. */
   private toGuest(e: number): number {
     if ((e & PTE_P) === 0) return e >>> 0;
-    const pfn = this.m2p[e >>> 12] ?? this.devices.guestFrame(e >>> 12);
+    // A frame outside the guest's RAM (a device's): the device frames know it, if anyone does.
+    const own = this.m2p[e >>> 12];
+    const pfn = own !== undefined && own >= 0 ? own : this.devices.guestFrame(e >>> 12);
     if (pfn !== undefined && pfn >= 0) e = (pfn << 12) | (e & 0xfff);
     if ((e & GUEST_RW) !== 0) e = (e | PTE_RW) & ~GUEST_RW;
     return e >>> 0;

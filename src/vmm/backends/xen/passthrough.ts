@@ -27,8 +27,15 @@ export class XenPassthrough implements DeviceFrames {
   private irq = -1;
   private port = 0;
   private platform: VirtualPlatform | undefined;
+  /** The machine frame the guest's emulated memory BAR maps to (emulatedNic.ts), if any. */
+  private emulatedPage: number | undefined;
 
   constructor(private readonly channel: HypercallChannel) {}
+
+  /** An emulated device's register page: where the guest's mapping of its BAR leads. */
+  emulate(mfn: number): void {
+    this.emulatedPage = mfn;
+  }
 
   save(): { irq: number; port: number } {
     return { irq: this.irq, port: this.port };
@@ -100,6 +107,8 @@ export class XenPassthrough implements DeviceFrames {
       const m = f.machineFrame(guestFrame);
       if (m !== undefined) return m;
     }
+    if (this.emulatedPage !== undefined && guestFrame === this.platform!.emulatedMemoryFrame())
+      return this.emulatedPage;
     return undefined;
   }
 
@@ -108,6 +117,8 @@ export class XenPassthrough implements DeviceFrames {
       const g = f.guestFrame(machineFrame);
       if (g !== undefined) return g;
     }
+    if (this.emulatedPage !== undefined && machineFrame === this.emulatedPage)
+      return this.platform!.emulatedMemoryFrame();
     return undefined;
   }
 }

@@ -10,6 +10,7 @@ import type { Domain } from '../../../hypervisor/xen/domain.ts';
 import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
 import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
 import { InPlaceVmm } from '../../Vmm.ts';
+import { emulateNic } from './emulatedNic.ts';
 import { passThroughNic } from './passthrough.ts';
 import { XenBackend } from './XenBackend.ts';
 
@@ -24,6 +25,11 @@ export interface XenVmConfig {
    * direct device access, as in the seed's netperf setup.
    */
   passthroughNic?: boolean;
+  /**
+   * Give the domain the VMM's DP83820 model instead (devices/emulatedNic.ts), on the machine's
+   * wire (the machine must have a network).
+   */
+  emulatedNic?: boolean;
   /** Seconds since the Unix epoch the virtual RTC shows at the domain's system time 0. */
   rtcStartSeconds: number;
 }
@@ -56,9 +62,16 @@ export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | str
     backend.vcpuBlock(),
     { entries, kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
   );
+  if (config.passthroughNic === true && config.emulatedNic === true)
+    return 'a NIC is either passed through or emulated, not both';
   if (config.passthroughNic === true && machine.nic !== undefined) {
     const passed = passThroughNic(machine.nic, xen, backend.dom, vmm, backend.passthrough);
     if (passed !== undefined) return passed;
+  }
+  if (config.emulatedNic === true) {
+    const e = emulateNic(xen, backend.dom, vmm, backend.passthrough, backend.emulatedDma);
+    if (typeof e === 'string') return e;
+    backend.emulatedRegisterPage = e.registerPage;
   }
   const entered = backend.start(vmm, entries, loaded);
   if (entered !== undefined) return `${file}: ${entered}`;
