@@ -60,6 +60,7 @@ void tss_set_kstack(u32 esp0);
 void idt_init(void);
 void trap(struct trapframe *tf);
 int irq_register(int irq, void (*handler)(void));
+void irq_replace(int irq, void (*handler)(void));
 extern u32 trap_vectors[];
 void trapret(void);
 
@@ -106,6 +107,16 @@ void dp83820_set_receiver(void (*receive)(const u8 *frame, u32 len));
 void dp83820_log_frame(const u8 *frame, u32 len);
 const u8 *dp83820_mac(void);
 const struct dp83820_stats *dp83820_stats(void);
+void dp83820_intr(void);
+/* For the driver VM's translation module (bridge.c): promiscuous, zero-copy sends, their end. */
+int dp83820_irq(void);
+void dp83820_bridge_mode(void);
+int dp83820_send_frags(const u32 *phys, const u32 *len, int n);
+int dp83820_tx_reap(void);
+
+/* bridge.c: the driver VM's translation module (does nothing without the VMM's client link) */
+void bridge_init(void);
+void bridge_report(void);
 
 /* net.c, tcp.c: the network stack on top of the NIC (net.h has its insides) */
 void net_init(void);

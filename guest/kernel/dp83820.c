@@ -119,7 +119,7 @@ static void rx_reap(void) {
   }
 }
 
-static void intr(void) {
+void dp83820_intr(void) {
   nic.stats.interrupts++;
   /* Until ISR (cleared by reading it) shows nothing new: an event that arrives while we work
    * keeps the line asserted, and on an edge-triggered PIC input that would be lost. */
@@ -230,7 +230,7 @@ void dp83820_init(void) {
   wr(TXDP, V2P(nic.tx));
 
   wr(IHR, IHR_LINUX);
-  irq_register(pd->irq_line, intr);
+  irq_register(pd->irq_line, dp83820_intr);
   wr(IMR, ISR_RX);
   wr(IER, 1);
   wr(CR, CR_RXE);
@@ -257,4 +257,61 @@ void dp83820_announce(void) {
   f[13] = 0xb5;
   memcpy(f + 14, "previrt guest up", 16);
   dp83820_send(f, sizeof f);
+}
+
+/* ---- for the driver VM's translation module (bridge.c) ---- */
+
+#define RFCR_AAU 0x10000000u /* accept all unicast */
+#define CMDSTS_MORE 0x40000000u
+#define ISR_TXDESC 0x0080
+
+static u32 tx_dirty; /* the oldest descriptor a zero-copy send may still have with the NIC */
+static u8 irq_line;
+
+int dp83820_irq(void) { return nic.regs ? irq_line : -1; }
+
+/* Every unicast frame too, not only ours (a bridge forwards frames for other addresses); and an
+ * interrupt for each packet sent with CMDSTS_INTR, so the buffers go back to their owner soon. */
+void dp83820_bridge_mode(void) {
+  const struct pci_dev *pd = pci_find(VENDOR_NATSEMI, DEVICE_DP83820);
+  irq_line = pd ? pd->irq_line : 0;
+  wr(RFCR, RFCR_AAB | RFCR_APM | RFCR_AAU);
+  wr(RFCR, RFCR_RFEN | RFCR_AAB | RFCR_APM | RFCR_AAU);
+  wr(IMR, ISR_RX | ISR_TXDESC);
+  tx_dirty = nic.tx_next;
+}
+
+/* One packet from buffers where they are (physical addresses), without copying: n descriptors
+ * chained with MORE, the last with INTR. 0, or -EAGAIN when the ring has no room for it. */
+int dp83820_send_frags(const u32 *phys, const u32 *len, int n) {
+  if (!nic.regs || n < 1 || n > NTX - 1) return -EINVAL;
+  u32 used = (nic.tx_next + NTX - tx_dirty) % NTX;
+  if (used + n > NTX - 1) return -EAGAIN;
+  /* Ownership of the first descriptor goes last, so the NIC never sees half a packet. */
+  u32 first = nic.tx_next;
+  for (int k = n - 1; k >= 0; k--) {
+    volatile struct desc *d = &nic.tx[(first + k) % NTX];
+    d->bufptr = phys[k];
+    d->extsts = 0;
+    d->cmdsts = CMDSTS_OWN | (k == n - 1 ? CMDSTS_INTR : CMDSTS_MORE) | len[k];
+  }
+  nic.tx_next = (first + n) % NTX;
+  nic.stats.tx_frames++;
+  wr(CR, CR_TXE);
+  return 0;
+}
+
+/* Takes back what the NIC has sent since the last call: the number of whole packets, in the
+ * order they were given (each descriptor gets its own buffer back). */
+int dp83820_tx_reap(void) {
+  int packets = 0;
+  while (tx_dirty != nic.tx_next) {
+    volatile struct desc *d = &nic.tx[tx_dirty];
+    u32 st = d->cmdsts;
+    if (st & CMDSTS_OWN) break;
+    d->bufptr = V2P(nic.txbuf[tx_dirty]);
+    if (!(st & CMDSTS_MORE)) packets++;
+    tx_dirty = (tx_dirty + 1) % NTX;
+  }
+  return packets;
 }

@@ -50,6 +50,7 @@ void kmain(u32 magic, u32 mbi_pa) {
   dp83820_init();                           /* the NIC, if there is one */
   dp83820_announce();
   net_init();                               /* Ethernet, ARP, IPv4, ICMP, TCP on port 5001 */
+  bridge_init();                            /* a driver VM's translation module, if wanted */
   programs_init(&bootinfo);                 /* built-in programs and multiboot modules */
   proc_init();
   run_init();                               /* create process 1 as the command line says */
@@ -62,6 +63,7 @@ static int kernel_failures = -1;
 /* When init exits the run is over: its exit status becomes the machine's exit code. */
 static void init_exited(int status) {
   net_report();
+  bridge_report();
   kprintf("kernel: init exited with status %d\n", status);
   if (kernel_failures >= 0) {
     int pass = kernel_failures == 0 && status == 0;

@@ -50,6 +50,35 @@ export interface Dp83820Config {
   mac: Uint8Array;
   /** Puts a frame (with FCS) on the wire; returns the cycle the wire is free again, or undefined. */
   transmit: (frame: Uint8Array) => number | undefined;
+  /**
+   * Instead of a wire, a peer that takes and fills the driver's buffers where they are (the
+   * in-place VMM's model forwarding to a driver VM: src/vmm/devices/emulatedNic.ts). Then the
+   * engines copy nothing: TX hands the packet's buffers over and completes when the peer is
+   * through with them; RX lets the peer claim the buffers the driver gave the NIC, in ring order,
+   * and completes each when the peer has filled it (`rxClaim`, `rxComplete`). No checksum
+   * offload on this path (the peer sees the buffers, not a frame).
+   */
+  direct?: DirectWire;
+}
+
+/** The peer of a DP83820 without a wire (Dp83820Config.direct). */
+export interface DirectWire {
+  /** A packet's buffers (bus addresses and lengths); `done` when the peer is through with them. */
+  transmit(parts: BufferPart[], done: (ok: boolean) => void): void;
+  /** The driver enabled the RX engine (CR.RXE): there may be buffers to claim. */
+  rxKick(): void;
+}
+
+export interface BufferPart {
+  address: number;
+  length: number;
+}
+
+interface TxDescriptor {
+  addr: number;
+  cmdsts: number;
+  link: number;
+  extsts: number;
 }
 
 export interface Dp83820Counters {
@@ -147,6 +176,9 @@ const DMA_BYTES_PER_CYCLE = 0.1;
 
 const ones = (size: AccessSize): number => (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff);
 
+/** Buffers a direct peer may hold at once (the 64 descriptors of Linux's and our ring). */
+const RX_CLAIMS_MAX = 64;
+
 export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820State> {
   readonly name = 'dp83820';
   readonly counters: Dp83820Counters = {
@@ -174,6 +206,9 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   private holdoffTimer: Timer | undefined;
 
   private txBusy = false;
+  /** Direct TX: a packet is with the peer (the engine goes on when it is through). */
+  private txWaiting = false;
+  private txGeneration = 0;
   /** TX work pending on the clock (a TXD then TXE may leave two), in the order scheduled. */
   private txEvents: TxEvent[] = [];
   private rxEnabled = false;
@@ -182,6 +217,9 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   private readonly rxQueue: Uint8Array[] = [];
   /** The RX DMA of the FIFO's first frame, while it is under way (its event on the clock). */
   private rxDma: Timer | undefined;
+  /** Direct RX: the descriptors the peer claimed, oldest first; the next one to claim. */
+  private rxClaimed: number[] = [];
+  private rxClaimAt: number | undefined;
 
   /** The address its EEPROM holds (what the driver reads back at start). */
   get mac(): Uint8Array {
@@ -225,6 +263,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     this.rxEnabled = false;
     this.rxIdle = true;
     this.rxQueue.length = 0;
+    this.rxClaimed = [];
+    this.rxClaimAt = undefined;
+    this.txWaiting = false;
+    this.txGeneration++;
     this.updateLine();
   }
 
@@ -384,6 +426,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       case REG.TXDP:
       case REG.RXDP:
         this.set(reg, v & ~3);
+        if (reg === REG.RXDP) {
+          this.rxClaimed = [];
+          this.rxClaimAt = undefined;
+        }
         return;
       case REG.RFDR: {
         const a = this.get(REG.RFCR) & RFCR.ADDR & ~1;
@@ -440,7 +486,8 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     } else if ((v & CR.RXE) !== 0) {
       this.rxEnabled = true;
       this.rxIdle = false;
-      this.scheduleRx();
+      if (this.cfg.direct !== undefined) this.cfg.direct.rxKick();
+      else this.scheduleRx();
     }
   }
 
@@ -529,10 +576,11 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
 
   /** One TX step: gather the packet at TXDP (MORE chain), send it, write status back. */
   private txStep(): void {
-    if (!this.txBusy) return;
+    if (!this.txBusy || this.txWaiting) return;
     const first = this.get(REG.TXDP);
     const parts: Uint8Array[] = [];
-    const descs: { addr: number; cmdsts: number; link: number; extsts: number }[] = [];
+    const direct: BufferPart[] = [];
+    const descs: TxDescriptor[] = [];
     let addr = first;
     for (;;) {
       const d = addr === 0 ? undefined : this.readDescriptor(addr);
@@ -547,6 +595,13 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
         return;
       }
       const size = d.cmdsts & CMDSTS.SIZE;
+      if (this.cfg.direct !== undefined) {
+        direct.push({ address: d.buf, length: size });
+        descs.push({ addr, cmdsts: d.cmdsts, link: d.link, extsts: d.extsts });
+        if ((d.cmdsts & CMDSTS.MORE) === 0 || d.link === 0) break;
+        addr = d.link;
+        continue;
+      }
       const data = new Uint8Array(size);
       if (!this.cfg.dma.read(d.buf, data)) {
         this.writeCmdsts(addr, (d.cmdsts & ~CMDSTS.OWN & ~CMDSTS.OK) | CMDSTS.TX_ABORT);
@@ -559,6 +614,19 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       descs.push({ addr, cmdsts: d.cmdsts, link: d.link, extsts: d.extsts });
       if ((d.cmdsts & CMDSTS.MORE) === 0 || d.link === 0) break;
       addr = d.link;
+    }
+    if (this.cfg.direct !== undefined) {
+      // The engine waits for the peer; TXDP stays on the packet until it is through.
+      this.txWaiting = true;
+      const length = direct.reduce((n, p) => n + p.length, 0);
+      const generation = this.txGeneration;
+      this.cfg.direct.transmit(direct, (ok) => {
+        // A reset in between: the packet's descriptors are the driver's again.
+        if (generation !== this.txGeneration) return;
+        this.txWaiting = false;
+        this.txComplete(descs, ok, length, ok ? this.cfg.clock.now() : undefined);
+      });
+      return;
     }
     const length = parts.reduce((n, p) => n + p.length, 0);
     const frame = new Uint8Array(Math.max(length, 60)); // TXCFG.ATP pads short frames
@@ -576,7 +644,11 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
         (vtcr & VTCR.GCHK) !== 0,
       );
     const free = this.cfg.transmit(withFcs(frame));
-    const ok = free !== undefined;
+    this.txComplete(descs, free !== undefined, length, free);
+  }
+
+  /** A packet is sent (`free`: when the wire is free again) or not: status back, then go on. */
+  private txComplete(descs: TxDescriptor[], ok: boolean, length: number, free?: number): void {
     const last = descs[descs.length - 1];
     for (const d of descs) {
       const status = (d.cmdsts & ~CMDSTS.OWN) | (ok ? CMDSTS.OK : CMDSTS.TX_ABORT);
@@ -752,6 +824,65 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       return;
     }
     this.set(REG.RXDP, d.link);
+  }
+
+  // ---- direct RX (Dp83820Config.direct) ------------------------------------------------------
+
+  /**
+   * The next buffer the driver gave the NIC (a descriptor it does not own, after the ones
+   * already claimed), for the peer to fill; undefined if there is none (or RX is off).
+   */
+  rxClaim(): BufferPart | undefined {
+    if (!this.rxEnabled || this.rxClaimed.length >= RX_CLAIMS_MAX) return undefined;
+    const addr = this.rxClaimAt ?? this.get(REG.RXDP);
+    if (addr === 0 || this.rxClaimed.includes(addr)) return undefined;
+    const d = this.readDescriptor(addr);
+    if (d === undefined) {
+      this.busError();
+      return undefined;
+    }
+    if ((d.cmdsts & CMDSTS.OWN) !== 0) return undefined;
+    this.rxClaimed.push(addr);
+    this.rxClaimAt = d.link === 0 ? undefined : d.link;
+    return { address: d.buf, length: d.cmdsts & CMDSTS.SIZE };
+  }
+
+  /**
+   * The peer filled the oldest claimed buffer with `length` bytes of a frame whose first byte
+   * (the destination's) is `dest0`, or could not (`ok` false: a receive error). False if the
+   * buffer is no longer claimed (the driver reset the ring since).
+   */
+  rxComplete(length: number, ok: boolean, dest0: number): boolean {
+    const addr = this.rxClaimed.shift();
+    if (addr === undefined || addr === 0) return false;
+    const d = this.readDescriptor(addr);
+    if (d === undefined) {
+      this.busError();
+      return false;
+    }
+    let status = CMDSTS.OWN | (d.cmdsts & CMDSTS.INTR) | (ok ? CMDSTS.OK : CMDSTS.RX_OVERRUN);
+    status |=
+      dest0 === 0xff
+        ? CMDSTS.DEST_BROADCAST
+        : (dest0 & 1) !== 0
+          ? CMDSTS.DEST_MULTICAST
+          : CMDSTS.DEST_UNICAST;
+    if (this.extendedStatus) this.writeExtsts(addr, 0);
+    this.writeCmdsts(addr, status | (ok ? length : 0));
+    const desc = (d.cmdsts & CMDSTS.INTR) !== 0 ? ISR.RXDESC : 0;
+    if (ok) {
+      this.counters.rxFrames++;
+      this.counters.rxBytes += length;
+      this.raise(ISR.RXOK | desc);
+    } else {
+      this.mib[0]++;
+      this.raise(ISR.RXERR | desc);
+    }
+    if (d.link === 0) {
+      this.rxClaimed = [];
+      this.raise(ISR.RXIDLE);
+    } else this.set(REG.RXDP, d.link);
+    return true;
   }
 
   // ---- snapshot -----------------------------------------------------------------------------
