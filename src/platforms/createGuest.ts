@@ -41,6 +41,13 @@ export function createGuest(config: GuestConfig): Guest | string {
     (platform.name !== 'xen' || paraVirtualizedFor(config.kernel) !== undefined)
   )
     return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen and an afterburned kernel (l4 does not have it yet)";
+  if (config.driverVm !== undefined) {
+    if (platform.name !== 'xen' || paraVirtualizedFor(config.kernel) !== undefined)
+      return 'a driver VM serves an afterburned guest on --hypervisor xen (l4 and the para-virtualized client are not there yet)';
+    if (config.nic === undefined) return 'a driver VM needs a network (--nic dp83820)';
+    const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
+    if (refused !== undefined) return refused;
+  }
   if ((config.vms ?? []).length > 0 && platform.name === 'none')
     return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';
   for (const vm of config.vms ?? []) {

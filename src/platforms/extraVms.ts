@@ -31,9 +31,33 @@ export function readExtraKernels(
   return kernels;
 }
 
-/** MB of machine memory the extra VMs take. */
+/** MB of machine memory the extra VMs (and the driver VM) take. */
 export function extraVmsMb(config: GuestConfig): number {
-  return (config.vms ?? []).reduce((sum, vm) => sum + (vm.memoryMb ?? EXTRA_VM_DEFAULT_MB), 0);
+  const all = [...(config.vms ?? []), ...(config.driverVm === undefined ? [] : [config.driverVm])];
+  return all.reduce((sum, vm) => sum + (vm.memoryMb ?? EXTRA_VM_DEFAULT_MB), 0);
+}
+
+/** The driver VM's kernel (GuestConfig.driverVm), if there is one; or one line. */
+export function readDriverKernel(
+  config: GuestConfig,
+  platform: string,
+): AfterburnedKernel | undefined | string {
+  const vm = config.driverVm;
+  if (vm === undefined) return undefined;
+  const mb = vm.memoryMb ?? EXTRA_VM_DEFAULT_MB;
+  if (!Number.isInteger(mb) || mb < 16)
+    return `${vm.kernelName}: a VM needs at least 16 MB (got ${mb})`;
+  return readVmmKernel({ ...config, ...vm, platform }, platform);
+}
+
+/**
+ * A client's MAC address behind the driver VM: the machine NIC's with its last byte moved on
+ * by `k + 1`, so the peer on the wire sees a distinct station.
+ */
+export function clientMac(nicMac: Uint8Array, k: number): Uint8Array {
+  const mac = Uint8Array.from(nicMac);
+  mac[5] = (mac[5] + k + 1) & 0xff;
+  return mac;
 }
 
 /**

@@ -59,6 +59,14 @@ export interface GuestConfig {
    * input is its, and it gets the memory the others leave. Not on the raw PC.
    */
   vms?: ExtraVmConfig[];
+  /**
+   * A driver VM (issue "reuse"; xen): an afterburned kernel (the same binary) given the
+   * machine's DP83820 and the VMM's client link, whose translation module (guest/kernel/bridge.c)
+   * bridges the wire to the guest; the guest reaches the network through it with its own
+   * unmodified driver against the VMM's DP83820 model (needs `nic`). Built first, shown first
+   * among the extra VMs.
+   */
+  driverVm?: ExtraVmConfig;
 }
 
 /** Another VM beside the guest: an afterburned kernel, run through its own in-place VMM. */

@@ -13,8 +13,16 @@
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
-import { extraVmsMb, readExtraKernels, startExtraXenVms } from './extraVms.ts';
-import type { Platform } from './platform.ts';
+import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
+import {
+  clientMac,
+  EXTRA_VM_DEFAULT_MB,
+  extraVmsMb,
+  readDriverKernel,
+  readExtraKernels,
+  startExtraXenVms,
+} from './extraVms.ts';
+import type { ExtraVm, Platform } from './platform.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 import { prepareXenPara } from './xenPara.ts';
 
@@ -57,6 +65,8 @@ export const xenPlatform: Platform = {
     if (paraVirtualizedFor(config.kernel) === 'xen') return prepareXenPara(config, extraKernels);
     const kernel = readVmmKernel(config, 'xen');
     if (typeof kernel === 'string') return kernel;
+    const driverKernel = readDriverKernel(config, 'xen');
+    if (typeof driverKernel === 'string') return driverKernel;
     return (machine) => {
       let xen: XenHypervisor;
       try {
@@ -64,16 +74,42 @@ export const xenPlatform: Platform = {
       } catch (e) {
         return e instanceof Error ? e.message : String(e);
       }
-      const vms = startExtraXenVms(xen, config, extraKernels);
-      if (typeof vms === 'string') return vms;
+      // The driver VM first: its client link names the guest's connection, which the guest's
+      // VMM fills in at its start of day.
+      const rtcStartSeconds = config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000;
+      const connection: XenNetConnection | undefined =
+        driverKernel === undefined || machine.nic === undefined
+          ? undefined
+          : { mac: clientMac(machine.nic.mac, 0) };
+      const driverVms: ExtraVm[] = [];
+      if (driverKernel !== undefined && config.driverVm !== undefined) {
+        const spec = config.driverVm;
+        const driver = startXenVm(xen, {
+          kernel: driverKernel,
+          cmdline: spec.cmdline ?? '',
+          modules: spec.modules ?? [],
+          domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
+          passthroughNic: true,
+          serveClients: connection === undefined ? [] : [connection],
+          rtcStartSeconds,
+        });
+        if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
+        driver.domain.console = spec.console;
+        driverVms.push({ name: spec.kernelName, vmm: driver.vmm });
+      }
+      const extra = startExtraXenVms(xen, config, extraKernels);
+      if (typeof extra === 'string') return extra;
+      const vms = [...driverVms, ...extra];
       const vm = startXenVm(xen, {
         kernel,
         cmdline: config.cmdline ?? '',
         modules: config.modules ?? [],
         domainMemoryMb: (machine.ram.length >> 20) - 4 - extraVmsMb(config),
-        passthroughNic: config.nic !== undefined && config.nic.emulated !== true,
-        emulatedNic: config.nic?.emulated === true,
-        rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+        passthroughNic:
+          config.nic !== undefined && config.nic.emulated !== true && connection === undefined,
+        emulatedNic: config.nic?.emulated === true || connection !== undefined,
+        nicThrough: connection,
+        rtcStartSeconds,
       });
       if (typeof vm === 'string') return vm;
       if (vms.length > 0) xen.primary = vm.domain;

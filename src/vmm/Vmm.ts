@@ -806,6 +806,7 @@ export class InPlaceVmm implements VmmCore {
   /** hlt: a pending interrupt is taken at once; else sleep until an event. */
   private hlt(next: number): number {
     this.flushConsole();
+    this.platform.flush();
     if (!this.virtualIf) {
       // With interrupts off nothing can wake the CPU (SDM 3A 6.8.1 aside NMI): the run ends
       // (or, for one VM of several, the VM stops).
@@ -837,6 +838,7 @@ export class InPlaceVmm implements VmmCore {
       this.block.setUint32(Vcpu.flags, ((f & ~IOPL) | (vflags & IOPL)) >>> 0, true);
     }
     this.virtualIf = interruptsOn;
+    this.platform.flush();
     if (interruptsOn && this.interruptPending) {
       // The frame stays: it is exactly the one the interrupt would push right after the iret.
       return this.enterInterrupt();

@@ -117,6 +117,11 @@ export class VirtualPlatform {
   /** Functions the VMM emulates, and the memory-mapped registers they place (their BARs). */
   readonly emulated: EmulatedFunction[] = [];
   readonly mmio = new MmioBus();
+  /**
+   * Work the emulated devices batch until the guest's next `iret` or idle (the notifications
+   * of a driver VM's link: the original's flush points).
+   */
+  readonly flushers: (() => void)[] = [];
   private readonly deviceLines = new Map<number, LineState>();
   private readonly cmos: Cmos;
   private readonly keyboard: KeyboardController;
@@ -264,15 +269,23 @@ export class VirtualPlatform {
     };
   }
 
+  /** At the guest's `iret` or idle: what the emulated devices batched. */
+  flush(): void {
+    for (const f of this.flushers) f();
+  }
+
   /**
-   * The guest-physical frame of the emulated memory BAR the guest placed (one page: the VMM's
-   * DP83820 model's registers), or undefined while it has none.
+   * The guest-physical frame of the emulated memory BAR the guest placed (one page of
+   * registers: the VMM's DP83820 model's BAR1, the client link's BAR0), or undefined while it
+   * has none.
    */
   emulatedMemoryFrame(): number | undefined {
     for (const f of this.emulated) {
-      const bar = f.configRead(0x14, 4);
-      if ((bar & 1) === 0 && (bar & ~0xfff) !== 0 && (f.configRead(0x04, 2) & 2) !== 0)
-        return bar >>> 12;
+      if ((f.configRead(0x04, 2) & 2) === 0) continue;
+      for (const at of [0x10, 0x14]) {
+        const bar = f.configRead(at, 4);
+        if ((bar & 1) === 0 && (bar & ~0xfff) !== 0) return bar >>> 12;
+      }
     }
     return undefined;
   }

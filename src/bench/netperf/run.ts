@@ -45,6 +45,15 @@ export interface NetperfRunOptions {
    * the afterburned one).
    */
   hypervisor?: string;
+  /**
+   * The NIC's path (xen, afterburned kernel): `passthrough` (default) the real DP83820 given to
+   * the guest; `emulated` the VMM's DP83820 model on the wire; `driver-vm` the model forwarding
+   * to a driver VM (the same kernel, `driverKernel`) that has the real NIC (issue "reuse").
+   */
+  nicPath?: 'passthrough' | 'emulated' | 'driver-vm';
+  /** The driver VM's kernel and its console lines (nicPath `driver-vm`). */
+  driverKernel?: { kernel: Uint8Array; kernelName: string; cmdline?: string };
+  onDriverConsoleLine?: (line: string) => void;
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -149,6 +158,19 @@ const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}
 /** Simulated time the guest gets to exit after its result line before the run is ended. */
 const EXIT_GRACE_SECONDS = 0.05;
 
+/** A console that hands on whole lines. */
+function lineConsole(onLine: (line: string) => void): (byte: number) => void {
+  let line = '';
+  return (b) => {
+    if (b === 0x0d) return;
+    if (b !== 0x0a) line += String.fromCharCode(b);
+    else {
+      onLine(line);
+      line = '';
+    }
+  };
+}
+
 export function runNetperf(o: NetperfRunOptions): NetperfRun {
   let line = '';
   let resultLine: string | undefined;
@@ -188,8 +210,18 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     cmdline: append,
     modules: o.modules,
     costModel: o.costModel,
-    nic: { faults: o.faults },
+    nic: { faults: o.faults, ...(o.nicPath === 'emulated' ? { emulated: true } : {}) },
     console: serialOut,
+    ...(o.nicPath === 'driver-vm' && o.driverKernel !== undefined
+      ? {
+          driverVm: {
+            kernel: o.driverKernel.kernel,
+            kernelName: o.driverKernel.kernelName,
+            cmdline: o.driverKernel.cmdline ?? 'init=sh',
+            console: lineConsole((l) => o.onDriverConsoleLine?.(l)),
+          },
+        }
+      : {}),
   });
   if (typeof guest === 'string') throw new Error(guest);
   ref.guest = guest;

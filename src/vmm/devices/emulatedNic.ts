@@ -18,7 +18,7 @@
  * - its wire a `NetPort` of the backend's: the frames it sends and the frames it receives.
  */
 import type { DmaMemory } from '../../machine/device.ts';
-import { Dp83820 } from '../../machine/devices/dp83820/Dp83820.ts';
+import { Dp83820, type DirectWire } from '../../machine/devices/dp83820/Dp83820.ts';
 import type { VirtualPlatform } from '../platform.ts';
 
 /** Where the emulated NIC sits on the virtual PC (the machine's own NIC's places). */
@@ -40,25 +40,35 @@ export interface EmulatedNicConfig {
   dma: DmaMemory;
   mac: Uint8Array;
   port: NetPort;
+  /**
+   * Instead of the wire, a driver VM (issue "reuse"): the model hands its buffers to this peer
+   * and lets it fill the receive buffers (Dp83820Config.direct); `port` is then unused.
+   */
+  direct?: DirectWire;
   /** Charges the CPU (the VMM's copying of a transfer). */
   charge(cycles: number): void;
 }
 
-/** The VMM's DP83820 on the virtual PC; or one line if its slot is taken. */
-export function addEmulatedNic(c: EmulatedNicConfig): Dp83820 | string {
-  const copy = (bytes: number): void => c.charge(1 + Math.ceil(bytes / 4));
-  const dma: DmaMemory = {
+/** The VM's memory as a VMM device reaches it, each transfer charged as a REP MOVSD of it. */
+export function copyingDma(dma: DmaMemory, charge: (cycles: number) => void): DmaMemory {
+  const copy = (bytes: number): void => charge(1 + Math.ceil(bytes / 4));
+  return {
     read: (address, into) => {
-      const ok = c.dma.read(address, into);
+      const ok = dma.read(address, into);
       if (ok) copy(into.length);
       return ok;
     },
     write: (address, from) => {
-      const ok = c.dma.write(address, from);
+      const ok = dma.write(address, from);
       if (ok) copy(from.length);
       return ok;
     },
   };
+}
+
+/** The VMM's DP83820 on the virtual PC; or one line if its slot is taken. */
+export function addEmulatedNic(c: EmulatedNicConfig): Dp83820 | string {
+  const dma = copyingDma(c.dma, (cycles) => c.charge(cycles));
   const nic = new Dp83820({
     clock: c.platform.clock,
     dma,
@@ -66,6 +76,7 @@ export function addEmulatedNic(c: EmulatedNicConfig): Dp83820 | string {
     buses: c.platform.buses,
     mac: c.mac,
     transmit: (frame) => c.port.send(frame),
+    direct: c.direct,
   });
   nic.configWrite(0x3c, 1, EMULATED_NIC_IRQ);
   const taken = c.platform.addEmulated(EMULATED_NIC_SLOT, nic, EMULATED_NIC_IRQ);

@@ -45,6 +45,8 @@ import {
 } from './layout.ts';
 import { DirectPaging, type DirectPagingState, type XenBackendCounters } from './paging.ts';
 import { XenPassthrough } from './passthrough.ts';
+import type { NetBack, NetFront } from './netChannel.ts';
+import type { ClientLink } from '../../devices/clientLink.ts';
 
 /** The xen backend in a snapshot (its domain's memory is the machine's, saved with it). */
 export interface XenBackendState {
@@ -82,6 +84,10 @@ export class XenBackend implements VmmBackend {
   emulatedRegisterPage: number | undefined;
   /** The emulated NIC's DMA into the domain, translated and refused. */
   readonly emulatedDma = { dmaTranslated: 0, dmaRefused: 0 };
+  /** A client's side of its connection to the driver VM (netChannel.ts), if it has one. */
+  netFront: NetFront | undefined;
+  /** A driver VM's client link and its clients' connections, if it is one. */
+  clientLink: { link: ClientLink; backs: NetBack[] } | undefined;
   readonly hiddenCpuFeatures =
     CPUID_FEATURE.PSE |
     CPUID_FEATURE.PGE |
@@ -93,9 +99,19 @@ export class XenBackend implements VmmBackend {
   /** Direct paging's counters: page-table updates, write protections, pins. */
   stats(): CounterTree {
     // The emulated NIC's DMA, with the model only (a run without it shows what it always did).
+    const served = this.clientLink;
     return {
       paging: { ...this.counters },
-      ...(this.emulatedRegisterPage === undefined ? {} : { emulatedNic: { ...this.emulatedDma } }),
+      ...(this.emulatedRegisterPage === undefined || served !== undefined
+        ? {}
+        : { emulatedNic: { ...this.emulatedDma } }),
+      ...(this.netFront === undefined ? {} : { netFront: { ...this.netFront.counters } }),
+      ...(served === undefined
+        ? {}
+        : {
+            clientLink: { ...served.link.counters, ...this.emulatedDma },
+            netBack: Object.fromEntries(served.backs.map((b, k) => [k, { ...b.counters }])),
+          }),
     };
   }
   readonly dom: Domain;
@@ -104,7 +120,12 @@ export class XenBackend implements VmmBackend {
   readonly guestPages: number;
   readonly passthrough: XenPassthrough;
   private vmm!: VmmCore;
-  private readonly channel: HypercallChannel;
+  /** Hypercalls and shared info, for the backend's devices (netChannel.ts). */
+  readonly channel: HypercallChannel;
+  /** Event-channel ports the backend's devices bound, and what each does. */
+  private readonly portHandlers = new Map<number, () => void>();
+  /** Work of the backend's devices at the end of the start of day, in the domain's context. */
+  private readonly startHooks: (() => string | undefined)[] = [];
   private readonly paging: DirectPaging;
   private timerPort = 0;
   private kernelStack = -1;
@@ -250,8 +271,22 @@ export class XenBackend implements VmmBackend {
     this.timerPort = c.argRead(8);
     const bound = this.passthrough.bind();
     if (bound !== undefined) return bound;
+    for (const hook of this.startHooks) {
+      const failed = hook();
+      if (failed !== undefined) return failed;
+    }
     c.writeShared8(SharedInfo.upcall_mask, 0);
     return undefined;
+  }
+
+  /** Work for the start of day (a device's hypercalls, made in the domain's context). */
+  atStart(hook: () => string | undefined): void {
+    this.startHooks.push(hook);
+  }
+
+  /** What an event on `port` does (a device's interdomain channel). */
+  onEvent(port: number, handler: () => void): void {
+    this.portHandlers.set(port, handler);
   }
 
   deviceEoi(irq: number): void {
@@ -351,6 +386,7 @@ export class XenBackend implements VmmBackend {
     else if (port === this.mem.consolePort) this.consoleInput();
     else if (port === this.passthrough.pirqPort)
       this.vmm.deviceInterrupt(this.passthrough.deviceIrq);
+    else this.portHandlers.get(port)?.();
   }
 
   /** Takes what arrived in the console ring's `in` buffer. */

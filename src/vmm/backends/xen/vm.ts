@@ -10,7 +10,8 @@ import type { Domain } from '../../../hypervisor/xen/domain.ts';
 import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
 import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
 import { InPlaceVmm } from '../../Vmm.ts';
-import { emulateNic } from './emulatedNic.ts';
+import { emulateNic, serveClients } from './emulatedNic.ts';
+import type { XenNetConnection } from './netChannel.ts';
 import { passThroughNic } from './passthrough.ts';
 import { XenBackend } from './XenBackend.ts';
 
@@ -30,6 +31,16 @@ export interface XenVmConfig {
    * wire (the machine must have a network).
    */
   emulatedNic?: boolean;
+  /**
+   * The emulated NIC's far side: a driver VM, through this connection (netChannel.ts), instead
+   * of the machine's wire.
+   */
+  nicThrough?: XenNetConnection;
+  /**
+   * Make this domain the driver VM of these clients: the client link on its virtual PCI bus
+   * (devices/clientLink.ts), served by its translation module (with passthroughNic).
+   */
+  serveClients?: XenNetConnection[];
   /** Seconds since the Unix epoch the virtual RTC shows at the domain's system time 0. */
   rtcStartSeconds: number;
 }
@@ -69,9 +80,16 @@ export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | str
     if (passed !== undefined) return passed;
   }
   if (config.emulatedNic === true) {
-    const e = emulateNic(xen, backend.dom, vmm, backend.passthrough, backend.emulatedDma);
+    const e = emulateNic(xen, backend, vmm, config.nicThrough);
     if (typeof e === 'string') return e;
     backend.emulatedRegisterPage = e.registerPage;
+  }
+  if (config.serveClients !== undefined && config.serveClients.length > 0) {
+    if (config.emulatedNic === true) return 'a driver VM serves clients; it has no emulated NIC';
+    const served = serveClients(xen, backend, vmm, config.serveClients);
+    if (typeof served === 'string') return served;
+    backend.emulatedRegisterPage = served.registerPage;
+    backend.clientLink = served;
   }
   const entered = backend.start(vmm, entries, loaded);
   if (entered !== undefined) return `${file}: ${entered}`;
