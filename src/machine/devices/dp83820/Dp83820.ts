@@ -209,6 +209,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   /** Direct TX: a packet is with the peer (the engine goes on when it is through). */
   private txWaiting = false;
   private txGeneration = 0;
+  /** Direct TX: TXE was written since the last flush. */
+  private txKicked = false;
+  /** Direct TX: descriptors whose packets are with the peer. */
+  private readonly txInFlight = new Set<number>();
   /** TX work pending on the clock (a TXD then TXE may leave two), in the order scheduled. */
   private txEvents: TxEvent[] = [];
   private rxEnabled = false;
@@ -267,6 +271,8 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     this.rxClaimAt = undefined;
     this.txWaiting = false;
     this.txGeneration++;
+    this.txInFlight.clear();
+    this.txKicked = false;
     this.updateLine();
   }
 
@@ -478,7 +484,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     if ((v & CR.TXD) !== 0) this.txBusy = false;
     else if ((v & CR.TXE) !== 0 && !this.txBusy) {
       this.txBusy = true;
-      this.scheduleTx(this.cfg.clock.now() + DESCRIPTOR_CYCLES, { kind: 'step' });
+      // Direct TX starts at the peer's next flush (txFlush), as the original's model counted
+      // the TXE writes and flushed at the guest's iret or idle.
+      if (this.cfg.direct !== undefined) this.txKicked = true;
+      else this.scheduleTx(this.cfg.clock.now() + DESCRIPTOR_CYCLES, { kind: 'step' });
     }
     if ((v & CR.RXD) !== 0) {
       this.rxEnabled = false;
@@ -578,6 +587,10 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   private txStep(): void {
     if (!this.txBusy || this.txWaiting) return;
     const first = this.get(REG.TXDP);
+    if (this.txInFlight.has(first)) {
+      this.txWaiting = true; // direct TX: this descriptor is still with the peer
+      return;
+    }
     const parts: Uint8Array[] = [];
     const direct: BufferPart[] = [];
     const descs: TxDescriptor[] = [];
@@ -616,16 +629,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       addr = d.link;
     }
     if (this.cfg.direct !== undefined) {
-      // The engine waits for the peer; TXDP stays on the packet until it is through.
-      this.txWaiting = true;
-      const length = direct.reduce((n, p) => n + p.length, 0);
-      const generation = this.txGeneration;
-      this.cfg.direct.transmit(direct, (ok) => {
-        // A reset in between: the packet's descriptors are the driver's again.
-        if (generation !== this.txGeneration) return;
-        this.txWaiting = false;
-        this.txComplete(descs, ok, length, ok ? this.cfg.clock.now() : undefined);
-      });
+      this.txHandOver(direct, descs);
       return;
     }
     const length = parts.reduce((n, p) => n + p.length, 0);
@@ -645,6 +649,47 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       );
     const free = this.cfg.transmit(withFcs(frame));
     this.txComplete(descs, free !== undefined, length, free);
+  }
+
+  /**
+   * Direct TX: the packet's buffers to the peer, and on to the next packet at once; its status
+   * is written when the peer is through with it (in order: the peer completes in order). The
+   * engine never hands over a descriptor that is still with the peer (a ring that wrapped): it
+   * waits for it there.
+   */
+  private txHandOver(parts: BufferPart[], descs: TxDescriptor[]): void {
+    const direct = this.cfg.direct!;
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    const generation = this.txGeneration;
+    for (const d of descs) this.txInFlight.add(d.addr);
+    const last = descs[descs.length - 1];
+    direct.transmit(parts, (ok) => {
+      // A reset in between: the packet's descriptors are the driver's again.
+      if (generation !== this.txGeneration) return;
+      for (const d of descs) {
+        this.txInFlight.delete(d.addr);
+        const status = (d.cmdsts & ~CMDSTS.OWN) | (ok ? CMDSTS.OK : CMDSTS.TX_ABORT);
+        this.writeCmdsts(d.addr, d === last ? status : d.cmdsts & ~CMDSTS.OWN);
+      }
+      if (ok) {
+        this.counters.txFrames++;
+        this.counters.txBytes += length;
+      }
+      this.raise(
+        (ok ? ISR.TXOK : ISR.TXERR) | ((last.cmdsts & CMDSTS.INTR) !== 0 ? ISR.TXDESC : 0),
+      );
+      if (this.txWaiting) {
+        this.txWaiting = false;
+        this.txStep();
+      }
+    });
+    if (last.link === 0) {
+      this.txIdle();
+      return;
+    }
+    // No DMA to wait for: the next packet now (at most a ring's worth, then an owned one).
+    this.set(REG.TXDP, last.link);
+    this.txStep();
   }
 
   /** A packet is sent (`free`: when the wire is free again) or not: status back, then go on. */
@@ -827,6 +872,13 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   }
 
   // ---- direct RX (Dp83820Config.direct) ------------------------------------------------------
+
+  /** Direct TX: the packets the driver gave since the last flush go to the peer now. */
+  txFlush(): void {
+    if (!this.txKicked) return;
+    this.txKicked = false;
+    this.txStep();
+  }
 
   /**
    * The next buffer the driver gave the NIC (a descriptor it does not own, after the ones

@@ -294,6 +294,12 @@ export class NetFront extends RingSide implements DirectWire {
     this.postRx();
   }
 
+  /** At the guest's iret or idle: the model's packets to the ring, then the notification. */
+  override flush(): void {
+    this.model?.txFlush();
+    super.flush();
+  }
+
   /** The guest's free receive buffers, granted and posted, as many as the ring takes. */
   private postRx(): void {
     const model = this.model;
