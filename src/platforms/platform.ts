@@ -135,12 +135,15 @@ export interface BootedGuest {
  */
 export interface CounterColumn {
   title: string;
-  /** The hypervisor's counters or the VMM's. */
-  source: 'hypervisor' | 'vmm';
-  /** Dotted paths into the tree; `pair` takes two. */
+  /** The hypervisor's counters, the VMM's, or the other VMs' VMMs' (summed over them). */
+  source: 'hypervisor' | 'vmm' | 'vms';
+  /** Dotted paths into the tree; `pair` takes two, `list` any number. */
   paths: string[];
-  /** count: a number; by-kind: "total: a 3, b 2"; by-vector: "0x80 618, 0xe 2"; pair: "a / b". */
-  show: 'count' | 'by-kind' | 'by-vector' | 'pair';
+  /**
+   * count: a number; by-kind: "total: a 3, b 2"; by-vector: "0x80 618, 0xe 2"; pair: "a / b";
+   * list: "a / b / c".
+   */
+  show: 'count' | 'by-kind' | 'by-vector' | 'pair' | 'list';
 }
 
 export interface Platform {
@@ -161,4 +164,6 @@ export interface Platform {
   readonly paraVirtualized?: string;
   /** The columns of its rows in the benchmark's virtualization table (none for the raw PC). */
   readonly counterColumns: CounterColumn[];
+  /** The columns of its driver reuse rows (the guest's network through a driver VM). */
+  readonly reuseColumns?: CounterColumn[];
 }

@@ -59,6 +59,62 @@ export const xenPlatform: Platform = {
       show: 'pair',
     },
   ],
+  reuseColumns: [
+    {
+      title: 'busy cycles by domain',
+      source: 'hypervisor',
+      paths: ['scheduler.busyCycles'],
+      show: 'by-kind',
+    },
+    { title: 'hypercalls', source: 'hypervisor', paths: ['hypercalls'], show: 'by-kind' },
+    {
+      title: 'grant maps / unmaps / copies',
+      source: 'hypervisor',
+      paths: ['grants.maps', 'grants.unmaps', 'grants.copies'],
+      show: 'list',
+    },
+    {
+      title: 'interdomain events',
+      source: 'hypervisor',
+      paths: ['interdomainEvents'],
+      show: 'count',
+    },
+    {
+      title: 'client: frames sent / dropped, events sent / suppressed',
+      source: 'vmm',
+      paths: [
+        'netFront.frames',
+        'netFront.dropped',
+        'netFront.notifications',
+        'netFront.suppressed',
+      ],
+      show: 'list',
+    },
+    {
+      title: 'driver VM: frames bridged / dropped, events sent / suppressed',
+      source: 'vms',
+      paths: [
+        'netBack.0.frames',
+        'netBack.0.dropped',
+        'netBack.0.notifications',
+        'netBack.0.suppressed',
+      ],
+      show: 'list',
+    },
+    {
+      title: 'client link: offered / sent / delivered / not delivered',
+      source: 'vms',
+      paths: [
+        'clientLink.offered',
+        'clientLink.sent',
+        'clientLink.delivered',
+        'clientLink.notDelivered',
+      ],
+      show: 'list',
+    },
+    { title: 'VMM calls (client)', source: 'vmm', paths: ['calls'], show: 'by-kind' },
+    { title: 'VMM calls (driver VM)', source: 'vms', paths: ['calls'], show: 'by-kind' },
+  ],
   prepare(config) {
     const extraKernels = readExtraKernels(config, 'xen');
     if (typeof extraKernels === 'string') return extraKernels;

@@ -16,8 +16,11 @@ export function guestKernelName(path: string): string {
   return relative(REPO_ROOT, resolve(path));
 }
 
-/** How a row's kernel meets its platform: not at all (raw PC), ported by hand, or pre-virtualized. */
-export type Virtualization = 'none' | 'para' | 'pre';
+/**
+ * How a row's kernel meets its platform: not at all (raw PC), ported by hand, pre-virtualized;
+ * or pre-virtualized with its network through a driver VM (the driver reuse table).
+ */
+export type Virtualization = 'none' | 'para' | 'pre' | 'reuse';
 
 export interface ConfigEntry {
   /** The row's label, as the seed's table names the system. */
@@ -26,6 +29,8 @@ export interface ConfigEntry {
   /** The platform (src/platforms): `none` or a hypervisor. */
   hypervisor: string;
   virtualization: Virtualization;
+  /** The NIC's path (run.ts `nicPath`): the real NIC given to the guest unless said. */
+  nicPath?: 'emulated' | 'driver-vm';
 }
 
 /**
@@ -76,9 +81,34 @@ export const CONFIGS = {
     hypervisor: 'xen',
     virtualization: 'pre',
   },
+  // The seed's second table (issue "reuse"): the guest's network through a driver VM that runs
+  // the same afterburned kernel with the real NIC; not in the default list.
+  'reuse-emul-xen': {
+    label: 'DP83820 emulation (xen)',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'xen',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+  },
 } as const satisfies Record<string, ConfigEntry>;
 
 export type NetperfConfig = keyof typeof CONFIGS;
+
+/** The rows of `bench netperf` without --config: the seed's first table. */
+export const DEFAULT_CONFIGS: NetperfConfig[] = [
+  'native',
+  'nops',
+  'l4-para',
+  'l4-pre',
+  'xen-para',
+  'xen-pre',
+];
+
+/** The driver VM's kernel and command line (the same afterburned binary; its shell idles). */
+export const DRIVER_VM = {
+  kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+  cmdline: 'init=sh',
+};
 
 function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).status === 0;

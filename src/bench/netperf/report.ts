@@ -13,7 +13,7 @@ export interface NetperfRow {
   runs: NetperfRun[];
   /** The platform the row ran on, and how its kernel meets it (for the comparison line). */
   hypervisor?: string;
-  virtualization?: 'none' | 'para' | 'pre';
+  virtualization?: 'none' | 'para' | 'pre' | 'reuse';
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -45,6 +45,24 @@ export function summarise(row: NetperfRow): {
 
 export function markdownTables(rows: NetperfRow[]): string {
   const out: string[] = [];
+  const reuse = rows.filter((r) => r.virtualization === 'reuse');
+  const first = rows.filter((r) => r.virtualization !== 'reuse');
+  if (first.length > 0) out.push(...seedTable(first));
+  if (reuse.length > 0) {
+    if (first.length > 0) out.push('');
+    out.push(
+      'Device driver reuse: the guest reaches the network through a driver VM (the same kernel, with the NIC)',
+      '',
+      ...seedTable(reuse),
+    );
+  }
+  out.push(...countTables(rows));
+  return out.join('\n');
+}
+
+/** The seed's layout: System | Xput | CPU util | cycles/byte. */
+function seedTable(rows: NetperfRow[]): string[] {
+  const out: string[] = [];
   out.push('| System | Xput [Mb/s] | CPU util | cycles/byte |', '|---|---|---|---|');
   for (const row of rows) {
     if (row.runs.some((r) => !r.ok)) {
@@ -62,6 +80,12 @@ export function markdownTables(rows: NetperfRow[]): string {
         `${s.cyclesPerByte.toFixed(2)}${spread(c, 2)} |`,
     );
   }
+  return out;
+}
+
+/** The counts behind each row, then the virtualization counters per platform. */
+function countTables(rows: NetperfRow[]): string[] {
+  const out: string[] = [];
   out.push('');
   out.push(
     '| System | interval [ms] | busy cycles | idle cycles | instructions | interrupts (NIC) | ' +
@@ -89,7 +113,7 @@ export function markdownTables(rows: NetperfRow[]): string {
   }
   const virtualized = rows.filter((row) => row.runs.every((r) => r.counters.virtualization));
   if (virtualized.length > 0) out.push('', ...virtualizationTables(virtualized));
-  return out.join('\n');
+  return out;
 }
 
 /** "a 3, b 2" from counts by name, largest first; "—" when empty. */
@@ -112,6 +136,19 @@ function at(tree: CounterTree, path: string): CounterTree | number {
   return node;
 }
 
+/** Adds tree `b` into `a`, leaf by leaf. */
+function addInto(a: CounterTree, b: CounterTree): void {
+  for (const [k, v] of Object.entries(b)) {
+    const mine = a[k];
+    if (typeof v === 'number') a[k] = (typeof mine === 'number' ? mine : 0) + v;
+    else {
+      const sub: CounterTree = typeof mine === 'object' ? mine : {};
+      addInto(sub, v);
+      a[k] = sub;
+    }
+  }
+}
+
 /** Means over runs, leaf by leaf, of one level of counts (a group's kinds). */
 function meanGroup(groups: (CounterTree | number)[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -123,7 +160,15 @@ function meanGroup(groups: (CounterTree | number)[]): Record<string, number> {
 }
 
 function cell(column: CounterColumn, runs: VirtualizationCounters[]): string {
-  const trees = runs.map((r) => (column.source === 'hypervisor' ? r.hypervisor : r.vmm));
+  // The other VMs' counters: summed over the VMs, leaf by leaf.
+  const others = (r: VirtualizationCounters): CounterTree => {
+    const sum: CounterTree = {};
+    for (const t of Object.values(r.vms ?? {})) if (typeof t === 'object') addInto(sum, t);
+    return sum;
+  };
+  const trees = runs.map((r) =>
+    column.source === 'hypervisor' ? r.hypervisor : column.source === 'vmm' ? r.vmm : others(r),
+  );
   // A para-virtualized kernel's row has no in-place VMM: nothing to count, not zero.
   if (trees.every((t) => Object.keys(t).length === 0)) return '—';
   const count = (path: string): string =>
@@ -133,7 +178,8 @@ function cell(column: CounterColumn, runs: VirtualizationCounters[]): string {
     case 'count':
       return count(column.paths[0]);
     case 'pair':
-      return `${count(column.paths[0])} / ${count(column.paths[1])}`;
+    case 'list':
+      return column.paths.map(count).join(' / ');
     case 'by-kind': {
       const kinds = meanGroup(trees.map((t) => at(t, column.paths[0])));
       const total = Object.values(kinds).reduce((a, b) => a + b, 0);
@@ -153,16 +199,19 @@ function virtualizationTables(rows: NetperfRow[]): string[] {
   const out: string[] = [];
   const byPlatform = new Map<string, NetperfRow[]>();
   for (const row of rows) {
-    const name = row.runs[0].counters.virtualization!.platform;
+    const platform = row.runs[0].counters.virtualization!.platform;
+    const name = row.virtualization === 'reuse' ? `${platform} reuse` : platform;
     byPlatform.set(name, [...(byPlatform.get(name) ?? []), row]);
   }
   for (const [name, group] of byPlatform) {
-    const columns = PLATFORMS.get(name)?.counterColumns ?? [];
+    const [platform, reuse] = name.split(' ');
+    const p = PLATFORMS.get(platform);
+    const columns = (reuse === undefined ? p?.counterColumns : p?.reuseColumns) ?? [];
     if (columns.length === 0) continue;
     if (out.length > 0) out.push('');
     out.push(
       `| System | ${columns.map((c) => c.title).join(' | ')} |`,
-      `|---|${columns.map((c) => (c.show === 'count' || c.show === 'pair' ? '---:' : '---')).join('|')}|`,
+      `|---|${columns.map((c) => (c.show === 'count' || c.show === 'pair' || c.show === 'list' ? '---:' : '---')).join('|')}|`,
     );
     for (const row of group) {
       const runs = row.runs.map((r) => r.counters.virtualization!);

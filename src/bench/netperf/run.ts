@@ -51,9 +51,8 @@ export interface NetperfRunOptions {
    * to a driver VM (the same kernel, `driverKernel`) that has the real NIC (issue "reuse").
    */
   nicPath?: 'passthrough' | 'emulated' | 'driver-vm';
-  /** The driver VM's kernel and its console lines (nicPath `driver-vm`). */
+  /** The driver VM's kernel (nicPath `driver-vm`); its console lines go to onConsoleLine. */
   driverKernel?: { kernel: Uint8Array; kernelName: string; cmdline?: string };
-  onDriverConsoleLine?: (line: string) => void;
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -99,6 +98,8 @@ export interface VirtualizationCounters {
   platform: string;
   hypervisor: CounterTree;
   vmm: CounterTree;
+  /** The other VMs' in-place VMMs (a driver VM's), by name; only when there are any. */
+  vms?: CounterTree;
 }
 
 export interface NetperfRun {
@@ -137,7 +138,7 @@ interface Snapshot {
   stats: MachineStats;
   nic: Dp83820Counters;
   host: number;
-  virt?: { hypervisor: CounterTree; vmm: CounterTree };
+  virt?: { hypervisor: CounterTree; vmm: CounterTree; vms?: CounterTree };
 }
 
 function snapshot(g: Guest): Snapshot {
@@ -149,7 +150,13 @@ function snapshot(g: Guest): Snapshot {
     virt:
       stats.hypervisor === undefined
         ? undefined
-        : { hypervisor: stats.hypervisor.counters, vmm: stats.vmm ?? {} },
+        : {
+            hypervisor: stats.hypervisor.counters,
+            vmm: stats.vmm ?? {},
+            ...(stats.vms === undefined
+              ? {}
+              : { vms: Object.fromEntries(stats.vms.map((v) => [v.name, v.vmm])) }),
+          },
   };
 }
 
@@ -218,7 +225,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
             kernel: o.driverKernel.kernel,
             kernelName: o.driverKernel.kernelName,
             cmdline: o.driverKernel.cmdline ?? 'init=sh',
-            console: lineConsole((l) => o.onDriverConsoleLine?.(l)),
+            console: lineConsole((l) => o.onConsoleLine?.(`[driver VM] ${l}`)),
           },
         }
       : {}),
@@ -334,6 +341,9 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
             platform: guest.platform,
             hypervisor: counterDelta(a.virt.hypervisor, b.virt.hypervisor),
             vmm: counterDelta(a.virt.vmm, b.virt.vmm),
+            ...(a.virt.vms === undefined || b.virt.vms === undefined
+              ? {}
+              : { vms: counterDelta(a.virt.vms, b.virt.vms) }),
           }
         : undefined,
   };

@@ -5,6 +5,8 @@ import {
   buildGuest,
   buildLinuxGuest,
   CONFIGS,
+  DEFAULT_CONFIGS,
+  DRIVER_VM,
   guestKernelName,
   LINUX_GUEST,
   type NetperfConfig,
@@ -22,7 +24,8 @@ import {
 import { MAX_PAYLOAD } from '../../net/stream.ts';
 
 const usage = `usage: previrt bench netperf [--guest own|linux]
-                             [--config native|nops|l4-para|l4-pre|xen-para|xen-pre[,...]]
+                             [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
+                                       reuse-emul-xen[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
                              [--json] [--console]
 
@@ -57,8 +60,12 @@ options:
                  xen-para (guest/build/xen-para/kernel.elf, para-virtualized for xen, on
                  xen: row "XenoLinux-style (xen-para)"),
                  xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
-                 or a comma-separated list (rows in that order); default all six, the
-                 seed's table in the seed's order
+                 reuse-emul-xen (the seed's second table: the afterburned kernel on xen
+                 reaching the network through a driver VM, the same kernel with the NIC
+                 passed through and its translation module; the guest's unmodified driver
+                 against the in-place VMM's DP83820 model; row "DP83820 emulation (xen)"),
+                 or a comma-separated list (rows in the order above); default the first six,
+                 the seed's first table in the seed's order
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
   --runs N       runs per configuration (default 1); seeds S, S+1, ...; the table shows means
   --seed S       seed of the payload and the client's sequence numbers (default 1)
@@ -124,7 +131,7 @@ function parse(argv: string[]): Options | string {
   let configsGiven = false;
   const o: Options = {
     guest: 'own',
-    configs: ['native', 'nops', 'l4-para', 'l4-pre', 'xen-para', 'xen-pre'],
+    configs: [...DEFAULT_CONFIGS],
     bytes: 64 * 2 ** 20,
     runs: 1,
     seed: 1,
@@ -335,6 +342,16 @@ export const bench: Command = {
           hypervisor: c.hypervisor,
           cmdline,
           modules,
+          ...('nicPath' in c && c.nicPath === 'driver-vm'
+            ? {
+                nicPath: c.nicPath,
+                driverKernel: {
+                  kernel: readFileSync(DRIVER_VM.kernel),
+                  kernelName: guestKernelName(DRIVER_VM.kernel),
+                  cmdline: DRIVER_VM.cmdline,
+                },
+              }
+            : {}),
         };
         runs.push({ row, title, header, config, job });
       }
