@@ -135,6 +135,8 @@ export class Cpu {
   private readonly memory: PhysicalMemory;
   /** Every entry table of this CPU by name (entries.ts), the default one included. */
   private readonly entryTables = new Map<string, EntryTable>();
+  /** PERF: the last epoch given to an entry table (EntryTable.epoch). */
+  private epochs = 0;
   /** The table `bindEntry` binds in; in use until a hypervisor calls `useEntryTable`. */
   readonly defaultEntries = this.createEntryTable('default');
   private entries = this.defaultEntries;
@@ -560,7 +562,8 @@ export class Cpu {
   /** Drops the caches made from memory contents: decoded instructions, links, blocks. */
   private dropCode(): void {
     this.codeCache.clear();
-    this.blockEpoch++;
+    for (const t of this.entryTables.values()) t.epoch = ++this.epochs;
+    this.blockEpoch = this.entries.epoch;
     this.blockContext = undefined;
     this.fetchPage = -1;
   }
@@ -889,8 +892,10 @@ export class Cpu {
   createEntryTable(name: string): EntryTable {
     if (this.entryTables.has(name)) throw new Error(`entry table '${name}' exists already`);
     const table = new EntryTable(name, (t) => {
+      t.epoch = ++this.epochs;
       if (t === this.entries) this.entriesChanged();
     });
+    table.epoch = ++this.epochs;
     this.entryTables.set(name, table);
     return table;
   }
@@ -925,7 +930,7 @@ export class Cpu {
    * whether any entry is bound, so the slice ends here and the next one looks again.
    */
   private entriesChanged(): void {
-    this.blockEpoch++;
+    this.blockEpoch = this.entries.epoch;
     this.sliceEnd = -1;
   }
 

@@ -45,6 +45,12 @@ export class EntryTable {
    */
   readonly handlers = new Map<number, BoundHandler>();
   private readonly names = new Map<number, string>();
+  /**
+   * PERF: the compiled blocks' epoch while this table is in use (the CPU's): a new one whenever
+   * its bindings change or all code is dropped, so that the blocks of one VM survive another
+   * VM's turn on the CPU.
+   */
+  epoch = 0;
 
   constructor(
     readonly name: string,
