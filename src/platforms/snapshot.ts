@@ -95,6 +95,9 @@ function configState(c: GuestConfig): GuestConfigState {
  * state that goes with it (it must be JSON data). Call it between runs of the machine.
  */
 export function saveGuest(guest: Guest, extra: unknown = null): SnapshotContents {
+  // Callers refuse it first (previrt run does): the connections are not part of the state yet.
+  if (guest.config.driverVm !== undefined)
+    throw new Error('a guest with a driver VM cannot be snapshotted yet');
   const machine = guest.machine.save({ ram: false });
   const state: GuestState = {
     version: GUEST_STATE_VERSION,

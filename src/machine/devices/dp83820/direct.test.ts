@@ -1,0 +1,135 @@
+// The DP83820 with a direct peer instead of a wire (Dp83820Config.direct: the in-place VMM's
+// model forwarding to a driver VM). TX: nothing moves until the peer's flush; then each packet's
+// buffers are handed over at once, MORE chains as one packet, statuses written in order as the
+// peer completes them, and a descriptor still with the peer is never handed over twice when the
+// ring wraps. RX: the peer claims the buffers the driver gave the NIC, in ring order, and each
+// completion writes the descriptor and raises the interrupt bits the driver waits for.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { DmaMemory, MmioDevice } from '../../device.ts';
+import { testClock } from '../../testing.ts';
+import { Dp83820, type BufferPart } from './Dp83820.ts';
+import { CMDSTS, CR, ISR, REG } from './registers.ts';
+
+const u = (v: number): number => v >>> 0;
+
+function rig() {
+  const ram = new Uint8Array(1 << 16);
+  const view = new DataView(ram.buffer);
+  const dma: DmaMemory = {
+    read: (p, into) => {
+      if (p + into.length > ram.length) return false;
+      into.set(ram.subarray(p, p + into.length));
+      return true;
+    },
+    write: (p, from) => {
+      if (p + from.length > ram.length) return false;
+      ram.set(from, p);
+      return true;
+    },
+  };
+  const handed: { parts: BufferPart[]; done: (ok: boolean) => void }[] = [];
+  let kicks = 0;
+  let mmio: MmioDevice | undefined;
+  const nic = new Dp83820({
+    clock: testClock().clock,
+    dma,
+    irq: { set: () => {} },
+    buses: {
+      registerMmio: (_b, _l, device) => {
+        mmio = device;
+        return { remove: () => {} };
+      },
+      registerPorts: () => ({ remove: () => {} }),
+    },
+    mac: Uint8Array.of(0, 0x0d, 0x42, 0, 0, 2),
+    transmit: () => assert.fail('a direct NIC puts nothing on a wire'),
+    direct: {
+      transmit: (parts, done) => handed.push({ parts, done }),
+      rxKick: () => kicks++,
+    },
+  });
+  nic.configWrite(0x14, 4, 0xe0000000);
+  nic.configWrite(0x04, 2, 6);
+  const wr = (reg: number, v: number): void => mmio!.mmioWrite(reg, 4, v);
+  const rd = (reg: number): number => mmio!.mmioRead(reg, 4);
+  const desc = (at: number, link: number, buf: number, cmdsts: number): void => {
+    view.setUint32(at, link, true);
+    view.setUint32(at + 4, buf, true);
+    view.setUint32(at + 8, cmdsts >>> 0, true);
+  };
+  const cmdsts = (at: number): number => view.getUint32(at + 8, true);
+  return { nic, wr, rd, desc, cmdsts, handed, kicks: () => kicks };
+}
+
+test('direct TX: at the flush, packets handed over at once, completed in order', () => {
+  const { nic, wr, rd, desc, cmdsts, handed } = rig();
+  // A ring of three: a packet of one buffer, then one of two chained with MORE.
+  desc(0x1000, 0x1020, 0x4000, CMDSTS.OWN | 60);
+  desc(0x1020, 0x1040, 0x5000, CMDSTS.OWN | CMDSTS.MORE | 20);
+  desc(0x1040, 0x1000, 0x6000, CMDSTS.OWN | CMDSTS.INTR | 40);
+  wr(REG.TXDP, 0x1000);
+  wr(REG.CR, CR.TXE);
+  assert.equal(handed.length, 0, 'TXE only counts until the flush');
+  nic.txFlush();
+  assert.deepEqual(
+    handed.map((h) => h.parts),
+    [
+      [{ address: 0x4000, length: 60 }],
+      [
+        { address: 0x5000, length: 20 },
+        { address: 0x6000, length: 40 },
+      ],
+    ],
+  );
+  // The ring wrapped to a descriptor the peer still has: not handed over again.
+  nic.txFlush();
+  assert.equal(handed.length, 2);
+  assert.equal(u(cmdsts(0x1000) & CMDSTS.OWN), u(CMDSTS.OWN));
+  handed[0].done(true);
+  assert.equal(u(cmdsts(0x1000)), u(CMDSTS.OK | 60));
+  assert.equal(rd(REG.ISR) & ISR.TXOK, ISR.TXOK);
+  // The engine found descriptor 0 the driver's and went idle; the driver gives it a new packet
+  // and kicks, and it goes at the next flush.
+  desc(0x1000, 0x1020, 0x7000, CMDSTS.OWN | 30);
+  wr(REG.CR, CR.TXE);
+  handed[1].done(false);
+  assert.equal(handed.length, 2);
+  nic.txFlush();
+  assert.equal(u(cmdsts(0x1020)), u(CMDSTS.MORE | 20));
+  assert.equal(u(cmdsts(0x1040) & (CMDSTS.OWN | CMDSTS.OK | CMDSTS.TX_ABORT)), u(CMDSTS.TX_ABORT));
+  assert.equal(rd(REG.ISR) & (ISR.TXERR | ISR.TXDESC), ISR.TXERR | ISR.TXDESC);
+  assert.deepEqual(handed[2]?.parts, [{ address: 0x7000, length: 30 }]);
+  assert.equal(nic.counters.txFrames, 1);
+  // A reset while a packet is with the peer: its completion changes nothing any more.
+  wr(REG.CR, CR.RST);
+  handed[2].done(true);
+  assert.equal(u(cmdsts(0x1000)), u(CMDSTS.OWN | 30));
+});
+
+test('direct RX: the peer claims the driver buffers in order and completes them', () => {
+  const { nic, wr, rd, desc, cmdsts, kicks } = rig();
+  desc(0x2000, 0x2020, 0x8000, CMDSTS.INTR | 1536);
+  desc(0x2020, 0x2000, 0x8800, CMDSTS.INTR | 1536);
+  assert.equal(nic.rxClaim(), undefined, 'RX is off');
+  wr(REG.RXDP, 0x2000);
+  wr(REG.CR, CR.RXE);
+  assert.equal(kicks(), 1);
+  assert.deepEqual(nic.rxClaim(), { address: 0x8000, length: 1536 });
+  assert.deepEqual(nic.rxClaim(), { address: 0x8800, length: 1536 });
+  assert.equal(nic.rxClaim(), undefined, 'both are claimed');
+  assert.ok(nic.rxComplete(100, true, 0xff));
+  assert.equal(
+    u(cmdsts(0x2000)),
+    u(CMDSTS.OWN | CMDSTS.INTR | CMDSTS.OK | CMDSTS.DEST_BROADCAST | 100),
+  );
+  assert.equal(rd(REG.ISR) & (ISR.RXOK | ISR.RXDESC), ISR.RXOK | ISR.RXDESC);
+  assert.ok(nic.rxComplete(0, false, 0));
+  assert.equal(u(cmdsts(0x2020) & (CMDSTS.OWN | CMDSTS.OK)), u(CMDSTS.OWN));
+  assert.equal(nic.rxComplete(60, true, 0), false, 'nothing claimed');
+  // The driver has not given descriptor 0 back yet (OWN set): nothing to claim.
+  assert.equal(nic.rxClaim(), undefined);
+  desc(0x2000, 0x2020, 0x8000, CMDSTS.INTR | 1536);
+  assert.deepEqual(nic.rxClaim(), { address: 0x8000, length: 1536 });
+  assert.equal(nic.counters.rxFrames, 1);
+});
