@@ -33,11 +33,14 @@ options:
                                 another); for a multiboot kernel: the same as --module
   --module FILE[ ARGS]          a multiboot module (repeatable); text after the file name
                                 becomes the module's string
-  --nic dp83820[,mac=M][,netperf=SIZE][,seed=N]
+  --nic dp83820[,mac=M][,netperf=SIZE][,seed=N][,emulated]
                                 a DP83820 NIC at PCI 00:03.0 (IRQ 11) on a 1 Gb/s link whose
                                 far end is the host 10.0.2.2 (answers ARP and ping; the guest
                                 is 10.0.2.15); netperf=SIZE adds the benchmark's client, which
-                                streams SIZE bytes and a CRC-32 trailer to 10.0.2.15:5001
+                                streams SIZE bytes and a CRC-32 trailer to 10.0.2.15:5001;
+                                emulated (xen, afterburned guest): the guest's driver runs
+                                against the in-place VMM's DP83820 model on the wire instead
+                                of the real NIC passed through
   --vm 'FILE[ CMDLINE]'         another VM on the same hypervisor (repeatable; xen or l4): an
                                 afterburned kernel with its command line, built before the
                                 guest, through its own in-place VMM; its console lines go to
