@@ -38,9 +38,9 @@ export function createGuest(config: GuestConfig): Guest | string {
   if (refusal !== undefined) return refusal;
   if (
     config.nic?.emulated === true &&
-    (platform.name !== 'xen' || paraVirtualizedFor(config.kernel) !== undefined)
+    (platform.name === 'none' || paraVirtualizedFor(config.kernel) !== undefined)
   )
-    return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen and an afterburned kernel (l4 does not have it yet)";
+    return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen or l4 and an afterburned kernel";
   if (config.driverVm !== undefined) {
     if (platform.name !== 'xen' || paraVirtualizedFor(config.kernel) !== undefined)
       return 'a driver VM serves an afterburned guest on --hypervisor xen (l4 and the para-virtualized client are not there yet)';

@@ -65,7 +65,8 @@ export const l4Platform: Platform = {
         kernel,
         cmdline: config.cmdline ?? '',
         modules: config.modules ?? [],
-        passthroughNic: config.nic !== undefined,
+        passthroughNic: config.nic !== undefined && config.nic.emulated !== true,
+        emulatedNic: config.nic?.emulated === true,
         rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
       });
       if (typeof vm === 'string') return vm;

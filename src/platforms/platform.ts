@@ -45,7 +45,7 @@ export interface GuestConfig {
     faults?: FaultConfig;
     /**
      * Under a hypervisor with the in-place VMM: the VMM's DP83820 model on the wire instead of
-     * the real NIC passed through (src/vmm/devices/emulatedNic.ts; xen only, for now).
+     * the real NIC passed through (src/vmm/devices/emulatedNic.ts; xen and l4).
      */
     emulated?: boolean;
   };

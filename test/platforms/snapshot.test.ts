@@ -154,6 +154,7 @@ describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }
     ['xen', false],
     ['l4', false],
     ['xen', true],
+    ['l4', true],
   ] as const) {
     const nic = platform === 'none' ? 'the PC’s' : emulated ? "the VMM's model" : 'passed through';
     it(`on ${platform}, the NIC ${nic}`, () => {

@@ -38,7 +38,7 @@ options:
                                 far end is the host 10.0.2.2 (answers ARP and ping; the guest
                                 is 10.0.2.15); netperf=SIZE adds the benchmark's client, which
                                 streams SIZE bytes and a CRC-32 trailer to 10.0.2.15:5001;
-                                emulated (xen, afterburned guest): the guest's driver runs
+                                emulated (xen or l4, afterburned guest): the guest's driver runs
                                 against the in-place VMM's DP83820 model on the wire instead
                                 of the real NIC passed through
   --vm 'FILE[ CMDLINE]'         another VM on the same hypervisor (repeatable; xen or l4): an

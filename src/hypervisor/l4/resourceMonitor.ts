@@ -308,9 +308,12 @@ export class ResourceMonitor implements TsProgram {
     if (!ask(base, size)) return 'sigma0 refused the VM memory';
     const devices = config.devices ?? [];
     for (const d of devices)
-      for (const m of d.ioMemory ?? [])
+      for (const m of d.ioMemory ?? []) {
+        // A page of the region itself (an in-place VMM's emulated device) is the VM's already.
+        if (m.machine >= base && m.machine + m.length <= base + size) continue;
         if (!ask(m.machine - (m.machine % 4096), roundUp((m.machine % 4096) + m.length, 4096)))
           return `sigma0 refused ${d.name}'s registers`;
+      }
     this.nextRegion = roundUp(base + size, 0x400000);
 
     const vm = new Vm(

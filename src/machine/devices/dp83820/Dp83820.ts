@@ -513,11 +513,8 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     if (level && now < this.holdoffUntil) {
       level = false;
       if (this.holdoffTimer === undefined) {
-        this.holdoffTimer = this.cfg.clock.at(
-          this.holdoffUntil,
-          () => this.holdoffEnded(),
-          'dp83820.holdoff',
-        );
+        const t = this.at(this.holdoffUntil, () => this.holdoffEnded(), 'dp83820.holdoff');
+        if (t !== undefined) this.holdoffTimer = t;
       }
     }
     if (level && !this.lineLevel) this.counters.interrupts++;
@@ -728,18 +725,21 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     what: { kind: 'step' } | { kind: 'done'; isr: number; link: number },
     saved?: TimerState,
   ): void {
+    // The event is listed before it is scheduled: it may fire while being scheduled (`at`).
+    const event = { ...what, timer: undefined } as unknown as TxEvent;
+    this.txEvents.push(event);
     const fire = (): void => {
       const k = this.txEvents.indexOf(event);
       if (k >= 0) this.txEvents.splice(k, 1);
       if (what.kind === 'step') this.txStep();
       else this.txDone(what.isr, what.link);
     };
-    const t =
-      saved === undefined
-        ? this.cfg.clock.at(cycle, fire, 'dp83820.tx')
-        : this.cfg.clock.restoreAt(saved, fire, 'dp83820.tx');
-    const event: TxEvent = { ...what, timer: t };
-    this.txEvents.push(event);
+    if (saved !== undefined) {
+      event.timer = this.cfg.clock.restoreAt(saved, fire, 'dp83820.tx');
+      return;
+    }
+    const t = this.at(cycle, fire, 'dp83820.tx');
+    if (t !== undefined) event.timer = t;
   }
 
   private txIdle(): void {
@@ -770,11 +770,27 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     if (this.rxDma !== undefined || this.rxIdle || this.rxQueue.length === 0) return;
     const frame = this.rxQueue[0];
     const delay = DESCRIPTOR_CYCLES + Math.ceil(frame.length / DMA_BYTES_PER_CYCLE / 100);
-    this.rxDma = this.cfg.clock.at(
-      this.cfg.clock.now() + delay,
-      () => this.rxDmaDone(),
-      'dp83820.rx-dma',
+    const t = this.at(this.cfg.clock.now() + delay, () => this.rxDmaDone(), 'dp83820.rx-dma');
+    if (t !== undefined) this.rxDma = t;
+  }
+
+  /**
+   * `clock.at` for a clock whose host may fire an event while it is being scheduled (the
+   * in-place VMM's virtual devices' clock on l4, whose timer is a thread that may run at once):
+   * the timer, or undefined if the event has fired already (its work is done, and what it
+   * scheduled in turn stands).
+   */
+  private at(cycle: number, fire: () => void, owner: string): Timer | undefined {
+    let fired = false;
+    const t = this.cfg.clock.at(
+      cycle,
+      () => {
+        fired = true;
+        fire();
+      },
+      owner,
     );
+    return fired ? undefined : t;
   }
 
   private rxDmaDone(): void {

@@ -51,6 +51,7 @@ import {
   type Check,
 } from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
+import type { CounterTree } from '../../../machine/counters.ts';
 import type { EntryTable } from '../../../x86/entries.ts';
 import { CS } from '../../../x86/segment.ts';
 import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
@@ -103,7 +104,7 @@ interface KernelTrap {
 /** The l4 backend in a snapshot (the VM's memory is the machine's, the threads the kernel's). */
 export interface L4BackendState {
   kind: 'l4';
-  version: 1;
+  version: 2;
   mainState: 'kernel' | 'user' | 'idle';
   kernelStack: number;
   timerCycles: number | null;
@@ -116,10 +117,12 @@ export interface L4BackendState {
   console: number[];
   paging: { cr3: number; paging: boolean; mirror: number; mappedOut: number[] };
   counters: L4BackendCounters;
+  /** The emulated NIC's DMA (zero without the model). */
+  emulatedDma: { dmaTranslated: number; dmaRefused: number };
 }
 
 const counts: Check = (v, path) => shape<object>({})(v, path);
-const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 1, {
+const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 2, {
   kind: oneOf('l4'),
   mainState: oneOf('kernel', 'user', 'idle'),
   kernelStack: num,
@@ -151,6 +154,10 @@ const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 1, {
     mappedOut: arrayOf(num),
   }),
   counters: counts,
+  emulatedDma: shape<{ dmaTranslated: number; dmaRefused: number }>({
+    dmaTranslated: num,
+    dmaRefused: num,
+  }),
 });
 
 /** A message the kernel thread received, taken from its UTCB. */
@@ -172,7 +179,7 @@ export interface L4BackendConfig {
    * The passed-through NIC's register page: its machine frame, and where the resource monitor
    * shows it in the VM's guest-physical space (its alias is DEVICE_ALIAS, in the window).
    */
-  device?: { machineFrame: number; gpa: number };
+  device?: { machineFrame: number; gpa: number; emulated?: boolean };
 }
 
 export class L4Backend implements VmmBackend {
@@ -215,7 +222,11 @@ export class L4Backend implements VmmBackend {
   syncDepth = 0;
   /** The monitor's handler is running. */
   monitorRunning = false;
-  private readonly device: { machineFrame: number; gpa: number } | undefined;
+  private readonly device: { machineFrame: number; gpa: number; emulated?: boolean } | undefined;
+  /** The emulated NIC's register page (machine address), if the VM has the VMM's model. */
+  emulatedRegisterPage: number | undefined;
+  /** The emulated NIC's DMA into the VM, done and refused. */
+  readonly emulatedDma = { dmaTranslated: 0, dmaRefused: 0 };
 
   constructor(config: L4BackendConfig) {
     this.k = config.k;
@@ -272,13 +283,21 @@ export class L4Backend implements VmmBackend {
     const device = this.device;
     if (device === undefined || this.vmm === undefined) return undefined;
     // GUEST-CONTROLLED: a frame beyond RAM is device memory only in a BAR the guest placed.
+    if (device.emulated === true)
+      return frame === this.vmm.platform.emulatedMemoryFrame()
+        ? (this.mapAt + device.gpa) >>> 0
+        : undefined;
     for (const f of this.vmm.platform.passthrough)
       if (f.machineFrame(frame) === device.machineFrame) return (this.mapAt + device.gpa) >>> 0;
     return undefined;
   }
 
-  stats(): { l4: L4BackendCounters } {
-    return { l4: structuredClone(this.counters) };
+  stats(): CounterTree {
+    // The emulated NIC's DMA, with the model only (a run without it shows what it always did).
+    return {
+      l4: structuredClone(this.counters) as unknown as CounterTree,
+      ...(this.emulatedRegisterPage === undefined ? {} : { emulatedNic: { ...this.emulatedDma } }),
+    };
   }
 
   // ---- start of day ------------------------------------------------------------------------
@@ -701,7 +720,7 @@ export class L4Backend implements VmmBackend {
     });
     return {
       kind: 'l4',
-      version: 1,
+      version: 2,
       mainState: this.mainState,
       kernelStack: this.kernelStack,
       timerCycles: this.timerCycles ?? null,
@@ -719,6 +738,7 @@ export class L4Backend implements VmmBackend {
         mappedOut: mapped,
       },
       counters: structuredClone(this.counters),
+      emulatedDma: { ...this.emulatedDma },
     };
   }
 
@@ -743,5 +763,6 @@ export class L4Backend implements VmmBackend {
     const c = structuredClone(s.counters);
     Object.assign(this.paging.counters, c.paging);
     Object.assign(this.counters, { ...c, paging: this.paging.counters });
+    Object.assign(this.emulatedDma, s.emulatedDma);
   }
 }

@@ -8,6 +8,8 @@
 import type { BootModule } from '../../../loader/multiboot.ts';
 import type { L4Kernel } from '../../../hypervisor/l4/L4.ts';
 import type { Vm, VmDevice } from '../../../hypervisor/l4/resourceMonitor.ts';
+import type { DmaMemory } from '../../../machine/device.ts';
+import { addEmulatedNic } from '../../devices/emulatedNic.ts';
 import { PassthroughPci } from '../../devices/passthrough.ts';
 import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
 import { InPlaceVmm } from '../../Vmm.ts';
@@ -21,6 +23,11 @@ export interface L4VmConfig {
   modules: BootModule[];
   /** Give the VM the machine's DP83820 (PCI 00:03.0; the machine must have a network). */
   passthroughNic?: boolean;
+  /**
+   * Give the VM the VMM's DP83820 model instead (devices/emulatedNic.ts), on the machine's wire
+   * (the machine must have a network): its registers a page at the end of the VM's region.
+   */
+  emulatedNic?: boolean;
   rtcStartSeconds: number;
   /** The VM's memory in MB (default: all the machine's memory left, up to what the alias holds). */
   memoryMb?: number;
@@ -39,6 +46,60 @@ const NIC_SLOT = 3;
 /** The most guest memory the alias holds (the kernel's one-to-one map, see startL4Vm). */
 const ALIAS_MAX = 0x30000000;
 
+/**
+ * The VMM's DP83820 model in the VM, on the machine's wire: its DMA confined to the VM's RAM and
+ * charged as the VMM's copying; or a message.
+ */
+function emulateNicOnL4(
+  k: L4Kernel,
+  vm: Vm,
+  backend: L4Backend,
+  vmm: InPlaceVmm,
+  guestBytes: number,
+): string | undefined {
+  const machine = k.machine;
+  const link = machine.link!;
+  const ram = machine.ram;
+  const inside = (gpa: number, n: number): boolean => gpa >= 0 && gpa + n <= guestBytes;
+  const dma: DmaMemory = {
+    read: (gpa, into) => {
+      if (!inside(gpa, into.length)) return counted(false);
+      into.set(ram.subarray(vm.base + gpa, vm.base + gpa + into.length));
+      return counted(true);
+    },
+    write: (gpa, from) => {
+      if (!inside(gpa, from.length)) return counted(false);
+      ram.set(from, vm.base + gpa);
+      machine.cpu.invalidateCode(vm.base + gpa, from.length);
+      return counted(true);
+    },
+  };
+  const counted = (ok: boolean): boolean => {
+    if (ok) backend.emulatedDma.dmaTranslated++;
+    else backend.emulatedDma.dmaRefused++;
+    return ok;
+  };
+  const platform = vmm.platform;
+  const hz = machine.costModel.hz;
+  const model = addEmulatedNic({
+    platform,
+    dma,
+    mac: machine.nic!.mac,
+    port: {
+      send: (frame) => {
+        const free = link.send(0, frame);
+        if (free === undefined) return undefined;
+        // The wire's time (machine cycles) on the virtual devices' clock (ns).
+        return platform.clock.now() + Math.ceil(((free - machine.clock.now()) * 1e9) / hz);
+      },
+    },
+    charge: (cycles) => machine.cpu.charge(cycles),
+  });
+  if (typeof model === 'string') return model;
+  link.attach(0, model);
+  return undefined;
+}
+
 /** Builds the VM with its VMM and starts the kernel thread at the kernel's entry; or a message. */
 export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   const machine = k.machine;
@@ -46,6 +107,11 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   const nic = config.passthroughNic === true ? machine.nic : undefined;
   if (config.passthroughNic === true && nic === undefined)
     return 'NIC pass-through needs a machine with a network';
+  const emulated = config.emulatedNic === true;
+  if (emulated && config.passthroughNic === true)
+    return 'a NIC is either passed through or emulated, not both';
+  if (emulated && (machine.nic === undefined || machine.link === undefined))
+    return 'an emulated NIC needs a machine with a network';
   if (mapAt === 0 || mapAt >= WINDOW_BASE)
     return `${config.kernel.name}: the l4 backend needs a kernel linked above its load address (its one-to-one map of RAM is the VMM's alias) for the l4 backend's alias`;
   // The VM's region starts at the first 4 MB boundary above the kernel's memory, or above the
@@ -58,7 +124,8 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   if (config.memoryMb !== undefined && config.memoryMb * 2 ** 20 > most)
     return `not enough machine memory left for a VM of ${config.memoryMb} MB (${Math.max(0, most >> 20)} MB free)`;
   const vmBytes = config.memoryMb === undefined ? most : config.memoryMb * 2 ** 20;
-  const guestBytes = vmBytes - VMM_PAGES * 4096;
+  // The emulated NIC's register page: the region's last page, after the VMM's.
+  const guestBytes = vmBytes - VMM_PAGES * 4096 - (emulated ? 4096 : 0);
   if (guestBytes < 16 << 20) return `VM memory must be at least 16 MB (got ${guestBytes >> 20} MB)`;
   // The NIC's register page as guest-physical beyond the VM's memory (the resource monitor's
   // device window), so that its alias is DEVICE_ALIAS.
@@ -74,6 +141,12 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
       dma: machine.dma,
     });
   }
+  const registerPage = regionStart + guestBytes + VMM_PAGES * 4096;
+  if (emulated)
+    devices.push({
+      name: 'dp83820 (emulated)',
+      ioMemory: [{ machine: registerPage, length: 4096, guestPhysical: deviceGpa }],
+    });
   const vm = k.resourceMonitor.createVm({
     name: `vm${k.resourceMonitor.vms.length}`,
     memoryBytes: vmBytes,
@@ -86,7 +159,11 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     vm,
     guestBytes,
     mapAt,
-    device: nic === undefined ? undefined : { machineFrame: NIC_MMIO >>> 12, gpa: deviceGpa },
+    device: emulated
+      ? { machineFrame: registerPage >>> 12, gpa: deviceGpa, emulated: true }
+      : nic === undefined
+        ? undefined
+        : { machineFrame: NIC_MMIO >>> 12, gpa: deviceGpa },
   });
   const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
   if (typeof loaded === 'string') return loaded;
@@ -116,6 +193,11 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     const irq = nic.configRead(0x3c, 1);
     const taken = vmm.platform.addPassthrough(NIC_SLOT, f, irq);
     if (taken !== undefined) return taken;
+  }
+  if (emulated) {
+    const e = emulateNicOnL4(k, vm, backend, vmm, guestBytes);
+    if (e !== undefined) return e;
+    backend.emulatedRegisterPage = registerPage;
   }
   const started = backend.start(vmm, entries, loaded);
   if (started !== undefined) return `${config.kernel.name}: ${started}`;
