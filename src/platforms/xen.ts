@@ -66,7 +66,12 @@ export const xenPlatform: Platform = {
       paths: ['scheduler.busyCycles'],
       show: 'by-kind',
     },
-    { title: 'hypercalls', source: 'hypervisor', paths: ['hypercalls'], show: 'by-kind' },
+    {
+      title: 'hypercalls by domain',
+      source: 'hypervisor',
+      paths: ['scheduler.hypercalls'],
+      show: 'by-kind',
+    },
     {
       title: 'grant maps / unmaps / copies',
       source: 'hypervisor',

@@ -400,6 +400,7 @@ export class XenHypervisor implements Hypervisor {
     const nr = cpu.eax;
     const name = HYPERCALL_NAMES.get(nr) ?? 'unknown';
     this.counters.hypercalls[name] = (this.counters.hypercalls[name] ?? 0) + 1;
+    dom.hypercalls++;
     const result = dispatchHypercall(this, dom, nr, [cpu.ebx, cpu.ecx, cpu.edx, cpu.esi, cpu.edi]);
     if (result < 0) this.counters.hypercallErrors++;
     // The hypercall may have ended the domain; the registers no longer matter then.

@@ -83,6 +83,7 @@ export const DOMAIN_SAVED: Check = shape<DomainSaved>({
   grants: num,
   context: nullable(VCPU_CONTEXT),
   busyCycles: num,
+  hypercalls: num,
   grantTable: GRANT_TABLE_STATE,
 });
 
@@ -114,6 +115,8 @@ export interface DomainSaved {
   /** Its virtual CPU while another domain runs (scheduler.ts); null for the running one. */
   context: VcpuContext | null;
   busyCycles: number;
+  /** Hypercalls it made (its kernel's or its in-place VMM's), counted from power-on. */
+  hypercalls: number;
   grantTable: GrantTableState;
 }
 
@@ -166,6 +169,8 @@ export class Domain implements FrameOwner {
    * power-on), so that the domains' figures add up to the machine's busy cycles.
    */
   busyCycles = 0;
+  /** Hypercalls it made (the scheduler's statistics show them by domain). */
+  hypercalls = 0;
   /**
    * Where its console output goes (console_io, its console ring); undefined: the hypervisor's
    * console. Configuration, set again when a snapshot is restored.
@@ -241,6 +246,7 @@ export class Domain implements FrameOwner {
       grants: this.grants.length,
       context: this.context === undefined ? null : structuredClone(this.context),
       busyCycles: this.busyCycles,
+      hypercalls: this.hypercalls,
       grantTable: this.grantTable.save(),
     };
   }
@@ -287,6 +293,7 @@ export class Domain implements FrameOwner {
     this.timer = s.timer === null ? undefined : timer(s.timer);
     this.context = s.context === null ? undefined : structuredClone(s.context);
     this.busyCycles = s.busyCycles;
+    this.hypercalls = s.hypercalls;
     this.grantTable.restore(s.grantTable, `${path}.grantTable`);
   }
 }

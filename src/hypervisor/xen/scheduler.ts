@@ -273,20 +273,22 @@ export class XenScheduler {
   }
 
   /**
-   * With several domains: the switches and each domain's busy cycles so far (the running one's
-   * up to now), so a run can say how the one CPU was shared.
+   * With several domains: the switches, and each domain's busy cycles so far (the running one's
+   * up to now) and hypercalls, so a run can say how the one CPU was shared.
    */
   stats(): CounterTree | undefined {
     const xen = this.xen;
     if (xen.domains.length < 2) return undefined;
     const cpu = this.cpu;
     const busy: CounterTree = {};
+    const hypercalls: CounterTree = {};
     for (const d of xen.domains) {
       const running =
         d === xen.current ? cpu.cycles - this.since.cycle - (cpu.idleCycles - this.since.idle) : 0;
       busy[`dom${d.id}`] = d.busyCycles + running;
+      hypercalls[`dom${d.id}`] = d.hypercalls;
     }
-    return { switches: this.switches, busyCycles: busy };
+    return { switches: this.switches, busyCycles: busy, hypercalls };
   }
 }
 

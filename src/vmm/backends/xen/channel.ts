@@ -19,6 +19,7 @@ export class HypercallChannel {
     const xen = this.mem.xen;
     const name = HYPERCALL_NAMES.get(nr) ?? 'unknown';
     xen.counters.hypercalls[name] = (xen.counters.hypercalls[name] ?? 0) + 1;
+    this.mem.dom.hypercalls++;
     this.cpu.charge(this.cpu.costs.gatePrivilege);
     xen.updateTime(this.mem.dom);
     const a = [0, 0, 0, 0, 0].map((_, k) => (args[k] ?? 0) >>> 0);
