@@ -13,6 +13,8 @@ import { before, describe, it } from 'node:test';
 import { runNetperf, type NetperfRun } from '../../src/bench/netperf/run.ts';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
+import { TcpSender } from '../../src/net/TcpSender.ts';
+import type { XenBackend } from '../../src/vmm/backends/xen/XenBackend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 
 const skip = buildSkipReason();
@@ -107,6 +109,57 @@ describe('driver reuse on xen', { skip }, () => {
     // The client's one active grant: its ring page, mapped by the driver VM.
     assert.equal(client.grantTable.active.size, 1);
     assert.equal(driver.grantTable.maps.filter((m) => m !== undefined).length, 1);
+  });
+
+  it("a client's bad requests are errors for the client, not the driver VM", () => {
+    // A client VMM that gets some grants wrong (every 7th TX buffer not granted): the driver VM
+    // cannot map those, answers them with an error, and goes on; the client's driver sees a
+    // transmit error for them, TCP recovers, and the transfer arrives intact.
+    const kernel = readFileSync(kernelPath('afterburned'));
+    let out = '';
+    const g = createGuest({
+      platform: 'xen',
+      kernel,
+      kernelName: 'guest.elf',
+      cmdline: 'init=netserver',
+      nic: {},
+      console: (b) => (out += String.fromCharCode(b)),
+      driverVm: { kernel, kernelName: 'driver.elf', cmdline: 'init=sh' },
+    });
+    assert.ok(typeof g !== 'string', String(g));
+    const front = (g.vmm!.backend as XenBackend).netFront!;
+    const real = front as unknown as { grant(ref: number, mfn: number, ro: boolean): void };
+    const grant = real.grant.bind(front);
+    let txGrants = 0;
+    real.grant = (ref, mfn, ro) => {
+      if (ro && ++txGrants % 7 === 0) return; // the entry stays empty: no access granted
+      grant(ref, mfn, ro);
+    };
+    const m = g.machine;
+    const sender = new TcpSender({
+      clock: m.clock,
+      transmit: (frame) => m.link!.send(1, frame),
+      payloadBytes: 256 << 10,
+      seed: 5,
+    });
+    m.link!.attach(1, {
+      receive(frame) {
+        sender.start();
+        sender.receive(frame);
+      },
+    });
+    const end = m.run(2_800_000_000 * 20);
+    assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+    assert.match(out, /netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    const stats = g.stats();
+    const driver = stats.vms![0].vmm as Record<string, Record<string, Record<string, number>>>;
+    const dropped = driver.netBack['0'].dropped;
+    assert.ok(dropped > 0 && dropped === Math.floor(txGrants / 7), `${dropped} of ${txGrants}`);
+    const xen = g.hypervisor as XenHypervisor;
+    assert.ok(xen.grantCounters.errors >= dropped);
+    assert.deepEqual(xen.frames.audit(xen.domains), []);
+    // The driver VM did not crash: it is still there, serving.
+    assert.ok(xen.domains[0].alive);
   });
 
   it('says why it cannot serve a configuration', () => {
