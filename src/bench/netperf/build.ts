@@ -3,8 +3,9 @@
  * (found from the module's own path, so the command works from any directory).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import type { NetperfRunOptions } from './run.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
 
@@ -109,6 +110,23 @@ export const DRIVER_VM = {
   kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
   cmdline: 'init=sh',
 };
+
+/** What a row's NIC path adds to its runs (run.ts options): the driver VM, for a reuse row. */
+export function nicPathOptions(c: ConfigEntry): {
+  nicPath?: 'emulated' | 'driver-vm';
+  driverKernel?: NetperfRunOptions['driverKernel'];
+} {
+  if (c.nicPath === undefined) return {};
+  if (c.nicPath === 'emulated') return { nicPath: 'emulated' };
+  return {
+    nicPath: 'driver-vm',
+    driverKernel: {
+      kernel: readFileSync(DRIVER_VM.kernel),
+      kernelName: guestKernelName(DRIVER_VM.kernel),
+      cmdline: DRIVER_VM.cmdline,
+    },
+  };
+}
 
 function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).status === 0;

@@ -6,9 +6,9 @@ import {
   buildLinuxGuest,
   CONFIGS,
   DEFAULT_CONFIGS,
-  DRIVER_VM,
   guestKernelName,
   LINUX_GUEST,
+  nicPathOptions,
   type NetperfConfig,
 } from '../../bench/netperf/build.ts';
 import type { BootModule } from '../../loader/multiboot.ts';
@@ -342,16 +342,7 @@ export const bench: Command = {
           hypervisor: c.hypervisor,
           cmdline,
           modules,
-          ...('nicPath' in c && c.nicPath === 'driver-vm'
-            ? {
-                nicPath: c.nicPath,
-                driverKernel: {
-                  kernel: readFileSync(DRIVER_VM.kernel),
-                  kernelName: guestKernelName(DRIVER_VM.kernel),
-                  cmdline: DRIVER_VM.cmdline,
-                },
-              }
-            : {}),
+          ...nicPathOptions(c),
         };
         runs.push({ row, title, header, config, job });
       }

@@ -4,7 +4,7 @@ import type { Command } from '../command.ts';
 import { describeEnd } from '../../machine/Machine.ts';
 import { createGuest } from '../../platforms/createGuest.ts';
 import { verifyAnnotations } from '../../afterburner/verify.ts';
-import { buildGuest, CONFIGS, guestKernelName } from '../../bench/netperf/build.ts';
+import { buildGuest, CONFIGS, guestKernelName, nicPathOptions } from '../../bench/netperf/build.ts';
 import {
   formatSize,
   markdownTables,
@@ -24,7 +24,9 @@ the Xen-style hypervisor and on the L4-style microkernel through the in-place VM
 on its own hypervisor, and prints a table (self-test result, simulated time, busy and idle
 cycles, instructions, port I/O, host speed); then runs the netperf receive benchmark on the six
 (previrt bench netperf, the seed's table: native, NOPs, L4Ka::Linux, L4Ka in-place VMM,
-XenoLinux, Xen in-place VMM), with the pre- vs para-virtualized comparison on each hypervisor.
+XenoLinux, Xen in-place VMM), with the pre- vs para-virtualized comparison on each hypervisor,
+and on the seed's second table so far: the afterburned guest on xen through a driver VM (the
+same binary with the NIC), its unmodified driver against the VMM's DP83820 model.
 
   --quiet        no guest console output, only progress lines and the tables
   --bytes SIZE   netperf payload per configuration (default 16M; 0 skips the benchmark)
@@ -192,6 +194,7 @@ export const demo: Command = {
           payloadBytes: bytes,
           seed: 1,
           hypervisor: c.hypervisor,
+          ...nicPathOptions(c),
           onConsoleLine: quiet ? undefined : (l) => console.log(`  [${c.label}] ${l}`),
         });
         netRows.push({
