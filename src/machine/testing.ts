@@ -2,6 +2,7 @@
  * Helpers for the machine's unit tests: a clock whose time the test moves on, and the
  * save → JSON → restore round trip a snapshot takes.
  */
+import type { DmaMemory } from './device.ts';
 import { SimClock } from './clock.ts';
 
 export interface TestClock {
@@ -39,4 +40,20 @@ export function cloneClock(from: TestClock): TestClock & { audit: () => string |
   const twin = testClock(from.clock.hz, from.now());
   twin.clock.restore(saved);
   return { ...twin, audit: () => twin.clock.unrestored(saved) };
+}
+
+/** Bus-master access to a test's own memory: a transfer outside it fails, as off the end of RAM. */
+export function ramDma(ram: Uint8Array): DmaMemory {
+  return {
+    read: (p, into) => {
+      if (p < 0 || p + into.length > ram.length) return false;
+      into.set(ram.subarray(p, p + into.length));
+      return true;
+    },
+    write: (p, from) => {
+      if (p < 0 || p + from.length > ram.length) return false;
+      ram.set(from, p);
+      return true;
+    },
+  };
 }

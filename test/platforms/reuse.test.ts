@@ -13,9 +13,9 @@ import { before, describe, it } from 'node:test';
 import { runNetperf, type NetperfRun } from '../../src/bench/netperf/run.ts';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
-import { TcpSender } from '../../src/net/TcpSender.ts';
 import type { XenBackend } from '../../src/vmm/backends/xen/XenBackend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { attachSender } from './client.ts';
 
 const skip = buildSkipReason();
 
@@ -136,18 +136,7 @@ describe('driver reuse on xen', { skip }, () => {
       grant(ref, mfn, ro);
     };
     const m = g.machine;
-    const sender = new TcpSender({
-      clock: m.clock,
-      transmit: (frame) => m.link!.send(1, frame),
-      payloadBytes: 256 << 10,
-      seed: 5,
-    });
-    m.link!.attach(1, {
-      receive(frame) {
-        sender.start();
-        sender.receive(frame);
-      },
-    });
+    attachSender(g, 256 << 10, 5);
     const end = m.run(2_800_000_000 * 20);
     assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
     assert.match(out, /netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);

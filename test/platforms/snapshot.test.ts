@@ -9,13 +9,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { TcpSender } from '../../src/net/TcpSender.ts';
+import type { TcpSender } from '../../src/net/TcpSender.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { Guest } from '../../src/platforms/platform.ts';
 import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot, type Codec } from '../../src/snapshot/file.ts';
 import { join } from 'node:path';
 import { BUILD, buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { attachSender } from './client.ts';
 
 const codec: Codec = {
   name: 'deflate-raw',
@@ -128,24 +129,6 @@ function netperfGuest(
   });
   assert.ok(typeof guest !== 'string', String(guest));
   return { guest, sender: attachSender(guest) };
-}
-
-/** The client on the guest's link: it starts when the guest's NIC first sends. */
-function attachSender(guest: Guest): () => TcpSender {
-  const m = guest.machine;
-  const sender = new TcpSender({
-    clock: m.clock,
-    transmit: (frame) => m.link!.send(1, frame),
-    payloadBytes: 1 << 20,
-    seed: 9,
-  });
-  m.link!.attach(1, {
-    receive(frame) {
-      sender.start();
-      sender.receive(frame);
-    },
-  });
-  return () => sender;
 }
 
 describe('whole-guest snapshots: a netperf transfer continues exactly', { skip }, () => {

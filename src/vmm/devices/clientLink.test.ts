@@ -4,7 +4,8 @@
 // module that writes nonsense gets (GUEST-CONTROLLED: counted as bad entries, never a throw).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DmaMemory, MmioDevice } from '../../machine/device.ts';
+import type { MmioDevice } from '../../machine/device.ts';
+import { ramDma } from '../../machine/testing.ts';
 import { ClientLink, LINK_DEVICE, LINK_VENDOR, type LinkClient } from './clientLink.ts';
 
 const SEND = 0x1000;
@@ -19,18 +20,7 @@ function setup(): {
 } {
   const ram = new Uint8Array(0x4000);
   const mem = new DataView(ram.buffer);
-  const dma: DmaMemory = {
-    read: (a, into) => {
-      if (a < 0 || a + into.length > ram.length) return false;
-      into.set(ram.subarray(a, a + into.length));
-      return true;
-    },
-    write: (a, from) => {
-      if (a < 0 || a + from.length > ram.length) return false;
-      ram.set(from, a);
-      return true;
-    },
-  };
+  const dma = ramDma(ram);
   const clients = [0, 1].map((k) => ({ got: [] as [number, number][], sent: [] as number[], k }));
   const linkClients: LinkClient[] = clients.map((c) => ({
     mac: Uint8Array.of(2, 0, 0, 0, 0, c.k + 1),

@@ -41,6 +41,7 @@ import {
   num,
   shape,
 } from '../../machine/state.ts';
+import { configSpaceRead, forEachConfigByte } from '../../machine/devices/pci/configSpace.ts';
 
 export const LINK_VENDOR = 0x7072;
 export const LINK_DEVICE = 0x0001;
@@ -175,21 +176,16 @@ export class ClientLink implements PciFunction, MmioDevice {
   // ---- PCI configuration space ------------------------------------------------------------
 
   configRead(offset: number, size: AccessSize): number {
-    const v = new DataView(this.config.buffer);
-    if (size === 4) return v.getUint32(offset & 0xfc, true);
-    if (size === 2) return v.getUint16(offset & 0xfe, true);
-    return this.config[offset & 0xff];
+    return configSpaceRead(this.config, offset, size);
   }
 
   configWrite(offset: number, size: AccessSize, value: number): void {
     const v = new DataView(this.config.buffer);
-    for (let k = 0; k < size; k++) {
-      const o = (offset + k) & 0xff;
-      const byte = (value >>> (8 * k)) & 0xff;
+    forEachConfigByte(offset, size, value, (o, byte) => {
       if (o === 0x04)
         this.config[o] = byte & 0x06; // memory, bus master
       else if ((o >= 0x10 && o < 0x14) || o === 0x3c) this.config[o] = byte;
-    }
+    });
     v.setUint32(0x10, (v.getUint32(0x10, true) & 0xfffff000) >>> 0, true);
     this.placeBar();
   }

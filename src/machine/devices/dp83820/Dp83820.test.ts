@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SimClock } from '../../clock.ts';
-import type { DmaMemory, MmioDevice, PortDevice } from '../../device.ts';
+import type { MmioDevice, PortDevice } from '../../device.ts';
 import { fcsValid, withFcs } from '../../ethernet/frame.ts';
 import { EthernetLink } from '../../ethernet/link.ts';
-import { cloneClock, testClock, throughJson, type TestClock } from '../../testing.ts';
+import { cloneClock, ramDma, testClock, throughJson, type TestClock } from '../../testing.ts';
 import { EXTSTS, rxChecksumStatus } from './checksumOffload.ts';
 import { ipFrame } from './testFrames.ts';
 import { Dp83820 } from './Dp83820.ts';
@@ -16,18 +16,7 @@ const HZ = 2_800_000_000;
 function rig(t: TestClock = testClock(HZ)) {
   const clock = t.clock;
   const ram = new Uint8Array(1 << 20);
-  const dma: DmaMemory = {
-    read: (p, into) => {
-      if (p + into.length > ram.length) return false;
-      into.set(ram.subarray(p, p + into.length));
-      return true;
-    },
-    write: (p, from) => {
-      if (p + from.length > ram.length) return false;
-      ram.set(from, p);
-      return true;
-    },
-  };
+  const dma = ramDma(ram);
   let irq = false;
   /** The line's changes, with their cycles. */
   const edges: string[] = [];

@@ -41,6 +41,7 @@ import {
 import { insertTxChecksums, rxChecksumStatus, VRCR_IPEN, VTCR } from './checksumOffload.ts';
 import { Eeprom93c46, type EepromState } from './Eeprom93c46.ts';
 import { CFG, CFG_READ_ONLY, CMDSTS, CR, ISR, MEAR, PTSCR, REG, RFCR, TBI } from './registers.ts';
+import { configSpaceRead, forEachConfigByte } from '../pci/configSpace.ts';
 
 export interface Dp83820Config {
   clock: Clock;
@@ -287,23 +288,18 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   // ---- PCI configuration space ------------------------------------------------------------
 
   configRead(offset: number, size: AccessSize): number {
-    const v = new DataView(this.config.buffer);
-    if (size === 4) return v.getUint32(offset & 0xfc, true);
-    if (size === 2) return v.getUint16(offset & 0xfe, true);
-    return this.config[offset & 0xff];
+    return configSpaceRead(this.config, offset, size);
   }
 
   configWrite(offset: number, size: AccessSize, value: number): void {
     const v = new DataView(this.config.buffer);
-    for (let k = 0; k < size; k++) {
-      const o = (offset + k) & 0xff;
-      const byte = (value >>> (8 * k)) & 0xff;
+    forEachConfigByte(offset, size, value, (o, byte) => {
       if (o === 0x04)
         this.config[o] = byte & 0x07; // I/O, memory, bus master
       else if (o === 0x05) this.config[o] = byte & 0x01;
       else if (o >= 0x10 && o < 0x18) this.config[o] = byte;
       else if (o === 0x0c || o === 0x0d || o === 0x3c) this.config[o] = byte;
-    }
+    });
     // BAR sizing: the writable bits are the address bits above the size (PCI 3.0, 6.2.5.1).
     v.setUint32(0x10, ((v.getUint32(0x10, true) & 0xffffff00) | 0x1) >>> 0, true);
     v.setUint32(0x14, (v.getUint32(0x14, true) & 0xfffff000) >>> 0, true);

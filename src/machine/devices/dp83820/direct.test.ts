@@ -6,8 +6,8 @@
 // completion writes the descriptor and raises the interrupt bits the driver waits for.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DmaMemory, MmioDevice } from '../../device.ts';
-import { testClock } from '../../testing.ts';
+import type { MmioDevice } from '../../device.ts';
+import { ramDma, testClock } from '../../testing.ts';
 import { Dp83820, type BufferPart } from './Dp83820.ts';
 import { CMDSTS, CR, ISR, REG } from './registers.ts';
 
@@ -16,18 +16,7 @@ const u = (v: number): number => v >>> 0;
 function rig() {
   const ram = new Uint8Array(1 << 16);
   const view = new DataView(ram.buffer);
-  const dma: DmaMemory = {
-    read: (p, into) => {
-      if (p + into.length > ram.length) return false;
-      into.set(ram.subarray(p, p + into.length));
-      return true;
-    },
-    write: (p, from) => {
-      if (p + from.length > ram.length) return false;
-      ram.set(from, p);
-      return true;
-    },
-  };
+  const dma = ramDma(ram);
   const handed: { parts: BufferPart[]; done: (ok: boolean) => void }[] = [];
   let kicks = 0;
   let mmio: MmioDevice | undefined;

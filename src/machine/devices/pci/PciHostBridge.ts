@@ -6,6 +6,7 @@
  */
 import type { AccessSize, PciFunction, PortDevice, Stateful } from '../../device.ts';
 import { checkState, num } from '../../state.ts';
+import { configSpaceRead } from './configSpace.ts';
 
 /**
  * The bridge's own state is CONFIG_ADDRESS; each function's configuration space is that
@@ -32,10 +33,7 @@ class HostBridgeFunction implements PciFunction {
     v.setUint8(0x0a, 0x00); // subclass: host bridge
   }
   configRead(offset: number, size: AccessSize): number {
-    const v = new DataView(this.config.buffer);
-    if (size === 4) return v.getUint32(offset & 0xfc, true);
-    if (size === 2) return v.getUint16(offset & 0xfe, true);
-    return this.config[offset & 0xff];
+    return configSpaceRead(this.config, offset, size);
   }
   configWrite(): void {}
 }

@@ -154,6 +154,27 @@ abstract class RingSide {
     this.c.hypercall(Hypercall.event_channel_op, [EvtchnOp.send, ARGS_PAGE]);
   }
 
+  /**
+   * map_grant_ref of `dom`'s entry `ref` at pseudo-physical page `page` (the grant window):
+   * the handle, or undefined if the hypervisor refused it.
+   */
+  protected mapGrant(page: number, ref: number, dom: number, flags: number): number | undefined {
+    const c = this.c;
+    c.argWrite(GnttabMap.host_addr, 4, page * 4096);
+    c.argWrite(GnttabMap.host_addr + 4, 4, 0);
+    c.argWrite(GnttabMap.flags, 4, flags);
+    c.argWrite(GnttabMap.ref, 4, ref);
+    c.argWrite(GnttabMap.dom, 2, dom);
+    if (this.grantOp(GnttabOp.map_grant_ref, 1) !== 0 || this.argStatus(GnttabMap.status) !== 0)
+      return undefined;
+    return c.argRead(GnttabMap.handle);
+  }
+
+  /** A signed 16-bit status field of the argument page. */
+  protected argStatus(at: number): number {
+    return ((this.c.argRead(at & ~3) >> ((at & 3) * 8)) << 16) >> 16;
+  }
+
   /** One grant_table_op of `count` operations already written at the argument page. */
   protected grantOp(cmd: number, count: number): number {
     this.counters.grantOps += count;
@@ -426,15 +447,15 @@ export class NetBack extends RingSide implements LinkClient {
     if (clientDom === undefined || ringRef === undefined || clientPort === undefined)
       return 'the client has not published its ring';
     if (this.ringHandle >= 0) return undefined;
+    const handle = this.mapGrant(
+      this.dom.p2m.length + WINDOW_RING,
+      ringRef,
+      clientDom,
+      GNTMAP.host_map,
+    );
+    if (handle === undefined) return "cannot map the client's ring";
+    this.ringHandle = handle;
     const c = this.c;
-    c.argWrite(GnttabMap.host_addr, 4, (this.dom.p2m.length + WINDOW_RING) * 4096);
-    c.argWrite(GnttabMap.host_addr + 4, 4, 0);
-    c.argWrite(GnttabMap.flags, 4, GNTMAP.host_map);
-    c.argWrite(GnttabMap.ref, 4, ringRef);
-    c.argWrite(GnttabMap.dom, 2, clientDom);
-    if (this.grantOp(GnttabOp.map_grant_ref, 1) !== 0 || this.argStatus(GnttabMap.status) !== 0)
-      return "cannot map the client's ring";
-    this.ringHandle = c.argRead(GnttabMap.handle);
     c.argWrite(0, 2, clientDom);
     c.argWrite(4, 4, clientPort);
     if (c.hypercall(Hypercall.event_channel_op, [EvtchnOp.bind_interdomain, ARGS_PAGE]) !== 0)
@@ -444,10 +465,6 @@ export class NetBack extends RingSide implements LinkClient {
     this.setRing32(BACKEND_STATE, CONNECTED);
     this.notifyPending = true;
     return undefined;
-  }
-
-  private argStatus(at: number): number {
-    return ((this.c.argRead(at & ~3) >> ((at & 3) * 8)) << 16) >> 16;
   }
 
   /** The client's event: its TX requests to the link, as far as the link has room. */
@@ -479,22 +496,21 @@ export class NetBack extends RingSide implements LinkClient {
         this.touch(SLOT);
         this.txCons = (this.txCons + 1) >>> 0;
         const page = this.dom.p2m.length + WINDOW_TX + slot;
-        const c = this.c;
-        c.argWrite(GnttabMap.host_addr, 4, page * 4096);
-        c.argWrite(GnttabMap.host_addr + 4, 4, 0);
-        c.argWrite(GnttabMap.flags, 4, GNTMAP.host_map | GNTMAP.device_map | GNTMAP.readonly);
-        c.argWrite(GnttabMap.ref, 4, ref);
-        c.argWrite(GnttabMap.dom, 2, clientDom);
         // GUEST-CONTROLLED (the client's ring): a bad reference or size fails this packet only.
-        if (
-          offset + size > 4096 ||
-          this.grantOp(GnttabOp.map_grant_ref, 1) !== 0 ||
-          this.argStatus(GnttabMap.status) !== 0
-        ) {
+        const handle =
+          offset + size > 4096
+            ? undefined
+            : this.mapGrant(
+                page,
+                ref,
+                clientDom,
+                GNTMAP.host_map | GNTMAP.device_map | GNTMAP.readonly,
+              );
+        if (handle === undefined) {
           ok = false;
           continue;
         }
-        this.txHandles[slot] = c.argRead(GnttabMap.handle);
+        this.txHandles[slot] = handle;
         parts.push({ address: page * 4096 + offset, length: size });
       }
       if (!ok || parts.length === 0 || parts.length > 2 || this.offerTo?.(parts, first) !== true) {
