@@ -42,8 +42,7 @@ export function createGuest(config: GuestConfig): Guest | string {
   )
     return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen or l4 and an afterburned kernel";
   if (config.driverVm !== undefined) {
-    if (platform.name !== 'xen' || paraVirtualizedFor(config.kernel) !== undefined)
-      return 'a driver VM serves an afterburned guest on --hypervisor xen (l4 and the para-virtualized client are not there yet)';
+    if (platform.name !== 'xen') return 'a driver VM needs --hypervisor xen (l4 is not there yet)';
     if (config.nic === undefined) return 'a driver VM needs a network (--nic dp83820)';
     const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
     if (refused !== undefined) return refused;

@@ -6,6 +6,7 @@
 import type { L4Kernel } from '../hypervisor/l4/L4.ts';
 import type { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
+import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
 import type { ExtraVm, GuestConfig } from './platform.ts';
@@ -109,4 +110,33 @@ export function startExtraL4Vms(
     vms.push({ name: spec.kernelName, vmm: vm.vmm });
   }
   return vms;
+}
+
+/**
+ * The configuration's driver VM (GuestConfig.driverVm), if it has one: the afterburned kernel in
+ * a domain of its own with the machine's DP83820 passed through and a client link serving the
+ * guest's connection (the record the guest's side fills in); or one line.
+ */
+export function startXenDriverVm(
+  xen: XenHypervisor,
+  config: GuestConfig,
+  driverKernel: AfterburnedKernel | undefined,
+): { connection: XenNetConnection | undefined; driverVms: ExtraVm[] } | string {
+  const machine = xen.machine;
+  const spec = config.driverVm;
+  if (driverKernel === undefined || spec === undefined || machine.nic === undefined)
+    return { connection: undefined, driverVms: [] };
+  const connection: XenNetConnection = { mac: clientMac(machine.nic.mac, 0) };
+  const driver = startXenVm(xen, {
+    kernel: driverKernel,
+    cmdline: spec.cmdline ?? '',
+    modules: spec.modules ?? [],
+    domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
+    passthroughNic: true,
+    serveClients: [connection],
+    rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+  });
+  if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
+  driver.domain.console = spec.console;
+  return { connection, driverVms: [{ name: spec.kernelName, vmm: driver.vmm }] };
 }

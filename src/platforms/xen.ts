@@ -13,16 +13,14 @@
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
-import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
 import {
-  clientMac,
-  EXTRA_VM_DEFAULT_MB,
   extraVmsMb,
   readDriverKernel,
   readExtraKernels,
   startExtraXenVms,
+  startXenDriverVm,
 } from './extraVms.ts';
-import type { ExtraVm, Platform } from './platform.ts';
+import type { Platform } from './platform.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 import { prepareXenPara } from './xenPara.ts';
 
@@ -123,11 +121,12 @@ export const xenPlatform: Platform = {
   prepare(config) {
     const extraKernels = readExtraKernels(config, 'xen');
     if (typeof extraKernels === 'string') return extraKernels;
-    if (paraVirtualizedFor(config.kernel) === 'xen') return prepareXenPara(config, extraKernels);
-    const kernel = readVmmKernel(config, 'xen');
-    if (typeof kernel === 'string') return kernel;
     const driverKernel = readDriverKernel(config, 'xen');
     if (typeof driverKernel === 'string') return driverKernel;
+    if (paraVirtualizedFor(config.kernel) === 'xen')
+      return prepareXenPara(config, extraKernels, driverKernel);
+    const kernel = readVmmKernel(config, 'xen');
+    if (typeof kernel === 'string') return kernel;
     return (machine) => {
       let xen: XenHypervisor;
       try {
@@ -137,27 +136,10 @@ export const xenPlatform: Platform = {
       }
       // The driver VM first: its client link names the guest's connection, which the guest's
       // VMM fills in at its start of day.
+      const driver = startXenDriverVm(xen, config, driverKernel);
+      if (typeof driver === 'string') return driver;
+      const { connection, driverVms } = driver;
       const rtcStartSeconds = config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000;
-      const connection: XenNetConnection | undefined =
-        driverKernel === undefined || machine.nic === undefined
-          ? undefined
-          : { mac: clientMac(machine.nic.mac, 0) };
-      const driverVms: ExtraVm[] = [];
-      if (driverKernel !== undefined && config.driverVm !== undefined) {
-        const spec = config.driverVm;
-        const driver = startXenVm(xen, {
-          kernel: driverKernel,
-          cmdline: spec.cmdline ?? '',
-          modules: spec.modules ?? [],
-          domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
-          passthroughNic: true,
-          serveClients: connection === undefined ? [] : [connection],
-          rtcStartSeconds,
-        });
-        if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
-        driver.domain.console = spec.console;
-        driverVms.push({ name: spec.kernelName, vmm: driver.vmm });
-      }
       const extra = startExtraXenVms(xen, config, extraKernels);
       if (typeof extra === 'string') return extra;
       const vms = [...driverVms, ...extra];

@@ -17,18 +17,22 @@ import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { LoadError, parseElf } from '../loader/elf.ts';
 import type { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
-import { extraVmsMb, startExtraXenVms } from './extraVms.ts';
+import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
+import { extraVmsMb, startExtraXenVms, startXenDriverVm } from './extraVms.ts';
 import type { BootedGuest, GuestConfig } from './platform.ts';
 import type { Machine } from '../machine/Machine.ts';
 
 /** Where the toolstack places the NIC's BARs (as for the in-place VMM's pass-through). */
 const NIC_MMIO = 0xe0000000;
 const NIC_IO = 0xc000;
+/** The custom network driver's ring: its grant reference (guest/arch/xen-para/netfront.c). */
+const NETFRONT_RING_REF = 1;
 
 /** The `xen` platform's prepare step for a kernel whose note says it is para-virtualized for xen. */
 export function prepareXenPara(
   config: GuestConfig,
   extraKernels: AfterburnedKernel[],
+  driverKernel?: AfterburnedKernel,
 ): ((machine: Machine) => BootedGuest | string) | string {
   const file = config.kernelName;
   const image = parseElf(config.kernel, file);
@@ -42,14 +46,21 @@ export function prepareXenPara(
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }
-    const vms = startExtraXenVms(xen, config, extraKernels);
-    if (typeof vms === 'string') return vms;
+    // The driver VM first, as for the afterburned kernel (xen.ts): its client link serves the
+    // connection, which this domain's custom network driver (netfront.c) makes.
+    const driver = startXenDriverVm(xen, config, driverKernel);
+    if (typeof driver === 'string') return driver;
+    const { connection, driverVms } = driver;
+    const extra = startExtraXenVms(xen, config, extraKernels);
+    if (typeof extra === 'string') return extra;
+    const vms = [...driverVms, ...extra];
     const built = buildDomain(xen, image, {
       memoryMb: (machine.ram.length >> 20) - 4 - extraVmsMb(config),
-      cmdline: config.cmdline ?? '',
+      cmdline: withNetfront(config.cmdline ?? '', connection),
     });
     if (typeof built === 'string') return `${file}: ${built}`;
     const { domain, layout } = built;
+    if (connection !== undefined) findNetfront(domain, connection);
     // The guest's physical memory, for tools, is its pseudo-physical frames in order; the
     // builder takes the free frames in order, so they are machine-contiguous.
     const first = domain.p2m[0];
@@ -62,7 +73,8 @@ export function prepareXenPara(
       SharedInfo.wc_sec,
       config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
     );
-    if (config.nic !== undefined && machine.nic !== undefined) grantNic(xen, domain, machine.nic);
+    if (config.nic !== undefined && machine.nic !== undefined && connection === undefined)
+      grantNic(xen, domain, machine.nic);
     enterDomain(xen, domain, image.entry, layout);
     if (vms.length > 0) xen.primary = domain;
     return {
@@ -71,6 +83,35 @@ export function prepareXenPara(
       input: (bytes) => xen.input(bytes),
       physicalMemory: () => ram,
     };
+  };
+}
+
+/**
+ * The command line with the custom network driver's option (netfront.c): the back end's domain
+ * and the domain's MAC address, which xenstore would hold in Xen.
+ */
+function withNetfront(cmdline: string, conn: XenNetConnection | undefined): string {
+  if (conn === undefined) return cmdline;
+  const mac = [...conn.mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  const option = `netfront=${conn.driverDom},${mac}`;
+  return cmdline === '' ? option : `${cmdline} ${option}`;
+}
+
+/**
+ * How the back end finds the front end's two keys without xenstore (netfront.c): the ring is
+ * grant reference 1, and the event channel is the domain's one unbound port for the back end's
+ * domain, once the kernel has made it.
+ */
+function findNetfront(domain: Domain, conn: XenNetConnection): void {
+  conn.clientDom = domain.id;
+  conn.find = () => {
+    const port = domain.channels.findIndex(
+      (c) => c.kind === 'unbound' && c.remote === conn.driverDom,
+    );
+    if (port <= 0) return false;
+    conn.ringRef = NETFRONT_RING_REF;
+    conn.clientPort = port;
+    return true;
   };
 }
 

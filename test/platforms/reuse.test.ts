@@ -19,11 +19,11 @@ import { attachSender } from './client.ts';
 
 const skip = buildSkipReason();
 
-function reuseRun(bytes: number, lines?: string[]): NetperfRun {
+function reuseRun(bytes: number, lines?: string[], client = kernelPath('afterburned')): NetperfRun {
   const kernel = readFileSync(kernelPath('afterburned'));
   return runNetperf({
     label: 'reuse',
-    kernel,
+    kernel: readFileSync(client),
     kernelName: 'guest.elf',
     payloadBytes: bytes,
     seed: 3,
@@ -157,12 +157,12 @@ describe('driver reuse on xen', { skip }, () => {
     const base = { kernel, kernelName: 'guest.elf', driverVm };
     assert.match(
       String(createGuest({ ...base, platform: 'l4', nic: {} })),
-      /driver VM serves .* xen/,
+      /driver VM needs --hypervisor xen/,
     );
     assert.match(String(createGuest({ ...base, platform: 'xen' })), /needs a network/);
     assert.match(
       String(createGuest({ ...base, platform: 'none', nic: {} })),
-      /driver VM serves .* xen/,
+      /driver VM needs --hypervisor xen/,
     );
     const cli = (args: string[]): { status: number | null; stderr: string } => {
       const r = spawnSync(process.execPath, ['bin/previrt.mjs', 'run', ...args], {
@@ -177,5 +177,88 @@ describe('driver reuse on xen', { skip }, () => {
     r = cli(['--hypervisor', 'xen', '--kernel', k, '--nic', 'dp83820', '--driver-vm', '/no/such']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /\/no\/such/);
+  });
+});
+
+// The custom driver (guest/arch/xen-para/netfront.c): the para-virtualized kernel's own front
+// end on the same ring page, served by the same back end in the driver VM's VMM.
+describe('driver reuse on xen, custom driver', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok && make('xen-para').ok);
+  });
+
+  it("carries a netperf transfer through the driver VM from the para-virtualized kernel's front end", () => {
+    const lines: string[] = [];
+    const r = reuseRun(1 << 20, lines, kernelPath('xen-para'));
+    assert.ok(r.ok, r.error);
+    const text = lines.join('\n');
+    assert.match(text, /boot: command line 'init=netserver netfront=0,00:0d:42:00:00:02'/);
+    assert.match(
+      text,
+      /^netfront: back end domain 0, ring ref 1, port \d+, MAC 00:0d:42:00:00:02$/m,
+    );
+    assert.match(text, /^netfront: back end in domain 0 connected$/m);
+    assert.match(text, /^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/m);
+    const v = r.counters.virtualization!;
+    assert.deepEqual(v.vmm, {}, 'the client has no VMM');
+    const rx = r.counters.nic.rxFrames;
+    const tx = r.counters.nic.txFrames;
+    const copies = count(v.hypervisor, 'grants.copies');
+    assert.ok(copies >= rx - 1 && copies <= rx, `copies ${copies}, NIC received ${rx}`);
+    const mapped = count(v.hypervisor, 'grants.maps');
+    assert.ok(mapped >= tx - 1 && mapped <= tx + 1, `maps ${mapped}, NIC sent ${tx}`);
+    const driver = (v.vms ?? {})['driver.elf'];
+    assert.equal(count(driver, 'netBack.0.dropped'), 0);
+    assert.equal(count(driver, 'clientLink.notDelivered'), 0);
+    // The front end's events are thresholded too: fewer than the frames it sent.
+    const events = count(v.hypervisor, 'interdomainEvents');
+    assert.ok(events > 0 && events < (rx + tx) / 2, `${events} events for ${rx + tx} frames`);
+    const busy =
+      count(v.hypervisor, 'scheduler.busyCycles.dom0') +
+      count(v.hypervisor, 'scheduler.busyCycles.dom1');
+    assert.equal(busy, r.busyCycles);
+  });
+
+  it('leaves only the ring in use after a run, and the frame table consistent', () => {
+    const g = createGuest({
+      platform: 'xen',
+      kernel: readFileSync(kernelPath('xen-para')),
+      kernelName: 'guest.elf',
+      cmdline: 'init=sleep -- 300',
+      nic: {},
+      driverVm: {
+        kernel: readFileSync(kernelPath('afterburned')),
+        kernelName: 'driver.elf',
+        cmdline: 'init=sh',
+      },
+    });
+    assert.ok(typeof g !== 'string', String(g));
+    const end = g.machine.run(2_800_000_000 * 2);
+    assert.equal(end.kind, 'exit', JSON.stringify(end));
+    const xen = g.hypervisor as XenHypervisor;
+    assert.deepEqual(xen.frames.audit(xen.domains), []);
+    const [driver, client] = xen.domains;
+    assert.equal(client.grantTable.active.size, 1);
+    assert.equal(driver.grantTable.maps.filter((m) => m !== undefined).length, 1);
+  });
+
+  it('says why in one line when its option is wrong, and the kernel goes on without a network', () => {
+    for (const [option, message] of [
+      ['netfront=zz', /^netfront: bad option 'netfront=zz' \(want DOMID,aa:bb:cc:dd:ee:ff\)$/m],
+      ['netfront=7,00:0d:42:00:00:09', /^netfront: no event channel for domain 7$/m],
+    ] as const) {
+      let out = '';
+      const g = createGuest({
+        platform: 'xen',
+        kernel: readFileSync(kernelPath('xen-para')),
+        kernelName: 'guest.elf',
+        cmdline: `init=selftest ${option}`,
+        console: (b) => (out += String.fromCharCode(b)),
+      });
+      assert.ok(typeof g !== 'string', String(g));
+      const end = g.machine.run(2_800_000_000 * 5);
+      assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+      assert.match(out, message);
+    }
   });
 });

@@ -4,7 +4,8 @@
  * bound to an event channel and keeps its PC IRQ number, so trap.c dispatches events as it
  * dispatches interrupts. IRQ 0, the timer, is VIRQ_TIMER; IRQ 4, the console, is the console
  * ring's channel (start_info); any other line is a physical IRQ of a device the domain was
- * granted (bind_pirq). Like the PIC, which presents one vector at a time, an upcall takes one
+ * granted (bind_pirq), unless the kernel made the line's channel itself (evtchn_irq_port: the
+ * custom network driver's, netfront.c). Like the PIC, which presents one vector at a time, an upcall takes one
  * event into trap(); the others stay pending, and trapret (trapasm.S) takes them in turn before
  * events are turned on again.
  */
@@ -19,6 +20,11 @@ void xen_failsafe(void); /* trapasm.S */
 static u8 irq_of_port[NR_EVENT_CHANNELS]; /* IRQ + 1, 0 for a port nobody bound */
 static u32 port_of_irq[16];
 static u16 pirq_lines; /* IRQs that are physical lines: their channel's unmask is their EOI */
+static u32 own_port[16]; /* IRQs whose channel the kernel made itself (evtchn_irq_port) */
+
+void evtchn_irq_port(int irq, u32 port) {
+  if (irq >= 0 && irq < 16) own_port[irq] = port;
+}
 
 void pic_init(void) {
   /* Every channel masked until its IRQ is registered, as the PIC's mask register starts. */
@@ -41,6 +47,8 @@ void pic_enable(int irq) {
     if (HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq, &b) == 0) port = b.port;
   } else if (irq == IRQ_COM1) {
     port = xen_start_info->console_evtchn;
+  } else if (own_port[irq]) {
+    port = own_port[irq]; /* a virtual device's channel (netfront.c) */
   } else {
     struct evtchn_bind_pirq b = {(u32)irq, 0, 0};
     if (HYPERVISOR_event_channel_op(EVTCHNOP_bind_pirq, &b) == 0) port = b.port;

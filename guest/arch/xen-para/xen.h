@@ -18,6 +18,7 @@
 #define __HYPERVISOR_set_timer_op 15
 #define __HYPERVISOR_xen_version 17
 #define __HYPERVISOR_console_io 18
+#define __HYPERVISOR_grant_table_op 20
 #define __HYPERVISOR_mmuext_op 26
 #define __HYPERVISOR_sched_op 29
 #define __HYPERVISOR_event_channel_op 32
@@ -67,6 +68,7 @@ struct sched_shutdown {
 #define EVTCHNOP_bind_virq 1
 #define EVTCHNOP_bind_pirq 2
 #define EVTCHNOP_send 4
+#define EVTCHNOP_alloc_unbound 6
 #define EVTCHNOP_unmask 9
 #define VIRQ_TIMER 0
 struct evtchn_bind_virq {
@@ -78,7 +80,30 @@ struct evtchn_bind_pirq {
 struct evtchn_port {
   u32 port; /* send, unmask */
 };
+struct evtchn_alloc_unbound {
+  u16 dom, remote_dom;
+  u32 port; /* out */
+};
 #define NR_EVENT_CHANNELS 64
+
+/* grant_table_op (grant_table.h, v1): a domain's table of grants, entries {flags, domid,
+ * frame} of 8 bytes, in frames that setup_table gives it. */
+#define GNTTABOP_setup_table 2
+struct gnttab_setup_table {
+  u16 dom, pad0;
+  u32 nr_frames;
+  u16 status; /* a negative GNTST_* in 16 bits */
+  u16 pad1;
+  u32 frame_list; /* virtual address of nr_frames u32s: the frames (out) */
+};
+struct grant_entry {
+  u16 flags, domid;
+  u32 frame; /* machine frame */
+};
+#define GTF_permit_access 1
+#define GTF_readonly 4
+#define GTF_reading 8
+#define GTF_writing 16
 
 /* physdev_op: configuration space of the PCI function granted to the domain (previrt's). */
 #define PHYSDEVOP_pci_config_read 0x100
@@ -187,12 +212,18 @@ static inline int HYPERVISOR_sched_op(int cmd, void *arg) { return HYPERCALL(sch
 static inline int HYPERVISOR_event_channel_op(int cmd, void *arg) {
   return HYPERCALL(event_channel_op, cmd, arg, 0, 0, 0);
 }
+static inline int HYPERVISOR_grant_table_op(int cmd, void *uop, int count) {
+  return HYPERCALL(grant_table_op, cmd, uop, count, 0, 0);
+}
 static inline int HYPERVISOR_physdev_op(int cmd, void *arg) {
   return HYPERCALL(physdev_op, cmd, arg, 0, 0, 0);
 }
 
 /* The hypervisor's system time in ns (vcpu_time_info; refreshed on every entry to it). */
 u64 xen_system_time(void);
+/* evtchn.c: the event channel `port` (one the kernel made itself) is IRQ `irq` from now on;
+ * irq_register(irq, ...) then takes its events. */
+void evtchn_irq_port(int irq, u32 port);
 /* console.c: write out what the console buffers (before the domain blocks or shuts down). */
 void xencons_flush(void);
 

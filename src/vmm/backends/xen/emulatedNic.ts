@@ -132,21 +132,19 @@ export function serveClients(
     return new NetBack(xen, dom, backend.channel, conn);
   });
   const charge = (cycles: number): void => xen.machine.cpu.charge(cycles);
+  const connect = (b: NetBack): void => {
+    const r = b.connect();
+    if (r === 'connected') backend.onEvent(b.eventPort, () => b.event());
+    else if (r !== 'waiting') backend.crash(`client link: ${r.failed}`);
+  };
+  for (const b of backs) b.retry = () => connect(b);
   const link = new ClientLink({
     dma: copyingDma(confinedDma(xen, dom, backend.emulatedDma), charge),
     irq: platform.pic.line(LINK_IRQ),
     buses: platform.buses,
     clients: backs,
     control: (up) => {
-      if (!up) return;
-      for (const b of backs) {
-        const failed = b.connect();
-        if (failed !== undefined) {
-          backend.crash(`client link: ${failed}`);
-          return;
-        }
-        backend.onEvent(b.eventPort, () => b.event());
-      }
+      if (up) for (const b of backs) connect(b);
     },
   });
   backs.forEach((b, k) =>

@@ -56,7 +56,16 @@ export interface XenNetConnection {
   clientPort?: number;
   /** The driver VM's domain, set when it is built (before the client). */
   driverDom?: number;
+  /**
+   * For a client that publishes nothing itself (a para-virtualized kernel's own front end): the
+   * toolstack's look for its ring reference and port, filling them in; false while they are not
+   * there yet.
+   */
+  find?: () => boolean;
 }
+
+/** NetBack.connect: connected, waiting for the client to publish, or why not. */
+export type ConnectResult = 'connected' | 'waiting' | { failed: string };
 
 /** Counters of one side, for the statistics. */
 export interface NetChannelCounters {
@@ -438,33 +447,52 @@ export class NetBack extends RingSide implements LinkClient {
     this.room = room;
   }
 
+  /** Tried again at each flush while connect() says 'waiting' (set by the client link's owner). */
+  retry: (() => void) | undefined;
+  private waiting = false;
+
   /**
    * The module brought the link up, in the driver VM's context: map the client's ring, bind
-   * its port, say so in the ring and tell the client. A message if the client is not there.
+   * its port, say so in the ring and tell the client. A client that publishes through the
+   * toolstack's look (`find`) may not be there yet: then 'waiting', and retried at each flush.
    */
-  connect(): string | undefined {
-    const { clientDom, ringRef, clientPort } = this.conn;
-    if (clientDom === undefined || ringRef === undefined || clientPort === undefined)
-      return 'the client has not published its ring';
-    if (this.ringHandle >= 0) return undefined;
+  connect(): ConnectResult {
+    if (this.ringHandle >= 0) return 'connected';
+    const published = (): boolean =>
+      this.conn.clientDom !== undefined &&
+      this.conn.ringRef !== undefined &&
+      this.conn.clientPort !== undefined;
+    if (!published() && this.conn.find?.() !== true) {
+      if (this.conn.find === undefined) return { failed: 'the client has not published its ring' };
+      this.waiting = true;
+      return 'waiting';
+    }
+    this.waiting = false;
+    const { clientDom = 0, ringRef = 0, clientPort = 0 } = this.conn;
     const handle = this.mapGrant(
       this.dom.p2m.length + WINDOW_RING,
       ringRef,
       clientDom,
       GNTMAP.host_map,
     );
-    if (handle === undefined) return "cannot map the client's ring";
+    if (handle === undefined) return { failed: "cannot map the client's ring" };
     this.ringHandle = handle;
     const c = this.c;
     c.argWrite(0, 2, clientDom);
     c.argWrite(4, 4, clientPort);
     if (c.hypercall(Hypercall.event_channel_op, [EvtchnOp.bind_interdomain, ARGS_PAGE]) !== 0)
-      return "cannot bind the client's event channel";
+      return { failed: "cannot bind the client's event channel" };
     this.port = c.argRead(8);
     this.setRing32(TX + REQ_EVENT, this.txCons + 1);
     this.setRing32(BACKEND_STATE, CONNECTED);
     this.notifyPending = true;
-    return undefined;
+    return 'connected';
+  }
+
+  /** At the driver VM's iret or idle: the connection it still waits for, then the event. */
+  override flush(): void {
+    if (this.waiting) this.retry?.();
+    super.flush();
   }
 
   /** The client's event: its TX requests to the link, as far as the link has room. */
