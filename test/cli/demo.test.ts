@@ -1,6 +1,6 @@
 // The README's main job: `previrt demo` builds the guest, runs its self-test raw in both variants
 // and the afterburned one on xen and on l4, each para-virtualized port on its hypervisor, the
-// netperf benchmark on the six and on the driver reuse row, and prints the tables.
+// netperf benchmark on the six and on the driver reuse rows, and prints the tables.
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,13 +22,14 @@ test(
   () => {
     const r = previrt(['--quiet', '--bytes', '256K']);
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-    // The driver reuse row, in its own table, really through a driver VM (two domains' counts).
+    // The driver reuse rows, in their own table, really through a driver VM (two domains' counts).
     assert.match(r.stdout, /^Device driver reuse: /m);
     assert.match(
       r.stdout,
       /^\| DP83820 emulation \(xen\) \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m,
     );
     assert.match(r.stdout, /^\| DP83820 emulation \(xen\) \| \d+: dom1 \d+, dom0 \d+ \|/m);
+    assert.match(r.stdout, /^\| Custom driver \(xen\) \| \d+: dom1 \d+, dom0 \d+ \|/m);
     assert.match(r.stdout, /^\| native, raw \| PASS \|/m);
     assert.match(r.stdout, /^\| NOPs \(afterburned\), raw \| PASS \|/m);
     assert.match(r.stdout, /^\| System \| Xput \[Mb\/s\] \| CPU util \| cycles\/byte \|$/m);
