@@ -5,6 +5,8 @@
  */
 import type { L4Kernel } from '../hypervisor/l4/L4.ts';
 import type { XenHypervisor } from '../hypervisor/xen/Xen.ts';
+import type { Vm } from '../hypervisor/l4/resourceMonitor.ts';
+import type { L4NetConnection } from '../vmm/backends/l4/netChannel.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
 import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
@@ -139,4 +141,37 @@ export function startXenDriverVm(
   if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
   driver.domain.console = spec.console;
   return { connection, driverVms: [{ name: spec.kernelName, vmm: driver.vmm }] };
+}
+
+/**
+ * The configuration's driver VM on l4 (GuestConfig.driverVm), if it has one: the afterburned
+ * kernel in a VM of its own with the machine's DP83820 passed through and a client link serving
+ * the guest's connection (the record the guest's VMM fills in); or one line.
+ */
+export function startL4DriverVm(
+  l4: L4Kernel,
+  config: GuestConfig,
+  driverKernel: AfterburnedKernel | undefined,
+): { connection: L4NetConnection | undefined; driverVms: ExtraVm[]; driverVm?: Vm } | string {
+  const machine = l4.machine;
+  const spec = config.driverVm;
+  if (driverKernel === undefined || spec === undefined || machine.nic === undefined)
+    return { connection: undefined, driverVms: [] };
+  const connection: L4NetConnection = { mac: clientMac(machine.nic.mac, 0) };
+  const driver = startL4Vm(l4, {
+    kernel: driverKernel,
+    cmdline: spec.cmdline ?? '',
+    modules: spec.modules ?? [],
+    memoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
+    passthroughNic: true,
+    serveClients: [connection],
+    rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+  });
+  if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
+  driver.vm.console = spec.console;
+  return {
+    connection,
+    driverVms: [{ name: spec.kernelName, vmm: driver.vmm }],
+    driverVm: driver.vm,
+  };
 }

@@ -9,7 +9,12 @@
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
-import { readExtraKernels, startExtraL4Vms } from './extraVms.ts';
+import {
+  readDriverKernel,
+  readExtraKernels,
+  startExtraL4Vms,
+  startL4DriverVm,
+} from './extraVms.ts';
 import type { Platform } from './platform.ts';
 import { prepareL4Para } from './l4Para.ts';
 import { readVmmKernel } from './vmmKernel.ts';
@@ -46,12 +51,50 @@ export const l4Platform: Platform = {
       show: 'pair',
     },
   ],
+  reuseColumns: [
+    { title: 'IPC messages', source: 'hypervisor', paths: ['ipc'], show: 'by-kind' },
+    { title: 'L4 system calls', source: 'hypervisor', paths: ['syscalls'], show: 'by-kind' },
+    { title: 'space switches', source: 'hypervisor', paths: ['spaceSwitches'], show: 'count' },
+    {
+      title: 'client: frames sent+received / dropped, messages sent / deferred',
+      source: 'vmm',
+      paths: ['netFront.frames', 'netFront.dropped', 'netFront.messages', 'netFront.deferred'],
+      show: 'list',
+    },
+    {
+      title: 'driver VM: frames bridged / dropped, messages sent / deferred',
+      source: 'vms',
+      paths: ['netBack.0.frames', 'netBack.0.dropped', 'netBack.0.messages', 'netBack.0.deferred'],
+      show: 'list',
+    },
+    {
+      title: 'client link: offered / sent / delivered / not delivered',
+      source: 'vms',
+      paths: [
+        'clientLink.offered',
+        'clientLink.sent',
+        'clientLink.delivered',
+        'clientLink.notDelivered',
+      ],
+      show: 'list',
+    },
+    {
+      title: 'NIC DMA translated / refused',
+      source: 'hypervisor',
+      paths: ['dmaTranslated', 'dmaRefused'],
+      show: 'pair',
+    },
+    { title: 'VMM calls (client)', source: 'vmm', paths: ['calls'], show: 'by-kind' },
+    { title: 'VMM calls (driver VM)', source: 'vms', paths: ['calls'], show: 'by-kind' },
+  ],
   prepare(config) {
     const extraKernels = readExtraKernels(config, 'l4');
     if (typeof extraKernels === 'string') return extraKernels;
     if (paraVirtualizedFor(config.kernel) === 'l4') return prepareL4Para(config, extraKernels);
     const kernel = readVmmKernel(config, 'l4');
     if (typeof kernel === 'string') return kernel;
+    const driverKernel = readDriverKernel(config, 'l4');
+    if (typeof driverKernel === 'string') return driverKernel;
     return (machine) => {
       let l4: L4Kernel;
       try {
@@ -59,17 +102,26 @@ export const l4Platform: Platform = {
       } catch (e) {
         return e instanceof Error ? e.message : String(e);
       }
-      const vms = startExtraL4Vms(l4, config, extraKernels);
-      if (typeof vms === 'string') return vms;
+      // The driver VM first: its client link serves the guest's connection.
+      const driver = startL4DriverVm(l4, config, driverKernel);
+      if (typeof driver === 'string') return driver;
+      const { connection, driverVms, driverVm } = driver;
+      const extra = startExtraL4Vms(l4, config, extraKernels);
+      if (typeof extra === 'string') return extra;
+      const vms = [...driverVms, ...extra];
       const vm = startL4Vm(l4, {
         kernel,
         cmdline: config.cmdline ?? '',
         modules: config.modules ?? [],
-        passthroughNic: config.nic !== undefined && config.nic.emulated !== true,
-        emulatedNic: config.nic?.emulated === true,
+        passthroughNic:
+          config.nic !== undefined && config.nic.emulated !== true && connection === undefined,
+        emulatedNic: config.nic?.emulated === true || connection !== undefined,
+        nicThrough: connection,
         rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
       });
       if (typeof vm === 'string') return vm;
+      // The toolstack's choice: this driver VM may ask for this client's memory (RmOp.clientDma).
+      driverVm?.serves.add(vm.vm.id);
       if (vms.length > 0) l4.resourceMonitor.primary = vm.vm;
       return {
         hypervisor: l4,

@@ -84,6 +84,13 @@ export const CONFIGS = {
   },
   // The seed's second table (issue "reuse"): the guest's network through a driver VM that runs
   // the same afterburned kernel with the real NIC; not in the default list.
+  'reuse-emul-l4': {
+    label: 'DP83820 emulation (l4)',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'l4',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+  },
   'reuse-custom-xen': {
     label: 'Custom driver (xen)',
     kernel: join(REPO_ROOT, 'guest/build/xen-para/kernel.elf'),

@@ -47,11 +47,13 @@ options:
                                 the same place as the guest's, prefixed [vm1], [vm2], ...; the
                                 guest's end ends the run, console input is the guest's
   --vm-memory MB                each --vm VM's memory (default 32); the guest gets the rest
-  --driver-vm 'FILE[ CMDLINE]'  a driver VM (xen, with --nic dp83820 and an afterburned guest):
-                                FILE (the afterburned kernel, the same binary) gets the real
-                                NIC and the VMM's client link, and its translation module
-                                bridges the wire to the guest, whose own unmodified driver runs
-                                against the VMM's DP83820 model (README "Driver reuse");
+  --driver-vm 'FILE[ CMDLINE]'  a driver VM (xen or l4, with --nic dp83820): FILE (the
+                                afterburned kernel, the same binary) gets the real NIC and the
+                                VMM's client link, and its translation module bridges the wire
+                                to the guest: an afterburned guest's own unmodified driver runs
+                                against the VMM's DP83820 model; on xen, a kernel
+                                para-virtualized for xen uses its custom driver, netfront
+                                (README "Driver reuse");
                                 CMDLINE defaults to init=sh (its shell idles); built first, its
                                 console lines prefixed [driver], its counters vm1.vmm.*
   --driver-vm-memory MB         the driver VM's memory (default 32)

@@ -421,4 +421,10 @@ export const RmOp = {
    * console input thread (consoleInput.ts): MR1 the byte count (1–240), MR2.. the bytes.
    */
   consoleInput: 0x5208,
+  /**
+   * MR1 a client VM's number: its memory becomes reachable by the caller's devices' DMA (the
+   * original's request_client_pages, for a driver VM), at the bus address the reply's MR1
+   * gives, MR2 bytes of it (MR0 = 1). Only for a driver VM the toolstack named for that client.
+   */
+  clientDma: 0x5209,
 } as const;

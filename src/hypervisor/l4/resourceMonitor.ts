@@ -23,7 +23,7 @@ import type { DmaMemory } from '../../machine/device.ts';
 import { StateError } from '../../machine/state.ts';
 import type { EntryTable } from '../../x86/entries.ts';
 import type { VmInfo } from '../Hypervisor.ts';
-import { confineDma, regionDma, type PortRange } from '../devices.ts';
+import { confineDma, regionDma, type DmaConfinement, type PortRange } from '../devices.ts';
 import {
   COMPLETE_ADDRESS_SPACE,
   decodeFpage,
@@ -51,6 +51,34 @@ import { message, type L4Api } from './api.ts';
 import { CONSOLE_INPUT_ID, ConsoleInput } from './consoleInput.ts';
 import type { L4Kernel } from './L4.ts';
 import type { IpcResult, TsProgram } from './thread.ts';
+
+/** Client windows of a driver VM's DMA start on this boundary (RmOp.clientDma). */
+const CLIENT_WINDOW_ALIGN = 0x10000000;
+
+/**
+ * A VM's devices' DMA: its own region, and the client VMs' regions it was given
+ * (RmOp.clientDma) at their windows' bus addresses.
+ */
+function vmDma(vm: Vm): DmaConfinement {
+  const own = regionDma(vm.base, vm.size);
+  return {
+    translate(address, length) {
+      const m = own.translate(address, length);
+      if (m !== undefined) return m;
+      // GUEST-CONTROLLED: the driver VM's descriptors.
+      for (const c of vm.clientWindows)
+        if (address >= c.at && address + length <= c.at + c.vm.size)
+          return c.vm.base + address - c.at;
+      return undefined;
+    },
+    allows(machine, length) {
+      if (own.allows(machine, length)) return true;
+      return vm.clientWindows.some(
+        (c) => length > 0 && machine >= c.vm.base && machine + length <= c.vm.base + c.vm.size,
+      );
+    },
+  };
+}
 
 /** The first thread number of VM 0; each VM has VM_THREADS of them. */
 export const VM_THREAD_BASE = 4096;
@@ -96,6 +124,13 @@ export class Vm {
    * Configuration, set again when a snapshot is restored.
    */
   console: ((byte: number) => void) | undefined;
+  /**
+   * Client VMs' memory its devices' DMA may reach (RmOp.clientDma): at bus address `at`, the
+   * client's region. Empty for any VM but a driver VM the toolstack named (`serves`).
+   */
+  readonly clientWindows: { at: number; vm: Vm }[] = [];
+  /** The client VMs this VM may ask for (the toolstack's choice, made before it runs). */
+  readonly serves = new Set<number>();
   /** Next free UTCB slot of the main space for threads `createThread` makes. */
   private nextUtcb = 0;
   private nextThread = 1;
@@ -338,7 +373,7 @@ export class ResourceMonitor implements TsProgram {
     for (const d of devices) {
       if ((d.ioPorts ?? []).length > 0 && !this.k.openPorts(space, d.ioPorts ?? []))
         return 'kernel memory ran out for the I/O bitmap';
-      if (d.dma !== undefined) confineDma(d.dma, regionDma(base, size), this.k.counters);
+      if (d.dma !== undefined) confineDma(d.dma, vmDma(vm), this.k.counters);
     }
     this.vms.push(vm);
     return vm;
@@ -439,6 +474,18 @@ export class ResourceMonitor implements TsProgram {
       }
       case RmOp.requestPages:
         return this.requestPages(vm, w(0));
+      case RmOp.clientDma: {
+        const client = this.vms[w(0)];
+        if (client === undefined || !vm.serves.has(client.id)) return result(L4Error.noPrivilege);
+        let window = vm.clientWindows.find((c) => c.vm === client);
+        if (window === undefined) {
+          // Above the VM's memory and every window before, on a 256 MB boundary.
+          const top = Math.max(vm.size, ...vm.clientWindows.map((c) => c.at + c.vm.size));
+          window = { at: Math.ceil(top / CLIENT_WINDOW_ALIGN) * CLIENT_WINDOW_ALIGN, vm: client };
+          vm.clientWindows.push(window);
+        }
+        return message(0, [1, window.at, client.size]);
+      }
       case RmOp.consoleInput: {
         if (this.input === undefined) return result(L4Error.invalidParam);
         if (!inVm(w(0))) return result(L4Error.noPrivilege);

@@ -39,7 +39,7 @@ import {
 import { message, type L4Api } from '../../../hypervisor/l4/api.ts';
 import type { L4Kernel } from '../../../hypervisor/l4/L4.ts';
 import type { Vm } from '../../../hypervisor/l4/resourceMonitor.ts';
-import { MR, type Message, type Thread } from '../../../hypervisor/l4/thread.ts';
+import { MR, type IpcResult, type Message, type Thread } from '../../../hypervisor/l4/thread.ts';
 import {
   arrayOf,
   bool,
@@ -67,6 +67,8 @@ import {
   VmmLabel,
 } from './layout.ts';
 import { Monitor } from './monitor.ts';
+import type { L4NetBack, L4NetFront } from './netChannel.ts';
+import type { ClientLink } from '../../devices/clientLink.ts';
 import { Processes, type ProcessesState } from './processes.ts';
 import { GuestPaging, type L4PagingCounters } from './paging.ts';
 
@@ -176,10 +178,11 @@ export interface L4BackendConfig {
   /** The kernel's link offset: where guest-physical 0 is in the main space (the alias). */
   mapAt: number;
   /**
-   * The passed-through NIC's register page: its machine frame, and where the resource monitor
-   * shows it in the VM's guest-physical space (its alias is DEVICE_ALIAS, in the window).
+   * The device register pages: the passed-through NIC's, or the VMM's model's (emulated), by
+   * machine frame, and where the resource monitor shows each in the VM's guest-physical space
+   * (the first at DEVICE_ALIAS in the window, the next a page after).
    */
-  device?: { machineFrame: number; gpa: number; emulated?: boolean };
+  devices?: { machineFrame: number; gpa: number; emulated?: boolean }[];
 }
 
 export class L4Backend implements VmmBackend {
@@ -222,7 +225,13 @@ export class L4Backend implements VmmBackend {
   syncDepth = 0;
   /** The monitor's handler is running. */
   monitorRunning = false;
-  private readonly device: { machineFrame: number; gpa: number; emulated?: boolean } | undefined;
+  private readonly devices: { machineFrame: number; gpa: number; emulated?: boolean }[];
+  /** The connection to a driver VM or to clients (netChannel.ts): its messages to the monitor. */
+  net: { message(r: IpcResult): boolean }[] = [];
+  /** A client's side of its connection to the driver VM, if it has one. */
+  netFront: L4NetFront | undefined;
+  /** A driver VM's client link and its clients' connections, if it is one. */
+  clientLink: { link: ClientLink; backs: L4NetBack[] } | undefined;
   /** The emulated NIC's register page (machine address), if the VM has the VMM's model. */
   emulatedRegisterPage: number | undefined;
   /** The emulated NIC's DMA into the VM, done and refused. */
@@ -234,7 +243,7 @@ export class L4Backend implements VmmBackend {
     this.cpu = config.k.cpu;
     this.guestPages = config.guestBytes >>> 12;
     this.mapAt = config.mapAt >>> 0;
-    this.device = config.device;
+    this.devices = config.devices ?? [];
     const ram = this.k.machine.ram;
     this.view = new DataView(ram.buffer, ram.byteOffset + this.vm.base, this.vm.size);
     this.mainTid = this.vm.mainThread;
@@ -280,23 +289,33 @@ export class L4Backend implements VmmBackend {
   /** Where a guest frame (RAM, a window page, the passed-through registers) is in the main space. */
   alias(frame: number): number | undefined {
     if (frame < this.guestPages + 4) return (this.mapAt + frame * 4096) >>> 0;
-    const device = this.device;
-    if (device === undefined || this.vmm === undefined) return undefined;
-    // GUEST-CONTROLLED: a frame beyond RAM is device memory only in a BAR the guest placed.
-    if (device.emulated === true)
-      return frame === this.vmm.platform.emulatedMemoryFrame()
-        ? (this.mapAt + device.gpa) >>> 0
-        : undefined;
-    for (const f of this.vmm.platform.passthrough)
-      if (f.machineFrame(frame) === device.machineFrame) return (this.mapAt + device.gpa) >>> 0;
+    if (this.vmm === undefined) return undefined;
+    for (const device of this.devices) {
+      // GUEST-CONTROLLED: a frame beyond RAM is device memory only in a BAR the guest placed.
+      if (device.emulated === true) {
+        if (frame === this.vmm.platform.emulatedMemoryFrame())
+          return (this.mapAt + device.gpa) >>> 0;
+        continue;
+      }
+      for (const f of this.vmm.platform.passthrough)
+        if (f.machineFrame(frame) === device.machineFrame) return (this.mapAt + device.gpa) >>> 0;
+    }
     return undefined;
   }
 
   stats(): CounterTree {
     // The emulated NIC's DMA, with the model only (a run without it shows what it always did).
+    const served = this.clientLink;
     return {
       l4: structuredClone(this.counters) as unknown as CounterTree,
       ...(this.emulatedRegisterPage === undefined ? {} : { emulatedNic: { ...this.emulatedDma } }),
+      ...(this.netFront === undefined ? {} : { netFront: { ...this.netFront.counters } }),
+      ...(served === undefined
+        ? {}
+        : {
+            clientLink: { ...served.link.counters, ...this.emulatedDma },
+            netBack: Object.fromEntries(served.backs.map((b, k) => [k, { ...b.counters }])),
+          }),
     };
   }
 
@@ -339,10 +358,10 @@ export class L4Backend implements VmmBackend {
       if (r === undefined || r.error !== 0) return 'the resource monitor did not map the VM memory';
       at += 2 ** s;
     }
-    if (this.device !== undefined) {
+    for (const device of this.devices) {
       const r = this.helper.callIpc(
         ROOT_ID,
-        message(RmOp.requestPages, [fpage(this.device.gpa, 12, RWX)]),
+        message(RmOp.requestPages, [fpage(device.gpa, 12, RWX)]),
       );
       if (r === undefined || r.error !== 0) return 'the resource monitor did not map the NIC';
     }
@@ -379,6 +398,32 @@ export class L4Backend implements VmmBackend {
         pager: 0,
       }),
     ).ip;
+  }
+
+  /** A resource monitor request's reply words after the status, or undefined if refused. */
+  rmCall(op: number, words: number[]): number[] | undefined {
+    const r = this.sync(() => this.helper.callIpc(ROOT_ID, message(op, words)));
+    if (r === undefined || r.error !== 0 || r.words[0] !== 1) return undefined;
+    return r.words.slice(1).map((w) => w >>> 0);
+  }
+
+  /**
+   * A message from the helper to another VM's monitor, with a zero send timeout: the result,
+   * or undefined if the partner was not waiting for it.
+   */
+  sendResult(to: number, msg: Message): IpcResult | undefined {
+    return this.sync(() => this.helper.send(to, msg));
+  }
+
+  /** sendResult, true if it went. */
+  sendTo(to: number, msg: Message): boolean {
+    const r = this.sendResult(to, msg);
+    return r !== undefined && r.error === 0;
+  }
+
+  /** The monitor's UTCB (its string buffers are the emulated NIC's next receive buffer). */
+  monitorUtcb(): { get(offset: number): number; set(offset: number, value: number): void } {
+    return this.k.lookup(this.monitorTid, undefined)!.api!.utcb;
   }
 
   rm(op: number, words: number[]): number {

@@ -88,6 +88,8 @@ export class Monitor implements TsProgram {
       b.vmm.deviceInterrupt(r.from >>> 14);
       return undefined;
     }
+    // The driver VM's or a client's VMM (netChannel.ts).
+    for (const n of b.net) if (n.message(r)) return undefined;
     if (r.from === b.helperTid) {
       if (label === VmmLabel.ackIrq) api.send(irqThreadId(w(0)), message(0));
       else if (label === VmmLabel.console) b.takeConsoleInput();

@@ -9,13 +9,15 @@ import type { BootModule } from '../../../loader/multiboot.ts';
 import type { L4Kernel } from '../../../hypervisor/l4/L4.ts';
 import type { Vm, VmDevice } from '../../../hypervisor/l4/resourceMonitor.ts';
 import type { DmaMemory } from '../../../machine/device.ts';
-import { addEmulatedNic } from '../../devices/emulatedNic.ts';
+import { ClientLink, LINK_IRQ, LINK_SLOT } from '../../devices/clientLink.ts';
+import { addEmulatedNic, copyingDma } from '../../devices/emulatedNic.ts';
 import { PassthroughPci } from '../../devices/passthrough.ts';
 import { loadAfterburned, type AfterburnedKernel } from '../../load.ts';
 import { InPlaceVmm } from '../../Vmm.ts';
 import { stubPage, STUB_PAGE, WINDOW_BASE } from '../../window.ts';
 import { backendStubs, DEVICE_ALIAS, PAGE_CORE_STUBS, PAGE_STUBS, VMM_PAGES } from './layout.ts';
 import { L4Backend } from './L4Backend.ts';
+import { L4NetBack, L4NetFront, type L4NetConnection } from './netChannel.ts';
 
 export interface L4VmConfig {
   kernel: AfterburnedKernel;
@@ -28,6 +30,16 @@ export interface L4VmConfig {
    * (the machine must have a network): its registers a page at the end of the VM's region.
    */
   emulatedNic?: boolean;
+  /**
+   * The emulated NIC's far side: a driver VM, through this connection (netChannel.ts), instead
+   * of the machine's wire.
+   */
+  nicThrough?: L4NetConnection;
+  /**
+   * Make this VM the driver VM of these clients: the client link on its virtual PCI bus
+   * (devices/clientLink.ts), served by its translation module (with passthroughNic).
+   */
+  serveClients?: L4NetConnection[];
   rtcStartSeconds: number;
   /** The VM's memory in MB (default: all the machine's memory left, up to what the alias holds). */
   memoryMb?: number;
@@ -46,22 +58,17 @@ const NIC_SLOT = 3;
 /** The most guest memory the alias holds (the kernel's one-to-one map, see startL4Vm). */
 const ALIAS_MAX = 0x30000000;
 
-/**
- * The VMM's DP83820 model in the VM, on the machine's wire: its DMA confined to the VM's RAM and
- * charged as the VMM's copying; or a message.
- */
-function emulateNicOnL4(
-  k: L4Kernel,
-  vm: Vm,
-  backend: L4Backend,
-  vmm: InPlaceVmm,
-  guestBytes: number,
-): string | undefined {
+/** The VM's RAM as the VMM's emulated devices reach it by DMA: confined to it, counted. */
+function ramDma(k: L4Kernel, vm: Vm, backend: L4Backend, guestBytes: number): DmaMemory {
   const machine = k.machine;
-  const link = machine.link!;
   const ram = machine.ram;
   const inside = (gpa: number, n: number): boolean => gpa >= 0 && gpa + n <= guestBytes;
-  const dma: DmaMemory = {
+  const counted = (ok: boolean): boolean => {
+    if (ok) backend.emulatedDma.dmaTranslated++;
+    else backend.emulatedDma.dmaRefused++;
+    return ok;
+  };
+  return {
     read: (gpa, into) => {
       if (!inside(gpa, into.length)) return counted(false);
       into.set(ram.subarray(vm.base + gpa, vm.base + gpa + into.length));
@@ -74,17 +81,29 @@ function emulateNicOnL4(
       return counted(true);
     },
   };
-  const counted = (ok: boolean): boolean => {
-    if (ok) backend.emulatedDma.dmaTranslated++;
-    else backend.emulatedDma.dmaRefused++;
-    return ok;
-  };
+}
+
+/**
+ * The VMM's DP83820 model in the VM, on the machine's wire or (`through`) a driver VM's client
+ * link: its DMA confined to the VM's RAM and charged as the VMM's copying; or a message.
+ */
+function emulateNicOnL4(
+  k: L4Kernel,
+  vm: Vm,
+  backend: L4Backend,
+  vmm: InPlaceVmm,
+  guestBytes: number,
+  through: L4NetConnection | undefined,
+): string | undefined {
+  const machine = k.machine;
+  const link = machine.link!;
   const platform = vmm.platform;
   const hz = machine.costModel.hz;
+  const front = through === undefined ? undefined : new L4NetFront(backend, through);
   const model = addEmulatedNic({
     platform,
-    dma,
-    mac: machine.nic!.mac,
+    dma: ramDma(k, vm, backend, guestBytes),
+    mac: through?.mac ?? machine.nic!.mac,
     port: {
       send: (frame) => {
         const free = link.send(0, frame);
@@ -93,10 +112,62 @@ function emulateNicOnL4(
         return platform.clock.now() + Math.ceil(((free - machine.clock.now()) * 1e9) / hz);
       },
     },
+    direct: front,
     charge: (cycles) => machine.cpu.charge(cycles),
   });
   if (typeof model === 'string') return model;
-  link.attach(0, model);
+  if (front === undefined) link.attach(0, model);
+  else {
+    front.attach(model);
+    backend.netFront = front;
+    backend.net.push(front);
+    platform.flushers.push(() => front.flush());
+  }
+  return undefined;
+}
+
+/** The client link of a driver VM serving `clients` (one L4NetBack each); or a message. */
+function serveClientsOnL4(
+  k: L4Kernel,
+  vm: Vm,
+  backend: L4Backend,
+  vmm: InPlaceVmm,
+  guestBytes: number,
+  clients: L4NetConnection[],
+): string | undefined {
+  const platform = vmm.platform;
+  const backs = clients.map((conn) => {
+    conn.driverMonitor = backend.monitorTid;
+    conn.driverHelper = backend.helperTid;
+    return new L4NetBack(backend, conn);
+  });
+  const charge = (cycles: number): void => k.machine.cpu.charge(cycles);
+  const link = new ClientLink({
+    dma: copyingDma(ramDma(k, vm, backend, guestBytes), charge),
+    irq: platform.pic.line(LINK_IRQ),
+    buses: platform.buses,
+    clients: backs,
+    control: (up) => {
+      if (!up) return;
+      for (const b of backs) {
+        const failed = b.connect();
+        if (failed !== undefined) return backend.crash(`client link: ${failed}`);
+      }
+    },
+  });
+  backs.forEach((b, n) =>
+    b.serveThrough(
+      (parts, id) => link.offer(n, parts, id),
+      () => link.sendRoom,
+    ),
+  );
+  const taken = platform.addEmulated(LINK_SLOT, link, LINK_IRQ);
+  if (taken !== undefined) return taken;
+  for (const b of backs) {
+    backend.net.push(b);
+    platform.flushers.push(() => b.flush());
+  }
+  backend.clientLink = { link, backs };
   return undefined;
 }
 
@@ -108,6 +179,8 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   if (config.passthroughNic === true && nic === undefined)
     return 'NIC pass-through needs a machine with a network';
   const emulated = config.emulatedNic === true;
+  const serving = (config.serveClients ?? []).length > 0;
+  if (serving && nic === undefined) return 'a driver VM needs the NIC passed through';
   if (emulated && config.passthroughNic === true)
     return 'a NIC is either passed through or emulated, not both';
   if (emulated && (machine.nic === undefined || machine.link === undefined))
@@ -124,8 +197,10 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
   if (config.memoryMb !== undefined && config.memoryMb * 2 ** 20 > most)
     return `not enough machine memory left for a VM of ${config.memoryMb} MB (${Math.max(0, most >> 20)} MB free)`;
   const vmBytes = config.memoryMb === undefined ? most : config.memoryMb * 2 ** 20;
-  // The emulated NIC's register page: the region's last page, after the VMM's.
-  const guestBytes = vmBytes - VMM_PAGES * 4096 - (emulated ? 4096 : 0);
+  // The emulated device's register page (the NIC model's, or a driver VM's client link's): the
+  // region's last page, after the VMM's.
+  const modelled = emulated || serving;
+  const guestBytes = vmBytes - VMM_PAGES * 4096 - (modelled ? 4096 : 0);
   if (guestBytes < 16 << 20) return `VM memory must be at least 16 MB (got ${guestBytes >> 20} MB)`;
   // The NIC's register page as guest-physical beyond the VM's memory (the resource monitor's
   // device window), so that its alias is DEVICE_ALIAS.
@@ -142,10 +217,12 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     });
   }
   const registerPage = regionStart + guestBytes + VMM_PAGES * 4096;
-  if (emulated)
+  // Shown a page after the passed-through NIC's, if the VM has both (a driver VM).
+  const modelGpa = nic === undefined ? deviceGpa : deviceGpa + 4096;
+  if (modelled)
     devices.push({
-      name: 'dp83820 (emulated)',
-      ioMemory: [{ machine: registerPage, length: 4096, guestPhysical: deviceGpa }],
+      name: emulated ? 'dp83820 (emulated)' : 'client link',
+      ioMemory: [{ machine: registerPage, length: 4096, guestPhysical: modelGpa }],
     });
   const vm = k.resourceMonitor.createVm({
     name: `vm${k.resourceMonitor.vms.length}`,
@@ -159,11 +236,10 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     vm,
     guestBytes,
     mapAt,
-    device: emulated
-      ? { machineFrame: registerPage >>> 12, gpa: deviceGpa, emulated: true }
-      : nic === undefined
-        ? undefined
-        : { machineFrame: NIC_MMIO >>> 12, gpa: deviceGpa },
+    devices: [
+      ...(nic === undefined ? [] : [{ machineFrame: NIC_MMIO >>> 12, gpa: deviceGpa }]),
+      ...(modelled ? [{ machineFrame: registerPage >>> 12, gpa: modelGpa, emulated: true }] : []),
+    ],
   });
   const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
   if (typeof loaded === 'string') return loaded;
@@ -195,12 +271,19 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     if (taken !== undefined) return taken;
   }
   if (emulated) {
-    const e = emulateNicOnL4(k, vm, backend, vmm, guestBytes);
+    const e = emulateNicOnL4(k, vm, backend, vmm, guestBytes, config.nicThrough);
     if (e !== undefined) return e;
     backend.emulatedRegisterPage = registerPage;
   }
   const started = backend.start(vmm, entries, loaded);
   if (started !== undefined) return `${config.kernel.name}: ${started}`;
+  // After the start: the monitor's thread exists now.
+  if (serving) {
+    const e = serveClientsOnL4(k, vm, backend, vmm, guestBytes, config.serveClients ?? []);
+    if (e !== undefined) return e;
+    backend.emulatedRegisterPage = registerPage;
+  }
+  backend.netFront?.start();
   if (nic !== undefined) {
     const irq = nic.configRead(0x3c, 1);
     const e = vm.associateIrq(irq, backend.monitorTid);

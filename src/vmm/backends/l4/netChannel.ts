@@ -1,0 +1,303 @@
+/**
+ * A client's network connection to the driver VM on l4 (issue "reuse"): the original's L4
+ * driver reuse (shared/reference/driver-reuse.md, "DP83820 emulation path", IVMnet) between two
+ * in-place VMMs, by IPC. The client's VMM (`L4NetFront`) runs the DP83820 model its guest's
+ * unmodified driver drives (../../devices/emulatedNic.ts, the model's direct peer); the driver
+ * VM's VMM (`L4NetBack`) is one client of its client link (../../devices/clientLink.ts), which
+ * the driver VM's translation module serves.
+ *
+ * - Transmit without copying: the driver VM's VMM asked the resource monitor for the client's
+ *   memory as DMA space of its devices (RmOp.clientDma, the original's request_client_pages):
+ *   the client's guest-physical `a` is bus address `window + a` for the driver VM's NIC. The
+ *   client's VMM sends the packets its guest gave the model (guest-physical address and length
+ *   of each buffer) in one message at the guest's next `iret` or idle; the driver VM's VMM
+ *   offers `window + a` to the module, which puts it in a descriptor of the real NIC, so the
+ *   NIC's DMA reads the client's buffer where it is. When the NIC has sent it, the completion
+ *   goes back, in one message at the driver VM's next `iret` or idle.
+ * - Receive by copy: the client's monitor waits with the next receive buffer its guest gave the
+ *   model as its string buffer; a frame for the client is one IPC from the driver VM's VMM with
+ *   one string item, the microkernel's copy from the driver VM's NIC buffer into the guest's.
+ *   A client with no buffer posted accepts no string: the frame is dropped, as a NIC with a
+ *   full ring drops it.
+ * - Messages go from the VMM's helper (a thread that never waits) with a zero send timeout to
+ *   the other VM's monitor, which is waiting whenever its VM is not the one running; a message
+ *   it cannot take now (it is not waiting) stays queued for the next flush.
+ */
+import { BR } from '../../../hypervisor/l4/thread.ts';
+import { acceptor, COMPLETE_ADDRESS_SPACE, RmOp, stringItem } from '../../../hypervisor/l4/abi.ts';
+import { message } from '../../../hypervisor/l4/api.ts';
+import type { IpcResult } from '../../../hypervisor/l4/thread.ts';
+import type { BufferPart, DirectWire, Dp83820 } from '../../../machine/devices/dp83820/Dp83820.ts';
+import type { LinkClient } from '../../devices/clientLink.ts';
+import type { L4Backend } from './L4Backend.ts';
+
+/** The toolstack's record of one client's connection. */
+export interface L4NetConnection {
+  /** The client's MAC address (the model's). */
+  mac: Uint8Array;
+  /**
+   * The client's VM number, its monitor (which takes the driver VM's messages) and its helper
+   * (which sends the client's), set when the client is built.
+   */
+  clientVm?: number;
+  clientMonitor?: number;
+  clientHelper?: number;
+  /** The driver VM's monitor and helper, set when it is built (before the client). */
+  driverMonitor?: number;
+  driverHelper?: number;
+}
+
+/** Labels of the two VMMs' messages (previrt's own). */
+export const NetLabel = {
+  /** Client → driver VM: MR1 the packet count, then per packet its id, part count, parts. */
+  transmit: 0x5311,
+  /** Driver VM → client: MR1 the count, then per packet its id and status (0 sent, 1 not). */
+  transmitted: 0x5312,
+  /** Driver VM → client: one frame, a string item into the monitor's string buffer. */
+  receive: 0x5313,
+} as const;
+
+/** Counters of one side, for the statistics. */
+export interface L4NetCounters {
+  /** Messages sent, and messages that had to wait for the next flush (the partner was busy). */
+  messages: number;
+  deferred: number;
+  frames: number;
+  dropped: number;
+}
+
+/** Most packets in one transmit message (64 message registers). */
+const PACKETS_PER_MESSAGE = 15;
+
+function newCounters(): L4NetCounters {
+  return { messages: 0, deferred: 0, frames: 0, dropped: 0 };
+}
+
+/** The client's VMM's side: the model's direct peer. */
+export class L4NetFront implements DirectWire {
+  readonly counters = newCounters();
+  private model: Dp83820 | undefined;
+  private nextId = 1;
+  /** Packets given to the model, not yet sent to the driver VM; and those with it, by id. */
+  private queued: { id: number; parts: BufferPart[] }[] = [];
+  private readonly inFlight = new Map<number, (ok: boolean) => void>();
+  /** The receive buffer the monitor waits with (a guest-physical address), if one is claimed. */
+  private rxBuffer: { address: number; length: number } | undefined;
+
+  constructor(
+    private readonly b: L4Backend,
+    private readonly conn: L4NetConnection,
+  ) {}
+
+  attach(model: Dp83820): void {
+    this.model = model;
+  }
+
+  // ---- DirectWire ---------------------------------------------------------------------------
+
+  transmit(parts: BufferPart[], done: (ok: boolean) => void): void {
+    const ram = this.b.guestPages * 4096;
+    // GUEST-CONTROLLED: the guest's descriptors; a buffer outside its RAM is a bus error.
+    if (parts.length === 0 || parts.some((p) => p.address < 0 || p.address + p.length > ram))
+      return done(false);
+    if (this.conn.driverMonitor === undefined) return done(false);
+    const id = this.nextId++;
+    this.inFlight.set(id, done);
+    this.queued.push({ id, parts });
+    this.counters.frames++;
+  }
+
+  rxKick(): void {
+    this.claim();
+  }
+
+  /** At the guest's iret or idle: the model's packets, then one message to the driver VM. */
+  flush(): void {
+    this.model?.txFlush();
+    while (this.queued.length > 0) {
+      const batch = this.queued.slice(0, PACKETS_PER_MESSAGE);
+      const words = [batch.length];
+      for (const p of batch) {
+        words.push(p.id, p.parts.length);
+        for (const part of p.parts) words.push(part.address, part.length);
+      }
+      if (!this.b.sendTo(this.conn.driverMonitor!, message(NetLabel.transmit, words))) {
+        this.counters.deferred++;
+        return;
+      }
+      this.counters.messages++;
+      this.queued.splice(0, batch.length);
+    }
+  }
+
+  /** The next receive buffer as the monitor's string buffer (BR1, BR2), if the guest has one. */
+  private claim(): void {
+    if (this.rxBuffer !== undefined) return;
+    const b = this.model?.rxClaim();
+    const utcb = this.b.monitorUtcb();
+    if (b === undefined) {
+      utcb.set(BR(0), acceptor(0, false));
+      return;
+    }
+    this.rxBuffer = { address: b.address, length: Math.min(b.length, 0x3fffff) };
+    utcb.set(BR(0), acceptor(COMPLETE_ADDRESS_SPACE & 0, true));
+    utcb.set(BR(1), stringItem(this.rxBuffer.length, 0)[0]);
+    utcb.set(BR(2), (this.b.mapAt + b.address) >>> 0);
+  }
+
+  /** A message for the monitor (its label is the channel's), handled; false if it is not. */
+  message(r: IpcResult): boolean {
+    const label = r.tag >>> 16;
+    if (r.from !== this.conn.driverHelper) return false;
+    if (label === NetLabel.transmitted) {
+      const w = r.words;
+      for (let k = 0, n = w[0] ?? 0; k < n; k++) {
+        const id = w[1 + 2 * k] >>> 0;
+        const done = this.inFlight.get(id);
+        if (done === undefined) continue;
+        this.inFlight.delete(id);
+        done(w[2 + 2 * k] === 0);
+      }
+      return true;
+    }
+    if (label !== NetLabel.receive) return false;
+    const buffer = this.rxBuffer;
+    // The string item's length word, as the kernel wrote it back: the bytes copied.
+    const length = r.error === 0 ? (r.words[0] ?? 0) >>> 10 : 0;
+    if (buffer === undefined) return true;
+    this.rxBuffer = undefined;
+    const ok = length > 0 && length <= buffer.length;
+    const dest0 = ok ? this.b.guestRam()[buffer.address] : 0;
+    if (!ok) this.counters.dropped++;
+    else this.counters.frames++;
+    this.model?.rxComplete(ok ? length : 0, ok, dest0);
+    this.claim();
+    return true;
+  }
+
+  /** The connection, at the client's start of day: its monitor, for the driver VM. */
+  start(): void {
+    this.conn.clientVm = this.b.vm.id;
+    this.conn.clientMonitor = this.b.monitorTid;
+    this.conn.clientHelper = this.b.helperTid;
+    this.claim();
+  }
+}
+
+/** The driver VM's VMM's side: one client of its client link. */
+export class L4NetBack implements LinkClient {
+  readonly counters = newCounters();
+  /** The bus address of the client's guest-physical 0 for the driver VM's devices, and its size. */
+  private window: number | undefined;
+  private windowBytes = 0;
+  private offerTo: ((parts: BufferPart[], id: number) => boolean) | undefined;
+  private room: () => number = () => 0;
+  /** Packets the link had no room for yet, and completions for the next flush. */
+  private waiting: { id: number; parts: BufferPart[] }[] = [];
+  private done: number[] = [];
+
+  constructor(
+    private readonly b: L4Backend,
+    private readonly conn: L4NetConnection,
+  ) {}
+
+  get mac(): Uint8Array {
+    return this.conn.mac;
+  }
+
+  serveThrough(offer: (parts: BufferPart[], id: number) => boolean, room: () => number): void {
+    this.offerTo = offer;
+    this.room = room;
+  }
+
+  /**
+   * The module brought the link up (in the driver VM's kernel thread): the client's memory as
+   * DMA space of the driver VM's devices, from the resource monitor. A message if refused.
+   */
+  connect(): string | undefined {
+    if (this.window !== undefined) return undefined;
+    if (this.conn.clientVm === undefined) return 'the client has not started';
+    const r = this.b.rmCall(RmOp.clientDma, [this.conn.clientVm]);
+    if (r === undefined) return "the resource monitor refused the client's memory";
+    this.window = r[0];
+    this.windowBytes = r[1];
+    return undefined;
+  }
+
+  /** The client's transmit message (in the driver VM's monitor): its packets to the link. */
+  message(r: IpcResult): boolean {
+    if (r.tag >>> 16 !== NetLabel.transmit || r.from !== this.conn.clientHelper) return false;
+    const w = r.words.map((x) => x >>> 0);
+    let at = 1;
+    for (let k = 0, n = w[0] ?? 0; k < n && at + 1 < w.length; k++) {
+      const id = w[at];
+      const count = w[at + 1];
+      at += 2;
+      const parts: BufferPart[] = [];
+      for (let p = 0; p < count && at + 1 < w.length; p++, at += 2)
+        parts.push({ address: w[at], length: w[at + 1] });
+      this.waiting.push({ id, parts });
+    }
+    this.offer();
+    return true;
+  }
+
+  /** Waiting packets to the link, as far as it has room. */
+  private offer(): void {
+    const window = this.window;
+    while (this.waiting.length > 0 && this.room() > 0) {
+      const p = this.waiting.shift()!;
+      // GUEST-CONTROLLED (the client's VMM relays its guest's descriptors): a buffer outside
+      // the client's memory fails this packet only, before the NIC sees it (as a bad grant does
+      // on xen); the resource monitor's window confines the NIC's DMA besides.
+      const inside = p.parts.every(
+        (x) => x.length > 0 && x.address >= 0 && x.address + x.length <= this.windowBytes,
+      );
+      const ok =
+        window !== undefined &&
+        inside &&
+        p.parts.length > 0 &&
+        p.parts.length <= 2 &&
+        this.offerTo?.(
+          p.parts.map((x) => ({ address: window + x.address, length: x.length })),
+          p.id,
+        ) === true;
+      if (ok) this.counters.frames++;
+      else {
+        this.counters.dropped++;
+        this.done.push(p.id, 1);
+      }
+    }
+  }
+
+  sent(id: number): void {
+    this.done.push(id, 0);
+    this.offer();
+  }
+
+  /** A frame from the wire for this client: one IPC with a string item into its buffer. */
+  deliver(address: number, length: number): boolean {
+    const to = this.conn.clientMonitor;
+    if (to === undefined) return false;
+    const msg = message(NetLabel.receive, [], stringItem(length, (this.b.mapAt + address) >>> 0));
+    const r = this.b.sendResult(to, msg);
+    const ok = r !== undefined && r.error === 0;
+    if (ok) this.counters.messages++;
+    else this.counters.dropped++;
+    return ok;
+  }
+
+  /** At the driver VM's iret or idle: the completions, in one message. */
+  flush(): void {
+    const to = this.conn.clientMonitor;
+    while (this.done.length > 0 && to !== undefined) {
+      const batch = this.done.slice(0, 2 * 30);
+      if (!this.b.sendTo(to, message(NetLabel.transmitted, [batch.length / 2, ...batch]))) {
+        this.counters.deferred++;
+        return;
+      }
+      this.counters.messages++;
+      this.done.splice(0, batch.length);
+    }
+  }
+}

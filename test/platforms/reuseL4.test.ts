@@ -1,0 +1,162 @@
+// Driver reuse on l4 (issue "reuse", the seed's platform): the afterburned guest reaches the
+// network through a driver VM of the resource monitor that runs the same kernel binary with the
+// real DP83820 passed through and its translation module on the VMM's client link. The two VMMs
+// talk by IPC (src/vmm/backends/l4/netChannel.ts): a netperf transfer arrives intact, every
+// received frame one IPC with a string item into the guest's own buffer, every sent frame read
+// by the driver VM's NIC from the guest's buffer through the resource monitor's DMA window (no
+// copy), transmit requests and completions batched at iret or idle; the run is deterministic;
+// only a driver VM the toolstack named gets a client's memory; a client that relays bad buffer
+// addresses gets errors for those frames only.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { before, describe, it } from 'node:test';
+import { runNetperf, type NetperfRun } from '../../src/bench/netperf/run.ts';
+import { RmOp } from '../../src/hypervisor/l4/abi.ts';
+import type { L4Kernel } from '../../src/hypervisor/l4/L4.ts';
+import { createGuest } from '../../src/platforms/createGuest.ts';
+import type { L4Backend } from '../../src/vmm/backends/l4/L4Backend.ts';
+import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { attachSender } from './client.ts';
+
+const skip = buildSkipReason();
+
+function reuseRun(bytes: number, lines?: string[]): NetperfRun {
+  const kernel = readFileSync(kernelPath('afterburned'));
+  return runNetperf({
+    label: 'reuse-l4',
+    kernel,
+    kernelName: 'guest.elf',
+    payloadBytes: bytes,
+    seed: 3,
+    hypervisor: 'l4',
+    nicPath: 'driver-vm',
+    driverKernel: { kernel, kernelName: 'driver.elf' },
+    onConsoleLine: lines === undefined ? undefined : (l) => lines.push(l),
+  });
+}
+
+const count = (tree: unknown, path: string): number => {
+  let node = tree;
+  for (const p of path.split('.')) node = (node as Record<string, unknown> | undefined)?.[p];
+  return typeof node === 'number' ? node : 0;
+};
+
+function reuseGuest(console?: (b: number) => void) {
+  const kernel = readFileSync(kernelPath('afterburned'));
+  const g = createGuest({
+    platform: 'l4',
+    kernel,
+    kernelName: 'guest.elf',
+    cmdline: 'init=netserver',
+    nic: {},
+    console,
+    driverVm: { kernel, kernelName: 'driver.elf', cmdline: 'init=sh' },
+  });
+  assert.ok(typeof g !== 'string', String(g));
+  return g;
+}
+
+describe('driver reuse on l4', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok);
+  });
+
+  it('carries a netperf transfer through the driver VM: RX by string IPC, TX by the DMA window', () => {
+    const lines: string[] = [];
+    const r = reuseRun(1 << 20, lines);
+    assert.ok(r.ok, r.error);
+    assert.ok(
+      lines.some((l) => /^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/.test(l)),
+      lines.join('\n'),
+    );
+    const v = r.counters.virtualization!;
+    const rx = r.counters.nic.rxFrames;
+    const tx = r.counters.nic.txFrames;
+    const driver = (v.vms ?? {})['driver.elf'];
+    // Every frame off the wire went to the guest in one message of its own (over the interval:
+    // the frame the NIC took last may not be delivered yet when it ends).
+    const delivered = count(driver, 'clientLink.delivered');
+    assert.ok(delivered >= rx - 1 && delivered <= rx, `delivered ${delivered}, NIC received ${rx}`);
+    assert.equal(count(driver, 'clientLink.notDelivered'), 0);
+    assert.ok(count(driver, 'netBack.0.messages') >= delivered);
+    // Every frame the guest sent went out of its own buffer: offered once, sent by the NIC.
+    const offered = count(driver, 'clientLink.offered');
+    assert.ok(offered >= tx - 1 && offered <= tx + 1, `offered ${offered}, NIC sent ${tx}`);
+    assert.equal(count(driver, 'netBack.0.frames'), offered);
+    assert.equal(count(driver, 'netBack.0.dropped'), 0);
+    // Batched: far fewer transmit messages than frames sent.
+    const messages = count(v.vmm, 'netFront.messages');
+    assert.ok(messages > 0 && messages < tx / 2, `${messages} messages for ${tx} frames`);
+    assert.equal(count(v.vmm, 'netFront.dropped'), 0);
+    assert.equal(count(v.hypervisor, 'dmaRefused'), 0);
+  });
+
+  it('is deterministic', () => {
+    const a = reuseRun(256 << 10);
+    const b = reuseRun(256 << 10);
+    assert.ok(a.ok && b.ok, `${a.error} ${b.error}`);
+    assert.equal(a.intervalCycles, b.intervalCycles);
+    assert.equal(a.busyCycles, b.busyCycles);
+    assert.deepEqual(a.counters, b.counters);
+  });
+
+  it("gives a client's memory only to the driver VM the toolstack named", () => {
+    const g = reuseGuest();
+    const client = g.vmm!.backend as L4Backend;
+    const driver = g.vms![0].vmm.backend as L4Backend;
+    g.machine.run(50_000_000);
+    // The client asking for the driver VM's memory, or the driver VM for a VM it does not
+    // serve (itself, one that does not exist): refused.
+    assert.equal(client.rmCall(RmOp.clientDma, [driver.vm.id]), undefined);
+    assert.equal(driver.rmCall(RmOp.clientDma, [driver.vm.id]), undefined);
+    assert.equal(driver.rmCall(RmOp.clientDma, [7]), undefined);
+    const window = driver.rmCall(RmOp.clientDma, [client.vm.id]);
+    assert.ok(window !== undefined && window[0] >= driver.vm.size && window[0] % 0x10000000 === 0);
+  });
+
+  it("a client's bad buffer addresses are errors for those frames, not the driver VM's", () => {
+    // A client VMM that relays every 7th packet with an address outside its memory: the driver
+    // VM's VMM fails that packet (its NIC never sees the address), TCP recovers, and the
+    // transfer arrives intact; the driver VM goes on serving.
+    let out = '';
+    const g = reuseGuest((b) => (out += String.fromCharCode(b)));
+    const front = (g.vmm!.backend as L4Backend).netFront!;
+    type Packet = { id: number; parts: { address: number }[] };
+    const queued = (front as unknown as { queued: Packet[] }).queued;
+    const push = queued.push.bind(queued);
+    let packets = 0;
+    queued.push = (...items: Packet[]) => {
+      for (const p of items) if (++packets % 7 === 0) p.parts[0].address = 0x7ff00000;
+      return push(...items);
+    };
+    attachSender(g, 256 << 10, 5);
+    const end = g.machine.run(2_800_000_000 * 20);
+    assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+    assert.match(out, /netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    // The driver VM's side refused those packets before its NIC saw them.
+    const l4 = g.hypervisor as L4Kernel;
+    assert.equal(l4.counters.dmaRefused, 0);
+    const stats = g.stats();
+    const driver = stats.vms![0].vmm as unknown as {
+      netBack: Record<string, Record<string, number>>;
+      clientLink: Record<string, number>;
+    };
+    // (Its dropped frames also count the frames for the client it could not deliver.)
+    const dropped = driver.netBack['0'].dropped - driver.clientLink.notDelivered;
+    assert.ok(dropped > 0 && dropped === Math.floor(packets / 7), `${dropped} of ${packets}`);
+    assert.equal((g.vms![0].vmm.backend as L4Backend).vm.state, 'running');
+  });
+
+  it('says why it cannot serve an l4-para guest', () => {
+    assert.ok(make('l4-para').ok);
+    const kernel = readFileSync(kernelPath('afterburned'));
+    const g = createGuest({
+      platform: 'l4',
+      kernel: readFileSync(kernelPath('l4-para')),
+      kernelName: 'guest.elf',
+      nic: {},
+      driverVm: { kernel, kernelName: 'driver.elf' },
+    });
+    assert.match(String(g), /^a driver VM on l4 serves an afterburned guest/);
+  });
+});
