@@ -25,7 +25,7 @@ import { MAX_PAYLOAD } from '../../net/stream.ts';
 
 const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
-                                       reuse-custom-xen|reuse-emul-xen[,...]]
+                                       reuse-emul-l4|reuse-custom-xen|reuse-emul-xen[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
                              [--json] [--console]
 
@@ -60,14 +60,16 @@ options:
                  xen-para (guest/build/xen-para/kernel.elf, para-virtualized for xen, on
                  xen: row "XenoLinux-style (xen-para)"),
                  xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
-                 reuse-custom-xen (the seed's second table: a guest on xen reaching the
-                 network through a driver VM, the afterburned kernel with the NIC passed
-                 through and its translation module; here the kernel para-virtualized for
-                 xen with its custom virtual network driver, netfront; row "Custom driver
-                 (xen)"),
-                 reuse-emul-xen (the same, with the afterburned kernel as the guest: its
-                 unmodified driver against the in-place VMM's DP83820 model; row "DP83820
-                 emulation (xen)"),
+                 reuse-emul-l4 (the seed's second table: a guest reaching the network
+                 through a driver VM, the afterburned kernel with the NIC passed through and
+                 its translation module; here on l4, the afterburned guest's unmodified
+                 driver against the in-place VMM's DP83820 model, the two VMMs talking by
+                 IPC; row "DP83820 emulation (l4)"),
+                 reuse-custom-xen (the same on xen, the kernel para-virtualized for xen as
+                 the guest with its custom virtual network driver, netfront; row "Custom
+                 driver (xen)"),
+                 reuse-emul-xen (the same on xen, the afterburned guest against the model;
+                 row "DP83820 emulation (xen)"),
                  or a comma-separated list (rows in the order above); default the first six,
                  the seed's first table in the seed's order
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024

@@ -25,9 +25,9 @@ on its own hypervisor, and prints a table (self-test result, simulated time, bus
 cycles, instructions, port I/O, host speed); then runs the netperf receive benchmark on the six
 (previrt bench netperf, the seed's table: native, NOPs, L4Ka::Linux, L4Ka in-place VMM,
 XenoLinux, Xen in-place VMM), with the pre- vs para-virtualized comparison on each hypervisor,
-and on the seed's second table so far: a guest on xen through a driver VM (the afterburned
-binary with the NIC), the xen-para kernel with its custom virtual network driver and the
-afterburned kernel with its unmodified driver against the VMM's DP83820 model.
+and on the seed's second table so far: a guest through a driver VM (the afterburned binary
+with the NIC): on l4 the afterburned kernel with its unmodified driver against the VMM's
+DP83820 model; on xen that, and the xen-para kernel with its custom virtual network driver.
 
   --quiet        no guest console output, only progress lines and the tables
   --bytes SIZE   netperf payload per configuration (default 16M; 0 skips the benchmark)
