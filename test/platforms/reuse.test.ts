@@ -10,35 +10,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
-import { runNetperf, type NetperfRun } from '../../src/bench/netperf/run.ts';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { XenBackend } from '../../src/vmm/backends/xen/XenBackend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 import { attachSender } from './client.ts';
+import { assertOnlyTheRingStaysGranted, count, reuseRun } from './reuseRuns.ts';
 
 const skip = buildSkipReason();
-
-function reuseRun(bytes: number, lines?: string[], client = kernelPath('afterburned')): NetperfRun {
-  const kernel = readFileSync(kernelPath('afterburned'));
-  return runNetperf({
-    label: 'reuse',
-    kernel: readFileSync(client),
-    kernelName: 'guest.elf',
-    payloadBytes: bytes,
-    seed: 3,
-    hypervisor: 'xen',
-    nicPath: 'driver-vm',
-    driverKernel: { kernel, kernelName: 'driver.elf' },
-    onConsoleLine: lines === undefined ? undefined : (l) => lines.push(l),
-  });
-}
-
-const count = (tree: unknown, path: string): number => {
-  let node = tree;
-  for (const p of path.split('.')) node = (node as Record<string, unknown> | undefined)?.[p];
-  return typeof node === 'number' ? node : 0;
-};
 
 describe('driver reuse on xen', { skip }, () => {
   before(() => {
@@ -47,7 +26,7 @@ describe('driver reuse on xen', { skip }, () => {
 
   it('carries a netperf transfer through the driver VM: RX by grant copy, TX by grant map', () => {
     const lines: string[] = [];
-    const r = reuseRun(1 << 20, lines);
+    const r = reuseRun('xen', 1 << 20, lines);
     assert.ok(r.ok, r.error);
     assert.ok(
       lines.some((l) => /^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/.test(l)),
@@ -83,32 +62,15 @@ describe('driver reuse on xen', { skip }, () => {
   });
 
   it('is deterministic, and leaves the frame table and the grants consistent', () => {
-    const a = reuseRun(256 << 10);
-    const b = reuseRun(256 << 10);
+    const a = reuseRun('xen', 256 << 10);
+    const b = reuseRun('xen', 256 << 10);
     assert.ok(a.ok && b.ok, `${a.error} ${b.error}`);
     assert.equal(a.intervalCycles, b.intervalCycles);
     assert.equal(a.busyCycles, b.busyCycles);
     assert.deepEqual(a.counters, b.counters);
 
     // After a run: only the ring and what is in flight stay granted; the audit is clean.
-    const kernel = readFileSync(kernelPath('afterburned'));
-    const g = createGuest({
-      platform: 'xen',
-      kernel,
-      kernelName: 'guest.elf',
-      cmdline: 'init=sleep -- 300',
-      nic: {},
-      driverVm: { kernel, kernelName: 'driver.elf', cmdline: 'init=sh' },
-    });
-    assert.ok(typeof g !== 'string', String(g));
-    const end = g.machine.run(2_800_000_000 * 2);
-    assert.equal(end.kind, 'exit', JSON.stringify(end));
-    const xen = g.hypervisor as XenHypervisor;
-    assert.deepEqual(xen.frames.audit(xen.domains), []);
-    const [driver, client] = xen.domains;
-    // The client's one active grant: its ring page, mapped by the driver VM.
-    assert.equal(client.grantTable.active.size, 1);
-    assert.equal(driver.grantTable.maps.filter((m) => m !== undefined).length, 1);
+    assertOnlyTheRingStaysGranted(kernelPath('afterburned'));
   });
 
   it("a client's bad requests are errors for the client, not the driver VM", () => {
@@ -185,7 +147,7 @@ describe('driver reuse on xen, custom driver', { skip }, () => {
 
   it("carries a netperf transfer through the driver VM from the para-virtualized kernel's front end", () => {
     const lines: string[] = [];
-    const r = reuseRun(1 << 20, lines, kernelPath('xen-para'));
+    const r = reuseRun('xen', 1 << 20, lines, kernelPath('xen-para'));
     assert.ok(r.ok, r.error);
     const text = lines.join('\n');
     assert.match(text, /boot: command line 'init=netserver netfront=0,00:0d:42:00:00:02'/);
@@ -216,26 +178,7 @@ describe('driver reuse on xen, custom driver', { skip }, () => {
   });
 
   it('leaves only the ring in use after a run, and the frame table consistent', () => {
-    const g = createGuest({
-      platform: 'xen',
-      kernel: readFileSync(kernelPath('xen-para')),
-      kernelName: 'guest.elf',
-      cmdline: 'init=sleep -- 300',
-      nic: {},
-      driverVm: {
-        kernel: readFileSync(kernelPath('afterburned')),
-        kernelName: 'driver.elf',
-        cmdline: 'init=sh',
-      },
-    });
-    assert.ok(typeof g !== 'string', String(g));
-    const end = g.machine.run(2_800_000_000 * 2);
-    assert.equal(end.kind, 'exit', JSON.stringify(end));
-    const xen = g.hypervisor as XenHypervisor;
-    assert.deepEqual(xen.frames.audit(xen.domains), []);
-    const [driver, client] = xen.domains;
-    assert.equal(client.grantTable.active.size, 1);
-    assert.equal(driver.grantTable.maps.filter((m) => m !== undefined).length, 1);
+    assertOnlyTheRingStaysGranted(kernelPath('xen-para'));
   });
 
   it('says why in one line when its option is wrong, and the kernel goes on without a network', () => {

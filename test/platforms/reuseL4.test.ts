@@ -10,36 +10,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
-import { runNetperf, type NetperfRun } from '../../src/bench/netperf/run.ts';
 import { RmOp } from '../../src/hypervisor/l4/abi.ts';
 import type { L4Kernel } from '../../src/hypervisor/l4/L4.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { L4Backend } from '../../src/vmm/backends/l4/L4Backend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 import { attachSender } from './client.ts';
+import { count, reuseRun } from './reuseRuns.ts';
 
 const skip = buildSkipReason();
-
-function reuseRun(bytes: number, lines?: string[]): NetperfRun {
-  const kernel = readFileSync(kernelPath('afterburned'));
-  return runNetperf({
-    label: 'reuse-l4',
-    kernel,
-    kernelName: 'guest.elf',
-    payloadBytes: bytes,
-    seed: 3,
-    hypervisor: 'l4',
-    nicPath: 'driver-vm',
-    driverKernel: { kernel, kernelName: 'driver.elf' },
-    onConsoleLine: lines === undefined ? undefined : (l) => lines.push(l),
-  });
-}
-
-const count = (tree: unknown, path: string): number => {
-  let node = tree;
-  for (const p of path.split('.')) node = (node as Record<string, unknown> | undefined)?.[p];
-  return typeof node === 'number' ? node : 0;
-};
 
 function reuseGuest(console?: (b: number) => void) {
   const kernel = readFileSync(kernelPath('afterburned'));
@@ -63,7 +42,7 @@ describe('driver reuse on l4', { skip }, () => {
 
   it('carries a netperf transfer through the driver VM: RX by string IPC, TX by the DMA window', () => {
     const lines: string[] = [];
-    const r = reuseRun(1 << 20, lines);
+    const r = reuseRun('l4', 1 << 20, lines);
     assert.ok(r.ok, r.error);
     assert.ok(
       lines.some((l) => /^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/.test(l)),
@@ -92,8 +71,8 @@ describe('driver reuse on l4', { skip }, () => {
   });
 
   it('is deterministic', () => {
-    const a = reuseRun(256 << 10);
-    const b = reuseRun(256 << 10);
+    const a = reuseRun('l4', 256 << 10);
+    const b = reuseRun('l4', 256 << 10);
     assert.ok(a.ok && b.ok, `${a.error} ${b.error}`);
     assert.equal(a.intervalCycles, b.intervalCycles);
     assert.equal(a.busyCycles, b.busyCycles);
