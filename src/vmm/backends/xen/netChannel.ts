@@ -23,7 +23,10 @@
  *
  * Who connects whom is the toolstack's (`XenNetConnection`, what xenstore holds in Xen): the
  * client's VMM publishes its ring's grant reference and its unbound port at its start of day;
- * the driver VM's VMM connects when its module brings the link up.
+ * the driver VM's VMM connects when its module brings the link up. When the driver VM crashes,
+ * the toolstack builds another (src/platforms/driverVm.ts) and tells the client's VMM, which
+ * ends what it had with the old back end, shows its guest the link down, and publishes again
+ * for the new one; the link comes up when that one connects (NetFront.backendGone).
  */
 import {
   DOMID_SELF,
