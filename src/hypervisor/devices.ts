@@ -89,12 +89,24 @@ export function regionDma(base: number, size: number): DmaConfinement {
 /**
  * Interposes a confinement between a device and memory, as an IOMMU would: the device's DMA
  * addresses become the VM's own addresses, translated to machine ones; a transfer that leaves
- * the VM fails (the device reports a bus error to its driver).
+ * the VM fails (the device reports a bus error to its driver). Returns what takes it away again
+ * (the VM is gone and the device goes to another one): the port's own functions come back if
+ * this confinement is the outermost, as it is for a device granted to one VM at a time;
+ * otherwise the confinement stays in place but lets everything through untranslated, so that
+ * whatever was interposed on top of it keeps working.
  */
-export function confineDma(port: DmaMemory, dma: DmaConfinement, counters: DmaCounters): void {
+export function confineDma(
+  port: DmaMemory,
+  dma: DmaConfinement,
+  counters: DmaCounters,
+): () => void {
+  const originalRead = port.read;
+  const originalWrite = port.write;
   const read = port.read.bind(port);
   const write = port.write.bind(port);
-  port.read = (address, into) => {
+  let released = false;
+  const confinedRead: DmaMemory['read'] = (address, into) => {
+    if (released) return read(address, into);
     const m = dma.translate(address, into.length);
     if (m === undefined || !dma.allows(m, into.length)) {
       counters.dmaRefused++;
@@ -103,7 +115,8 @@ export function confineDma(port: DmaMemory, dma: DmaConfinement, counters: DmaCo
     counters.dmaTranslated++;
     return read(m, into);
   };
-  port.write = (address, from) => {
+  const confinedWrite: DmaMemory['write'] = (address, from) => {
+    if (released) return write(address, from);
     const m = dma.translate(address, from.length);
     if (m === undefined || !dma.allows(m, from.length)) {
       counters.dmaRefused++;
@@ -111,5 +124,14 @@ export function confineDma(port: DmaMemory, dma: DmaConfinement, counters: DmaCo
     }
     counters.dmaTranslated++;
     return write(m, from);
+  };
+  port.read = confinedRead;
+  port.write = confinedWrite;
+  return () => {
+    released = true;
+    if (port.read === confinedRead && port.write === confinedWrite) {
+      port.read = originalRead;
+      port.write = originalWrite;
+    }
   };
 }

@@ -81,6 +81,7 @@ export function createGuest(config: GuestConfig): Guest | string {
     hypervisor,
     vmm,
     vms,
+    driverVm: booted.driverVm,
     input: (bytes) => booted.input(bytes),
     physicalMemory: () => booted.physicalMemory(),
     stats(): GuestStats {

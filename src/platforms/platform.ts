@@ -87,6 +87,32 @@ export interface ExtraVm {
   readonly vmm: InPlaceVmm;
 }
 
+/**
+ * A driver VM as its toolstack keeps it (`Guest.driverVm`): restarted when it crashes, its
+ * client reconnected (platforms/driverVm.ts, xen with the afterburned guest).
+ */
+export interface DriverVmControl {
+  /** Crashes the running driver VM now (a test's injected fault); false if none is running. */
+  crash(message: string): boolean;
+  /** Each crash and the restart after it, in order. */
+  readonly restarts: readonly DriverVmRestart[];
+}
+
+/** One crash of the driver VM and what the toolstack made of it (machine cycles). */
+export interface DriverVmRestart {
+  /** The crash, and the domain that crashed. */
+  crashCycle: number;
+  crashedDomain: number;
+  /** The domain built in its place (undefined until built, or if building it failed). */
+  domain?: number;
+  /** The client's link up again: its front end connected to the new back end. */
+  connectedCycle?: number;
+  /** The first frame from the new back end reached the client's guest. */
+  firstFrameCycle?: number;
+  /** Why the restart failed, if it did. */
+  failed?: string;
+}
+
 /** The counters of a run, the same shape on every platform. */
 export interface GuestStats {
   machine: MachineStats;
@@ -106,8 +132,13 @@ export interface Guest {
   readonly machine: Machine;
   readonly hypervisor: Hypervisor | undefined;
   readonly vmm: InPlaceVmm | undefined;
-  /** The extra VMs (`GuestConfig.vms`), in their order. */
+  /**
+   * The extra VMs: the driver VM first, then `GuestConfig.vms` in their order, then a driver VM
+   * the toolstack built after a crash (named `<kernel> (restart N)`).
+   */
   readonly vms: readonly ExtraVm[];
+  /** The driver VM's toolstack, where it restarts a crashed driver VM (DriverVmControl). */
+  readonly driverVm: DriverVmControl | undefined;
   /** Host input for the guest's console (COM1). */
   input(bytes: Uint8Array): void;
   /** The guest's physical memory, index = guest-physical address (a VM's, under a hypervisor). */
@@ -125,6 +156,7 @@ export interface BootedGuest {
   hypervisor?: Hypervisor;
   vmm?: InPlaceVmm;
   vms?: ExtraVm[];
+  driverVm?: DriverVmControl;
   input(bytes: Uint8Array): void;
   physicalMemory(): Uint8Array;
 }

@@ -20,6 +20,7 @@ import {
   startExtraXenVms,
   startXenDriverVm,
 } from './extraVms.ts';
+import { superviseXenDriverVm } from './driverVm.ts';
 import type { Platform } from './platform.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 import { prepareXenPara } from './xenPara.ts';
@@ -156,10 +157,16 @@ export const xenPlatform: Platform = {
       });
       if (typeof vm === 'string') return vm;
       if (vms.length > 0) xen.primary = vm.domain;
+      // A crashed driver VM is restarted and the guest's connection made again (driverVm.ts).
+      const driverVm =
+        connection === undefined || driverKernel === undefined
+          ? undefined
+          : superviseXenDriverVm(xen, config, driverKernel, connection, vms);
       return {
         hypervisor: xen,
         vmm: vm.vmm,
         vms,
+        driverVm,
         input: (bytes) => xen.input(bytes),
         physicalMemory: () => vm.backend.guestRam(),
       };

@@ -126,5 +126,6 @@ function grantNic(xen: XenHypervisor, domain: Domain, nic: Dp83820): void {
     irqs: [nic.configRead(0x3c, 1)],
     pci: { read: (o, n) => nic.configRead(o, n), write: (o, n, v) => nic.configWrite(o, n, v) },
     dma: xen.machine.dma,
+    reset: () => nic.functionReset(),
   });
 }

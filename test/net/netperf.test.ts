@@ -265,6 +265,11 @@ test('bad options: one line on stderr, exit status 2', () => {
     ['bench', 'netperf', '--faults', 'drop=2'],
     ['bench', 'netperf', '--faults', 'lose=0.1'],
     ['bench', 'netperf', '--faults', 'seed=-1'],
+    // The driver VM's crash: a bad size, no driver VM row, a guest that does not reconnect.
+    ['bench', 'netperf', '--config', 'reuse-emul-xen', '--fault', 'driver-vm-crash-at=lots'],
+    ['bench', 'netperf', '--config', 'xen-pre', '--faults', 'driver-vm-crash-at=256K'],
+    ['bench', 'netperf', '--config', 'reuse-custom-xen', '--fault', 'driver-vm-crash-at=256K'],
+    ['bench', 'netperf', '--config', 'reuse-emul-l4', '--fault', 'driver-vm-crash-at=256K'],
     ['bench', 'iperf'],
   ]) {
     const r = previrt(args);
@@ -273,6 +278,13 @@ test('bad options: one line on stderr, exit status 2', () => {
     assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^previrt bench: /);
   }
+  assert.deepEqual(parseFaults('driver-vm-crash-at=256K'), {
+    drop: 0,
+    duplicate: 0,
+    reorder: 0,
+    corrupt: 0,
+    driverVmCrashAt: 256 << 10,
+  });
   const help = previrt(['bench', 'netperf', '--help']);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--config native\|nops/);

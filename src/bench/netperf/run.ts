@@ -53,6 +53,13 @@ export interface NetperfRunOptions {
   nicPath?: 'passthrough' | 'emulated' | 'driver-vm';
   /** The driver VM's kernel (nicPath `driver-vm`); its console lines go to onConsoleLine. */
   driverKernel?: { kernel: Uint8Array; kernelName: string; cmdline?: string };
+  /**
+   * A fault for the driver VM (nicPath `driver-vm`, the afterburned guest): it crashes when the
+   * client machine has had this many bytes acknowledged; the toolstack restarts it and the
+   * transfer must still arrive intact (TCP sends again what was lost in the outage). The run
+   * then reports the restarts and the outage (NetperfRun.driverVm).
+   */
+  driverVmCrashAtBytes?: number;
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -132,6 +139,22 @@ export interface NetperfRun {
   /** Guest instructions per host second over the whole run, in millions. */
   guestMips: number;
   totalInstructions: number;
+  /** With `driverVmCrashAtBytes`: the crash and the restarts after it (DriverVmReport). */
+  driverVm?: DriverVmReport;
+}
+
+/**
+ * A driver VM's crash and restart in a run (simulated time): the outage is from the crash to
+ * the client's link coming up again (its front end connected to the new driver VM's back end);
+ * the first frame, from the crash to the first frame from the new driver VM reaching the guest.
+ */
+export interface DriverVmReport {
+  crashAtBytes: number;
+  /** The simulated ms since power-on at which the driver VM crashed (undefined: it never did). */
+  crashedAtMs?: number;
+  restarts: number;
+  outageMs?: number;
+  firstFrameMs?: number;
 }
 
 interface Snapshot {
@@ -233,6 +256,15 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   if (typeof guest === 'string') throw new Error(guest);
   ref.guest = guest;
   const machine = guest.machine;
+  const crashAt = o.driverVmCrashAtBytes;
+  const driverVm = guest.driverVm;
+  if (crashAt !== undefined && driverVm === undefined)
+    throw new Error(
+      o.nicPath === 'driver-vm'
+        ? "driver-vm-crash-at: this guest's front end does not reconnect to a restarted driver VM (only the afterburned guest's, reuse-emul-xen)"
+        : 'driver-vm-crash-at needs a driver VM (nicPath driver-vm, reuse-emul-xen)',
+    );
+  let crashed = false;
 
   const link = machine.link!;
   const sender = new TcpSender({
@@ -251,6 +283,11 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     receive(frame) {
       sender.start();
       sender.receive(frame);
+      // The fault: at the ACK that takes the client to the mark, in this wire event.
+      if (crashAt !== undefined && !crashed && sender.bytesAcked >= crashAt) {
+        crashed = true;
+        driverVm?.crash(`injected fault (driver-vm-crash-at=${crashAt})`);
+      }
     },
   });
   machine.clock.at(machine.costModel.hz, () => sender.start(), 'netperf.client-start');
@@ -310,6 +347,24 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   if (end.kind === 'triple-fault' || end.kind === 'reset') problems.push(describeEnd(end));
   if (end.kind === 'cycle-limit' && resultLine === undefined)
     problems.push(`no result after ${(limit / hz).toFixed(0)} simulated seconds`);
+  let driverReport: DriverVmReport | undefined;
+  if (crashAt !== undefined && driverVm !== undefined) {
+    const ms = (cycles: number | undefined, from = 0): number | undefined =>
+      cycles === undefined ? undefined : ((cycles - from) / hz) * 1000;
+    const first = driverVm.restarts[0];
+    driverReport = {
+      crashAtBytes: crashAt,
+      crashedAtMs: ms(first?.crashCycle),
+      restarts: driverVm.restarts.filter((r) => r.domain !== undefined).length,
+      outageMs: first === undefined ? undefined : ms(first.connectedCycle, first.crashCycle),
+      firstFrameMs: first === undefined ? undefined : ms(first.firstFrameCycle, first.crashCycle),
+    };
+    if (first === undefined) problems.push(`the driver VM never crashed (at ${crashAt} bytes)`);
+    else if (first.failed !== undefined)
+      problems.push(`the driver VM was not restarted: ${first.failed}`);
+    else if (first.connectedCycle === undefined)
+      problems.push('the restarted driver VM never connected to the guest');
+  }
 
   const total = machine.stats();
   const a = startSnap ?? snapshot(guest);
@@ -371,5 +426,6 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     hostIntervalSeconds: (b.host - a.host) / 1000,
     guestMips: total.instructions / Math.max(hostSeconds, 1e-3) / 1e6,
     totalInstructions: total.instructions,
+    ...(driverReport === undefined ? {} : { driverVm: driverReport }),
   };
 }

@@ -78,7 +78,11 @@ options:
   --faults SPEC  make the wire unreliable, both ways: a comma-separated list of drop=P, dup=P,
                  reorder=P, corrupt=P (the chance per frame, 0 to 1) and seed=N (the fault
                  injector's seed, default the run's seed), e.g. drop=0.001,corrupt=0.0005;
-                 every run must still deliver the stream intact
+                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen only): the driver VM
+                 crashes when the client has had SIZE bytes acknowledged, the toolstack
+                 restarts it and the guest reconnects; the run reports the restart and the
+                 outage (crash to the guest's link up) in simulated ms. Every run must still
+                 deliver the stream intact. --fault is the same option
   --jobs N       runs at once, each in a worker thread of its own (default: the host's cores,
                  here ${Math.max(1, availableParallelism())}); 1 runs them one after another. Each run is a simulation of its
                  own, so the figures are the same whatever N; only the host times differ
@@ -97,7 +101,9 @@ interface Options {
   runs: number;
   seed: number;
   /** Fault chances per frame, and the injector's seed (undefined: the run's seed). */
-  faults?: { drop: number; duplicate: number; reorder: number; corrupt: number; seed?: number };
+  faults?: WireFaults;
+  /** The driver VM crashes when the client has had this many bytes acknowledged. */
+  driverVmCrashAt?: number;
   json: boolean;
   console: boolean;
   /** Runs at once, in worker threads (1: one after another in this thread). */
@@ -112,15 +118,39 @@ export function parseSize(text: string): number | undefined {
   return Number(m[1]) * unit;
 }
 
-/** "drop=0.01,corrupt=0.001,seed=7" → the fault chances; a message for anything else. */
-export function parseFaults(text: string): NonNullable<Options['faults']> | string {
-  const f: NonNullable<Options['faults']> = { drop: 0, duplicate: 0, reorder: 0, corrupt: 0 };
+/** An unreliable wire: chances per frame, and the injector's seed (undefined: the run's). */
+interface WireFaults {
+  drop: number;
+  duplicate: number;
+  reorder: number;
+  corrupt: number;
+  seed?: number;
+}
+
+/**
+ * "drop=0.01,corrupt=0.001,seed=7" → the fault chances; "driver-vm-crash-at=256K" → the bytes
+ * acknowledged at which the driver VM crashes (`driverVmCrashAt`, only when given); a message
+ * for anything else.
+ */
+export function parseFaults(text: string): (WireFaults & { driverVmCrashAt?: number }) | string {
+  const f: WireFaults & { driverVmCrashAt?: number } = {
+    drop: 0,
+    duplicate: 0,
+    reorder: 0,
+    corrupt: 0,
+  };
   const names = { drop: 'drop', dup: 'duplicate', reorder: 'reorder', corrupt: 'corrupt' } as const;
+  const known = 'drop, dup, reorder, corrupt, seed, driver-vm-crash-at';
   for (const part of text.split(',')) {
-    const m = /^([a-z]+)=(.+)$/.exec(part.trim());
-    if (m === null) return `'${part}' is not name=value (drop, dup, reorder, corrupt, seed)`;
+    const m = /^([a-z-]+)=(.+)$/.exec(part.trim());
+    if (m === null) return `'${part}' is not name=value (${known})`;
     const n = Number(m[2]);
-    if (m[1] === 'seed') {
+    if (m[1] === 'driver-vm-crash-at') {
+      const bytes = parseSize(m[2].trim());
+      if (bytes === undefined || bytes < 1 || bytes > MAX_PAYLOAD)
+        return `driver-vm-crash-at '${m[2]}' is not a size from 1 byte to 1G (e.g. 256K)`;
+      f.driverVmCrashAt = bytes;
+    } else if (m[1] === 'seed') {
       if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
         return `seed '${m[2]}' is not a whole number`;
       f.seed = n;
@@ -128,7 +158,7 @@ export function parseFaults(text: string): NonNullable<Options['faults']> | stri
       if (!Number.isFinite(n) || n < 0 || n > 1 || m[2].trim() === '')
         return `${m[1]} '${m[2]}' is not a chance from 0 to 1`;
       f[names[m[1] as keyof typeof names]] = n;
-    } else return `unknown fault '${m[1]}' (drop, dup, reorder, corrupt, seed)`;
+    } else return `unknown fault '${m[1]}' (${known})`;
   }
   return f;
 }
@@ -159,6 +189,7 @@ function parse(argv: string[]): Options | string {
       '--runs',
       '--seed',
       '--faults',
+      '--fault',
       '--jobs',
     ].includes(a);
     if (needsValue && value === undefined) return `${a} needs a value`;
@@ -203,10 +234,15 @@ function parse(argv: string[]): Options | string {
         else o.seed = n;
         break;
       }
-      case '--faults': {
+      case '--faults':
+      case '--fault': {
         const faults = parseFaults(value);
-        if (typeof faults === 'string') return `--faults: ${faults}`;
-        o.faults = faults;
+        if (typeof faults === 'string') return `${a}: ${faults}`;
+        const { driverVmCrashAt, ...wire } = faults;
+        if (driverVmCrashAt !== undefined) o.driverVmCrashAt = driverVmCrashAt;
+        // The wire is unreliable only if the spec says something about it.
+        if (value.split(',').some((p) => !p.trim().startsWith('driver-vm-crash-at=')))
+          o.faults = wire;
         break;
       }
       case '--json':
@@ -219,6 +255,21 @@ function parse(argv: string[]): Options | string {
         return `unknown option '${a}' (previrt bench netperf --help)`;
     }
   }
+  if (o.driverVmCrashAt !== undefined) {
+    const crash = '--faults driver-vm-crash-at';
+    // Only the afterburned guest's front end (its VMM's) reconnects to a restarted driver VM.
+    const other = o.configs.find((c) => c !== 'reuse-emul-xen');
+    if (o.guest !== 'linux' && other === 'reuse-custom-xen')
+      return `${crash}: the para-virtualized guest's own front end (netfront.c, reuse-custom-xen) does not reconnect to a restarted driver VM yet (--config reuse-emul-xen)`;
+    if (o.guest !== 'linux' && other === 'reuse-emul-l4')
+      return `${crash}: the driver VM on l4 (reuse-emul-l4) is not restarted yet (--config reuse-emul-xen)`;
+    if (o.guest === 'linux' || !o.configs.includes('reuse-emul-xen'))
+      return `${crash} needs a driver VM row (--config reuse-emul-xen)`;
+    if (other !== undefined)
+      return `${crash}: row '${other}' has no driver VM (--config reuse-emul-xen)`;
+    if (o.driverVmCrashAt >= o.bytes)
+      return `${crash} (${formatSize(o.driverVmCrashAt)}) is not below --bytes (${formatSize(o.bytes)}): the driver VM would never crash`;
+  }
   if (o.guest === 'linux') {
     const other = o.configs.find((c) => !LINUX_GUEST.configs.includes(c));
     if (configsGiven && other !== undefined)
@@ -226,6 +277,22 @@ function parse(argv: string[]): Options | string {
     o.configs = [...LINUX_GUEST.configs];
   }
   return o;
+}
+
+/** The driver VM's crash and restart, in simulated ms (means over the runs that had one). */
+function driverVmLine(rows: NetperfRow[], crashAt: number): string {
+  const reports = rows.flatMap((r) => r.runs.flatMap((run) => run.driverVm ?? []));
+  const mean = (xs: (number | undefined)[]): string => {
+    const known = xs.filter((x): x is number => x !== undefined);
+    return known.length === 0 ? '—' : (known.reduce((a, b) => a + b, 0) / known.length).toFixed(2);
+  };
+  const restarts = reports.reduce((n, r) => n + r.restarts, 0);
+  return (
+    `Driver VM crashed at ${formatSize(crashAt)} acknowledged and restarted by the toolstack ` +
+    `(${restarts} restart${restarts === 1 ? '' : 's'} in ${reports.length} run${reports.length === 1 ? '' : 's'}): ` +
+    `outage ${mean(reports.map((r) => r.outageMs))} ms simulated (crash to the guest's link up), ` +
+    `first frame to the guest after ${mean(reports.map((r) => r.firstFrameMs))} ms.`
+  );
 }
 
 /**
@@ -275,6 +342,9 @@ function progressReporter(
       console.error(
         `${title}: ${r.ok ? 'ok' : `FAILED: ${r.error}`}; ${r.throughputMbps.toFixed(1)} Mb/s, ` +
           `CPU ${(r.cpuUtilisation * 100).toFixed(1)}%, ${r.cyclesPerByte.toFixed(2)} cycles/byte, ` +
+          (r.driverVm === undefined
+            ? ''
+            : `driver VM restarts ${r.driverVm.restarts}, outage ${r.driverVm.outageMs?.toFixed(2) ?? '—'} ms, `) +
           `host ${r.hostSeconds.toFixed(1)} s`,
       );
     },
@@ -345,6 +415,7 @@ export const bench: Command = {
           payloadBytes: o.bytes,
           seed,
           faults: o.faults === undefined ? undefined : { ...o.faults, seed: o.faults.seed ?? seed },
+          ...(o.driverVmCrashAt === undefined ? {} : { driverVmCrashAtBytes: o.driverVmCrashAt }),
           hypervisor: c.hypervisor,
           cmdline,
           modules,
@@ -395,6 +466,7 @@ export const bench: Command = {
             runsPerConfig: o.runs,
             seed: o.seed,
             faults: o.faults,
+            ...(o.driverVmCrashAt === undefined ? {} : { driverVmCrashAt: o.driverVmCrashAt }),
             ok,
             rows: rows.map((r) => ({ label: r.label, runs: r.runs, summary: summarise(r) })),
           },
@@ -412,6 +484,7 @@ export const bench: Command = {
             `the socket's receive buffer 256 KB) running the project's netserver from ` +
             `${guestKernelName(LINUX_GUEST.initramfs)}.`,
         );
+      if (o.driverVmCrashAt !== undefined) console.log(driverVmLine(rows, o.driverVmCrashAt));
       if (o.faults !== undefined) {
         const f = o.faults;
         console.log(

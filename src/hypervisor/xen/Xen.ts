@@ -43,6 +43,7 @@ import {
   str,
   type Check,
 } from '../../machine/state.ts';
+import { destroyDomain } from './destroy.ts';
 import { Domain, type DomainSaved } from './domain.ts';
 import { FrameTable, OWNER_XEN, type FrameTableState } from './frames.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from './hypercalls.ts';
@@ -195,6 +196,15 @@ export class XenHypervisor implements Hypervisor {
   end: DomainEnd | undefined;
   /** The PIC has been set up for granted devices' interrupts. */
   private picReady = false;
+  /** What takes each granted device's DMA confinement away again (releaseDevices). */
+  private readonly dmaReleases = new Map<DeviceGrant, () => void>();
+  /**
+   * The toolstack's watch on domains that end while the run goes on (in Xen, dom0 hears of them
+   * by VIRQ_DOM_EXC): called after a crash or shutdown that does not end the run. It is called
+   * from inside the hypervisor (a hypercall, a trap, an injected fault), so it should only
+   * schedule its work for a clock event, where the CPU is between instructions.
+   */
+  onDomainEnd: ((dom: Domain, end: DomainEnd) => void) | undefined;
   /** Host input waiting for the guest console (console ring or CONSOLEIO_read). */
   readonly consoleInput: number[] = [];
   readonly consoleOut: (byte: number) => void;
@@ -658,13 +668,31 @@ export class XenHypervisor implements Hypervisor {
 
   // ---- ending a domain -------------------------------------------------------------------
 
+  /**
+   * Destroys a domain that has ended and is not the primary (destroy.ts): everything it held
+   * goes back. One line if it cannot be destroyed.
+   */
+  destroy(dom: Domain): string | undefined {
+    return destroyDomain(this, dom);
+  }
+
+  /** A frame back to the allocator, with no pseudo-physical frame in M2P. */
+  freeFrame(mfn: number): void {
+    this.frames.free(mfn);
+    this.setM2p(mfn, INVALID_P2M_ENTRY);
+  }
+
   /** A domain the hypervisor cannot continue: a message, never a host exception. */
   crash(dom: Domain, message: string): void {
     if (!dom.alive) return;
     const endsRun = this.endsRun(dom);
-    this.finish(dom, 'crashed', { domain: dom.id, kind: 'crash', status: 0, message });
+    const end: DomainEnd = { domain: dom.id, kind: 'crash', status: 0, message };
+    this.finish(dom, 'crashed', end);
     this.print(`(xen) domain ${dom.id} crashed: ${message}\n`, dom);
-    if (!endsRun) return;
+    if (!endsRun) {
+      this.onDomainEnd?.(dom, end);
+      return;
+    }
     // The machine ends like a triple fault would: the run reports the message.
     this.cpu.shutdown(`xen: domain ${dom.id} crashed: ${message}`);
     this.cpu.requestStop();
@@ -678,9 +706,12 @@ export class XenHypervisor implements Hypervisor {
     if (!dom.alive) return;
     const message = kind === 'poweroff' ? `poweroff, status ${status}` : 'reboot';
     const endsRun = this.endsRun(dom);
-    this.finish(dom, 'shutdown', { domain: dom.id, kind, status, message });
-    if (!endsRun) this.print(`(xen) domain ${dom.id}: ${message}\n`, dom);
-    else if (kind === 'poweroff') this.machine.requestExit(status & 0xff);
+    const end: DomainEnd = { domain: dom.id, kind, status, message };
+    this.finish(dom, 'shutdown', end);
+    if (!endsRun) {
+      this.print(`(xen) domain ${dom.id}: ${message}\n`, dom);
+      this.onDomainEnd?.(dom, end);
+    } else if (kind === 'poweroff') this.machine.requestExit(status & 0xff);
     else this.machine.requestReset();
   }
 
@@ -712,7 +743,10 @@ export class XenHypervisor implements Hypervisor {
       const owns = (mfn: number): boolean =>
         this.frames.ownedBy(dom, mfn) || dom.grantTable.holds(mfn);
       const window = (slot: number): number | undefined => dom.grantTable.windowFrame(slot);
-      confineDma(grant.dma, domainDma(dom.p2m, owns, window), this.counters);
+      this.dmaReleases.set(
+        grant,
+        confineDma(grant.dma, domainDma(dom.p2m, owns, window), this.counters),
+      );
     }
     if (grant.irqs.length === 0 || this.picReady) return;
     this.picReady = true;
@@ -729,6 +763,20 @@ export class XenHypervisor implements Hypervisor {
     }
     out(0x21, 0xfb); // all masked but the cascade (IRQ 2)
     out(0xa1, 0xff);
+  }
+
+  /**
+   * The devices granted to a destroyed domain come back (destroy.ts): each line masked, its DMA
+   * no longer confined to the domain (the device is nobody's until granted again), the device
+   * reset by the grant's own `reset`.
+   */
+  releaseDevices(dom: Domain): void {
+    for (const grant of dom.grants.splice(0)) {
+      for (const irq of grant.irqs) if (this.picReady) this.setIrqMasked(irq, true);
+      this.dmaReleases.get(grant)?.();
+      this.dmaReleases.delete(grant);
+      grant.reset?.();
+    }
   }
 
   /** Masks or unmasks one PIC line (OCW1). */

@@ -41,6 +41,12 @@ export interface DeviceGrant {
   pci?: PciConfigAccess;
   /** The device's bus-master port; the grant confines it to the domain (confineDma). */
   dma?: DmaMemory;
+  /**
+   * Resets the device when the domain is destroyed and the grant comes back (destroy.ts), as
+   * Xen's pciback resets a device it gets back from a domain: nothing the old driver set up
+   * runs on.
+   */
+  reset?: () => void;
 }
 
 /** Configuration space of one PCI function (the machine's device, reached by the hypervisor). */

@@ -44,7 +44,12 @@ export type EventChannel =
   /** Connected to port `remotePort` of domain `remote`: a send raises that port. */
   | { kind: 'interdomain'; remote: number; remotePort: number };
 
-export type DomainState = 'running' | 'blocked' | 'shutdown' | 'crashed';
+/**
+ * A domain runs or waits for an event (blocked) until it ends (shut down or crashed); an ended
+ * domain that is not the run's primary may then be destroyed (destroy.ts): its resources are
+ * given back and only its id and counters remain.
+ */
+export type DomainState = 'running' | 'blocked' | 'shutdown' | 'crashed' | 'destroyed';
 
 const callback: Check = nullable(shape<{ cs: number; eip: number }>({ cs: num, eip: num }));
 /** `[number, value]`: a saved entry of a sparse table (a vector's trap entry, a port's channel). */
@@ -61,7 +66,7 @@ const pair =
 export const DOMAIN_SAVED: Check = shape<DomainSaved>({
   id: num,
   p2m: arrayOf(num),
-  state: oneOf('running', 'blocked', 'shutdown', 'crashed'),
+  state: oneOf('running', 'blocked', 'shutdown', 'crashed', 'destroyed'),
   ending: nullable(str),
   virtBase: num,
   startInfoVirt: num,

@@ -116,15 +116,33 @@ export class FrameTable {
     this.hypervisorPde = state.hypervisorPde >>> 0;
   }
 
-  /** Takes `count` free frames for `owner`, lowest first; undefined if there are not enough. */
-  allocate(owner: number, count: number): number[] | undefined {
+  /**
+   * Takes `count` free frames for `owner`, lowest first; with `contiguous`, the lowest run of
+   * `count` free frames in a row (a domain whose memory tools see as one array). Undefined if
+   * there are not enough. On a table nothing was ever freed in, both give the same frames.
+   */
+  allocate(owner: number, count: number, contiguous = false): number[] | undefined {
     const out: number[] = [];
     for (let mfn = 0; mfn < this.frames && out.length < count; mfn++) {
       if (this.owner[mfn] === OWNER_FREE) out.push(mfn);
+      else if (contiguous) out.length = 0;
     }
     if (out.length < count) return undefined;
     for (const mfn of out) this.owner[mfn] = owner;
     return out;
+  }
+
+  /**
+   * Gives a frame back to the allocator (a destroyed domain's, destroy.ts): no owner, no type,
+   * not pinned. The caller has dropped every reference to it first (its tables released, the
+   * grants of it gone), so its type count is 0 here while the invariants hold.
+   */
+  free(mfn: number): void {
+    this.owner[mfn] = OWNER_FREE;
+    this.type[mfn] = FrameType.none;
+    this.typeCount[mfn] = 0;
+    this.pinned[mfn] = 0;
+    this.noPageTable[mfn] = 0;
   }
 
   ownedBy(dom: FrameOwner, mfn: number): boolean {

@@ -107,6 +107,12 @@ export class GrantTable {
     return this.maps.some((m) => m !== undefined && m.mfn === mfn);
   }
 
+  /** Whether another domain still maps `mfn` through one of this table's entries. */
+  activeFrame(mfn: number): boolean {
+    for (const a of this.active.values()) if (a.mfn === mfn) return true;
+    return false;
+  }
+
   /** Frames on which this table's writable grants hold a type reference (for the frame audit). */
   typeReferences(): number[] {
     const out: number[] = [];
@@ -344,7 +350,11 @@ const unmapGrant: Op = (xen, dom, v) => {
   return status(GNTST.okay);
 };
 
-/** One mapping gone: the granter's counts, type reference and entry flags follow. */
+/**
+ * One mapping gone: the granter's counts, type reference and entry flags follow. A destroyed
+ * granter (destroy.ts) has no table any more; its frame, kept for the mapping, is freed with the
+ * last mapping of it.
+ */
 export function releaseMapping(xen: XenHypervisor, m: GrantMapping): void {
   const granter = xen.domains[m.granter];
   const active = granter?.grantTable.active.get(m.ref);
@@ -355,6 +365,8 @@ export function releaseMapping(xen: XenHypervisor, m: GrantMapping): void {
   if (active.readers + active.writers === 0) {
     granter.grantTable.active.delete(m.ref);
     if (e !== undefined) writeFlags(xen, e.at, e.flags & ~(GTF.reading | GTF.writing));
+    if (granter.state === 'destroyed' && !granter.grantTable.activeFrame(active.mfn))
+      xen.freeFrame(active.mfn);
   } else if (active.writers === 0 && e !== undefined) {
     writeFlags(xen, e.at, e.flags & ~GTF.writing);
   }

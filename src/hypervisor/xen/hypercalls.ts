@@ -347,7 +347,8 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
       let remote = raw[2] | (raw[3] << 8);
       if (self !== DOMID_SELF && self !== dom.id) return -Errno.EPERM;
       if (remote === DOMID_SELF) remote = dom.id;
-      if (xen.domains[remote] === undefined) return -Errno.ESRCH;
+      if (xen.domains[remote] === undefined || xen.domains[remote].state === 'destroyed')
+        return -Errno.ESRCH;
       return bindPort(xen, dom, arg + 4, { kind: 'unbound', remote }, () => {});
     }
     case EvtchnOp.bind_interdomain: {
@@ -397,17 +398,7 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
     case EvtchnOp.close: {
       const port = portArg(xen, dom, arg);
       if (port < 0) return port;
-      const channel = dom.channels[port];
-      if (channel.kind === 'virq') dom.virqPort[channel.virq] = 0;
-      if (channel.kind === 'pirq') xen.setIrqMasked(channel.irq, true);
-      if (channel.kind === 'interdomain') {
-        // The other end waits again for this domain to bind (Xen's evtchn_close).
-        const other = xen.domains[channel.remote];
-        const back = other?.channels[channel.remotePort];
-        if (back?.kind === 'interdomain' && back.remote === dom.id && back.remotePort === port)
-          other!.channels[channel.remotePort] = { kind: 'unbound', remote: dom.id };
-      }
-      dom.channels[port] = { kind: 'free' };
+      closePort(xen, dom, port);
       return 0;
     }
     case EvtchnOp.send: {
@@ -449,6 +440,24 @@ function eventChannelOp(xen: XenHypervisor, dom: Domain, [cmd, arg]: Args): numb
     default:
       return -Errno.ENOSYS;
   }
+}
+
+/**
+ * Closes one of the domain's ports (evtchn_close; also when a domain is destroyed, destroy.ts):
+ * a VIRQ is unbound, a physical IRQ's line masked, and the far end of an interdomain channel
+ * waits again for this domain to bind (Xen's evtchn_close).
+ */
+export function closePort(xen: XenHypervisor, dom: Domain, port: number): void {
+  const channel = dom.channels[port];
+  if (channel.kind === 'virq') dom.virqPort[channel.virq] = 0;
+  if (channel.kind === 'pirq') xen.setIrqMasked(channel.irq, true);
+  if (channel.kind === 'interdomain') {
+    const other = xen.domains[channel.remote];
+    const back = other?.channels[channel.remotePort];
+    if (back?.kind === 'interdomain' && back.remote === dom.id && back.remotePort === port)
+      other!.channels[channel.remotePort] = { kind: 'unbound', remote: dom.id };
+  }
+  dom.channels[port] = { kind: 'free' };
 }
 
 /** Reads a port number argument; a negative errno for a bad pointer or an unbound port. */

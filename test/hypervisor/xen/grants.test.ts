@@ -21,59 +21,12 @@ import {
   MmuExt,
   SharedInfo,
 } from '../../../src/hypervisor/xen/abi.ts';
-import { buildDomain, enterDomain } from '../../../src/hypervisor/xen/builder.ts';
 import { domainDma } from '../../../src/hypervisor/xen/devices.ts';
 import type { Domain } from '../../../src/hypervisor/xen/domain.ts';
 import { FrameType } from '../../../src/hypervisor/xen/frames.ts';
-import { parseElf } from '../../../src/loader/elf.ts';
-import { buildPvGuest } from './build.ts';
-import { freshXen, hypercall } from './harness.ts';
+import { as, freshXen, get, hypercall, put, struct, twoDomains } from './harness.ts';
 
 type Xm = ReturnType<typeof freshXen>;
-
-/** Domain 0 and domain 1, both built and entered; each has a scratch area after its stack. */
-function twoDomains(): {
-  xm: Xm;
-  d0: Domain;
-  d1: Domain;
-  scratch: Map<Domain, number>;
-  virtBase1: number;
-} {
-  const xm = freshXen();
-  const image = parseElf(buildPvGuest('hello'), 'hello.elf');
-  if (!('entry' in image)) throw new Error('elf');
-  const built = buildDomain(xm.xen, image, { memoryMb: 16 });
-  if (typeof built === 'string') throw new Error(built);
-  enterDomain(xm.xen, built.domain, image.entry, built.layout);
-  const scratch = new Map([
-    [xm.domain, xm.layout.stackTop],
-    [built.domain, built.layout.stackTop],
-  ]);
-  return { xm, d0: xm.domain, d1: built.domain, scratch, virtBase1: built.layout.virtBase };
-}
-
-/** Runs `work` as domain `dom` (the hypervisor switches the CPU to it first). */
-function as<T>(xm: Xm, dom: Domain, work: () => T): T {
-  xm.xen.switchTo(dom);
-  return work();
-}
-
-/** Writes bytes into a domain at a virtual address of its own. */
-function put(xm: Xm, dom: Domain, va: number, bytes: Uint8Array): void {
-  assert.ok(xm.xen.copyToGuest(dom, va, bytes), `put at 0x${va.toString(16)}`);
-}
-
-function get(xm: Xm, dom: Domain, va: number, n: number): DataView {
-  const b = xm.xen.copyFromGuest(dom, va, n);
-  assert.ok(b !== undefined);
-  return new DataView(b.buffer);
-}
-
-function struct(size: number, fill: (v: DataView) => void): Uint8Array {
-  const b = new Uint8Array(size);
-  fill(new DataView(b.buffer));
-  return b;
-}
 
 function audit(xm: Xm): void {
   assert.deepEqual(xm.xen.frames.audit(xm.xen.domains), []);

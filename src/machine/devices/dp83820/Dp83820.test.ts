@@ -262,6 +262,52 @@ test('TX: an owned descriptor chain goes on the wire with FCS; status written ba
   assert.equal(t.nic.counters.txFrames, 1);
 });
 
+test('a driver re-initialising the chip mid-stream (a restarted driver VM): nothing of the old rings runs on', () => {
+  const t = rig();
+  // Two packets queued, the first one on the wire and its completion still pending.
+  const payload = frameTo(Uint8Array.from([2, 0, 0, 0, 0, 9]), 200);
+  t.ram.set(payload, 0x20000);
+  for (const [at, link] of [
+    [0x2000, 0x2020],
+    [0x2020, 0],
+  ]) {
+    t.view.setUint32(at, link, true);
+    t.view.setUint32(at + 4, 0x20000, true);
+    t.view.setUint32(at + 8, CMDSTS.OWN | CMDSTS.INTR | payload.length, true);
+  }
+  rxRing(t, 2);
+  t.w(REG.TXDP, 0x2000);
+  t.w(REG.CR, CR.TXE);
+  t.run(1000);
+  assert.equal(t.sent.length, 1);
+  t.link.send(1, withFcs(frameTo(MAC, 1000)));
+  // The toolstack's reset when the old driver's VM is gone, then the new driver's CR.RST.
+  t.nic.functionReset();
+  t.w(REG.CR, CR.RST);
+  t.run(HZ / 1000);
+  assert.equal(t.sent.length, 1, 'the second packet is not sent');
+  assert.equal(t.r(REG.ISR), 0, 'no completion of the old packet after the reset');
+  assert.equal(
+    (t.view.getUint32(0x2028, true) & CMDSTS.OWN) >>> 0,
+    CMDSTS.OWN >>> 0,
+    'the old packet is left as it was',
+  );
+  assert.equal(t.nic.counters.rxFrames, 0, 'RX is off until the new driver enables it');
+  // The new driver's rings elsewhere: frames land there, not in the old ones.
+  const rx = 0x6000;
+  t.view.setUint32(rx, 0, true);
+  t.view.setUint32(rx + 4, 0x40000, true);
+  t.view.setUint32(rx + 8, CMDSTS.INTR | 1514, true);
+  t.w(REG.RFCR, RFCR.RFEN | RFCR.APM);
+  t.w(REG.RXDP, rx);
+  t.w(REG.CR, CR.RXE);
+  t.link.send(1, withFcs(frameTo(MAC, 500)));
+  t.run(HZ / 1000);
+  assert.equal(t.nic.counters.rxFrames, 1);
+  assert.equal(t.view.getUint32(rx + 8, true) & CMDSTS.OK, CMDSTS.OK);
+  assert.equal(t.view.getUint32(0x1000 + 8, true) & CMDSTS.OWN, 0, 'the old ring is untouched');
+});
+
 test('a descriptor or buffer outside memory is a bus error reported to the driver, not a throw', () => {
   const t = rig();
   t.w(REG.TXDP, 0xfff00000);

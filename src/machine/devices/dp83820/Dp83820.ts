@@ -225,6 +225,8 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   /** Direct RX: the descriptors the peer claimed, oldest first; the next one to claim. */
   private rxClaimed: number[] = [];
   private rxClaimAt: number | undefined;
+  /** The PHY's link (CFG.LNKSTS): up but while a direct peer is gone (setLink). */
+  private linkUp = true;
 
   /** The address its EEPROM holds (what the driver reads back at start). */
   get mac(): Uint8Array {
@@ -250,10 +252,18 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     this.reset();
   }
 
-  /** CR.RST: every register to its reset value; the perfect-match MAC survives (reference 4, 5). */
+  /**
+   * CR.RST: every register to its reset value; the perfect-match MAC survives (reference 4, 5).
+   * Both engines stop: what they had pending on the clock (a packet's DMA, a frame's) is dropped.
+   */
   private reset(): void {
+    for (const e of this.txEvents) e.timer.cancel();
+    this.txEvents = [];
+    this.rxDma?.cancel();
+    this.rxDma = undefined;
     this.regs.fill(0);
-    this.set(REG.CFG, CFG.LNKSTS | CFG.SPDSTS0 | CFG.MODE_1000); // raw 1010: up, 1000, full (active-low bits)
+    // raw 1010: up, 1000, full (active-low bits); the link as the PHY has it (setLink).
+    this.set(REG.CFG, (this.linkUp ? CFG.LNKSTS : 0) | CFG.SPDSTS0 | CFG.MODE_1000);
     this.set(REG.MEAR, 0x12);
     this.set(REG.TXCFG, 0x120);
     this.set(REG.RXCFG, 0x4);
@@ -275,6 +285,30 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     this.txInFlight.clear();
     this.txKicked = false;
     this.updateLine();
+  }
+
+  /**
+   * A reset of the whole function, as a hypervisor's toolstack makes when the VM that had the
+   * device is gone (Xen's pciback resets a device it gets back): the chip as CR.RST leaves it
+   * and its PCI command register cleared (no decoding, no bus mastering), as at power-on, so
+   * nothing the old driver set up runs on; the BARs keep their placement for the next driver.
+   */
+  functionReset(): void {
+    this.reset();
+    this.configWrite(0x04, 2, 0);
+  }
+
+  /**
+   * The link as the PHY reports it: CFG.LNKSTS, and ISR.PHY on a change (reference 2, CFG and
+   * ISR; Linux's ns83820 reads CFG on that interrupt). A direct peer's model has its link down
+   * while its peer is gone (netChannel.ts: the driver VM restarting).
+   */
+  setLink(up: boolean): void {
+    if (up === this.linkUp) return;
+    this.linkUp = up;
+    const cfg = this.get(REG.CFG);
+    this.set(REG.CFG, up ? cfg | CFG.LNKSTS : cfg & ~CFG.LNKSTS);
+    this.raise(ISR.PHY);
   }
 
   private get(reg: number): number {
@@ -912,6 +946,15 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   }
 
   /**
+   * Direct RX: the peer gives back every buffer it claimed, unfilled (it is gone). They stay the
+   * NIC's, as the driver gave them, and are claimed again from the oldest (RXDP) on.
+   */
+  rxUnclaim(): void {
+    this.rxClaimed = [];
+    this.rxClaimAt = undefined;
+  }
+
+  /**
    * The peer filled the oldest claimed buffer with `length` bytes of a frame whose first byte
    * (the destination's) is `dest0`, or could not (`ok` false: a receive error). False if the
    * buffer is no longer claimed (the driver reset the ring since).
@@ -1020,6 +1063,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
         ? undefined
         : this.cfg.clock.restoreAt(state.rxDma, () => this.rxDmaDone(), 'dp83820.rx-dma');
     Object.assign(this.counters, state.counters);
+    this.linkUp = (this.get(REG.CFG) & CFG.LNKSTS) !== 0;
     this.cfg.irq.set(this.lineLevel);
   }
 }

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import type { MmioDevice } from '../../device.ts';
 import { ramDma, testClock } from '../../testing.ts';
 import { Dp83820, type BufferPart } from './Dp83820.ts';
-import { CMDSTS, CR, ISR, REG } from './registers.ts';
+import { CFG, CMDSTS, CR, ISR, REG } from './registers.ts';
 
 const u = (v: number): number => v >>> 0;
 
@@ -121,4 +121,45 @@ test('direct RX: the peer claims the driver buffers in order and completes them'
   desc(0x2000, 0x2020, 0x8000, CMDSTS.INTR | 1536);
   assert.deepEqual(nic.rxClaim(), { address: 0x8000, length: 1536 });
   assert.equal(nic.counters.rxFrames, 1);
+});
+
+test('a peer that goes away: its buffers unclaimed, the link down and up (CFG.LNKSTS, ISR.PHY)', () => {
+  const { nic, wr, rd, desc } = rig();
+  desc(0x2000, 0x2020, 0x8000, CMDSTS.INTR | 1536);
+  desc(0x2020, 0x2000, 0x8800, CMDSTS.INTR | 1536);
+  wr(REG.RXDP, 0x2000);
+  wr(REG.CR, CR.RXE);
+  assert.deepEqual(nic.rxClaim(), { address: 0x8000, length: 1536 });
+  assert.ok(nic.rxComplete(60, true, 0));
+  assert.deepEqual(nic.rxClaim(), { address: 0x8800, length: 1536 });
+  // The peer is gone: the buffer it had is the NIC's again, claimed again from RXDP.
+  nic.rxUnclaim();
+  assert.deepEqual(nic.rxClaim(), { address: 0x8800, length: 1536 });
+  rd(REG.ISR);
+  assert.equal(u(rd(REG.CFG) & CFG.LNKSTS), u(CFG.LNKSTS));
+  nic.setLink(false);
+  assert.equal(rd(REG.CFG) & CFG.LNKSTS, 0);
+  assert.equal(rd(REG.ISR) & ISR.PHY, ISR.PHY);
+  // A reset keeps what the PHY says; the link comes back with the peer.
+  wr(REG.CR, CR.RST);
+  assert.equal(rd(REG.CFG) & CFG.LNKSTS, 0);
+  nic.setLink(true);
+  assert.equal(u(rd(REG.CFG) & CFG.LNKSTS), u(CFG.LNKSTS));
+  assert.equal(rd(REG.ISR) & ISR.PHY, ISR.PHY);
+});
+
+test('a function reset (the device back from a destroyed VM): engines stopped, decoding off', () => {
+  const { nic, wr, rd, desc, handed } = rig();
+  desc(0x1000, 0x1000, 0x4000, CMDSTS.OWN | 60);
+  wr(REG.TXDP, 0x1000);
+  wr(REG.IMR, ISR.TXOK);
+  wr(REG.CR, CR.TXE);
+  nic.functionReset();
+  assert.equal(nic.configRead(0x04, 2), 0, 'no decoding, no bus mastering');
+  assert.equal(u(nic.configRead(0x14, 4)), 0xe0000000, 'the BAR keeps its place');
+  nic.txFlush();
+  assert.equal(handed.length, 0, "the old driver's packet is not sent");
+  nic.configWrite(0x04, 2, 6);
+  assert.equal(rd(REG.TXDP), 0);
+  assert.equal(rd(REG.IMR), 0);
 });

@@ -284,9 +284,10 @@ export class XenBackend implements VmmBackend {
     this.startHooks.push(hook);
   }
 
-  /** What an event on `port` does (a device's interdomain channel). */
-  onEvent(port: number, handler: () => void): void {
-    this.portHandlers.set(port, handler);
+  /** What an event on `port` does (a device's interdomain channel); undefined: nothing again. */
+  onEvent(port: number, handler: (() => void) | undefined): void {
+    if (handler === undefined) this.portHandlers.delete(port);
+    else this.portHandlers.set(port, handler);
   }
 
   deviceEoi(irq: number): void {

@@ -100,6 +100,7 @@ export function emulateNic(
   if (front === undefined) link.attach(0, nic);
   else {
     front.attach(nic);
+    front.listen = (port, handler) => backend.onEvent(port, handler);
     backend.netFront = front;
     backend.atStart(() => {
       const failed = front.start();

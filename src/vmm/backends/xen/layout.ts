@@ -87,7 +87,9 @@ export class DomainMemory {
     const privatePages = WINDOW_MAPPED + 1 + 1 + 1 + nrL1;
     const guestPages = total - privatePages;
     const id = xen.domains.length;
-    const frames = xen.frames.allocate(id, total + 1);
+    // In one run: tools see the domain's memory as one array (guestRam), also when it is built
+    // in the place of a destroyed domain.
+    const frames = xen.frames.allocate(id, total + 1, true);
     if (frames === undefined) return `not enough free machine memory for a ${domainMb} MB domain`;
     const sharedInfoMfn = frames.pop()!;
     const dom = new Domain(id, frames);

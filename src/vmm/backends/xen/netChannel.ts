@@ -23,7 +23,10 @@
  *
  * Who connects whom is the toolstack's (`XenNetConnection`, what xenstore holds in Xen): the
  * client's VMM publishes its ring's grant reference and its unbound port at its start of day;
- * the driver VM's VMM connects when its module brings the link up.
+ * the driver VM's VMM connects when its module brings the link up. When the driver VM crashes,
+ * the toolstack builds another (src/platforms/driverVm.ts) and tells the client's VMM, which
+ * ends what it had with the old back end, shows its guest the link down, and publishes again
+ * for the new one; the link comes up when that one connects (NetFront.backendGone).
  */
 import {
   DOMID_SELF,
@@ -62,6 +65,20 @@ export interface XenNetConnection {
    * there yet.
    */
   find?: () => boolean;
+  /**
+   * The back end's incarnation (0 at first): the toolstack moves it on when the driver VM is
+   * gone and another is built in its place (`driverDom` then names the new one, and the client's
+   * ring reference and port are cleared). The front end sees the change at the event the
+   * toolstack raises on its port, as a xenstore watch fires in Xen, ends what it had with the
+   * old back end and publishes again for the new one.
+   */
+  backend?: number;
+  /**
+   * The toolstack's watch on the front end (what the front end writes in xenstore, in Xen):
+   * told when it connects to a new back end (its link comes up), and when the first frame from
+   * that back end reaches the guest.
+   */
+  watch?: (event: 'connected' | 'first-frame') => void;
 }
 
 /** NetBack.connect: connected, waiting for the client to publish, or why not. */
@@ -205,6 +222,17 @@ export class NetFront extends RingSide implements DirectWire {
     { slots: number; left: number; ok: boolean; done: (ok: boolean) => void }
   >();
   private readonly rxPosted: number[] = new Array<number>(SLOTS).fill(0);
+  /** The back end's incarnation it published for (XenNetConnection.backend). */
+  private backend = 0;
+  /** The model's link: down from the loss of a back end until a new one connects. */
+  private linkUp = true;
+  /** A new back end connected and no frame from it has reached the guest yet. */
+  private awaitingFrame = false;
+  /**
+   * Where events on a port go (the VMM backend's handlers): set by its owner, so the port made
+   * again for a new back end is heard too; undefined forgets a port.
+   */
+  listen: ((port: number, handler: (() => void) | undefined) => void) | undefined;
 
   constructor(
     xen: XenHypervisor,
@@ -240,6 +268,13 @@ export class NetFront extends RingSide implements DirectWire {
     if (frame === undefined) return 'not enough machine memory for the network ring';
     this.ringMfn = frame[0];
     this.xen.machine.ram.fill(0, this.ringMfn * 4096, this.ringMfn * 4096 + 4096);
+    this.backend = this.conn.backend ?? 0;
+    return this.publish(driver);
+  }
+
+  /** The ring page granted to the driver VM and an unbound port for it, in the record. */
+  private publish(driver: number): string | undefined {
+    const c = this.c;
     this.grant(RING_REF, this.ringMfn, false);
     c.argWrite(0, 2, DOMID_SELF);
     c.argWrite(2, 2, driver);
@@ -253,6 +288,49 @@ export class NetFront extends RingSide implements DirectWire {
     this.setRing32(TX + RSP_EVENT, 1);
     this.setRing32(RX + RSP_EVENT, 1);
     return undefined;
+  }
+
+  /**
+   * The back end is gone (the toolstack destroyed the driver VM and builds another), in the
+   * client's context. What was in flight with it ends: the model's TX packets complete with an
+   * error (TCP sends their data again), the RX buffers it had go back to the model unfilled.
+   * The grants end (the hypervisor unmapped the old back end's mappings when it destroyed it),
+   * the port closes and the ring starts again from 0; the model's link goes down. Then the ring
+   * and a new unbound port are published for the new back end, whose module connects when it
+   * brings its link up (`event` then brings the model's link up again).
+   */
+  private backendGone(): void {
+    this.backend = this.conn.backend ?? 0;
+    const c = this.c;
+    this.endGrant(RING_REF);
+    for (let k = this.txCons; k !== this.txProd; k = (k + 1) >>> 0)
+      this.endGrant(TX_REF + (k % SLOTS));
+    for (let k = this.rxCons; k !== this.rxProd; k = (k + 1) >>> 0)
+      this.endGrant(RX_REF + (k % SLOTS));
+    if (this.port !== 0) {
+      this.listen?.(this.port, undefined);
+      c.argWrite(0, 4, this.port);
+      c.hypercall(Hypercall.event_channel_op, [EvtchnOp.close, ARGS_PAGE]);
+      this.port = 0;
+    }
+    this.notifyPending = false;
+    for (const ring of [TX, RX])
+      for (const field of [REQ_PROD, REQ_EVENT, RSP_PROD, RSP_EVENT])
+        this.setRing32(ring + field, 0);
+    this.setRing32(BACKEND_STATE, 0);
+    this.txProd = this.txCons = this.rxProd = this.rxCons = 0;
+    const failed = [...this.txPending.values()];
+    this.txPending.clear();
+    this.linkUp = false;
+    this.awaitingFrame = false;
+    this.model?.rxUnclaim();
+    this.model?.setLink(false);
+    // Last, with the ring disconnected: a completion may make the model hand over its next
+    // packet, which then fails at once.
+    for (const p of failed) p.done(false);
+    const driver = this.conn.driverDom;
+    if (driver !== undefined && this.publish(driver) === undefined)
+      this.listen?.(this.port, () => this.event());
   }
 
   get eventPort(): number {
@@ -355,8 +433,22 @@ export class NetFront extends RingSide implements DirectWire {
     this.setRing32(RX + REQ_PROD, this.rxProd);
   }
 
-  /** The driver VM's event: responses to take. */
+  /**
+   * The driver VM's event: responses to take. Or the toolstack's: the back end is gone
+   * (`backendGone`), or a new one has connected (the link comes up again).
+   */
   event(): void {
+    if ((this.conn.backend ?? 0) !== this.backend) {
+      this.backendGone();
+      return;
+    }
+    if (!this.linkUp) {
+      if (!this.connected) return;
+      this.linkUp = true;
+      this.awaitingFrame = true;
+      this.model?.setLink(true);
+      this.conn.watch?.('connected');
+    }
     for (;;) {
       const txProd = this.ring32(TX + RSP_PROD);
       while (this.txCons !== txProd) this.txResponse();
@@ -402,6 +494,10 @@ export class NetFront extends RingSide implements DirectWire {
     const dest0 = ok && mfn !== undefined ? this.xen.machine.ram[mfn * 4096 + (address % 4096)] : 0;
     if (!ok) this.counters.dropped++;
     this.model?.rxComplete(ok ? status : 0, ok, dest0);
+    if (ok && this.awaitingFrame) {
+      this.awaitingFrame = false;
+      this.conn.watch?.('first-frame');
+    }
   }
 }
 
@@ -463,7 +559,10 @@ export class NetBack extends RingSide implements LinkClient {
       this.conn.ringRef !== undefined &&
       this.conn.clientPort !== undefined;
     if (!published() && this.conn.find?.() !== true) {
-      if (this.conn.find === undefined) return { failed: 'the client has not published its ring' };
+      // A client the toolstack looks for (find), or one publishing again for this restarted
+      // driver VM (its domain known, its keys not yet): tried again at each flush.
+      if (this.conn.find === undefined && this.conn.clientDom === undefined)
+        return { failed: 'the client has not published its ring' };
       this.waiting = true;
       return 'waiting';
     }

@@ -145,6 +145,7 @@ export function passThroughNic(
     irqs: [irq],
     pci: { read: (o, n) => nic.configRead(o, n), write: (o, n, v) => nic.configWrite(o, n, v) },
     dma: xen.machine.dma,
+    reset: () => nic.functionReset(),
   });
   const f = new PassthroughPci('dp83820 (passed through)', devices.pciConfig, [
     { index: 0, io: true, machine: NIC_IO, size: 256, flags: nic.configRead(0x10, 1) & 3 },

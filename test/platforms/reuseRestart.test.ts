@@ -1,0 +1,131 @@
+// Dependability, the point of driver reuse (OSDI04: a faulty driver is recovered by rebooting its
+// VM): the driver VM crashes in the middle of a netperf transfer, the toolstack destroys it and
+// builds a new one from the same kernel (src/platforms/driverVm.ts), the guest's front end
+// reconnects, and TCP carries the stream across the outage: netserver's CRC is the client's.
+// The run reports the restart and the outage; it is deterministic; afterwards the frame table's
+// audit is clean and only the new driver VM maps the guest's ring.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { before, describe, it } from 'node:test';
+import { runNetperf } from '../../src/bench/netperf/run.ts';
+import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
+import { TcpSender } from '../../src/net/TcpSender.ts';
+import { createGuest } from '../../src/platforms/createGuest.ts';
+import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+
+const skip = buildSkipReason();
+
+/** A guest behind a driver VM with the client on the wire; the driver VM crashes at `crashAt`. */
+function crashingRun(bytes: number, crashAt: number) {
+  const kernel = readFileSync(kernelPath('afterburned'));
+  let console = '';
+  let driverConsole = '';
+  const g = createGuest({
+    platform: 'xen',
+    kernel,
+    kernelName: 'guest.elf',
+    cmdline: 'init=netserver',
+    nic: {},
+    console: (b) => (console += String.fromCharCode(b)),
+    driverVm: {
+      kernel,
+      kernelName: 'driver.elf',
+      cmdline: 'init=sh',
+      console: (b) => (driverConsole += String.fromCharCode(b)),
+    },
+  });
+  if (typeof g === 'string') throw new Error(g);
+  const m = g.machine;
+  const sender = new TcpSender({
+    clock: m.clock,
+    transmit: (frame) => m.link!.send(1, frame),
+    payloadBytes: bytes,
+    seed: 5,
+  });
+  let crashed = false;
+  m.link!.attach(1, {
+    receive(frame) {
+      sender.start();
+      sender.receive(frame);
+      if (!crashed && sender.bytesAcked >= crashAt) crashed = g.driverVm!.crash('test');
+    },
+  });
+  const end = m.run(2_800_000_000 * 20);
+  return { g, end, console, driverConsole, sender };
+}
+
+describe('driver VM crash and restart on xen', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok);
+  });
+
+  it('a 1 MB transfer survives a crash at 256K: one restart, the outage reported', () => {
+    const kernel = readFileSync(kernelPath('afterburned'));
+    const lines: string[] = [];
+    const r = runNetperf({
+      label: 'reuse',
+      kernel,
+      kernelName: 'guest.elf',
+      payloadBytes: 1 << 20,
+      seed: 3,
+      hypervisor: 'xen',
+      nicPath: 'driver-vm',
+      driverKernel: { kernel, kernelName: 'driver.elf' },
+      driverVmCrashAtBytes: 256 << 10,
+      onConsoleLine: (l) => lines.push(l),
+    });
+    assert.ok(r.ok, r.error);
+    assert.match(r.resultLine ?? '', / ok$/);
+    const d = r.driverVm!;
+    assert.equal(d.restarts, 1);
+    assert.equal(d.crashAtBytes, 256 << 10);
+    assert.ok(d.outageMs! > 0 && d.firstFrameMs! >= d.outageMs!, JSON.stringify(d));
+    // The crash, the toolstack's restart and the second boot of the driver VM.
+    const text = lines.join('\n');
+    assert.match(text, /^\[driver VM\] .*\(xen\) domain 0 crashed: injected fault/m);
+    assert.match(text, /^\[driver VM\] \(xen\) toolstack: driver VM domain 0 destroyed, domain 2/m);
+    assert.equal(text.match(/^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/gm)?.length, 2);
+    // TCP sent again what the outage lost; the three domains' busy cycles make up the machine's.
+    assert.ok(r.sender.counters.retransmissions > 0);
+    const v = r.counters.virtualization!;
+    const busy = v.hypervisor.scheduler as { busyCycles: Record<string, number> };
+    const sum = Object.values(busy.busyCycles).reduce((a, b) => a + b, 0);
+    assert.equal(sum, r.busyCycles);
+    assert.ok(busy.busyCycles.dom2 > 0, 'the new driver VM worked');
+  });
+
+  it('is deterministic, and leaves the frame table and the grants consistent', () => {
+    const a = crashingRun(256 << 10, 64 << 10);
+    const b = crashingRun(256 << 10, 64 << 10);
+    for (const r of [a, b]) {
+      assert.deepEqual(r.end, { kind: 'exit', value: 0 }, r.console);
+      assert.match(r.console, /netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    }
+    assert.equal(a.g.machine.cpu.cycles, b.g.machine.cpu.cycles);
+    assert.deepEqual(a.g.stats(), b.g.stats());
+    assert.deepEqual(a.g.driverVm!.restarts, b.g.driverVm!.restarts);
+    assert.deepEqual(a.sender.report(), b.sender.report());
+    assert.equal(a.driverConsole, b.driverConsole);
+
+    const xen = a.g.hypervisor as XenHypervisor;
+    assert.deepEqual(xen.frames.audit(xen.domains), []);
+    const [dead, client, driver] = xen.domains;
+    assert.deepEqual(
+      xen.vms().map((v) => v.state),
+      ['destroyed', 'shutdown', 'blocked'],
+    );
+    // Nothing of the dead driver VM is left but its id; only the new one maps the guest's pages
+    // (the ring, and a packet the guest sent just before it powered off).
+    assert.equal(xen.frames.owner.filter((o) => o === dead.id).length, 0);
+    assert.ok(dead.channels.every((c) => c.kind === 'free'));
+    assert.equal(dead.grantTable.maps.length, 0);
+    const active = [...client.grantTable.active.values()];
+    assert.ok(active.length >= 1 && active.every((g) => g.grantee === driver.id));
+    const mapped = driver.grantTable.maps.filter((m) => m !== undefined);
+    assert.equal(mapped.length, active.length);
+    assert.deepEqual(
+      a.g.vms.map((v) => v.name),
+      ['driver.elf', 'driver.elf (restart 1)'],
+    );
+  });
+});
