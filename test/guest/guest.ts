@@ -1,6 +1,6 @@
 // Shared by the guest tests and the report: build the guest kernel, run it on QEMU or on
 // `previrt run`, and pick the comparable lines out of its console output.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LoadError, parseElf } from '../../src/loader/elf.ts';
@@ -39,6 +39,37 @@ export function make(target: Variant | 'user'): { ok: boolean; output: string } 
   if (hasCommand('flock')) argv.unshift('flock', join(BUILD, '.make.lock'));
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
   return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+}
+
+/** What a `previrt` process did: its exit status and its output. */
+export interface PrevirtProcess {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `previrt ARGS` (bin/previrt.mjs) in a process of its own without waiting for it, so a
+ * test can run several at once (each is a simulation of its own: running side by side changes
+ * none of its figures). Its standard input is empty, as spawnSync's.
+ */
+export function previrtAsync(
+  args: string[],
+  options: { cwd?: string; timeout?: number } = {},
+): Promise<PrevirtProcess> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'previrt.mjs'), ...args], {
+      cwd: options.cwd,
+      timeout: options.timeout ?? 120_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdin.end();
+    child.on('error', fail);
+    child.on('close', (status) => done({ status, stdout, stderr }));
+  });
 }
 
 export interface GuestRun {
