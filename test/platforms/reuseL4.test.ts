@@ -126,6 +126,51 @@ describe('driver reuse on l4', { skip }, () => {
     assert.equal((g.vms![0].vmm.backend as L4Backend).vm.state, 'running');
   });
 
+  it('a client that stalls its receive buffers slows only itself: the driver VM goes on', () => {
+    // The client's VMM holds out no receive buffer for 20 simulated ms mid-transfer: frames for
+    // it are dropped at the driver VM (the IPC finds no string buffer), whose NIC and module go
+    // on; when the client takes buffers again, TCP recovers and the transfer arrives intact.
+    let out = '';
+    const g = reuseGuest((b) => (out += String.fromCharCode(b)));
+    const front = (g.vmm!.backend as L4Backend).netFront!;
+    const stalled = front as unknown as { claim(): void; rxBuffer: unknown };
+    const claim = stalled.claim.bind(front);
+    const m = g.machine;
+    const hz = m.costModel.hz;
+    const sender = attachSender(g, 512 << 10, 5);
+    let atStall = { nic: 0, notDelivered: 0 };
+    const link = (): Record<string, number> =>
+      (g.stats().vms![0].vmm as Record<string, Record<string, number>>).clientLink;
+    const stallAt = (): void => {
+      if (sender().bytesAcked < 128 << 10) {
+        m.clock.at(m.clock.now() + hz / 10000, stallAt, 'test.stall');
+        return;
+      }
+      stalled.claim = () => {};
+      atStall = { nic: m.nic!.counters.rxFrames, notDelivered: link().notDelivered };
+      m.clock.at(
+        m.clock.now() + hz / 50,
+        () => {
+          const during = m.nic!.counters.rxFrames - atStall.nic;
+          assert.ok(during > 0, 'the driver VM took frames off the wire while the client stalled');
+          assert.ok(
+            link().notDelivered > atStall.notDelivered,
+            'frames for the client were dropped',
+          );
+          stalled.claim = claim;
+          front.rxKick();
+        },
+        'test.release',
+      );
+    };
+    m.clock.at(hz / 1000, stallAt, 'test.stall');
+    const end = m.run(hz * 30);
+    assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+    assert.match(out, /netserver: received 524288 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    assert.ok(atStall.nic > 0, 'the stall happened');
+    assert.equal((g.vms![0].vmm.backend as L4Backend).vm.state, 'running');
+  });
+
   it('says why it cannot serve an l4-para guest', () => {
     assert.ok(make('l4-para').ok);
     const kernel = readFileSync(kernelPath('afterburned'));

@@ -24,7 +24,7 @@
  *   it cannot take now (it is not waiting) stays queued for the next flush.
  */
 import { BR } from '../../../hypervisor/l4/thread.ts';
-import { acceptor, COMPLETE_ADDRESS_SPACE, RmOp, stringItem } from '../../../hypervisor/l4/abi.ts';
+import { acceptor, RmOp, stringItem } from '../../../hypervisor/l4/abi.ts';
 import { message } from '../../../hypervisor/l4/api.ts';
 import type { IpcResult } from '../../../hypervisor/l4/thread.ts';
 import type { BufferPart, DirectWire, Dp83820 } from '../../../machine/devices/dp83820/Dp83820.ts';
@@ -140,7 +140,7 @@ export class L4NetFront implements DirectWire {
       return;
     }
     this.rxBuffer = { address: b.address, length: Math.min(b.length, 0x3fffff) };
-    utcb.set(BR(0), acceptor(COMPLETE_ADDRESS_SPACE & 0, true));
+    utcb.set(BR(0), acceptor(0, true));
     utcb.set(BR(1), stringItem(this.rxBuffer.length, 0)[0]);
     utcb.set(BR(2), (this.b.mapAt + b.address) >>> 0);
   }
@@ -165,7 +165,9 @@ export class L4NetFront implements DirectWire {
     // The string item's length word, as the kernel wrote it back: the bytes copied.
     const length = r.error === 0 ? (r.words[0] ?? 0) >>> 10 : 0;
     if (buffer === undefined) return true;
+    // The buffer is the guest's again: no string lands in it any more, whatever comes next.
     this.rxBuffer = undefined;
+    this.b.monitorUtcb().set(BR(0), acceptor(0, false));
     const ok = length > 0 && length <= buffer.length;
     const dest0 = ok ? this.b.guestRam()[buffer.address] : 0;
     if (!ok) this.counters.dropped++;
