@@ -15,7 +15,13 @@ import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { XenBackend } from '../../src/vmm/backends/xen/XenBackend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 import { attachSender } from './client.ts';
-import { assertOnlyTheRingStaysGranted, count, reuseRun } from './reuseRuns.ts';
+import {
+  assertOnlyTheRingStaysGranted,
+  assertStallSlowsOnlyTheClient,
+  count,
+  reuseGuest,
+  reuseRun,
+} from './reuseRuns.ts';
 
 const skip = buildSkipReason();
 
@@ -77,18 +83,8 @@ describe('driver reuse on xen', { skip }, () => {
     // A client VMM that gets some grants wrong (every 7th TX buffer not granted): the driver VM
     // cannot map those, answers them with an error, and goes on; the client's driver sees a
     // transmit error for them, TCP recovers, and the transfer arrives intact.
-    const kernel = readFileSync(kernelPath('afterburned'));
     let out = '';
-    const g = createGuest({
-      platform: 'xen',
-      kernel,
-      kernelName: 'guest.elf',
-      cmdline: 'init=netserver',
-      nic: {},
-      console: (b) => (out += String.fromCharCode(b)),
-      driverVm: { kernel, kernelName: 'driver.elf', cmdline: 'init=sh' },
-    });
-    assert.ok(typeof g !== 'string', String(g));
+    const g = reuseGuest('xen', (b) => (out += String.fromCharCode(b)));
     const front = (g.vmm!.backend as XenBackend).netFront!;
     const real = front as unknown as { grant(ref: number, mfn: number, ro: boolean): void };
     const grant = real.grant.bind(front);
@@ -116,56 +112,21 @@ describe('driver reuse on xen', { skip }, () => {
   it('a client that stalls its receive ring slows only itself: the driver VM goes on', () => {
     // The client's VMM posts no receive buffers for 20 simulated ms mid-transfer: frames for it
     // are dropped at the driver VM (its link has nowhere to put them), whose NIC and module go on
-    // taking frames off the wire; when the client posts again, TCP recovers and the transfer
-    // arrives intact.
-    const kernel = readFileSync(kernelPath('afterburned'));
+    // taking frames off the wire; when the client posts again, TCP recovers.
     let out = '';
-    const g = createGuest({
-      platform: 'xen',
-      kernel,
-      kernelName: 'guest.elf',
-      cmdline: 'init=netserver',
-      nic: {},
-      console: (b) => (out += String.fromCharCode(b)),
-      driverVm: { kernel, kernelName: 'driver.elf', cmdline: 'init=sh' },
-    });
-    assert.ok(typeof g !== 'string', String(g));
+    const g = reuseGuest('xen', (b) => (out += String.fromCharCode(b)));
     const front = (g.vmm!.backend as XenBackend).netFront!;
-    const stalled = front as unknown as { postRx(): void };
-    const postRx = stalled.postRx.bind(front);
-    const m = g.machine;
-    const hz = m.costModel.hz;
-    const sender = attachSender(g, 512 << 10, 5);
-    let atStall = { nic: 0, notDelivered: 0 };
-    const link = (): Record<string, number> =>
-      (g.stats().vms![0].vmm as Record<string, Record<string, number>>).clientLink;
-    const stallAt = (): void => {
-      if (sender().bytesAcked < 128 << 10) {
-        m.clock.at(m.clock.now() + hz / 10000, stallAt, 'test.stall');
-        return;
-      }
-      stalled.postRx = () => {};
-      atStall = { nic: m.nic!.counters.rxFrames, notDelivered: link().notDelivered };
-      m.clock.at(
-        m.clock.now() + hz / 50,
-        () => {
-          const during = m.nic!.counters.rxFrames - atStall.nic;
-          assert.ok(during > 0, 'the driver VM took frames off the wire while the client stalled');
-          assert.ok(
-            link().notDelivered > atStall.notDelivered,
-            'frames for the client were dropped',
-          );
-          stalled.postRx = postRx;
-          front.rxKick();
-        },
-        'test.release',
-      );
-    };
-    m.clock.at(hz / 1000, stallAt, 'test.stall');
-    const end = m.run(hz * 30);
-    assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
-    assert.match(out, /netserver: received 524288 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
-    assert.ok(atStall.nic > 0, 'the stall happened');
+    const patched = front as unknown as { postRx(): void };
+    const postRx = patched.postRx.bind(front);
+    assertStallSlowsOnlyTheClient(
+      g,
+      () => out,
+      () => (patched.postRx = () => {}),
+      () => {
+        patched.postRx = postRx;
+        front.rxKick();
+      },
+    );
     assert.ok((g.hypervisor as XenHypervisor).domains[0].alive);
   });
 

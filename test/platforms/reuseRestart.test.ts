@@ -10,31 +10,20 @@ import { before, describe, it } from 'node:test';
 import { runNetperf } from '../../src/bench/netperf/run.ts';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { TcpSender } from '../../src/net/TcpSender.ts';
-import { createGuest } from '../../src/platforms/createGuest.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { reuseGuest } from './reuseRuns.ts';
 
 const skip = buildSkipReason();
 
 /** A guest behind a driver VM with the client on the wire; the driver VM crashes at `crashAt`. */
 function crashingRun(bytes: number, crashAt: number) {
-  const kernel = readFileSync(kernelPath('afterburned'));
   let console = '';
   let driverConsole = '';
-  const g = createGuest({
-    platform: 'xen',
-    kernel,
-    kernelName: 'guest.elf',
-    cmdline: 'init=netserver',
-    nic: {},
-    console: (b) => (console += String.fromCharCode(b)),
-    driverVm: {
-      kernel,
-      kernelName: 'driver.elf',
-      cmdline: 'init=sh',
-      console: (b) => (driverConsole += String.fromCharCode(b)),
-    },
-  });
-  if (typeof g === 'string') throw new Error(g);
+  const g = reuseGuest(
+    'xen',
+    (b) => (console += String.fromCharCode(b)),
+    (b) => (driverConsole += String.fromCharCode(b)),
+  );
   const m = g.machine;
   const sender = new TcpSender({
     clock: m.clock,
