@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The project's figures in one file, for "a refactor that changes no behaviour leaves every
 // figure identical": the self-test's --stats --json (native raw, afterburned raw, afterburned on
-// every hypervisor, the para-virtualized port on its hypervisor) and `bench netperf --json` at
-// 16 MB (the raw and pre-virtualized rows, then the para-virtualized ones), with host-time
-// fields removed. A figure set the saved file does not have yet (the para-virtualized ones, in a
+// every hypervisor, each para-virtualized port on its hypervisor) and `bench netperf --json` at
+// 16 MB (the raw and xen pre-virtualized rows, xen-para, l4-pre, l4-para, the driver reuse
+// rows), with host-time fields removed. A figure set the saved file does not have yet (the para-virtualized ones, in a
 // file saved before they existed) is listed as new, not as a difference; any other figure that
 // changed, appeared or is gone is a difference.
 //
@@ -69,6 +69,8 @@ const figures = {
     afterburned: selftest('guest/build/afterburned/kernel.elf'),
     xen: selftest('guest/build/afterburned/kernel.elf', 'xen'),
     xenPara: selftest('guest/build/xen-para/kernel.elf', 'xen'),
+    l4: selftest('guest/build/afterburned/kernel.elf', 'l4'),
+    l4Para: selftest('guest/build/l4-para/kernel.elf', 'l4'),
   },
 };
 function netperf(configs) {
@@ -82,6 +84,11 @@ function netperf(configs) {
 if (bytes !== '0') {
   figures.netperf = netperf('native,nops,xen-pre');
   figures.netperfPara = netperf('xen-para');
+  figures.netperfL4 = netperf('l4-pre');
+  figures.netperfL4Para = netperf('l4-para');
+  // The driver reuse rows (a driver VM beside the guest).
+  figures.netperfReuse = netperf('reuse-emul-l4,reuse-custom-xen,reuse-emul-xen');
+  figures.netperfReuseCustomL4 = netperf('reuse-custom-l4');
 }
 
 if (mode === 'save') {

@@ -44,8 +44,6 @@ export function createGuest(config: GuestConfig): Guest | string {
   if (config.driverVm !== undefined) {
     if (platform.name !== 'xen' && platform.name !== 'l4')
       return 'a driver VM needs a hypervisor (--hypervisor xen or l4)';
-    if (platform.name === 'l4' && paraVirtualizedFor(config.kernel) !== undefined)
-      return "a driver VM on l4 serves an afterburned guest (the l4-para kernel's own front end is not there yet)";
     if (config.nic === undefined) return 'a driver VM needs a network (--nic dp83820)';
     const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
     if (refused !== undefined) return refused;

@@ -90,11 +90,12 @@ export const l4Platform: Platform = {
   prepare(config) {
     const extraKernels = readExtraKernels(config, 'l4');
     if (typeof extraKernels === 'string') return extraKernels;
-    if (paraVirtualizedFor(config.kernel) === 'l4') return prepareL4Para(config, extraKernels);
-    const kernel = readVmmKernel(config, 'l4');
-    if (typeof kernel === 'string') return kernel;
     const driverKernel = readDriverKernel(config, 'l4');
     if (typeof driverKernel === 'string') return driverKernel;
+    if (paraVirtualizedFor(config.kernel) === 'l4')
+      return prepareL4Para(config, extraKernels, driverKernel);
+    const kernel = readVmmKernel(config, 'l4');
+    if (typeof kernel === 'string') return kernel;
     return (machine) => {
       let l4: L4Kernel;
       try {

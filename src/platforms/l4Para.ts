@@ -14,11 +14,12 @@
  * command register, as the xen toolstack does for the xen port.
  */
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
-import type { VmDevice } from '../hypervisor/l4/resourceMonitor.ts';
+import type { Vm, VmDevice } from '../hypervisor/l4/resourceMonitor.ts';
 import { LoadError, parseElf } from '../loader/elf.ts';
 import type { Machine } from '../machine/Machine.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
-import { startExtraL4Vms } from './extraVms.ts';
+import type { L4NetConnection } from '../vmm/backends/l4/netChannel.ts';
+import { startExtraL4Vms, startL4DriverVm } from './extraVms.ts';
 import type { BootedGuest, GuestConfig } from './platform.ts';
 
 const KERNBASE = 0xc0000000;
@@ -38,15 +39,13 @@ const CMDLINE_BYTES = 256;
 export function prepareL4Para(
   config: GuestConfig,
   extraKernels: AfterburnedKernel[],
+  driverKernel?: AfterburnedKernel,
 ): ((machine: Machine) => BootedGuest | string) | string {
   const file = config.kernelName;
   const image = parseElf(config.kernel, file);
   if (image instanceof LoadError) return image.message;
   if ((config.modules ?? []).length > 0)
     return `${file}: a para-virtualized kernel takes no boot modules (the resource monitor loads the kernel only)`;
-  const cmdline = new TextEncoder().encode(config.cmdline ?? '');
-  if (cmdline.length >= CMDLINE_BYTES)
-    return `${file}: the command line is longer than ${CMDLINE_BYTES - 1} bytes`;
   for (const s of image.segments)
     if (s.vaddr < KERNBASE + 0x100000 || s.vaddr + s.memsz > KERNBASE + PHYS_MAX)
       return `${file}: a segment at 0x${s.vaddr.toString(16)} is outside the kernel's map (0xc0100000 up)`;
@@ -57,8 +56,17 @@ export function prepareL4Para(
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }
-    const vms = startExtraL4Vms(l4, config, extraKernels);
-    if (typeof vms === 'string') return vms;
+    // The driver VM first, as for the afterburned kernel (l4.ts): its client link serves the
+    // connection, which this VM's custom network driver (netfront.c) makes.
+    const driver = startL4DriverVm(l4, config, driverKernel);
+    if (typeof driver === 'string') return driver;
+    const { connection, driverVms, driverVm } = driver;
+    const extra = startExtraL4Vms(l4, config, extraKernels);
+    if (typeof extra === 'string') return extra;
+    const vms = [...driverVms, ...extra];
+    const cmdline = new TextEncoder().encode(withL4Net(config.cmdline ?? '', connection));
+    if (cmdline.length >= CMDLINE_BYTES)
+      return `${file}: the command line is longer than ${CMDLINE_BYTES - 1} bytes`;
     const regionStart = l4.resourceMonitor.freeRegion;
     const bytes =
       Math.floor(Math.min(machine.ram.length - regionStart, PHYS_MAX) / 0x400000) * 0x400000;
@@ -67,7 +75,7 @@ export function prepareL4Para(
     const end = Math.max(...image.segments.map((s) => s.vaddr + s.memsz)) - KERNBASE;
     if (end > bytes)
       return `${file}: the image (${end} bytes) does not fit the VM's ${bytes >> 20} MB`;
-    const nic = config.nic !== undefined ? machine.nic : undefined;
+    const nic = config.nic !== undefined && connection === undefined ? machine.nic : undefined;
     const devices: VmDevice[] = [];
     if (nic !== undefined) {
       nic.configWrite(0x10, 4, NIC_IO);
@@ -88,6 +96,11 @@ export function prepareL4Para(
       devices,
     });
     if (typeof vm === 'string') return vm;
+    if (connection !== undefined) {
+      connectL4Net(vm, connection);
+      // The toolstack's choice: this driver VM may ask for this client's memory (RmOp.clientDma).
+      driverVm?.serves.add(vm.id);
+    }
     for (const s of image.segments) vm.write(s.vaddr - KERNBASE, s.data);
     const info = new Uint8Array(32 + CMDLINE_BYTES);
     const v = new DataView(info.buffer);
@@ -117,4 +130,34 @@ export function prepareL4Para(
       physicalMemory: () => machine.ram.subarray(vm.base, vm.base + vm.size),
     };
   };
+}
+
+/** The custom network driver's receiver threads (netfront.c: L4_NET_RECEIVERS, _BASE). */
+const NET_RECEIVERS = 32;
+const NET_RECEIVER_BASE = 40;
+
+/**
+ * The command line with the custom network driver's option (netfront.c): the driver VM's
+ * monitor and helper threads and the VM's MAC address.
+ */
+function withL4Net(cmdline: string, conn: L4NetConnection | undefined): string {
+  if (conn === undefined) return cmdline;
+  const mac = [...conn.mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  const hex = (tid: number | undefined): string => (tid ?? 0).toString(16);
+  const option = `l4net=${hex(conn.driverMonitor)},${hex(conn.driverHelper)},${mac}`;
+  return cmdline === '' ? option : `${cmdline} ${option}`;
+}
+
+/**
+ * The client's side of the connection, for the driver VM's VMM: the VM (for its DMA window), its
+ * kernel thread (which sends the transmit messages and takes the completions) and its receiver
+ * threads (which take the frames).
+ */
+function connectL4Net(vm: Vm, conn: L4NetConnection): void {
+  conn.clientVm = vm.id;
+  conn.clientHelper = vm.mainThread;
+  conn.clientMonitor = vm.mainThread;
+  conn.receivers = Array.from({ length: NET_RECEIVERS }, (_, k) =>
+    vm.threadId(NET_RECEIVER_BASE + k),
+  );
 }

@@ -131,17 +131,84 @@ describe('driver reuse on l4', { skip }, () => {
     );
     assert.equal((g.vms![0].vmm.backend as L4Backend).vm.state, 'running');
   });
+});
 
-  it('says why it cannot serve an l4-para guest', () => {
-    assert.ok(make('l4-para').ok);
-    const kernel = readFileSync(kernelPath('afterburned'));
-    const g = createGuest({
-      platform: 'l4',
-      kernel: readFileSync(kernelPath('l4-para')),
-      kernelName: 'guest.elf',
-      nic: {},
-      driverVm: { kernel, kernelName: 'driver.elf' },
-    });
-    assert.match(String(g), /^a driver VM on l4 serves an afterburned guest/);
+// The custom driver (guest/arch/l4-para/netfront.c): the kernel para-virtualized for l4 talks
+// to the driver VM's VMM itself, by IPC: its transmit messages at its waits, frames into its
+// receiver threads' buffers by string items, completions to its kernel thread.
+describe('driver reuse on l4, custom driver', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok && make('l4-para').ok);
+  });
+
+  it("carries a netperf transfer through the driver VM from the para-virtualized kernel's own driver", () => {
+    const lines: string[] = [];
+    const r = reuseRun('l4', 1 << 20, lines, kernelPath('l4-para'));
+    assert.ok(r.ok, r.error);
+    const text = lines.join('\n');
+    const option =
+      /boot: command line 'init=netserver l4net=([0-9a-f]+),([0-9a-f]+),00:0d:42:00:00:02'/;
+    const [, monitor, helper] = option.exec(text) ?? assert.fail(text);
+    assert.match(
+      text,
+      new RegExp(
+        `^netfront: driver VM monitor ${monitor}, helper ${helper}, 32 receivers, MAC 00:0d:42:00:00:02$`,
+        'm',
+      ),
+    );
+    assert.match(text, /^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/m);
+    const v = r.counters.virtualization!;
+    assert.deepEqual(v.vmm, {}, 'the client has no VMM');
+    const rx = r.counters.nic.rxFrames;
+    const tx = r.counters.nic.txFrames;
+    const driver = (v.vms ?? {})['driver.elf'];
+    // Every frame off the wire reached a receiver thread, and in order: nothing was sent twice.
+    const delivered = count(driver, 'clientLink.delivered');
+    assert.ok(delivered >= rx - 1 && delivered <= rx, `delivered ${delivered}, NIC received ${rx}`);
+    assert.equal(count(driver, 'clientLink.notDelivered'), 0);
+    assert.equal(r.sender.counters.retransmissions, 0);
+    // Every frame the guest sent went out of its own buffer through the DMA window.
+    const offered = count(driver, 'clientLink.offered');
+    assert.ok(offered >= tx - 1 && offered <= tx + 1, `offered ${offered}, NIC sent ${tx}`);
+    assert.equal(count(driver, 'netBack.0.frames'), offered);
+    assert.equal(count(driver, 'netBack.0.dropped'), 0);
+    assert.equal(count(v.hypervisor, 'dmaRefused'), 0);
+    // Its transmit messages are batched: fewer IPCs of all kinds than frames both ways, twice.
+    const ipc = count(v.hypervisor, 'syscalls.ipc');
+    assert.ok(ipc < 2 * (rx + tx) * 2, `${ipc} IPCs for ${rx + tx} frames`);
+  });
+
+  it('is deterministic', () => {
+    const a = reuseRun('l4', 256 << 10, undefined, kernelPath('l4-para'));
+    const b = reuseRun('l4', 256 << 10, undefined, kernelPath('l4-para'));
+    assert.ok(a.ok && b.ok, `${a.error} ${b.error}`);
+    assert.equal(a.intervalCycles, b.intervalCycles);
+    assert.deepEqual(a.counters, b.counters);
+  });
+
+  it('says why in one line when its option is wrong, and the kernel goes on without a network', () => {
+    for (const [option, message] of [
+      ['l4net=zz', /^netfront: bad option 'l4net=zz' \(want MONITOR,HELPER,aa:bb:cc:dd:ee:ff\)$/m],
+      ['l4net=4008001,4004001,00:0d:42', /^netfront: bad option 'l4net=4008001,4004001,00:0d:42'/m],
+      // A driver VM that is not there: its messages never come, the kernel's go nowhere.
+      [
+        'l4net=1234001,1238001,00:0d:42:00:00:09',
+        /^netfront: no driver VM thread 1234001\/1238001: no network$/m,
+      ],
+    ] as const) {
+      let out = '';
+      const g = createGuest({
+        platform: 'l4',
+        kernel: readFileSync(kernelPath('l4-para')),
+        kernelName: 'guest.elf',
+        cmdline: `init=selftest ${option}`,
+        console: (b) => (out += String.fromCharCode(b)),
+      });
+      assert.ok(typeof g !== 'string', String(g));
+      const end = g.machine.run(2_800_000_000 * 5);
+      assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+      assert.match(out, message);
+      assert.match(out, /selftest: PASS/);
+    }
   });
 });

@@ -44,6 +44,8 @@ typedef u32 word;
 
 /* ErrorCode: (code << 1) | phase, phase 1 = receive */
 #define L4_ERR_TIMEOUT_RECEIVE ((1u << 1) | 1u)
+#define L4_ERROR_CODE(e) (((e) >> 1) & 7u)
+#define L4_ERR_NO_PARTNER 2u /* non-existing partner */
 
 /* Fpages and map items */
 #define L4_FPAGE(base, s, rwx) (((word)(base) & 0xfffffc00u) | ((word)(s) << 4) | (word)(rwx))

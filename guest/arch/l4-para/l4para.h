@@ -23,7 +23,9 @@ struct l4_bootinfo {
 extern struct l4_bootinfo l4_boot;
 
 /* setup.c */
+#define L4_KERNEL_PRIORITY 100 /* the VM's: the kernel, pager and receiver threads */
 word l4_kernel_tid(void);
+int l4_thread_create(word tid, word ip, word sp, word utcb);
 u32 l4_ram_bytes(void);
 void l4_request_pages(u32 gpa, int log2size);
 void l4_print_raw(const char *s);
@@ -38,6 +40,15 @@ word l4_tick_timeout(void);
 /* task.c: a directory's L4 space and thread */
 void l4_space_switch(unsigned long *pgdir);
 void l4_space_free(unsigned long *pgdir);
+
+/* netfront.c: the custom network driver (its IRQ line is a virtual one, not the resource
+ * monitor's); receiver k is the kernel's thread number L4_NET_RECEIVER_BASE + k */
+#define L4_NET_IRQ 10
+#define L4_NET_RECEIVERS 32
+#define L4_NET_RECEIVER_BASE 40
+int netfront_irq(int irq);
+void netfront_flush(void);
+int netfront_message(word tag, word from);
 
 /* vm.c */
 void l4_pager_main(void);

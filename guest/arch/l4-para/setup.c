@@ -46,6 +46,15 @@ static word thread_control(word dest, word space, word scheduler, word pager, wo
   return rm_call(RM_THREAD_CONTROL, 5, w);
 }
 
+/* A thread in this space, started at ip on the stack sp by us (its first pager), then paged by
+ * the resource monitor, as the kernel's own memory is; 0 if refused. */
+int l4_thread_create(word tid, word ip, word sp, word utcb) {
+  return thread_control(tid, kernel_tid, kernel_tid, kernel_tid, utcb) == 1 &&
+         (L4_MR(0) = L4_TAG(0, 2, 0), L4_MR(1) = ip, L4_MR(2) = sp,
+          !(l4_ipc(tid, L4_NILTHREAD, L4_TIMEOUTS(L4_NEVER, 0), 0) & L4_TAG_E)) &&
+         thread_control(tid, tid, L4_NILTHREAD, L4_ROOT, 0xffffffffu) == 1;
+}
+
 /* Called by entry.S on the boot stack; returns the multiboot information for kmain. */
 u32 l4_start(const struct l4_bootinfo *bi) {
   l4_boot = *bi;
@@ -61,11 +70,8 @@ u32 l4_start(const struct l4_bootinfo *bi) {
   /* The pager thread: in this space, started by us (its first pager), then paged by the
    * resource monitor; it pages this thread from now on. */
   pager_tid = L4_GLOBAL(L4_THREAD_NO(kernel_tid) + 1);
-  if (thread_control(pager_tid, kernel_tid, kernel_tid, kernel_tid, L4_UTCB_AREA + L4_UTCB_SIZE) != 1 ||
-      (L4_MR(0) = L4_TAG(0, 2, 0), L4_MR(1) = (word)l4_pager_main,
-       L4_MR(2) = (word)(pager_stack + PAGER_STACK),
-       l4_ipc(pager_tid, L4_NILTHREAD, L4_TIMEOUTS(L4_NEVER, 0), 0) & L4_TAG_E) ||
-      thread_control(pager_tid, pager_tid, L4_NILTHREAD, L4_ROOT, 0xffffffffu) != 1 ||
+  if (!l4_thread_create(pager_tid, (word)l4_pager_main, (word)(pager_stack + PAGER_STACK),
+                        L4_UTCB_AREA + L4_UTCB_SIZE) ||
       thread_control(kernel_tid, kernel_tid, L4_NILTHREAD, pager_tid, 0xffffffffu) != 1) {
     l4_print_raw("l4-para: the resource monitor refused the pager thread\n");
     shutdown(2);
@@ -175,7 +181,7 @@ void tss_set_kstack(u32 esp0) { (void)esp0; }
 void pic_init(void) {}
 
 void pic_enable(int irq) {
-  if (irq == IRQ_TIMER) return;
+  if (irq == IRQ_TIMER || netfront_irq(irq)) return;
   if (irq == IRQ_COM1) {
     word w[1] = {kernel_tid};
     if (rm_call(RM_CONSOLE_INPUT, 1, w) != 1) kprintf("l4-para: no console input (error %u)\n", L4_MR(2));
@@ -187,7 +193,7 @@ void pic_enable(int irq) {
 
 /* The end of an interrupt: a message to its interrupt thread unmasks the line. */
 void pic_eoi(int irq) {
-  if (irq == IRQ_TIMER || irq == IRQ_COM1) return;
+  if (irq == IRQ_TIMER || irq == IRQ_COM1 || netfront_irq(irq)) return;
   L4_MR(0) = L4_TAG(0, 0, 0);
   l4_ipc(L4_IRQ(irq), L4_NILTHREAD, L4_TIMEOUTS(L4_ZERO, 0), 0);
 }

@@ -84,6 +84,13 @@ export const CONFIGS = {
   },
   // The seed's second table (issue "reuse"): the guest's network through a driver VM that runs
   // the same afterburned kernel with the real NIC; not in the default list.
+  'reuse-custom-l4': {
+    label: 'Custom driver (l4)',
+    kernel: join(REPO_ROOT, 'guest/build/l4-para/kernel.elf'),
+    hypervisor: 'l4',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+  },
   'reuse-emul-l4': {
     label: 'DP83820 emulation (l4)',
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),

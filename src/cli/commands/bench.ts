@@ -25,7 +25,8 @@ import { MAX_PAYLOAD } from '../../net/stream.ts';
 
 const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
-                                       reuse-emul-l4|reuse-custom-xen|reuse-emul-xen[,...]]
+                                       reuse-custom-l4|reuse-emul-l4|reuse-custom-xen|
+                                       reuse-emul-xen[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
                              [--json] [--console]
 
@@ -60,11 +61,14 @@ options:
                  xen-para (guest/build/xen-para/kernel.elf, para-virtualized for xen, on
                  xen: row "XenoLinux-style (xen-para)"),
                  xen-pre (the afterburned kernel on xen, row "Xen in-place VMM"),
-                 reuse-emul-l4 (the seed's second table: a guest reaching the network
+                 reuse-custom-l4 (the seed's second table: a guest reaching the network
                  through a driver VM, the afterburned kernel with the NIC passed through and
-                 its translation module; here on l4, the afterburned guest's unmodified
-                 driver against the in-place VMM's DP83820 model, the two VMMs talking by
-                 IPC; row "DP83820 emulation (l4)"),
+                 its translation module; here on l4, the kernel para-virtualized for l4 as
+                 the guest with its custom virtual network driver, which talks to the
+                 driver VM's VMM by IPC; row "Custom driver (l4)"),
+                 reuse-emul-l4 (the same, the afterburned guest's unmodified driver against
+                 the in-place VMM's DP83820 model, the two VMMs talking by IPC; row "DP83820
+                 emulation (l4)"),
                  reuse-custom-xen (the same on xen, the kernel para-virtualized for xen as
                  the guest with its custom virtual network driver, netfront; row "Custom
                  driver (xen)"),

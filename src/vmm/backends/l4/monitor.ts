@@ -33,6 +33,7 @@ import { Vector } from '../../../x86/fault.ts';
 import { EFLAGS_IF, Vcpu, WINDOW_BASE, WINDOW_SIZE } from '../../window.ts';
 import {
   ENTRY_ASYNC,
+  ENTRY_WAKE,
   ENTRY_KERNEL_TRAP,
   PAGE_CORE_STUBS,
   PAGE_STUBS,
@@ -79,7 +80,9 @@ export class Monitor implements TsProgram {
   private handle(api: L4Api, r: IpcResult): { to: number; msg: Message } | undefined {
     const b = this.b;
     if (r.error !== 0) {
-      if (((r.error >>> 1) & 7) === IpcError.timeout) b.timerFired();
+      // The receive phase's timeout is the virtual timer's deadline (a failed send, the phase
+      // bit clear, is not).
+      if ((r.error & 1) === 1 && ((r.error >>> 1) & 7) === IpcError.timeout) b.timerFired();
       return undefined;
     }
     const label = tagLabel(r.tag);
@@ -186,7 +189,12 @@ export class Monitor implements TsProgram {
       api.exchangeRegisters({ dest, control, sp: 0, ip, flags: 0, userHandle: 0, pager: 0 }).ip;
     if (this.b.mainState === 'idle') {
       this.b.mainState = 'kernel';
-      return message(VmmLabel.wake);
+      // Waiting in its IPC at STUB_IPC: the wake-up message. Not there yet (another thread ran
+      // between its `hlt` and its wait): a message now would find no receiver and be lost, so
+      // it goes to the wake entry instead, which does what the message's dispatch would.
+      if (this.b.main.state === 'receiving') return message(VmmLabel.wake);
+      exregs(this.b.mainTid, Exregs.ip, ENTRY_WAKE);
+      return undefined;
     }
     if (this.b.mainState === 'user') {
       this.b.processes.force(exregs);

@@ -45,6 +45,13 @@ export interface L4NetConnection {
   /** The driver VM's monitor and helper, set when it is built (before the client). */
   driverMonitor?: number;
   driverHelper?: number;
+  /**
+   * A para-virtualized client's receiver threads (guest/arch/l4-para/netfront.c), each waiting
+   * with its own next buffer as its string buffer: its frames go to them in turn, and its
+   * completions to its kernel thread (`clientMonitor`). Without them, frames go to the client's
+   * monitor, which holds the model's next receive buffer.
+   */
+  receivers?: number[];
 }
 
 /** Labels of the two VMMs' messages (previrt's own). */
@@ -53,7 +60,10 @@ export const NetLabel = {
   transmit: 0x5311,
   /** Driver VM → client: MR1 the count, then per packet its id and status (0 sent, 1 not). */
   transmitted: 0x5312,
-  /** Driver VM → client: one frame, a string item into the monitor's string buffer. */
+  /**
+   * Driver VM → client: one frame, a string item into the monitor's string buffer (to a
+   * para-virtualized client's receiver: MR1 the frame's number, then the string item).
+   */
   receive: 0x5313,
 } as const;
 
@@ -197,6 +207,9 @@ export class L4NetBack implements LinkClient {
   /** Packets the link had no room for yet, and completions for the next flush. */
   private waiting: { id: number; parts: BufferPart[] }[] = [];
   private done: number[] = [];
+  /** The para-virtualized client's receiver to try first, and its next frame's number. */
+  private nextReceiver = 0;
+  private sequence = 0;
 
   constructor(
     private readonly b: L4Backend,
@@ -277,16 +290,35 @@ export class L4NetBack implements LinkClient {
     this.offer();
   }
 
-  /** A frame from the wire for this client: one IPC with a string item into its buffer. */
+  /**
+   * A frame from the wire for this client: one IPC with a string item into its buffer. A
+   * para-virtualized client's receivers are tried in turn from the one after the last that took
+   * a frame: one that has not run since is not waiting, the next one is.
+   */
   deliver(address: number, length: number): boolean {
-    const to = this.conn.clientMonitor;
-    if (to === undefined) return false;
-    const msg = message(NetLabel.receive, [], stringItem(length, (this.b.mapAt + address) >>> 0));
-    const r = this.b.sendResult(to, msg);
-    const ok = r !== undefined && r.error === 0;
-    if (ok) this.counters.messages++;
-    else this.counters.dropped++;
-    return ok;
+    const receivers = this.conn.receivers ?? [];
+    const item = stringItem(length, (this.b.mapAt + address) >>> 0);
+    // A receiver's frame carries its number in the order sent: the client takes its frames
+    // from its receivers in that order.
+    const msg = message(NetLabel.receive, receivers.length > 0 ? [this.sequence] : [], item);
+    const tries = receivers.length > 0 ? receivers.length : 1;
+    for (let k = 0; k < tries; k++) {
+      const to =
+        receivers.length > 0
+          ? receivers[(this.nextReceiver + k) % receivers.length]
+          : this.conn.clientMonitor;
+      if (to === undefined) break;
+      const r = this.b.sendResult(to, msg);
+      if (r === undefined || r.error !== 0) continue;
+      this.counters.messages++;
+      if (receivers.length > 0) {
+        this.nextReceiver = (this.nextReceiver + k + 1) % receivers.length;
+        this.sequence = (this.sequence + 1) >>> 0;
+      }
+      return true;
+    }
+    this.counters.dropped++;
+    return false;
   }
 
   /** At the driver VM's iret or idle: the completions, in one message. */

@@ -1,9 +1,10 @@
 /*
- * The port's network device: the custom virtual driver (netfront.c) when the toolstack gave the
- * domain a back end (`netfront=` on the command line), else the shared DP83820 driver for a NIC
- * the domain was granted, as XenoLinux has both compiled in and probes. The shared driver is
- * compiled here unchanged under other names, and the DP83820 driver's interface (defs.h), which
- * the network stack and the translation module call, switches between the two.
+ * A port's network device (both ports compile this file, guest/Makefile's arch/common): the
+ * port's custom virtual driver (its netfront.c) when the toolstack connected the VM to a driver
+ * VM (on the command line: `netfront=` on xen, `l4net=` on l4), else the shared DP83820 driver
+ * for a NIC the VM was given, as XenoLinux and L4Ka::Linux have both compiled in and probe. The
+ * shared driver is compiled here unchanged under other names, and the DP83820 driver's interface
+ * (defs.h), which the network stack and the translation module call, switches between the two.
  */
 #define dp83820_init pt_init
 #define dp83820_announce pt_announce

@@ -1,7 +1,7 @@
-/* netfront.c: the custom virtual network driver, under the DP83820 driver's interface (defs.h),
- * which netdev.c switches between. */
-#ifndef XEN_PARA_NETFRONT_H
-#define XEN_PARA_NETFRONT_H
+/* A port's netfront.c: its custom virtual network driver, under the DP83820 driver's interface
+ * (defs.h), which netdev.c switches between. */
+#ifndef PARA_NETFRONT_H
+#define PARA_NETFRONT_H
 
 #include "defs.h"
 
