@@ -51,9 +51,9 @@ options:
                                 afterburned kernel, the same binary) gets the real NIC and the
                                 VMM's client link, and its translation module bridges the wire
                                 to the guest: an afterburned guest's own unmodified driver runs
-                                against the VMM's DP83820 model; on xen, a kernel
-                                para-virtualized for xen uses its custom driver, netfront
-                                (README "Driver reuse");
+                                against the VMM's DP83820 model; a kernel
+                                para-virtualized for the hypervisor uses its custom
+                                driver, netfront (README "Driver reuse");
                                 CMDLINE defaults to init=sh (its shell idles); built first, its
                                 console lines prefixed [driver], its counters vm1.vmm.*
   --driver-vm-memory MB         the driver VM's memory (default 32)
