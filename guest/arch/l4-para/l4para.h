@@ -46,9 +46,14 @@ void l4_space_free(unsigned long *pgdir);
 #define L4_NET_IRQ 10
 #define L4_NET_RECEIVERS 32
 #define L4_NET_RECEIVER_BASE 40
+extern int netfront_up; /* the driver runs (a driver VM serves this VM) */
 int netfront_irq(int irq);
 void netfront_flush(void);
 int netfront_message(word tag, word from);
+/* Before each wait of the kernel thread: the driver's queued frames go. */
+static inline void netfront_before_wait(void) {
+  if (netfront_up) netfront_flush();
+}
 
 /* vm.c */
 void l4_pager_main(void);

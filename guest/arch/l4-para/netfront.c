@@ -58,6 +58,7 @@
 
 struct receiver {
   word tid;
+  u32 index;
   volatile u32 filled;   /* frames received: the receiver's index */
   volatile u32 consumed; /* frames the kernel took: its index */
   volatile int starved;  /* every buffer is the kernel's: it waits for a wake */
@@ -67,11 +68,14 @@ struct receiver {
   u8 stack[RECEIVER_STACK] __attribute__((aligned(16)));
 };
 
-static struct receiver receivers[L4_NET_RECEIVERS];
+int netfront_up; /* the receivers run and the driver VM is there */
+
+/* Each in a page of its own, taken when the driver starts (nothing of it without a driver VM). */
+static struct receiver *receivers[L4_NET_RECEIVERS];
+_Static_assert(sizeof(struct receiver) <= PAGE_SIZE, "a receiver fits its page");
 
 static struct {
   int on;           /* the command line asked for us */
-  int up;           /* the rings and receivers are set */
   word monitor;     /* the driver VM's monitor (takes our transmit messages) */
   word helper;      /* the driver VM's helper (sends us frames and completions) */
   u8 mac[6];
@@ -127,7 +131,11 @@ static void receiver_main(struct receiver *r) {
 
 /* Receiver k: our thread RECEIVER_BASE + k, started at receiver_main(r) on its own stack. */
 static int receiver_start(int k) {
-  struct receiver *r = &receivers[k];
+  struct receiver *r = kalloc();
+  if (!r) return 0;
+  memset(r, 0, sizeof *r);
+  receivers[k] = r;
+  r->index = (u32)k;
   word me = l4_kernel_tid();
   r->tid = L4_GLOBAL(L4_THREAD_NO(me) + L4_NET_RECEIVER_BASE + k);
   for (int i = 0; i < RX_PER_RECEIVER; i += 2) {
@@ -152,15 +160,15 @@ int netfront_irq(int irq) { return nf.on && irq == L4_NET_IRQ; }
 /* No driver VM behind the threads the command line named: said once, and no network. */
 static void driver_gone(void) {
   kprintf("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
-  nf.up = 0;
+  netfront_up = 0;
   nf.driver_gone = 0;
   nf.q_head = nf.q_tail;
 }
 
 /* Before every wait of the kernel thread: the queued frames to the driver VM, 15 a message. */
 void netfront_flush(void) {
-  if (nf.driver_gone && nf.up) driver_gone();
-  while (nf.up && nf.q_head != nf.q_tail) {
+  if (nf.driver_gone && netfront_up) driver_gone();
+  while (netfront_up && nf.q_head != nf.q_tail) {
     u32 n = 0;
     for (u32 q = nf.q_head; q != nf.q_tail && n < PACKETS_PER_MESSAGE; q++, n++) {
       u32 slot = nf.queue[q % TX_SLOTS];
@@ -184,7 +192,7 @@ void netfront_flush(void) {
  * the driver's interrupt (trap() is to run its handler), 0 if it was taken here, -1 if it is not
  * the driver's at all. */
 int netfront_message(word tag, word from) {
-  if (!nf.up) return -1;
+  if (!netfront_up) return -1;
   word label = L4_LABEL(tag);
   if (from == nf.helper && label == LABEL_TRANSMITTED) {
     u32 n = L4_MR(1);
@@ -198,7 +206,7 @@ int netfront_message(word tag, word from) {
   }
   if (label == LABEL_NOTIFY)
     for (int k = 0; k < L4_NET_RECEIVERS; k++)
-      if (from == receivers[k].tid) return 1;
+      if (from == receivers[k]->tid) return 1;
   return -1;
 }
 
@@ -207,7 +215,7 @@ int netfront_message(word tag, word from) {
 static struct receiver *next_frame(void) {
   struct receiver *best = 0;
   for (int k = 0; k < L4_NET_RECEIVERS; k++) {
-    struct receiver *r = &receivers[(nf.rx_next + k) % L4_NET_RECEIVERS];
+    struct receiver *r = receivers[(nf.rx_next + k) % L4_NET_RECEIVERS];
     if (r->consumed == r->filled) continue;
     u32 seq = r->seq[r->consumed % RX_PER_RECEIVER];
     if (seq == nf.rx_seq) return r;
@@ -224,7 +232,7 @@ static void netfront_intr(void) {
   for (struct receiver *r; (r = next_frame()) != 0;) {
     u32 i = r->consumed % RX_PER_RECEIVER, len = r->len[i];
     nf.rx_seq = r->seq[i] + 1;
-    nf.rx_next = (u32)(r - receivers + 1) % L4_NET_RECEIVERS;
+    nf.rx_next = (r->index + 1) % L4_NET_RECEIVERS;
     if (len >= 14 && len <= MAX_FRAME) {
       nf.stats.rx_frames++;
       nf.stats.rx_bytes += len;
@@ -236,14 +244,14 @@ static void netfront_intr(void) {
     r->consumed++;
   }
   for (int k = 0; k < L4_NET_RECEIVERS; k++)
-    if (receivers[k].starved) {
+    if (receivers[k]->starved) {
       L4_MR(0) = L4_TAG(LABEL_WAKE, 0, 0);
-      l4_ipc(receivers[k].tid, L4_NILTHREAD, L4_TIMEOUTS(L4_ZERO, 0), 0);
+      l4_ipc(receivers[k]->tid, L4_NILTHREAD, L4_TIMEOUTS(L4_ZERO, 0), 0);
     }
 }
 
 int netfront_send(const void *frame, u32 len) {
-  if (!nf.up) return nf.on ? -ENETDOWN : -ENOSYS;
+  if (!netfront_up) return nf.on ? -ENETDOWN : -ENOSYS;
   if (len > MAX_FRAME || len < 14) return -EINVAL;
   u32 slot = nf.next_slot;
   for (u32 tries = 0; nf.busy[slot]; slot = (slot + 1) % TX_SLOTS)
@@ -319,7 +327,7 @@ int netfront_init(void) {
       kprintf("netfront: receiver thread %d refused (error %u)\n", k, L4_MR(2));
       return 1;
     }
-  nf.up = 1;
+  netfront_up = 1;
   kprintf("netfront: driver VM monitor %x, helper %x, %d receivers, MAC "
           "%02x:%02x:%02x:%02x:%02x:%02x\n",
           nf.monitor, nf.helper, L4_NET_RECEIVERS, nf.mac[0], nf.mac[1], nf.mac[2], nf.mac[3],
@@ -329,7 +337,7 @@ int netfront_init(void) {
 
 /* The DP83820 driver's announcement, from us. */
 void netfront_announce(void) {
-  if (!nf.up) return;
+  if (!netfront_up) return;
   u8 f[60];
   memset(f, 0, sizeof f);
   memset(f, 0xff, 6);
@@ -346,6 +354,6 @@ void netfront_set_receiver(void (*receive)(const u8 *frame, u32 len)) {
 
 void netfront_log_frame(const u8 *f, u32 len) { log_frame(f, len); }
 
-const u8 *netfront_mac(void) { return nf.up ? nf.mac : 0; }
+const u8 *netfront_mac(void) { return netfront_up ? nf.mac : 0; }
 
 const struct dp83820_stats *netfront_stats(void) { return &nf.stats; }

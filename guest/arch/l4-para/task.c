@@ -174,7 +174,7 @@ static void dispatch(struct trapframe *tf, word tag, word from, struct space *s)
     interrupt(tf, IRQ_COM1, s != 0);
     return;
   }
-  int net = netfront_message(tag, from);
+  int net = netfront_up ? netfront_message(tag, from) : -1;
   if (net > 0) interrupt(tf, L4_NET_IRQ, s != 0);
   if (net >= 0) return;
   if (!s || from != s->tid) {
@@ -222,7 +222,7 @@ void l4_user_loop(struct trapframe *tf) __attribute__((noreturn));
 void l4_user_loop(struct trapframe *tf) {
   for (;;) {
     struct space *s = current;
-    netfront_flush(); /* before resume fills the message registers */
+    netfront_before_wait(); /* before resume fills the message registers */
     word to = resume(s, tf), from = L4_NILTHREAD, tag;
     if (l4_tick_due()) {
       if (to != L4_NILTHREAD && (l4_ipc(to, L4_NILTHREAD, L4_TIMEOUTS(L4_ZERO, 0), 0) & L4_TAG_E))
@@ -241,7 +241,7 @@ void l4_idle(void) {
   memset(&tf, 0, sizeof tf);
   if (running) halt(running);
   l4_console_flush();
-  netfront_flush();
+  netfront_before_wait();
   if (l4_tick_due()) {
     interrupt(&tf, IRQ_TIMER, 0);
     return;
