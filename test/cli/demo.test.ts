@@ -31,6 +31,7 @@ test(
     assert.match(r.stdout, /^\| DP83820 emulation \(xen\) \| \d+: dom1 \d+, dom0 \d+ \|/m);
     assert.match(r.stdout, /^\| Custom driver \(xen\) \| \d+: dom1 \d+, dom0 \d+ \|/m);
     assert.match(r.stdout, /^\| DP83820 emulation \(l4\) \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
+    assert.match(r.stdout, /^\| Custom driver \(l4\) \| \d+\.\d \| \d+\.\d% \| \d+\.\d\d \|$/m);
     assert.match(r.stdout, /^\| native, raw \| PASS \|/m);
     assert.match(r.stdout, /^\| NOPs \(afterburned\), raw \| PASS \|/m);
     assert.match(r.stdout, /^\| System \| Xput \[Mb\/s\] \| CPU util \| cycles\/byte \|$/m);
