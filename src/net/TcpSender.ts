@@ -15,7 +15,8 @@
  * no congestion control (the wire is point to point, the only queue is the guest's); sender-side
  * silly-window avoidance; retransmission on timeout with RFC 6298 RTT estimation, a 200 ms
  * minimum (as Linux) and exponential backoff, going back to the oldest unacknowledged byte; fast
- * retransmit on the third duplicate ACK (RFC 5681 3.2), and when the following ACK is only
+ * retransmit on the third duplicate ACK (RFC 5681 3.2) if it covers more than all that was sent
+ * when the last recovery began (RFC 6582 3.2 step 1), and when the following ACK is only
  * partial (RFC 6582) the sender goes back to it and resends everything after it, which is what a
  * receiver that drops out-of-order segments needs; zero-window probing; FIN with the last data.
  * Anything the guest does wrong (RST, malformed frames, bad checksums) is counted and reported,
@@ -114,7 +115,8 @@ export class TcpSender implements EthernetReceiver {
   private consecutiveTimeouts = 0;
   private dupAcks = 0;
   private lastFastRetransmit = -1;
-  private recover = 0;
+  /** RFC 6582's recover, as a stream offset (-1: the ISS, before any byte). */
+  private recover = -1;
   private goBackOnPartialAck = false;
   private pendingRetransmit: number | undefined;
   private forceProbe = false;
@@ -450,7 +452,10 @@ export class TcpSender implements EthernetReceiver {
     }
     this.counters.duplicateAcks++;
     this.dupAcks++;
-    if (this.dupAcks === 3 && acked !== this.lastFastRetransmit) {
+    // RFC 6582 3.2 step 1: a fast retransmit only if the ACK covers more than `recover` (all
+    // that was sent when the last recovery began); below it, the duplicates answer segments
+    // sent again that the guest had (it keeps out-of-order data), not a new loss.
+    if (this.dupAcks === 3 && acked !== this.lastFastRetransmit && acked > this.recover) {
       this.counters.fastRetransmits++;
       this.lastFastRetransmit = acked;
       this.pendingRetransmit = acked;

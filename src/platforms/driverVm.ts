@@ -31,9 +31,15 @@ import type { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import type { Domain } from '../hypervisor/xen/domain.ts';
 import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
+import { grantedFrame } from '../hypervisor/xen/grants.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
 import { EXTRA_VM_DEFAULT_MB } from './extraVms.ts';
 import type { DriverVmControl, DriverVmRestart, ExtraVm, GuestConfig } from './platform.ts';
+
+/** The ring page's words the toolstack writes for a custom front end (guest/arch/xen-para/netfront.c). */
+const RING_BACKEND_STATE = 0x20;
+const RING_BACKEND_DOMAIN = 0x24;
+const BACKEND_CLOSED = 2;
 
 /**
  * Watches the driver VM serving `connection` and restarts it when it crashes; the restarted
@@ -67,6 +73,7 @@ export function superviseXenDriverVm(
     }
     // The client publishes again for the new back end (its domain stays known).
     const port = connection.clientPort;
+    const ringRef = connection.ringRef;
     connection.ringRef = undefined;
     connection.clientPort = undefined;
     connection.backend = (connection.backend ?? 0) + 1;
@@ -98,6 +105,16 @@ export function superviseXenDriverVm(
     );
     const client =
       connection.clientDom === undefined ? undefined : xen.domains[connection.clientDom];
+    // A front end the toolstack finds (a para-virtualized kernel's own, netfront.c) reads the
+    // news in its ring page, where xenstore would hold them in Xen: the back end closed, and
+    // the new back end's domain.
+    if (connection.find !== undefined && client !== undefined && ringRef !== undefined) {
+      const frame = grantedFrame(xen, client, ringRef);
+      if (frame !== undefined) {
+        xen.cpu.writePhysical(frame * 4096 + RING_BACKEND_STATE, 4, BACKEND_CLOSED);
+        xen.cpu.writePhysical(frame * 4096 + RING_BACKEND_DOMAIN, 4, built.domain.id);
+      }
+    }
     // A blocked client wakes for it; a runnable one takes it when it next runs.
     if (client !== undefined && port !== undefined) xen.setPending(client, port);
   };

@@ -18,6 +18,7 @@ import { LoadError, parseElf } from '../loader/elf.ts';
 import type { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
 import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
+import { superviseXenDriverVm } from './driverVm.ts';
 import { extraVmsMb, startExtraXenVms, startXenDriverVm } from './extraVms.ts';
 import type { BootedGuest, GuestConfig } from './platform.ts';
 import type { Machine } from '../machine/Machine.ts';
@@ -77,9 +78,15 @@ export function prepareXenPara(
       grantNic(xen, domain, machine.nic);
     enterDomain(xen, domain, image.entry, layout);
     if (vms.length > 0) xen.primary = domain;
+    // A crashed driver VM is restarted and the front end told, as for the afterburned guest.
+    const driverVm =
+      connection === undefined || driverKernel === undefined
+        ? undefined
+        : superviseXenDriverVm(xen, config, driverKernel, connection, vms);
     return {
       hypervisor: xen,
       vms,
+      driverVm,
       input: (bytes) => xen.input(bytes),
       physicalMemory: () => ram,
     };

@@ -268,7 +268,7 @@ test('bad options: one line on stderr, exit status 2', () => {
     // The driver VM's crash: a bad size, no driver VM row, a guest that does not reconnect.
     ['bench', 'netperf', '--config', 'reuse-emul-xen', '--fault', 'driver-vm-crash-at=lots'],
     ['bench', 'netperf', '--config', 'xen-pre', '--faults', 'driver-vm-crash-at=256K'],
-    ['bench', 'netperf', '--config', 'reuse-custom-xen', '--fault', 'driver-vm-crash-at=256K'],
+    ['bench', 'netperf', '--config', 'reuse-custom-l4', '--fault', 'driver-vm-crash-at=256K'],
     ['bench', 'netperf', '--config', 'reuse-emul-l4', '--fault', 'driver-vm-crash-at=256K'],
     ['bench', 'iperf'],
   ]) {

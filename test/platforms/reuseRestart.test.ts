@@ -118,3 +118,36 @@ describe('driver VM crash and restart on xen', { skip }, () => {
     );
   });
 });
+
+describe('driver VM crash and restart on xen, the custom driver', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok && make('xen-para').ok);
+  });
+
+  it("the para-virtualized kernel's own front end reconnects: the transfer survives, no storm of resends", () => {
+    const lines: string[] = [];
+    const r = runNetperf({
+      label: 'reuse-custom',
+      kernel: readFileSync(kernelPath('xen-para')),
+      kernelName: 'guest.elf',
+      payloadBytes: 1 << 20,
+      seed: 3,
+      hypervisor: 'xen',
+      nicPath: 'driver-vm',
+      driverKernel: { kernel: readFileSync(kernelPath('afterburned')), kernelName: 'driver.elf' },
+      driverVmCrashAtBytes: 256 << 10,
+      onConsoleLine: (l) => lines.push(l),
+    });
+    assert.ok(r.ok, r.error);
+    const d = r.driverVm!;
+    assert.equal(d.restarts, 1);
+    assert.ok(d.outageMs! > 0 && d.firstFrameMs! >= d.outageMs!, JSON.stringify(d));
+    const text = lines.join('\n');
+    // The toolstack's news in the ring page, the front end's reconnection to the new domain.
+    assert.match(text, /^netfront: back end in domain 0 gone, waiting for domain 2$/m);
+    assert.match(text, /^netfront: back end in domain 2 connected$/m);
+    // TCP sent again what the outage lost, about a window's worth, not the rest of the stream.
+    const resent = r.sender.counters.retransmissions;
+    assert.ok(resent > 0 && resent < 400, `${resent} segments sent again`);
+  });
+});

@@ -37,6 +37,7 @@
 #define BUF_SIZE 2048 /* two buffers a page; a 1514-byte frame fits */
 #define MAX_FRAME 1514
 #define BACKEND_CONNECTED 1
+#define BACKEND_CLOSED 2 /* the toolstack's: the back end is gone, backend_domain is the next */
 
 /* The shared page, as netChannel.ts lays it out. */
 struct ring_indices {
@@ -48,7 +49,8 @@ struct slot {
 struct netif_page {
   struct ring_indices tx, rx;
   u32 backend_state;
-  u8 pad[0x100 - 0x24];
+  u32 backend_domain; /* written by the toolstack when it restarted the back end */
+  u8 pad[0x100 - 0x28];
   /* TX request {ref; offset | flags << 16; id | size << 16}, response {id | status << 16}. */
   struct slot txs[SLOTS];
   /* RX request {id | offset << 16; ref; size}, response {id; status: length, or negative}. */
@@ -163,8 +165,36 @@ static void rx_reap(void) {
   }
 }
 
+static int connect(void);
+
+/* The toolstack restarted the driver VM (xenstore's watch, in Xen): what the old back end had
+ * ends (transmits fail, receive buffers come back), the link is down, and the ring and a new
+ * port are published for the new back end, which connects as the first did. */
+static void reconnect(void) {
+  u16 next = (u16)nf.ring->backend_domain;
+  kprintf("netfront: back end in domain %u gone, waiting for domain %u\n", nf.backend, next);
+  nf.up = 0;
+  for (; nf.tx_cons != nf.tx_prod; nf.tx_cons++) {
+    nf.tx_errors++;
+    end_grant(TX_REF + nf.tx_cons % SLOTS);
+  }
+  for (u32 id = 0; id < SLOTS; id++) end_grant(RX_REF + id);
+  end_grant(RING_REF);
+  struct evtchn_port c = {nf.port};
+  HYPERVISOR_event_channel_op(EVTCHNOP_close, &c);
+  nf.backend = next;
+  nf.rx_prod = nf.rx_cons = 0;
+  nf.tx_prod = nf.tx_cons = 0;
+  if (!connect()) nf.ring = 0;
+  else pic_enable(NETFRONT_IRQ); /* the new port is the line's now */
+}
+
 static void netfront_intr(void) {
   nf.stats.interrupts++;
+  if (nf.ring->backend_state == BACKEND_CLOSED) {
+    reconnect();
+    return;
+  }
   if (!nf.up && nf.ring->backend_state == BACKEND_CONNECTED) {
     nf.up = 1;
     kprintf("netfront: back end in domain %u connected\n", nf.backend);
@@ -226,6 +256,26 @@ static void log_frame(const u8 *f, u32 len) {
             nf.stats.rx_frames, len, f[6], f[7], f[8], f[9], f[10], f[11], f[12] << 8 | f[13]);
 }
 
+/* The ring (empty, every receive buffer posted) and an unbound port, for the back end's domain;
+ * 0 if it has no port for us. */
+static int connect(void) {
+  volatile struct netif_page *ring = nf.ring;
+  memset((void *)ring, 0, PAGE_SIZE);
+  ring->tx.rsp_event = 1; /* an event for the first responses */
+  ring->rx.rsp_event = 1;
+  for (u32 id = 0; id < SLOTS; id++) post_rx(id);
+  ring->rx.req_prod = nf.rx_prod;
+  grant(RING_REF, (const void *)ring, 0);
+  struct evtchn_alloc_unbound a = {DOMID_SELF, nf.backend, 0};
+  if (HYPERVISOR_event_channel_op(EVTCHNOP_alloc_unbound, &a) < 0) {
+    kprintf("netfront: no event channel for domain %u\n", nf.backend);
+    return 0;
+  }
+  nf.port = a.port;
+  evtchn_irq_port(NETFRONT_IRQ, nf.port);
+  return 1;
+}
+
 /* 1 if the command line asks for the driver (whether or not it came up), else 0. */
 int netfront_init(void) {
   char opt[40];
@@ -256,22 +306,12 @@ int netfront_init(void) {
     kprintf("netfront: out of memory for the rings\n");
     return 1;
   }
-  memset((void *)ring, 0, PAGE_SIZE);
-  ring->tx.rsp_event = 1; /* an event for the first responses */
-  ring->rx.rsp_event = 1;
   nf.ring = ring;
   nf.receive = log_frame;
-  for (u32 id = 0; id < SLOTS; id++) post_rx(id);
-  ring->rx.req_prod = nf.rx_prod;
-  grant(RING_REF, (const void *)ring, 0);
-  struct evtchn_alloc_unbound a = {DOMID_SELF, nf.backend, 0};
-  if (HYPERVISOR_event_channel_op(EVTCHNOP_alloc_unbound, &a) < 0) {
-    kprintf("netfront: no event channel for domain %u\n", nf.backend);
+  if (!connect()) {
     nf.ring = 0;
     return 1;
   }
-  nf.port = a.port;
-  evtchn_irq_port(NETFRONT_IRQ, nf.port);
   irq_register(NETFRONT_IRQ, netfront_intr);
   kprintf("netfront: back end domain %u, ring ref %u, port %u, MAC %02x:%02x:%02x:%02x:%02x:%02x\n",
           nf.backend, RING_REF, nf.port, nf.mac[0], nf.mac[1], nf.mac[2], nf.mac[3], nf.mac[4],

@@ -67,6 +67,7 @@ struct sched_shutdown {
 /* event_channel_op commands and arguments. */
 #define EVTCHNOP_bind_virq 1
 #define EVTCHNOP_bind_pirq 2
+#define EVTCHNOP_close 3
 #define EVTCHNOP_send 4
 #define EVTCHNOP_alloc_unbound 6
 #define EVTCHNOP_unmask 9

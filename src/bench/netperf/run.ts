@@ -261,8 +261,8 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   if (crashAt !== undefined && driverVm === undefined)
     throw new Error(
       o.nicPath === 'driver-vm'
-        ? "driver-vm-crash-at: this guest's front end does not reconnect to a restarted driver VM (only the afterburned guest's, reuse-emul-xen)"
-        : 'driver-vm-crash-at needs a driver VM (nicPath driver-vm, reuse-emul-xen)',
+        ? 'driver-vm-crash-at: this driver VM is not restarted (only on xen: reuse-emul-xen, reuse-custom-xen)'
+        : 'driver-vm-crash-at needs a driver VM (nicPath driver-vm, reuse-emul-xen or reuse-custom-xen)',
     );
   let crashed = false;
 

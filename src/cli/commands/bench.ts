@@ -82,8 +82,9 @@ options:
   --faults SPEC  make the wire unreliable, both ways: a comma-separated list of drop=P, dup=P,
                  reorder=P, corrupt=P (the chance per frame, 0 to 1) and seed=N (the fault
                  injector's seed, default the run's seed), e.g. drop=0.001,corrupt=0.0005;
-                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen only): the driver VM
-                 crashes when the client has had SIZE bytes acknowledged, the toolstack
+                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen and/or
+                 reuse-custom-xen only): the driver VM crashes when the client has had
+                 SIZE bytes acknowledged, the toolstack
                  restarts it and the guest reconnects; the run reports the restart and the
                  outage (crash to the guest's link up) in simulated ms. Every run must still
                  deliver the stream intact. --fault is the same option
@@ -261,16 +262,15 @@ function parse(argv: string[]): Options | string {
   }
   if (o.driverVmCrashAt !== undefined) {
     const crash = '--faults driver-vm-crash-at';
-    // Only the afterburned guest's front end (its VMM's) reconnects to a restarted driver VM.
-    const other = o.configs.find((c) => c !== 'reuse-emul-xen');
-    if (o.guest !== 'linux' && other === 'reuse-custom-xen')
-      return `${crash}: the para-virtualized guest's own front end (netfront.c, reuse-custom-xen) does not reconnect to a restarted driver VM yet (--config reuse-emul-xen)`;
-    if (o.guest !== 'linux' && other === 'reuse-emul-l4')
-      return `${crash}: the driver VM on l4 (reuse-emul-l4) is not restarted yet (--config reuse-emul-xen)`;
-    if (o.guest === 'linux' || !o.configs.includes('reuse-emul-xen'))
-      return `${crash} needs a driver VM row (--config reuse-emul-xen)`;
-    if (other !== undefined)
-      return `${crash}: row '${other}' has no driver VM (--config reuse-emul-xen)`;
+    // The driver VM is restarted on xen, for both front ends (the VMM's and netfront.c).
+    const restarted = ['reuse-emul-xen', 'reuse-custom-xen'];
+    const other = o.configs.find((c) => !restarted.includes(c));
+    const hint = '(--config reuse-emul-xen or reuse-custom-xen)';
+    if (o.guest !== 'linux' && (other === 'reuse-emul-l4' || other === 'reuse-custom-l4'))
+      return `${crash}: the driver VM on l4 (${other}) is not restarted yet ${hint}`;
+    if (o.guest === 'linux' || !o.configs.some((c) => restarted.includes(c)))
+      return `${crash} needs a driver VM row ${hint}`;
+    if (other !== undefined) return `${crash}: row '${other}' has no driver VM ${hint}`;
     if (o.driverVmCrashAt >= o.bytes)
       return `${crash} (${formatSize(o.driverVmCrashAt)}) is not below --bytes (${formatSize(o.bytes)}): the driver VM would never crash`;
   }

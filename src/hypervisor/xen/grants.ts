@@ -246,6 +246,11 @@ function readEntry(xen: XenHypervisor, granter: Domain, ref: number): Entry | un
   };
 }
 
+/** The machine frame `granter`'s entry `ref` names (whatever its flags), for the toolstack. */
+export function grantedFrame(xen: XenHypervisor, granter: Domain, ref: number): number | undefined {
+  return readEntry(xen, granter, ref)?.frame;
+}
+
 function writeFlags(xen: XenHypervisor, at: number, flags: number): void {
   xen.cpu.writePhysical(at, 2, flags & 0xffff);
 }

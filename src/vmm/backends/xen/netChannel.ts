@@ -585,6 +585,8 @@ export class NetBack extends RingSide implements LinkClient {
     this.setRing32(TX + REQ_EVENT, this.txCons + 1);
     this.setRing32(BACKEND_STATE, CONNECTED);
     this.notifyPending = true;
+    // Likewise its link is up when the back end has connected.
+    if (this.conn.find !== undefined) this.conn.watch?.('connected');
     return 'connected';
   }
 
@@ -728,6 +730,9 @@ export class NetBack extends RingSide implements LinkClient {
     this.push(RX + RSP_PROD, RX + RSP_EVENT, this.rxRsp);
     if (ok) this.counters.frames++;
     else this.counters.dropped++;
+    // A front end of the guest's own (the toolstack finds it) has no VMM to tell the
+    // toolstack's watch: the back end's first delivery is its first frame.
+    if (ok && this.conn.find !== undefined) this.conn.watch?.('first-frame');
     return ok;
   }
 }
