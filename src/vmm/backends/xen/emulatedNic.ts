@@ -109,6 +109,8 @@ export function emulateNic(
       return undefined;
     });
     platform.flushers.push(() => front.flush());
+    platform.pollers.push(() => front.poll());
+    platform.idlers.push(() => front.idle());
   }
   backend.passthrough.emulate(page / 4096);
   return { nic, registerPage: page };
