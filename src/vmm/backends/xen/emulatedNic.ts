@@ -95,6 +95,7 @@ export function emulateNic(
     },
     direct: front,
     charge: (cycles) => machine.cpu.charge(cycles),
+    holdoffAtVmmPoints: true,
   });
   if (typeof nic === 'string') return nic;
   if (front === undefined) link.attach(0, nic);
