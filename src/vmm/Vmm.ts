@@ -496,6 +496,7 @@ export class InPlaceVmm implements VmmCore {
    * one — not VMM code, and the virtual IF on or user mode; else the guest resumes as it was.
    */
   eventsHandled(): number | undefined {
+    this.platform.poll();
     const fromUser = this.inUser;
     const inVmm = this.inWindow(this.frameRead(0));
     if (!inVmm && (fromUser || this.virtualIf) && this.interruptPending) {
@@ -545,6 +546,7 @@ export class InPlaceVmm implements VmmCore {
     } finally {
       this.inTimer = false;
     }
+    this.platform.poll();
     if (this.timerPeriodNs !== 0 && now >= this.nextTickNs) {
       this.counters.timerTicks++;
       this.platform.pic.setIrq(0, true);
@@ -807,6 +809,7 @@ export class InPlaceVmm implements VmmCore {
   private hlt(next: number): number {
     this.flushConsole();
     this.platform.flush();
+    this.platform.poll();
     if (!this.virtualIf) {
       // With interrupts off nothing can wake the CPU (SDM 3A 6.8.1 aside NMI): the run ends
       // (or, for one VM of several, the VM stops).
@@ -814,8 +817,11 @@ export class InPlaceVmm implements VmmCore {
     }
     const target = this.interruptAt(next);
     if (target !== next) return target;
+    this.platform.idle();
     if (this.backend.sleep !== undefined) return this.backend.sleep(next);
-    return this.backend.idle() ? next : this.interruptAt(next);
+    if (this.backend.idle()) return next;
+    this.platform.poll();
+    return this.interruptAt(next);
   }
 
   /** iret: to ring 3 or within the kernel; a pending interrupt arrives right after it. */
@@ -839,6 +845,7 @@ export class InPlaceVmm implements VmmCore {
     }
     this.virtualIf = interruptsOn;
     this.platform.flush();
+    this.platform.poll();
     if (interruptsOn && this.interruptPending) {
       // The frame stays: it is exactly the one the interrupt would push right after the iret.
       return this.enterInterrupt();

@@ -122,6 +122,17 @@ export class VirtualPlatform {
    * of a driver VM's link: the original's flush points).
    */
   readonly flushers: (() => void)[] = [];
+  /**
+   * Timing the emulated devices fold into the points where the VMM runs anyway instead of
+   * events of their own on `clock` (the DP83820 model's interrupt hold-off): looked at the
+   * guest's `iret` and idle, after the backend took events, and at the timer (`poll`).
+   */
+  readonly pollers: (() => void)[] = [];
+  /**
+   * The guest idles: the devices that fold their timing into the VMM's points schedule what
+   * must wake it on `clock` after all (the end of a hold-off an interrupt waits for).
+   */
+  readonly idlers: (() => void)[] = [];
   private readonly deviceLines = new Map<number, LineState>();
   private readonly cmos: Cmos;
   private readonly keyboard: KeyboardController;
@@ -272,6 +283,16 @@ export class VirtualPlatform {
   /** At the guest's `iret` or idle: what the emulated devices batched. */
   flush(): void {
     for (const f of this.flushers) f();
+  }
+
+  /** Wherever the VMM runs anyway: what the emulated devices time there (`pollers`). */
+  poll(): void {
+    for (const p of this.pollers) p();
+  }
+
+  /** The guest is about to sleep (`idlers`). */
+  idle(): void {
+    for (const i of this.idlers) i();
   }
 
   /**

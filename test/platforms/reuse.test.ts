@@ -12,6 +12,8 @@ import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
+import type { Dp83820 } from '../../src/machine/devices/dp83820/Dp83820.ts';
+import { REG } from '../../src/machine/devices/dp83820/registers.ts';
 import type { XenBackend } from '../../src/vmm/backends/xen/XenBackend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
 import { attachSender } from './client.ts';
@@ -128,6 +130,71 @@ describe('driver reuse on xen', { skip }, () => {
       },
     );
     assert.ok((g.hypervisor as XenHypervisor).domains[0].alive);
+  });
+
+  it("keeps the hold-off the guest's driver programs, and lets a client sleep through it", () => {
+    // The guest's driver sets IHR to 200 µs (as Linux's ns83820): after each ISR read no
+    // interrupt for 200 µs, then at once if the chip has one. The VMM's model has no clock event
+    // for it while the guest runs, and a client asleep in a hold-off asks the driver VM for no
+    // events; neither may move an interrupt before the hold-off's end, nor (the guest asleep)
+    // after it.
+    let out = '';
+    const g = reuseGuest('xen', (b) => (out += String.fromCharCode(b)));
+    const model = g.vmm!.platform.emulated[0] as Dp83820;
+    const clock = g.vmm!.platform.clock;
+    const HOLDOFF_NS = 200_000;
+    const chip = model as unknown as {
+      read(offset: number, size: 4): number;
+      updateLine(): void;
+      lineLevel: boolean;
+      holdoffUntil: number;
+      get(reg: number): number;
+    };
+    let lastIsrRead = -Infinity;
+    let waitingSince: number | undefined;
+    const early: number[] = [];
+    const late: number[] = [];
+    const read = chip.read.bind(model);
+    chip.read = (offset, size) => {
+      if ((offset & ~3) === REG.ISR) lastIsrRead = clock.now();
+      return read(offset, size);
+    };
+    const updateLine = chip.updateLine.bind(model);
+    chip.updateLine = () => {
+      const was = chip.lineLevel;
+      updateLine();
+      const waiting = (chip.get(REG.ISR) & chip.get(REG.IMR)) !== 0;
+      if (!was && chip.lineLevel) {
+        const now = clock.now();
+        if (now < lastIsrRead + HOLDOFF_NS) early.push(now - lastIsrRead);
+        late.push(now - Math.max(chip.holdoffUntil, waitingSince ?? now));
+        waitingSince = undefined;
+      } else if (!chip.lineLevel && waiting && waitingSince === undefined)
+        waitingSince = clock.now();
+    };
+    // The driver VM's events for the client while it sleeps in a hold-off: there are none.
+    const xen = g.hypervisor as XenHypervisor;
+    const front = (g.vmm!.backend as XenBackend).netFront!;
+    const client = xen.domains[1];
+    let wokenInHoldoff = 0;
+    const setPending = xen.setPending.bind(xen);
+    xen.setPending = (dom, port) => {
+      const asleep = dom === client && dom.state === 'blocked';
+      if (asleep && port === front.eventPort && model.holdoffEnd() !== undefined) wokenInHoldoff++;
+      setPending(dom, port);
+    };
+    attachSender(g, 512 << 10, 5);
+    const end = g.machine.run(2_800_000_000 * 20);
+    assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+    assert.match(out, /netserver: received 524288 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    assert.deepEqual(early, [], 'no interrupt inside a hold-off');
+    assert.ok(late.length > 20, `${late.length} interrupts`);
+    // Where the chip would raise it, give or take the VMM's own work (a few µs); at the latest
+    // the guest's next timer tick (1 ms).
+    const onTime = late.filter((ns) => ns < 5_000).length;
+    assert.ok(onTime >= late.length * 0.9, `${onTime} of ${late.length} on time: ${late}`);
+    assert.ok(Math.max(...late) <= 1_000_000, `${Math.max(...late)} ns late`);
+    assert.equal(wokenInHoldoff, 0);
   });
 
   it('says why it cannot serve a configuration', () => {

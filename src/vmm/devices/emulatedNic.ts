@@ -15,6 +15,16 @@
  *   the VM (confined to the VM as a granted device's DMA is); each transfer is the VMM copying
  *   bytes, charged as a REP MOVSD of them;
  * - its engines on the virtual devices' clock (the hypervisor's system time, in ns);
+ * - its interrupt hold-off (IHR) as the driver programs it — no interrupt before its end — but,
+ *   on xen, without a clock event of its own while the guest runs (`holdoffAtVmmPoints`,
+ *   Dp83820Config.holdoffWithoutEvent): a line the hold-off held comes up at the first point
+ *   after its end where the VMM runs anyway (`VirtualPlatform.poll`: the guest's `iret` or
+ *   idle, the end of taking events, the timer's tick), where a virtual interrupt is delivered in
+ *   any case; only a guest that goes idle with an interrupt held gets the hold-off's end as an
+ *   event (`VirtualPlatform.idle`), so that it wakes when the chip's interrupt would come. The
+ *   original's model had no hold-off at all (its interrupt came with each arrival); a clock
+ *   event per hold-off costs the VMM a timer of the hypervisor's (a hypercall, and another to
+ *   re-arm its own timer after it);
  * - its wire a `NetPort` of the backend's: the frames it sends and the frames it receives.
  */
 import type { DmaMemory } from '../../machine/device.ts';
@@ -47,6 +57,14 @@ export interface EmulatedNicConfig {
   direct?: DirectWire;
   /** Charges the CPU (the VMM's copying of a transfer). */
   charge(cycles: number): void;
+  /**
+   * The interrupt hold-off without a clock event while the guest runs (see the header), for a
+   * backend after each of whose events the VMM runs again before the guest sleeps: on xen an
+   * upcall returns to the guest, which idles again through its `hlt`. Not on l4, whose monitor
+   * takes events while the guest's thread sleeps and wakes it only for an interrupt: there the
+   * model keeps its hold-off timer.
+   */
+  holdoffAtVmmPoints?: boolean;
 }
 
 /** The VM's memory as a VMM device reaches it, each transfer charged as a REP MOVSD of it. */
@@ -77,8 +95,14 @@ export function addEmulatedNic(c: EmulatedNicConfig): Dp83820 | string {
     mac: c.mac,
     transmit: (frame) => c.port.send(frame),
     direct: c.direct,
+    holdoffWithoutEvent: c.holdoffAtVmmPoints,
   });
   nic.configWrite(0x3c, 1, EMULATED_NIC_IRQ);
   const taken = c.platform.addEmulated(EMULATED_NIC_SLOT, nic, EMULATED_NIC_IRQ);
-  return taken ?? nic;
+  if (taken !== undefined) return taken;
+  if (c.holdoffAtVmmPoints === true) {
+    c.platform.pollers.push(() => nic.holdoffCheck());
+    c.platform.idlers.push(() => nic.idle());
+  }
+  return nic;
 }

@@ -60,6 +60,16 @@ export interface Dp83820Config {
    * offload on this path (the peer sees the buffers, not a frame).
    */
   direct?: DirectWire;
+  /**
+   * For a virtual device (the in-place VMM's model, src/vmm/devices/emulatedNic.ts): the end of
+   * the interrupt hold-off is an event on the clock only when the host goes idle (`idle`,
+   * `wakeAtHoldoffEnd`). The line is held while the hold-off runs, exactly as IHR says; while the
+   * host runs, the line comes up at the first point after the hold-off's end at which the host
+   * looks (`holdoffCheck`: the VMM's `iret`, idle, events, timer ticks) or the chip is touched,
+   * since a virtual interrupt reaches the guest only at such points anyway; an event of its own
+   * then would cost the VMM a timer of the hypervisor's (a hypercall) for nothing.
+   */
+  holdoffWithoutEvent?: boolean;
 }
 
 /** The peer of a DP83820 without a wire (Dp83820Config.direct). */
@@ -542,7 +552,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     let level = (this.get(REG.ISR) & this.get(REG.IMR)) !== 0 && (this.get(REG.IER) & 1) !== 0;
     if (level && now < this.holdoffUntil) {
       level = false;
-      if (this.holdoffTimer === undefined) {
+      if (this.holdoffTimer === undefined && this.cfg.holdoffWithoutEvent !== true) {
         const t = this.at(this.holdoffUntil, () => this.holdoffEnded(), 'dp83820.holdoff');
         if (t !== undefined) this.holdoffTimer = t;
       }
@@ -555,6 +565,44 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   private holdoffEnded(): void {
     this.holdoffTimer = undefined;
     this.updateLine();
+  }
+
+  /** An interrupt the chip would give now but for the hold-off (or a line already up). */
+  private get interruptWaiting(): boolean {
+    return (this.get(REG.ISR) & this.get(REG.IMR)) !== 0 && (this.get(REG.IER) & 1) !== 0;
+  }
+
+  /**
+   * The host's look at a line held by the hold-off (Dp83820Config.holdoffWithoutEvent): if the
+   * hold-off is over and the chip still has an interrupt to give, the line comes up now.
+   */
+  holdoffCheck(): void {
+    if (this.lineLevel || this.cfg.clock.now() < this.holdoffUntil) return;
+    if (this.interruptWaiting) this.updateLine();
+  }
+
+  /** The end of the hold-off that runs now (clock cycles), or undefined. */
+  holdoffEnd(): number | undefined {
+    return this.cfg.clock.now() < this.holdoffUntil ? this.holdoffUntil : undefined;
+  }
+
+  /**
+   * The hold-off's end as an event on the clock after all (Dp83820Config.holdoffWithoutEvent),
+   * so that an idle host wakes at it: for a peer that will have something for the driver by
+   * then (src/vmm/backends/xen/netChannel.ts). Nothing if no hold-off runs.
+   */
+  wakeAtHoldoffEnd(): void {
+    if (this.holdoffTimer !== undefined || this.holdoffEnd() === undefined) return;
+    const t = this.at(this.holdoffUntil, () => this.holdoffEnded(), 'dp83820.holdoff');
+    if (t !== undefined) this.holdoffTimer = t;
+  }
+
+  /**
+   * The host goes idle (Dp83820Config.holdoffWithoutEvent): an interrupt the hold-off holds
+   * comes at the hold-off's end, as on the chip, so the host wakes then.
+   */
+  idle(): void {
+    if (!this.lineLevel && this.interruptWaiting) this.wakeAtHoldoffEnd();
   }
 
   // ---- descriptors --------------------------------------------------------------------------

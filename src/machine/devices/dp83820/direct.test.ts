@@ -3,7 +3,8 @@
 // buffers are handed over at once, MORE chains as one packet, statuses written in order as the
 // peer completes them, and a descriptor still with the peer is never handed over twice when the
 // ring wraps. RX: the peer claims the buffers the driver gave the NIC, in ring order, and each
-// completion writes the descriptor and raises the interrupt bits the driver waits for.
+// completion writes the descriptor and raises the interrupt bits the driver waits for. The
+// VMM's hold-off without an event of its own (Dp83820Config.holdoffWithoutEvent).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MmioDevice } from '../../device.ts';
@@ -13,7 +14,9 @@ import { CFG, CMDSTS, CR, ISR, REG } from './registers.ts';
 
 const u = (v: number): number => v >>> 0;
 
-function rig() {
+function rig(options: { holdoffWithoutEvent?: boolean } = {}) {
+  const t = testClock();
+  let line = false;
   const ram = new Uint8Array(1 << 16);
   const view = new DataView(ram.buffer);
   const dma = ramDma(ram);
@@ -21,9 +24,9 @@ function rig() {
   let kicks = 0;
   let mmio: MmioDevice | undefined;
   const nic = new Dp83820({
-    clock: testClock().clock,
+    clock: t.clock,
     dma,
-    irq: { set: () => {} },
+    irq: { set: (level) => (line = level) },
     buses: {
       registerMmio: (_b, _l, device) => {
         mmio = device;
@@ -37,6 +40,7 @@ function rig() {
       transmit: (parts, done) => handed.push({ parts, done }),
       rxKick: () => kicks++,
     },
+    holdoffWithoutEvent: options.holdoffWithoutEvent,
   });
   nic.configWrite(0x14, 4, 0xe0000000);
   nic.configWrite(0x04, 2, 6);
@@ -48,7 +52,7 @@ function rig() {
     view.setUint32(at + 8, cmdsts >>> 0, true);
   };
   const cmdsts = (at: number): number => view.getUint32(at + 8, true);
-  return { nic, wr, rd, desc, cmdsts, handed, kicks: () => kicks };
+  return { nic, wr, rd, desc, cmdsts, handed, kicks: () => kicks, t, line: () => line };
 }
 
 test('direct TX: at the flush, packets handed over at once, completed in order', () => {
@@ -162,4 +166,53 @@ test('a function reset (the device back from a destroyed VM): engines stopped, d
   nic.configWrite(0x04, 2, 6);
   assert.equal(rd(REG.TXDP), 0);
   assert.equal(rd(REG.IMR), 0);
+});
+
+test('hold-off without an event (the VMM model): held as IHR says, up where the host looks', () => {
+  const { nic, wr, rd, desc, t, line } = rig({ holdoffWithoutEvent: true });
+  const HOLDOFF = 200e-6 * t.clock.hz; // IHR = 2: 2 × 100 µs
+  desc(0x2000, 0x2020, 0x8000, CMDSTS.INTR | 1536);
+  desc(0x2020, 0x2040, 0x8800, CMDSTS.INTR | 1536);
+  desc(0x2040, 0x2000, 0x9000, CMDSTS.INTR | 1536);
+  wr(REG.IHR, 2);
+  wr(REG.IMR, ISR.RXOK);
+  wr(REG.IER, 1);
+  wr(REG.RXDP, 0x2000);
+  wr(REG.CR, CR.RXE);
+  for (let k = 0; k < 3; k++) nic.rxClaim();
+  assert.ok(nic.rxComplete(60, true, 0));
+  assert.ok(line(), 'no hold-off runs: the interrupt at once');
+  rd(REG.ISR); // the driver's read: the hold-off starts
+  assert.equal(line(), false);
+  assert.equal(nic.holdoffEnd(), HOLDOFF);
+  t.advance(HOLDOFF / 2);
+  assert.ok(nic.rxComplete(60, true, 0));
+  assert.equal(line(), false, 'held while the hold-off runs');
+  assert.equal(t.clock.next(), undefined, 'and no event of its own on the clock');
+  nic.holdoffCheck();
+  assert.equal(line(), false, 'the host looks before its end: still held');
+  t.advance(HOLDOFF + 10);
+  assert.equal(line(), false, 'its end passes unseen');
+  nic.holdoffCheck();
+  assert.ok(line(), 'the host looks after its end: the interrupt');
+
+  // The host goes idle with an interrupt held: the hold-off's end is an event after all.
+  rd(REG.ISR);
+  const end = nic.holdoffEnd()!;
+  assert.ok(nic.rxComplete(60, true, 0));
+  nic.idle();
+  assert.equal(t.clock.next(), end);
+  assert.equal(nic.save().holdoff?.cycle, end, 'a snapshot keeps it');
+  t.advance(end);
+  assert.ok(line(), 'the interrupt comes at the hold-off end, as the chip would give it');
+  assert.equal(nic.holdoffEnd(), undefined);
+
+  // Nothing held: idle schedules nothing; a peer may ask for the wake-up all the same.
+  rd(REG.ISR);
+  nic.idle();
+  assert.equal(t.clock.next(), undefined);
+  nic.wakeAtHoldoffEnd();
+  assert.equal(t.clock.next(), nic.holdoffEnd());
+  t.advance(nic.holdoffEnd()!);
+  assert.equal(line(), false, 'nothing to give: no interrupt');
 });

@@ -95,6 +95,7 @@ export function emulateNic(
     },
     direct: front,
     charge: (cycles) => machine.cpu.charge(cycles),
+    holdoffAtVmmPoints: true,
   });
   if (typeof nic === 'string') return nic;
   if (front === undefined) link.attach(0, nic);
@@ -109,6 +110,8 @@ export function emulateNic(
       return undefined;
     });
     platform.flushers.push(() => front.flush());
+    platform.pollers.push(() => front.poll());
+    platform.idlers.push(() => front.idle());
   }
   backend.passthrough.emulate(page / 4096);
   return { nic, registerPage: page };

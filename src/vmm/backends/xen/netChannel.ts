@@ -228,6 +228,8 @@ export class NetFront extends RingSide implements DirectWire {
   private linkUp = true;
   /** A new back end connected and no frame from it has reached the guest yet. */
   private awaitingFrame = false;
+  /** The guest sleeps through the model's hold-off: no events wanted until it ends (`idle`). */
+  private eventsOff = false;
   /**
    * Where events on a port go (the VMM backend's handlers): set by its owner, so the port made
    * again for a new back end is heard too; undefined forgets a port.
@@ -406,6 +408,32 @@ export class NetFront extends RingSide implements DirectWire {
   override flush(): void {
     this.model?.txFlush();
     super.flush();
+  }
+
+  /**
+   * The guest goes to sleep while its driver's interrupt hold-off runs (IHR): nothing the back
+   * end responds can reach the driver before the hold-off ends — the model holds its interrupt
+   * till then, and a sleeping guest looks at no descriptor — so the front end asks for no
+   * events until then (each ring's event index left behind its producer: io/ring.h notifies
+   * only past it) and wakes at the hold-off's end instead (the model's event), where it takes
+   * what came (`poll`), and the model's interrupt comes when the chip's would. One wake-up per
+   * hold-off instead of an event for each response and then the hold-off's end.
+   */
+  idle(): void {
+    const model = this.model;
+    if (model === undefined || !this.linkUp || !this.connected) return;
+    if (model.holdoffEnd() === undefined) return;
+    this.eventsOff = true;
+    this.setRing32(TX + RSP_EVENT, this.ring32(TX + RSP_PROD));
+    this.setRing32(RX + RSP_EVENT, this.ring32(RX + RSP_PROD));
+    model.wakeAtHoldoffEnd();
+  }
+
+  /** Wherever the VMM runs (the guest is awake): events again, and what came meanwhile. */
+  poll(): void {
+    if (!this.eventsOff) return;
+    this.eventsOff = false;
+    this.event();
   }
 
   /** The guest's free receive buffers, granted and posted, as many as the ring takes. */
