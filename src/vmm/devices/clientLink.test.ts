@@ -89,7 +89,9 @@ test('the client link: registers, send ring, deliver ring', () => {
   mem.setUint32(SEND + 8, 1, true);
   link.mmioWrite(0x18, 4, 2);
   assert.deepEqual(clients[1].sent, [7]);
-  assert.equal(link.sendRoom, 63);
+  // Each of the two clients may hold half the ring; client 1 holds one frame of its half.
+  assert.equal(link.roomFor(1), 31);
+  assert.equal(link.roomFor(0), 32);
 
   // Deliveries: to client 0, to every client (client 1 has no buffer the second time).
   const entry = (k: number, address: number, length: number, client: number): void => {
@@ -153,4 +155,33 @@ test('the client link: a module that writes nonsense gets bad entries, nothing e
   assert.equal(link.mmioRead(0x04, 1), 2);
   link.mmioWrite(0x1c, 2, 0);
   assert.equal(link.mmioRead(0x1c, 4), 1);
+});
+
+test('the client link: a client that floods the send ring holds its share, the others still send', () => {
+  const { link, mem, clients } = setup();
+  link.mmioWrite(0x10, 4, SEND);
+  link.mmioWrite(0x14, 4, DELIVER);
+  link.mmioWrite(0x1c, 4, 1);
+  const frame = [{ address: 0x3000, length: 60 }];
+  // Client 0 offers as fast as it can: half the ring (32 slots) is all it gets.
+  let flooded = 0;
+  while (link.offer(0, frame, flooded)) flooded++;
+  assert.equal(flooded, 32);
+  assert.equal(link.roomFor(0), 0);
+  // Client 1's frames still find room, its half of the ring.
+  for (let k = 0; k < 32; k++) assert.ok(link.offer(1, frame, 100 + k), `client 1, frame ${k}`);
+  assert.equal(link.offer(1, frame, 200), false);
+  // The module sends the first 40 (32 of client 0's, 8 of client 1's): each gets its room back.
+  mem.setUint32(SEND + 8, 40, true);
+  link.mmioWrite(0x18, 4, 2);
+  assert.equal(clients[0].sent.length, 32);
+  assert.equal(clients[1].sent.length, 8);
+  assert.equal(link.roomFor(0), 32);
+  assert.equal(link.roomFor(1), 8);
+  // A snapshot keeps who holds what (derived from the ring's entries).
+  const copy = setup();
+  new Uint8Array(copy.mem.buffer).set(new Uint8Array(mem.buffer));
+  copy.link.restore(link.save());
+  assert.equal(copy.link.roomFor(0), 32);
+  assert.equal(copy.link.roomFor(1), 8);
 });

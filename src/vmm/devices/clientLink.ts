@@ -149,6 +149,8 @@ export class ClientLink implements PciFunction, MmioDevice {
   private registration: Registration | undefined;
   private isr = 0;
   private imr = 0;
+  /** Frames of each client on the send ring (offered, not yet sent): derived from the ring. */
+  private held: number[] = [];
   private sendRing = 0;
   private deliverRing = 0;
   private up = false;
@@ -241,6 +243,7 @@ export class ClientLink implements PciFunction, MmioDevice {
         this.sendRing = v & ~0xfff;
         this.sendProd = 0;
         this.sendDone = 0;
+        this.held = [];
         return;
       case REG.deliverRing:
         this.deliverRing = v & ~0xfff;
@@ -287,7 +290,7 @@ export class ClientLink implements PciFunction, MmioDevice {
    */
   offer(client: number, parts: BufferPart[], id: number): boolean {
     if (!this.up || parts.length < 1 || parts.length > 2) return false;
-    if (this.sendProd - this.sendDone >= RING_SLOTS) return false;
+    if (this.roomFor(client) === 0) return false;
     const e = new Uint8Array(SEND_ENTRY);
     const v = new DataView(e.buffer);
     v.setUint32(0, id >>> 0, true);
@@ -300,6 +303,7 @@ export class ClientLink implements PciFunction, MmioDevice {
     const slot = this.sendRing + RING_ENTRIES + (this.sendProd % RING_SLOTS) * SEND_ENTRY;
     if (!this.cfg.dma.write(slot, e)) return false;
     this.sendProd = (this.sendProd + 1) >>> 0;
+    this.held[client] = (this.held[client] ?? 0) + 1;
     if (!this.write32(this.sendRing, this.sendProd)) return false;
     this.counters.offered++;
     this.isr |= ISR_OFFERED;
@@ -307,9 +311,16 @@ export class ClientLink implements PciFunction, MmioDevice {
     return true;
   }
 
-  /** Room on the send ring now. */
-  get sendRoom(): number {
-    return this.up ? RING_SLOTS - (this.sendProd - this.sendDone) : 0;
+  /**
+   * Room on the send ring for `client` now: the ring's free slots, and no more than its share
+   * of the ring (all of it for one client; with several, an equal part each), so that a client
+   * that floods the link holds at most its share and the others' frames still find room.
+   */
+  roomFor(client: number): number {
+    if (!this.up) return 0;
+    const share = Math.floor(RING_SLOTS / Math.max(1, this.cfg.clients.length));
+    const free = RING_SLOTS - (this.sendProd - this.sendDone);
+    return Math.max(0, Math.min(free, share - (this.held[client] ?? 0)));
   }
 
   /** The module's `done` moved: those frames go back to their clients, oldest first. */
@@ -326,8 +337,10 @@ export class ClientLink implements PciFunction, MmioDevice {
       const slot = this.sendRing + RING_ENTRIES + (this.sendDone % RING_SLOTS) * SEND_ENTRY;
       const id = this.read32(slot);
       const b = new Uint8Array(1);
-      const client = this.cfg.dma.read(slot + 4, b) ? this.cfg.clients[b[0]] : undefined;
+      const which = this.cfg.dma.read(slot + 4, b) ? b[0] : undefined;
+      const client = which === undefined ? undefined : this.cfg.clients[which];
       this.sendDone = (this.sendDone + 1) >>> 0;
+      if (which !== undefined && (this.held[which] ?? 0) > 0) this.held[which]--;
       if (id === undefined || client === undefined) {
         this.counters.badEntries++;
         continue;
@@ -398,6 +411,13 @@ export class ClientLink implements PciFunction, MmioDevice {
     this.sendDone = state.sendDone;
     this.deliverCons = state.deliverCons;
     Object.assign(this.counters, state.counters);
+    // Each client's frames on the send ring, as the entries between done and offered name them.
+    this.held = [];
+    for (let k = this.sendDone; k !== this.sendProd && this.up; k = (k + 1) >>> 0) {
+      const b = new Uint8Array(1);
+      const slot = this.sendRing + RING_ENTRIES + (k % RING_SLOTS) * SEND_ENTRY;
+      if (this.cfg.dma.read(slot + 4, b)) this.held[b[0]] = (this.held[b[0]] ?? 0) + 1;
+    }
     this.updateLine();
   }
 }

@@ -158,7 +158,7 @@ function serveClientsOnL4(
   backs.forEach((b, n) =>
     b.serveThrough(
       (parts, id) => link.offer(n, parts, id),
-      () => link.sendRoom,
+      () => link.roomFor(n),
     ),
   );
   const taken = platform.addEmulated(LINK_SLOT, link, LINK_IRQ);

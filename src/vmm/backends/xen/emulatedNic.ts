@@ -154,7 +154,7 @@ export function serveClients(
   backs.forEach((b, k) =>
     b.serveThrough(
       (parts, id) => link.offer(k, parts, id),
-      () => link.sendRoom,
+      () => link.roomFor(k),
     ),
   );
   const taken = platform.addEmulated(LINK_SLOT, link, LINK_IRQ);
