@@ -27,6 +27,8 @@ export interface DmaConfinement {
   translate(vmAddress: number, length: number): number | undefined;
   /** True if the machine range lies wholly in the VM's memory. */
   allows(machine: number, length: number): boolean;
+  /** Told of each device write to the VM's addresses before it lands (a VMM's watch). */
+  beforeWrite?(vmAddress: number, length: number): void;
 }
 
 export interface DmaCounters {
@@ -117,6 +119,7 @@ export function confineDma(
   };
   const confinedWrite: DmaMemory['write'] = (address, from) => {
     if (released) return write(address, from);
+    dma.beforeWrite?.(address, from.length);
     const m = dma.translate(address, from.length);
     if (m === undefined || !dma.allows(m, from.length)) {
       counters.dmaRefused++;

@@ -71,6 +71,9 @@ function vmDma(vm: Vm): DmaConfinement {
           return c.vm.base + address - c.at;
       return undefined;
     },
+    beforeWrite(address, length) {
+      vm.dmaWriteWatch?.(address, length);
+    },
     allows(machine, length) {
       if (own.allows(machine, length)) return true;
       return vm.clientWindows.some(
@@ -131,6 +134,11 @@ export class Vm {
   readonly clientWindows: { at: number; vm: Vm }[] = [];
   /** The client VMs this VM may ask for (the toolstack's choice, made before it runs). */
   readonly serves = new Set<number>();
+  /**
+   * Its VMM's watch on its devices' DMA writes (bus address, length), told before each lands:
+   * the driver VM's VMM sends on frames still waiting in buffers the NIC is about to fill.
+   */
+  dmaWriteWatch: ((address: number, length: number) => void) | undefined;
   /** Next free UTCB slot of the main space for threads `createThread` makes. */
   private nextUtcb = 0;
   private nextThread = 1;

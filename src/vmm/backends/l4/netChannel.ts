@@ -65,6 +65,11 @@ export const NetLabel = {
    * para-virtualized client's receiver: MR1 the frame's number, then the string item).
    */
   receive: 0x5313,
+  /**
+   * Client's VMM → driver VM: MR1 how many receive buffers its monitor holds out now (so many
+   * frames may come in its next receive messages).
+   */
+  credit: 0x5314,
 } as const;
 
 /** Counters of one side, for the statistics. */
@@ -78,6 +83,8 @@ export interface L4NetCounters {
 
 /** Most packets in one transmit message (64 message registers). */
 const PACKETS_PER_MESSAGE = 15;
+/** Most frames in one receive message: string buffers BR1..BR32, two registers each. */
+const FRAMES_PER_MESSAGE = 16;
 
 function newCounters(): L4NetCounters {
   return { messages: 0, deferred: 0, frames: 0, dropped: 0 };
@@ -91,8 +98,10 @@ export class L4NetFront implements DirectWire {
   /** Packets given to the model, not yet sent to the driver VM; and those with it, by id. */
   private queued: { id: number; parts: BufferPart[] }[] = [];
   private readonly inFlight = new Map<number, (ok: boolean) => void>();
-  /** The receive buffer the monitor waits with (a guest-physical address), if one is claimed. */
-  private rxBuffer: { address: number; length: number } | undefined;
+  /** The receive buffers the monitor waits with (guest-physical), in the model's ring order. */
+  private rxBuffers: { address: number; length: number }[] = [];
+  /** How many the driver VM was last told of (NetLabel.credit); -1: not yet. */
+  private told = -1;
 
   constructor(
     private readonly b: L4Backend,
@@ -124,6 +133,7 @@ export class L4NetFront implements DirectWire {
   /** At the guest's iret or idle: the model's packets, then one message to the driver VM. */
   flush(): void {
     this.model?.txFlush();
+    this.tell();
     while (this.queued.length > 0) {
       const batch = this.queued.slice(0, PACKETS_PER_MESSAGE);
       const words = [batch.length];
@@ -140,19 +150,39 @@ export class L4NetFront implements DirectWire {
     }
   }
 
-  /** The next receive buffer as the monitor's string buffer (BR1, BR2), if the guest has one. */
+  /**
+   * The guest's next receive buffers (up to 16) as the monitor's string buffers, then the
+   * driver VM told how many there are.
+   */
   private claim(): void {
-    if (this.rxBuffer !== undefined) return;
-    const b = this.model?.rxClaim();
-    const utcb = this.b.monitorUtcb();
-    if (b === undefined) {
-      utcb.set(BR(0), acceptor(0, false));
-      return;
+    while (this.rxBuffers.length < FRAMES_PER_MESSAGE) {
+      const b = this.model?.rxClaim();
+      if (b === undefined) break;
+      this.rxBuffers.push({ address: b.address, length: Math.min(b.length, 0x3fffff) });
     }
-    this.rxBuffer = { address: b.address, length: Math.min(b.length, 0x3fffff) };
-    utcb.set(BR(0), acceptor(0, true));
-    utcb.set(BR(1), stringItem(this.rxBuffer.length, 0)[0]);
-    utcb.set(BR(2), (this.b.mapAt + b.address) >>> 0);
+    this.hold();
+    this.tell();
+  }
+
+  /** The claimed buffers as the string buffers (BR1, BR2, ...; each C bit: another follows). */
+  private hold(): void {
+    const utcb = this.b.monitorUtcb();
+    const n = this.rxBuffers.length;
+    utcb.set(BR(0), acceptor(0, n > 0));
+    this.rxBuffers.forEach((x, k) => {
+      utcb.set(BR(1 + 2 * k), (stringItem(x.length, 0)[0] | (k < n - 1 ? 1 : 0)) >>> 0);
+      utcb.set(BR(2 + 2 * k), (this.b.mapAt + x.address) >>> 0);
+    });
+  }
+
+  /** The driver VM told how many buffers the monitor holds, if that changed (else at a flush). */
+  private tell(): void {
+    const n = this.rxBuffers.length;
+    if (n === this.told || this.conn.driverMonitor === undefined) return;
+    if (this.b.sendTo(this.conn.driverMonitor, message(NetLabel.credit, [n]))) {
+      this.told = n;
+      this.counters.messages++;
+    } else this.counters.deferred++;
   }
 
   /** A message for the monitor (its label is the channel's), handled; false if it is not. */
@@ -171,18 +201,22 @@ export class L4NetFront implements DirectWire {
       return true;
     }
     if (label !== NetLabel.receive) return false;
-    const buffer = this.rxBuffer;
-    // The string item's length word, as the kernel wrote it back: the bytes copied.
-    const length = r.error === 0 ? (r.words[0] ?? 0) >>> 10 : 0;
-    if (buffer === undefined) return true;
-    // The buffer is the guest's again: no string lands in it any more, whatever comes next.
-    this.rxBuffer = undefined;
-    this.b.monitorUtcb().set(BR(0), acceptor(0, false));
-    const ok = length > 0 && length <= buffer.length;
-    const dest0 = ok ? this.b.guestRam()[buffer.address] : 0;
-    if (!ok) this.counters.dropped++;
-    else this.counters.frames++;
-    this.model?.rxComplete(ok ? length : 0, ok, dest0);
+    // One frame per string item, in the claimed buffers' order; each item's length word, as the
+    // kernel wrote it back, is the bytes copied. (A failed transfer delivers no items.)
+    const frames = r.error === 0 ? Math.min((r.tag >>> 6) & 0x3f, r.words.length) >>> 1 : 0;
+    const taken = this.rxBuffers.splice(0, frames);
+    // Those buffers are the guest's again: no string lands in them any more.
+    this.hold();
+    // The driver VM counts these frames off what it was told.
+    this.told = Math.max(-1, this.told - taken.length);
+    taken.forEach((buffer, k) => {
+      const length = (r.words[2 * k] ?? 0) >>> 10;
+      const ok = length > 0 && length <= buffer.length;
+      const dest0 = ok ? this.b.guestRam()[buffer.address] : 0;
+      if (!ok) this.counters.dropped++;
+      else this.counters.frames++;
+      this.model?.rxComplete(ok ? length : 0, ok, dest0);
+    });
     this.claim();
     return true;
   }
@@ -210,6 +244,12 @@ export class L4NetBack implements LinkClient {
   /** The para-virtualized client's receiver to try first, and its next frame's number. */
   private nextReceiver = 0;
   private sequence = 0;
+  /**
+   * The client's VMM's side: how many receive buffers its monitor holds out (its last credit,
+   * less the frames sent since), and the frames waiting to go (driver-VM physical addresses).
+   */
+  private credit = 0;
+  private pending: { address: number; length: number }[] = [];
 
   constructor(
     private readonly b: L4Backend,
@@ -241,7 +281,12 @@ export class L4NetBack implements LinkClient {
 
   /** The client's transmit message (in the driver VM's monitor): its packets to the link. */
   message(r: IpcResult): boolean {
-    if (r.tag >>> 16 !== NetLabel.transmit || r.from !== this.conn.clientHelper) return false;
+    if (r.from !== this.conn.clientHelper) return false;
+    if (r.tag >>> 16 === NetLabel.credit) {
+      this.credit = (r.words[0] ?? 0) >>> 0;
+      return true;
+    }
+    if (r.tag >>> 16 !== NetLabel.transmit) return false;
     const w = r.words.map((x) => x >>> 0);
     let at = 1;
     for (let k = 0, n = w[0] ?? 0; k < n && at + 1 < w.length; k++) {
@@ -296,7 +341,8 @@ export class L4NetBack implements LinkClient {
    * a frame: one that has not run since is not waiting, the next one is.
    */
   deliver(address: number, length: number): boolean {
-    const receivers = this.conn.receivers ?? [];
+    if (this.conn.receivers === undefined) return this.batch(address, length);
+    const receivers = this.conn.receivers;
     const item = stringItem(length, (this.b.mapAt + address) >>> 0);
     // A receiver's frame carries its number in the order sent: the client takes its frames
     // from its receivers in that order.
@@ -321,8 +367,56 @@ export class L4NetBack implements LinkClient {
     return false;
   }
 
-  /** At the driver VM's iret or idle: the completions, in one message. */
+  /**
+   * A frame for the client's VMM, whose monitor holds out several buffers: it waits for the
+   * next ones, to go in one message of up to 16 string items, as the original's server sent
+   * up to 16 packets in one IPC. It goes as soon as it fills what the client holds out, at the
+   * driver VM's next iret or idle, or before the NIC writes into the buffer it is in (the
+   * module gave the buffer back to the NIC's driver when this returned), whichever comes
+   * first. Beyond what the client holds out it is dropped, as a NIC with a full ring drops.
+   */
+  private batch(address: number, length: number): boolean {
+    if (this.pending.length >= Math.min(this.credit, FRAMES_PER_MESSAGE)) this.sendFrames();
+    if (this.pending.length >= this.credit) {
+      this.counters.dropped++;
+      return false;
+    }
+    this.pending.push({ address, length });
+    if (this.pending.length === Math.min(this.credit, FRAMES_PER_MESSAGE)) this.sendFrames();
+    return true;
+  }
+
+  /** The waiting frames, in messages of up to 16 string items; those that cannot go, dropped. */
+  private sendFrames(): void {
+    const to = this.conn.clientMonitor;
+    while (this.pending.length > 0) {
+      const n = Math.min(this.pending.length, this.credit, FRAMES_PER_MESSAGE);
+      const frames = this.pending.splice(0, n);
+      if (n > 0 && to !== undefined) {
+        const items = frames.flatMap((f) => stringItem(f.length, (this.b.mapAt + f.address) >>> 0));
+        // Counted off first: the client's new credit comes while the message is taken.
+        this.credit -= n;
+        const r = this.b.sendResult(to, message(NetLabel.receive, [], items));
+        if (r !== undefined && r.error === 0) {
+          this.counters.messages++;
+          continue;
+        }
+        this.credit += n;
+      }
+      this.counters.dropped += this.pending.length + frames.length;
+      this.pending = [];
+    }
+  }
+
+  /** Before the driver VM's NIC writes to [address, +length): frames waiting there go first. */
+  dmaWrite(address: number, length: number): void {
+    if (this.pending.some((f) => address < f.address + f.length && f.address < address + length))
+      this.sendFrames();
+  }
+
+  /** At the driver VM's iret or idle: the waiting frames, then the completions in one message. */
   flush(): void {
+    this.sendFrames();
     const to = this.conn.clientMonitor;
     while (this.done.length > 0 && to !== undefined) {
       const batch = this.done.slice(0, 2 * 30);

@@ -167,6 +167,10 @@ function serveClientsOnL4(
     backend.net.push(b);
     platform.flushers.push(() => b.flush());
   }
+  // Frames waiting for a client go before the NIC writes into the buffers they are in.
+  vm.dmaWriteWatch = (address, length) => {
+    for (const b of backs) b.dmaWrite(address, length);
+  };
   backend.clientLink = { link, backs };
   return undefined;
 }
