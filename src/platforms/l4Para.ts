@@ -133,7 +133,7 @@ export function prepareL4Para(
 }
 
 /** The custom network driver's receiver threads (netfront.c: L4_NET_RECEIVERS, _BASE). */
-const NET_RECEIVERS = 32;
+const NET_RECEIVERS = 4;
 const NET_RECEIVER_BASE = 40;
 
 /**

@@ -44,7 +44,7 @@ void l4_space_free(unsigned long *pgdir);
 /* netfront.c: the custom network driver (its IRQ line is a virtual one, not the resource
  * monitor's); receiver k is the kernel's thread number L4_NET_RECEIVER_BASE + k */
 #define L4_NET_IRQ 10
-#define L4_NET_RECEIVERS 32
+#define L4_NET_RECEIVERS 4
 #define L4_NET_RECEIVER_BASE 40
 extern int netfront_up; /* the driver runs (a driver VM serves this VM) */
 int netfront_irq(int irq);

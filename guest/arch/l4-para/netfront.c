@@ -42,7 +42,7 @@
 #include "x86.h"
 
 #define TX_SLOTS 64
-#define RX_PER_RECEIVER 4
+#define RX_PER_RECEIVER 16
 #define BUF_SIZE 2048 /* two buffers a page; a 1514-byte frame fits */
 #define MAX_FRAME 1514
 #define PACKETS_PER_MESSAGE 15 /* 1 + 4 * 15 words: the 64 message registers */
@@ -53,8 +53,9 @@
 #define LABEL_TRANSMIT 0x5311
 #define LABEL_TRANSMITTED 0x5312
 #define LABEL_RECEIVE 0x5313
-#define LABEL_NOTIFY 0x5314 /* receiver -> kernel thread: frames in the rings */
-#define LABEL_WAKE 0x5315   /* kernel thread -> a receiver: buffers are free again */
+#define LABEL_CREDIT 0x5314 /* receiver -> driver VM: MR1 its index, MR2 the buffers it holds */
+#define LABEL_NOTIFY 0x5316 /* receiver -> kernel thread: frames in the rings */
+#define LABEL_WAKE 0x5317   /* kernel thread -> a receiver: buffers are free again */
 
 struct receiver {
   word tid;
@@ -98,7 +99,8 @@ static void receiver_main(struct receiver *r) __attribute__((noreturn, used));
 static void receiver_main(struct receiver *r) {
   word kernel = l4_kernel_tid();
   for (;;) {
-    if (r->filled - r->consumed == RX_PER_RECEIVER) {
+    u32 free = RX_PER_RECEIVER - (r->filled - r->consumed);
+    if (free == 0) {
       r->starved = 1;
       barrier();
       if (r->filled - r->consumed == RX_PER_RECEIVER)
@@ -106,22 +108,34 @@ static void receiver_main(struct receiver *r) {
       r->starved = 0;
       continue;
     }
-    u32 i = r->filled % RX_PER_RECEIVER;
+    /* Every free buffer, in ring order, as a string buffer (its C bit: another follows); the
+     * driver VM told how many, and the wait for its frames, in one call. */
     volatile word *u = l4_utcb();
     u[U_BR(0) / 4] = 1; /* strings, no mappings */
-    u[U_BR(1) / 4] = (word)BUF_SIZE << 10;
-    u[U_BR(2) / 4] = (word)r->buf[i];
+    for (u32 k = 0; k < free; k++) {
+      u[U_BR(1 + 2 * k) / 4] = (word)BUF_SIZE << 10 | (k + 1 < free ? 1u : 0u);
+      u[U_BR(2 + 2 * k) / 4] = (word)r->buf[(r->filled + k) % RX_PER_RECEIVER];
+    }
+    L4_MR(0) = L4_TAG(LABEL_CREDIT, 2, 0);
+    L4_MR(1) = r->index;
+    L4_MR(2) = free;
     word from;
-    word tag = l4_ipc(L4_NILTHREAD, nf.helper, L4_TIMEOUTS(0, L4_NEVER), &from);
+    word tag = l4_ipc(nf.monitor, nf.helper, L4_TIMEOUTS(L4_NEVER, L4_NEVER), &from);
     if ((tag & L4_TAG_E) && L4_ERROR_CODE(l4_error()) == L4_ERR_NO_PARTNER) {
       nf.driver_gone = 1; /* the kernel thread says so at its next wait */
       for (;;) l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, L4_NEVER), 0); /* for good */
     }
     if ((tag & L4_TAG_E) || L4_LABEL(tag) != LABEL_RECEIVE) continue;
-    r->seq[i] = L4_MR(1);
-    r->len[i] = L4_MR(2) >> 10; /* the string item's length, as the copy left it */
+    /* MR1 the first frame's number in the driver VM's order, then one string item a frame,
+     * its length as the copy left it. */
+    u32 n = ((tag >> 6) & 0x3f) / 2, first = L4_MR(1);
+    for (u32 k = 0; k < n && k < free; k++) {
+      u32 i = (r->filled + k) % RX_PER_RECEIVER;
+      r->seq[i] = first + k;
+      r->len[i] = L4_MR(2 + 2 * k) >> 10;
+    }
     barrier();
-    r->filled++;
+    r->filled += n < free ? n : free;
     if (!__sync_lock_test_and_set(&nf.notify_pending, 1)) {
       L4_MR(0) = L4_TAG(LABEL_NOTIFY, 0, 0);
       l4_ipc(kernel, L4_NILTHREAD, L4_TIMEOUTS(L4_NEVER, 0), 0);

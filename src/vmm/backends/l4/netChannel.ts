@@ -241,15 +241,15 @@ export class L4NetBack implements LinkClient {
   /** Packets the link had no room for yet, and completions for the next flush. */
   private waiting: { id: number; parts: BufferPart[] }[] = [];
   private done: number[] = [];
-  /** The para-virtualized client's receiver to try first, and its next frame's number. */
-  private nextReceiver = 0;
-  private sequence = 0;
   /**
-   * The client's VMM's side: how many receive buffers its monitor holds out (its last credit,
-   * less the frames sent since), and the frames waiting to go (driver-VM physical addresses).
+   * How many buffers each receiver holds out (the client VMM's monitor: its last credit, less
+   * the frames sent since), the receiver being filled, the frames waiting for it (driver-VM
+   * physical addresses) and the next frame's number.
    */
-  private credit = 0;
+  private credits: number[] = [];
+  private receiver = 0;
   private pending: { address: number; length: number }[] = [];
+  private sequence = 0;
 
   constructor(
     private readonly b: L4Backend,
@@ -281,11 +281,18 @@ export class L4NetBack implements LinkClient {
 
   /** The client's transmit message (in the driver VM's monitor): its packets to the link. */
   message(r: IpcResult): boolean {
-    if (r.from !== this.conn.clientHelper) return false;
     if (r.tag >>> 16 === NetLabel.credit) {
-      this.credit = (r.words[0] ?? 0) >>> 0;
+      // The client's VMM (its helper, for its monitor), or a receiver thread (MR1 its index).
+      const k = this.conn.receivers === undefined ? 0 : this.conn.receivers.indexOf(r.from);
+      const from =
+        this.conn.receivers === undefined ? this.conn.clientHelper : this.conn.receivers[k];
+      if (k < 0 || r.from !== from) return false;
+      const n = (r.words[this.conn.receivers === undefined ? 0 : 1] ?? 0) >>> 0;
+      // GUEST-CONTROLLED (a receiver thread's count): at most what one message carries.
+      this.credits[k] = Math.min(n, FRAMES_PER_MESSAGE);
       return true;
     }
+    if (r.from !== this.conn.clientHelper) return false;
     if (r.tag >>> 16 !== NetLabel.transmit) return false;
     const w = r.words.map((x) => x >>> 0);
     let at = 1;
@@ -336,76 +343,77 @@ export class L4NetBack implements LinkClient {
   }
 
   /**
-   * A frame from the wire for this client: one IPC with a string item into its buffer. A
-   * para-virtualized client's receivers are tried in turn from the one after the last that took
-   * a frame: one that has not run since is not waiting, the next one is.
+   * A frame from the wire for this client: it waits for the next ones, to go in one message of
+   * up to 16 string items into the buffers a receiver of the client holds out, as the
+   * original's server sent up to 16 packets in one IPC. The receiver is the client VMM's
+   * monitor, or one of a para-virtualized client's receiver threads in turn; each says how many
+   * buffers it holds (NetLabel.credit). A frame goes as soon as the batch fills what its
+   * receiver holds out, at the driver VM's next iret or idle, or before the NIC writes into the
+   * buffer it is in (the module gave the buffer back to the NIC's driver when this returned),
+   * whichever comes first. With no receiver holding a buffer it is dropped, as a NIC with a full
+   * ring drops it.
    */
   deliver(address: number, length: number): boolean {
-    if (this.conn.receivers === undefined) return this.batch(address, length);
-    const receivers = this.conn.receivers;
-    const item = stringItem(length, (this.b.mapAt + address) >>> 0);
-    // A receiver's frame carries its number in the order sent: the client takes its frames
-    // from its receivers in that order.
-    const msg = message(NetLabel.receive, receivers.length > 0 ? [this.sequence] : [], item);
-    const tries = receivers.length > 0 ? receivers.length : 1;
-    for (let k = 0; k < tries; k++) {
-      const to =
-        receivers.length > 0
-          ? receivers[(this.nextReceiver + k) % receivers.length]
-          : this.conn.clientMonitor;
-      if (to === undefined) break;
-      const r = this.b.sendResult(to, msg);
-      if (r === undefined || r.error !== 0) continue;
-      this.counters.messages++;
-      if (receivers.length > 0) {
-        this.nextReceiver = (this.nextReceiver + k + 1) % receivers.length;
-        this.sequence = (this.sequence + 1) >>> 0;
-      }
-      return true;
-    }
-    this.counters.dropped++;
-    return false;
-  }
-
-  /**
-   * A frame for the client's VMM, whose monitor holds out several buffers: it waits for the
-   * next ones, to go in one message of up to 16 string items, as the original's server sent
-   * up to 16 packets in one IPC. It goes as soon as it fills what the client holds out, at the
-   * driver VM's next iret or idle, or before the NIC writes into the buffer it is in (the
-   * module gave the buffer back to the NIC's driver when this returned), whichever comes
-   * first. Beyond what the client holds out it is dropped, as a NIC with a full ring drops.
-   */
-  private batch(address: number, length: number): boolean {
-    if (this.pending.length >= Math.min(this.credit, FRAMES_PER_MESSAGE)) this.sendFrames();
-    if (this.pending.length >= this.credit) {
+    if (this.pending.length === 0 && !this.pickReceiver()) {
       this.counters.dropped++;
       return false;
     }
     this.pending.push({ address, length });
-    if (this.pending.length === Math.min(this.credit, FRAMES_PER_MESSAGE)) this.sendFrames();
+    if (this.pending.length >= Math.min(this.credits[this.receiver], FRAMES_PER_MESSAGE))
+      this.sendFrames();
     return true;
   }
 
-  /** The waiting frames, in messages of up to 16 string items; those that cannot go, dropped. */
-  private sendFrames(): void {
-    const to = this.conn.clientMonitor;
-    while (this.pending.length > 0) {
-      const n = Math.min(this.pending.length, this.credit, FRAMES_PER_MESSAGE);
-      const frames = this.pending.splice(0, n);
-      if (n > 0 && to !== undefined) {
-        const items = frames.flatMap((f) => stringItem(f.length, (this.b.mapAt + f.address) >>> 0));
-        // Counted off first: the client's new credit comes while the message is taken.
-        this.credit -= n;
-        const r = this.b.sendResult(to, message(NetLabel.receive, [], items));
-        if (r !== undefined && r.error === 0) {
-          this.counters.messages++;
-          continue;
-        }
-        this.credit += n;
+  /** The receivers: the client's monitor, or its receiver threads. */
+  private get receivers(): number[] {
+    if (this.conn.receivers !== undefined) return this.conn.receivers;
+    return this.conn.clientMonitor === undefined ? [] : [this.conn.clientMonitor];
+  }
+
+  /** The next receiver (in turn, from the one after the last) that holds out a buffer. */
+  private pickReceiver(): boolean {
+    const n = this.receivers.length;
+    for (let k = 0; k < n; k++) {
+      const r = (this.receiver + k) % n;
+      if ((this.credits[r] ?? 0) > 0) {
+        this.receiver = r;
+        return true;
       }
-      this.counters.dropped += this.pending.length + frames.length;
-      this.pending = [];
     }
+    return false;
+  }
+
+  /**
+   * The waiting frames in one message to their receiver. A receiver thread's message carries
+   * the number of its first frame in the order sent (the client takes its receivers' frames in
+   * that order), and its credit is spent (it says again when it waits again); the monitor's is
+   * counted down (its new one comes while it takes the message). Frames that cannot go are
+   * dropped.
+   */
+  private sendFrames(): void {
+    const frames = this.pending;
+    this.pending = [];
+    const n = frames.length;
+    const to = this.receivers[this.receiver];
+    if (n === 0) return;
+    if (to !== undefined) {
+      const items = frames.flatMap((f) => stringItem(f.length, (this.b.mapAt + f.address) >>> 0));
+      const threads = this.conn.receivers !== undefined;
+      const credit = this.credits[this.receiver];
+      this.credits[this.receiver] = threads ? 0 : credit - n;
+      const r = this.b.sendResult(
+        to,
+        message(NetLabel.receive, threads ? [this.sequence] : [], items),
+      );
+      if (r !== undefined && r.error === 0) {
+        this.counters.messages++;
+        this.sequence = (this.sequence + n) >>> 0;
+        this.receiver = (this.receiver + (threads ? 1 : 0)) % this.receivers.length;
+        return;
+      }
+      this.credits[this.receiver] = credit;
+    }
+    this.counters.dropped += n;
   }
 
   /** Before the driver VM's NIC writes to [address, +length): frames waiting there go first. */
