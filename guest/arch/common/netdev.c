@@ -70,3 +70,25 @@ int dp83820_irq(void) { return front ? -1 : pt_irq(); }
 void dp83820_bridge_mode(void) { pt_bridge_mode(); }
 int dp83820_send_frags(const u32 *phys, const u32 *len, int n) { return pt_send_frags(phys, len, n); }
 int dp83820_tx_reap(void) { return pt_tx_reap(); }
+
+/* What both ports' custom drivers share: the DP83820 driver's announcement, once the driver is
+ * up, and the log of the first frames when the stack takes none. */
+void netfront_announce(void) {
+  const u8 *mac = netfront_mac();
+  if (!mac) return;
+  u8 f[60];
+  memset(f, 0, sizeof f);
+  memset(f, 0xff, 6);
+  memcpy(f + 6, mac, 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
+  memcpy(f + 14, "previrt guest up", 16);
+  netfront_send(f, sizeof f);
+}
+
+void netfront_log_frame(const u8 *f, u32 len) {
+  if (netfront_stats()->rx_frames <= 3)
+    kprintf("netfront: frame %u: %u bytes from %02x:%02x:%02x:%02x:%02x:%02x type %04x\n",
+            netfront_stats()->rx_frames, len, f[6], f[7], f[8], f[9], f[10], f[11],
+            f[12] << 8 | f[13]);
+}

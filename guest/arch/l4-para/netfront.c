@@ -310,12 +310,6 @@ static int parse_option(const char *p) {
   return nf.monitor != 0 && nf.helper != 0;
 }
 
-static void log_frame(const u8 *f, u32 len) {
-  if (nf.stats.rx_frames <= 3)
-    kprintf("netfront: frame %u: %u bytes from %02x:%02x:%02x:%02x:%02x:%02x type %04x\n",
-            nf.stats.rx_frames, len, f[6], f[7], f[8], f[9], f[10], f[11], f[12] << 8 | f[13]);
-}
-
 /* 1 if the command line asks for the driver (whether or not it came up), else 0. */
 int netfront_init(void) {
   char opt[64];
@@ -334,7 +328,7 @@ int netfront_init(void) {
     nf.txbuf[i] = page;
     nf.txbuf[i + 1] = page + BUF_SIZE;
   }
-  nf.receive = log_frame;
+  nf.receive = netfront_log_frame;
   irq_register(L4_NET_IRQ, netfront_intr);
   for (int k = 0; k < L4_NET_RECEIVERS; k++)
     if (!receiver_start(k)) {
@@ -349,24 +343,9 @@ int netfront_init(void) {
   return 1;
 }
 
-/* The DP83820 driver's announcement, from us. */
-void netfront_announce(void) {
-  if (!netfront_up) return;
-  u8 f[60];
-  memset(f, 0, sizeof f);
-  memset(f, 0xff, 6);
-  memcpy(f + 6, nf.mac, 6);
-  f[12] = 0x88;
-  f[13] = 0xb5;
-  memcpy(f + 14, "previrt guest up", 16);
-  netfront_send(f, sizeof f);
-}
-
 void netfront_set_receiver(void (*receive)(const u8 *frame, u32 len)) {
-  nf.receive = receive ? receive : log_frame;
+  nf.receive = receive ? receive : netfront_log_frame;
 }
-
-void netfront_log_frame(const u8 *f, u32 len) { log_frame(f, len); }
 
 const u8 *netfront_mac(void) { return netfront_up ? nf.mac : 0; }
 

@@ -250,12 +250,6 @@ static int parse_option(const char *v) {
   return 1;
 }
 
-static void log_frame(const u8 *f, u32 len) {
-  if (nf.stats.rx_frames <= 3)
-    kprintf("netfront: frame %u: %u bytes from %02x:%02x:%02x:%02x:%02x:%02x type %04x\n",
-            nf.stats.rx_frames, len, f[6], f[7], f[8], f[9], f[10], f[11], f[12] << 8 | f[13]);
-}
-
 /* The ring (empty, every receive buffer posted) and an unbound port, for the back end's domain;
  * 0 if it has no port for us. */
 static int connect(void) {
@@ -307,7 +301,7 @@ int netfront_init(void) {
     return 1;
   }
   nf.ring = ring;
-  nf.receive = log_frame;
+  nf.receive = netfront_log_frame;
   if (!connect()) {
     nf.ring = 0;
     return 1;
@@ -319,24 +313,9 @@ int netfront_init(void) {
   return 1;
 }
 
-/* The DP83820 driver's announcement, from us, once the back end is there. */
-void netfront_announce(void) {
-  if (!nf.up) return;
-  u8 f[60];
-  memset(f, 0, sizeof f);
-  memset(f, 0xff, 6);
-  memcpy(f + 6, nf.mac, 6);
-  f[12] = 0x88;
-  f[13] = 0xb5;
-  memcpy(f + 14, "previrt guest up", 16);
-  netfront_send(f, sizeof f);
-}
-
 void netfront_set_receiver(void (*receive)(const u8 *frame, u32 len)) {
-  nf.receive = receive ? receive : log_frame;
+  nf.receive = receive ? receive : netfront_log_frame;
 }
-
-void netfront_log_frame(const u8 *f, u32 len) { log_frame(f, len); }
 
 const u8 *netfront_mac(void) { return nf.ring ? nf.mac : 0; }
 

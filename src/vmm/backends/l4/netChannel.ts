@@ -14,11 +14,15 @@
  *   offers `window + a` to the module, which puts it in a descriptor of the real NIC, so the
  *   NIC's DMA reads the client's buffer where it is. When the NIC has sent it, the completion
  *   goes back, in one message at the driver VM's next `iret` or idle.
- * - Receive by copy: the client's monitor waits with the next receive buffer its guest gave the
- *   model as its string buffer; a frame for the client is one IPC from the driver VM's VMM with
- *   one string item, the microkernel's copy from the driver VM's NIC buffer into the guest's.
- *   A client with no buffer posted accepts no string: the frame is dropped, as a NIC with a
- *   full ring drops it.
+ * - Receive by copy, in batches: the client's monitor waits with the next receive buffers its
+ *   guest gave the model (up to 16) as its string buffers and tells the driver VM how many
+ *   (`credit`); frames for the client wait in the driver VM's NIC buffers until they fill what
+ *   it holds out, the driver VM's next `iret` or idle, or the NIC's next write into one of those
+ *   buffers, and then go in one IPC of up to 16 string items, the microkernel's copies from the
+ *   driver VM's NIC buffers into the guest's (the original's server sent up to 16 packets an
+ *   IPC). A para-virtualized client's receiver threads (guest/arch/l4-para/netfront.c) are
+ *   filled the same way, in turn. A frame no receiver holds a buffer for is dropped, as a NIC
+ *   with a full ring drops it.
  * - Messages go from the VMM's helper (a thread that never waits) with a zero send timeout to
  *   the other VM's monitor, which is waiting whenever its VM is not the one running; a message
  *   it cannot take now (it is not waiting) stays queued for the next flush.
