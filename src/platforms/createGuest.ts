@@ -48,6 +48,10 @@ export function createGuest(config: GuestConfig): Guest | string {
     const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
     if (refused !== undefined) return refused;
   }
+  if ((config.vms ?? []).some((vm) => vm.clientOfDriverVm === true)) {
+    if (platform.name !== 'xen' || config.driverVm === undefined)
+      return "a VM's network through the driver VM needs --hypervisor xen and a driver VM";
+  }
   if ((config.vms ?? []).length > 0 && platform.name === 'none')
     return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';
   for (const vm of config.vms ?? []) {

@@ -42,16 +42,18 @@ const RING_BACKEND_DOMAIN = 0x24;
 const BACKEND_CLOSED = 2;
 
 /**
- * Watches the driver VM serving `connection` and restarts it when it crashes; the restarted
+ * Watches the driver VM serving `connections` (the guest's first, whose link the restart's
+ * outage is measured on) and restarts it when it crashes; the restarted
  * VMs are added to `vms` (the guest's extra VMs) as `<kernel> (restart N)`.
  */
 export function superviseXenDriverVm(
   xen: XenHypervisor,
   config: GuestConfig,
   kernel: AfterburnedKernel,
-  connection: XenNetConnection,
+  connections: XenNetConnection[],
   vms: ExtraVm[],
 ): DriverVmControl {
+  const connection = connections[0];
   const spec = config.driverVm!;
   const clock = xen.machine.clock;
   const restarts: DriverVmRestart[] = [];
@@ -65,25 +67,47 @@ export function superviseXenDriverVm(
     else r.firstFrameCycle ??= clock.now();
   };
 
+  // A client's side, told of the new back end: a front end the toolstack finds (a
+  // para-virtualized kernel's own, netfront.c) reads the news in its ring page, where xenstore
+  // would hold them in Xen (the back end closed, the new back end's domain); then the event on
+  // its port, which wakes a blocked client (a runnable one takes it when it next runs).
+  const tell = (
+    c: XenNetConnection,
+    old: { port?: number; ringRef?: number },
+    domain: number,
+  ): void => {
+    const client = c.clientDom === undefined ? undefined : xen.domains[c.clientDom];
+    if (client === undefined || old.port === undefined) return;
+    if (c.find !== undefined && old.ringRef !== undefined) {
+      const frame = grantedFrame(xen, client, old.ringRef);
+      if (frame !== undefined) {
+        xen.cpu.writePhysical(frame * 4096 + RING_BACKEND_STATE, 4, BACKEND_CLOSED);
+        xen.cpu.writePhysical(frame * 4096 + RING_BACKEND_DOMAIN, 4, domain);
+      }
+    }
+    xen.setPending(client, old.port);
+  };
+
   const restart = (dead: Domain, record: DriverVmRestart): void => {
     const refused = xen.destroy(dead);
     if (refused !== undefined) {
       record.failed = refused;
       return;
     }
-    // The client publishes again for the new back end (its domain stays known).
-    const port = connection.clientPort;
-    const ringRef = connection.ringRef;
-    connection.ringRef = undefined;
-    connection.clientPort = undefined;
-    connection.backend = (connection.backend ?? 0) + 1;
+    // Each client publishes again for the new back end (its domain stays known).
+    const published = connections.map((c) => ({ port: c.clientPort, ringRef: c.ringRef }));
+    for (const c of connections) {
+      c.ringRef = undefined;
+      c.clientPort = undefined;
+      c.backend = (c.backend ?? 0) + 1;
+    }
     const built = startXenVm(xen, {
       kernel,
       cmdline: spec.cmdline ?? '',
       modules: spec.modules ?? [],
       domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
       passthroughNic: true,
-      serveClients: [connection],
+      serveClients: connections,
       // Its RTC shows the machine's time: the same start, plus the seconds gone by.
       rtcStartSeconds:
         (config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000) +
@@ -103,24 +127,22 @@ export function superviseXenDriverVm(
       `(xen) toolstack: driver VM domain ${dead.id} destroyed, domain ${built.domain.id} built in its place\n`,
       built.domain,
     );
-    const client =
-      connection.clientDom === undefined ? undefined : xen.domains[connection.clientDom];
-    // A front end the toolstack finds (a para-virtualized kernel's own, netfront.c) reads the
-    // news in its ring page, where xenstore would hold them in Xen: the back end closed, and
-    // the new back end's domain.
-    if (connection.find !== undefined && client !== undefined && ringRef !== undefined) {
-      const frame = grantedFrame(xen, client, ringRef);
-      if (frame !== undefined) {
-        xen.cpu.writePhysical(frame * 4096 + RING_BACKEND_STATE, 4, BACKEND_CLOSED);
-        xen.cpu.writePhysical(frame * 4096 + RING_BACKEND_DOMAIN, 4, built.domain.id);
-      }
-    }
-    // A blocked client wakes for it; a runnable one takes it when it next runs.
-    if (client !== undefined && port !== undefined) xen.setPending(client, port);
+    connections.forEach((c, k) => tell(c, published[k], built.domain.id));
   };
 
   xen.onDomainEnd = (dom, end) => {
     if (dom !== driver || end.kind !== 'crash') return;
+    // A driver VM that crashed again before it served the guest (its link never came up) would
+    // crash at each start: it is left dead, as xl gives up on a domain that keeps crashing.
+    const last = restarts.at(-1);
+    if (last !== undefined && last.connectedCycle === undefined) {
+      driver = undefined;
+      xen.print(
+        `(xen) toolstack: driver VM domain ${dom.id} crashed before it served the guest; not restarted again\n`,
+        dom,
+      );
+      return;
+    }
     const record: DriverVmRestart = { crashCycle: clock.now(), crashedDomain: dom.id };
     restarts.push(record);
     clock.at(clock.now(), () => restart(dom, record), 'xen.toolstack');

@@ -71,15 +71,18 @@ export function startExtraXenVms(
   xen: XenHypervisor,
   config: GuestConfig,
   kernels: AfterburnedKernel[],
+  clients: ReadonlyMap<number, XenNetConnection> = new Map(),
 ): ExtraVm[] | string {
   const vms: ExtraVm[] = [];
   for (const [k, spec] of (config.vms ?? []).entries()) {
+    const through = clients.get(k);
     const vm = startXenVm(xen, {
       kernel: kernels[k],
       cmdline: spec.cmdline ?? '',
       modules: spec.modules ?? [],
       domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
       rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+      ...(through === undefined ? {} : { emulatedNic: true, nicThrough: through }),
     });
     if (typeof vm === 'string') return `${spec.kernelName}: ${vm}`;
     vm.domain.console = spec.console;
@@ -123,24 +126,35 @@ export function startXenDriverVm(
   xen: XenHypervisor,
   config: GuestConfig,
   driverKernel: AfterburnedKernel | undefined,
-): { connection: XenNetConnection | undefined; driverVms: ExtraVm[] } | string {
+):
+  | {
+      connection: XenNetConnection | undefined;
+      driverVms: ExtraVm[];
+      /** The extra VMs' connections (`clientOfDriverVm`), by their index in `config.vms`. */
+      extraClients: Map<number, XenNetConnection>;
+    }
+  | string {
   const machine = xen.machine;
   const spec = config.driverVm;
+  const extraClients = new Map<number, XenNetConnection>();
   if (driverKernel === undefined || spec === undefined || machine.nic === undefined)
-    return { connection: undefined, driverVms: [] };
+    return { connection: undefined, driverVms: [], extraClients };
   const connection: XenNetConnection = { mac: clientMac(machine.nic.mac, 0) };
+  for (const [k, vm] of (config.vms ?? []).entries())
+    if (vm.clientOfDriverVm === true)
+      extraClients.set(k, { mac: clientMac(machine.nic.mac, extraClients.size + 1) });
   const driver = startXenVm(xen, {
     kernel: driverKernel,
     cmdline: spec.cmdline ?? '',
     modules: spec.modules ?? [],
     domainMemoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
     passthroughNic: true,
-    serveClients: [connection],
+    serveClients: [connection, ...extraClients.values()],
     rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
   });
   if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
   driver.domain.console = spec.console;
-  return { connection, driverVms: [{ name: spec.kernelName, vmm: driver.vmm }] };
+  return { connection, driverVms: [{ name: spec.kernelName, vmm: driver.vmm }], extraClients };
 }
 
 /**

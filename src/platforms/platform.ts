@@ -79,6 +79,12 @@ export interface ExtraVmConfig {
   memoryMb?: number;
   /** Every byte it writes to its console. */
   console?: (byte: number) => void;
+  /**
+   * Its network through the configuration's driver VM too (xen, an afterburned kernel): the
+   * VMM's DP83820 model on a connection of its own to the driver VM's client link, its MAC the
+   * NIC's with the last byte plus 2, 3, ... (the guest's is plus 1).
+   */
+  clientOfDriverVm?: boolean;
 }
 
 /** An extra VM as built: its name (its kernel file's) and its in-place VMM. */

@@ -139,9 +139,9 @@ export const xenPlatform: Platform = {
       // VMM fills in at its start of day.
       const driver = startXenDriverVm(xen, config, driverKernel);
       if (typeof driver === 'string') return driver;
-      const { connection, driverVms } = driver;
+      const { connection, driverVms, extraClients } = driver;
       const rtcStartSeconds = config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000;
-      const extra = startExtraXenVms(xen, config, extraKernels);
+      const extra = startExtraXenVms(xen, config, extraKernels, extraClients);
       if (typeof extra === 'string') return extra;
       const vms = [...driverVms, ...extra];
       const vm = startXenVm(xen, {
@@ -161,7 +161,13 @@ export const xenPlatform: Platform = {
       const driverVm =
         connection === undefined || driverKernel === undefined
           ? undefined
-          : superviseXenDriverVm(xen, config, driverKernel, connection, vms);
+          : superviseXenDriverVm(
+              xen,
+              config,
+              driverKernel,
+              [connection, ...extraClients.values()],
+              vms,
+            );
       return {
         hypervisor: xen,
         vmm: vm.vmm,

@@ -51,8 +51,8 @@ export function prepareXenPara(
     // connection, which this domain's custom network driver (netfront.c) makes.
     const driver = startXenDriverVm(xen, config, driverKernel);
     if (typeof driver === 'string') return driver;
-    const { connection, driverVms } = driver;
-    const extra = startExtraXenVms(xen, config, extraKernels);
+    const { connection, driverVms, extraClients } = driver;
+    const extra = startExtraXenVms(xen, config, extraKernels, extraClients);
     if (typeof extra === 'string') return extra;
     const vms = [...driverVms, ...extra];
     const built = buildDomain(xen, image, {
@@ -82,7 +82,13 @@ export function prepareXenPara(
     const driverVm =
       connection === undefined || driverKernel === undefined
         ? undefined
-        : superviseXenDriverVm(xen, config, driverKernel, connection, vms);
+        : superviseXenDriverVm(
+            xen,
+            config,
+            driverKernel,
+            [connection, ...extraClients.values()],
+            vms,
+          );
     return {
       hypervisor: xen,
       vms,

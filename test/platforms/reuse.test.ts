@@ -222,6 +222,58 @@ describe('driver reuse on xen', { skip }, () => {
   });
 });
 
+// Several clients of one driver VM (xen): an extra VM of the configuration on a connection of
+// its own, served by the same client link and module beside the guest.
+describe('driver reuse on xen, two clients', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok);
+  });
+
+  it('serves a second client VM beside the guest: each its own MAC, grant window and ring', () => {
+    const kernel = readFileSync(kernelPath('afterburned'));
+    let out = '';
+    let driverOut = '';
+    const g = createGuest({
+      platform: 'xen',
+      kernel,
+      kernelName: 'guest.elf',
+      cmdline: 'init=netserver',
+      nic: {},
+      console: (b) => (out += String.fromCharCode(b)),
+      driverVm: {
+        kernel,
+        kernelName: 'driver.elf',
+        cmdline: 'init=sh',
+        console: (b) => (driverOut += String.fromCharCode(b)),
+      },
+      vms: [{ kernel, kernelName: 'second.elf', cmdline: 'init=sh', clientOfDriverVm: true }],
+    });
+    assert.ok(typeof g !== 'string', String(g));
+    attachSender(g, 1 << 20, 5);
+    const end = g.machine.run(2_800_000_000 * 10);
+    assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
+    assert.match(out, /netserver: received 1048576 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    assert.match(driverOut, /bridge: .* 2 clients 00:0d:42:00:00:02 00:0d:42:00:00:03/);
+    // The second client connected too: its announcement went out through the driver VM.
+    const second = (g.vms[1].vmm.backend as XenBackend).netFront!;
+    assert.ok(second.counters.frames >= 1, JSON.stringify(second.counters));
+    const xen = g.hypervisor as XenHypervisor;
+    assert.deepEqual(xen.frames.audit(xen.domains), []);
+  });
+
+  it('says why it cannot', () => {
+    const kernel = readFileSync(kernelPath('afterburned'));
+    const vms = [{ kernel, kernelName: 'second.elf', clientOfDriverVm: true }];
+    for (const platform of ['xen', 'l4']) {
+      const g = createGuest({ platform, kernel, kernelName: 'guest.elf', nic: {}, vms });
+      assert.match(
+        String(g),
+        /^a VM's network through the driver VM needs --hypervisor xen and a driver VM$/,
+      );
+    }
+  });
+});
+
 // The custom driver (guest/arch/xen-para/netfront.c): the para-virtualized kernel's own front
 // end on the same ring page, served by the same back end in the driver VM's VMM.
 describe('driver reuse on xen, custom driver', { skip }, () => {

@@ -117,6 +117,28 @@ describe('driver VM crash and restart on xen', { skip }, () => {
       ['driver.elf', 'driver.elf (restart 1)'],
     );
   });
+  it('gives up on a driver VM that crashes again before it serves the guest', () => {
+    let driverConsole = '';
+    const g = reuseGuest(
+      'xen',
+      () => {},
+      (b) => (driverConsole += String.fromCharCode(b)),
+    );
+    const m = g.machine;
+    m.run(50_000_000);
+    assert.ok(g.driverVm!.crash('test'));
+    // The restarted one crashes too, 0.1 ms in, long before its link is up.
+    m.clock.at(m.clock.now() + m.costModel.hz / 10000, () => g.driverVm!.crash('again'), 'test');
+    m.resume();
+    const end = m.run(m.clock.now() + m.costModel.hz / 10);
+    assert.equal(end.kind, 'cycle-limit', JSON.stringify(end));
+    assert.match(
+      driverConsole,
+      /\(xen\) toolstack: driver VM domain 2 crashed before it served the guest; not restarted again/,
+    );
+    assert.equal(g.driverVm!.restarts.length, 1);
+    assert.equal(g.driverVm!.crash('once more'), false, 'no driver VM runs');
+  });
 });
 
 describe('driver VM crash and restart on xen, the custom driver', { skip }, () => {

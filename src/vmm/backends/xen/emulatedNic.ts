@@ -9,7 +9,7 @@
  * device's DMA has (pseudo-physical addresses through the p2m, only the domain's own frames and
  * the grants it mapped).
  */
-import { INVALID_P2M_ENTRY } from '../../../hypervisor/xen/abi.ts';
+import { GRANT_WINDOW_PAGES, INVALID_P2M_ENTRY } from '../../../hypervisor/xen/abi.ts';
 import { confineDma, type DmaCounters } from '../../../hypervisor/devices.ts';
 import { domainDma } from '../../../hypervisor/xen/devices.ts';
 import type { Domain } from '../../../hypervisor/xen/domain.ts';
@@ -19,7 +19,7 @@ import type { Dp83820 } from '../../../machine/devices/dp83820/Dp83820.ts';
 import type { VmmCore } from '../../backend.ts';
 import { ClientLink, LINK_IRQ, LINK_SLOT } from '../../devices/clientLink.ts';
 import { addEmulatedNic, copyingDma } from '../../devices/emulatedNic.ts';
-import { NetBack, NetFront, type XenNetConnection } from './netChannel.ts';
+import { NetBack, NetFront, WINDOW_PAGES_PER_CLIENT, type XenNetConnection } from './netChannel.ts';
 import type { XenBackend } from './XenBackend.ts';
 
 /** A register page for the domain's emulated device: its machine address; or one line. */
@@ -131,9 +131,11 @@ export function serveClients(
   const page = registerPage(xen, dom, 'client link');
   if (typeof page === 'string') return page;
   const platform = vmm.platform;
-  const backs = clients.map((conn) => {
+  if (clients.length * WINDOW_PAGES_PER_CLIENT > GRANT_WINDOW_PAGES)
+    return `a driver VM serves at most ${Math.floor(GRANT_WINDOW_PAGES / WINDOW_PAGES_PER_CLIENT)} clients on xen (its grant window)`;
+  const backs = clients.map((conn, k) => {
     conn.driverDom = dom.id;
-    return new NetBack(xen, dom, backend.channel, conn);
+    return new NetBack(xen, dom, backend.channel, conn, k * WINDOW_PAGES_PER_CLIENT);
   });
   const charge = (cycles: number): void => xen.machine.cpu.charge(cycles);
   const connect = (b: NetBack): void => {

@@ -111,9 +111,11 @@ const MORE = 1;
 const RING_REF = 1;
 const TX_REF = 8;
 const RX_REF = TX_REF + SLOTS;
-// The driver VM's grant window: the ring at page 0, then one page per TX slot.
+// The driver VM's grant window, per client: the ring at page 0, then one page per TX slot.
 const WINDOW_RING = 0;
 const WINDOW_TX = 1;
+/** Grant window pages one client's back end takes (so a driver VM serves up to 3 on xen). */
+export const WINDOW_PAGES_PER_CLIENT = WINDOW_TX + SLOTS;
 
 /** Both sides' view of the ring page and their hypercalls. */
 abstract class RingSide {
@@ -547,6 +549,8 @@ export class NetBack extends RingSide implements LinkClient {
     dom: Domain,
     c: HypercallChannel,
     private readonly conn: XenNetConnection,
+    /** Its part of the driver VM's grant window: client k's starts at k pages-per-client. */
+    private readonly window = 0,
   ) {
     super(xen, dom, c);
   }
@@ -557,7 +561,7 @@ export class NetBack extends RingSide implements LinkClient {
 
   protected get page(): number | undefined {
     if (this.ringHandle < 0) return undefined;
-    const mfn = this.dom.grantTable.windowFrame(WINDOW_RING);
+    const mfn = this.dom.grantTable.windowFrame(this.window + WINDOW_RING);
     return mfn === undefined ? undefined : mfn * 4096;
   }
 
@@ -597,7 +601,7 @@ export class NetBack extends RingSide implements LinkClient {
     this.waiting = false;
     const { clientDom = 0, ringRef = 0, clientPort = 0 } = this.conn;
     const handle = this.mapGrant(
-      this.dom.p2m.length + WINDOW_RING,
+      this.dom.p2m.length + this.window + WINDOW_RING,
       ringRef,
       clientDom,
       GNTMAP.host_map,
@@ -652,7 +656,7 @@ export class NetBack extends RingSide implements LinkClient {
         const size = this.ring32(at + 8) >>> 16;
         this.touch(SLOT);
         this.txCons = (this.txCons + 1) >>> 0;
-        const page = this.dom.p2m.length + WINDOW_TX + slot;
+        const page = this.dom.p2m.length + this.window + WINDOW_TX + slot;
         // GUEST-CONTROLLED (the client's ring): a bad reference or size fails this packet only.
         const handle =
           offset + size > 4096
