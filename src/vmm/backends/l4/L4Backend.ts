@@ -59,7 +59,6 @@ import type { BackendState, VmmBackend, VmmCore } from '../../backend.ts';
 import { EFLAGS_IF, STUB_IRET, VIRTUAL_FLAGS } from '../../window.ts';
 import {
   ENTRY_ASYNC,
-  ENTRY_WAKE,
   ENTRY_BOOT,
   ENTRY_DISPATCH,
   ENTRY_KERNEL_TRAP,
@@ -345,7 +344,6 @@ export class L4Backend implements VmmBackend {
     bind(ENTRY_DISPATCH, 'l4.dispatch', () => this.cpu.push(this.onDispatch(), 4));
     bind(ENTRY_KERNEL_TRAP, 'l4.kernel-trap', () => this.cpu.push(this.onKernelTrap(), 4));
     bind(ENTRY_ASYNC, 'l4.async', () => this.cpu.push(this.onAsync(), 4));
-    bind(ENTRY_WAKE, 'l4.wake', () => this.cpu.push(this.wake(), 4));
     this.vm.setEntryTable(entries);
     this.helperTid = this.vm.createThread({ program: { ipcDone: () => {} } });
     this.helper = this.k.lookup(this.helperTid, undefined)!.api!;

@@ -49,8 +49,6 @@ export const ENTRY_DISPATCH = BACKEND_ENTRIES + 0x10;
 export const ENTRY_KERNEL_TRAP = BACKEND_ENTRIES + 0x20;
 /** The monitor redirected it here for a virtual interrupt (ExchangeRegisters). */
 export const ENTRY_ASYNC = BACKEND_ENTRIES + 0x30;
-/** The monitor redirected the idle kernel thread here before it reached its wait: its wake-up. */
-export const ENTRY_WAKE = BACKEND_ENTRIES + 0x40;
 
 /** Label of the monitor's and the helper's messages (previrt's own). */
 export const VmmLabel = {

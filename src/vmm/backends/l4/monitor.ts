@@ -33,7 +33,6 @@ import { Vector } from '../../../x86/fault.ts';
 import { EFLAGS_IF, Vcpu, WINDOW_BASE, WINDOW_SIZE } from '../../window.ts';
 import {
   ENTRY_ASYNC,
-  ENTRY_WAKE,
   ENTRY_KERNEL_TRAP,
   PAGE_CORE_STUBS,
   PAGE_STUBS,
@@ -46,6 +45,9 @@ const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
 import type { L4Backend } from './L4Backend.ts';
 
 export class Monitor implements TsProgram {
+  /** The reply of its last wait was the idle kernel thread's wake-up (see wakeLost). */
+  private waking = false;
+
   constructor(private readonly b: L4Backend) {}
 
   start(api: L4Api): void {
@@ -63,11 +65,13 @@ export class Monitor implements TsProgram {
       b.monitorRunning = true;
       let reply: { to: number; msg: Message } | undefined;
       try {
-        reply = this.handle(api, r);
-        if (reply === undefined) {
-          const wake = this.deliver(api);
-          if (wake !== undefined) reply = { to: b.mainTid, msg: wake };
-        } else this.deliver(api);
+        if (!this.wakeLost(r)) {
+          reply = this.handle(api, r);
+          if (reply === undefined) {
+            const wake = this.deliver(api);
+            if (wake !== undefined) reply = { to: b.mainTid, msg: wake };
+          } else this.deliver(api);
+        }
       } finally {
         b.monitorRunning = false;
       }
@@ -75,6 +79,19 @@ export class Monitor implements TsProgram {
       r =
         reply === undefined ? api.wait(0, options) : api.replyWait(reply.to, reply.msg, 0, options);
     }
+  }
+
+  /**
+   * Whether `r` says the wake-up just sent found the kernel thread not waiting (another thread
+   * ran between its `hlt` and its wait at STUB_IPC): then it is idle still, and the next event
+   * the monitor takes wakes it (a message now would be lost again at once).
+   */
+  private wakeLost(r: IpcResult): boolean {
+    if (!this.waking) return false;
+    this.waking = false;
+    if (r.error === 0 || (r.error & 1) === 1) return false; // sent: this is the wait's result
+    this.b.mainState = 'idle';
+    return true;
   }
 
   private handle(api: L4Api, r: IpcResult): { to: number; msg: Message } | undefined {
@@ -189,12 +206,8 @@ export class Monitor implements TsProgram {
       api.exchangeRegisters({ dest, control, sp: 0, ip, flags: 0, userHandle: 0, pager: 0 }).ip;
     if (this.b.mainState === 'idle') {
       this.b.mainState = 'kernel';
-      // Waiting in its IPC at STUB_IPC: the wake-up message. Not there yet (another thread ran
-      // between its `hlt` and its wait): a message now would find no receiver and be lost, so
-      // it goes to the wake entry instead, which does what the message's dispatch would.
-      if (this.b.main.state === 'receiving') return message(VmmLabel.wake);
-      exregs(this.b.mainTid, Exregs.ip, ENTRY_WAKE);
-      return undefined;
+      this.waking = true;
+      return message(VmmLabel.wake);
     }
     if (this.b.mainState === 'user') {
       this.b.processes.force(exregs);
