@@ -10,6 +10,7 @@ import { costModels, P4_2_8GHZ, type CostModel } from './costModel.ts';
 import type { BusAccess, DmaMemory } from './device.ts';
 import { Cmos } from './devices/legacy/Cmos.ts';
 import { DebugExit } from './devices/legacy/DebugExit.ts';
+import { FW_CFG_PORT, FwCfg } from './devices/legacy/FwCfg.ts';
 import { KeyboardController } from './devices/legacy/KeyboardController.ts';
 import { DmaPageRegisters } from './devices/legacy/DmaPageRegisters.ts';
 import { PostPort } from './devices/legacy/PostPort.ts';
@@ -17,6 +18,7 @@ import { DualPic } from './devices/legacy/Pic.ts';
 import { Pit } from './devices/legacy/Pit.ts';
 import { Uart16550 } from './devices/legacy/Uart16550.ts';
 import { PciHostBridge } from './devices/pci/PciHostBridge.ts';
+import { LocalApic, MSR_APIC_BASE } from './devices/apic/LocalApic.ts';
 import { Dp83820 } from './devices/dp83820/Dp83820.ts';
 import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
 import { PC_IRQ, placePcPorts } from './portMap.ts';
@@ -119,12 +121,16 @@ export class Machine {
   readonly ports = new PortBus();
   readonly mmio = new MmioBus();
   readonly pic: DualPic;
+  /** The processor's local APIC; LINT0 is the PIC pair's INTR (LocalApic.ts). */
+  readonly apic: LocalApic;
   readonly pit: Pit;
   readonly uart: Uart16550;
   readonly cmos: Cmos;
   readonly keyboard: KeyboardController;
   readonly dmaPages = new DmaPageRegisters();
   readonly pci = new PciHostBridge();
+  /** QEMU's fw_cfg at 0x510 (the CPU count and RAM size, for test kernels written for QEMU). */
+  readonly fwCfg: FwCfg;
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
   readonly link: EthernetLink | undefined;
@@ -147,9 +153,10 @@ export class Machine {
       network: config.network !== undefined,
     };
     this.ram = new Uint8Array(config.memoryMb << 20);
-    this.pic = new DualPic((level) => this.cpu.setInterruptLine(level));
+    this.pic = new DualPic((level) => this.apic.setExtIntLine(level));
 
-    // The CPU sees memory directly and everything else through the buses and the PIC.
+    // The CPU sees memory directly and everything else through the buses and the interrupt
+    // controllers: the local APIC, and through its LINT0 the PIC pair.
     this.cpu = new Cpu(
       {
         ram: this.ram,
@@ -157,7 +164,12 @@ export class Machine {
         ioWrite: (port, size, value) => this.ports.write(port, size, value),
         mmioRead: (paddr, size) => this.mmio.read(paddr, size),
         mmioWrite: (paddr, size, value) => this.mmio.write(paddr, size, value),
-        acknowledgeInterrupt: () => this.pic.acknowledge(),
+        acknowledgeInterrupt: () => this.apic.acknowledge(),
+        onChip: {
+          cpuidEdx: () => this.apic.cpuidEdx(),
+          readMsr: (index) => (index === MSR_APIC_BASE ? this.apic.readBaseMsr() : undefined),
+          writeMsr: (index, value) => index === MSR_APIC_BASE && this.apic.writeBaseMsr(value),
+        },
       },
       this.costModel.cpu,
     );
@@ -166,6 +178,15 @@ export class Machine {
       () => this.cpu.cycles,
       (cycle) => this.cpu.shortenRun(cycle),
     );
+
+    this.apic = new LocalApic({
+      clock: this.clock,
+      buses: this.buses,
+      intr: (level) => this.cpu.setInterruptLine(level),
+      acknowledgeExtInt: () => this.pic.acknowledge(),
+      // No NMI input on this CPU yet: an NMI the APIC raises is dropped (counted there).
+      nmi: () => {},
+    });
 
     // Legacy devices at their PC/AT addresses (portMap.ts, shared with the VMM's platform).
     this.pit = new Pit(this.clock, this.pic.line(PC_IRQ.pit));
@@ -186,6 +207,9 @@ export class Machine {
       pciConfig: this.pci,
     });
     if (placed !== undefined) throw new Error(`machine set-up: ${placed}`);
+    this.fwCfg = new FwCfg({ ramBytes: this.ram.length, cpus: 1 });
+    const fwCfgPlaced = this.ports.register(FW_CFG_PORT, 2, this.fwCfg);
+    if (typeof fwCfgPlaced === 'string') throw new Error(`machine set-up: ${fwCfgPlaced}`);
 
     // The network card, set up as a PC BIOS leaves a PCI device: interrupt line 11, routed
     // level-triggered through the ELCR; the guest places the BARs.
@@ -360,12 +384,14 @@ export class Machine {
           : saveRam(this.ram),
       devices: {
         pic: this.pic.save(),
+        apic: this.apic.save(),
         pit: this.pit.save(),
         keyboard: this.keyboard.save(),
         dmaPages: this.dmaPages.save(),
         cmos: this.cmos.save(),
         com1: this.uart.save(),
         pci: this.pci.save(),
+        fwCfg: this.fwCfg.save(),
         nic: this.nic?.save() ?? null,
         link: this.link?.save() ?? null,
       },
@@ -422,7 +448,10 @@ export class Machine {
     this.cmos.restore(d.cmos, 'devices.cmos');
     this.uart.restore(d.com1, 'devices.com1');
     this.pci.restore(d.pci, 'devices.pci');
-    // After every device that drives one of its lines: the saved levels and requests remain.
+    this.fwCfg.restore(d.fwCfg, 'devices.fwCfg');
+    // After every device that drives one of its lines: the saved levels and requests remain;
+    // the PIC drives the APIC's LINT0, the APIC the CPU's INTR.
+    this.apic.restore(d.apic, 'devices.apic');
     this.pic.restore(d.pic, 'devices.pic');
     try {
       this.cpu.restore(state.cpu);

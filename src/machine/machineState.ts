@@ -18,6 +18,8 @@ import type { CmosState } from './devices/legacy/Cmos.ts';
 import type { DmaPageRegistersState } from './devices/legacy/DmaPageRegisters.ts';
 import type { KeyboardControllerState } from './devices/legacy/KeyboardController.ts';
 import type { PicState } from './devices/legacy/Pic.ts';
+import type { FwCfgState } from './devices/legacy/FwCfg.ts';
+import type { LocalApicState } from './devices/apic/LocalApic.ts';
 import type { PitState } from './devices/legacy/Pit.ts';
 import type { UartState } from './devices/legacy/Uart16550.ts';
 import type { PciHostBridgeState } from './devices/pci/PciHostBridge.ts';
@@ -130,12 +132,14 @@ export interface MachineConfigState {
 
 export interface MachineDevicesState {
   pic: PicState;
+  apic: LocalApicState;
   pit: PitState;
   keyboard: KeyboardControllerState;
   dmaPages: DmaPageRegistersState;
   cmos: CmosState;
   com1: UartState;
   pci: PciHostBridgeState;
+  fwCfg: FwCfgState;
   /** The DP83820 and its link, when the machine has a network (null otherwise). */
   nic: Dp83820State | null;
   link: LinkState | null;
@@ -182,12 +186,14 @@ export const MACHINE_STATE: Check = checkState<MachineState>('machine', 1, {
   ram: VERSIONED,
   devices: shape<MachineDevicesState>({
     pic: VERSIONED,
+    apic: VERSIONED,
     pit: VERSIONED,
     keyboard: VERSIONED,
     dmaPages: VERSIONED,
     cmos: VERSIONED,
     com1: VERSIONED,
     pci: VERSIONED,
+    fwCfg: VERSIONED,
     nic: nullable(VERSIONED),
     link: nullable(VERSIONED),
   }),

@@ -320,8 +320,8 @@ const MSR_SYSENTER_ESP = 0x175;
 const MSR_SYSENTER_EIP = 0x176;
 
 /**
- * 0F 32 RDMSR, 0F 30 WRMSR: the TSC, the microcode signature and the SYSENTER MSRs; any other
- * MSR is #GP(0).
+ * 0F 32 RDMSR, 0F 30 WRMSR: the TSC, the microcode signature and the SYSENTER MSRs, then those
+ * of the platform's on-chip devices (IA32_APIC_BASE); any other MSR is #GP(0).
  */
 export function msr(cpu: Cpu, i: Instr): void {
   requireCpl0(cpu);
@@ -350,8 +350,18 @@ export function msr(cpu: Cpu, i: Instr): void {
       if (write) cpu.sysenterEip = lo;
       else v = cpu.sysenterEip;
       break;
-    default:
-      throw gp(0);
+    default: {
+      // GUEST-CONTROLLED: n and the value; the device refuses what it does not hold.
+      const onChip = cpu.platform.onChip;
+      if (onChip === undefined) throw gp(0);
+      if (write) {
+        if (!onChip.writeMsr(n, hi * 0x100000000 + lo)) throw gp(0);
+      } else {
+        const read = onChip.readMsr(n);
+        if (read === undefined) throw gp(0);
+        v = read;
+      }
+    }
   }
   if (!write) {
     cpu.eax = v % 0x100000000;
@@ -387,11 +397,12 @@ export function cpuidLeaf(leaf: number): [number, number, number, number] {
 /** 0F A2: CPUID. */
 export function cpuid(cpu: Cpu): void {
   cpu.cycles += cpu.costs.cpuid - cpu.costs.base;
-  const [a, b, c, d] = cpuidLeaf(cpu.eax);
+  const leaf = cpu.eax;
+  const [a, b, c, d] = cpuidLeaf(leaf);
   cpu.eax = a;
   cpu.ebx = b;
   cpu.ecx = c;
-  cpu.edx = d;
+  cpu.edx = leaf === 1 ? (d | (cpu.platform.onChip?.cpuidEdx() ?? 0)) >>> 0 : d;
 }
 
 /** 0F 34: SYSENTER to the flat ring-0 segments the MSRs name (SDM Vol. 2 SYSENTER). */
