@@ -181,7 +181,17 @@ export class Machine {
 
     this.apic = new LocalApic({
       clock: this.clock,
-      buses: this.buses,
+      // The page lies above RAM, where every access reaches the MMIO bus anyway: it is marked
+      // (which flushes the TLBs) only if the guest moves it into RAM, so a kernel that never
+      // touches the APIC runs exactly as on a machine without one.
+      buses: {
+        registerPorts: (base, length, device) => this.ports.register(base, length, device),
+        registerMmio: (base, length, device) => {
+          const r = this.mmio.register(base, length, device);
+          if (typeof r !== 'string' && base < this.ram.length) this.cpu.markMmio(base, length);
+          return r;
+        },
+      },
       intr: (level) => this.cpu.setInterruptLine(level),
       acknowledgeExtInt: () => this.pic.acknowledge(),
       // No NMI input on this CPU yet: an NMI the APIC raises is dropped (counted there).
