@@ -1,0 +1,78 @@
+/**
+ * `npm run conformance -- [--max-instructions N] [NAME...]`: kvm-unit-tests' i386 entries on
+ * previrt's raw PC beside QEMU's results (test/conformance/kvmUnitTests.ts). Builds the suite
+ * from ../shared/kvm-unit-tests (PREVIRT_KVM_UNIT_TESTS=DIR for another copy) into build/ the
+ * first time, then runs every i386 entry of x86/unittests.cfg, or the ones named, and prints one
+ * line per entry: previrt's outcome, QEMU's, the instructions run and the test's last word.
+ * Exits 1 if a test QEMU passes does not pass on previrt, 2 on bad usage or a failed build.
+ */
+import {
+  buildSuite,
+  canBuildSuite,
+  DEFAULT_MAX_INSTRUCTIONS,
+  i386Entries,
+  qemuResults,
+  runEntry,
+  suiteSource,
+  summaryLine,
+} from '../test/conformance/kvmUnitTests.ts';
+
+const argv = process.argv.slice(2);
+let maxInstructions = DEFAULT_MAX_INSTRUCTIONS;
+const names: string[] = [];
+for (let k = 0; k < argv.length; k++) {
+  if (argv[k] === '--max-instructions') {
+    maxInstructions = Number(argv[++k]);
+    if (!Number.isFinite(maxInstructions) || maxInstructions <= 0) {
+      console.error('conformance: --max-instructions takes a positive number');
+      process.exit(2);
+    }
+  } else if (argv[k].startsWith('-')) {
+    console.error(`conformance: unknown option '${argv[k]}'`);
+    console.error('usage: npm run conformance -- [--max-instructions N] [NAME...]');
+    process.exit(2);
+  } else names.push(argv[k]);
+}
+
+const missing = canBuildSuite();
+if (missing !== undefined) {
+  console.error(`conformance: cannot build kvm-unit-tests: ${missing}`);
+  process.exit(2);
+}
+let dir: string;
+try {
+  dir = buildSuite(suiteSource(), (line) => console.error(line));
+} catch (e) {
+  console.error(`conformance: building kvm-unit-tests failed: ${(e as Error).message}`);
+  process.exit(2);
+}
+const qemu = qemuResults();
+const entries = i386Entries(dir).filter((e) => names.length === 0 || names.includes(e.name));
+const unknown = names.filter((n) => !entries.some((e) => e.name === n));
+if (unknown.length > 0) {
+  console.error(`conformance: no i386 entry named ${unknown.join(', ')}`);
+  process.exit(2);
+}
+
+console.log(
+  `${'test'.padEnd(26)}${'previrt'.padEnd(9)}${'QEMU'.padEnd(6)}${'instructions'.padStart(14)}  last line`,
+);
+const tally = new Map<string, number>();
+const regressions: string[] = [];
+for (const entry of entries) {
+  const r = runEntry(dir, entry, maxInstructions);
+  const q = qemu.get(entry.name) ?? '?';
+  tally.set(r.outcome, (tally.get(r.outcome) ?? 0) + 1);
+  if (q === 'PASS' && r.outcome !== 'PASS') regressions.push(entry.name);
+  const last = r.outcome === 'PASS' ? '' : r.outcome === 'crash' ? r.detail : summaryLine(r.output);
+  console.log(
+    `${entry.name.padEnd(26)}${r.outcome.padEnd(9)}${q.padEnd(6)}${r.instructions.toExponential(2).padStart(14)}  ${last}`,
+  );
+}
+const counts = [...tally].map(([o, n]) => `${n} ${o}`).join(', ');
+const qemuPasses = entries.filter((e) => qemu.get(e.name) === 'PASS').length;
+console.log(`\n${entries.length} entries: ${counts}; QEMU passes ${qemuPasses} of them`);
+if (regressions.length > 0) {
+  console.log(`passed on QEMU, not on previrt: ${regressions.join(' ')}`);
+  process.exitCode = 1;
+}
