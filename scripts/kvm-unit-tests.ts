@@ -3,8 +3,10 @@
  * previrt's raw PC beside QEMU's results (test/conformance/kvmUnitTests.ts). Builds the suite
  * from ../shared/kvm-unit-tests (PREVIRT_KVM_UNIT_TESTS=DIR for another copy) into build/ the
  * first time, then runs every i386 entry of x86/unittests.cfg, or the ones named, and prints one
- * line per entry: previrt's outcome, QEMU's, the instructions run and the test's last word.
- * Exits 1 if a test QEMU passes does not pass on previrt, 2 on bad usage or a failed build.
+ * line per entry: previrt's outcome, the one test/conformance/kvm-unit-tests.expected expects
+ * (`=` when they agree), QEMU's, the instructions run and the test's last word (or the
+ * expected file's reason). Exits 1 if a result differs from the expected file, 2 on bad usage
+ * or a failed build.
  */
 import {
   buildSuite,
@@ -12,6 +14,7 @@ import {
   DEFAULT_MAX_INSTRUCTIONS,
   i386Entries,
   qemuResults,
+  readExpected,
   runEntry,
   suiteSource,
   summaryLine,
@@ -47,6 +50,7 @@ try {
   process.exit(2);
 }
 const qemu = qemuResults();
+const expected = readExpected();
 const entries = i386Entries(dir).filter((e) => names.length === 0 || names.includes(e.name));
 const unknown = names.filter((n) => !entries.some((e) => e.name === n));
 if (unknown.length > 0) {
@@ -55,24 +59,39 @@ if (unknown.length > 0) {
 }
 
 console.log(
-  `${'test'.padEnd(26)}${'previrt'.padEnd(9)}${'QEMU'.padEnd(6)}${'instructions'.padStart(14)}  last line`,
+  `${'test'.padEnd(43)}${'previrt'.padEnd(9)}${'expected'.padEnd(9)}${'QEMU'.padEnd(6)}${'instructions'.padStart(13)}  why`,
 );
 const tally = new Map<string, number>();
-const regressions: string[] = [];
+const differences: string[] = [];
+const passed = new Set<string>();
 for (const entry of entries) {
   const r = runEntry(dir, entry, maxInstructions);
   const q = qemu.get(entry.name) ?? '?';
+  const e = expected.get(entry.name);
   tally.set(r.outcome, (tally.get(r.outcome) ?? 0) + 1);
-  if (q === 'PASS' && r.outcome !== 'PASS') regressions.push(entry.name);
-  const last = r.outcome === 'PASS' ? '' : r.outcome === 'crash' ? r.detail : summaryLine(r.output);
+  if (r.outcome === 'PASS') passed.add(entry.name);
+  if (e?.outcome !== r.outcome)
+    differences.push(`${entry.name} (${e?.outcome ?? 'not listed'} → ${r.outcome})`);
+  const agrees = e?.outcome === r.outcome;
+  const why =
+    r.outcome === 'PASS'
+      ? ''
+      : agrees && e !== undefined
+        ? e.reason
+        : r.outcome === 'crash'
+          ? r.detail
+          : summaryLine(r.output);
   console.log(
-    `${entry.name.padEnd(26)}${r.outcome.padEnd(9)}${q.padEnd(6)}${r.instructions.toExponential(2).padStart(14)}  ${last}`,
+    `${entry.name.padEnd(43)}${r.outcome.padEnd(9)}${(agrees ? '=' : (e?.outcome ?? '-')).padEnd(9)}${q.padEnd(6)}${r.instructions.toExponential(2).padStart(13)}  ${why}`,
   );
 }
 const counts = [...tally].map(([o, n]) => `${n} ${o}`).join(', ');
-const qemuPasses = entries.filter((e) => qemu.get(e.name) === 'PASS').length;
-console.log(`\n${entries.length} entries: ${counts}; QEMU passes ${qemuPasses} of them`);
-if (regressions.length > 0) {
-  console.log(`passed on QEMU, not on previrt: ${regressions.join(' ')}`);
+const qemuPasses = entries.filter((e) => qemu.get(e.name) === 'PASS');
+const both = qemuPasses.filter((e) => passed.has(e.name));
+console.log(
+  `\n${entries.length} entries: ${counts}; QEMU passes ${qemuPasses.length}, previrt ${both.length} of those`,
+);
+if (differences.length > 0) {
+  console.log(`differs from kvm-unit-tests.expected: ${differences.join(', ')}`);
   process.exitCode = 1;
 }

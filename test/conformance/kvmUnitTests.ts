@@ -137,6 +137,29 @@ export function qemuResults(source = suiteSource()): Map<string, Outcome> {
   return results;
 }
 
+/** The expected outcome of an entry and, for anything but PASS, why. */
+export interface Expected {
+  outcome: Outcome;
+  reason: string;
+}
+
+/** The expected-results file beside this one: `NAME OUTCOME [reason]` per line, # comments. */
+export const EXPECTED_FILE = new URL('./kvm-unit-tests.expected', import.meta.url);
+
+export function readExpected(text = readFileSync(EXPECTED_FILE, 'utf8')): Map<string, Expected> {
+  const expected = new Map<string, Expected>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(\S+)\s+(PASS|FAIL|SKIP|timeout|crash|missing)\b\s*(.*)$/.exec(line);
+    if (m === null) throw new Error(`kvm-unit-tests.expected: cannot read '${line}'`);
+    if (m[2] !== 'PASS' && m[3] === '')
+      throw new Error(`kvm-unit-tests.expected: ${m[1]} is ${m[2]} without a reason`);
+    expected.set(m[1], { outcome: m[2] as Outcome, reason: m[3] });
+  }
+  return expected;
+}
+
 export interface RunResult {
   outcome: Outcome;
   /** How the run ended, in one line. */
