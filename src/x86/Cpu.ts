@@ -95,6 +95,9 @@ export class Cpu {
   sysenterEsp = 0;
   sysenterEip = 0;
   tscOffset = 0;
+  /** IA32_MISC_ENABLE and IA32_TSC_AUX (system/instructions.ts). */
+  miscEnable = 0x1801; // MISC_ENABLE_RESET: fast strings, BTS and PEBS unavailable
+  tscAux = 0;
 
   cycles = 0;
   idleCycles = 0;

@@ -240,6 +240,7 @@ def([0x120, 0x122], MODRM | REG_ONLY, sys.movCr);
 def([0x121, 0x123], MODRM | REG_ONLY, sys.movDr);
 def([0x130, 0x132], 0, sys.msr);
 def(0x131, 0, sys.rdtsc);
+def(0x133, 0, sys.rdpmc);
 def(0x134, 0, sys.sysenter);
 def(0x135, 0, sys.sysexit);
 def(range(0x140, 16), MODRM, data.cmov);

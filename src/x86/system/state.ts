@@ -11,8 +11,8 @@
  * What is saved, and why:
  * - registers, EIP, EFLAGS (the lazy status flags evaluated, without changing the CPU: the lazy
  *   form is only a faster way to hold the same bits), CPL, segment registers with their hidden
- *   descriptor caches, GDTR/IDTR/LDTR/TR, CR0/CR2/CR3/CR4, DR0–DR7, the SYSENTER MSRs and the
- *   TSC offset;
+ *   descriptor caches, GDTR/IDTR/LDTR/TR, CR0/CR2/CR3/CR4, DR0–DR7, the SYSENTER MSRs, the
+ *   TSC offset, IA32_MISC_ENABLE and IA32_TSC_AUX;
  * - the clock (`cycles`, `idleCycles`) and every counter;
  * - between-instruction state: HLT (`halted`), the one-instruction interrupt shadow after STI
  *   and MOV/POP SS, a triple fault's `shutdownReason`, and the INTR line level. The interrupt
@@ -49,7 +49,7 @@ import type { PhysicalMemory } from '../memory.ts';
 import type { TlbState, Tlbs } from '../tlb.ts';
 
 /** The version this code saves and the only one it restores. */
-export const CPU_STATE_VERSION = 2;
+export const CPU_STATE_VERSION = 3;
 
 export interface SegmentState {
   selector: number;
@@ -75,7 +75,14 @@ export interface CpuState {
   cr3: number;
   cr4: number;
   dr: number[];
-  msr: { sysenterCs: number; sysenterEsp: number; sysenterEip: number; tscOffset: number };
+  msr: {
+    sysenterCs: number;
+    sysenterEsp: number;
+    sysenterEip: number;
+    tscOffset: number;
+    miscEnable: number;
+    tscAux: number;
+  };
   cycles: number;
   idleCycles: number;
   halted: boolean;
@@ -137,6 +144,8 @@ export function saveCpu(cpu: Cpu, internals: CpuInternals): CpuState {
       sysenterEsp: cpu.sysenterEsp,
       sysenterEip: cpu.sysenterEip,
       tscOffset: cpu.tscOffset,
+      miscEnable: cpu.miscEnable,
+      tscAux: cpu.tscAux,
     },
     cycles: cpu.cycles,
     idleCycles: cpu.idleCycles,
@@ -185,6 +194,8 @@ export function restoreCpu(cpu: Cpu, state: CpuState, internals: CpuInternals): 
   cpu.sysenterEsp = state.msr.sysenterEsp;
   cpu.sysenterEip = state.msr.sysenterEip;
   cpu.tscOffset = state.msr.tscOffset;
+  cpu.miscEnable = state.msr.miscEnable;
+  cpu.tscAux = state.msr.tscAux;
   cpu.setCpl(state.cpl);
   cpu.cycles = state.cycles;
   cpu.idleCycles = state.idleCycles;
