@@ -194,8 +194,7 @@ export class Machine {
       },
       intr: (level) => this.cpu.setInterruptLine(level),
       acknowledgeExtInt: () => this.pic.acknowledge(),
-      // No NMI input on this CPU yet: an NMI the APIC raises is dropped (counted there).
-      nmi: () => {},
+      nmi: () => this.cpu.raiseNmi(),
     });
 
     // Legacy devices at their PC/AT addresses (portMap.ts, shared with the VMM's platform).

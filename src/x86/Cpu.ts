@@ -108,6 +108,12 @@ export class Cpu {
 
   /** Read by compiled blocks (block.ts) too. */
   private interruptLine = false;
+  /**
+   * NMI (SDM 3A 6.7.1): one request latched at the processor, and the blocking that lasts from
+   * an NMI's delivery to the next IRET.
+   */
+  nmiPending = false;
+  nmiBlocked = false;
   /** Interrupts are inhibited for one instruction after STI and MOV/POP SS (SDM 3A 6.8.3). */
   interruptShadow = false;
   private stopRequested = false;
@@ -202,6 +208,8 @@ export class Cpu {
     this.dr[7] = 0x400;
     this.halted = false;
     this.interruptShadow = false;
+    this.nmiPending = false;
+    this.nmiBlocked = false;
     this.shutdownReason = undefined;
     this.setCpl(0);
     this.updatePaging();
@@ -409,7 +417,28 @@ export class Cpu {
 
   /** An interrupt is waiting and EFLAGS.IF lets it in: the CPU takes it before its next instruction. */
   get interruptPending(): boolean {
-    return this.interruptLine && (this.flagsBits & F.IF) !== 0;
+    return (this.interruptLine && (this.flagsBits & F.IF) !== 0) || this.nmiDeliverable;
+  }
+
+  /** An NMI is latched and not blocked: it is taken before the next instruction, whatever IF. */
+  private get nmiDeliverable(): boolean {
+    return this.nmiPending && !this.nmiBlocked;
+  }
+
+  /**
+   * The NMI input (an NMI IPI, LINT1): latches one request, taken at the next instruction
+   * boundary unless an NMI handler is still running (blocked until IRET); a second request
+   * while one is latched is the same request (SDM 3A 6.7.1).
+   */
+  raiseNmi(): void {
+    this.nmiPending = true;
+    if (!this.nmiBlocked) this.sliceEnd = -1;
+  }
+
+  /** IRET: NMI blocking ends, and a latched NMI is taken before the next instruction. */
+  unblockNmi(): void {
+    this.nmiBlocked = false;
+    if (this.nmiPending) this.sliceEnd = -1;
   }
 
   get iopl(): number {
@@ -1022,15 +1051,26 @@ export class Cpu {
     while (true) {
       if (this.shutdownReason !== undefined) return 'shutdown';
       if (this.stopRequested) return 'stop';
+      // An NMI wakes HLT and is taken whatever IF, but not inside a MOV SS shadow: the
+      // instruction after it runs first (a slice of one).
+      const nmi = this.nmiDeliverable;
       if (this.halted) {
-        if (this.interruptLine && (this.flagsBits & F.IF) !== 0) this.halted = false;
+        if ((this.interruptLine && (this.flagsBits & F.IF) !== 0) || nmi) this.halted = false;
         else return 'halt';
       }
       if (this.cycles >= this.runLimit || budget <= 0) return 'limit';
+      if (nmi && !this.interruptShadow) {
+        this.nmiPending = false;
+        this.nmiBlocked = true;
+        this.instrEip = this.eip;
+        this.raise(Vector.NMI, undefined, 'interrupt');
+        budget--;
+        continue;
+      }
       try {
         // PERF: the inner loop runs in slices, so V8 re-optimizes it after a deoptimization
         // instead of staying in on-stack-replaced baseline code for the whole run.
-        const slice = Math.min(budget, 8192);
+        const slice = nmi ? 1 : Math.min(budget, 8192);
         this.sliceEnd = this.runLimit;
         budget -= slice - this.runInner(slice);
       } catch (e) {

@@ -15,7 +15,7 @@
  *   TSC offset, IA32_MISC_ENABLE and IA32_TSC_AUX;
  * - the clock (`cycles`, `idleCycles`) and every counter;
  * - between-instruction state: HLT (`halted`), the one-instruction interrupt shadow after STI
- *   and MOV/POP SS, a triple fault's `shutdownReason`, and the INTR line level. The interrupt
+ *   and MOV/POP SS, a latched NMI and NMI blocking, a triple fault's `shutdownReason`, and the INTR line level. The interrupt
  *   controller drives the line again when it is restored (the PIC's restore does); saving the
  *   level too makes the CPU exact on its own, and both give the same level;
  * - both TLBs (tlb.ts TlbState): TLB misses cost cycles (`costs.tlbMiss`) and are counted, and
@@ -87,6 +87,9 @@ export interface CpuState {
   idleCycles: number;
   halted: boolean;
   interruptShadow: boolean;
+  /** A latched NMI request, and NMI blocking until the next IRET. */
+  nmiPending: boolean;
+  nmiBlocked: boolean;
   /** The INTR line as the interrupt controller last drove it. */
   interruptLine: boolean;
   /** Why the CPU shut down (triple fault), or null while it runs. */
@@ -151,6 +154,8 @@ export function saveCpu(cpu: Cpu, internals: CpuInternals): CpuState {
     idleCycles: cpu.idleCycles,
     halted: cpu.halted,
     interruptShadow: cpu.interruptShadow,
+    nmiPending: cpu.nmiPending,
+    nmiBlocked: cpu.nmiBlocked,
     interruptLine: internals.interruptLine,
     shutdownReason: cpu.shutdownReason ?? null,
     counters: structuredClone(cpu.counters),
@@ -201,6 +206,8 @@ export function restoreCpu(cpu: Cpu, state: CpuState, internals: CpuInternals): 
   cpu.idleCycles = state.idleCycles;
   cpu.halted = state.halted;
   cpu.interruptShadow = state.interruptShadow;
+  cpu.nmiPending = state.nmiPending;
+  cpu.nmiBlocked = state.nmiBlocked;
   cpu.setInterruptLine(state.interruptLine);
   cpu.shutdownReason = state.shutdownReason ?? undefined;
   restoreCounters(cpu.counters, state.counters);

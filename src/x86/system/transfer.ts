@@ -205,6 +205,8 @@ export function farReturn(cpu: Cpu, i: Instr): void {
 /** CF: IRET/IRETD in protected mode (SDM Vol. 2 IRET), without task return or virtual-8086. */
 export function iret(cpu: Cpu, i: Instr): void {
   const size = i.size;
+  // IRET ends NMI blocking, even when it faults (SDM 3A 6.7.1).
+  cpu.unblockNmi();
   if ((cpu.flagsBits & F.NT) !== 0) throw gp(0); // task return: not supported
   const eip = cpu.peek(size, 0);
   const cs = cpu.peek(size, size) & 0xffff;
