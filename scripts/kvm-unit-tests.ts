@@ -5,8 +5,10 @@
  * first time, then runs every i386 entry of x86/unittests.cfg, or the ones named, and prints one
  * line per entry: previrt's outcome, the one test/conformance/kvm-unit-tests.expected expects
  * (`=` when they agree), QEMU's, the instructions run and the test's last word (or the
- * expected file's reason). Exits 1 if a result differs from the expected file, 2 on bad usage
- * or a failed build.
+ * expected file's reason). Each test runs until it exits or has run its budget of
+ * instructions: 3e9 (about 8 s of the host), or the entry's `instructions=N` in the expected
+ * file; `--max-instructions N` sets every budget. Exits 1 if a result differs from the expected
+ * file, 2 on bad usage or a failed build.
  */
 import {
   buildSuite,
@@ -22,10 +24,12 @@ import {
 
 const argv = process.argv.slice(2);
 let maxInstructions = DEFAULT_MAX_INSTRUCTIONS;
+let budgetGiven = false;
 const names: string[] = [];
 for (let k = 0; k < argv.length; k++) {
   if (argv[k] === '--max-instructions') {
     maxInstructions = Number(argv[++k]);
+    budgetGiven = true;
     if (!Number.isFinite(maxInstructions) || maxInstructions <= 0) {
       console.error('conformance: --max-instructions takes a positive number');
       process.exit(2);
@@ -65,9 +69,13 @@ const tally = new Map<string, number>();
 const differences: string[] = [];
 const passed = new Set<string>();
 for (const entry of entries) {
-  const r = runEntry(dir, entry, maxInstructions);
-  const q = qemu.get(entry.name) ?? '?';
   const e = expected.get(entry.name);
+  const r = runEntry(
+    dir,
+    entry,
+    budgetGiven ? maxInstructions : (e?.maxInstructions ?? maxInstructions),
+  );
+  const q = qemu.get(entry.name) ?? '?';
   tally.set(r.outcome, (tally.get(r.outcome) ?? 0) + 1);
   if (r.outcome === 'PASS') passed.add(entry.name);
   if (e?.outcome !== r.outcome)

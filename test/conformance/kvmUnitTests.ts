@@ -141,9 +141,14 @@ export function qemuResults(source = suiteSource()): Map<string, Outcome> {
 export interface Expected {
   outcome: Outcome;
   reason: string;
+  /** The entry's own instruction budget (`instructions=N` in the file), for long tests. */
+  maxInstructions: number | undefined;
 }
 
-/** The expected-results file beside this one: `NAME OUTCOME [reason]` per line, # comments. */
+/**
+ * The expected-results file beside this one: `NAME OUTCOME [instructions=N] [reason]` per
+ * line, # comments.
+ */
 export const EXPECTED_FILE = new URL('./kvm-unit-tests.expected', import.meta.url);
 
 export function readExpected(text = readFileSync(EXPECTED_FILE, 'utf8')): Map<string, Expected> {
@@ -151,11 +156,16 @@ export function readExpected(text = readFileSync(EXPECTED_FILE, 'utf8')): Map<st
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
-    const m = /^(\S+)\s+(PASS|FAIL|SKIP|timeout|crash|missing)\b\s*(.*)$/.exec(line);
-    if (m === null) throw new Error(`kvm-unit-tests.expected: cannot read '${line}'`);
-    if (m[2] !== 'PASS' && m[3] === '')
+    const m =
+      /^(\S+)\s+(PASS|FAIL|SKIP|timeout|crash|missing)\b(?:\s+instructions=(\S+))?\s*(.*)$/.exec(
+        line,
+      );
+    const budget = m?.[3] === undefined ? undefined : Number(m[3]);
+    if (m === null || (budget !== undefined && !(budget > 0)))
+      throw new Error(`kvm-unit-tests.expected: cannot read '${line}'`);
+    if (m[2] !== 'PASS' && m[4] === '')
       throw new Error(`kvm-unit-tests.expected: ${m[1]} is ${m[2]} without a reason`);
-    expected.set(m[1], { outcome: m[2] as Outcome, reason: m[3] });
+    expected.set(m[1], { outcome: m[2] as Outcome, reason: m[4], maxInstructions: budget });
   }
   return expected;
 }

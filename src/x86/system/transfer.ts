@@ -2,7 +2,7 @@
  * Far control transfers in protected mode (SDM Vol. 2 JMP, CALL, RET, IRET; Vol. 3A 5.8):
  * direct code-segment transfers, call gates with a stack switch and parameter copy, returns
  * and IRET to an outer privilege level. Task switches (task gates, TSS descriptors, IRET with
- * NT set) are not supported and raise #GP.
+ * NT set) are in task.ts.
  */
 import type { Cpu } from '../Cpu.ts';
 import { gp, np } from '../fault.ts';
@@ -25,6 +25,7 @@ import {
   type Descriptor,
 } from './descriptors.ts';
 import { Vector } from '../fault.ts';
+import { farTransferToTask, taskReturn } from './task.ts';
 
 function limitOf(d: Descriptor): number {
   const raw = (d.lo & 0xffff) | (d.hi & 0xf0000);
@@ -86,8 +87,9 @@ export function farTransfer(
     enterCode(cpu, selector, d, offset, cpu.cpl);
     return;
   }
+  if (farTransferToTask(cpu, selector, d, call ? 'call' : 'jmp')) return;
   const type = systemType(d.hi);
-  if (type !== 0x04 && type !== 0x0c) throw gp(err); // task gates and TSS: not supported
+  if (type !== 0x04 && type !== 0x0c) throw gp(err);
   callGate(cpu, selector, d, call);
 }
 
@@ -202,12 +204,15 @@ export function farReturn(cpu: Cpu, i: Instr): void {
   returnOuter(cpu, d, cs, eip, ssSel, esp + release);
 }
 
-/** CF: IRET/IRETD in protected mode (SDM Vol. 2 IRET), without task return or virtual-8086. */
+/** CF: IRET/IRETD in protected mode (SDM Vol. 2 IRET), without virtual-8086 mode. */
 export function iret(cpu: Cpu, i: Instr): void {
   const size = i.size;
   // IRET ends NMI blocking, even when it faults (SDM 3A 6.7.1).
   cpu.unblockNmi();
-  if ((cpu.flagsBits & F.NT) !== 0) throw gp(0); // task return: not supported
+  if ((cpu.flagsBits & F.NT) !== 0) {
+    taskReturn(cpu);
+    return;
+  }
   const eip = cpu.peek(size, 0);
   const cs = cpu.peek(size, size) & 0xffff;
   let flags = cpu.peek(size, 2 * size);
