@@ -1,5 +1,5 @@
 import type { CpuCosts } from './cost.ts';
-import { CpuFault, Vector, gp } from './fault.ts';
+import { CpuFault, Vector, gp, pf } from './fault.ts';
 import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
@@ -13,12 +13,13 @@ import { EntryTable, entriesDiffer, hex32, type EntriesState, type Unbind } from
 import type { BoundHandler, Monitor } from './monitor.ts';
 import type { CpuPlatform } from './platform.ts';
 import { CS, DS, SS, SegmentRegister, checkedLinear } from './segment.ts';
-import { walk } from './system/paging.ts';
+import { CR4_SMAP, CR4_SMEP, walk } from './system/paging.ts';
 import { bounce, deliverEvent, type EventKind } from './system/interrupts.ts';
 import { saveCpu, restoreCpu, type CpuInternals, type CpuState } from './system/state.ts';
 import {
   T_RAM,
   T_RAM_WRITE,
+  T_SUPER,
   T_USER,
   T_USER_WRITE,
   T_VALID,
@@ -298,9 +299,19 @@ export class Cpu {
   setCpl(cpl: number): void {
     this.cplValue = cpl;
     this.fetchPage = -1;
-    const user = cpl === 3;
-    this.readMask = T_VALID | T_RAM | (user ? T_USER : 0);
-    this.writeMask = T_VALID | T_RAM_WRITE | (user ? T_USER_WRITE : T_WRITE);
+    this.updateAccessMasks();
+  }
+
+  /**
+   * The data TLB bits a fast access needs: at CPL 3 the user bits; below, with CR4.SMAP set
+   * and EFLAGS.AC clear, T_SUPER too, so that a supervisor access to a user page goes through
+   * `translate`, which faults it (SDM 3A 4.6.1). Called when the CPL, CR4 or EFLAGS change.
+   */
+  private updateAccessMasks(): void {
+    const user = this.cplValue === 3;
+    const smap = !user && (this.cr4Value & CR4_SMAP) !== 0 && (this.flagsBits & F.AC) === 0;
+    this.readMask = T_VALID | T_RAM | (user ? T_USER : smap ? T_SUPER : 0);
+    this.writeMask = T_VALID | T_RAM_WRITE | (user ? T_USER_WRITE : T_WRITE | (smap ? T_SUPER : 0));
   }
 
   // ---- flags -----------------------------------------------------------------------------
@@ -409,6 +420,13 @@ export class Cpu {
   setEflags(v: number): void {
     this.lazyMask = 0;
     this.flagsBits = ((v & F.WRITABLE) | F.FIXED) >>> 0;
+    if ((this.cr4Value & CR4_SMAP) !== 0) this.updateAccessMasks();
+  }
+
+  /** STAC / CLAC: EFLAGS.AC, which SMAP looks at (system/instructions.ts checks CPL and CPUID). */
+  setAlignmentCheck(on: boolean): void {
+    this.flagsBits = on ? (this.flagsBits | F.AC) >>> 0 : this.flagsBits & ~F.AC;
+    this.updateAccessMasks();
   }
 
   get interruptsEnabled(): boolean {
@@ -472,7 +490,9 @@ export class Cpu {
   set cr4(v: number) {
     const old = this.cr4Value;
     this.cr4Value = v >>> 0;
-    if (((old ^ this.cr4Value) & 0xb0) !== 0) this.updatePaging();
+    // SMEP and SMAP change what a TLB entry allows a supervisor access, as PSE and PGE do.
+    if (((old ^ this.cr4Value) & (0xb0 | CR4_SMEP | CR4_SMAP)) !== 0) this.updatePaging();
+    this.updateAccessMasks();
   }
 
   /**
@@ -485,6 +505,7 @@ export class Cpu {
     this.cr4Value = cr4 >>> 0;
     this.paging = (this.cr0Value & 0x80000001) >>> 0 === 0x80000001;
     this.fetchPage = -1;
+    this.updateAccessMasks();
   }
 
   private updatePaging(): void {
@@ -524,8 +545,28 @@ export class Cpu {
         : user
           ? T_VALID | T_USER
           : T_VALID;
-    if ((e & need) === need) return ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
+    if ((e & need) === need) {
+      if (!user && (e & T_SUPER) === 0) this.checkSupervisorAccess(linear, kind);
+      return ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
+    }
     return this.fillTlb(linear, kind, user);
+  }
+
+  /**
+   * A supervisor access to a user page (SDM 3A 4.6.1): with CR4.SMEP an instruction fetch
+   * faults; with CR4.SMAP a data access faults unless EFLAGS.AC is set. (Implicit supervisor
+   * accesses, to descriptor tables or the TSS, are treated as explicit ones here: AC lets them
+   * through too, where the SDM would fault them.) The #PF error code has P set, U/S clear, and
+   * I/D set for a fetch (4.7).
+   */
+  private checkSupervisorAccess(linear: number, kind: number): void {
+    const cr4 = this.cr4Value;
+    if (
+      kind === 2 ? (cr4 & CR4_SMEP) === 0 : (cr4 & CR4_SMAP) === 0 || (this.flagsBits & F.AC) !== 0
+    )
+      return;
+    this.cr2 = linear >>> 0;
+    throw pf(1 | (kind === 1 ? 2 : 0) | (kind === 2 ? 0x10 : 0));
   }
 
   private fillTlb(linear: number, kind: number, user: boolean): number {
@@ -534,7 +575,7 @@ export class Cpu {
     let physical: number;
     if (!this.paging) {
       physical = linear >>> 0;
-      bits = T_VALID | T_USER | T_WRITE | T_USER_WRITE;
+      bits = T_VALID | T_USER | T_WRITE | T_USER_WRITE | T_SUPER;
     } else {
       this.counters.tlbMisses++;
       this.cycles += this.costs.tlbMiss;
@@ -542,6 +583,7 @@ export class Cpu {
       physical = result.physical;
       bits = T_VALID;
       if (result.user) bits |= T_USER;
+      else bits |= T_SUPER;
       // A write-enabled entry is cached only once the dirty bit is set, so that the first write
       // to a clean page walks and sets D (SDM 3A 4.8).
       if (result.dirty) {
@@ -561,6 +603,7 @@ export class Cpu {
     } else {
       this.tlbs.insertData(page, entry);
     }
+    if (!user && (bits & T_SUPER) === 0) this.checkSupervisorAccess(linear, kind);
     return ((physical & 0xfffff000) + (linear & 0xfff)) >>> 0;
   }
 
@@ -810,7 +853,10 @@ export class Cpu {
     }
     if (eip > cs.limit) throw gp(0);
     const e = this.itlb[linear >>> 12];
-    const need = this.cplValue === 3 ? T_VALID | T_USER | T_RAM : T_VALID | T_RAM;
+    const need =
+      this.cplValue === 3
+        ? T_VALID | T_USER | T_RAM
+        : T_VALID | T_RAM | ((this.cr4Value & CR4_SMEP) !== 0 ? T_SUPER : 0);
     let physical: number;
     if ((e & need) === need) physical = ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
     else {

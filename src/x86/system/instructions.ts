@@ -22,6 +22,17 @@ import {
 } from './descriptors.ts';
 import { descriptorAttributes, descriptorBase, descriptorLimit } from '../segment.ts';
 import { farReturn, farTransfer, iret, setFlagsByPrivilege } from './transfer.ts';
+import { CR4_SMAP, CR4_SMEP } from './paging.ts';
+
+/**
+ * CR4.UMIP (SDM 3A 2.5): SGDT, SIDT, SLDT, SMSW and STR at CPL > 0 are #GP(0), so that user
+ * code cannot read the kernel's table addresses.
+ */
+const CR4_UMIP = 1 << 11;
+
+function checkUmip(cpu: Cpu): void {
+  if ((cpu.cr4 & CR4_UMIP) !== 0 && cpu.cpl > 0) throw gp(0);
+}
 
 function requireCpl0(cpu: Cpu): void {
   if (cpu.cpl !== 0) throw gp(0);
@@ -80,13 +91,24 @@ function loadTable(cpu: Cpu, i: Instr): { base: number; limit: number } {
   return { limit, base: i.size === 2 ? base & 0xffffff : base };
 }
 
-/** 0F 01: SGDT, SIDT, LGDT, LIDT, SMSW, LMSW, INVLPG (group 7), and RDTSCP (0F 01 F9). */
+/**
+ * 0F 01: SGDT, SIDT, LGDT, LIDT, SMSW, LMSW, INVLPG (group 7), and with a register operand
+ * CLAC (0F 01 CA), STAC (0F 01 CB) and RDTSCP (0F 01 F9).
+ */
 export function group7(cpu: Cpu, i: Instr): void {
   switch (i.reg) {
     case 0:
+      if (i.mod !== 3) checkUmip(cpu);
       storeTable(cpu, i, cpu.gdtr);
       return;
     case 1:
+      if (i.mod === 3 && (i.rm === 2 || i.rm === 3)) {
+        // CLAC / STAC (SDM Vol. 2): CPL 0 only; SMAP is in CPUID leaf 7.
+        if (cpu.cpl > 0) throw ud();
+        cpu.setAlignmentCheck(i.rm === 3);
+        return;
+      }
+      if (i.mod !== 3) checkUmip(cpu);
       storeTable(cpu, i, cpu.idtr);
       return;
     case 2:
@@ -96,6 +118,7 @@ export function group7(cpu: Cpu, i: Instr): void {
       cpu.idtr = loadTable(cpu, i);
       return;
     case 4:
+      checkUmip(cpu);
       // SMSW: a register destination of 32 bits receives all of CR0 on P6 and later.
       if (i.mod === 3) cpu.setReg(i.rm, i.size, cpu.cr0);
       else cpu.write16(cpu.eaLinear(i, 2, true), cpu.cr0 & 0xffff);
@@ -129,6 +152,7 @@ export function group6(cpu: Cpu, i: Instr): void {
   switch (i.reg) {
     case 0:
     case 1: {
+      checkUmip(cpu);
       const sel = i.reg === 0 ? cpu.ldtr.selector : cpu.tr.selector;
       if (i.mod === 3) cpu.setReg(i.rm, i.size, sel);
       else cpu.write16(cpu.eaLinear(i, 2, true), sel);
@@ -277,8 +301,9 @@ export function movCr(cpu: Cpu, i: Instr): void {
   } else if (n === 2) cpu.cr2 = v;
   else if (n === 3) cpu.cr3 = v;
   else {
-    // Bits the i686 model does not implement (VME, PVI, PAE, PCE, OSFXSR ...) are reserved.
-    if ((v & ~0xb4) !== 0) throw gp(0);
+    // Bits the i686 model does not implement (VME, PVI, PAE, PCE, OSFXSR ...) are reserved;
+    // UMIP, SMEP and SMAP are there (CPUID leaf 7).
+    if ((v & ~(0xb4 | CR4_UMIP | CR4_SMEP | CR4_SMAP)) !== 0) throw gp(0);
     cpu.cr4 = v;
   }
 }
@@ -453,14 +478,22 @@ const FEATURES = Object.values(CPUID_FEATURE).reduce((a, b) => a | b, 0);
  * What CPUID reports for a leaf, as [EAX, EBX, ECX, EDX]: an i686 without FPU ("GenuineIntel",
  * family 6). The in-place VMM reports the same processor to the guest it runs.
  */
-export function cpuidLeaf(leaf: number): [number, number, number, number] {
-  if (leaf === 0) return [1, 0x756e6547, 0x6c65746e, 0x49656e69]; // "Genu" "ntel" "ineI"
+export function cpuidLeaf(leaf: number, subleaf = 0): [number, number, number, number] {
+  if (leaf === 0) return [7, 0x756e6547, 0x6c65746e, 0x49656e69]; // "Genu" "ntel" "ineI"
   if (leaf === 1) return [0x633, 0, 0, FEATURES];
+  // Leaves 2–6 (caches, MONITOR, power management): nothing to describe, all zero. Leaf 7
+  // sub-leaf 0: the structured extended features, no further sub-leaves.
+  if (leaf === 7 && subleaf === 0)
+    return [0, CPUID_LEAF7_EBX.SMEP | CPUID_LEAF7_EBX.SMAP, CPUID_LEAF7_ECX.UMIP, 0];
   // The extended leaves: up to 0x80000001, whose EDX has RDTSCP (bit 27) and nothing else.
   if (leaf === 0x80000000) return [0x80000001, 0, 0, 0];
   if (leaf === 0x80000001) return [0, 0, 0, CPUID_EXTENDED_FEATURE.RDTSCP];
   return [0, 0, 0, 0];
 }
+
+/** CPUID leaf 7 (sub-leaf 0) bits by name (SDM Vol. 2 CPUID, "Structured Extended Feature"). */
+export const CPUID_LEAF7_EBX = { SMEP: 1 << 7, SMAP: 1 << 20 } as const;
+export const CPUID_LEAF7_ECX = { UMIP: 1 << 2 } as const;
 
 /** CPUID leaf 0x80000001 EDX bits by name (SDM Vol. 2 CPUID). */
 export const CPUID_EXTENDED_FEATURE = { RDTSCP: 1 << 27 } as const;
@@ -469,7 +502,7 @@ export const CPUID_EXTENDED_FEATURE = { RDTSCP: 1 << 27 } as const;
 export function cpuid(cpu: Cpu): void {
   cpu.cycles += cpu.costs.cpuid - cpu.costs.base;
   const leaf = cpu.eax;
-  const [a, b, c, d] = cpuidLeaf(leaf);
+  const [a, b, c, d] = cpuidLeaf(leaf, cpu.ecx);
   cpu.eax = a;
   cpu.ebx = b;
   cpu.ecx = c;
