@@ -11,6 +11,7 @@ import type { BusAccess, DmaMemory } from './device.ts';
 import { Cmos } from './devices/legacy/Cmos.ts';
 import { DebugExit } from './devices/legacy/DebugExit.ts';
 import { FW_CFG_PORT, FwCfg } from './devices/legacy/FwCfg.ts';
+import { PC_TESTDEV, PcTestdev } from './devices/legacy/PcTestdev.ts';
 import { KeyboardController } from './devices/legacy/KeyboardController.ts';
 import { DmaPageRegisters } from './devices/legacy/DmaPageRegisters.ts';
 import { PostPort } from './devices/legacy/PostPort.ts';
@@ -46,6 +47,11 @@ export interface MachineConfig {
    * (`machine.link`, end 1) a peer attaches to.
    */
   network?: { mac?: Uint8Array; faults?: FaultConfig };
+  /**
+   * QEMU's test devices for test kernels (kvm-unit-tests): pc-testdev (PcTestdev.ts). Off by
+   * default: a PC has no such device.
+   */
+  testDevices?: boolean;
 }
 
 /** How a run ended. `exitCode` is the process status `previrt run` uses for it. */
@@ -131,6 +137,8 @@ export class Machine {
   readonly pci = new PciHostBridge();
   /** QEMU's fw_cfg at 0x510 (the CPU count and RAM size, for test kernels written for QEMU). */
   readonly fwCfg: FwCfg;
+  /** QEMU's pc-testdev, with `testDevices` in the config. */
+  readonly pcTestdev: PcTestdev | undefined;
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
   readonly link: EthernetLink | undefined;
@@ -141,8 +149,8 @@ export class Machine {
   private readonly configState: MachineConfigState;
 
   constructor(
-    config: Required<Omit<MachineConfig, 'costModel' | 'network'>> &
-      Pick<MachineConfig, 'network'> & { costModel: CostModel },
+    config: Required<Omit<MachineConfig, 'costModel' | 'network' | 'testDevices'>> &
+      Pick<MachineConfig, 'network' | 'testDevices'> & { costModel: CostModel },
   ) {
     this.costModel = config.costModel;
     this.configState = {
@@ -151,6 +159,7 @@ export class Machine {
       hz: config.costModel.hz,
       rtcStartSeconds: config.rtcStartSeconds,
       network: config.network !== undefined,
+      testDevices: config.testDevices === true,
     };
     this.ram = new Uint8Array(config.memoryMb << 20);
     this.pic = new DualPic((level) => this.apic.setExtIntLine(level));
@@ -219,6 +228,17 @@ export class Machine {
     this.fwCfg = new FwCfg({ ramBytes: this.ram.length, cpus: 1 });
     const fwCfgPlaced = this.ports.register(FW_CFG_PORT, 2, this.fwCfg);
     if (typeof fwCfgPlaced === 'string') throw new Error(`machine set-up: ${fwCfgPlaced}`);
+    if (config.testDevices === true) {
+      const pic = this.pic;
+      const testdev = new PcTestdev((line) => (line < 16 ? pic.line(line) : undefined));
+      for (const placed of [
+        this.ports.register(PC_TESTDEV.ioport, 8, testdev.ports),
+        this.ports.register(PC_TESTDEV.irqBase, PC_TESTDEV.irqLines, testdev.irqPorts),
+        this.buses.registerMmio(PC_TESTDEV.iomemBase, PC_TESTDEV.iomemLength, testdev.iomem),
+      ])
+        if (typeof placed === 'string') throw new Error(`machine set-up: ${placed}`);
+      this.pcTestdev = testdev;
+    }
 
     // The network card, set up as a PC BIOS leaves a PCI device: interrupt line 11, routed
     // level-triggered through the ELCR; the guest places the BARs.
@@ -401,6 +421,7 @@ export class Machine {
         com1: this.uart.save(),
         pci: this.pci.save(),
         fwCfg: this.fwCfg.save(),
+        pcTestdev: this.pcTestdev?.save() ?? null,
         nic: this.nic?.save() ?? null,
         link: this.link?.save() ?? null,
       },
@@ -458,6 +479,11 @@ export class Machine {
     this.uart.restore(d.com1, 'devices.com1');
     this.pci.restore(d.pci, 'devices.pci');
     this.fwCfg.restore(d.fwCfg, 'devices.fwCfg');
+    if (this.pcTestdev !== undefined) {
+      if (d.pcTestdev === null)
+        throw new StateError('devices.pcTestdev: missing (the machine has the test devices)');
+      this.pcTestdev.restore(d.pcTestdev, 'devices.pcTestdev');
+    }
     // After every device that drives one of its lines: the saved levels and requests remain;
     // the PIC drives the APIC's LINT0, the APIC the CPU's INTR.
     this.apic.restore(d.apic, 'devices.apic');
@@ -525,5 +551,6 @@ export function createMachine(config: MachineConfig = {}): Machine | string {
     serialOut: config.serialOut ?? (() => {}),
     rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
     network: config.network,
+    testDevices: config.testDevices,
   });
 }

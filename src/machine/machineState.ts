@@ -19,6 +19,7 @@ import type { DmaPageRegistersState } from './devices/legacy/DmaPageRegisters.ts
 import type { KeyboardControllerState } from './devices/legacy/KeyboardController.ts';
 import type { PicState } from './devices/legacy/Pic.ts';
 import type { FwCfgState } from './devices/legacy/FwCfg.ts';
+import type { PcTestdevState } from './devices/legacy/PcTestdev.ts';
 import type { LocalApicState } from './devices/apic/LocalApic.ts';
 import type { PitState } from './devices/legacy/Pit.ts';
 import type { UartState } from './devices/legacy/Uart16550.ts';
@@ -128,6 +129,8 @@ export interface MachineConfigState {
   hz: number;
   rtcStartSeconds: number;
   network: boolean;
+  /** QEMU's test devices (MachineConfig.testDevices). */
+  testDevices: boolean;
 }
 
 export interface MachineDevicesState {
@@ -140,6 +143,8 @@ export interface MachineDevicesState {
   com1: UartState;
   pci: PciHostBridgeState;
   fwCfg: FwCfgState;
+  /** pc-testdev, when the machine has the test devices (null otherwise). */
+  pcTestdev: PcTestdevState | null;
   /** The DP83820 and its link, when the machine has a network (null otherwise). */
   nic: Dp83820State | null;
   link: LinkState | null;
@@ -180,6 +185,7 @@ export const MACHINE_STATE: Check = checkState<MachineState>('machine', 1, {
     hz: num,
     rtcStartSeconds: num,
     network: bool,
+    testDevices: bool,
   }),
   clock: VERSIONED,
   cpu: VERSIONED,
@@ -194,6 +200,7 @@ export const MACHINE_STATE: Check = checkState<MachineState>('machine', 1, {
     com1: VERSIONED,
     pci: VERSIONED,
     fwCfg: VERSIONED,
+    pcTestdev: nullable(VERSIONED),
     nic: nullable(VERSIONED),
     link: nullable(VERSIONED),
   }),

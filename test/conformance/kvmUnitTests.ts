@@ -22,7 +22,8 @@ import {
   statSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createGuest } from '../../src/platforms/createGuest.ts';
+import { bootMultiboot } from '../../src/loader/multiboot.ts';
+import { createMachine } from '../../src/machine/Machine.ts';
 
 /** Where the suite's sources are (PREVIRT_KVM_UNIT_TESTS overrides). */
 export function suiteSource(): string {
@@ -183,8 +184,10 @@ export interface RunResult {
 export const DEFAULT_MAX_INSTRUCTIONS = 3_000_000_000;
 
 /**
- * Boots one test kernel on the raw PC and runs it until it exits through isa-debug-exit, stops
- * otherwise, or has run `maxInstructions` instructions.
+ * Boots one test kernel on the raw PC with QEMU's test devices (pc-testdev, as the suite's
+ * runner gives QEMU `-device pc-testdev`; isa-debug-exit at 0xF4 is always there) and runs it
+ * until it exits through isa-debug-exit, stops otherwise, or has run `maxInstructions`
+ * instructions.
  */
 export function runEntry(
   dir: string,
@@ -195,16 +198,17 @@ export function runEntry(
   if (!existsSync(path))
     return { outcome: 'missing', detail: `${entry.file} not built`, instructions: 0, output: '' };
   const out: number[] = [];
-  const guest = createGuest({
-    platform: 'none',
+  const machine = createMachine({ serialOut: (b) => out.push(b), testDevices: true });
+  if (typeof machine === 'string')
+    return { outcome: 'crash', detail: machine, instructions: 0, output: '' };
+  const booted = bootMultiboot(machine, {
     kernel: readFileSync(path),
     kernelName: entry.file,
     cmdline: entry.args,
-    console: (b) => out.push(b),
+    modules: [],
   });
-  if (typeof guest === 'string')
-    return { outcome: 'crash', detail: guest, instructions: 0, output: '' };
-  const machine = guest.machine;
+  if (booted !== undefined)
+    return { outcome: 'crash', detail: booted.message, instructions: 0, output: '' };
   const slice = 100_000_000;
   let end = machine.run(slice);
   while (end.kind === 'cycle-limit' && machine.cpu.counters.instructions < maxInstructions) {
