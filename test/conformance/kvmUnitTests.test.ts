@@ -17,12 +17,21 @@ import {
   suiteSource,
 } from './kvmUnitTests.ts';
 
-/** Fast entries (each well under a second on the host) that previrt passes. */
+/**
+ * Fast entries (each well under a second on the host) that previrt passes, among them those of
+ * the local APIC and fw_cfg (every one), task switches (taskswitch, eventinj's #PF task), NMI
+ * (eventinj), SMAP/SMEP (smap), UMIP (umip), RDTSCP (tsc) and EFER (la57).
+ */
 const QUICK = [
   'cmpxchg8b',
   'setjmp',
   'smptest',
   'umip',
+  'smap',
+  'tsc',
+  'la57',
+  'taskswitch',
+  'eventinj',
   'vmexit_mov_to_cr8',
   'vmexit_ipi',
   'vmexit_tscdeadline',
