@@ -468,6 +468,10 @@ export class Cpu {
   get cr0(): number {
     return this.cr0Value >>> 0;
   }
+  /** CR0.PE clear: real-address mode (system/realMode.ts). */
+  get realMode(): boolean {
+    return (this.cr0Value & 1) === 0;
+  }
   /** MOV to CR0: a change of PG, WP or PE flushes the TLBs (SDM 3A 4.10.4.1). */
   set cr0(v: number) {
     const old = this.cr0Value;

@@ -156,6 +156,7 @@ def(0xce, 0, ctl.softwareInterrupt);
 def(0xcf, 0, sys.iret);
 def(0xd4, IB, alu.aam);
 def(0xd5, IB, alu.aad);
+def(0xd6, 0, data.salc);
 def(0xd7, BYTE, data.xlat);
 def(range(0xd8, 8), MODRM, sys.fpu);
 def(range(0xe0, 4), JB, ctl.loop);

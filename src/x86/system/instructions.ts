@@ -149,6 +149,7 @@ export function group7(cpu: Cpu, i: Instr): void {
 
 /** 0F 00: SLDT, STR, LLDT, LTR, VERR, VERW (group 6). */
 export function group6(cpu: Cpu, i: Instr): void {
+  if (cpu.realMode) throw ud(); // SLDT, STR, LLDT, LTR, VERR, VERW: protected mode only
   switch (i.reg) {
     case 0:
     case 1: {
@@ -235,6 +236,7 @@ const LSL_TYPES = new Set([1, 2, 3, 9, 0xb]);
 
 /** 0F 02 LAR, 0F 03 LSL. */
 export function larLsl(cpu: Cpu, i: Instr): void {
+  if (cpu.realMode) throw ud();
   const sel = cpu.readRm({ ...i, size: 2 } as Instr) & 0xffff;
   const lsl = i.opcode === 0x103;
   let ok = false;
@@ -262,6 +264,7 @@ export function larLsl(cpu: Cpu, i: Instr): void {
 
 /** 63: ARPL r/m16, r16. */
 export function arpl(cpu: Cpu, i: Instr): void {
+  if (cpu.realMode) throw ud();
   const w = { ...i, size: 2 } as Instr;
   const dst = cpu.readRm(w);
   const src = cpu.getReg(i.reg, 2);

@@ -8,6 +8,7 @@ import { CpuFault, Vector, gp, np } from '../fault.ts';
 import * as F from '../flags.ts';
 import { CS, SS } from '../segment.ts';
 import { switchTask } from './task.ts';
+import { deliverReal } from './realMode.ts';
 import {
   checkStackSegment,
   dplOf,
@@ -118,6 +119,10 @@ function deliverThroughIdt(
   errorCode: number | undefined,
   kind: EventKind,
 ): void {
+  if (cpu.realMode) {
+    deliverReal(cpu, vector);
+    return;
+  }
   const ext = kind === 'software' ? 0 : 1;
   const idtErr = vector * 8 + 2 + ext;
   if (vector * 8 + 7 > cpu.idtr.limit) throw gp(idtErr);

@@ -26,6 +26,7 @@ import {
 } from './descriptors.ts';
 import { Vector } from '../fault.ts';
 import { farTransferToTask, taskReturn } from './task.ts';
+import { realFarReturn, realFarTransfer, realIret } from './realMode.ts';
 
 function limitOf(d: Descriptor): number {
   const raw = (d.lo & 0xffff) | (d.hi & 0xf0000);
@@ -66,6 +67,10 @@ export function farTransfer(
   cpu.cycles += cpu.costs.segmentLoad - cpu.costs.base;
   selector &= 0xffff;
   offset >>>= 0;
+  if (cpu.realMode) {
+    realFarTransfer(cpu, selector, offset, size, call);
+    return;
+  }
   if ((selector & 0xfffc) === 0) throw gp(0);
   const d = readDescriptor(cpu, selector);
   const err = selector & 0xfffc;
@@ -187,6 +192,10 @@ function returnOuter(
 /** CA iw, CB: far RET. */
 export function farReturn(cpu: Cpu, i: Instr): void {
   cpu.cycles += cpu.costs.segmentLoad - cpu.costs.base;
+  if (cpu.realMode) {
+    realFarReturn(cpu, i);
+    return;
+  }
   const size = i.size;
   const release = i.opcode === 0xca ? i.imm & 0xffff : 0;
   const eip = cpu.peek(size, 0);
@@ -209,6 +218,10 @@ export function iret(cpu: Cpu, i: Instr): void {
   const size = i.size;
   // IRET ends NMI blocking, even when it faults (SDM 3A 6.7.1).
   cpu.unblockNmi();
+  if (cpu.realMode) {
+    realIret(cpu, i);
+    return;
+  }
   if ((cpu.flagsBits & F.NT) !== 0) {
     taskReturn(cpu);
     return;
