@@ -185,8 +185,9 @@ export class Cpu {
   }
 
   /**
-   * Power-on state (SDM 3A 9.1.1), except that real mode is out of scope: the loader puts the
-   * CPU into 32-bit flat protected mode with `enterFlatProtectedMode`, as a boot loader would.
+   * Power-on state (SDM 3A 9.1.1), except that no BIOS runs at 0xFFFF0: the loader puts the
+   * CPU into 32-bit flat protected mode with `enterFlatProtectedMode`, as a boot loader would
+   * (a kernel may go back to real mode itself: system/realMode.ts).
    */
   reset(): void {
     this.regs.fill(0);
