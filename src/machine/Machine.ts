@@ -7,7 +7,7 @@ import { Cpu, type CpuCounters } from '../x86/Cpu.ts';
 import { MmioBus, PortBus } from './bus.ts';
 import { SimClock } from './clock.ts';
 import { costModels, P4_2_8GHZ, type CostModel } from './costModel.ts';
-import type { BusAccess, DmaMemory } from './device.ts';
+import type { BusAccess, DmaMemory, IrqLine } from './device.ts';
 import { Cmos } from './devices/legacy/Cmos.ts';
 import { DebugExit } from './devices/legacy/DebugExit.ts';
 import { FW_CFG_PORT, FwCfg } from './devices/legacy/FwCfg.ts';
@@ -20,6 +20,7 @@ import { Pit } from './devices/legacy/Pit.ts';
 import { Uart16550 } from './devices/legacy/Uart16550.ts';
 import { PciHostBridge } from './devices/pci/PciHostBridge.ts';
 import { LocalApic, MSR_APIC_BASE } from './devices/apic/LocalApic.ts';
+import { IO_APIC_BASE, IO_APIC_PINS, IoApic } from './devices/apic/IoApic.ts';
 import { Dp83820 } from './devices/dp83820/Dp83820.ts';
 import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
 import { PC_IRQ, placePcPorts } from './portMap.ts';
@@ -129,6 +130,8 @@ export class Machine {
   readonly pic: DualPic;
   /** The processor's local APIC; LINT0 is the PIC pair's INTR (LocalApic.ts). */
   readonly apic: LocalApic;
+  /** The I/O APIC at 0xFEC00000, beside the PIC pair on the ISA lines (IoApic.ts). */
+  readonly ioApic: IoApic;
   readonly pit: Pit;
   readonly uart: Uart16550;
   readonly cmos: Cmos;
@@ -188,29 +191,34 @@ export class Machine {
       (cycle) => this.cpu.shortenRun(cycle),
     );
 
+    // The APICs' pages lie above RAM, where every access reaches the MMIO bus anyway: they are
+    // marked (which flushes the TLBs) only if the guest moves the local APIC's into RAM, so a
+    // kernel that never touches them runs exactly as on a machine without them.
+    const apicBuses: BusAccess = {
+      registerPorts: (base, length, device) => this.ports.register(base, length, device),
+      registerMmio: (base, length, device) => {
+        const r = this.mmio.register(base, length, device);
+        if (typeof r !== 'string' && base < this.ram.length) this.cpu.markMmio(base, length);
+        return r;
+      },
+    };
     this.apic = new LocalApic({
       clock: this.clock,
-      // The page lies above RAM, where every access reaches the MMIO bus anyway: it is marked
-      // (which flushes the TLBs) only if the guest moves it into RAM, so a kernel that never
-      // touches the APIC runs exactly as on a machine without one.
-      buses: {
-        registerPorts: (base, length, device) => this.ports.register(base, length, device),
-        registerMmio: (base, length, device) => {
-          const r = this.mmio.register(base, length, device);
-          if (typeof r !== 'string' && base < this.ram.length) this.cpu.markMmio(base, length);
-          return r;
-        },
-      },
+      buses: apicBuses,
       intr: (level) => this.cpu.setInterruptLine(level),
       acknowledgeExtInt: () => this.pic.acknowledge(),
       nmi: () => this.cpu.raiseNmi(),
+      levelEoi: (vector) => this.ioApic.eoi(vector),
     });
+    this.ioApic = new IoApic((message) => this.apic.receive(message));
+    const ioApicPlaced = apicBuses.registerMmio(IO_APIC_BASE, 0x1000, this.ioApic);
+    if (typeof ioApicPlaced === 'string') throw new Error(`machine set-up: ${ioApicPlaced}`);
 
     // Legacy devices at their PC/AT addresses (portMap.ts, shared with the VMM's platform).
-    this.pit = new Pit(this.clock, this.pic.line(PC_IRQ.pit));
+    this.pit = new Pit(this.clock, this.isaIrq(PC_IRQ.pit));
     this.keyboard = new KeyboardController(() => this.requestReset());
     this.cmos = new Cmos(this.clock, config.rtcStartSeconds);
-    this.uart = new Uart16550('com1', this.clock, this.pic.line(PC_IRQ.com1), config.serialOut);
+    this.uart = new Uart16550('com1', this.clock, this.isaIrq(PC_IRQ.com1), config.serialOut);
     const placed = placePcPorts(this.ports, {
       picMaster: this.pic.master,
       pit: this.pit,
@@ -229,8 +237,14 @@ export class Machine {
     const fwCfgPlaced = this.ports.register(FW_CFG_PORT, 2, this.fwCfg);
     if (typeof fwCfgPlaced === 'string') throw new Error(`machine set-up: ${fwCfgPlaced}`);
     if (config.testDevices === true) {
-      const pic = this.pic;
-      const testdev = new PcTestdev((line) => (line < 16 ? pic.line(line) : undefined));
+      const ioApic = this.ioApic;
+      const testdev = new PcTestdev((line) =>
+        line < 16
+          ? this.isaIrq(line)
+          : line < IO_APIC_PINS
+            ? { set: (level) => ioApic.setPin(line, level) }
+            : undefined,
+      );
       for (const placed of [
         this.ports.register(PC_TESTDEV.ioport, 8, testdev.ports),
         this.ports.register(PC_TESTDEV.irqBase, PC_TESTDEV.irqLines, testdev.irqPorts),
@@ -248,7 +262,7 @@ export class Machine {
       this.nic = new Dp83820({
         clock: this.clock,
         dma: this.dma,
-        irq: this.pic.line(11),
+        irq: this.isaIrq(11),
         buses: this.buses,
         mac: config.network.mac ?? Uint8Array.from([0x00, 0x0d, 0x42, 0x00, 0x00, 0x01]),
         transmit: (frame) => link.send(0, frame),
@@ -259,6 +273,17 @@ export class Machine {
       this.nic.configWrite(0x3c, 1, 11);
       this.pic.elcr.ioWrite(1, 1, this.pic.elcr.ioRead(1, 1) | (1 << (11 - 8)));
     }
+  }
+
+  /** ISA interrupt line `irq`: into the 8259 pair and into the I/O APIC (IoApic.ts's wiring). */
+  private isaIrq(irq: number): IrqLine {
+    const pin = IoApic.pinOfIsaIrq(irq);
+    return {
+      set: (level) => {
+        this.pic.setIrq(irq, level);
+        this.ioApic.setPin(pin, level);
+      },
+    };
   }
 
   /**
@@ -414,6 +439,7 @@ export class Machine {
       devices: {
         pic: this.pic.save(),
         apic: this.apic.save(),
+        ioApic: this.ioApic.save(),
         pit: this.pit.save(),
         keyboard: this.keyboard.save(),
         dmaPages: this.dmaPages.save(),
@@ -487,6 +513,7 @@ export class Machine {
     // After every device that drives one of its lines: the saved levels and requests remain;
     // the PIC drives the APIC's LINT0, the APIC the CPU's INTR.
     this.apic.restore(d.apic, 'devices.apic');
+    this.ioApic.restore(d.ioApic, 'devices.ioApic');
     this.pic.restore(d.pic, 'devices.pic');
     try {
       this.cpu.restore(state.cpu);

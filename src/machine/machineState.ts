@@ -21,6 +21,7 @@ import type { PicState } from './devices/legacy/Pic.ts';
 import type { FwCfgState } from './devices/legacy/FwCfg.ts';
 import type { PcTestdevState } from './devices/legacy/PcTestdev.ts';
 import type { LocalApicState } from './devices/apic/LocalApic.ts';
+import type { IoApicState } from './devices/apic/IoApic.ts';
 import type { PitState } from './devices/legacy/Pit.ts';
 import type { UartState } from './devices/legacy/Uart16550.ts';
 import type { PciHostBridgeState } from './devices/pci/PciHostBridge.ts';
@@ -136,6 +137,7 @@ export interface MachineConfigState {
 export interface MachineDevicesState {
   pic: PicState;
   apic: LocalApicState;
+  ioApic: IoApicState;
   pit: PitState;
   keyboard: KeyboardControllerState;
   dmaPages: DmaPageRegistersState;
@@ -193,6 +195,7 @@ export const MACHINE_STATE: Check = checkState<MachineState>('machine', 1, {
   devices: shape<MachineDevicesState>({
     pic: VERSIONED,
     apic: VERSIONED,
+    ioApic: VERSIONED,
     pit: VERSIONED,
     keyboard: VERSIONED,
     dmaPages: VERSIONED,

@@ -265,3 +265,25 @@ test('local APIC state: a restored APIC keeps its registers and its timer expiry
   assert.equal(b.apic.timerFires, 2);
   assert.throws(() => b.apic.restore({ ...saved, version: 2 } as never), /version 2/);
 });
+
+test('local APIC: I/O APIC messages to this APIC, and the EOI of a level vector goes back', () => {
+  const time = testClock();
+  const bus = new MmioBus();
+  const eois: number[] = [];
+  const apic = new LocalApic({
+    clock: time.clock,
+    buses: { registerPorts: () => 'none', registerMmio: (b, l, d) => bus.register(b, l, d) },
+    intr: () => {},
+    acknowledgeExtInt: () => 0,
+    nmi: () => {},
+    levelEoi: (v) => eois.push(v),
+  });
+  bus.write(APIC_DEFAULT_BASE + REG.svr, 4, 0x1ff);
+  apic.receive({ vector: 0x51, mode: 0, level: false, destination: 1, logical: false });
+  apic.receive({ vector: 0x45, mode: 0, level: true, destination: 0, logical: false });
+  assert.equal(apic.acknowledge(), 0x45, 'only the one for APIC ID 0');
+  assert.equal(bus.read(APIC_DEFAULT_BASE + REG.tmr + 0x20, 4), 1 << 5, 'TMR: level');
+  bus.write(APIC_DEFAULT_BASE + REG.eoi, 4, 0);
+  assert.deepEqual(eois, [0x45]);
+  assert.equal(apic.acknowledge(), 0xff, 'nothing else: spurious');
+});

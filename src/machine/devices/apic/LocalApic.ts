@@ -42,6 +42,7 @@ import type {
   TimerState,
 } from '../../device.ts';
 import { arrayOf, bool, checkState, nullable, num, StateError, timer } from '../../state.ts';
+import type { ApicMessage } from './IoApic.ts';
 
 /** IA32_APIC_BASE (SDM Vol. 4, table 2-2, MSR 0x1B). */
 export const MSR_APIC_BASE = 0x1b;
@@ -157,6 +158,8 @@ export interface LocalApicWiring {
   acknowledgeExtInt: () => number;
   /** Raises an NMI at the processor (LINT1, an NMI IPI to self). */
   nmi: () => void;
+  /** The EOI of a level-triggered vector, broadcast to the I/O APIC (10.8.5). */
+  levelEoi?: (vector: number) => void;
 }
 
 export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
@@ -467,13 +470,31 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
     if (!readOnly && !vectors) this.error(ESR_ILLEGAL_REGISTER);
   }
 
-  /** EOI (10.8.5): the highest in-service vector is done. */
+  /**
+   * EOI (10.8.5): the highest in-service vector is done; for a level-triggered one (its TMR bit
+   * set) the EOI goes on to the I/O APIC.
+   */
   private eoi(): void {
     const v = highest(this.isr);
     if (v < 0) return;
     clearBit(this.isr, v);
-    clearBit(this.tmr, v); // level-triggered: the EOI message would go to the I/O APIC, if any
+    const level = (this.tmr[v >> 5] & (1 << (v & 31))) !== 0;
+    clearBit(this.tmr, v);
     this.update();
+    if (level) this.wiring.levelEoi?.(v);
+  }
+
+  /**
+   * An interrupt message from the I/O APIC (10.6, 10.8.1): fixed and lowest-priority ones
+   * whose destination is this APIC go into IRR, NMI to the processor; the others reach nothing.
+   */
+  receive(message: ApicMessage): void {
+    if (!this.globallyEnabled) return;
+    if (!this.matchesDestination(message.destination, message.logical)) return;
+    if (message.mode === DELIVERY_FIXED || message.mode === DELIVERY_LOWEST) {
+      this.accept(message.vector, message.level);
+      this.update();
+    } else if (message.mode === DELIVERY_NMI) this.wiring.nmi();
   }
 
   /**
