@@ -19,7 +19,7 @@ import { DualPic } from './devices/legacy/Pic.ts';
 import { Pit } from './devices/legacy/Pit.ts';
 import { Uart16550 } from './devices/legacy/Uart16550.ts';
 import { PciHostBridge } from './devices/pci/PciHostBridge.ts';
-import { LocalApic, MSR_APIC_BASE } from './devices/apic/LocalApic.ts';
+import { LocalApic, MSR_APIC_BASE, MSR_TSC_DEADLINE } from './devices/apic/LocalApic.ts';
 import { IO_APIC_BASE, IO_APIC_PINS, IoApic } from './devices/apic/IoApic.ts';
 import { Dp83820 } from './devices/dp83820/Dp83820.ts';
 import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
@@ -179,8 +179,17 @@ export class Machine {
         acknowledgeInterrupt: () => this.apic.acknowledge(),
         onChip: {
           cpuidEdx: () => this.apic.cpuidEdx(),
-          readMsr: (index) => (index === MSR_APIC_BASE ? this.apic.readBaseMsr() : undefined),
-          writeMsr: (index, value) => index === MSR_APIC_BASE && this.apic.writeBaseMsr(value),
+          cpuidEcx: () => this.apic.cpuidEcx(),
+          readMsr: (index) =>
+            index === MSR_APIC_BASE
+              ? this.apic.readBaseMsr()
+              : index === MSR_TSC_DEADLINE
+                ? this.apic.readDeadlineMsr()
+                : undefined,
+          writeMsr: (index, value) =>
+            index === MSR_APIC_BASE
+              ? this.apic.writeBaseMsr(value)
+              : index === MSR_TSC_DEADLINE && this.apic.writeDeadlineMsr(value),
         },
       },
       this.costModel.cpu,
@@ -208,6 +217,7 @@ export class Machine {
       intr: (level) => this.cpu.setInterruptLine(level),
       acknowledgeExtInt: () => this.pic.acknowledge(),
       nmi: () => this.cpu.raiseNmi(),
+      tscOffset: () => this.cpu.tscOffset,
       levelEoi: (vector) => this.ioApic.eoi(vector),
     });
     this.ioApic = new IoApic((message) => this.apic.receive(message));

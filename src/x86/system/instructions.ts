@@ -508,7 +508,7 @@ export function cpuid(cpu: Cpu): void {
   const [a, b, c, d] = cpuidLeaf(leaf, cpu.ecx);
   cpu.eax = a;
   cpu.ebx = b;
-  cpu.ecx = c;
+  cpu.ecx = leaf === 1 ? (c | (cpu.platform.onChip?.cpuidEcx() ?? 0)) >>> 0 : c;
   cpu.edx = leaf === 1 ? (d | (cpu.platform.onChip?.cpuidEdx() ?? 0)) >>> 0 : d;
 }
 

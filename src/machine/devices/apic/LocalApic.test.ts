@@ -287,3 +287,45 @@ test('local APIC: I/O APIC messages to this APIC, and the EOI of a level vector 
   assert.deepEqual(eois, [0x45]);
   assert.equal(apic.acknowledge(), 0xff, 'nothing else: spurious');
 });
+
+test('local APIC timer in TSC-deadline mode: fires when the TSC reaches the deadline, then disarms', () => {
+  const time = testClock();
+  const bus = new MmioBus();
+  let line = false;
+  const tscOffset = 1_000_000; // the guest wrote the TSC ahead of the cycle count
+  const apic = new LocalApic({
+    clock: time.clock,
+    buses: { registerPorts: () => 'none', registerMmio: (b, l, d) => bus.register(b, l, d) },
+    intr: (level) => (line = level),
+    acknowledgeExtInt: () => 0,
+    nmi: () => {},
+    tscOffset: () => tscOffset,
+  });
+  const write = (reg: number, v: number): void => bus.write(APIC_DEFAULT_BASE + reg, 4, v);
+  write(REG.svr, 0x1ff);
+  assert.equal(apic.cpuidEcx(), 1 << 24, 'CPUID.1:ECX.TSC_DEADLINE');
+  apic.writeDeadlineMsr(5000);
+  assert.equal(apic.readDeadlineMsr(), 0, 'ignored outside TSC-deadline mode');
+  write(REG.lvtTimer, (2 << 17) | 0x61);
+  write(REG.initialCount, 100);
+  assert.equal(bus.read(APIC_DEFAULT_BASE + REG.currentCount, 4), 0, 'no count in this mode');
+  apic.writeDeadlineMsr(tscOffset + 5000);
+  assert.equal(apic.readDeadlineMsr(), tscOffset + 5000);
+  time.advance(4999);
+  assert.equal(line, false);
+  time.advance(5000);
+  assert.equal(line, true, 'the TSC reached the deadline');
+  assert.equal(apic.readDeadlineMsr(), 0, 'disarmed once it fired');
+  assert.equal(apic.acknowledge(), 0x61);
+  write(REG.eoi, 0);
+  apic.writeDeadlineMsr(tscOffset + 9000);
+  write(REG.lvtTimer, 0x61); // back to one-shot: disarmed
+  time.advance(20000);
+  assert.equal(line, false);
+  assert.equal(apic.timerFires, 1);
+  apic.writeDeadlineMsr(1); // in the past, but not in deadline mode now: ignored
+  write(REG.lvtTimer, (2 << 17) | 0x61);
+  apic.writeDeadlineMsr(1); // in the past: fires at once
+  time.advance(20001);
+  assert.equal(line, true);
+});

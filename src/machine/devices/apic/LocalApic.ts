@@ -28,8 +28,11 @@
  *
  * The timer (10.5.4) counts the bus clock: the 200 MHz front-side bus clock of a 2.8 GHz
  * Pentium 4 (a 14× multiplier), divided by the divide configuration register, on the simulated
- * clock. One-shot and periodic modes; TSC-deadline mode is not offered (CPUID.1:ECX bit 24 is 0),
- * so that mode value is treated as reserved, as one-shot.
+ * clock; one-shot and periodic modes. TSC-deadline mode (10.5.4.1, CPUID.1:ECX bit 24) fires
+ * when the TSC reaches IA32_TSC_DEADLINE (MSR 0x6E0): the TSC is the CPU's cycle count plus its
+ * offset, so the deadline is a cycle on the same clock. It is armed against the TSC as it is at
+ * the MSR write; a later WRMSR to the TSC does not move it (SDM: the comparison is with the
+ * TSC; no test kernel here moves the TSC under an armed deadline).
  */
 import type {
   AccessSize,
@@ -48,6 +51,9 @@ import type { ApicMessage } from './IoApic.ts';
 export const MSR_APIC_BASE = 0x1b;
 /** CPUID.1:EDX bit 9: an on-chip APIC, present and globally enabled (SDM Vol. 2A, CPUID). */
 export const CPUID_EDX_APIC = 1 << 9;
+/** IA32_TSC_DEADLINE (SDM Vol. 4, table 2-2), and CPUID.1:ECX bit 24 that announces it. */
+export const MSR_TSC_DEADLINE = 0x6e0;
+export const CPUID_ECX_TSC_DEADLINE = 1 << 24;
 
 export const APIC_DEFAULT_BASE = 0xfee00000;
 const BASE_BSP = 1 << 8;
@@ -113,8 +119,10 @@ export interface LocalApicState {
   timerDivide: number;
   /** Simulated cycle at which the timer (re)started counting from its initial count. */
   timerStart: number | null;
-  /** The timer's next expiry on the clock (null when it is not counting). */
+  /** The timer's next expiry on the clock (null when it is not counting or armed). */
   timerEvent: TimerState | null;
+  /** IA32_TSC_DEADLINE: the armed deadline, 0 when disarmed. */
+  tscDeadline: number;
   /** The 8259's INTR output as it last drove LINT0. */
   lint0Level: boolean;
   /** Counters: timer expiries, IPIs sent, INIT/SIPI that reached no processor. */
@@ -143,6 +151,7 @@ const STATE = checkState<LocalApicState>('local APIC', 1, {
   timerDivide: num,
   timerStart: nullable(num),
   timerEvent: nullable(timer),
+  tscDeadline: num,
   lint0Level: bool,
   timerFires: num,
   ipisSent: num,
@@ -158,6 +167,8 @@ export interface LocalApicWiring {
   acknowledgeExtInt: () => number;
   /** Raises an NMI at the processor (LINT1, an NMI IPI to self). */
   nmi: () => void;
+  /** TSC − clock cycles (the CPU's TSC offset); 0 when not given. */
+  tscOffset?: () => number;
   /** The EOI of a level-triggered vector, broadcast to the I/O APIC (10.8.5). */
   levelEoi?: (vector: number) => void;
 }
@@ -182,6 +193,7 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
   private timerDivide = 0;
   private timerStart: number | undefined;
   private timerEvent: Timer | undefined;
+  private tscDeadline = 0;
   private lint0Level = false;
   private page: Registration | undefined;
   private line = false;
@@ -219,6 +231,7 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
     this.lvt[LVT.lint1] = DELIVERY_NMI << 8;
     this.timerInitial = 0;
     this.timerDivide = 0;
+    this.tscDeadline = 0;
   }
 
   private get globallyEnabled(): boolean {
@@ -232,6 +245,47 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
   /** CPUID.1:EDX bits: the APIC flag, which follows the global enable (SDM 10.4.3). */
   cpuidEdx(): number {
     return this.globallyEnabled ? CPUID_EDX_APIC : 0;
+  }
+
+  /** CPUID.1:ECX bits: the TSC-deadline timer, with the APIC. */
+  cpuidEcx(): number {
+    return this.globallyEnabled ? CPUID_ECX_TSC_DEADLINE : 0;
+  }
+
+  readDeadlineMsr(): number {
+    return this.tscDeadline;
+  }
+
+  /**
+   * WRMSR IA32_TSC_DEADLINE (10.5.4.1): in TSC-deadline mode a non-zero value arms the timer
+   * (a deadline already past fires at once), 0 disarms it; in the other modes the write is
+   * ignored.
+   */
+  // GUEST-CONTROLLED: value (any 64-bit number; the CPU gives EDX × 2^32 + EAX).
+  writeDeadlineMsr(value: number): boolean {
+    if (!this.deadlineMode) return true;
+    this.stopTimer();
+    this.tscDeadline = value;
+    if (value !== 0) this.armDeadline();
+    return true;
+  }
+
+  private get deadlineMode(): boolean {
+    return ((this.lvt[LVT.timer] >> 17) & 3) === 2;
+  }
+
+  private armDeadline(): void {
+    const clock = this.wiring.clock;
+    const cycle = Math.max(clock.now(), this.tscDeadline - (this.wiring.tscOffset?.() ?? 0));
+    this.timerEvent = clock.at(cycle, () => this.deadlineReached(), 'local-apic.timer');
+  }
+
+  private deadlineReached(): void {
+    this.timerEvent = undefined;
+    this.tscDeadline = 0;
+    this.timerFires++;
+    this.localInterrupt(LVT.timer);
+    this.update();
   }
 
   readBaseMsr(): number {
@@ -452,6 +506,7 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
         this.icrHigh = value & 0xff000000;
         return;
       case 0x380:
+        if (this.deadlineMode) return; // ignored in TSC-deadline mode (10.5.4.1)
         this.timerInitial = value;
         this.startTimer();
         return;
@@ -515,9 +570,15 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
     if (!this.softwareEnabled) v |= LVT_MASKED;
     // LINT1 is edge-triggered only; only LINT0 can be level (10.5.1, trigger mode note).
     if (index === LVT.lint1) v &= ~LVT_LEVEL;
+    const wasDeadline = this.deadlineMode;
     this.lvt[index] = v >>> 0;
-    // The timer's mode decides its next expiry (a one-shot count past its end has none).
-    if (index === LVT.timer && this.timerStart !== undefined) {
+    if (index === LVT.timer && wasDeadline !== this.deadlineMode) {
+      // Into or out of TSC-deadline mode: the timer is disarmed (10.5.4.1).
+      this.stopTimer();
+      this.tscDeadline = 0;
+      this.timerInitial = 0;
+    } else if (index === LVT.timer && this.timerStart !== undefined) {
+      // The timer's mode decides its next expiry (a one-shot count past its end has none).
       this.timerEvent?.cancel();
       this.timerEvent = undefined;
       this.scheduleTimer();
@@ -622,7 +683,7 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
   }
 
   private currentCount(): number {
-    if (this.timerStart === undefined) return 0;
+    if (this.timerStart === undefined || this.deadlineMode) return 0;
     const elapsed = this.countsSinceStart();
     if (this.periodic) return this.timerInitial - (elapsed % this.timerInitial);
     return Math.max(this.timerInitial - elapsed, 0);
@@ -672,6 +733,7 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
         this.timerEvent === undefined
           ? null
           : { cycle: this.timerEvent.cycle, seq: this.timerEvent.seq },
+      tscDeadline: this.tscDeadline,
       lint0Level: this.lint0Level,
       timerFires: this.timerFires,
       ipisSent: this.ipisSent,
@@ -702,14 +764,12 @@ export class LocalApic implements MmioDevice, Stateful<LocalApicState> {
     this.timerInitial = state.timerInitial;
     this.timerDivide = state.timerDivide;
     this.timerStart = state.timerStart ?? undefined;
+    this.tscDeadline = state.tscDeadline;
+    const expiry = this.deadlineMode ? () => this.deadlineReached() : () => this.timerExpired();
     this.timerEvent =
       state.timerEvent === null
         ? undefined
-        : this.wiring.clock.restoreAt(
-            state.timerEvent,
-            () => this.timerExpired(),
-            'local-apic.timer',
-          );
+        : this.wiring.clock.restoreAt(state.timerEvent, expiry, 'local-apic.timer');
     this.lint0Level = state.lint0Level;
     this.timerFires = state.timerFires;
     this.ipisSent = state.ipisSent;
