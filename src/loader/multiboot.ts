@@ -2,8 +2,9 @@
  * Multiboot v1 (the Multiboot Specification 0.6.96) as QEMU's `-kernel` does it: the header in
  * the first 8 KB, ELF segments loaded at their physical addresses (or the a.out kludge's
  * addresses when header flag 16 is set), modules page-aligned after the kernel, and the
- * information structure (memory sizes, memory map, command line, modules, boot loader name)
- * below 640 KB. The CPU starts as the specification promises: 32-bit flat protected mode,
+ * information structure (memory sizes, memory map, command line, modules, boot loader name) at
+ * 0x9000 in conventional memory, or after the image when the image occupies that memory itself
+ * (see `infoPlaces`). The CPU starts as the specification promises: 32-bit flat protected mode,
  * paging off, interrupts off, EAX = 0x2BADB002, EBX = the information structure.
  */
 import type { Machine } from '../machine/Machine.ts';
@@ -25,9 +26,14 @@ export interface BootRequest {
 
 const HEADER_MAGIC = 0x1badb002;
 const BOOT_MAGIC = 0x2badb002;
-/** Where the information structure, its strings and the memory map go (conventional memory). */
+/**
+ * Where the information structure, its strings and the memory map go when the image leaves the
+ * place free: conventional memory from 0x9000 to the extended BIOS data area, which the memory
+ * map reports as reserved from 0x9FC00 to 1 MB (with the ROMs). Nothing may be loaded there.
+ */
 const INFO_BASE = 0x9000;
-const INFO_LIMIT = 0x9fc00;
+const CONVENTIONAL_END = 0x9fc00;
+const EXTENDED_BASE = 0x100000;
 
 interface Header {
   flags: number;
@@ -133,9 +139,9 @@ export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStar
         `${file}: segment at ${hex(s.paddr)} (${s.memsz} bytes) lies outside the machine's ${ramSize >> 20} MB`,
       );
     }
-    if (s.paddr < 0x100000 && s.paddr + s.memsz > INFO_BASE) {
+    if (s.paddr < EXTENDED_BASE && s.paddr + s.memsz > CONVENTIONAL_END) {
       return new LoadError(
-        `${file}: segment at ${hex(s.paddr)} overlaps conventional memory below 1 MB used for boot information`,
+        `${file}: segment at ${hex(s.paddr)} overlaps the reserved area from ${hex(CONVENTIONAL_END)} to 1 MB (BIOS data and ROMs)`,
       );
     }
     if (k > 0 && s.paddr < sorted[k - 1].paddr + sorted[k - 1].memsz) {
@@ -145,6 +151,7 @@ export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStar
     }
     kernelEnd = Math.max(kernelEnd, s.paddr + s.memsz);
   }
+  const lowImage = sorted.some((s) => s.paddr < CONVENTIONAL_END && s.paddr + s.memsz > INFO_BASE);
   for (const s of sorted) {
     ram.fill(0, s.paddr, s.paddr + s.memsz);
     ram.set(s.data, s.paddr);
@@ -154,6 +161,7 @@ export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStar
   let next = align(kernelEnd, 4096);
   const placed: { start: number; end: number; string: string }[] = [];
   for (const m of req.modules) {
+    next = skipReserved(next, m.bytes.length);
     if (next + m.bytes.length > ramSize) {
       return new LoadError(
         `${m.name}: module too large (${m.bytes.length} bytes at ${hex(next)} do not fit in ${ramSize >> 20} MB)`,
@@ -164,8 +172,48 @@ export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStar
     next = align(next + m.bytes.length, 4096);
   }
 
-  // The information structure and everything it points to.
-  const info = new InfoWriter(ram);
+  // The information structure and everything it points to, at the first place it fits.
+  let mbi: number | undefined;
+  for (const [base, limit] of infoPlaces(lowImage, next, ramSize)) {
+    mbi = writeInfo(new InfoWriter(ram, base, limit), req, file, placed, ramSize);
+    if (mbi !== undefined) break;
+  }
+  if (mbi === undefined)
+    return new LoadError(`${file}: command line and module strings do not fit in memory`);
+
+  return { entry: image.entry, mbi, magic: BOOT_MAGIC };
+}
+
+/**
+ * Where the information structure may go, in order of preference. At 0x9000 when the image
+ * leaves conventional memory free there (every kernel linked at 1 MB; the figures of their runs
+ * depend on this address, since the kernel copies and reads the structure). When the image
+ * occupies low memory itself, after the image and its modules, as QEMU puts it
+ * (hw/i386/multiboot.c: the image, the modules, then the strings and the structure in one
+ * buffer): below the reserved area if it fits there, else from 1 MB on.
+ */
+function infoPlaces(lowImage: boolean, afterImage: number, ramSize: number): [number, number][] {
+  if (!lowImage) return [[INFO_BASE, CONVENTIONAL_END]];
+  if (afterImage >= EXTENDED_BASE) return [[afterImage, ramSize]];
+  return [
+    [afterImage, CONVENTIONAL_END],
+    [EXTENDED_BASE, ramSize],
+  ];
+}
+
+/** `at`, or 1 MB when `length` bytes from `at` would reach into the reserved area. */
+function skipReserved(at: number, length: number): number {
+  return at < EXTENDED_BASE && at + length > CONVENTIONAL_END ? EXTENDED_BASE : at;
+}
+
+/** Writes the information structure; its address, or undefined if it does not fit. */
+function writeInfo(
+  info: InfoWriter,
+  req: BootRequest,
+  file: string,
+  placed: { start: number; end: number; string: string }[],
+  ramSize: number,
+): number | undefined {
   const mbi = info.alloc(88);
   const cmdline = info.string(req.cmdline.length > 0 ? `${file} ${req.cmdline}` : file);
   const loaderName = info.string('previrt');
@@ -191,8 +239,7 @@ export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStar
     info.u32(e + 16, 0);
     info.u32(e + 20, type);
   });
-  if (info.overflow)
-    return new LoadError(`${file}: command line and module strings do not fit below 640 KB`);
+  if (info.overflow) return undefined;
   // flags: mem (0), cmdline (2), mods (3), mmap (6), boot loader name (9).
   info.u32(mbi, (1 << 0) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9));
   info.u32(mbi + 4, 639);
@@ -204,20 +251,25 @@ export function placeMultiboot(ram: Uint8Array, req: BootRequest): MultibootStar
   info.u32(mbi + 48, mmap);
   info.u32(mbi + 64, loaderName);
 
-  return { entry: image.entry, mbi, magic: BOOT_MAGIC };
+  return mbi;
 }
 
 class InfoWriter {
-  private next = INFO_BASE;
+  private next: number;
   overflow = false;
   private readonly view: DataView;
-  constructor(private readonly ram: Uint8Array) {
+  constructor(
+    private readonly ram: Uint8Array,
+    base: number,
+    private readonly limit: number,
+  ) {
+    this.next = base;
     this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
   }
   alloc(bytes: number): number {
     const at = align(this.next, 4);
     this.next = at + bytes;
-    if (this.next > INFO_LIMIT) this.overflow = true;
+    if (this.next > this.limit) this.overflow = true;
     else this.ram.fill(0, at, at + bytes);
     return at;
   }
@@ -228,7 +280,7 @@ class InfoWriter {
     return at;
   }
   u32(at: number, v: number): void {
-    if (at + 4 <= INFO_LIMIT) this.view.setUint32(at, v >>> 0, true);
+    if (at + 4 <= this.limit) this.view.setUint32(at, v >>> 0, true);
   }
 }
 

@@ -7,9 +7,11 @@ import { Cpu, type CpuCounters } from '../x86/Cpu.ts';
 import { MmioBus, PortBus } from './bus.ts';
 import { SimClock } from './clock.ts';
 import { costModels, P4_2_8GHZ, type CostModel } from './costModel.ts';
-import type { BusAccess, DmaMemory } from './device.ts';
+import type { BusAccess, DmaMemory, IrqLine } from './device.ts';
 import { Cmos } from './devices/legacy/Cmos.ts';
 import { DebugExit } from './devices/legacy/DebugExit.ts';
+import { FW_CFG_PORT, FwCfg } from './devices/legacy/FwCfg.ts';
+import { PC_TESTDEV, PcTestdev } from './devices/legacy/PcTestdev.ts';
 import { KeyboardController } from './devices/legacy/KeyboardController.ts';
 import { DmaPageRegisters } from './devices/legacy/DmaPageRegisters.ts';
 import { PostPort } from './devices/legacy/PostPort.ts';
@@ -17,6 +19,8 @@ import { DualPic } from './devices/legacy/Pic.ts';
 import { Pit } from './devices/legacy/Pit.ts';
 import { Uart16550 } from './devices/legacy/Uart16550.ts';
 import { PciHostBridge } from './devices/pci/PciHostBridge.ts';
+import { LocalApic, MSR_APIC_BASE, MSR_TSC_DEADLINE } from './devices/apic/LocalApic.ts';
+import { IO_APIC_BASE, IO_APIC_PINS, IoApic } from './devices/apic/IoApic.ts';
 import { Dp83820 } from './devices/dp83820/Dp83820.ts';
 import { EthernetLink, type FaultConfig } from './ethernet/link.ts';
 import { PC_IRQ, placePcPorts } from './portMap.ts';
@@ -44,6 +48,11 @@ export interface MachineConfig {
    * (`machine.link`, end 1) a peer attaches to.
    */
   network?: { mac?: Uint8Array; faults?: FaultConfig };
+  /**
+   * QEMU's test devices for test kernels (kvm-unit-tests): pc-testdev (PcTestdev.ts). Off by
+   * default: a PC has no such device.
+   */
+  testDevices?: boolean;
 }
 
 /** How a run ended. `exitCode` is the process status `previrt run` uses for it. */
@@ -119,12 +128,20 @@ export class Machine {
   readonly ports = new PortBus();
   readonly mmio = new MmioBus();
   readonly pic: DualPic;
+  /** The processor's local APIC; LINT0 is the PIC pair's INTR (LocalApic.ts). */
+  readonly apic: LocalApic;
+  /** The I/O APIC at 0xFEC00000, beside the PIC pair on the ISA lines (IoApic.ts). */
+  readonly ioApic: IoApic;
   readonly pit: Pit;
   readonly uart: Uart16550;
   readonly cmos: Cmos;
   readonly keyboard: KeyboardController;
   readonly dmaPages = new DmaPageRegisters();
   readonly pci = new PciHostBridge();
+  /** QEMU's fw_cfg at 0x510 (the CPU count and RAM size, for test kernels written for QEMU). */
+  readonly fwCfg: FwCfg;
+  /** QEMU's pc-testdev, with `testDevices` in the config. */
+  readonly pcTestdev: PcTestdev | undefined;
   /** The NIC and its link, when the config asks for a network. */
   readonly nic: Dp83820 | undefined;
   readonly link: EthernetLink | undefined;
@@ -135,8 +152,8 @@ export class Machine {
   private readonly configState: MachineConfigState;
 
   constructor(
-    config: Required<Omit<MachineConfig, 'costModel' | 'network'>> &
-      Pick<MachineConfig, 'network'> & { costModel: CostModel },
+    config: Required<Omit<MachineConfig, 'costModel' | 'network' | 'testDevices'>> &
+      Pick<MachineConfig, 'network' | 'testDevices'> & { costModel: CostModel },
   ) {
     this.costModel = config.costModel;
     this.configState = {
@@ -145,11 +162,13 @@ export class Machine {
       hz: config.costModel.hz,
       rtcStartSeconds: config.rtcStartSeconds,
       network: config.network !== undefined,
+      testDevices: config.testDevices === true,
     };
     this.ram = new Uint8Array(config.memoryMb << 20);
-    this.pic = new DualPic((level) => this.cpu.setInterruptLine(level));
+    this.pic = new DualPic((level) => this.apic.setExtIntLine(level));
 
-    // The CPU sees memory directly and everything else through the buses and the PIC.
+    // The CPU sees memory directly and everything else through the buses and the interrupt
+    // controllers: the local APIC, and through its LINT0 the PIC pair.
     this.cpu = new Cpu(
       {
         ram: this.ram,
@@ -157,7 +176,21 @@ export class Machine {
         ioWrite: (port, size, value) => this.ports.write(port, size, value),
         mmioRead: (paddr, size) => this.mmio.read(paddr, size),
         mmioWrite: (paddr, size, value) => this.mmio.write(paddr, size, value),
-        acknowledgeInterrupt: () => this.pic.acknowledge(),
+        acknowledgeInterrupt: () => this.apic.acknowledge(),
+        onChip: {
+          cpuidEdx: () => this.apic.cpuidEdx(),
+          cpuidEcx: () => this.apic.cpuidEcx(),
+          readMsr: (index) =>
+            index === MSR_APIC_BASE
+              ? this.apic.readBaseMsr()
+              : index === MSR_TSC_DEADLINE
+                ? this.apic.readDeadlineMsr()
+                : undefined,
+          writeMsr: (index, value) =>
+            index === MSR_APIC_BASE
+              ? this.apic.writeBaseMsr(value)
+              : index === MSR_TSC_DEADLINE && this.apic.writeDeadlineMsr(value),
+        },
       },
       this.costModel.cpu,
     );
@@ -167,11 +200,35 @@ export class Machine {
       (cycle) => this.cpu.shortenRun(cycle),
     );
 
+    // The APICs' pages lie above RAM, where every access reaches the MMIO bus anyway: they are
+    // marked (which flushes the TLBs) only if the guest moves the local APIC's into RAM, so a
+    // kernel that never touches them runs exactly as on a machine without them.
+    const apicBuses: BusAccess = {
+      registerPorts: (base, length, device) => this.ports.register(base, length, device),
+      registerMmio: (base, length, device) => {
+        const r = this.mmio.register(base, length, device);
+        if (typeof r !== 'string' && base < this.ram.length) this.cpu.markMmio(base, length);
+        return r;
+      },
+    };
+    this.apic = new LocalApic({
+      clock: this.clock,
+      buses: apicBuses,
+      intr: (level) => this.cpu.setInterruptLine(level),
+      acknowledgeExtInt: () => this.pic.acknowledge(),
+      nmi: () => this.cpu.raiseNmi(),
+      tscOffset: () => this.cpu.tscOffset,
+      levelEoi: (vector) => this.ioApic.eoi(vector),
+    });
+    this.ioApic = new IoApic((message) => this.apic.receive(message));
+    const ioApicPlaced = apicBuses.registerMmio(IO_APIC_BASE, 0x1000, this.ioApic);
+    if (typeof ioApicPlaced === 'string') throw new Error(`machine set-up: ${ioApicPlaced}`);
+
     // Legacy devices at their PC/AT addresses (portMap.ts, shared with the VMM's platform).
-    this.pit = new Pit(this.clock, this.pic.line(PC_IRQ.pit));
+    this.pit = new Pit(this.clock, this.isaIrq(PC_IRQ.pit));
     this.keyboard = new KeyboardController(() => this.requestReset());
     this.cmos = new Cmos(this.clock, config.rtcStartSeconds);
-    this.uart = new Uart16550('com1', this.clock, this.pic.line(PC_IRQ.com1), config.serialOut);
+    this.uart = new Uart16550('com1', this.clock, this.isaIrq(PC_IRQ.com1), config.serialOut);
     const placed = placePcPorts(this.ports, {
       picMaster: this.pic.master,
       pit: this.pit,
@@ -186,6 +243,26 @@ export class Machine {
       pciConfig: this.pci,
     });
     if (placed !== undefined) throw new Error(`machine set-up: ${placed}`);
+    this.fwCfg = new FwCfg({ ramBytes: this.ram.length, cpus: 1 });
+    const fwCfgPlaced = this.ports.register(FW_CFG_PORT, 2, this.fwCfg);
+    if (typeof fwCfgPlaced === 'string') throw new Error(`machine set-up: ${fwCfgPlaced}`);
+    if (config.testDevices === true) {
+      const ioApic = this.ioApic;
+      const testdev = new PcTestdev((line) =>
+        line < 16
+          ? this.isaIrq(line)
+          : line < IO_APIC_PINS
+            ? { set: (level) => ioApic.setPin(line, level) }
+            : undefined,
+      );
+      for (const placed of [
+        this.ports.register(PC_TESTDEV.ioport, 8, testdev.ports),
+        this.ports.register(PC_TESTDEV.irqBase, PC_TESTDEV.irqLines, testdev.irqPorts),
+        this.buses.registerMmio(PC_TESTDEV.iomemBase, PC_TESTDEV.iomemLength, testdev.iomem),
+      ])
+        if (typeof placed === 'string') throw new Error(`machine set-up: ${placed}`);
+      this.pcTestdev = testdev;
+    }
 
     // The network card, set up as a PC BIOS leaves a PCI device: interrupt line 11, routed
     // level-triggered through the ELCR; the guest places the BARs.
@@ -195,7 +272,7 @@ export class Machine {
       this.nic = new Dp83820({
         clock: this.clock,
         dma: this.dma,
-        irq: this.pic.line(11),
+        irq: this.isaIrq(11),
         buses: this.buses,
         mac: config.network.mac ?? Uint8Array.from([0x00, 0x0d, 0x42, 0x00, 0x00, 0x01]),
         transmit: (frame) => link.send(0, frame),
@@ -206,6 +283,17 @@ export class Machine {
       this.nic.configWrite(0x3c, 1, 11);
       this.pic.elcr.ioWrite(1, 1, this.pic.elcr.ioRead(1, 1) | (1 << (11 - 8)));
     }
+  }
+
+  /** ISA interrupt line `irq`: into the 8259 pair and into the I/O APIC (IoApic.ts's wiring). */
+  private isaIrq(irq: number): IrqLine {
+    const pin = IoApic.pinOfIsaIrq(irq);
+    return {
+      set: (level) => {
+        this.pic.setIrq(irq, level);
+        this.ioApic.setPin(pin, level);
+      },
+    };
   }
 
   /**
@@ -360,12 +448,16 @@ export class Machine {
           : saveRam(this.ram),
       devices: {
         pic: this.pic.save(),
+        apic: this.apic.save(),
+        ioApic: this.ioApic.save(),
         pit: this.pit.save(),
         keyboard: this.keyboard.save(),
         dmaPages: this.dmaPages.save(),
         cmos: this.cmos.save(),
         com1: this.uart.save(),
         pci: this.pci.save(),
+        fwCfg: this.fwCfg.save(),
+        pcTestdev: this.pcTestdev?.save() ?? null,
         nic: this.nic?.save() ?? null,
         link: this.link?.save() ?? null,
       },
@@ -422,7 +514,16 @@ export class Machine {
     this.cmos.restore(d.cmos, 'devices.cmos');
     this.uart.restore(d.com1, 'devices.com1');
     this.pci.restore(d.pci, 'devices.pci');
-    // After every device that drives one of its lines: the saved levels and requests remain.
+    this.fwCfg.restore(d.fwCfg, 'devices.fwCfg');
+    if (this.pcTestdev !== undefined) {
+      if (d.pcTestdev === null)
+        throw new StateError('devices.pcTestdev: missing (the machine has the test devices)');
+      this.pcTestdev.restore(d.pcTestdev, 'devices.pcTestdev');
+    }
+    // After every device that drives one of its lines: the saved levels and requests remain;
+    // the PIC drives the APIC's LINT0, the APIC the CPU's INTR.
+    this.apic.restore(d.apic, 'devices.apic');
+    this.ioApic.restore(d.ioApic, 'devices.ioApic');
     this.pic.restore(d.pic, 'devices.pic');
     try {
       this.cpu.restore(state.cpu);
@@ -487,5 +588,6 @@ export function createMachine(config: MachineConfig = {}): Machine | string {
     serialOut: config.serialOut ?? (() => {}),
     rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
     network: config.network,
+    testDevices: config.testDevices,
   });
 }

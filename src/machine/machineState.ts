@@ -18,6 +18,10 @@ import type { CmosState } from './devices/legacy/Cmos.ts';
 import type { DmaPageRegistersState } from './devices/legacy/DmaPageRegisters.ts';
 import type { KeyboardControllerState } from './devices/legacy/KeyboardController.ts';
 import type { PicState } from './devices/legacy/Pic.ts';
+import type { FwCfgState } from './devices/legacy/FwCfg.ts';
+import type { PcTestdevState } from './devices/legacy/PcTestdev.ts';
+import type { LocalApicState } from './devices/apic/LocalApic.ts';
+import type { IoApicState } from './devices/apic/IoApic.ts';
 import type { PitState } from './devices/legacy/Pit.ts';
 import type { UartState } from './devices/legacy/Uart16550.ts';
 import type { PciHostBridgeState } from './devices/pci/PciHostBridge.ts';
@@ -126,16 +130,23 @@ export interface MachineConfigState {
   hz: number;
   rtcStartSeconds: number;
   network: boolean;
+  /** QEMU's test devices (MachineConfig.testDevices). */
+  testDevices: boolean;
 }
 
 export interface MachineDevicesState {
   pic: PicState;
+  apic: LocalApicState;
+  ioApic: IoApicState;
   pit: PitState;
   keyboard: KeyboardControllerState;
   dmaPages: DmaPageRegistersState;
   cmos: CmosState;
   com1: UartState;
   pci: PciHostBridgeState;
+  fwCfg: FwCfgState;
+  /** pc-testdev, when the machine has the test devices (null otherwise). */
+  pcTestdev: PcTestdevState | null;
   /** The DP83820 and its link, when the machine has a network (null otherwise). */
   nic: Dp83820State | null;
   link: LinkState | null;
@@ -176,18 +187,23 @@ export const MACHINE_STATE: Check = checkState<MachineState>('machine', 1, {
     hz: num,
     rtcStartSeconds: num,
     network: bool,
+    testDevices: bool,
   }),
   clock: VERSIONED,
   cpu: VERSIONED,
   ram: VERSIONED,
   devices: shape<MachineDevicesState>({
     pic: VERSIONED,
+    apic: VERSIONED,
+    ioApic: VERSIONED,
     pit: VERSIONED,
     keyboard: VERSIONED,
     dmaPages: VERSIONED,
     cmos: VERSIONED,
     com1: VERSIONED,
     pci: VERSIONED,
+    fwCfg: VERSIONED,
+    pcTestdev: nullable(VERSIONED),
     nic: nullable(VERSIONED),
     link: nullable(VERSIONED),
   }),

@@ -701,9 +701,15 @@ export class InPlaceVmm implements VmmCore {
         return next;
       case 'cpuid': {
         // The processor the guest would see on the raw PC, less what it cannot use on this
-        // hypervisor (the backend says which features).
+        // hypervisor (the backend says which features), and with basic leaves up to 1 only:
+        // leaf 7's SMEP, SMAP and UMIP are CR4 features the virtual CPU does not honour.
         const leaf = cpu.eax;
-        const [a, b, c, d] = cpuidLeaf(leaf);
+        const [a, b, c, d] =
+          leaf === 0
+            ? [1, ...cpuidLeaf(0).slice(1)]
+            : leaf > 1 && leaf < 0x80000000
+              ? [0, 0, 0, 0]
+              : cpuidLeaf(leaf);
         cpu.eax = a;
         cpu.ebx = b;
         cpu.ecx = c;

@@ -413,3 +413,85 @@ test('MSR 0x8b (IA32_BIOS_SIGN_ID): writes are ignored and reads give 0, no micr
     0,
   );
 });
+
+/** Runs `source`; every exception skips the 2-byte instruction that raised it, and is listed. */
+function runSkippingFaults(source: string): { cpu: ReturnType<typeof flatCpu>; faults: number[] } {
+  const cpu = flatCpu(assemble(`${source}\n\thlt`));
+  const faults: number[] = [];
+  cpu.attachMonitor({
+    onEvent(e) {
+      if (e.kind === 'exception') faults.push(e.vector);
+      cpu.eip += 2;
+    },
+  });
+  assert.equal(cpu.run(1e6), 'halt');
+  return { cpu, faults };
+}
+
+test('IA32_MISC_ENABLE: reset value, writable bits read back, read-only bits kept, reserved #GP', () => {
+  const { cpu, faults } = runSkippingFaults(`
+    movl $0x1a0, %ecx
+    rdmsr
+    movl %eax, %esi
+    movl $0x00c50009, %eax /* the msr test's value, bits 7, 11, 12 from the reset value */
+    orl $0x1800, %eax
+    movl $4, %edx
+    wrmsr
+    rdmsr
+    movl %eax, %edi
+    movl %edx, %ebp
+    movl $0x2, %eax        /* bit 1: reserved */
+    xorl %edx, %edx
+    wrmsr
+    movl $0x80, %eax       /* bit 7 (read-only) written as 1: kept at 0 */
+    wrmsr
+    rdmsr`);
+  assert.equal(cpu.esi, 0x1801, 'fast strings; BTS and PEBS unavailable; no perf monitoring');
+  assert.equal(cpu.edi, 0x00c51809);
+  assert.equal(cpu.ebp, 4, 'bit 34 (XD disable)');
+  assert.deepEqual(faults, [13]);
+  assert.equal(cpu.eax, 0x1800);
+});
+
+test('IA32_EFER reads 0 and refuses any bit; IA32_APIC_BASE without an APIC is #GP', () => {
+  const { cpu, faults } = runSkippingFaults(`
+    movl $0xc0000080, %ecx
+    movl $-1, %eax
+    movl $-1, %edx
+    rdmsr
+    movl %eax, %esi
+    movl %edx, %edi
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr                  /* 0: fine */
+    movl $1, %eax          /* SCE: no SYSCALL here */
+    wrmsr
+    movl $0x1b, %ecx
+    rdmsr`);
+  assert.equal(cpu.esi, 0);
+  assert.equal(cpu.edi, 0);
+  assert.deepEqual(faults, [13, 13], 'EFER.SCE, then the APIC base on a platform without one');
+});
+
+test('RDTSCP: the TSC with IA32_TSC_AUX in ECX, announced by CPUID 0x80000001; RDPMC is #GP', () => {
+  const { cpu, faults } = runSkippingFaults(`
+    movl $0x80000000, %eax
+    cpuid
+    movl %eax, %ebp
+    movl $0x80000001, %eax
+    cpuid
+    movl %edx, %edi
+    movl $0xc0000103, %ecx
+    movl $0x1234, %eax
+    xorl %edx, %edx
+    wrmsr
+    xorl %ecx, %ecx
+    rdtscp
+    movl %ecx, %esi
+    xorl %ecx, %ecx
+    rdpmc`);
+  assert.equal(cpu.ebp, 0x80000001, 'the highest extended leaf');
+  assert.equal(cpu.edi, 1 << 27, 'RDTSCP');
+  assert.equal(cpu.esi, 0x1234);
+  assert.deepEqual(faults, [13], 'RDPMC: no counters');
+});

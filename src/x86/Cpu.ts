@@ -1,5 +1,5 @@
 import type { CpuCosts } from './cost.ts';
-import { CpuFault, Vector, gp } from './fault.ts';
+import { CpuFault, Vector, gp, pf } from './fault.ts';
 import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
@@ -13,12 +13,13 @@ import { EntryTable, entriesDiffer, hex32, type EntriesState, type Unbind } from
 import type { BoundHandler, Monitor } from './monitor.ts';
 import type { CpuPlatform } from './platform.ts';
 import { CS, DS, SS, SegmentRegister, checkedLinear } from './segment.ts';
-import { walk } from './system/paging.ts';
+import { CR4_SMAP, CR4_SMEP, walk } from './system/paging.ts';
 import { bounce, deliverEvent, type EventKind } from './system/interrupts.ts';
 import { saveCpu, restoreCpu, type CpuInternals, type CpuState } from './system/state.ts';
 import {
   T_RAM,
   T_RAM_WRITE,
+  T_SUPER,
   T_USER,
   T_USER_WRITE,
   T_VALID,
@@ -95,6 +96,9 @@ export class Cpu {
   sysenterEsp = 0;
   sysenterEip = 0;
   tscOffset = 0;
+  /** IA32_MISC_ENABLE and IA32_TSC_AUX (system/instructions.ts). */
+  miscEnable = 0x1801; // MISC_ENABLE_RESET: fast strings, BTS and PEBS unavailable
+  tscAux = 0;
 
   cycles = 0;
   idleCycles = 0;
@@ -105,6 +109,12 @@ export class Cpu {
 
   /** Read by compiled blocks (block.ts) too. */
   private interruptLine = false;
+  /**
+   * NMI (SDM 3A 6.7.1): one request latched at the processor, and the blocking that lasts from
+   * an NMI's delivery to the next IRET.
+   */
+  nmiPending = false;
+  nmiBlocked = false;
   /** Interrupts are inhibited for one instruction after STI and MOV/POP SS (SDM 3A 6.8.3). */
   interruptShadow = false;
   private stopRequested = false;
@@ -175,8 +185,9 @@ export class Cpu {
   }
 
   /**
-   * Power-on state (SDM 3A 9.1.1), except that real mode is out of scope: the loader puts the
-   * CPU into 32-bit flat protected mode with `enterFlatProtectedMode`, as a boot loader would.
+   * Power-on state (SDM 3A 9.1.1), except that no BIOS runs at 0xFFFF0: the loader puts the
+   * CPU into 32-bit flat protected mode with `enterFlatProtectedMode`, as a boot loader would
+   * (a kernel may go back to real mode itself: system/realMode.ts).
    */
   reset(): void {
     this.regs.fill(0);
@@ -199,6 +210,8 @@ export class Cpu {
     this.dr[7] = 0x400;
     this.halted = false;
     this.interruptShadow = false;
+    this.nmiPending = false;
+    this.nmiBlocked = false;
     this.shutdownReason = undefined;
     this.setCpl(0);
     this.updatePaging();
@@ -287,9 +300,19 @@ export class Cpu {
   setCpl(cpl: number): void {
     this.cplValue = cpl;
     this.fetchPage = -1;
-    const user = cpl === 3;
-    this.readMask = T_VALID | T_RAM | (user ? T_USER : 0);
-    this.writeMask = T_VALID | T_RAM_WRITE | (user ? T_USER_WRITE : T_WRITE);
+    this.updateAccessMasks();
+  }
+
+  /**
+   * The data TLB bits a fast access needs: at CPL 3 the user bits; below, with CR4.SMAP set
+   * and EFLAGS.AC clear, T_SUPER too, so that a supervisor access to a user page goes through
+   * `translate`, which faults it (SDM 3A 4.6.1). Called when the CPL, CR4 or EFLAGS change.
+   */
+  private updateAccessMasks(): void {
+    const user = this.cplValue === 3;
+    const smap = !user && (this.cr4Value & CR4_SMAP) !== 0 && (this.flagsBits & F.AC) === 0;
+    this.readMask = T_VALID | T_RAM | (user ? T_USER : smap ? T_SUPER : 0);
+    this.writeMask = T_VALID | T_RAM_WRITE | (user ? T_USER_WRITE : T_WRITE | (smap ? T_SUPER : 0));
   }
 
   // ---- flags -----------------------------------------------------------------------------
@@ -398,6 +421,13 @@ export class Cpu {
   setEflags(v: number): void {
     this.lazyMask = 0;
     this.flagsBits = ((v & F.WRITABLE) | F.FIXED) >>> 0;
+    if ((this.cr4Value & CR4_SMAP) !== 0) this.updateAccessMasks();
+  }
+
+  /** STAC / CLAC: EFLAGS.AC, which SMAP looks at (system/instructions.ts checks CPL and CPUID). */
+  setAlignmentCheck(on: boolean): void {
+    this.flagsBits = on ? (this.flagsBits | F.AC) >>> 0 : this.flagsBits & ~F.AC;
+    this.updateAccessMasks();
   }
 
   get interruptsEnabled(): boolean {
@@ -406,7 +436,28 @@ export class Cpu {
 
   /** An interrupt is waiting and EFLAGS.IF lets it in: the CPU takes it before its next instruction. */
   get interruptPending(): boolean {
-    return this.interruptLine && (this.flagsBits & F.IF) !== 0;
+    return (this.interruptLine && (this.flagsBits & F.IF) !== 0) || this.nmiDeliverable;
+  }
+
+  /** An NMI is latched and not blocked: it is taken before the next instruction, whatever IF. */
+  private get nmiDeliverable(): boolean {
+    return this.nmiPending && !this.nmiBlocked;
+  }
+
+  /**
+   * The NMI input (an NMI IPI, LINT1): latches one request, taken at the next instruction
+   * boundary unless an NMI handler is still running (blocked until IRET); a second request
+   * while one is latched is the same request (SDM 3A 6.7.1).
+   */
+  raiseNmi(): void {
+    this.nmiPending = true;
+    if (!this.nmiBlocked) this.sliceEnd = -1;
+  }
+
+  /** IRET: NMI blocking ends, and a latched NMI is taken before the next instruction. */
+  unblockNmi(): void {
+    this.nmiBlocked = false;
+    if (this.nmiPending) this.sliceEnd = -1;
   }
 
   get iopl(): number {
@@ -417,6 +468,10 @@ export class Cpu {
 
   get cr0(): number {
     return this.cr0Value >>> 0;
+  }
+  /** CR0.PE clear: real-address mode (system/realMode.ts). */
+  get realMode(): boolean {
+    return (this.cr0Value & 1) === 0;
   }
   /** MOV to CR0: a change of PG, WP or PE flushes the TLBs (SDM 3A 4.10.4.1). */
   set cr0(v: number) {
@@ -440,7 +495,9 @@ export class Cpu {
   set cr4(v: number) {
     const old = this.cr4Value;
     this.cr4Value = v >>> 0;
-    if (((old ^ this.cr4Value) & 0xb0) !== 0) this.updatePaging();
+    // SMEP and SMAP change what a TLB entry allows a supervisor access, as PSE and PGE do.
+    if (((old ^ this.cr4Value) & (0xb0 | CR4_SMEP | CR4_SMAP)) !== 0) this.updatePaging();
+    this.updateAccessMasks();
   }
 
   /**
@@ -453,6 +510,7 @@ export class Cpu {
     this.cr4Value = cr4 >>> 0;
     this.paging = (this.cr0Value & 0x80000001) >>> 0 === 0x80000001;
     this.fetchPage = -1;
+    this.updateAccessMasks();
   }
 
   private updatePaging(): void {
@@ -492,8 +550,28 @@ export class Cpu {
         : user
           ? T_VALID | T_USER
           : T_VALID;
-    if ((e & need) === need) return ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
+    if ((e & need) === need) {
+      if (!user && (e & T_SUPER) === 0) this.checkSupervisorAccess(linear, kind);
+      return ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
+    }
     return this.fillTlb(linear, kind, user);
+  }
+
+  /**
+   * A supervisor access to a user page (SDM 3A 4.6.1): with CR4.SMEP an instruction fetch
+   * faults; with CR4.SMAP a data access faults unless EFLAGS.AC is set. (Implicit supervisor
+   * accesses, to descriptor tables or the TSS, are treated as explicit ones here: AC lets them
+   * through too, where the SDM would fault them.) The #PF error code has P set, U/S clear, and
+   * I/D set for a fetch (4.7).
+   */
+  private checkSupervisorAccess(linear: number, kind: number): void {
+    const cr4 = this.cr4Value;
+    if (
+      kind === 2 ? (cr4 & CR4_SMEP) === 0 : (cr4 & CR4_SMAP) === 0 || (this.flagsBits & F.AC) !== 0
+    )
+      return;
+    this.cr2 = linear >>> 0;
+    throw pf(1 | (kind === 1 ? 2 : 0) | (kind === 2 ? 0x10 : 0));
   }
 
   private fillTlb(linear: number, kind: number, user: boolean): number {
@@ -502,7 +580,7 @@ export class Cpu {
     let physical: number;
     if (!this.paging) {
       physical = linear >>> 0;
-      bits = T_VALID | T_USER | T_WRITE | T_USER_WRITE;
+      bits = T_VALID | T_USER | T_WRITE | T_USER_WRITE | T_SUPER;
     } else {
       this.counters.tlbMisses++;
       this.cycles += this.costs.tlbMiss;
@@ -510,6 +588,7 @@ export class Cpu {
       physical = result.physical;
       bits = T_VALID;
       if (result.user) bits |= T_USER;
+      else bits |= T_SUPER;
       // A write-enabled entry is cached only once the dirty bit is set, so that the first write
       // to a clean page walks and sets D (SDM 3A 4.8).
       if (result.dirty) {
@@ -529,6 +608,7 @@ export class Cpu {
     } else {
       this.tlbs.insertData(page, entry);
     }
+    if (!user && (bits & T_SUPER) === 0) this.checkSupervisorAccess(linear, kind);
     return ((physical & 0xfffff000) + (linear & 0xfff)) >>> 0;
   }
 
@@ -778,7 +858,10 @@ export class Cpu {
     }
     if (eip > cs.limit) throw gp(0);
     const e = this.itlb[linear >>> 12];
-    const need = this.cplValue === 3 ? T_VALID | T_USER | T_RAM : T_VALID | T_RAM;
+    const need =
+      this.cplValue === 3
+        ? T_VALID | T_USER | T_RAM
+        : T_VALID | T_RAM | ((this.cr4Value & CR4_SMEP) !== 0 ? T_SUPER : 0);
     let physical: number;
     if ((e & need) === need) physical = ((e & 0xfffff000) | (linear & 0xfff)) >>> 0;
     else {
@@ -1019,15 +1102,26 @@ export class Cpu {
     while (true) {
       if (this.shutdownReason !== undefined) return 'shutdown';
       if (this.stopRequested) return 'stop';
+      // An NMI wakes HLT and is taken whatever IF, but not inside a MOV SS shadow: the
+      // instruction after it runs first (a slice of one).
+      const nmi = this.nmiDeliverable;
       if (this.halted) {
-        if (this.interruptLine && (this.flagsBits & F.IF) !== 0) this.halted = false;
+        if ((this.interruptLine && (this.flagsBits & F.IF) !== 0) || nmi) this.halted = false;
         else return 'halt';
       }
       if (this.cycles >= this.runLimit || budget <= 0) return 'limit';
+      if (nmi && !this.interruptShadow) {
+        this.nmiPending = false;
+        this.nmiBlocked = true;
+        this.instrEip = this.eip;
+        this.raise(Vector.NMI, undefined, 'interrupt');
+        budget--;
+        continue;
+      }
       try {
         // PERF: the inner loop runs in slices, so V8 re-optimizes it after a deoptimization
         // instead of staying in on-stack-replaced baseline code for the whole run.
-        const slice = Math.min(budget, 8192);
+        const slice = nmi ? 1 : Math.min(budget, 8192);
         this.sliceEnd = this.runLimit;
         budget -= slice - this.runInner(slice);
       } catch (e) {

@@ -21,4 +21,22 @@ export interface CpuPlatform {
    * (0–255) from the interrupt controller, which may be a spurious vector.
    */
   acknowledgeInterrupt(): number;
+  /** The parts of the processor chip the machine models beside the core (the local APIC). */
+  readonly onChip?: OnChipDevices;
+}
+
+/**
+ * On-chip devices with a face in the CPU's own instructions: the MSRs they own and the CPUID
+ * flags that announce them (the local APIC: IA32_APIC_BASE and IA32_TSC_DEADLINE; CPUID.1:EDX
+ * bit 9 and ECX bit 24).
+ */
+export interface OnChipDevices {
+  /** CPUID.1:EDX bits to add now (the APIC's flag follows its global enable). */
+  cpuidEdx(): number;
+  /** CPUID.1:ECX bits to add now (the APIC's TSC-deadline timer). */
+  cpuidEcx(): number;
+  /** RDMSR of an MSR the core does not know: its 64-bit value, or undefined for #GP(0). */
+  readMsr(index: number): number | undefined;
+  /** WRMSR likewise (`value` = EDX × 2^32 + EAX): false for #GP(0). */
+  writeMsr(index: number, value: number): boolean;
 }

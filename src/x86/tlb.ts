@@ -14,6 +14,12 @@ export const T_RAM = 16;
 /** Ordinary RAM holding no decoded code: the fast path may write it directly. */
 export const T_RAM_WRITE = 32;
 export const T_GLOBAL = 64;
+/**
+ * A supervisor page (U/S clear at a level), or any page with paging off: a supervisor access
+ * needs no SMEP or SMAP check (SDM 3A 4.6.1). With CR4.SMEP or CR4.SMAP (and EFLAGS.AC clear)
+ * the supervisor access masks ask for it, so that user pages take the checked path.
+ */
+export const T_SUPER = 128;
 
 /** Entries per TLB; one TLB for code, one for data. */
 export const TLB_ENTRIES = 64;

@@ -114,6 +114,15 @@ export function lahf(cpu: Cpu): void {
   cpu.setReg(4, 1, cpu.getEflags() & 0xd7);
 }
 
+/**
+ * D6: SALC, AL = CF ? 0xFF : 0, flags unchanged. Undocumented in the SDM's opcode map (a
+ * reserved slot), but executed by every Intel IA-32 processor of this era and by QEMU; 16-bit
+ * test code uses it (kvm-unit-tests realmode).
+ */
+export function salc(cpu: Cpu): void {
+  cpu.setReg(0, 1, (cpu.getEflags() & F.CF) !== 0 ? 0xff : 0);
+}
+
 /** 9E: SAHF (SF ZF AF PF CF from AH). */
 export function sahf(cpu: Cpu): void {
   cpu.setFlagBits(F.SF | F.ZF | F.AF | F.PF | F.CF, cpu.getReg(4, 1));

@@ -5,6 +5,7 @@
 import type { Cpu } from '../Cpu.ts';
 import { CpuFault, Vector, gp, np, ss } from '../fault.ts';
 import { SS, descriptorAttributes, descriptorBase, descriptorLimit } from '../segment.ts';
+import { loadRealSegment } from './realMode.ts';
 
 export interface Descriptor {
   lo: number;
@@ -69,6 +70,10 @@ export function loadCache(cpu: Cpu, seg: number, selector: number, d: Descriptor
 export function loadSegment(cpu: Cpu, seg: number, selector: number): void {
   selector &= 0xffff;
   cpu.cycles += cpu.costs.segmentLoad - cpu.costs.base;
+  if (cpu.realMode) {
+    loadRealSegment(cpu, seg, selector);
+    return;
+  }
   const rpl = selector & 3;
   const cpl = cpu.cpl;
   if ((selector & 0xfffc) === 0) {

@@ -22,6 +22,17 @@ import {
 } from './descriptors.ts';
 import { descriptorAttributes, descriptorBase, descriptorLimit } from '../segment.ts';
 import { farReturn, farTransfer, iret, setFlagsByPrivilege } from './transfer.ts';
+import { CR4_SMAP, CR4_SMEP } from './paging.ts';
+
+/**
+ * CR4.UMIP (SDM 3A 2.5): SGDT, SIDT, SLDT, SMSW and STR at CPL > 0 are #GP(0), so that user
+ * code cannot read the kernel's table addresses.
+ */
+const CR4_UMIP = 1 << 11;
+
+function checkUmip(cpu: Cpu): void {
+  if ((cpu.cr4 & CR4_UMIP) !== 0 && cpu.cpl > 0) throw gp(0);
+}
 
 function requireCpl0(cpu: Cpu): void {
   if (cpu.cpl !== 0) throw gp(0);
@@ -80,13 +91,24 @@ function loadTable(cpu: Cpu, i: Instr): { base: number; limit: number } {
   return { limit, base: i.size === 2 ? base & 0xffffff : base };
 }
 
-/** 0F 01: SGDT, SIDT, LGDT, LIDT, SMSW, LMSW, INVLPG (group 7). */
+/**
+ * 0F 01: SGDT, SIDT, LGDT, LIDT, SMSW, LMSW, INVLPG (group 7), and with a register operand
+ * CLAC (0F 01 CA), STAC (0F 01 CB) and RDTSCP (0F 01 F9).
+ */
 export function group7(cpu: Cpu, i: Instr): void {
   switch (i.reg) {
     case 0:
+      if (i.mod !== 3) checkUmip(cpu);
       storeTable(cpu, i, cpu.gdtr);
       return;
     case 1:
+      if (i.mod === 3 && (i.rm === 2 || i.rm === 3)) {
+        // CLAC / STAC (SDM Vol. 2): CPL 0 only; SMAP is in CPUID leaf 7.
+        if (cpu.cpl > 0) throw ud();
+        cpu.setAlignmentCheck(i.rm === 3);
+        return;
+      }
+      if (i.mod !== 3) checkUmip(cpu);
       storeTable(cpu, i, cpu.idtr);
       return;
     case 2:
@@ -96,6 +118,7 @@ export function group7(cpu: Cpu, i: Instr): void {
       cpu.idtr = loadTable(cpu, i);
       return;
     case 4:
+      checkUmip(cpu);
       // SMSW: a register destination of 32 bits receives all of CR0 on P6 and later.
       if (i.mod === 3) cpu.setReg(i.rm, i.size, cpu.cr0);
       else cpu.write16(cpu.eaLinear(i, 2, true), cpu.cr0 & 0xffff);
@@ -109,6 +132,10 @@ export function group7(cpu: Cpu, i: Instr): void {
       return;
     }
     case 7:
+      if (i.mod === 3 && i.rm === 1) {
+        rdtscp(cpu);
+        return;
+      }
       if (i.mod === 3) throw ud();
       requireCpl0(cpu);
       cpu.counters.invlpg++;
@@ -122,9 +149,11 @@ export function group7(cpu: Cpu, i: Instr): void {
 
 /** 0F 00: SLDT, STR, LLDT, LTR, VERR, VERW (group 6). */
 export function group6(cpu: Cpu, i: Instr): void {
+  if (cpu.realMode) throw ud(); // SLDT, STR, LLDT, LTR, VERR, VERW: protected mode only
   switch (i.reg) {
     case 0:
     case 1: {
+      checkUmip(cpu);
       const sel = i.reg === 0 ? cpu.ldtr.selector : cpu.tr.selector;
       if (i.mod === 3) cpu.setReg(i.rm, i.size, sel);
       else cpu.write16(cpu.eaLinear(i, 2, true), sel);
@@ -207,6 +236,7 @@ const LSL_TYPES = new Set([1, 2, 3, 9, 0xb]);
 
 /** 0F 02 LAR, 0F 03 LSL. */
 export function larLsl(cpu: Cpu, i: Instr): void {
+  if (cpu.realMode) throw ud();
   const sel = cpu.readRm({ ...i, size: 2 } as Instr) & 0xffff;
   const lsl = i.opcode === 0x103;
   let ok = false;
@@ -234,6 +264,7 @@ export function larLsl(cpu: Cpu, i: Instr): void {
 
 /** 63: ARPL r/m16, r16. */
 export function arpl(cpu: Cpu, i: Instr): void {
+  if (cpu.realMode) throw ud();
   const w = { ...i, size: 2 } as Instr;
   const dst = cpu.readRm(w);
   const src = cpu.getReg(i.reg, 2);
@@ -273,8 +304,9 @@ export function movCr(cpu: Cpu, i: Instr): void {
   } else if (n === 2) cpu.cr2 = v;
   else if (n === 3) cpu.cr3 = v;
   else {
-    // Bits the i686 model does not implement (VME, PVI, PAE, PCE, OSFXSR ...) are reserved.
-    if ((v & ~0xb4) !== 0) throw gp(0);
+    // Bits the i686 model does not implement (VME, PVI, PAE, PCE, OSFXSR ...) are reserved;
+    // UMIP, SMEP and SMAP are there (CPUID leaf 7).
+    if ((v & ~(0xb4 | CR4_UMIP | CR4_SMEP | CR4_SMAP)) !== 0) throw gp(0);
     cpu.cr4 = v;
   }
 }
@@ -318,10 +350,38 @@ const MSR_BIOS_SIGN_ID = 0x8b;
 const MSR_SYSENTER_CS = 0x174;
 const MSR_SYSENTER_ESP = 0x175;
 const MSR_SYSENTER_EIP = 0x176;
+/**
+ * IA32_MISC_ENABLE (SDM Vol. 4, Table 2-2): what this CPU has of it. Bit 0 fast strings
+ * (set at reset; REP MOVS/STOS run as they do either way), 3 automatic thermal control, 16
+ * enhanced SpeedStep, 18 MONITOR/MWAIT, 22 limit CPUID maxval (the highest basic leaf is 1
+ * already, below the limit of 2), 23 xTPR disable, 34 XD disable: read back as written, with
+ * nothing behind them on a CPU without thermal control, SpeedStep, MONITOR or XD. Read-only:
+ * 7 performance monitoring available (0: no counters), 11 BTS unavailable (1), 12 PEBS
+ * unavailable (1). Any other bit is reserved: #GP.
+ */
+const MSR_MISC_ENABLE = 0x1a0;
+/** The bits a write may have set in EAX (the read-only ones included) and in EDX (bit 34). */
+const MISC_ENABLE_LOW = 0x1 | 0x8 | 0x80 | 0x800 | 0x1000 | 0x10000 | 0x40000 | 0x400000 | 0x800000;
+const MISC_ENABLE_HIGH = 1 << (34 - 32);
+const MISC_ENABLE_READ_ONLY = 0x1880;
+/** The read-only bits' values: BTS and PEBS unavailable. */
+const MISC_ENABLE_FIXED = 0x1800;
+/** At reset: fast strings enabled, and the read-only bits. */
+export const MISC_ENABLE_RESET = 0x1 | MISC_ENABLE_FIXED;
+/**
+ * IA32_EFER (SDM Vol. 3A 2.2.1, Vol. 4 Table 2-2): this CPU has none of SCE, LME, LMA or NXE
+ * (no SYSCALL, long mode or XD), so it reads 0 and a write of any set bit is #GP. The SDM ties
+ * the MSR to CPUID.80000001H:EDX bit 20 or 29; like QEMU (target/i386 helper_rdmsr), previrt
+ * answers the read anyway, which is how 32-bit test kernels find out they are not in long mode.
+ */
+const MSR_EFER = 0xc0000080;
+/** IA32_TSC_AUX (SDM Vol. 4 Table 2-2): the 32-bit value RDTSCP returns in ECX. */
+const MSR_TSC_AUX = 0xc0000103;
 
 /**
- * 0F 32 RDMSR, 0F 30 WRMSR: the TSC, the microcode signature and the SYSENTER MSRs; any other
- * MSR is #GP(0).
+ * 0F 32 RDMSR, 0F 30 WRMSR: the TSC, the microcode signature, the SYSENTER MSRs,
+ * IA32_MISC_ENABLE, IA32_EFER and IA32_TSC_AUX, then those of the platform's on-chip devices
+ * (IA32_APIC_BASE); any other MSR is #GP(0).
  */
 export function msr(cpu: Cpu, i: Instr): void {
   requireCpl0(cpu);
@@ -350,13 +410,56 @@ export function msr(cpu: Cpu, i: Instr): void {
       if (write) cpu.sysenterEip = lo;
       else v = cpu.sysenterEip;
       break;
-    default:
-      throw gp(0);
+    case MSR_MISC_ENABLE:
+      if (!write) v = cpu.miscEnable;
+      // GUEST-CONTROLLED: reserved bits are #GP; the read-only ones keep their values.
+      else if ((lo & ~MISC_ENABLE_LOW) !== 0 || (hi & ~MISC_ENABLE_HIGH) !== 0) throw gp(0);
+      else
+        cpu.miscEnable =
+          ((lo & MISC_ENABLE_LOW & ~MISC_ENABLE_READ_ONLY) | MISC_ENABLE_FIXED) +
+          (hi & MISC_ENABLE_HIGH) * 0x100000000;
+      break;
+    case MSR_EFER:
+      if (write && (lo !== 0 || hi !== 0)) throw gp(0);
+      break;
+    case MSR_TSC_AUX:
+      if (write) {
+        if (hi !== 0) throw gp(0);
+        cpu.tscAux = lo >>> 0;
+      } else v = cpu.tscAux;
+      break;
+    default: {
+      // GUEST-CONTROLLED: n and the value; the device refuses what it does not hold.
+      const onChip = cpu.platform.onChip;
+      if (onChip === undefined) throw gp(0);
+      if (write) {
+        if (!onChip.writeMsr(n, hi * 0x100000000 + lo)) throw gp(0);
+      } else {
+        const read = onChip.readMsr(n);
+        if (read === undefined) throw gp(0);
+        v = read;
+      }
+    }
   }
   if (!write) {
     cpu.eax = v % 0x100000000;
     cpu.edx = Math.floor(v / 0x100000000);
   }
+}
+
+/**
+ * 0F 33: RDPMC. This CPU has no performance-monitoring counters (CPUID leaf 0xA is not
+ * offered, IA32_MISC_ENABLE bit 7 is 0), so every counter in ECX is invalid: #GP(0) (SDM Vol. 2
+ * RDPMC), and so is any RDPMC at CPL > 0 with CR4.PCE clear.
+ */
+export function rdpmc(_cpu: Cpu): void {
+  throw gp(0);
+}
+
+/** 0F 01 F9: RDTSCP, RDTSC with IA32_TSC_AUX in ECX (SDM Vol. 2 RDTSCP); CR4.TSD as RDTSC. */
+export function rdtscp(cpu: Cpu): void {
+  rdtsc(cpu);
+  cpu.ecx = cpu.tscAux;
 }
 
 /** CPUID leaf 1 EDX bits by name (SDM Vol. 2 CPUID, table "Feature Information"). */
@@ -378,20 +481,35 @@ const FEATURES = Object.values(CPUID_FEATURE).reduce((a, b) => a | b, 0);
  * What CPUID reports for a leaf, as [EAX, EBX, ECX, EDX]: an i686 without FPU ("GenuineIntel",
  * family 6). The in-place VMM reports the same processor to the guest it runs.
  */
-export function cpuidLeaf(leaf: number): [number, number, number, number] {
-  if (leaf === 0) return [1, 0x756e6547, 0x6c65746e, 0x49656e69]; // "Genu" "ntel" "ineI"
+export function cpuidLeaf(leaf: number, subleaf = 0): [number, number, number, number] {
+  if (leaf === 0) return [7, 0x756e6547, 0x6c65746e, 0x49656e69]; // "Genu" "ntel" "ineI"
   if (leaf === 1) return [0x633, 0, 0, FEATURES];
+  // Leaves 2–6 (caches, MONITOR, power management): nothing to describe, all zero. Leaf 7
+  // sub-leaf 0: the structured extended features, no further sub-leaves.
+  if (leaf === 7 && subleaf === 0)
+    return [0, CPUID_LEAF7_EBX.SMEP | CPUID_LEAF7_EBX.SMAP, CPUID_LEAF7_ECX.UMIP, 0];
+  // The extended leaves: up to 0x80000001, whose EDX has RDTSCP (bit 27) and nothing else.
+  if (leaf === 0x80000000) return [0x80000001, 0, 0, 0];
+  if (leaf === 0x80000001) return [0, 0, 0, CPUID_EXTENDED_FEATURE.RDTSCP];
   return [0, 0, 0, 0];
 }
+
+/** CPUID leaf 7 (sub-leaf 0) bits by name (SDM Vol. 2 CPUID, "Structured Extended Feature"). */
+export const CPUID_LEAF7_EBX = { SMEP: 1 << 7, SMAP: 1 << 20 } as const;
+export const CPUID_LEAF7_ECX = { UMIP: 1 << 2 } as const;
+
+/** CPUID leaf 0x80000001 EDX bits by name (SDM Vol. 2 CPUID). */
+export const CPUID_EXTENDED_FEATURE = { RDTSCP: 1 << 27 } as const;
 
 /** 0F A2: CPUID. */
 export function cpuid(cpu: Cpu): void {
   cpu.cycles += cpu.costs.cpuid - cpu.costs.base;
-  const [a, b, c, d] = cpuidLeaf(cpu.eax);
+  const leaf = cpu.eax;
+  const [a, b, c, d] = cpuidLeaf(leaf, cpu.ecx);
   cpu.eax = a;
   cpu.ebx = b;
-  cpu.ecx = c;
-  cpu.edx = d;
+  cpu.ecx = leaf === 1 ? (c | (cpu.platform.onChip?.cpuidEcx() ?? 0)) >>> 0 : c;
+  cpu.edx = leaf === 1 ? (d | (cpu.platform.onChip?.cpuidEdx() ?? 0)) >>> 0 : d;
 }
 
 /** 0F 34: SYSENTER to the flat ring-0 segments the MSRs name (SDM Vol. 2 SYSENTER). */

@@ -7,6 +7,8 @@ import type { Cpu } from '../Cpu.ts';
 import { CpuFault, Vector, gp, np } from '../fault.ts';
 import * as F from '../flags.ts';
 import { CS, SS } from '../segment.ts';
+import { switchTask } from './task.ts';
+import { deliverReal } from './realMode.ts';
 import {
   checkStackSegment,
   dplOf,
@@ -117,16 +119,27 @@ function deliverThroughIdt(
   errorCode: number | undefined,
   kind: EventKind,
 ): void {
+  if (cpu.realMode) {
+    deliverReal(cpu, vector);
+    return;
+  }
   const ext = kind === 'software' ? 0 : 1;
   const idtErr = vector * 8 + 2 + ext;
   if (vector * 8 + 7 > cpu.idtr.limit) throw gp(idtErr);
   const lo = cpu.readLinear(cpu.idtr.base + vector * 8, 4, true);
   const hi = cpu.readLinear(cpu.idtr.base + vector * 8 + 4, 4, true);
   const type = (hi >> 8) & 0x1f;
-  // 0x6/0x7: 16-bit interrupt/trap gate; 0xE/0xF: 32-bit. Task gates (0x5) are not supported.
-  if (type !== 0x6 && type !== 0x7 && type !== 0xe && type !== 0xf) throw gp(idtErr);
+  // 0x5: task gate; 0x6/0x7: 16-bit interrupt/trap gate; 0xE/0xF: 32-bit.
+  if (type !== 0x5 && type !== 0x6 && type !== 0x7 && type !== 0xe && type !== 0xf)
+    throw gp(idtErr);
   if (kind === 'software' && dplOf(hi) < cpu.cpl) throw gp(vector * 8 + 2);
   if (!isPresent(hi)) throw np(idtErr);
+  const withCode = kind === 'exception' && hasErrorCode(vector) ? (errorCode ?? 0) : undefined;
+  if (type === 0x5) {
+    // Through a task gate (SDM 3A 6.11): a task switch, the error code on the new task's stack.
+    switchTask(cpu, lo >>> 16, 'interrupt', ext, withCode);
+    return;
+  }
   const gate32 = (type & 8) !== 0;
   const selector = lo >>> 16;
   const offset = gate32 ? ((lo & 0xffff) | (hi & 0xffff0000)) >>> 0 : lo & 0xffff;
@@ -136,7 +149,6 @@ function deliverThroughIdt(
   if (!isCode(d.hi) || dplOf(d.hi) > cpu.cpl) throw gp(err);
   if (!isPresent(d.hi)) throw np(err);
   const newCpl = isConforming(d.hi) ? cpu.cpl : dplOf(d.hi);
-  const withCode = kind === 'exception' && hasErrorCode(vector) ? (errorCode ?? 0) : undefined;
   transferToHandler(cpu, selector, d, offset, newCpl, gate32 ? 4 : 2, withCode, ext);
   if ((type & 1) === 0) cpu.flagsBits &= ~F.IF;
 }

@@ -17,6 +17,10 @@ export interface WalkResult {
   global: boolean;
 }
 
+/** CR4 bits that change what a supervisor access may do (SDM 3A 2.5, 4.6.1). */
+export const CR4_SMEP = 1 << 20;
+export const CR4_SMAP = 1 << 21;
+
 const P = 1;
 const RW = 2;
 const US = 4;

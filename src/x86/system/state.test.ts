@@ -146,7 +146,7 @@ test('states of another version or shape are refused with a clear message', () =
   const fresh = new Cpu(testPlatform(), TEST_COSTS);
   assert.throws(
     () => fresh.restore({ ...state, version: 1 } as unknown as CpuState),
-    /CPU state version 1 is not supported \(this build restores version 2 only/,
+    /CPU state version 1 is not supported \(this build restores version 3 only/,
   );
   const bad = structuredClone(state);
   bad.tlb.data.pages.pop();

@@ -11,11 +11,11 @@
  * What is saved, and why:
  * - registers, EIP, EFLAGS (the lazy status flags evaluated, without changing the CPU: the lazy
  *   form is only a faster way to hold the same bits), CPL, segment registers with their hidden
- *   descriptor caches, GDTR/IDTR/LDTR/TR, CR0/CR2/CR3/CR4, DR0–DR7, the SYSENTER MSRs and the
- *   TSC offset;
+ *   descriptor caches, GDTR/IDTR/LDTR/TR, CR0/CR2/CR3/CR4, DR0–DR7, the SYSENTER MSRs, the
+ *   TSC offset, IA32_MISC_ENABLE and IA32_TSC_AUX;
  * - the clock (`cycles`, `idleCycles`) and every counter;
  * - between-instruction state: HLT (`halted`), the one-instruction interrupt shadow after STI
- *   and MOV/POP SS, a triple fault's `shutdownReason`, and the INTR line level. The interrupt
+ *   and MOV/POP SS, a latched NMI and NMI blocking, a triple fault's `shutdownReason`, and the INTR line level. The interrupt
  *   controller drives the line again when it is restored (the PIC's restore does); saving the
  *   level too makes the CPU exact on its own, and both give the same level;
  * - both TLBs (tlb.ts TlbState): TLB misses cost cycles (`costs.tlbMiss`) and are counted, and
@@ -49,7 +49,7 @@ import type { PhysicalMemory } from '../memory.ts';
 import type { TlbState, Tlbs } from '../tlb.ts';
 
 /** The version this code saves and the only one it restores. */
-export const CPU_STATE_VERSION = 2;
+export const CPU_STATE_VERSION = 3;
 
 export interface SegmentState {
   selector: number;
@@ -75,11 +75,21 @@ export interface CpuState {
   cr3: number;
   cr4: number;
   dr: number[];
-  msr: { sysenterCs: number; sysenterEsp: number; sysenterEip: number; tscOffset: number };
+  msr: {
+    sysenterCs: number;
+    sysenterEsp: number;
+    sysenterEip: number;
+    tscOffset: number;
+    miscEnable: number;
+    tscAux: number;
+  };
   cycles: number;
   idleCycles: number;
   halted: boolean;
   interruptShadow: boolean;
+  /** A latched NMI request, and NMI blocking until the next IRET. */
+  nmiPending: boolean;
+  nmiBlocked: boolean;
   /** The INTR line as the interrupt controller last drove it. */
   interruptLine: boolean;
   /** Why the CPU shut down (triple fault), or null while it runs. */
@@ -137,11 +147,15 @@ export function saveCpu(cpu: Cpu, internals: CpuInternals): CpuState {
       sysenterEsp: cpu.sysenterEsp,
       sysenterEip: cpu.sysenterEip,
       tscOffset: cpu.tscOffset,
+      miscEnable: cpu.miscEnable,
+      tscAux: cpu.tscAux,
     },
     cycles: cpu.cycles,
     idleCycles: cpu.idleCycles,
     halted: cpu.halted,
     interruptShadow: cpu.interruptShadow,
+    nmiPending: cpu.nmiPending,
+    nmiBlocked: cpu.nmiBlocked,
     interruptLine: internals.interruptLine,
     shutdownReason: cpu.shutdownReason ?? null,
     counters: structuredClone(cpu.counters),
@@ -185,11 +199,15 @@ export function restoreCpu(cpu: Cpu, state: CpuState, internals: CpuInternals): 
   cpu.sysenterEsp = state.msr.sysenterEsp;
   cpu.sysenterEip = state.msr.sysenterEip;
   cpu.tscOffset = state.msr.tscOffset;
+  cpu.miscEnable = state.msr.miscEnable;
+  cpu.tscAux = state.msr.tscAux;
   cpu.setCpl(state.cpl);
   cpu.cycles = state.cycles;
   cpu.idleCycles = state.idleCycles;
   cpu.halted = state.halted;
   cpu.interruptShadow = state.interruptShadow;
+  cpu.nmiPending = state.nmiPending;
+  cpu.nmiBlocked = state.nmiBlocked;
   cpu.setInterruptLine(state.interruptLine);
   cpu.shutdownReason = state.shutdownReason ?? undefined;
   restoreCounters(cpu.counters, state.counters);

@@ -2,7 +2,7 @@
  * Far control transfers in protected mode (SDM Vol. 2 JMP, CALL, RET, IRET; Vol. 3A 5.8):
  * direct code-segment transfers, call gates with a stack switch and parameter copy, returns
  * and IRET to an outer privilege level. Task switches (task gates, TSS descriptors, IRET with
- * NT set) are not supported and raise #GP.
+ * NT set) are in task.ts.
  */
 import type { Cpu } from '../Cpu.ts';
 import { gp, np } from '../fault.ts';
@@ -25,6 +25,8 @@ import {
   type Descriptor,
 } from './descriptors.ts';
 import { Vector } from '../fault.ts';
+import { farTransferToTask, taskReturn } from './task.ts';
+import { realFarReturn, realFarTransfer, realIret } from './realMode.ts';
 
 function limitOf(d: Descriptor): number {
   const raw = (d.lo & 0xffff) | (d.hi & 0xf0000);
@@ -65,6 +67,10 @@ export function farTransfer(
   cpu.cycles += cpu.costs.segmentLoad - cpu.costs.base;
   selector &= 0xffff;
   offset >>>= 0;
+  if (cpu.realMode) {
+    realFarTransfer(cpu, selector, offset, size, call);
+    return;
+  }
   if ((selector & 0xfffc) === 0) throw gp(0);
   const d = readDescriptor(cpu, selector);
   const err = selector & 0xfffc;
@@ -86,8 +92,9 @@ export function farTransfer(
     enterCode(cpu, selector, d, offset, cpu.cpl);
     return;
   }
+  if (farTransferToTask(cpu, selector, d, call ? 'call' : 'jmp')) return;
   const type = systemType(d.hi);
-  if (type !== 0x04 && type !== 0x0c) throw gp(err); // task gates and TSS: not supported
+  if (type !== 0x04 && type !== 0x0c) throw gp(err);
   callGate(cpu, selector, d, call);
 }
 
@@ -185,6 +192,10 @@ function returnOuter(
 /** CA iw, CB: far RET. */
 export function farReturn(cpu: Cpu, i: Instr): void {
   cpu.cycles += cpu.costs.segmentLoad - cpu.costs.base;
+  if (cpu.realMode) {
+    realFarReturn(cpu, i);
+    return;
+  }
   const size = i.size;
   const release = i.opcode === 0xca ? i.imm & 0xffff : 0;
   const eip = cpu.peek(size, 0);
@@ -202,10 +213,19 @@ export function farReturn(cpu: Cpu, i: Instr): void {
   returnOuter(cpu, d, cs, eip, ssSel, esp + release);
 }
 
-/** CF: IRET/IRETD in protected mode (SDM Vol. 2 IRET), without task return or virtual-8086. */
+/** CF: IRET/IRETD in protected mode (SDM Vol. 2 IRET), without virtual-8086 mode. */
 export function iret(cpu: Cpu, i: Instr): void {
   const size = i.size;
-  if ((cpu.flagsBits & F.NT) !== 0) throw gp(0); // task return: not supported
+  // IRET ends NMI blocking, even when it faults (SDM 3A 6.7.1).
+  cpu.unblockNmi();
+  if (cpu.realMode) {
+    realIret(cpu, i);
+    return;
+  }
+  if ((cpu.flagsBits & F.NT) !== 0) {
+    taskReturn(cpu);
+    return;
+  }
   const eip = cpu.peek(size, 0);
   const cs = cpu.peek(size, size) & 0xffff;
   let flags = cpu.peek(size, 2 * size);
