@@ -48,6 +48,8 @@ export function createGuest(config: GuestConfig): Guest | string {
     const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
     if (refused !== undefined) return refused;
   }
+  if (config.testDevices === true && platform.name !== 'none')
+    return "a test device (pc-testdev) is the raw PC's: leave out --hypervisor";
   if ((config.vms ?? []).some((vm) => vm.clientOfDriverVm === true)) {
     if (platform.name !== 'xen' || config.driverVm === undefined)
       return "a VM's network through the driver VM needs --hypervisor xen and a driver VM";
@@ -68,6 +70,7 @@ export function createGuest(config: GuestConfig): Guest | string {
     serialOut: config.console,
     rtcStartSeconds: config.rtcStartSeconds,
     network: config.nic,
+    testDevices: config.testDevices,
   });
   if (typeof machine === 'string') return machine;
 

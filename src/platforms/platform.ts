@@ -36,6 +36,8 @@ export interface GuestConfig {
   memoryMb?: number;
   /** Cost-model preset or its name (default p4-2.8ghz). */
   costModel?: CostModel | string;
+  /** QEMU's test devices (pc-testdev) on the raw PC, for test kernels (MachineConfig). */
+  testDevices?: boolean;
   /**
    * A DP83820 at PCI 00:03.0 on a 1 Gb/s link (`machine.link`, end 1 for the peer). Under a
    * hypervisor it is passed through to the VM (direct device access, the seed's netperf setup).

@@ -473,6 +473,23 @@ test('IA32_EFER reads 0 and refuses any bit; IA32_APIC_BASE without an APIC is #
   assert.deepEqual(faults, [13, 13], 'EFER.SCE, then the APIC base on a platform without one');
 });
 
+test('RDPID: IA32_TSC_AUX into a register, announced by CPUID 7 ECX bit 22; RDSEED is #UD', () => {
+  const { cpu, faults } = runSkippingFaults(`
+    movl $7, %eax
+    xorl %ecx, %ecx
+    cpuid
+    movl %ecx, %edi
+    movl $0xc0000103, %ecx
+    movl $0xbeef, %eax
+    xorl %edx, %edx
+    wrmsr
+    rdpid %esi
+    .byte 0x0f, 0xc7, 0xfb /* without F3: RDSEED %ebx, not offered (then sti: the fault skips 2) */`);
+  assert.equal(cpu.edi & (1 << 22), 1 << 22, 'CPUID.7.0:ECX.RDPID');
+  assert.equal(cpu.esi, 0xbeef);
+  assert.deepEqual(faults, [6]);
+});
+
 test('RDTSCP: the TSC with IA32_TSC_AUX in ECX, announced by CPUID 0x80000001; RDPMC is #GP', () => {
   const { cpu, faults } = runSkippingFaults(`
     movl $0x80000000, %eax

@@ -263,7 +263,16 @@ def(0x1ba, MODRM | IB | LOCKABLE, data.bitImm);
 def([0x1bc, 0x1bd], MODRM, data.bitScan);
 def(0x1c0, MODRM | BYTE | LOCKABLE, data.xadd);
 def(0x1c1, MODRM | LOCKABLE, data.xadd);
-def(0x1c7, MODRM | LOCKABLE, ctl.undefinedOpcode, [undefined, data.cmpxchg8b]);
+def(0x1c7, MODRM | LOCKABLE, ctl.undefinedOpcode, [
+  undefined,
+  data.cmpxchg8b,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  sys.rdpid,
+]);
 def(range(0x1c8, 8), 0, data.bswap);
 // MMX and SSE opcode space: #NM or #UD (an i686 without these units).
 for (const op of [

@@ -57,6 +57,9 @@ options:
                                 CMDLINE defaults to init=sh (its shell idles); built first, its
                                 console lines prefixed [driver], its counters vm1.vmm.*
   --driver-vm-memory MB         the driver VM's memory (default 32)
+  --device pc-testdev           QEMU's pc-testdev on the raw PC (for test kernels such as
+                                kvm-unit-tests': ports 0xe0-0xe7 and 0x2000-0x2017, 64 KB of
+                                MMIO at 0xff000000; README "kvm-unit-tests")
   --memory MB, -m MB            machine memory (default 256)
   --serial stdio|FILE|none      where COM1 output goes (default stdio); with stdio, piped
                                 standard input is typed into COM1
@@ -96,6 +99,8 @@ interface Options {
   modules: string[];
   vms: string[];
   driverVm?: string;
+  /** QEMU's test devices (--device pc-testdev). */
+  testDevices?: boolean;
   driverVmMemoryMb?: number;
   vmMemoryMb?: number;
   memoryMb: number;
@@ -138,7 +143,7 @@ function parse(argv: string[]): Options | string {
     };
     try {
       if (
-        /^-(-kernel|kernel|-append|append|-module|-?initrd|-memory|m|-cost-model|-nic|-vm|-vm-memory|-driver-vm|-driver-vm-memory)$/.test(
+        /^-(-kernel|kernel|-append|append|-module|-?initrd|-memory|m|-cost-model|-nic|-vm|-vm-memory|-driver-vm|-driver-vm-memory|-device)$/.test(
           a,
         )
       )
@@ -170,6 +175,12 @@ function parse(argv: string[]): Options | string {
         case '--driver-vm':
           o.driverVm = need(value());
           break;
+        case '--device': {
+          const d = need(value());
+          if (d !== 'pc-testdev') return `--device: unknown device '${d}' (known: pc-testdev)`;
+          o.testDevices = true;
+          break;
+        }
         case '--vm-memory':
         case '--driver-vm-memory': {
           const v = need(value());
@@ -382,6 +393,7 @@ function build(o: Options, console: (byte: number) => void): Guest | string {
     console,
     ...(vms.length === 0 ? {} : { vms }),
     ...(driverVm === undefined ? {} : { driverVm }),
+    ...(o.testDevices === true ? { testDevices: true } : {}),
   });
 }
 

@@ -462,6 +462,15 @@ export function rdtscp(cpu: Cpu): void {
   cpu.ecx = cpu.tscAux;
 }
 
+/**
+ * F3 0F C7 /7 (a register operand): RDPID r32, IA32_TSC_AUX into the register (SDM Vol. 2
+ * RDPID); without F3 it is RDSEED, and a memory operand is #UD, as on a CPU without them.
+ */
+export function rdpid(cpu: Cpu, i: Instr): void {
+  if (i.mod !== 3 || i.rep !== 1) throw ud();
+  cpu.setReg(i.rm, 4, cpu.tscAux);
+}
+
 /** CPUID leaf 1 EDX bits by name (SDM Vol. 2 CPUID, table "Feature Information"). */
 export const CPUID_FEATURE = {
   DE: 1 << 2,
@@ -487,7 +496,12 @@ export function cpuidLeaf(leaf: number, subleaf = 0): [number, number, number, n
   // Leaves 2–6 (caches, MONITOR, power management): nothing to describe, all zero. Leaf 7
   // sub-leaf 0: the structured extended features, no further sub-leaves.
   if (leaf === 7 && subleaf === 0)
-    return [0, CPUID_LEAF7_EBX.SMEP | CPUID_LEAF7_EBX.SMAP, CPUID_LEAF7_ECX.UMIP, 0];
+    return [
+      0,
+      CPUID_LEAF7_EBX.SMEP | CPUID_LEAF7_EBX.SMAP,
+      CPUID_LEAF7_ECX.UMIP | CPUID_LEAF7_ECX.RDPID,
+      0,
+    ];
   // The extended leaves: up to 0x80000001, whose EDX has RDTSCP (bit 27) and nothing else.
   if (leaf === 0x80000000) return [0x80000001, 0, 0, 0];
   if (leaf === 0x80000001) return [0, 0, 0, CPUID_EXTENDED_FEATURE.RDTSCP];
@@ -496,7 +510,7 @@ export function cpuidLeaf(leaf: number, subleaf = 0): [number, number, number, n
 
 /** CPUID leaf 7 (sub-leaf 0) bits by name (SDM Vol. 2 CPUID, "Structured Extended Feature"). */
 export const CPUID_LEAF7_EBX = { SMEP: 1 << 7, SMAP: 1 << 20 } as const;
-export const CPUID_LEAF7_ECX = { UMIP: 1 << 2 } as const;
+export const CPUID_LEAF7_ECX = { UMIP: 1 << 2, RDPID: 1 << 22 } as const;
 
 /** CPUID leaf 0x80000001 EDX bits by name (SDM Vol. 2 CPUID). */
 export const CPUID_EXTENDED_FEATURE = { RDTSCP: 1 << 27 } as const;
