@@ -42,12 +42,12 @@ ${program}
   return { events, cpu };
 }
 
-test('CPUID leaf 7 offers SMEP, SMAP and UMIP; CR4 takes their bits', () => {
+test('CPUID leaf 7 offers SMEP, SMAP, UMIP and RDPID; CR4 takes their bits', () => {
   const [max] = cpuidLeaf(0);
   assert.equal(max, 7);
   const [, ebx, ecx] = cpuidLeaf(7, 0);
   assert.equal(ebx, CPUID_LEAF7_EBX.SMEP | CPUID_LEAF7_EBX.SMAP);
-  assert.equal(ecx, CPUID_LEAF7_ECX.UMIP);
+  assert.equal(ecx, CPUID_LEAF7_ECX.UMIP | CPUID_LEAF7_ECX.RDPID);
   assert.deepEqual(cpuidLeaf(7, 1), [0, 0, 0, 0], 'no sub-leaf 1');
 });
 
