@@ -2,16 +2,25 @@
 # npm run guest:linux — the Linux guest (README "Running Linux"):
 #   guest/linux/build/bzImage          Debian's linux-source-6.1, tinyconfig + kernel.config
 #   guest/linux/build/initramfs.cpio   /init, /bin/netserver, /dev/console (newc, uncompressed)
+#   guest/linux/build/apic/bzImage     with `build.sh apic`: the same kernel with the local APIC and
+#                                      the I/O APIC (kernel.config, then kernel-apic.config on top)
 #
 # The kernel is built once per configuration: the cache key is the hash of kernel.config, the
 # linux-source package's version, gcc's version and KERNEL_RECIPE below. A second run with the
 # same key only rebuilds the (small) user programs and the cpio. Builds are serialised with flock,
 # so tests that run in parallel wait for one build instead of starting two.
 #
-# Environment: LINUX_SOURCE (default /usr/src/linux-source-6.1.tar.xz), JOBS (default 2).
+# Usage: build.sh [apic]. Environment: LINUX_SOURCE (default /usr/src/linux-source-6.1.tar.xz),
+# JOBS (default 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$here/build
+variant=${1:-}
+case $variant in
+  '') kout=$out prefix=kernel- ;;
+  apic) kout=$out/apic prefix=kernel-apic- ;;
+  *) echo "guest/linux: unknown variant '$variant' (build.sh [apic])" >&2; exit 2 ;;
+esac
 tarball=${LINUX_SOURCE:-/usr/src/linux-source-6.1.tar.xz}
 jobs=${JOBS:-2}
 # Bump when the way the kernel is built changes (not the options: those are in kernel.config).
@@ -29,12 +38,22 @@ for tool in bc bison flex lz4 make gcc; do
   command -v "$tool" >/dev/null || { echo "guest/linux: '$tool' is missing (bash scripts/setup.sh)" >&2; exit 1; }
 done
 version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c '%s-%Y' "$tarball")
-key=$({ cat "$here/kernel.config"; echo "linux-source $version"; gcc -dumpfullversion; echo "recipe $KERNEL_RECIPE"; } |
+# The fragment: kernel.config, and for a variant its own file on top (an option the variant sets
+# replaces kernel.config's line for it, so the check below holds the merged fragment).
+fragment=$out/.fragment${variant:+-$variant}
+if [ -n "$variant" ]; then
+  names=$(grep -oE '^(# )?CONFIG_[A-Za-z0-9_]+' "$here/kernel-$variant.config" | sed 's/^# //' | sort -u)
+  { grep -vE "^(# )?($(echo "$names" | paste -sd'|'))[= ]" "$here/kernel.config"
+    cat "$here/kernel-$variant.config"; } >"$fragment"
+else
+  cp "$here/kernel.config" "$fragment"
+fi
+key=$({ cat "$fragment"; echo "linux-source $version"; gcc -dumpfullversion; echo "recipe $KERNEL_RECIPE"; } |
   sha256sum | cut -c1-16)
 
 build_kernel() {
-  local src=$out/linux-source-$version obj=$out/kernel-$key t0=$SECONDS
-  echo "guest/linux: building the kernel (configuration $key; a few minutes, once)"
+  local src=$out/linux-source-$version obj=$out/$prefix$key t0=$SECONDS
+  echo "guest/linux: building the kernel${variant:+ ($variant)} (configuration $key; a few minutes, once)"
   if [ ! -f "$src/Makefile" ]; then
     rm -rf "$src.tmp"
     mkdir -p "$src.tmp"
@@ -47,7 +66,7 @@ build_kernel() {
   local kmake=(make -s -C "$src" O="$obj" ARCH=i386 KBUILD_BUILD_USER=previrt KBUILD_BUILD_HOST=previrt
     KBUILD_BUILD_TIMESTAMP='2026-01-01' KBUILD_BUILD_VERSION=1)
   "${kmake[@]}" tinyconfig >/dev/null
-  "$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$here/kernel.config" >/dev/null
+  "$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$fragment" >/dev/null
   "${kmake[@]}" olddefconfig >/dev/null
   # Every option of the fragment must have taken: a dependency Kconfig refused is an error here,
   # not a kernel that silently lacks a driver.
@@ -59,22 +78,25 @@ build_kernel() {
       *) continue ;;
     esac
     if ! grep -qxF "$line" "$obj/.config"; then
-      echo "guest/linux: kernel.config asks for '$line', the configuration has '$(grep -E "^(# )?$name[= ]" "$obj/.config" || echo "$name: no such option")'" >&2
+      echo "guest/linux: kernel.config${variant:+ + kernel-$variant.config} asks for '$line', the configuration has '$(grep -E "^(# )?$name[= ]" "$obj/.config" || echo "$name: no such option")'" >&2
       bad=1
     fi
-  done <"$here/kernel.config"
+  done <"$fragment"
   [ $bad -eq 0 ] || exit 1
   "${kmake[@]}" -j"$jobs" bzImage
-  cp "$obj/arch/x86/boot/bzImage" "$out/bzImage.tmp"
-  cp "$obj/.config" "$out/kernel.full-config"
-  mv "$out/bzImage.tmp" "$out/bzImage"
-  echo "$key" >"$out/bzImage.key"
-  # Older configurations' objects are not needed any more (the source stays for the next one).
-  find "$out" -maxdepth 1 -name 'kernel-*' ! -name "kernel-$key" -exec rm -rf {} +
-  echo "guest/linux: kernel built in $((SECONDS - t0)) s: $out/bzImage"
+  mkdir -p "$kout"
+  cp "$obj/arch/x86/boot/bzImage" "$kout/bzImage.tmp"
+  cp "$obj/.config" "$kout/kernel.full-config"
+  mv "$kout/bzImage.tmp" "$kout/bzImage"
+  echo "$key" >"$kout/bzImage.key"
+  # This variant's older configurations' objects are not needed any more (the source stays for
+  # the next one; the other variant's objects stay too).
+  find "$out" -maxdepth 1 -regextype posix-extended -regex ".*/$prefix[0-9a-f]{16}" \
+    ! -name "$prefix$key" -exec rm -rf {} +
+  echo "guest/linux: kernel built in $((SECONDS - t0)) s: $kout/bzImage"
 }
 
-if [ ! -f "$out/bzImage" ] || [ "$(cat "$out/bzImage.key" 2>/dev/null)" != "$key" ]; then
+if [ ! -f "$kout/bzImage" ] || [ "$(cat "$kout/bzImage.key" 2>/dev/null)" != "$key" ]; then
   build_kernel
 fi
 

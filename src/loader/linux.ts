@@ -7,18 +7,25 @@
  *             from the image, the e820 memory map, the loader's fields), where QEMU puts the
  *             real-mode part; the GDT of the boot selectors right after it
  *   0x20000   the command line (QEMU's cmdline_addr)
+ *   0xF0000   the MP table, where a BIOS leaves it (mpTable.ts: the APICs and the interrupt
+ *             routing, for a kernel built to read it)
  *   0x100000  the protected-mode kernel (a bzImage is "loaded high", at its code32_start)
  *   top       the initrd, page aligned, as high as the header's initrd_addr_max and the memory
  *             allow (QEMU: (initrd_max - size) & ~4095)
  *
  * There is no BIOS and no real-mode setup here: the loader fills in what the setup code would
- * have (the e820 map, the memory sizes) and starts the kernel where the setup code would have
+ * have (the e820 map, the memory sizes) and what the BIOS would have left (the MP table, the I/O
+ * APIC's ID), and starts the kernel where the setup code would have
  * jumped, in 32-bit protected mode with paging and interrupts off, CS = __BOOT_CS (0x10) and
  * DS = ES = SS = __BOOT_DS (0x18) from a loaded GDT of 4 GB flat segments, ESI = the boot
  * parameters, EBP = EDI = EBX = 0.
  */
+import { APIC_DEFAULT_BASE } from '../machine/devices/apic/LocalApic.ts';
+import { IO_APIC_BASE, IoApic } from '../machine/devices/apic/IoApic.ts';
 import type { Machine } from '../machine/Machine.ts';
+import { cpuidLeaf } from '../x86/system/instructions.ts';
 import { LoadError } from './elf.ts';
+import { writeMpTable } from './mpTable.ts';
 import type { BootModule } from './multiboot.ts';
 
 export interface LinuxBootRequest {
@@ -99,6 +106,7 @@ export function bootLinux(machine: Machine, req: LinuxBootRequest): LoadError | 
   const placed = placeLinux(machine.ram, req);
   if (placed instanceof LoadError) return placed;
   const cpu = machine.cpu;
+  writeBiosTables(machine);
   cpu.invalidateAllCode();
   cpu.enterFlatProtectedMode();
   cpu.gdtr = { base: placed.gdt, limit: 4 * 8 - 1 };
@@ -114,6 +122,33 @@ export function bootLinux(machine: Machine, req: LinuxBootRequest): LoadError | 
   cpu.edi = 0;
   cpu.esp = 0;
   return undefined;
+}
+
+/** The I/O APIC's ID as the BIOS sets it and the MP table gives it: the one after the CPU's. */
+const IO_APIC_ID = 1;
+
+/**
+ * What a PC BIOS leaves for the kernel beside the boot parameters: the I/O APIC's ID
+ * programmed, and the MP table (mpTable.ts) describing the APICs and the interrupt routing.
+ */
+function writeBiosTables(machine: Machine): void {
+  const ioApic = machine.ioApic;
+  ioApic.mmioWrite(0, 4, 1); // IOREGSEL: the version register
+  const ioApicVersion = ioApic.mmioRead(0x10, 4) & 0xff;
+  ioApic.mmioWrite(0, 4, 0); // the ID register
+  ioApic.mmioWrite(0x10, 4, IO_APIC_ID << 24);
+  writeMpTable(machine.ram, {
+    cpu: {
+      apicId: machine.apic.mmioRead(0x20, 4) >>> 24,
+      apicVersion: machine.apic.mmioRead(0x30, 4) & 0xff,
+      signature: cpuidLeaf(1)[0],
+      features: (cpuidLeaf(1)[3] | machine.apic.cpuidEdx()) >>> 0,
+    },
+    localApicBase: APIC_DEFAULT_BASE,
+    ioApic: { id: IO_APIC_ID, version: ioApicVersion, base: IO_APIC_BASE },
+    pinOfIsaIrq: (irq) => IoApic.pinOfIsaIrq(irq),
+    pciInterrupts: machine.pci.interrupts().map(({ device, pin, line }) => ({ device, pin, line })),
+  });
 }
 
 /**

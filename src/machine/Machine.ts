@@ -415,7 +415,11 @@ export class Machine {
       idleCycles: cpu.idleCycles,
       instructions: cpu.counters.instructions,
       cpu: structuredClone(cpu.counters),
-      irqs: [...this.pic.delivered],
+      // Each ISA line's interrupts, through the 8259 pair or through its I/O APIC pin.
+      irqs: Array.from(
+        this.pic.delivered,
+        (n, irq) => n + (irq === 2 ? 0 : this.ioApic.sentByPin[IoApic.pinOfIsaIrq(irq)]),
+      ),
       spuriousIrqs: this.pic.spurious,
       pitTicks: this.pit.ticks,
       serialBytesOut: this.uart.bytesOut,

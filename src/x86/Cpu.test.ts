@@ -514,3 +514,53 @@ test('RDTSCP: the TSC with IA32_TSC_AUX in ECX, announced by CPUID 0x80000001; R
   assert.equal(cpu.esi, 0x1234);
   assert.deepEqual(faults, [13], 'RDPMC: no counters');
 });
+
+test('LFENCE, MFENCE, SFENCE run (Linux fences its TSC-deadline writes); other 0F AE forms do not', () => {
+  // Each form on its own 8-byte slot: a fault resumes at the next slot.
+  const cpu = flatCpu(
+    assemble(`
+    movl %cr0, %eax
+    andl $~0xc, %eax       /* EM and TS clear: the other forms are #UD, not #NM */
+    movl %eax, %cr0
+    movl $0x100, %ebx
+    .balign 8
+    lfence
+    mfence
+    .balign 8
+    sfence
+    incl %esi              /* reached: the three fences ran */
+    .balign 8
+    .byte 0x66, 0x0f, 0xae, 0xf0  /* 66 0F AE /6: TPAUSE, not offered */
+    .balign 8
+    .byte 0xf3, 0x0f, 0xae, 0xf0  /* F3 0F AE /6: UMONITOR, not offered */
+    .balign 8
+    clflush (%ebx)         /* CPUID has no CLFSH */
+    .balign 8
+    fxsave (%ebx)
+    .balign 8
+    .byte 0xf0, 0x0f, 0xae, 0xf0  /* LOCK MFENCE */
+    .balign 8
+    hlt`),
+  );
+  const faults: number[] = [];
+  cpu.attachMonitor({
+    onEvent(e) {
+      if (e.kind !== 'exception') return;
+      faults.push(e.vector);
+      cpu.eip = (cpu.eip + 8) & ~7;
+    },
+  });
+  assert.equal(cpu.run(1e6), 'halt');
+  assert.equal(cpu.esi, 1);
+  assert.deepEqual(faults, [6, 6, 6, 6, 6]);
+  // With CR0.EM set (the maths emulator's machine) FXSAVE is #NM; the fences still run.
+  const em = runSkippingFaults(`
+    movl %cr0, %eax
+    orl $4, %eax
+    movl %eax, %cr0
+    mfence
+    incl %esi
+    .byte 0x0f, 0xae, 0x03, 0xc0 /* fxsave (%ebx); the skip of 2 lands on 03 c0, add %eax, %eax */`);
+  assert.equal(em.cpu.esi, 1);
+  assert.deepEqual(em.faults, [7]);
+});

@@ -274,12 +274,12 @@ def(0x1c7, MODRM | LOCKABLE, ctl.undefinedOpcode, [
   sys.rdpid,
 ]);
 def(range(0x1c8, 8), 0, data.bswap);
+def(0x1ae, MODRM, sys.fenceGroup);
 // MMX and SSE opcode space: #NM or #UD (an i686 without these units).
 for (const op of [
   ...range(0x110, 8),
   ...range(0x128, 8),
   ...range(0x150, 48),
-  0x1ae,
   ...range(0x1c2, 5),
   ...range(0x1d0, 48),
 ]) {

@@ -557,6 +557,20 @@ export function fpu(cpu: Cpu): void {
   throw ud();
 }
 
+/**
+ * 0F AE: with a register operand and no prefix, /5 LFENCE, /6 MFENCE, /7 SFENCE — no-ops, since
+ * previrt's memory is sequentially consistent (one processor, DMA between instructions), at the
+ * base cost (the preset prices no fence). They run although CPUID does not offer SSE2, where the
+ * SDM gives #UD: every processor with the TSC-deadline timer, which the local APIC offers, has
+ * them, and Linux issues MFENCE before arming that timer (arch/x86/kernel/apic/apic.c,
+ * __setup_APIC_LVTT). Every other form (FXSAVE to CLFLUSH, the prefixed ones) is what an i686
+ * without those units does: #NM or #UD (`fpu`).
+ */
+export function fenceGroup(cpu: Cpu, i: Instr): void {
+  const prefixed = i.rep !== 0 || i.size !== (i.codeBig ? 4 : 2);
+  if (i.mod !== 3 || i.reg < 5 || prefixed) fpu(cpu);
+}
+
 /** 9B: WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set, else a no-op. */
 export function fwait(cpu: Cpu): void {
   if ((cpu.cr0 & 0xa) === 0xa) throw new CpuFault(Vector.NM);

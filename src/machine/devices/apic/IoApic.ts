@@ -40,7 +40,7 @@ export interface ApicMessage {
 }
 
 export interface IoApicState {
-  version: 1;
+  version: 2;
   id: number;
   select: number;
   /** The redirection entries, low and high word of each. */
@@ -49,14 +49,17 @@ export interface IoApicState {
   levels: number;
   /** Counter: messages sent. */
   sent: number;
+  /** Counter: messages sent per pin. */
+  sentByPin: number[];
 }
 
-const STATE = checkState<IoApicState>('I/O APIC', 1, {
+const STATE = checkState<IoApicState>('I/O APIC', 2, {
   id: num,
   select: num,
   entries: arrayOf(num, IO_APIC_PINS * 2),
   levels: num,
   sent: num,
+  sentByPin: arrayOf(num, IO_APIC_PINS),
 });
 
 export class IoApic implements MmioDevice, Stateful<IoApicState> {
@@ -65,8 +68,9 @@ export class IoApic implements MmioDevice, Stateful<IoApicState> {
   private select = 0;
   private readonly entries = new Uint32Array(IO_APIC_PINS * 2);
   private levels = 0;
-  /** Messages sent (a counter, for tests and statistics). */
+  /** Messages sent (a counter, for tests and statistics), in all and per pin. */
   sent = 0;
+  readonly sentByPin: number[] = new Array<number>(IO_APIC_PINS).fill(0);
 
   constructor(private readonly deliver: (message: ApicMessage) => void) {
     for (let pin = 0; pin < IO_APIC_PINS; pin++) this.entries[pin * 2] = MASKED;
@@ -110,6 +114,7 @@ export class IoApic implements MmioDevice, Stateful<IoApicState> {
     const low = this.entries[pin * 2];
     const high = this.entries[pin * 2 + 1];
     this.sent++;
+    this.sentByPin[pin]++;
     this.deliver({
       vector: low & 0xff,
       mode: (low >> 8) & 7,
@@ -164,12 +169,13 @@ export class IoApic implements MmioDevice, Stateful<IoApicState> {
 
   save(): IoApicState {
     return {
-      version: 1,
+      version: 2,
       id: this.id,
       select: this.select,
       entries: Array.from(this.entries),
       levels: this.levels >>> 0,
       sent: this.sent,
+      sentByPin: [...this.sentByPin],
     };
   }
 
@@ -180,5 +186,6 @@ export class IoApic implements MmioDevice, Stateful<IoApicState> {
     this.entries.set(state.entries);
     this.levels = state.levels;
     this.sent = state.sent;
+    this.sentByPin.splice(0, IO_APIC_PINS, ...state.sentByPin);
   }
 }

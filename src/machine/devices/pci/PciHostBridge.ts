@@ -66,6 +66,22 @@ export class PciHostBridge implements PortDevice, Stateful<PciHostBridgeState> {
     return undefined;
   }
 
+  /**
+   * The functions that raise an interrupt, in device order: INTx# from configuration byte 0x3D
+   * (1 = INTA#) and the ISA line the BIOS routed it to from byte 0x3C (for the MP table).
+   */
+  interrupts(): { device: number; fn: number; pin: number; line: number }[] {
+    return [...this.functions.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([key, f]) => ({
+        device: key >> 3,
+        fn: key & 7,
+        pin: f.configRead(0x3d, 1),
+        line: f.configRead(0x3c, 1),
+      }))
+      .filter((i) => i.pin >= 1 && i.pin <= 4 && i.line < 16);
+  }
+
   ioRead(offset: number, size: AccessSize): number {
     if (offset < 4)
       return offset === 0 && size === 4 ? this.address : 0xffffffff >>> (32 - size * 8);
