@@ -63,6 +63,12 @@ export class GuestPaging {
   mirror = -1;
   /** Alias frames whose page was mapped on to another address (by frame number). */
   readonly mappedOut: Uint8Array;
+  /**
+   * Every entry the guest wrote through the VMM, by guest-physical address: its value then; the
+   * directory entries among them (a migration finds tables being built by these, migrate.ts).
+   */
+  readonly written = new Map<number, number>();
+  readonly writtenL2 = new Set<number>();
 
   constructor(
     private readonly view: DataView,
@@ -141,6 +147,8 @@ export class GuestPaging {
     if (level === 2 && (at & 0xfff) >>> 2 >= WINDOW_SLOT) return;
     const old = this.read32(at);
     this.write32(at, value);
+    this.written.set(at, value >>> 0);
+    if (level === 2) this.writtenL2.add(at);
     if ((old & PTE_P) === 0) return;
     if (level === 2 && (old & PTE_PS) === 0) {
       if ((value & ~0xfff) !== (old & ~0xfff) || (value & PTE_P) === 0 || lost(old, value))

@@ -1,0 +1,178 @@
+/**
+ * Live migration of a guest between hypervisors in one process (issue 16; first stage:
+ * stop-and-copy). The guest — the afterburned kernel with the in-place VMM, on xen or l4 — is
+ * stopped at a safe point (its kernel running its own code, or idle in `hlt`), taken out of its
+ * hypervisor as a neutral record (src/vmm/migration.ts: memory with guest-physical page tables,
+ * the kernel's context, the VMM core's state), and put into a guest the destination platform
+ * builds from the same configuration: its hypervisor's objects are its own start of day (the
+ * domain, event channels, the VM's threads and spaces), the page tables are given to it again
+ * (xen: converted to machine frames and pinned), the VMM's state and its clock continue, and the
+ * CPU continues where the guest stopped. The source is left as it stopped: it is the caller's
+ * to run on (a failed move) or to drop.
+ */
+import type { EndReason } from '../machine/Machine.ts';
+import type { GuestContext, MigrationRecord } from '../vmm/migration.ts';
+import { MIGRATION_RECORD_VERSION } from '../vmm/migration.ts';
+import { createGuest } from './createGuest.ts';
+import type { Guest, GuestConfig } from './platform.ts';
+
+export interface MigrateOptions {
+  /** Where the destination guest's console output goes. */
+  console?: (byte: number) => void;
+  /**
+   * Machine memory of the destination in MB (default: the source's, more if the destination's
+   * hypervisor leaves the guest less RAM than the source gave it).
+   */
+  memoryMb?: number;
+}
+
+/** Why a guest cannot migrate at all (its configuration); undefined if it may. */
+export function migrationRefusal(guest: Guest): string | undefined {
+  const c = guest.config;
+  if (guest.vmm?.backend.migration === undefined)
+    return `a guest on '${guest.platform}' cannot migrate: only the afterburned kernel with the in-place VMM on xen or l4 can`;
+  if (c.nic !== undefined && c.nic.emulated !== true)
+    return "a guest with a passed-through device cannot migrate (the device stays with its machine): give it the VMM's model (--nic dp83820,emulated)";
+  if (c.nic !== undefined) return 'a guest with a NIC cannot migrate yet';
+  if (c.driverVm !== undefined || (c.vms ?? []).length > 0)
+    return 'a guest with other VMs beside it cannot migrate';
+  return undefined;
+}
+
+/** The guest's context if it is at a safe point now, else why not (one line). */
+export function safePoint(guest: Guest): GuestContext | string {
+  const refused = migrationRefusal(guest);
+  if (refused !== undefined) return refused;
+  const vmm = guest.vmm!;
+  if (!vmm.paging) return 'the guest has not turned paging on yet';
+  if (guest.machine.end !== undefined && guest.machine.end.kind !== 'cycle-limit')
+    return `the guest's run has ended (${guest.machine.end.kind})`;
+  const c = vmm.backend.migration!.safePoint();
+  if (typeof c === 'string') return c;
+  if (c.kind === 'kernel' && vmm.userMode) return 'the guest runs in user mode';
+  if (c.kind === 'idle' && vmm.siteEndingAt(c.eip, 'hlt') === undefined)
+    return `the guest stopped at 0x${c.eip.toString(16)}, after no hlt`;
+  return c;
+}
+
+/**
+ * Runs the guest on from where it stopped, in steps of `step` cycles, until it is at a safe
+ * point (then it stops there) or its run ends or `limit` (absolute cycles) passes: the context,
+ * or the run's end.
+ */
+export function runToSafePoint(
+  guest: Guest,
+  limit: number,
+  step = 20_000,
+): GuestContext | EndReason {
+  const m = guest.machine;
+  for (;;) {
+    const c = safePoint(guest);
+    if (typeof c !== 'string') return c;
+    if (m.end !== undefined && m.end.kind !== 'cycle-limit') return m.end;
+    if (m.cpu.cycles >= limit) return { kind: 'cycle-limit' };
+    m.resume();
+    const end = m.run(Math.min(limit, m.cpu.cycles + step));
+    if (end.kind !== 'cycle-limit') return end;
+  }
+}
+
+/** The guest-physical address behind a guest-virtual one through directory `cr3` in `memory`. */
+function translate(memory: Uint8Array, cr3: number, va: number): number | undefined {
+  const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
+  const read = (at: number): number | undefined =>
+    at + 4 <= memory.length ? view.getUint32(at, true) : undefined;
+  const pde = read((cr3 & ~0xfff) + (va >>> 22) * 4);
+  if (pde === undefined || (pde & 1) === 0) return undefined;
+  if ((pde & 0x80) !== 0) return ((pde & 0xffc00000) | (va & 0x3fffff)) >>> 0;
+  const pte = read((pde & ~0xfff) + ((va >>> 12) & 0x3ff) * 4);
+  if (pte === undefined || (pte & 1) === 0) return undefined;
+  return ((pte & ~0xfff) | (va & 0xfff)) >>> 0;
+}
+
+/** The guest stopped at a safe point, as a migration record; or why not. */
+export function captureGuest(guest: Guest): MigrationRecord | string {
+  const context = safePoint(guest);
+  if (typeof context === 'string') return context;
+  const vmm = guest.vmm!;
+  const m = vmm.backend.migration!;
+  // The console line being collected goes with the VMM's state; what the source printed stays.
+  const pageTables = m.pageTables();
+  const memory = m.exportMemory(pageTables);
+  const state = vmm.save();
+  let kernelStack: number | undefined;
+  if (state.tr.base !== 0) {
+    const at = translate(memory, state.cr3, (state.tr.base + 4) >>> 0);
+    if (at !== undefined && at + 4 <= memory.length)
+      kernelStack = new DataView(memory.buffer).getUint32(at, true);
+  }
+  return {
+    version: MIGRATION_RECORD_VERSION,
+    from: guest.platform,
+    guestPages: m.guestPages,
+    memory,
+    pageTables,
+    context,
+    kernelStack,
+    nowNs: vmm.nowNs(),
+    vmm: state,
+    vcpuBlock: vmm.vcpuBlockBytes(),
+  };
+}
+
+/**
+ * A guest on platform `to` that continues `record`: built from `config` (the source's), then the
+ * record put into it. One line if it cannot be built or refuses the record.
+ */
+export function resumeGuest(
+  record: MigrationRecord,
+  config: Readonly<GuestConfig>,
+  to: string,
+  options: MigrateOptions = {},
+): Guest | string {
+  if (record.version !== MIGRATION_RECORD_VERSION)
+    return `migration record version ${String(record.version)} is not supported (this previrt reads version ${MIGRATION_RECORD_VERSION})`;
+  let memoryMb = options.memoryMb ?? config.memoryMb ?? 256;
+  let guest: Guest | string = '';
+  for (let attempt = 0; attempt < 4; attempt++) {
+    guest = createGuest({ ...config, platform: to, memoryMb, console: options.console });
+    if (typeof guest === 'string') return `the destination cannot be built: ${guest}`;
+    const m = guest.vmm?.backend.migration;
+    if (m === undefined) return `a guest cannot migrate to '${to}' (no in-place VMM there)`;
+    if (m.guestPages >= record.guestPages) break;
+    if (options.memoryMb !== undefined)
+      return `the destination gives the guest ${m.guestPages * 4} KB of RAM, it had ${record.guestPages * 4} KB`;
+    memoryMb += Math.ceil(((record.guestPages - m.guestPages) * 4096) / 2 ** 22) * 4 + 4;
+    guest = '';
+  }
+  if (typeof guest === 'string') return 'the destination cannot give the guest as much RAM';
+  const vmm = guest.vmm!;
+  let context = record.context;
+  if (context.kind === 'idle') {
+    // The guest idles again on the destination: its `hlt` runs again.
+    const site = vmm.siteEndingAt(context.eip, 'hlt');
+    if (site === undefined)
+      return `the destination's kernel has no hlt ending at 0x${context.eip.toString(16)}`;
+    context = { ...context, eip: site.start };
+  }
+  const refused = vmm.backend.migration!.resume({ ...record, context }, record.vmm.cr3);
+  if (refused !== undefined) return `the destination refused the guest: ${refused}`;
+  try {
+    vmm.adoptMigrated(record.vmm, record.nowNs, record.vcpuBlock, 'vmm');
+  } catch (e) {
+    return `the destination refused the guest's VMM state: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return guest;
+}
+
+/** Moves a guest that stopped at a safe point (runToSafePoint) to platform `to`. */
+export function migrateGuest(
+  guest: Guest,
+  to: string,
+  options: MigrateOptions = {},
+): { guest: Guest; record: MigrationRecord } | string {
+  const record = captureGuest(guest);
+  if (typeof record === 'string') return record;
+  const moved = resumeGuest(record, guest.config, to, options);
+  return typeof moved === 'string' ? moved : { guest: moved, record };
+}
