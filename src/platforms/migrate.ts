@@ -10,6 +10,8 @@
  * CPU continues where the guest stopped. The source is left as it stopped: it is the caller's
  * to run on (a failed move) or to drop.
  */
+import { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
+import { withFcs } from '../machine/ethernet/frame.ts';
 import type { EndReason } from '../machine/Machine.ts';
 import type { GuestContext, MigrationRecord } from '../vmm/migration.ts';
 import { MIGRATION_RECORD_VERSION } from '../vmm/migration.ts';
@@ -24,6 +26,11 @@ export interface MigrateOptions {
    * hypervisor leaves the guest less RAM than the source gave it).
    */
   memoryMb?: number;
+  /**
+   * Nanoseconds that passed between the guest's stop on the source and its start here (the
+   * copy): its clock moves on by them, as the world's did (default 0).
+   */
+  elapsedNs?: number;
 }
 
 /** Why a guest cannot migrate at all (its configuration); undefined if it may. */
@@ -33,7 +40,6 @@ export function migrationRefusal(guest: Guest): string | undefined {
     return `a guest on '${guest.platform}' cannot migrate: only the afterburned kernel with the in-place VMM on xen or l4 can`;
   if (c.nic !== undefined && c.nic.emulated !== true)
     return "a guest with a passed-through device cannot migrate (the device stays with its machine): give it the VMM's model (--nic dp83820,emulated)";
-  if (c.nic !== undefined) return 'a guest with a NIC cannot migrate yet';
   if (c.driverVm !== undefined || (c.vms ?? []).length > 0)
     return 'a guest with other VMs beside it cannot migrate';
   return undefined;
@@ -155,13 +161,17 @@ export function resumeGuest(
       return `the destination's kernel has no hlt ending at 0x${context.eip.toString(16)}`;
     context = { ...context, eip: site.start };
   }
-  const refused = vmm.backend.migration!.resume({ ...record, context }, record.vmm.cr3);
-  if (refused !== undefined) return `the destination refused the guest: ${refused}`;
+  // The VMM's state first: the page tables' device frames are where its virtual PCI says.
   try {
-    vmm.adoptMigrated(record.vmm, record.nowNs, record.vcpuBlock, 'vmm');
+    vmm.adoptMigrated(record.vmm, record.nowNs + (options.elapsedNs ?? 0), record.vcpuBlock, 'vmm');
   } catch (e) {
     return `the destination refused the guest's VMM state: ${e instanceof Error ? e.message : String(e)}`;
   }
+  const refused = vmm.backend.migration!.resume({ ...record, context }, record.vmm.cr3);
+  if (refused !== undefined) return `the destination refused the guest: ${refused}`;
+  // The backends run the model's interrupt hold-off differently (xen folds its end into the
+  // VMM's points, l4 keeps a clock event): a hold-off under way ends by an event here.
+  for (const f of vmm.platform.emulated) if (f instanceof Dp83820) f.wakeAtHoldoffEnd();
   return guest;
 }
 
@@ -175,4 +185,28 @@ export function migrateGuest(
   if (typeof record === 'string') return record;
   const moved = resumeGuest(record, guest.config, to, options);
   return typeof moved === 'string' ? moved : { guest: moved, record };
+}
+
+/** RARP (RFC 903), QEMU's and Xen's self-announcement after a migration. */
+const ETHERTYPE_RARP = 0x8035;
+
+/**
+ * After a move: the guest's NIC announces itself on the destination's wire — a RARP request
+ * from its MAC to everyone, as QEMU's and Xen's toolstacks send for a migrated guest — so that
+ * a switch between the hosts learns its new port before the guest sends anything. Sent from
+ * the VMM's model's end of the machine's link; false if the guest has no NIC there.
+ */
+export function announce(guest: Guest): boolean {
+  const link = guest.machine.link;
+  const mac = guest.machine.nic?.mac;
+  if (link === undefined || mac === undefined || guest.config.nic?.emulated !== true) return false;
+  // Ethernet header, then the RARP body (hardware 1, protocol IPv4, op 3 "request reverse").
+  const frame = new Uint8Array(60);
+  frame.fill(0xff, 0, 6);
+  frame.set(mac, 6);
+  frame.set([ETHERTYPE_RARP >> 8, ETHERTYPE_RARP & 0xff], 12);
+  frame.set([0, 1, 0x08, 0x00, 6, 4, 0, 3], 14);
+  frame.set(mac, 22);
+  frame.set(mac, 32);
+  return link.send(0, withFcs(frame)) !== undefined;
 }

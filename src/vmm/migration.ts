@@ -16,6 +16,7 @@
  * The backends implement `BackendMigration` (backend.ts); src/platforms/migrate.ts moves a
  * guest with it.
  */
+import type { DirtySource } from './dirty.ts';
 import type { VmmState } from './Vmm.ts';
 
 /** The version of MigrationRecord. */
@@ -78,6 +79,8 @@ export interface BackendMigration {
   exportMemory(tables: PageTableMap): Uint8Array;
   /** Guest RAM's size in pages. */
   readonly guestPages: number;
+  /** The hypervisor's view of written pages, for pre-copy (dirty.ts). */
+  dirtySource(): DirtySource;
   /**
    * Destination: the guest's memory and page tables into this VM, the hypervisor's objects for
    * them made (xen: converted to machine frames, pinned and validated), then the guest's

@@ -10,6 +10,8 @@
  * the guest's next `iret` to it. The kernel thread's first entry continues the guest where it
  * stopped instead of booting it.
  */
+import { fpage, R, W } from '../../../hypervisor/l4/abi.ts';
+import type { DirtySource } from '../../dirty.ts';
 import type {
   BackendMigration,
   GuestContext,
@@ -25,6 +27,33 @@ export class L4Migration implements BackendMigration {
 
   get guestPages(): number {
     return this.b.guestPages;
+  }
+
+  /**
+   * The written bits of each guest page's alias in the main space and every mapping derived
+   * from it: an unmap with no rights revokes nothing and returns them, reset (L4Ka's
+   * resource monitor's working-set scan, 64 one-page fpages a call). The bits it takes are
+   * kept for the fold into the guest's own accessed and dirty bits (paging.ts `taken`).
+   */
+  dirtySource(): DirtySource {
+    const collect = (into: Uint8Array | undefined): void => {
+      const b = this.b;
+      const p = b.paging;
+      for (let f = 0; f < b.guestPages; f += 64) {
+        const n = Math.min(64, b.guestPages - f);
+        const pages: number[] = [];
+        for (let k = 0; k < n; k++) pages.push(fpage(b.alias(f + k)!, 12, 0));
+        p.counters.unmapCalls++;
+        const out = b.sync(() => b.helper.unmap(pages, false));
+        for (let k = 0; k < n; k++) {
+          const bits = (out[k] ?? 0) & (R | W);
+          if (bits === 0) continue;
+          p.taken[f + k] |= bits;
+          if (into !== undefined && (bits & W) !== 0) into[f + k] = 1;
+        }
+      }
+    };
+    return { start: () => collect(undefined), collect: (into) => collect(into), stop: () => {} };
   }
 
   safePoint(): GuestContext | string {

@@ -69,6 +69,11 @@ export class GuestPaging {
    */
   readonly written = new Map<number, number>();
   readonly writtenL2 = new Set<number>();
+  /**
+   * Status bits (R, W) a migration's dirty log took from a frame's mappings (migrate.ts): the
+   * fold into the guest's accessed and dirty bits gets them still.
+   */
+  readonly taken: Uint8Array;
 
   constructor(
     private readonly view: DataView,
@@ -76,6 +81,7 @@ export class GuestPaging {
     private readonly host: PagingHost,
   ) {
     this.mappedOut = new Uint8Array(guestPages + 64);
+    this.taken = new Uint8Array(guestPages + 64);
   }
 
   read32(gpa: number): number {
@@ -213,7 +219,11 @@ export class GuestPaging {
         batch.map((b) => b.page),
         false,
       );
-      batch.forEach((b, j) => (status[b.at] = (out[j] ?? 0) & RWX));
+      batch.forEach((b, j) => {
+        const f = frames[b.at];
+        status[b.at] = ((out[j] ?? 0) | this.taken[f]) & RWX;
+        this.taken[f] = 0;
+      });
     }
     return status;
   }

@@ -8,6 +8,7 @@
  * channels, shared info and callbacks are its own from its start of day.
  */
 import { SharedInfo } from '../../../hypervisor/xen/abi.ts';
+import type { DirtySource } from '../../dirty.ts';
 import type {
   BackendMigration,
   GuestContext,
@@ -45,6 +46,15 @@ export class XenMigration implements BackendMigration {
     )
       return 'the guest is taking events';
     return { kind: 'kernel', regs, eip: cpu.eip >>> 0, eflags };
+  }
+
+  dirtySource(): DirtySource {
+    const paging = this.paging;
+    return {
+      start: () => paging.harvestDirty(undefined),
+      collect: (into) => paging.harvestDirty(into),
+      stop: () => {},
+    };
   }
 
   pageTables(): PageTableMap {

@@ -27,6 +27,11 @@ import { ARGS_PAGE, ARGS_PAGES, type DomainMemory } from './layout.ts';
 
 /** An available PTE bit (SDM 3A Table 4-6, bits 9–11): the guest wants this mapping writable. */
 const GUEST_RW = 0x200;
+/**
+ * Another available bit: the guest's own dirty bit while a migration's dirty log clears the real
+ * one (harvestDirty); the guest sees it as its dirty bit (toGuest).
+ */
+const GUEST_D = 0x400;
 const DOMID_SELF = 0x7ff0;
 
 interface PendingUpdate {
@@ -214,6 +219,7 @@ export class DirectPaging {
     const pfn = own !== undefined && own >= 0 ? own : this.devices.guestFrame(e >>> 12);
     if (pfn !== undefined && pfn >= 0) e = (pfn << 12) | (e & 0xfff);
     if ((e & GUEST_RW) !== 0) e = (e | PTE_RW) & ~GUEST_RW;
+    if ((e & GUEST_D) !== 0) e = (e | PTE_D) & ~GUEST_D;
     return e >>> 0;
   }
 
@@ -352,7 +358,8 @@ export class DirectPaging {
         const now = this.read32(u.maddr);
         // Only an entry still as the VMM wrote it (modulo A/D): the frame holding a stale record
         // may be ordinary data by now.
-        if ((now & ~(PTE_A | PTE_D)) !== (u.value & ~(PTE_A | PTE_D))) continue;
+        const ad = PTE_A | PTE_D | GUEST_D;
+        if ((now & ~ad) !== (u.value & ~ad)) continue;
         this.counters.writeProtections++;
         this.writeEntry(u.maddr, ((now & ~PTE_RW) | GUEST_RW) >>> 0);
       }
@@ -516,7 +523,7 @@ export class DirectPaging {
     for (const [maddr, value] of this.written) {
       const pfn = this.m2p[maddr >>> 12];
       if (pfn < 0 || pfn >= this.guestPages || live.has(pfn)) continue;
-      if (((this.read32(maddr) ^ value) & ~(PTE_A | PTE_D)) !== 0) continue;
+      if (((this.read32(maddr) ^ value) & ~(PTE_A | PTE_D | GUEST_D)) !== 0) continue;
       entries.push([pfn * 4096 + (maddr & 0xfff), this.writtenL2.has(maddr) ? 2 : 1]);
     }
     return { directories, tables, entries };
@@ -583,5 +590,28 @@ export class DirectPaging {
     if (this.mem.xen.frames.pinned[init] !== 0) this.mmuext(MmuExt.UNPIN_TABLE, init);
     this.initialActive = false;
     return undefined;
+  }
+
+  /**
+   * A migration's dirty log (../../dirty.ts): every guest frame a live table maps with its
+   * dirty bit set was written since the last harvest; marked in `into`, and the bit cleared
+   * through mmu_update (the hypervisor validates it as any update), the guest's own dirty bit
+   * kept in GUEST_D; then the TLB is flushed, so that the next write sets the bit again.
+   */
+  harvestDirty(into: Uint8Array | undefined): void {
+    for (let f = 0; f < this.guestPages; f++) {
+      if (this.l1Links[f] <= 0 || this.pinnedL2.has(f)) continue;
+      const base = this.mfn(f) * 4096;
+      for (let k = 0; k < 1024; k++) {
+        const e = this.read32(base + k * 4);
+        if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) continue;
+        const t = this.m2p[e >>> 12];
+        if (t < 0 || t >= this.guestPages) continue;
+        if (into !== undefined) into[t] = 1;
+        this.queue.push({ maddr: base + k * 4, value: ((e & ~PTE_D) | GUEST_D) >>> 0 });
+      }
+    }
+    this.flush();
+    this.mmuext(MmuExt.TLB_FLUSH_LOCAL, 0);
   }
 }
