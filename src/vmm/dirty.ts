@@ -21,6 +21,11 @@ export interface DirtySource {
   collect(into: Uint8Array): void;
   /** Logging ends; the guest runs as before it started. */
   stop(): void;
+  /**
+   * Whether the backend can look now (between runs): xen's VMM makes its hypercalls from the
+   * guest kernel's ring, so not while the CPU runs a process. Absent: always.
+   */
+  ready?(): boolean;
 }
 
 export class DirtyLog {
@@ -34,6 +39,11 @@ export class DirtyLog {
     private readonly platform: VirtualPlatform,
   ) {
     this.pages = new Uint8Array(guestPages);
+  }
+
+  /** The source can be looked at now (DirtySource.ready); the guest runs on until it can. */
+  ready(): boolean {
+    return this.source.ready?.() ?? true;
   }
 
   start(): void {

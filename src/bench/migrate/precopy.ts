@@ -67,6 +67,11 @@ export interface PreCopy {
   pendingDirty?: Uint8Array;
 }
 
+/** The guest runs on in short steps until its dirty log can be looked at (DirtyLog.ready). */
+function untilReady(p: PreCopy, run: (cycles: number) => void): void {
+  for (let k = 0; k < 100_000 && p.log !== undefined && !p.log.ready(); k++) run(500);
+}
+
 function isZero(page: Uint8Array): boolean {
   const words = new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
   for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
@@ -95,6 +100,7 @@ function sendRound(
   for (let k = 0; k < pages.length; k += BATCH_PAGES) {
     const batch = pages.slice(k, k + BATCH_PAGES);
     // Pages written since the round began go in the next round (Xen's to_skip).
+    if (run !== undefined && k > 0) untilReady(p, run);
     const written = run !== undefined && k > 0 ? p.log?.peek() : undefined;
     let bytes = 0;
     for (const f of batch) {
@@ -141,6 +147,7 @@ export function preCopy(
     log,
     link,
   };
+  untilReady(p, run);
   log.start();
   const memory = guest.physicalMemory();
   let next: number[] = Array.from({ length: pages }, (_, f) => f);
@@ -149,6 +156,7 @@ export function preCopy(
     const r = sendRound(p, memory, next, run);
     p.rounds.push(r);
     total += r.pages;
+    untilReady(p, run);
     const dirty = log.take();
     next = [];
     for (let f = 0; f < pages; f++) if (dirty[f] !== 0) next.push(f);

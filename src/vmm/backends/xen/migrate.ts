@@ -54,6 +54,7 @@ export class XenMigration implements BackendMigration {
       start: () => paging.harvestDirty(undefined),
       collect: (into) => paging.harvestDirty(into),
       stop: () => {},
+      ready: () => this.backend.cpu.cpl === 1 && this.backend.xen.current === this.backend.dom,
     };
   }
 
