@@ -68,8 +68,10 @@ export interface PreCopy {
 }
 
 /** The guest runs on in short steps until its dirty log can be looked at (DirtyLog.ready). */
-function untilReady(p: PreCopy, run: (cycles: number) => void): void {
-  for (let k = 0; k < 100_000 && p.log !== undefined && !p.log.ready(); k++) run(500);
+function untilReady(p: PreCopy, run: (cycles: number) => boolean): boolean {
+  for (let k = 0; k < 100_000 && p.log !== undefined && !p.log.ready(); k++)
+    if (!run(500)) return false;
+  return p.log?.ready() ?? true;
 }
 
 function isZero(page: Uint8Array): boolean {
@@ -80,14 +82,15 @@ function isZero(page: Uint8Array): boolean {
 
 /**
  * Sends `pages` (a list of frames) from `memory` to `p.dest`; with `run`, in batches between
- * which the guest runs for the batch's link time and pages written since are skipped. The round.
+ * which the guest runs for the batch's link time and pages written since are skipped. The round;
+ * undefined if the guest's run ended meanwhile.
  */
 function sendRound(
   p: PreCopy,
   memory: Uint8Array,
   pages: number[],
-  run: ((cycles: number) => void) | undefined,
-): Round {
+  run: ((cycles: number) => boolean) | undefined,
+): Round | undefined {
   const round: Round = {
     pages: 0,
     zeroPages: 0,
@@ -100,7 +103,7 @@ function sendRound(
   for (let k = 0; k < pages.length; k += BATCH_PAGES) {
     const batch = pages.slice(k, k + BATCH_PAGES);
     // Pages written since the round began go in the next round (Xen's to_skip).
-    if (run !== undefined && k > 0) untilReady(p, run);
+    if (run !== undefined && k > 0 && !untilReady(p, run)) return undefined;
     const written = run !== undefined && k > 0 ? p.log?.peek() : undefined;
     let bytes = 0;
     for (const f of batch) {
@@ -120,7 +123,7 @@ function sendRound(
     round.bytes += bytes;
     round.cycles += cycles;
     // The guest runs while the batch is on the wire (its pages were read as it went).
-    run?.(cycles);
+    if (run !== undefined && !run(cycles)) return undefined;
   }
   round.ms = (round.cycles / p.link.hz) * 1000;
   return round;
@@ -134,7 +137,7 @@ function sendRound(
 export function preCopy(
   guest: Guest,
   link: MigrationLink,
-  run: (cycles: number) => void,
+  run: (cycles: number) => boolean,
 ): PreCopy | string {
   const m = guest.vmm?.backend.migration;
   if (m === undefined) return 'the guest has no in-place VMM to migrate';
@@ -147,16 +150,20 @@ export function preCopy(
     log,
     link,
   };
-  untilReady(p, run);
+  const ended = 'the guest stopped during the pre-copy (its run ended)';
+  if (!untilReady(p, run)) return ended;
   log.start();
   const memory = guest.physicalMemory();
   let next: number[] = Array.from({ length: pages }, (_, f) => f);
   let total = 0;
   for (;;) {
     const r = sendRound(p, memory, next, run);
+    if (r === undefined || !untilReady(p, run)) {
+      log.stop();
+      return ended;
+    }
     p.rounds.push(r);
     total += r.pages;
-    untilReady(p, run);
     const dirty = log.take();
     next = [];
     for (let f = 0; f < pages; f++) if (dirty[f] !== 0) next.push(f);
@@ -211,7 +218,7 @@ export function stopAndCopy(
   for (const [at] of t.entries) send[at >>> 12] = 1;
   const list: number[] = [];
   for (let f = 0; f < pages; f++) if (send[f] !== 0) list.push(f);
-  const round = sendRound(p, record.memory, list, undefined);
+  const round = sendRound(p, record.memory, list, undefined)!;
   const cycles = p.link.cycles(stateBytes);
   round.bytes += stateBytes;
   round.cycles += cycles;

@@ -167,8 +167,11 @@ export function runMigrateBench(o: MigrateBenchOptions): MigrateBenchResult | st
     if (k === 0) lastResume = { at: sender.report().times.firstSyn ?? 0, acked: 0 };
     const start = { at: relay.now(), acked: sender.bytesAcked };
     const to = o.path[k + 1];
-    const runFor = (cycles: number): void => {
-      runUntil(g, () => false, g.machine.cpu.cycles + cycles);
+    /** The guest runs on for `cycles`; false if its run ended. */
+    const runFor = (cycles: number): boolean => {
+      const target = g.machine.cpu.cycles + cycles;
+      runUntil(g, () => g.machine.cpu.cycles >= target, target);
+      return g.machine.end === undefined || g.machine.end.kind === 'cycle-limit';
     };
     const copy = o.preCopy === false ? noPreCopy(g, link) : preCopy(g, link, runFor);
     if (typeof copy === 'string') {

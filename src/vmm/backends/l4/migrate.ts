@@ -53,7 +53,14 @@ export class L4Migration implements BackendMigration {
         }
       }
     };
-    return { start: () => collect(undefined), collect: (into) => collect(into), stop: () => {} };
+    return {
+      start: () => collect(undefined),
+      collect: (into) => collect(into),
+      stop: () => {},
+      // The helper makes the unmaps: not while a call of the VMM's is under way in it.
+      ready: () =>
+        this.b.syncDepth === 0 && this.b.k.lookup(this.b.helperTid, undefined)?.ipc === undefined,
+    };
   }
 
   safePoint(): GuestContext | string {
