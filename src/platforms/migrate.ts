@@ -121,7 +121,8 @@ export function captureGuest(guest: Guest): MigrationRecord | string {
     context,
     kernelStack,
     nowNs: vmm.nowNs(),
-    vmm: state,
+    // The backend's own state stays: the destination's hypervisor objects are its own.
+    vmm: { ...state, backend: { kind: state.backend.kind, version: state.backend.version } },
     vcpuBlock: vmm.vcpuBlockBytes(),
   };
 }
