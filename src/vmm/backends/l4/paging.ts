@@ -18,6 +18,8 @@ export const PTE_A = 0x20;
 export const PTE_D = 0x40;
 export const PTE_PS = 0x80;
 const CR0_WP = 0x10000;
+/** Entries `written` holds before the ones no longer as written are dropped. */
+const WRITTEN_LIMIT = 1 << 18;
 
 /** A translation through the guest's tables. */
 export type Walk =
@@ -69,6 +71,7 @@ export class GuestPaging {
    */
   readonly written = new Map<number, number>();
   readonly writtenL2 = new Set<number>();
+  private writtenLimit = WRITTEN_LIMIT;
   /**
    * Status bits (R, W) a migration's dirty log took from a frame's mappings (migrate.ts): the
    * fold into the guest's accessed and dirty bits gets them still.
@@ -82,6 +85,16 @@ export class GuestPaging {
   ) {
     this.mappedOut = new Uint8Array(guestPages + 64);
     this.taken = new Uint8Array(guestPages + 64);
+  }
+
+  /** Forgets the entries no longer as written (their frame is data again), so the map stays small. */
+  private pruneWritten(): void {
+    for (const [at, value] of this.written)
+      if (((this.read32(at) ^ value) & ~(PTE_A | PTE_D)) !== 0) {
+        this.written.delete(at);
+        this.writtenL2.delete(at);
+      }
+    this.writtenLimit = Math.max(WRITTEN_LIMIT, this.written.size * 2);
   }
 
   read32(gpa: number): number {
@@ -155,6 +168,7 @@ export class GuestPaging {
     this.write32(at, value);
     this.written.set(at, value >>> 0);
     if (level === 2) this.writtenL2.add(at);
+    if (this.written.size > this.writtenLimit) this.pruneWritten();
     if ((old & PTE_P) === 0) return;
     if (level === 2 && (old & PTE_PS) === 0) {
       if ((value & ~0xfff) !== (old & ~0xfff) || (value & PTE_P) === 0 || lost(old, value))

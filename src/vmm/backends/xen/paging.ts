@@ -33,6 +33,8 @@ const GUEST_RW = 0x200;
  */
 const GUEST_D = 0x400;
 const DOMID_SELF = 0x7ff0;
+/** Entries `written` holds before the ones no longer as written are dropped. */
+const WRITTEN_LIMIT = 1 << 18;
 
 interface PendingUpdate {
   maddr: number;
@@ -119,6 +121,7 @@ export class DirectPaging {
    */
   private readonly written = new Map<number, number>();
   private readonly writtenL2 = new Set<number>();
+  private writtenLimit = WRITTEN_LIMIT;
 
   constructor(
     private readonly mem: DomainMemory,
@@ -193,6 +196,18 @@ export class DirectPaging {
     else this.pteSet(maddr, value >>> 0);
     this.written.set(maddr, this.read32(maddr));
     if (level === 2) this.writtenL2.add(maddr);
+    if (this.written.size > this.writtenLimit) this.pruneWritten();
+  }
+
+  /** Forgets the entries no longer as written (their frame is data again), so the map stays small. */
+  private pruneWritten(): void {
+    const ad = ~(PTE_A | PTE_D | GUEST_D);
+    for (const [maddr, value] of this.written)
+      if (((this.read32(maddr) ^ value) & ad) !== 0) {
+        this.written.delete(maddr);
+        this.writtenL2.delete(maddr);
+      }
+    this.writtenLimit = Math.max(WRITTEN_LIMIT, this.written.size * 2);
   }
 
   pageTableRead(level: 1 | 2, ptr: number): number {
