@@ -168,6 +168,41 @@ describe('live migration mid-netperf', { skip }, () => {
       assert.doesNotMatch(out, /failed: [1-9]|FAIL/);
     });
 
+  it('previrt bench migrate --json: the move, its downtime and the verdict', async () => {
+    kernel();
+    const r = await previrtAsync(
+      [
+        'bench',
+        'migrate',
+        '--from',
+        'l4',
+        '--to',
+        'xen',
+        '--bytes',
+        '4M',
+        '--at-bytes',
+        '1M',
+        '--stop-and-copy',
+        '--link',
+        '10G',
+        '--json',
+      ],
+      { timeout: 300_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      ok: boolean;
+      downtimeMs: number[];
+      moves: { from: string; to: string; rounds: unknown[] }[];
+      retransmissions: number;
+    };
+    assert.equal(j.ok, true);
+    assert.equal(j.moves.length, 1);
+    assert.deepEqual([j.moves[0].from, j.moves[0].to], ['l4', 'xen']);
+    // About 56 MB of memory at 10 Gb/s.
+    assert.ok(j.downtimeMs[0] > 30 && j.downtimeMs[0] < 80, `downtime ${j.downtimeMs[0]} ms`);
+  });
+
   it('previrt bench migrate refuses bad options with one line and status 2', async () => {
     const cases = [
       [['--to', 'l4'], '--from is missing (xen or l4)'],
