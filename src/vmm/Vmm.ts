@@ -105,6 +105,8 @@ export interface VmmState {
   counters: VmmCounters;
   platform: VirtualPlatformState;
   backend: BackendState;
+  /** A migrated guest's time offset (ns; absent: 0). */
+  timeOffsetNs?: number;
 }
 
 const table = shape<{ base: number; limit: number }>({ base: num, limit: num });
@@ -136,6 +138,9 @@ const VMM_STATE: Check = checkState<VmmState>('VMM', 1, {
   }),
   platform: counts,
   backend: shape<BackendState>({ kind: str, version: num }),
+  timeOffsetNs: (v, path) => {
+    if (v !== undefined) num(v, path);
+  },
 });
 
 interface Gate {
@@ -180,6 +185,11 @@ export class InPlaceVmm implements VmmCore {
   private armedNs: number | undefined;
   /** timerExpired is running: device events it fires are armed once, at its end. */
   private inTimer = false;
+  /**
+   * The virtual devices' time minus the backend's (ns): 0 but on a guest that migrated here
+   * (migration.ts), whose times all stay as they were on the hypervisor it came from.
+   */
+  private timeOffsetNs = 0;
 
   constructor(
     readonly cpu: Cpu,
@@ -201,7 +211,7 @@ export class InPlaceVmm implements VmmCore {
         this.flushConsole();
         backend.shutdown('reboot', 0);
       },
-      nowNs: () => backend.nowNs(),
+      nowNs: () => this.nowNs(),
       programmed: (periodNs) => this.pitProgrammed(periodNs),
       deviceEventAt: (ns) => this.deviceEventAt(ns),
       rtcStartSeconds: options.rtcStartSeconds,
@@ -270,6 +280,7 @@ export class InPlaceVmm implements VmmCore {
       counters: structuredClone(this.counters),
       platform: this.platform.save(),
       backend: this.backend.save(),
+      ...(this.timeOffsetNs === 0 ? {} : { timeOffsetNs: this.timeOffsetNs }),
     };
   }
 
@@ -300,9 +311,46 @@ export class InPlaceVmm implements VmmCore {
     this.timerPeriodNs = state.timerPeriodNs;
     this.nextTickNs = state.nextTickNs;
     this.armedNs = state.armedNs ?? undefined;
+    this.timeOffsetNs = state.timeOffsetNs ?? 0;
     Object.assign(this.counters, structuredClone(state.counters));
     this.platform.restore(state.platform, `${path}.platform`);
     this.backend.restore(state.backend, `${path}.backend`);
+  }
+
+  /** The VMM's time (ns): the backend's system time, moved by a migration's offset. */
+  nowNs(): number {
+    return this.timeOffsetNs === 0
+      ? this.backend.nowNs()
+      : this.backend.nowNs() + this.timeOffsetNs;
+  }
+
+  /** One of the VMM's times as the backend's (a deadline not yet due stays in the future). */
+  private backendNs(ns: number): number {
+    return this.timeOffsetNs === 0 ? ns : Math.max(1, ns - this.timeOffsetNs);
+  }
+
+  /**
+   * A guest that migrated here (migration.ts): the source's VMM state — virtual CPU, platform,
+   * counters, every time as it was there — over this VMM's, the backend's own state kept (its
+   * hypervisor's objects are built anew), the VMM's time continuing from `nowNs`, and the timer
+   * armed again on this backend.
+   */
+  adoptMigrated(state: VmmState, nowNs: number, vcpuBlock: Uint8Array, path: string): void {
+    new Uint8Array(this.block.buffer, this.block.byteOffset, this.block.byteLength).set(vcpuBlock);
+    this.timeOffsetNs = nowNs - this.backend.nowNs();
+    this.restore({ ...state, timeOffsetNs: this.timeOffsetNs, backend: this.backend.save() }, path);
+    this.armTimer(false);
+  }
+
+  /** A copy of the virtual-CPU block (window page 0), for a migration. */
+  vcpuBlockBytes(): Uint8Array {
+    return new Uint8Array(this.block.buffer, this.block.byteOffset, this.block.byteLength).slice();
+  }
+
+  /** The rewritten site whose replacement ends at `end` (a `hlt`'s resume address), if any. */
+  siteEndingAt(end: number, kind: SiteKind): CallSite | undefined {
+    for (const site of this.calls.values()) if (site.end === end && site.kind === kind) return site;
+    return undefined;
   }
 
   // ---- the virtual CPU block -------------------------------------------------------------
@@ -539,7 +587,7 @@ export class InPlaceVmm implements VmmCore {
    */
   timerExpired(): void {
     this.armedNs = undefined;
-    const now = this.backend.nowNs();
+    const now = this.nowNs();
     this.inTimer = true;
     try {
       this.platform.clock.fireDue(now);
@@ -558,7 +606,7 @@ export class InPlaceVmm implements VmmCore {
 
   private pitProgrammed(periodNs: number): void {
     this.timerPeriodNs = periodNs;
-    this.nextTickNs = this.backend.nowNs() + periodNs;
+    this.nextTickNs = this.nowNs() + periodNs;
     this.armTimer(true);
   }
 
@@ -578,7 +626,8 @@ export class InPlaceVmm implements VmmCore {
     const deadline =
       tick === undefined ? device : device === undefined ? tick : Math.min(tick, device);
     this.armedNs = deadline;
-    if (deadline !== undefined || cancel) this.backend.setTimer(deadline ?? 0);
+    if (deadline !== undefined || cancel)
+      this.backend.setTimer(deadline === undefined ? 0 : this.backendNs(deadline));
   }
 
   /** A passed-through device's interrupt (the backend's event for its line). */

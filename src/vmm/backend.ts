@@ -11,6 +11,7 @@
  * hypervisor wants (machine frames, its selectors) is the backend's job.
  */
 import type { CounterTree } from '../machine/counters.ts';
+import type { BackendMigration } from './migration.ts';
 import type { VirtualPlatform } from './platform.ts';
 
 /** How the state the guest was interrupted in reached the VMM. */
@@ -70,6 +71,8 @@ export interface VmmBackend {
    * (machine/state.ts) naming the field if it does not fit.
    */
   restore(state: BackendState, path: string): void;
+  /** Its side of live migration (migration.ts), if it can move a guest in and out. */
+  readonly migration?: BackendMigration;
 
   // ---- time, console, life cycle ----
   /** Nanoseconds of the hypervisor's system time for the guest. */

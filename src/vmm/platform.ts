@@ -133,6 +133,11 @@ export class VirtualPlatform {
    * must wake it on `clock` after all (the end of a hold-off an interrupt waits for).
    */
   readonly idlers: (() => void)[] = [];
+  /**
+   * While a migration logs dirty pages (dirty.ts): told of every write of the VMM's emulated
+   * devices into guest memory by DMA (guest-physical address and length).
+   */
+  dmaWritten: ((gpa: number, length: number) => void) | undefined;
   private readonly deviceLines = new Map<number, LineState>();
   private readonly cmos: Cmos;
   private readonly keyboard: KeyboardController;

@@ -22,6 +22,7 @@ import {
   type NetperfRow,
 } from '../../bench/netperf/report.ts';
 import { MAX_PAYLOAD } from '../../net/stream.ts';
+import { migrateUsage, runBenchMigrate } from './benchMigrate.ts';
 
 const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
@@ -182,8 +183,8 @@ function parse(argv: string[]): Options | string {
   };
   if (argv[0] !== 'netperf')
     return argv[0] === undefined
-      ? 'which benchmark? (previrt bench netperf --help)'
-      : `unknown benchmark '${argv[0]}' (known: netperf)`;
+      ? 'which benchmark? (previrt bench netperf --help, previrt bench migrate --help)'
+      : `unknown benchmark '${argv[0]}' (known: netperf, migrate)`;
   for (let k = 1; k < argv.length; k++) {
     const a = argv[k];
     const value = argv[k + 1];
@@ -357,9 +358,11 @@ function progressReporter(
 
 export const bench: Command = {
   name: 'bench',
-  summary: 'benchmarks: `bench netperf`, the seed netperf receive test, raw and on xen',
-  usage,
+  summary:
+    'benchmarks: `bench netperf`, the seed netperf receive test, raw and on xen; `bench migrate`, a guest moved between xen and l4 mid-transfer',
+  usage: `${usage}\n\n${migrateUsage}`,
   async run(argv) {
+    if (argv[0] === 'migrate') return runBenchMigrate(argv.slice(1));
     const o = parse(argv);
     if (typeof o === 'string') {
       console.error(`previrt bench: ${o}`);

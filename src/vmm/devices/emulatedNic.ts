@@ -86,7 +86,16 @@ export function copyingDma(dma: DmaMemory, charge: (cycles: number) => void): Dm
 
 /** The VMM's DP83820 on the virtual PC; or one line if its slot is taken. */
 export function addEmulatedNic(c: EmulatedNicConfig): Dp83820 | string {
-  const dma = copyingDma(c.dma, (cycles) => c.charge(cycles));
+  const copying = copyingDma(c.dma, (cycles) => c.charge(cycles));
+  // A migration's dirty log hears of what the model writes into the guest (dirty.ts).
+  const dma: DmaMemory = {
+    read: (address, into) => copying.read(address, into),
+    write: (address, from) => {
+      const ok = copying.write(address, from);
+      if (ok) c.platform.dmaWritten?.(address, from.length);
+      return ok;
+    },
+  };
   const nic = new Dp83820({
     clock: c.platform.clock,
     dma,

@@ -66,6 +66,7 @@ import {
   STUB_IPC,
   VmmLabel,
 } from './layout.ts';
+import { L4Migration } from './migrate.ts';
 import { Monitor } from './monitor.ts';
 import type { L4NetBack, L4NetFront } from './netChannel.ts';
 import type { ClientLink } from '../../devices/clientLink.ts';
@@ -217,8 +218,8 @@ export class L4Backend implements VmmBackend {
   /** The kernel thread was redirected to ENTRY_ASYNC from this EIP. */
   redirectIp: number | undefined;
   kernelTrap: KernelTrap | undefined;
-  private received: Received | undefined;
-  private idleState: { regs: number[]; eflags: number; resume: number } | undefined;
+  received: Received | undefined;
+  idleState: { regs: number[]; eflags: number; resume: number } | undefined;
   readonly processes: Processes;
   consoleQueue: number[] = [];
   /** Helper calls made from the kernel thread's VMM code now (the monitor then leaves it be). */
@@ -236,6 +237,10 @@ export class L4Backend implements VmmBackend {
   emulatedRegisterPage: number | undefined;
   /** The emulated NIC's DMA into the VM, done and refused. */
   readonly emulatedDma = { dmaTranslated: 0, dmaRefused: 0 };
+  /** Live migration out of and into the VM (migrate.ts). */
+  readonly migration: L4Migration = new L4Migration(this);
+  /** What the kernel thread's first entry does for a guest that migrated here (migrate.ts). */
+  bootResume: (() => void) | undefined;
 
   constructor(config: L4BackendConfig) {
     this.k = config.k;
@@ -337,6 +342,8 @@ export class L4Backend implements VmmBackend {
       if (typeof r === 'string') throw new Error(`l4 backend: ${r}`);
     };
     bind(ENTRY_BOOT, 'l4.boot', () => {
+      // A guest that migrated here continues where it stopped instead (migrate.ts).
+      if (this.bootResume !== undefined) return this.bootResume();
       this.cpu.eax = kernel.magic;
       this.cpu.ebx = kernel.mbi;
       this.cpu.push(kernel.entry, 4);

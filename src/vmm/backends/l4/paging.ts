@@ -18,6 +18,8 @@ export const PTE_A = 0x20;
 export const PTE_D = 0x40;
 export const PTE_PS = 0x80;
 const CR0_WP = 0x10000;
+/** Entries `written` holds before the ones no longer as written are dropped. */
+const WRITTEN_LIMIT = 1 << 18;
 
 /** A translation through the guest's tables. */
 export type Walk =
@@ -63,6 +65,18 @@ export class GuestPaging {
   mirror = -1;
   /** Alias frames whose page was mapped on to another address (by frame number). */
   readonly mappedOut: Uint8Array;
+  /**
+   * Every entry the guest wrote through the VMM, by guest-physical address: its value then; the
+   * directory entries among them (a migration finds tables being built by these, migrate.ts).
+   */
+  readonly written = new Map<number, number>();
+  readonly writtenL2 = new Set<number>();
+  private writtenLimit = WRITTEN_LIMIT;
+  /**
+   * Status bits (R, W) a migration's dirty log took from a frame's mappings (migrate.ts): the
+   * fold into the guest's accessed and dirty bits gets them still.
+   */
+  readonly taken: Uint8Array;
 
   constructor(
     private readonly view: DataView,
@@ -70,6 +84,17 @@ export class GuestPaging {
     private readonly host: PagingHost,
   ) {
     this.mappedOut = new Uint8Array(guestPages + 64);
+    this.taken = new Uint8Array(guestPages + 64);
+  }
+
+  /** Forgets the entries no longer as written (their frame is data again), so the map stays small. */
+  private pruneWritten(): void {
+    for (const [at, value] of this.written)
+      if (((this.read32(at) ^ value) & ~(PTE_A | PTE_D)) !== 0) {
+        this.written.delete(at);
+        this.writtenL2.delete(at);
+      }
+    this.writtenLimit = Math.max(WRITTEN_LIMIT, this.written.size * 2);
   }
 
   read32(gpa: number): number {
@@ -141,6 +166,9 @@ export class GuestPaging {
     if (level === 2 && (at & 0xfff) >>> 2 >= WINDOW_SLOT) return;
     const old = this.read32(at);
     this.write32(at, value);
+    this.written.set(at, value >>> 0);
+    if (level === 2) this.writtenL2.add(at);
+    if (this.written.size > this.writtenLimit) this.pruneWritten();
     if ((old & PTE_P) === 0) return;
     if (level === 2 && (old & PTE_PS) === 0) {
       if ((value & ~0xfff) !== (old & ~0xfff) || (value & PTE_P) === 0 || lost(old, value))
@@ -205,7 +233,11 @@ export class GuestPaging {
         batch.map((b) => b.page),
         false,
       );
-      batch.forEach((b, j) => (status[b.at] = (out[j] ?? 0) & RWX));
+      batch.forEach((b, j) => {
+        const f = frames[b.at];
+        status[b.at] = ((out[j] ?? 0) | this.taken[f]) & RWX;
+        this.taken[f] = 0;
+      });
     }
     return status;
   }

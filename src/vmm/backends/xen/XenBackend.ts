@@ -44,6 +44,7 @@ import {
   trapEntry,
 } from './layout.ts';
 import { DirectPaging, type DirectPagingState, type XenBackendCounters } from './paging.ts';
+import { XenMigration } from './migrate.ts';
 import { XenPassthrough } from './passthrough.ts';
 import type { NetBack, NetFront } from './netChannel.ts';
 import type { ClientLink } from '../../devices/clientLink.ts';
@@ -127,6 +128,8 @@ export class XenBackend implements VmmBackend {
   /** Work of the backend's devices at the end of the start of day, in the domain's context. */
   private readonly startHooks: (() => string | undefined)[] = [];
   private readonly paging: DirectPaging;
+  /** Live migration out of and into the domain (migrate.ts). */
+  readonly migration: XenMigration;
   private timerPort = 0;
   private kernelStack = -1;
 
@@ -155,6 +158,7 @@ export class XenBackend implements VmmBackend {
       domainMb,
     );
     this.counters = this.paging.counters;
+    this.migration = new XenMigration(this, this.paging);
   }
 
   save(): XenBackendState {

@@ -20,13 +20,21 @@ import {
 import { runLengthEncode, runLengthRestore } from '../../../machine/runLength.ts';
 import { arrayOf, bool, num, shape, StateError, type Check } from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
+import type { PageTableMap } from '../../migration.ts';
 import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
 import { ARGS_PAGE, ARGS_PAGES, type DomainMemory } from './layout.ts';
 
 /** An available PTE bit (SDM 3A Table 4-6, bits 9–11): the guest wants this mapping writable. */
 const GUEST_RW = 0x200;
+/**
+ * Another available bit: the guest's own dirty bit while a migration's dirty log clears the real
+ * one (harvestDirty); the guest sees it as its dirty bit (toGuest).
+ */
+const GUEST_D = 0x400;
 const DOMID_SELF = 0x7ff0;
+/** Entries `written` holds before the ones no longer as written are dropped. */
+const WRITTEN_LIMIT = 1 << 18;
 
 interface PendingUpdate {
   maddr: number;
@@ -107,6 +115,13 @@ export class DirectPaging {
   private readonly rmap = new Map<number, PendingUpdate[]>();
   private queue: PendingUpdate[] = [];
   private currentL2 = -1;
+  /**
+   * Every entry the guest wrote through the VMM, by machine address: its machine-format value
+   * then; the directory entries among them (a migration finds tables being built by these).
+   */
+  private readonly written = new Map<number, number>();
+  private readonly writtenL2 = new Set<number>();
+  private writtenLimit = WRITTEN_LIMIT;
 
   constructor(
     private readonly mem: DomainMemory,
@@ -179,6 +194,20 @@ export class DirectPaging {
     if (maddr === undefined) return;
     if (level === 2) this.pgdSet(maddr, value >>> 0);
     else this.pteSet(maddr, value >>> 0);
+    this.written.set(maddr, this.read32(maddr));
+    if (level === 2) this.writtenL2.add(maddr);
+    if (this.written.size > this.writtenLimit) this.pruneWritten();
+  }
+
+  /** Forgets the entries no longer as written (their frame is data again), so the map stays small. */
+  private pruneWritten(): void {
+    const ad = ~(PTE_A | PTE_D | GUEST_D);
+    for (const [maddr, value] of this.written)
+      if (((this.read32(maddr) ^ value) & ad) !== 0) {
+        this.written.delete(maddr);
+        this.writtenL2.delete(maddr);
+      }
+    this.writtenLimit = Math.max(WRITTEN_LIMIT, this.written.size * 2);
   }
 
   pageTableRead(level: 1 | 2, ptr: number): number {
@@ -205,6 +234,7 @@ export class DirectPaging {
     const pfn = own !== undefined && own >= 0 ? own : this.devices.guestFrame(e >>> 12);
     if (pfn !== undefined && pfn >= 0) e = (pfn << 12) | (e & 0xfff);
     if ((e & GUEST_RW) !== 0) e = (e | PTE_RW) & ~GUEST_RW;
+    if ((e & GUEST_D) !== 0) e = (e | PTE_D) & ~GUEST_D;
     return e >>> 0;
   }
 
@@ -343,7 +373,8 @@ export class DirectPaging {
         const now = this.read32(u.maddr);
         // Only an entry still as the VMM wrote it (modulo A/D): the frame holding a stale record
         // may be ordinary data by now.
-        if ((now & ~(PTE_A | PTE_D)) !== (u.value & ~(PTE_A | PTE_D))) continue;
+        const ad = PTE_A | PTE_D | GUEST_D;
+        if ((now & ~ad) !== (u.value & ~ad)) continue;
         this.counters.writeProtections++;
         this.writeEntry(u.maddr, ((now & ~PTE_RW) | GUEST_RW) >>> 0);
       }
@@ -488,5 +519,114 @@ export class DirectPaging {
     this.counters.writeFaultsFixed++;
     this.rmapAdd(t, loc, value);
     return true;
+  }
+
+  // ---- migration (../../migration.ts, migrate.ts) ------------------------------------------
+
+  /**
+   * The guest's page tables: the pinned directories, the tables they link, and the entries the
+   * guest wrote elsewhere that still hold what it wrote (a table being built, plain memory).
+   */
+  migrationTables(): PageTableMap {
+    const directories = [...this.pinnedL2].sort((a, b) => a - b);
+    const dirs = new Set(directories);
+    const tables: number[] = [];
+    for (let f = 0; f < this.guestPages; f++)
+      if (this.l1Links[f] > 0 && !dirs.has(f)) tables.push(f);
+    const live = new Set([...directories, ...tables]);
+    const entries: [number, 1 | 2][] = [];
+    for (const [maddr, value] of this.written) {
+      const pfn = this.m2p[maddr >>> 12];
+      if (pfn < 0 || pfn >= this.guestPages || live.has(pfn)) continue;
+      if (((this.read32(maddr) ^ value) & ~(PTE_A | PTE_D | GUEST_D)) !== 0) continue;
+      entries.push([pfn * 4096 + (maddr & 0xfff), this.writtenL2.has(maddr) ? 2 : 1]);
+    }
+    return { directories, tables, entries };
+  }
+
+  /** An entry in guest-physical form: a directory's (its frame) or a table's (toGuest). */
+  canonicalEntry(e: number, level: 1 | 2): number {
+    if (level === 1) return this.toGuest(e);
+    if ((e & PTE_P) === 0) return e >>> 0;
+    const pfn = this.m2p[e >>> 12];
+    return pfn >= 0 && pfn < this.guestPages ? ((pfn << 12) | (e & 0xfff)) >>> 0 : 0;
+  }
+
+  /**
+   * A migrated guest's page tables, in guest-physical form in the domain's memory: converted to
+   * machine frames (mappings of the tables read-only, as toMachine makes them), every directory
+   * pinned — so validated by the hypervisor — and `cr3` the base. One line if refused.
+   */
+  adoptTables(map: PageTableMap, cr3: number): string | undefined {
+    const frames = [...map.directories, ...map.tables];
+    if (frames.some((f) => f < 0 || f >= this.guestPages) || cr3 >>> 12 >= this.guestPages)
+      return 'a page table outside guest memory';
+    const view = this.mem.view;
+    for (const f of frames) this.preparing.add(f);
+    const directoryEntry = (at: number): boolean => {
+      const e = this.read32(at);
+      if ((e & PTE_P) === 0) return true;
+      const t = e >>> 12;
+      if (t >= this.guestPages) return false;
+      view.setUint32(at, ((this.mfn(t) << 12) | (e & 0xfff)) >>> 0, true);
+      return true;
+    };
+    const tableEntry = (at: number): void => {
+      const e = this.read32(at);
+      if ((e & PTE_P) !== 0) view.setUint32(at, this.toMachine(e, at), true);
+    };
+    for (const d of map.directories) {
+      const base = this.mfn(d) * 4096;
+      for (let k = 0; k < 1024; k++) {
+        if (k >= WINDOW_SLOT) view.setUint32(base + k * 4, 0, true);
+        else if (!directoryEntry(base + k * 4))
+          return `page directory 0x${(d * 4096).toString(16)} slot ${k} points outside guest memory`;
+      }
+    }
+    for (const t of map.tables) {
+      const base = this.mfn(t) * 4096;
+      for (let k = 0; k < 1024; k++) tableEntry(base + k * 4);
+    }
+    for (const [at, level] of map.entries) {
+      if (at >>> 12 >= this.guestPages) return 'a page-table entry outside guest memory';
+      const maddr = this.mfn(at >>> 12) * 4096 + (at & 0xffc);
+      if (level === 2 && !directoryEntry(maddr)) return 'a directory entry outside guest memory';
+      if (level === 1) tableEntry(maddr);
+      this.written.set(maddr, this.read32(maddr));
+      if (level === 2) this.writtenL2.add(maddr);
+    }
+    this.preparing.clear();
+    for (const d of map.directories)
+      if (!this.pinnedL2.has(d) && !this.pinL2(d)) return 'a page directory failed validation';
+    this.cpu.invalidateAllCode();
+    this.loadCr3(cr3);
+    if (this.currentL2 !== cr3 >>> 12) return 'the base page directory was refused';
+    const init = this.mfn(this.mem.initL2Pfn);
+    if (this.mem.xen.frames.pinned[init] !== 0) this.mmuext(MmuExt.UNPIN_TABLE, init);
+    this.initialActive = false;
+    return undefined;
+  }
+
+  /**
+   * A migration's dirty log (../../dirty.ts): every guest frame a live table maps with its
+   * dirty bit set was written since the last harvest; marked in `into`, and the bit cleared
+   * through mmu_update (the hypervisor validates it as any update), the guest's own dirty bit
+   * kept in GUEST_D; then the TLB is flushed, so that the next write sets the bit again.
+   */
+  harvestDirty(into: Uint8Array | undefined): void {
+    for (let f = 0; f < this.guestPages; f++) {
+      if (this.l1Links[f] <= 0 || this.pinnedL2.has(f)) continue;
+      const base = this.mfn(f) * 4096;
+      for (let k = 0; k < 1024; k++) {
+        const e = this.read32(base + k * 4);
+        if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) continue;
+        const t = this.m2p[e >>> 12];
+        if (t < 0 || t >= this.guestPages) continue;
+        if (into !== undefined) into[t] = 1;
+        this.queue.push({ maddr: base + k * 4, value: ((e & ~PTE_D) | GUEST_D) >>> 0 });
+      }
+    }
+    this.flush();
+    this.mmuext(MmuExt.TLB_FLUSH_LOCAL, 0);
   }
 }
