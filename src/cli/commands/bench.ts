@@ -262,12 +262,10 @@ function parse(argv: string[]): Options | string {
   }
   if (o.driverVmCrashAt !== undefined) {
     const crash = '--faults driver-vm-crash-at';
-    // The driver VM is restarted on xen, for both front ends (the VMM's and netfront.c).
-    const restarted = ['reuse-emul-xen', 'reuse-custom-xen'];
+    // The driver VM is restarted on xen and l4, for both front ends (the VMM's and netfront.c).
+    const restarted = ['reuse-emul-xen', 'reuse-custom-xen', 'reuse-emul-l4', 'reuse-custom-l4'];
     const other = o.configs.find((c) => !restarted.includes(c));
-    const hint = '(--config reuse-emul-xen or reuse-custom-xen)';
-    if (o.guest !== 'linux' && (other === 'reuse-emul-l4' || other === 'reuse-custom-l4'))
-      return `${crash}: the driver VM on l4 (${other}) is not restarted yet ${hint}`;
+    const hint = '(--config reuse-emul-xen, reuse-custom-xen, reuse-emul-l4 or reuse-custom-l4)';
     if (o.guest === 'linux' || !o.configs.some((c) => restarted.includes(c)))
       return `${crash} needs a driver VM row ${hint}`;
     if (other !== undefined) return `${crash}: row '${other}' has no driver VM ${hint}`;

@@ -427,4 +427,10 @@ export const RmOp = {
    * gives, MR2 bytes of it (MR0 = 1). Only for a driver VM the toolstack named for that client.
    */
   clientDma: 0x5209,
+  /**
+   * A client VM's network back end (a para-virtualized kernel's own driver, after its driver VM
+   * was restarted: src/platforms/driverVm.ts): MR1 its monitor, MR2 its helper thread (MR0 = 1)
+   * once the new one is connected; error invalid parameter while there is none.
+   */
+  netBackend: 0x520a,
 } as const;
