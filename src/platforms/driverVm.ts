@@ -255,8 +255,9 @@ function onL4(
   // one's threads once its link is up (and the client's link is up with it).
   rm.netBackendOf = (client) => {
     const c = connections.find((x) => x.clientVm === client.id);
-    if (c?.connected !== true || c.driverMonitor === undefined || c.driverHelper === undefined)
-      return undefined;
+    if (c === undefined) return undefined;
+    if (c.connected !== true || c.driverMonitor === undefined || c.driverHelper === undefined)
+      return 'waiting';
     c.watch?.('connected');
     return { monitor: c.driverMonitor, helper: c.driverHelper };
   };

@@ -66,6 +66,7 @@ typedef u32 word;
 #define RM_ASSOCIATE_IRQ 0x5205
 #define RM_REQUEST_PAGES 0x5207
 #define RM_CONSOLE_INPUT 0x5208                 /* also the label of its input messages */
+#define RM_NET_BACKEND 0x520a /* MR2 monitor, MR3 helper of the network back end (0: booting) */
 #define L4_CONSOLE_INPUT ((36u << 14) | 1u) /* the resource monitor's console input thread */
 
 static inline volatile word *l4_utcb(void) {

@@ -87,6 +87,7 @@ static struct {
   u32 next_slot;
   volatile int notify_pending;
   volatile int driver_gone; /* a receiver found no driver VM thread */
+  int reconnecting;         /* the back end was lost: waiting for the new one */
   u32 rx_seq, rx_next; /* the next frame's number, and the receiver likely to hold it */
   u32 tx_errors, deferred;
   struct dp83820_stats stats;
@@ -122,8 +123,15 @@ static void receiver_main(struct receiver *r) {
     word from;
     word tag = l4_ipc(nf.monitor, nf.helper, L4_TIMEOUTS(L4_NEVER, L4_NEVER), &from);
     if ((tag & L4_TAG_E) && L4_ERROR_CODE(l4_error()) == L4_ERR_NO_PARTNER) {
-      nf.driver_gone = 1; /* the kernel thread says so at its next wait */
-      for (;;) l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, L4_NEVER), 0); /* for good */
+      /* The kernel thread looks for a new back end at its next wait (woken for it now); we
+       * wait till it has one (its wake, or a tick). */
+      nf.driver_gone = 1;
+      if (!__sync_lock_test_and_set(&nf.notify_pending, 1)) {
+        L4_MR(0) = L4_TAG(LABEL_NOTIFY, 0, 0);
+        l4_ipc(kernel, L4_NILTHREAD, L4_TIMEOUTS(L4_NEVER, 0), 0);
+      }
+      while (nf.driver_gone) l4_ipc(L4_NILTHREAD, kernel, L4_TIMEOUTS(0, TICK_TIMEOUT), 0);
+      continue;
     }
     if ((tag & L4_TAG_E) || L4_LABEL(tag) != LABEL_RECEIVE) continue;
     /* MR1 the first frame's number in the driver VM's order, then one string item a frame,
@@ -171,12 +179,42 @@ static int receiver_start(int k) {
 
 int netfront_irq(int irq) { return nf.on && irq == L4_NET_IRQ; }
 
-/* No driver VM behind the threads the command line named: said once, and no network. */
+/* The driver VM's threads are not there (an IPC to them failed with "no partner"). If it was
+ * restarted (the toolstack built another in its place), what was with the old one ends — the
+ * frames it had fail, the queue is dropped (TCP sends them again) — and the resource monitor is
+ * asked for the new back end at each wait until it is connected; then the receivers are woken
+ * to hold out their buffers to it. With no back end at all (threads the command line named that
+ * are not there): said once, and no network. */
 static void driver_gone(void) {
-  kprintf("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
-  netfront_up = 0;
-  nf.driver_gone = 0;
   nf.q_head = nf.q_tail;
+  if (rm_call(RM_NET_BACKEND, 0, 0) != 1) {
+    kprintf("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
+    netfront_up = 0;
+    nf.driver_gone = 0;
+    return;
+  }
+  word monitor = L4_MR(2), helper = L4_MR(3);
+  if (!nf.reconnecting) {
+    kprintf("netfront: back end %x/%x gone, waiting for the new one\n", nf.monitor, nf.helper);
+    nf.reconnecting = 1;
+    nf.driver_gone = 1;
+    for (int slot = 0; slot < TX_SLOTS; slot++)
+      if (nf.busy[slot]) {
+        nf.busy[slot] = 0;
+        nf.tx_errors++;
+      }
+  }
+  if (monitor == 0 || helper == 0) return; /* it boots still */
+  nf.monitor = monitor;
+  nf.helper = helper;
+  nf.reconnecting = 0;
+  barrier();
+  nf.driver_gone = 0;
+  kprintf("netfront: back end %x/%x connected\n", monitor, helper);
+  for (int k = 0; k < L4_NET_RECEIVERS; k++) {
+    L4_MR(0) = L4_TAG(LABEL_WAKE, 0, 0);
+    l4_ipc(receivers[k]->tid, L4_NILTHREAD, L4_TIMEOUTS(L4_ZERO, 0), 0);
+  }
 }
 
 /* Before every wait of the kernel thread: the queued frames to the driver VM, 15 a message. */

@@ -299,9 +299,11 @@ export class ResourceMonitor implements TsProgram {
   /**
    * The toolstack's answer to a client VM that asks for its network back end (RmOp.netBackend,
    * a para-virtualized kernel's own driver after its driver VM was restarted): the back end's
-   * monitor and helper threads once it is connected, else undefined.
+   * monitor and helper threads once it is connected, 'waiting' while one is being built and
+   * booted, undefined if the VM has none.
    */
-  netBackendOf: ((client: Vm) => { monitor: number; helper: number } | undefined) | undefined;
+  netBackendOf:
+    ((client: Vm) => { monitor: number; helper: number } | 'waiting' | undefined) | undefined;
   /** The console's input and the thread that sends it, once a platform offers it. */
   private input: ConsoleInput | undefined;
   private nextRegion: number;
@@ -599,6 +601,7 @@ export class ResourceMonitor implements TsProgram {
       case RmOp.netBackend: {
         const backend = this.netBackendOf?.(vm);
         if (backend === undefined) return result(L4Error.invalidParam);
+        if (backend === 'waiting') return message(0, [1, 0, 0]);
         return message(0, [1, backend.monitor, backend.helper]);
       }
       case RmOp.consoleInput: {
