@@ -57,6 +57,10 @@ typedef u32 word;
 /* ExchangeRegisters control bits */
 #define L4_EX_HALT 0x1u
 #define L4_EX_HALT_VALID 0x100u
+#define L4_EX_ABORT_RECEIVE 0x2u
+#define L4_EX_ABORT_SEND 0x4u
+#define L4_EX_SP 0x8u
+#define L4_EX_IP 0x10u
 
 /* The resource monitor's requests (src/hypervisor/l4/abi.ts RmOp); reply MR1 1 ok, MR2 error */
 #define RM_CONSOLE 0x5201

@@ -87,7 +87,6 @@ static struct {
   u32 next_slot;
   volatile int notify_pending;
   volatile int driver_gone; /* a receiver found no driver VM thread */
-  int reconnecting;         /* the back end was lost: waiting for the new one */
   u32 rx_seq, rx_next; /* the next frame's number, and the receiver likely to hold it */
   u32 tx_errors, deferred;
   struct dp83820_stats stats;
@@ -123,15 +122,8 @@ static void receiver_main(struct receiver *r) {
     word from;
     word tag = l4_ipc(nf.monitor, nf.helper, L4_TIMEOUTS(L4_NEVER, L4_NEVER), &from);
     if ((tag & L4_TAG_E) && L4_ERROR_CODE(l4_error()) == L4_ERR_NO_PARTNER) {
-      /* The kernel thread looks for a new back end at its next wait (woken for it now); we
-       * wait till it has one (its wake, or a tick). */
-      nf.driver_gone = 1;
-      if (!__sync_lock_test_and_set(&nf.notify_pending, 1)) {
-        L4_MR(0) = L4_TAG(LABEL_NOTIFY, 0, 0);
-        l4_ipc(kernel, L4_NILTHREAD, L4_TIMEOUTS(L4_NEVER, 0), 0);
-      }
-      while (nf.driver_gone) l4_ipc(L4_NILTHREAD, kernel, L4_TIMEOUTS(0, TICK_TIMEOUT), 0);
-      continue;
+      nf.driver_gone = 1; /* the kernel thread says so at its next wait */
+      for (;;) l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, L4_NEVER), 0); /* for good */
     }
     if ((tag & L4_TAG_E) || L4_LABEL(tag) != LABEL_RECEIVE) continue;
     /* MR1 the first frame's number in the driver VM's order, then one string item a frame,
@@ -179,42 +171,15 @@ static int receiver_start(int k) {
 
 int netfront_irq(int irq) { return nf.on && irq == L4_NET_IRQ; }
 
-/* The driver VM's threads are not there (an IPC to them failed with "no partner"). If it was
- * restarted (the toolstack built another in its place), what was with the old one ends — the
- * frames it had fail, the queue is dropped (TCP sends them again) — and the resource monitor is
- * asked for the new back end at each wait until it is connected; then the receivers are woken
- * to hold out their buffers to it. With no back end at all (threads the command line named that
- * are not there): said once, and no network. */
+static void netfront_lost(const char *fmt, word monitor, word helper);
+
+/* No driver VM behind the threads the command line named: said once, and no network (or, if
+ * the driver VM was restarted, the network comes back: netfront_lost). */
 static void driver_gone(void) {
-  nf.q_head = nf.q_tail;
-  if (rm_call(RM_NET_BACKEND, 0, 0) != 1) {
-    kprintf("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
-    netfront_up = 0;
-    nf.driver_gone = 0;
-    return;
-  }
-  word monitor = L4_MR(2), helper = L4_MR(3);
-  if (!nf.reconnecting) {
-    kprintf("netfront: back end %x/%x gone, waiting for the new one\n", nf.monitor, nf.helper);
-    nf.reconnecting = 1;
-    nf.driver_gone = 1;
-    for (int slot = 0; slot < TX_SLOTS; slot++)
-      if (nf.busy[slot]) {
-        nf.busy[slot] = 0;
-        nf.tx_errors++;
-      }
-  }
-  if (monitor == 0 || helper == 0) return; /* it boots still */
-  nf.monitor = monitor;
-  nf.helper = helper;
-  nf.reconnecting = 0;
-  barrier();
+  netfront_lost("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
+  netfront_up = 0;
   nf.driver_gone = 0;
-  kprintf("netfront: back end %x/%x connected\n", monitor, helper);
-  for (int k = 0; k < L4_NET_RECEIVERS; k++) {
-    L4_MR(0) = L4_TAG(LABEL_WAKE, 0, 0);
-    l4_ipc(receivers[k]->tid, L4_NILTHREAD, L4_TIMEOUTS(L4_ZERO, 0), 0);
-  }
+  nf.q_head = nf.q_tail;
 }
 
 /* Before every wait of the kernel thread: the queued frames to the driver VM, 15 a message. */
@@ -388,3 +353,83 @@ void netfront_set_receiver(void (*receive)(const u8 *frame, u32 len)) {
 const u8 *netfront_mac(void) { return netfront_up ? nf.mac : 0; }
 
 const struct dp83820_stats *netfront_stats(void) { return &nf.stats; }
+
+/* ---- the driver VM restarted (src/platforms/driverVm.ts) ----
+ *
+ * When the driver VM crashes, the toolstack destroys it and builds another in its place: our
+ * IPCs to its threads fail ("no partner"), and the resource monitor names the new back end's
+ * monitor and helper threads once its link is up (RM_NET_BACKEND). The network is down
+ * meanwhile (netfront_up 0: sends fail, TCP sends again later); receiver 0 asks the resource
+ * monitor at each tick, and when the new back end is there, the frames the old one had fail,
+ * the receivers start again holding out their buffers to the new one, and the network is up.
+ *
+ * This code runs only after such a loss: it lives in sections of its own at the end of the
+ * kernel's text (kernel.ld), so that the driver's other code and everything linked after it
+ * keep their addresses, and a run without a crash its figures. */
+#define COLD __attribute__((noinline, noipa, section(".coldtext")))
+#define COLD_STRING(name, text) \
+  static const char name[] __attribute__((section(".coldrodata"), aligned(4))) = text
+
+COLD_STRING(lost_msg, "netfront: back end %x/%x gone, waiting for the new one\n");
+COLD_STRING(back_msg, "netfront: back end %x/%x connected\n");
+
+/* ExchangeRegisters: the thread (of our space) starts again at ip on the stack sp, whatever it
+ * was waiting for. */
+COLD static void restart_thread(word tid, word ip, word sp) {
+  word eax = tid, ecx = L4_EX_ABORT_RECEIVE | L4_EX_ABORT_SEND | L4_EX_SP | L4_EX_IP, edx = sp,
+       esi = ip, edi = 0, ebx = 0;
+  __asm__ __volatile__("pushl %%ebp\n\txorl %%ebp, %%ebp\n\tint $0x33\n\tpopl %%ebp"
+                       : "+a"(eax), "+c"(ecx), "+d"(edx), "+S"(esi), "+D"(edi), "+b"(ebx)
+                       :
+                       : "memory");
+}
+
+/* Receiver r starts again at fn(r), on its own stack. */
+COLD static void restart_receiver(struct receiver *r, void (*fn)(struct receiver *)) {
+  word *sp = (word *)(r->stack + RECEIVER_STACK) - 2;
+  sp[0] = 0;
+  sp[1] = (word)r;
+  r->starved = 0;
+  restart_thread(r->tid, (word)fn, (word)sp);
+}
+
+/* Receiver 0, while the network is down: the new back end, asked for at each tick. */
+COLD static void __attribute__((noreturn, used)) netfront_reconnect(struct receiver *r0) {
+  word monitor, helper;
+  for (;;) {
+    if (rm_call(RM_NET_BACKEND, 0, 0) != 1) /* none any more: for good */
+      for (;;) l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, L4_NEVER), 0);
+    monitor = L4_MR(2);
+    helper = L4_MR(3);
+    if (monitor != 0 && helper != 0) break;
+    l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, TICK_TIMEOUT), 0); /* it boots still */
+  }
+  nf.monitor = monitor;
+  nf.helper = helper;
+  /* What the old back end had fails (TCP sends it again). */
+  for (int slot = 0; slot < TX_SLOTS; slot++)
+    if (nf.busy[slot]) {
+      nf.busy[slot] = 0;
+      nf.tx_errors++;
+    }
+  nf.q_head = nf.q_tail;
+  nf.notify_pending = 0;
+  nf.driver_gone = 0;
+  for (int k = 1; k < L4_NET_RECEIVERS; k++) restart_receiver(receivers[k], receiver_main);
+  barrier();
+  netfront_up = 1;
+  kprintf(back_msg, monitor, helper);
+  receiver_main(r0);
+}
+
+/* The kernel thread found the driver VM's threads gone (before it turns the network off). With
+ * a back end to come (the toolstack builds a new driver VM), receiver 0 waits for it; with none,
+ * the message `fmt` says there is no network. */
+COLD static void netfront_lost(const char *fmt, word monitor, word helper) {
+  if (rm_call(RM_NET_BACKEND, 0, 0) != 1) {
+    kprintf(fmt, monitor, helper);
+    return;
+  }
+  kprintf(lost_msg, monitor, helper);
+  restart_receiver(receivers[0], netfront_reconnect);
+}
