@@ -80,6 +80,11 @@ interface Hypervisor<V> {
   /** Destroys the dead VM; one line if it cannot. */
   destroy(vm: V): string | undefined;
   /**
+   * A dead VM the toolstack gives up on: left as it is where the hypervisor runs none of a
+   * crashed VM's code (xen), destroyed where its threads would run on (l4).
+   */
+  abandon(vm: V): void;
+  /**
    * Builds the new driver VM in the dead one's place; or one line. `tell` then tells the
    * clients (after the toolstack's line).
    */
@@ -140,6 +145,7 @@ function supervise<V>(
     const last = restarts.at(-1);
     if (last !== undefined && last.connectedCycle === undefined) {
       driver = undefined;
+      clock.at(clock.now(), () => hv.abandon(vm), `${tag}.toolstack`);
       hv.print(
         `(${tag}) toolstack: driver VM ${hv.name(vm)} crashed before it served the guest; not restarted again\n`,
         vm,
@@ -208,6 +214,7 @@ function onXen(
       };
     },
     destroy: (d) => xen.destroy(d),
+    abandon: () => {},
     rebuild() {
       // Each client publishes again for the new back end (its domain stays known).
       const published = connections.map((c) => ({ port: c.clientPort, ringRef: c.ringRef }));
@@ -273,6 +280,7 @@ function onL4(
       };
     },
     destroy: (vm) => rm.destroyVm(vm),
+    abandon: (vm) => void rm.destroyVm(vm),
     rebuild(dead) {
       for (const c of connections) {
         c.backend = (c.backend ?? 0) + 1;

@@ -1,5 +1,5 @@
 // Dependability, the point of driver reuse (OSDI04: a faulty driver is recovered by rebooting its
-// VM): the driver VM crashes in the middle of a netperf transfer, the toolstack destroys it and
+// VM), on xen and on l4: the driver VM crashes in the middle of a netperf transfer, the toolstack destroys it and
 // builds a new one from the same kernel (src/platforms/driverVm.ts), the guest's front end
 // reconnects, and TCP carries the stream across the outage: netserver's CRC is the client's.
 // The run reports the restart and the outage; it is deterministic; afterwards the frame table's
@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import { runNetperf } from '../../src/bench/netperf/run.ts';
+import type { L4Kernel } from '../../src/hypervisor/l4/L4.ts';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { TcpSender } from '../../src/net/TcpSender.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
@@ -169,6 +170,152 @@ describe('driver VM crash and restart on xen, the custom driver', { skip }, () =
     assert.match(text, /^netfront: back end in domain 0 gone, waiting for domain 2$/m);
     assert.match(text, /^netfront: back end in domain 2 connected$/m);
     // TCP sent again what the outage lost, about a window's worth, not the rest of the stream.
+    const resent = r.sender.counters.retransmissions;
+    assert.ok(resent > 0 && resent < 400, `${resent} segments sent again`);
+  });
+});
+
+describe('driver VM crash and restart on l4', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok && make('l4-para').ok);
+  });
+
+  it('a 1 MB transfer through the emulated DP83820 survives a crash at 256K: the link goes down and up', () => {
+    const kernel = readFileSync(kernelPath('afterburned'));
+    const lines: string[] = [];
+    const r = runNetperf({
+      label: 'reuse-l4',
+      kernel,
+      kernelName: 'guest.elf',
+      payloadBytes: 1 << 20,
+      seed: 3,
+      hypervisor: 'l4',
+      nicPath: 'driver-vm',
+      driverKernel: { kernel, kernelName: 'driver.elf' },
+      driverVmCrashAtBytes: 256 << 10,
+      onConsoleLine: (l) => lines.push(l),
+    });
+    assert.ok(r.ok, r.error);
+    assert.match(r.resultLine ?? '', / ok$/);
+    const d = r.driverVm!;
+    assert.equal(d.restarts, 1);
+    assert.ok(d.outageMs! > 0 && d.firstFrameMs! >= d.outageMs!, JSON.stringify(d));
+    const text = lines.join('\n');
+    assert.match(text, /^\[driver VM\] .*\(l4\) vm0 crashed: injected fault/m);
+    assert.match(
+      text,
+      /^\[driver VM\] \(l4\) toolstack: driver VM vm0 destroyed, vm2 built in its place$/m,
+    );
+    assert.equal(text.match(/^\[driver VM\] bridge: .* 1 client 00:0d:42:00:00:02$/gm)?.length, 2);
+    // Nothing of the dead VM's threads halted or faulted on the way out.
+    assert.doesNotMatch(text, /halted|left waiting/);
+    assert.ok(r.sender.counters.retransmissions > 0);
+  });
+
+  it('is deterministic; the dead VM is gone, the new one has its region, the NIC and the client', () => {
+    const run = () => {
+      let console = '';
+      let driverConsole = '';
+      const g = reuseGuest(
+        'l4',
+        (b) => (console += String.fromCharCode(b)),
+        (b) => (driverConsole += String.fromCharCode(b)),
+      );
+      const m = g.machine;
+      const sender = new TcpSender({
+        clock: m.clock,
+        transmit: (frame) => m.link!.send(1, frame),
+        payloadBytes: 256 << 10,
+        seed: 5,
+      });
+      let crashed = false;
+      m.link!.attach(1, {
+        receive(frame) {
+          sender.start();
+          sender.receive(frame);
+          if (!crashed && sender.bytesAcked >= 64 << 10) crashed = g.driverVm!.crash('test');
+        },
+      });
+      const end = m.run(2_800_000_000 * 20);
+      return { g, end, console, driverConsole, sender };
+    };
+    const a = run();
+    const b = run();
+    for (const r of [a, b]) {
+      assert.deepEqual(r.end, { kind: 'exit', value: 0 }, r.console);
+      assert.match(r.console, /netserver: received 262144 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
+    }
+    assert.equal(a.g.machine.cpu.cycles, b.g.machine.cpu.cycles);
+    assert.deepEqual(a.g.stats(), b.g.stats());
+    assert.deepEqual(a.g.driverVm!.restarts, b.g.driverVm!.restarts);
+    assert.deepEqual(a.sender.report(), b.sender.report());
+    assert.equal(a.driverConsole, b.driverConsole);
+
+    const l4 = a.g.hypervisor as L4Kernel;
+    const rm = l4.resourceMonitor;
+    const [dead, client, driver] = rm.vms;
+    assert.ok(dead.destroyed && !driver.destroyed);
+    assert.equal(driver.base, dead.base, 'built in the region the dead one gave back');
+    // None of the dead VM's threads is left, and no space of it.
+    assert.equal(l4.allThreads().filter((t) => dead.owns(t.tid)).length, 0);
+    assert.ok([...l4.spaces.values()].every((s) => s.vm !== dead.id));
+    assert.deepEqual(l4.audit(), []);
+    // The NIC's interrupt goes to the new driver VM; only it reaches the client's memory.
+    assert.ok(driver.owns(l4.irqThread(a.g.machine.nic!.configRead(0x3c, 1))!.handler));
+    assert.deepEqual(
+      driver.clientWindows.map((w) => w.vm),
+      [client],
+    );
+    assert.equal(dead.clientWindows.length, 0);
+    assert.deepEqual(
+      a.g.vms.map((v) => v.name),
+      ['driver.elf', 'driver.elf (restart 1)'],
+    );
+  });
+
+  it('gives up on a driver VM that crashes again before it serves the guest', () => {
+    let driverConsole = '';
+    const g = reuseGuest(
+      'l4',
+      () => {},
+      (b) => (driverConsole += String.fromCharCode(b)),
+    );
+    const m = g.machine;
+    m.run(50_000_000);
+    assert.ok(g.driverVm!.crash('test'));
+    m.clock.at(m.clock.now() + m.costModel.hz / 10000, () => g.driverVm!.crash('again'), 'test');
+    m.resume();
+    const end = m.run(m.clock.now() + m.costModel.hz / 10);
+    assert.equal(end.kind, 'cycle-limit', JSON.stringify(end));
+    assert.match(
+      driverConsole,
+      /\(l4\) toolstack: driver VM vm2 crashed before it served the guest; not restarted again/,
+    );
+    assert.equal(g.driverVm!.restarts.length, 1);
+    assert.equal(g.driverVm!.crash('once more'), false, 'no driver VM runs');
+  });
+
+  it("the para-virtualized kernel's own driver finds the new back end: the transfer survives", () => {
+    const lines: string[] = [];
+    const r = runNetperf({
+      label: 'reuse-custom-l4',
+      kernel: readFileSync(kernelPath('l4-para')),
+      kernelName: 'guest.elf',
+      payloadBytes: 1 << 20,
+      seed: 3,
+      hypervisor: 'l4',
+      nicPath: 'driver-vm',
+      driverKernel: { kernel: readFileSync(kernelPath('afterburned')), kernelName: 'driver.elf' },
+      driverVmCrashAtBytes: 256 << 10,
+      onConsoleLine: (l) => lines.push(l),
+    });
+    assert.ok(r.ok, r.error);
+    const d = r.driverVm!;
+    assert.equal(d.restarts, 1);
+    assert.ok(d.outageMs! > 0 && d.firstFrameMs! >= d.outageMs!, JSON.stringify(d));
+    const text = lines.join('\n');
+    assert.match(text, /^netfront: back end 4008001\/4004001 gone, waiting for the new one$/m);
+    assert.match(text, /^netfront: back end c008001\/c004001 connected$/m);
     const resent = r.sender.counters.retransmissions;
     assert.ok(resent > 0 && resent < 400, `${resent} segments sent again`);
   });

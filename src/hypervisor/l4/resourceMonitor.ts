@@ -441,7 +441,10 @@ export class ResourceMonitor implements TsProgram {
 
   /** Every VM's machine region (the audit's "no frame of one VM in another's spaces"). */
   regions(): { vm: number; base: number; size: number }[] {
-    return this.vms.map((v) => ({ vm: v.id, base: v.base, size: v.size }));
+    // A destroyed VM's region is another's, or free (held by the root space).
+    return this.vms
+      .filter((v) => !v.destroyed)
+      .map((v) => ({ vm: v.id, base: v.base, size: v.size }));
   }
 
   vmOf(tid: number): Vm | undefined {
