@@ -82,8 +82,8 @@ options:
   --faults SPEC  make the wire unreliable, both ways: a comma-separated list of drop=P, dup=P,
                  reorder=P, corrupt=P (the chance per frame, 0 to 1) and seed=N (the fault
                  injector's seed, default the run's seed), e.g. drop=0.001,corrupt=0.0005;
-                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen and/or
-                 reuse-custom-xen only): the driver VM crashes when the client has had
+                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen, reuse-custom-xen,
+                 reuse-emul-l4, reuse-custom-l4 only): the driver VM crashes when the client has had
                  SIZE bytes acknowledged, the toolstack
                  restarts it and the guest reconnects; the run reports the restart and the
                  outage (crash to the guest's link up) in simulated ms. Every run must still
