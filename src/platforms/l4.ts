@@ -9,12 +9,8 @@
 import { L4Kernel } from '../hypervisor/l4/L4.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startL4Vm } from '../vmm/backends/l4/vm.ts';
-import {
-  readDriverKernel,
-  readExtraKernels,
-  startExtraL4Vms,
-  startL4DriverVm,
-} from './extraVms.ts';
+import { startBesideGuest } from './driverVm.ts';
+import { readDriverKernel, readExtraKernels } from './extraVms.ts';
 import type { Platform } from './platform.ts';
 import { prepareL4Para } from './l4Para.ts';
 import { readVmmKernel } from './vmmKernel.ts';
@@ -104,12 +100,9 @@ export const l4Platform: Platform = {
         return e instanceof Error ? e.message : String(e);
       }
       // The driver VM first: its client link serves the guest's connection.
-      const driver = startL4DriverVm(l4, config, driverKernel);
-      if (typeof driver === 'string') return driver;
-      const { connection, driverVms, driverVm } = driver;
-      const extra = startExtraL4Vms(l4, config, extraKernels);
-      if (typeof extra === 'string') return extra;
-      const vms = [...driverVms, ...extra];
+      const beside = startBesideGuest(l4, config, extraKernels, driverKernel);
+      if (typeof beside === 'string') return beside;
+      const { connection, vms } = beside;
       const vm = startL4Vm(l4, {
         kernel,
         cmdline: config.cmdline ?? '',
@@ -121,13 +114,13 @@ export const l4Platform: Platform = {
         rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
       });
       if (typeof vm === 'string') return vm;
-      // The toolstack's choice: this driver VM may ask for this client's memory (RmOp.clientDma).
-      driverVm?.serves.add(vm.vm.id);
-      if (vms.length > 0) l4.resourceMonitor.primary = vm.vm;
+      // A crashed driver VM is restarted and the guest's connection made again (driverVm.ts).
+      const driverVm = beside.guestBuilt(vm.vm);
       return {
         hypervisor: l4,
         vmm: vm.vmm,
         vms,
+        driverVm,
         input: (bytes) => vm.backend.input(bytes),
         physicalMemory: () => vm.backend.guestRam(),
       };

@@ -19,7 +19,7 @@ import { LoadError, parseElf } from '../loader/elf.ts';
 import type { Machine } from '../machine/Machine.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
 import type { L4NetConnection } from '../vmm/backends/l4/netChannel.ts';
-import { startExtraL4Vms, startL4DriverVm } from './extraVms.ts';
+import { startBesideGuest } from './driverVm.ts';
 import type { BootedGuest, GuestConfig } from './platform.ts';
 
 const KERNBASE = 0xc0000000;
@@ -58,12 +58,9 @@ export function prepareL4Para(
     }
     // The driver VM first, as for the afterburned kernel (l4.ts): its client link serves the
     // connection, which this VM's custom network driver (netfront.c) makes.
-    const driver = startL4DriverVm(l4, config, driverKernel);
-    if (typeof driver === 'string') return driver;
-    const { connection, driverVms, driverVm } = driver;
-    const extra = startExtraL4Vms(l4, config, extraKernels);
-    if (typeof extra === 'string') return extra;
-    const vms = [...driverVms, ...extra];
+    const beside = startBesideGuest(l4, config, extraKernels, driverKernel);
+    if (typeof beside === 'string') return beside;
+    const { connection, vms } = beside;
     const cmdline = new TextEncoder().encode(withL4Net(config.cmdline ?? '', connection));
     if (cmdline.length >= CMDLINE_BYTES)
       return `${file}: the command line is longer than ${CMDLINE_BYTES - 1} bytes`;
@@ -96,11 +93,9 @@ export function prepareL4Para(
       devices,
     });
     if (typeof vm === 'string') return vm;
-    if (connection !== undefined) {
-      connectL4Net(vm, connection);
-      // The toolstack's choice: this driver VM may ask for this client's memory (RmOp.clientDma).
-      driverVm?.serves.add(vm.id);
-    }
+    if (connection !== undefined) connectL4Net(vm, connection);
+    // A crashed driver VM is restarted and netfront.c finds the new one (driverVm.ts).
+    const driverVm = beside.guestBuilt(vm);
     for (const s of image.segments) vm.write(s.vaddr - KERNBASE, s.data);
     const info = new Uint8Array(32 + CMDLINE_BYTES);
     const v = new DataView(info.buffer);
@@ -122,10 +117,10 @@ export function prepareL4Para(
     new DataView(stack.buffer).setUint32(4, KERNBASE + BOOTINFO_GPA, true);
     vm.write(BOOT_STACK_TOP_GPA - 8, stack);
     vm.start(vm.mainThread, { ip: image.entry, sp: KERNBASE + BOOT_STACK_TOP_GPA - 8 });
-    if (vms.length > 0) l4.resourceMonitor.primary = vm;
     return {
       hypervisor: l4,
       vms,
+      driverVm,
       input: (bytes) => l4.resourceMonitor.consoleInput(bytes),
       physicalMemory: () => machine.ram.subarray(vm.base, vm.base + vm.size),
     };

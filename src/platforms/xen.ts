@@ -13,14 +13,8 @@
 import { XenHypervisor } from '../hypervisor/xen/Xen.ts';
 import { paraVirtualizedFor } from '../loader/notes.ts';
 import { startXenVm } from '../vmm/backends/xen/vm.ts';
-import {
-  extraVmsMb,
-  readDriverKernel,
-  readExtraKernels,
-  startExtraXenVms,
-  startXenDriverVm,
-} from './extraVms.ts';
-import { superviseXenDriverVm } from './driverVm.ts';
+import { extraVmsMb, readDriverKernel, readExtraKernels } from './extraVms.ts';
+import { startBesideGuest } from './driverVm.ts';
 import type { Platform } from './platform.ts';
 import { readVmmKernel } from './vmmKernel.ts';
 import { prepareXenPara } from './xenPara.ts';
@@ -137,13 +131,10 @@ export const xenPlatform: Platform = {
       }
       // The driver VM first: its client link names the guest's connection, which the guest's
       // VMM fills in at its start of day.
-      const driver = startXenDriverVm(xen, config, driverKernel);
-      if (typeof driver === 'string') return driver;
-      const { connection, driverVms, extraClients } = driver;
+      const beside = startBesideGuest(xen, config, extraKernels, driverKernel);
+      if (typeof beside === 'string') return beside;
+      const { connection, vms } = beside;
       const rtcStartSeconds = config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000;
-      const extra = startExtraXenVms(xen, config, extraKernels, extraClients);
-      if (typeof extra === 'string') return extra;
-      const vms = [...driverVms, ...extra];
       const vm = startXenVm(xen, {
         kernel,
         cmdline: config.cmdline ?? '',
@@ -156,18 +147,8 @@ export const xenPlatform: Platform = {
         rtcStartSeconds,
       });
       if (typeof vm === 'string') return vm;
-      if (vms.length > 0) xen.primary = vm.domain;
       // A crashed driver VM is restarted and the guest's connection made again (driverVm.ts).
-      const driverVm =
-        connection === undefined || driverKernel === undefined
-          ? undefined
-          : superviseXenDriverVm(
-              xen,
-              config,
-              driverKernel,
-              [connection, ...extraClients.values()],
-              vms,
-            );
+      const driverVm = beside.guestBuilt(vm.domain);
       return {
         hypervisor: xen,
         vmm: vm.vmm,

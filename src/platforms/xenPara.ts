@@ -18,8 +18,8 @@ import { LoadError, parseElf } from '../loader/elf.ts';
 import type { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
 import type { AfterburnedKernel } from '../vmm/load.ts';
 import type { XenNetConnection } from '../vmm/backends/xen/netChannel.ts';
-import { superviseXenDriverVm } from './driverVm.ts';
-import { extraVmsMb, startExtraXenVms, startXenDriverVm } from './extraVms.ts';
+import { startBesideGuest } from './driverVm.ts';
+import { extraVmsMb } from './extraVms.ts';
 import type { BootedGuest, GuestConfig } from './platform.ts';
 import type { Machine } from '../machine/Machine.ts';
 
@@ -49,12 +49,9 @@ export function prepareXenPara(
     }
     // The driver VM first, as for the afterburned kernel (xen.ts): its client link serves the
     // connection, which this domain's custom network driver (netfront.c) makes.
-    const driver = startXenDriverVm(xen, config, driverKernel);
-    if (typeof driver === 'string') return driver;
-    const { connection, driverVms, extraClients } = driver;
-    const extra = startExtraXenVms(xen, config, extraKernels, extraClients);
-    if (typeof extra === 'string') return extra;
-    const vms = [...driverVms, ...extra];
+    const beside = startBesideGuest(xen, config, extraKernels, driverKernel);
+    if (typeof beside === 'string') return beside;
+    const { connection, vms } = beside;
     const built = buildDomain(xen, image, {
       memoryMb: (machine.ram.length >> 20) - 4 - extraVmsMb(config),
       cmdline: withNetfront(config.cmdline ?? '', connection),
@@ -77,18 +74,8 @@ export function prepareXenPara(
     if (config.nic !== undefined && machine.nic !== undefined && connection === undefined)
       grantNic(xen, domain, machine.nic);
     enterDomain(xen, domain, image.entry, layout);
-    if (vms.length > 0) xen.primary = domain;
     // A crashed driver VM is restarted and the front end told, as for the afterburned guest.
-    const driverVm =
-      connection === undefined || driverKernel === undefined
-        ? undefined
-        : superviseXenDriverVm(
-            xen,
-            config,
-            driverKernel,
-            [connection, ...extraClients.values()],
-            vms,
-          );
+    const driverVm = beside.guestBuilt(domain);
     return {
       hypervisor: xen,
       vms,

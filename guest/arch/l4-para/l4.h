@@ -57,6 +57,10 @@ typedef u32 word;
 /* ExchangeRegisters control bits */
 #define L4_EX_HALT 0x1u
 #define L4_EX_HALT_VALID 0x100u
+#define L4_EX_ABORT_RECEIVE 0x2u
+#define L4_EX_ABORT_SEND 0x4u
+#define L4_EX_SP 0x8u
+#define L4_EX_IP 0x10u
 
 /* The resource monitor's requests (src/hypervisor/l4/abi.ts RmOp); reply MR1 1 ok, MR2 error */
 #define RM_CONSOLE 0x5201
@@ -66,6 +70,7 @@ typedef u32 word;
 #define RM_ASSOCIATE_IRQ 0x5205
 #define RM_REQUEST_PAGES 0x5207
 #define RM_CONSOLE_INPUT 0x5208                 /* also the label of its input messages */
+#define RM_NET_BACKEND 0x520a /* MR2 monitor, MR3 helper of the network back end (0: booting) */
 #define L4_CONSOLE_INPUT ((36u << 14) | 1u) /* the resource monitor's console input thread */
 
 static inline volatile word *l4_utcb(void) {

@@ -171,9 +171,12 @@ static int receiver_start(int k) {
 
 int netfront_irq(int irq) { return nf.on && irq == L4_NET_IRQ; }
 
-/* No driver VM behind the threads the command line named: said once, and no network. */
+static void netfront_lost(const char *fmt, word monitor, word helper);
+
+/* No driver VM behind the threads the command line named: said once, and no network (or, if
+ * the driver VM was restarted, the network comes back: netfront_lost). */
 static void driver_gone(void) {
-  kprintf("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
+  netfront_lost("netfront: no driver VM thread %x/%x: no network\n", nf.monitor, nf.helper);
   netfront_up = 0;
   nf.driver_gone = 0;
   nf.q_head = nf.q_tail;
@@ -350,3 +353,83 @@ void netfront_set_receiver(void (*receive)(const u8 *frame, u32 len)) {
 const u8 *netfront_mac(void) { return netfront_up ? nf.mac : 0; }
 
 const struct dp83820_stats *netfront_stats(void) { return &nf.stats; }
+
+/* ---- the driver VM restarted (src/platforms/driverVm.ts) ----
+ *
+ * When the driver VM crashes, the toolstack destroys it and builds another in its place: our
+ * IPCs to its threads fail ("no partner"), and the resource monitor names the new back end's
+ * monitor and helper threads once its link is up (RM_NET_BACKEND). The network is down
+ * meanwhile (netfront_up 0: sends fail, TCP sends again later); receiver 0 asks the resource
+ * monitor at each tick, and when the new back end is there, the frames the old one had fail,
+ * the receivers start again holding out their buffers to the new one, and the network is up.
+ *
+ * This code runs only after such a loss: it lives in sections of its own at the end of the
+ * kernel's text (kernel.ld), so that the driver's other code and everything linked after it
+ * keep their addresses, and a run without a crash its figures. */
+#define COLD __attribute__((noinline, noipa, section(".coldtext")))
+#define COLD_STRING(name, text) \
+  static const char name[] __attribute__((section(".coldrodata"), aligned(4))) = text
+
+COLD_STRING(lost_msg, "netfront: back end %x/%x gone, waiting for the new one\n");
+COLD_STRING(back_msg, "netfront: back end %x/%x connected\n");
+
+/* ExchangeRegisters: the thread (of our space) starts again at ip on the stack sp, whatever it
+ * was waiting for. */
+COLD static void restart_thread(word tid, word ip, word sp) {
+  word eax = tid, ecx = L4_EX_ABORT_RECEIVE | L4_EX_ABORT_SEND | L4_EX_SP | L4_EX_IP, edx = sp,
+       esi = ip, edi = 0, ebx = 0;
+  __asm__ __volatile__("pushl %%ebp\n\txorl %%ebp, %%ebp\n\tint $0x33\n\tpopl %%ebp"
+                       : "+a"(eax), "+c"(ecx), "+d"(edx), "+S"(esi), "+D"(edi), "+b"(ebx)
+                       :
+                       : "memory");
+}
+
+/* Receiver r starts again at fn(r), on its own stack. */
+COLD static void restart_receiver(struct receiver *r, void (*fn)(struct receiver *)) {
+  word *sp = (word *)(r->stack + RECEIVER_STACK) - 2;
+  sp[0] = 0;
+  sp[1] = (word)r;
+  r->starved = 0;
+  restart_thread(r->tid, (word)fn, (word)sp);
+}
+
+/* Receiver 0, while the network is down: the new back end, asked for at each tick. */
+COLD static void __attribute__((noreturn, used)) netfront_reconnect(struct receiver *r0) {
+  word monitor, helper;
+  for (;;) {
+    if (rm_call(RM_NET_BACKEND, 0, 0) != 1) /* none any more: for good */
+      for (;;) l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, L4_NEVER), 0);
+    monitor = L4_MR(2);
+    helper = L4_MR(3);
+    if (monitor != 0 && helper != 0) break;
+    l4_ipc(L4_NILTHREAD, l4_myself(), L4_TIMEOUTS(0, TICK_TIMEOUT), 0); /* it boots still */
+  }
+  nf.monitor = monitor;
+  nf.helper = helper;
+  /* What the old back end had fails (TCP sends it again). */
+  for (int slot = 0; slot < TX_SLOTS; slot++)
+    if (nf.busy[slot]) {
+      nf.busy[slot] = 0;
+      nf.tx_errors++;
+    }
+  nf.q_head = nf.q_tail;
+  nf.notify_pending = 0;
+  nf.driver_gone = 0;
+  for (int k = 1; k < L4_NET_RECEIVERS; k++) restart_receiver(receivers[k], receiver_main);
+  barrier();
+  netfront_up = 1;
+  kprintf(back_msg, monitor, helper);
+  receiver_main(r0);
+}
+
+/* The kernel thread found the driver VM's threads gone (before it turns the network off). With
+ * a back end to come (the toolstack builds a new driver VM), receiver 0 waits for it; with none,
+ * the message `fmt` says there is no network. */
+COLD static void netfront_lost(const char *fmt, word monitor, word helper) {
+  if (rm_call(RM_NET_BACKEND, 0, 0) != 1) {
+    kprintf(fmt, monitor, helper);
+    return;
+  }
+  kprintf(lost_msg, monitor, helper);
+  restart_receiver(receivers[0], netfront_reconnect);
+}

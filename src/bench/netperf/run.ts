@@ -261,8 +261,8 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   if (crashAt !== undefined && driverVm === undefined)
     throw new Error(
       o.nicPath === 'driver-vm'
-        ? 'driver-vm-crash-at: this driver VM is not restarted (only on xen: reuse-emul-xen, reuse-custom-xen)'
-        : 'driver-vm-crash-at needs a driver VM (nicPath driver-vm, reuse-emul-xen or reuse-custom-xen)',
+        ? 'driver-vm-crash-at: this driver VM is not restarted (only on xen and l4)'
+        : 'driver-vm-crash-at needs a driver VM (nicPath driver-vm: reuse-emul-xen, reuse-custom-xen, reuse-emul-l4, reuse-custom-l4)',
     );
   let crashed = false;
 

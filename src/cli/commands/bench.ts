@@ -83,8 +83,8 @@ options:
   --faults SPEC  make the wire unreliable, both ways: a comma-separated list of drop=P, dup=P,
                  reorder=P, corrupt=P (the chance per frame, 0 to 1) and seed=N (the fault
                  injector's seed, default the run's seed), e.g. drop=0.001,corrupt=0.0005;
-                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen and/or
-                 reuse-custom-xen only): the driver VM crashes when the client has had
+                 and/or driver-vm-crash-at=SIZE (--config reuse-emul-xen, reuse-custom-xen,
+                 reuse-emul-l4, reuse-custom-l4 only): the driver VM crashes when the client has had
                  SIZE bytes acknowledged, the toolstack
                  restarts it and the guest reconnects; the run reports the restart and the
                  outage (crash to the guest's link up) in simulated ms. Every run must still
@@ -263,12 +263,10 @@ function parse(argv: string[]): Options | string {
   }
   if (o.driverVmCrashAt !== undefined) {
     const crash = '--faults driver-vm-crash-at';
-    // The driver VM is restarted on xen, for both front ends (the VMM's and netfront.c).
-    const restarted = ['reuse-emul-xen', 'reuse-custom-xen'];
+    // The driver VM is restarted on xen and l4, for both front ends (the VMM's and netfront.c).
+    const restarted = ['reuse-emul-xen', 'reuse-custom-xen', 'reuse-emul-l4', 'reuse-custom-l4'];
     const other = o.configs.find((c) => !restarted.includes(c));
-    const hint = '(--config reuse-emul-xen or reuse-custom-xen)';
-    if (o.guest !== 'linux' && (other === 'reuse-emul-l4' || other === 'reuse-custom-l4'))
-      return `${crash}: the driver VM on l4 (${other}) is not restarted yet ${hint}`;
+    const hint = '(--config reuse-emul-xen, reuse-custom-xen, reuse-emul-l4 or reuse-custom-l4)';
     if (o.guest === 'linux' || !o.configs.some((c) => restarted.includes(c)))
       return `${crash} needs a driver VM row ${hint}`;
     if (other !== undefined) return `${crash}: row '${other}' has no driver VM ${hint}`;

@@ -427,4 +427,11 @@ export const RmOp = {
    * gives, MR2 bytes of it (MR0 = 1). Only for a driver VM the toolstack named for that client.
    */
   clientDma: 0x5209,
+  /**
+   * A client VM's network back end (a para-virtualized kernel's own driver, after its driver VM
+   * was restarted: src/platforms/driverVm.ts): MR1 its monitor, MR2 its helper thread (MR0 = 1)
+   * once the new one is connected, both 0 while it is being built and booted; error invalid
+   * parameter if the VM has no back end.
+   */
+  netBackend: 0x520a,
 } as const;

@@ -103,6 +103,11 @@ export interface VmDevice {
   irqs?: number[];
   /** The device's bus-master port: its DMA is translated from and confined to the VM's region. */
   dma?: DmaMemory;
+  /**
+   * Resets the device when it comes back from a destroyed VM (`destroyVm`), so that nothing the
+   * old driver left in its rings reaches memory another VM gets next.
+   */
+  reset?: () => void;
 }
 
 export interface VmConfig {
@@ -114,6 +119,12 @@ export interface VmConfig {
   devices?: VmDevice[];
   /** The VM's main space may make privileged calls itself (tests of those calls). */
   privileged?: boolean;
+  /**
+   * The machine address of a region a destroyed VM gave back (`destroyVm`) for this VM's memory
+   * (the same size or less): the resource monitor holds it already, so sigma0 is not asked;
+   * it is cleared first. Default: the next free region.
+   */
+  region?: number;
   /** Priority of the threads the resource monitor creates for it (default 100). */
   priority?: number;
 }
@@ -122,6 +133,10 @@ export interface VmConfig {
 export class Vm {
   state: 'running' | 'shutdown' = 'running';
   ending: string | undefined;
+  /** Destroyed (`destroyVm`): its threads and spaces are gone, its region given back. */
+  destroyed = false;
+  /** Its devices' DMA confinements, ended when it is destroyed. */
+  readonly dmaReleases: (() => void)[] = [];
   /**
    * Where its console output goes (RmOp.console); undefined: the kernel's console.
    * Configuration, set again when a snapshot is restored.
@@ -276,9 +291,26 @@ export class ResourceMonitor implements TsProgram {
    * others' exits are reported on their consoles, and their threads stay blocked.
    */
   primary: Vm | undefined;
+  /**
+   * The toolstack's watch on the VMs that end other than by exiting (a crash: `crashVm`); with
+   * none, or for the primary, a crash ends the run.
+   */
+  onVmEnd: ((vm: Vm, end: { kind: 'crash'; message: string }) => void) | undefined;
+  /**
+   * The toolstack's answer to a client VM that asks for its network back end (RmOp.netBackend,
+   * a para-virtualized kernel's own driver after its driver VM was restarted): the back end's
+   * monitor and helper threads once it is connected, 'waiting' while one is being built and
+   * booted, undefined if the VM has none.
+   */
+  netBackendOf:
+    ((client: Vm) => { monitor: number; helper: number } | 'waiting' | undefined) | undefined;
   /** The console's input and the thread that sends it, once a platform offers it. */
   private input: ConsoleInput | undefined;
   private nextRegion: number;
+  /** Regions destroyed VMs gave back (machine base and size), held by the root space still. */
+  private readonly freed: { base: number; size: number }[] = [];
+  /** Device register pages sigma0 gave the root space already (machine page addresses). */
+  private readonly devicePages = new Set<number>();
 
   constructor(readonly k: L4Kernel) {
     this.nextRegion = roundUp(k.memory.reservedEnd * 4096, 0x400000);
@@ -328,7 +360,12 @@ export class ResourceMonitor implements TsProgram {
     const size = config.memoryBytes;
     if (!Number.isInteger(size) || size <= 0 || size % 4096 !== 0)
       return `vm memory must be a positive whole number of pages (got ${size})`;
-    const base = this.nextRegion;
+    const reused =
+      config.region === undefined
+        ? undefined
+        : this.freed.findIndex((f) => f.base === config.region && f.size >= size);
+    if (reused === -1) return `no region given back at 0x${(config.region ?? 0).toString(16)}`;
+    const base = reused === undefined ? this.nextRegion : this.freed[reused].base;
     if (base + size > this.k.memory.ramEnd * 4096)
       return `not enough machine memory for a VM of ${size >> 10} KB`;
     const mapAt = (config.mapAt ?? 0) >>> 0;
@@ -348,16 +385,27 @@ export class ResourceMonitor implements TsProgram {
       }
       return true;
     };
-    if (!ask(base, size)) return 'sigma0 refused the VM memory';
+    if (reused === undefined) {
+      if (!ask(base, size)) return 'sigma0 refused the VM memory';
+    } else {
+      // The root space holds it still; nothing of the VM before is left in it.
+      this.freed.splice(reused, 1);
+      this.k.machine.ram.fill(0, base, base + size);
+      this.k.cpu.invalidateCode(base, size);
+    }
     const devices = config.devices ?? [];
     for (const d of devices)
       for (const m of d.ioMemory ?? []) {
         // A page of the region itself (an in-place VMM's emulated device) is the VM's already.
         if (m.machine >= base && m.machine + m.length <= base + size) continue;
-        if (!ask(m.machine - (m.machine % 4096), roundUp((m.machine % 4096) + m.length, 4096)))
+        const page = m.machine - (m.machine % 4096);
+        // Registers a VM before had (a driver VM built again) are the root space's already.
+        if (this.devicePages.has(page)) continue;
+        if (!ask(page, roundUp((m.machine % 4096) + m.length, 4096)))
           return `sigma0 refused ${d.name}'s registers`;
+        this.devicePages.add(page);
       }
-    this.nextRegion = roundUp(base + size, 0x400000);
+    if (reused === undefined) this.nextRegion = roundUp(base + size, 0x400000);
 
     const vm = new Vm(
       this,
@@ -381,7 +429,7 @@ export class ResourceMonitor implements TsProgram {
     for (const d of devices) {
       if ((d.ioPorts ?? []).length > 0 && !this.k.openPorts(space, d.ioPorts ?? []))
         return 'kernel memory ran out for the I/O bitmap';
-      if (d.dma !== undefined) confineDma(d.dma, vmDma(vm), this.k.counters);
+      if (d.dma !== undefined) vm.dmaReleases.push(confineDma(d.dma, vmDma(vm), this.k.counters));
     }
     this.vms.push(vm);
     return vm;
@@ -393,11 +441,70 @@ export class ResourceMonitor implements TsProgram {
 
   /** Every VM's machine region (the audit's "no frame of one VM in another's spaces"). */
   regions(): { vm: number; base: number; size: number }[] {
-    return this.vms.map((v) => ({ vm: v.id, base: v.base, size: v.size }));
+    // A destroyed VM's region is another's, or free (held by the root space).
+    return this.vms
+      .filter((v) => !v.destroyed)
+      .map((v) => ({ vm: v.id, base: v.base, size: v.size }));
   }
 
   vmOf(tid: number): Vm | undefined {
     return this.vms.find((v) => v.owns(tid));
+  }
+
+  // ---- the end of a VM (a driver VM restarted: src/platforms/driverVm.ts) --------------------
+
+  /**
+   * The VM crashed (a test's injected fault, as a domain crashes on xen): said on its console,
+   * and the toolstack told (`onVmEnd`), which destroys it and may build another in its place.
+   * Without a toolstack, or for the primary, the run ends. False if it was not running.
+   */
+  crashVm(vm: Vm, why: string): boolean {
+    if (vm.state !== 'running') return false;
+    vm.state = 'shutdown';
+    vm.ending = `crash: ${why}`;
+    const out = vm.console ?? this.k.consoleOut;
+    for (const c of `(l4) ${vm.name} crashed: ${why}\n`) out(c.charCodeAt(0));
+    if (this.onVmEnd === undefined || this.primary === undefined || this.primary === vm) {
+      this.k.cpu.shutdown(`l4: ${vm.name} crashed: ${why}`);
+      this.k.cpu.requestStop();
+      return true;
+    }
+    this.onVmEnd(vm, { kind: 'crash', message: why });
+    return true;
+  }
+
+  /**
+   * Destroys a VM that has ended (not the primary), as the builder's system calls: every thread
+   * of it deleted by ThreadControl (whoever waits on one fails with "non-existing partner", its
+   * interrupt lines are dissociated and masked; a space goes with its last thread, its mappings
+   * revoked), its devices' DMA no longer confined to it and each device reset, the client VMs'
+   * memory no longer reachable, and its region given back (`VmConfig.region`, for the VM built
+   * in its place). Its number is not given to another VM. One line if it cannot be.
+   */
+  destroyVm(vm: Vm): string | undefined {
+    if (vm.destroyed) return `${vm.name} is destroyed already`;
+    if (vm.state === 'running') return `${vm.name} is still running: only an ended VM is destroyed`;
+    if (vm === this.primary) return `${vm.name} is the run's primary VM`;
+    const b = this.builder();
+    this.k.hostEntry(() => {
+      const threads = this.k
+        .allThreads()
+        .filter((t) => t.kind !== 'irq' && vm.owns(t.tid))
+        // The x86 threads first, the last made first (a process's thread before the kernel's
+        // thread that handles its exceptions), the VMM's TypeScript threads (its monitor and
+        // helper) last: nobody's handler goes before it.
+        .sort((x, y) => Number(x.kind === 'ts') - Number(y.kind === 'ts') || y.number - x.number);
+      for (const t of threads) b.threadControl(t.tid, NILTHREAD, NILTHREAD, NILTHREAD, 0xffffffff);
+    });
+    vm.dmaWriteWatch = undefined;
+    for (const release of vm.dmaReleases.splice(0)) release();
+    for (const d of vm.devices) d.reset?.();
+    vm.clientWindows.splice(0);
+    vm.serves.clear();
+    this.k.vmEntries.delete(vm.id);
+    vm.destroyed = true;
+    this.freed.push({ base: vm.base, size: vm.size });
+    return undefined;
   }
 
   // ---- serving the VMs ------------------------------------------------------------------------
@@ -493,6 +600,12 @@ export class ResourceMonitor implements TsProgram {
           vm.clientWindows.push(window);
         }
         return message(0, [1, window.at, client.size]);
+      }
+      case RmOp.netBackend: {
+        const backend = this.netBackendOf?.(vm);
+        if (backend === undefined) return result(L4Error.invalidParam);
+        if (backend === 'waiting') return message(0, [1, 0, 0]);
+        return message(0, [1, backend.monitor, backend.helper]);
       }
       case RmOp.consoleInput: {
         if (this.input === undefined) return result(L4Error.invalidParam);

@@ -100,6 +100,8 @@ export class Monitor implements TsProgram {
       // The receive phase's timeout is the virtual timer's deadline (a failed send, the phase
       // bit clear, is not).
       if ((r.error & 1) === 1 && ((r.error >>> 1) & 7) === IpcError.timeout) b.timerFired();
+      // An abort may be the toolstack's: the driver VM this VM's NIC goes through is gone.
+      else b.netFront?.check();
       return undefined;
     }
     const label = tagLabel(r.tag);

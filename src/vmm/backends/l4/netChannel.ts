@@ -26,6 +26,16 @@
  * - Messages go from the VMM's helper (a thread that never waits) with a zero send timeout to
  *   the other VM's monitor, which is waiting whenever its VM is not the one running; a message
  *   it cannot take now (it is not waiting) stays queued for the next flush.
+ *
+ * When the driver VM crashes, the toolstack destroys it (its threads go: the client's messages
+ * to them fail with "non-existing partner") and builds another in its place
+ * (src/platforms/driverVm.ts), moving the connection's incarnation on (`backend`). The client's
+ * VMM sees that where it runs next (it is kicked out of its wait for it): it completes what it
+ * had in flight with an error, gives its receive buffers back to the model unfilled and shows
+ * its guest the link down. The new back end, when its module brings the link up, announces
+ * itself (`reattach`, the original IVMnet's), and the client's link comes up again
+ * (L4NetFront.check). A para-virtualized client's own driver asks the resource monitor for the
+ * new back end instead (RmOp.netBackend; guest/arch/l4-para/netfront.c).
  */
 import { BR } from '../../../hypervisor/l4/thread.ts';
 import { acceptor, RmOp, stringItem } from '../../../hypervisor/l4/abi.ts';
@@ -56,6 +66,18 @@ export interface L4NetConnection {
    * monitor, which holds the model's next receive buffer.
    */
   receivers?: number[];
+  /**
+   * The back end's incarnation (0 at first): the toolstack moves it on when the driver VM is
+   * gone and another is built in its place (the monitor and helper then name the new one's).
+   */
+  backend?: number;
+  /** The back end's link is up (its module connected: it has the client's memory). */
+  connected?: boolean;
+  /**
+   * The toolstack's watch on the connection: told when the client's link comes up with a new
+   * back end, and when the first frame from it reaches the client's guest.
+   */
+  watch?: (event: 'connected' | 'first-frame') => void;
 }
 
 /** Labels of the two VMMs' messages (previrt's own). */
@@ -74,6 +96,11 @@ export const NetLabel = {
    * frames may come in its next receive messages).
    */
   credit: 0x5314,
+  /**
+   * Driver VM → client's VMM: a back end built in place of a crashed one has its link up (the
+   * original IVMnet's reattach); the client's link comes up.
+   */
+  reattach: 0x5315,
 } as const;
 
 /** Counters of one side, for the statistics. */
@@ -106,6 +133,12 @@ export class L4NetFront implements DirectWire {
   private rxBuffers: { address: number; length: number }[] = [];
   /** How many the driver VM was last told of (NetLabel.credit); -1: not yet. */
   private told = -1;
+  /** The back end's incarnation it works with (L4NetConnection.backend). */
+  private backend = 0;
+  /** The model's link: down from the loss of a back end until a new one connects. */
+  private linkUp = true;
+  /** A new back end connected and no frame from it has reached the guest yet. */
+  private awaitingFrame = false;
 
   constructor(
     private readonly b: L4Backend,
@@ -116,6 +149,38 @@ export class L4NetFront implements DirectWire {
     this.model = model;
   }
 
+  /**
+   * Wherever the VMM runs (a flush, a message, the monitor's wake): the toolstack's news. The
+   * back end gone (the incarnation moved on): what was in flight with it ends — the model's
+   * packets complete with an error (TCP sends their data again), the receive buffers go back
+   * to the model unfilled — and the model's link goes down. A new back end connected: the link
+   * comes up, and the receive buffers are held out to it.
+   */
+  check(): void {
+    if ((this.conn.backend ?? 0) !== this.backend) {
+      this.backend = this.conn.backend ?? 0;
+      const failed = [...this.inFlight.values()];
+      this.inFlight.clear();
+      this.queued = [];
+      this.rxBuffers = [];
+      this.hold();
+      this.told = -1;
+      this.linkUp = false;
+      this.awaitingFrame = false;
+      this.model?.rxUnclaim();
+      this.model?.setLink(false);
+      // Last: a completion may make the model hand over its next packet, which fails at once.
+      for (const done of failed) done(false);
+    }
+    if (!this.linkUp && this.conn.connected === true) {
+      this.linkUp = true;
+      this.awaitingFrame = true;
+      this.model?.setLink(true);
+      this.conn.watch?.('connected');
+      this.claim();
+    }
+  }
+
   // ---- DirectWire ---------------------------------------------------------------------------
 
   transmit(parts: BufferPart[], done: (ok: boolean) => void): void {
@@ -123,7 +188,7 @@ export class L4NetFront implements DirectWire {
     // GUEST-CONTROLLED: the guest's descriptors; a buffer outside its RAM is a bus error.
     if (parts.length === 0 || parts.some((p) => p.address < 0 || p.address + p.length > ram))
       return done(false);
-    if (this.conn.driverMonitor === undefined) return done(false);
+    if (this.conn.driverMonitor === undefined || !this.linkUp) return done(false);
     const id = this.nextId++;
     this.inFlight.set(id, done);
     this.queued.push({ id, parts });
@@ -136,6 +201,7 @@ export class L4NetFront implements DirectWire {
 
   /** At the guest's iret or idle: the model's packets, then one message to the driver VM. */
   flush(): void {
+    this.check();
     this.model?.txFlush();
     this.tell();
     while (this.queued.length > 0) {
@@ -159,6 +225,7 @@ export class L4NetFront implements DirectWire {
    * driver VM told how many there are.
    */
   private claim(): void {
+    if (!this.linkUp) return;
     while (this.rxBuffers.length < FRAMES_PER_MESSAGE) {
       const b = this.model?.rxClaim();
       if (b === undefined) break;
@@ -192,7 +259,9 @@ export class L4NetFront implements DirectWire {
   /** A message for the monitor (its label is the channel's), handled; false if it is not. */
   message(r: IpcResult): boolean {
     const label = r.tag >>> 16;
+    this.check();
     if (r.from !== this.conn.driverHelper) return false;
+    if (label === NetLabel.reattach) return true;
     if (label === NetLabel.transmitted) {
       const w = r.words;
       for (let k = 0, n = w[0] ?? 0; k < n; k++) {
@@ -220,6 +289,10 @@ export class L4NetFront implements DirectWire {
       if (!ok) this.counters.dropped++;
       else this.counters.frames++;
       this.model?.rxComplete(ok ? length : 0, ok, dest0);
+      if (ok && this.awaitingFrame) {
+        this.awaitingFrame = false;
+        this.conn.watch?.('first-frame');
+      }
     });
     this.claim();
     return true;
@@ -230,6 +303,7 @@ export class L4NetFront implements DirectWire {
     this.conn.clientVm = this.b.vm.id;
     this.conn.clientMonitor = this.b.monitorTid;
     this.conn.clientHelper = this.b.helperTid;
+    this.backend = this.conn.backend ?? 0;
     this.claim();
   }
 }
@@ -254,11 +328,20 @@ export class L4NetBack implements LinkClient {
   private receiver = 0;
   private pending: { address: number; length: number }[] = [];
   private sequence = 0;
+  /**
+   * A back end built in place of a crashed one: its reattach for the client's VMM is still to
+   * go (sent when its link comes up, again at each flush until taken), and no frame of it has
+   * reached the client yet.
+   */
+  private reattach = false;
+  private awaitingFrame: boolean;
 
   constructor(
     private readonly b: L4Backend,
     private readonly conn: L4NetConnection,
-  ) {}
+  ) {
+    this.awaitingFrame = (conn.backend ?? 0) > 0;
+  }
 
   get mac(): Uint8Array {
     return this.conn.mac;
@@ -280,7 +363,21 @@ export class L4NetBack implements LinkClient {
     if (r === undefined) return "the resource monitor refused the client's memory";
     this.window = r[0];
     this.windowBytes = r[1];
+    this.conn.connected = true;
+    // In place of a crashed back end: the client's VMM is told (its own driver asks instead).
+    this.reattach = (this.conn.backend ?? 0) > 0 && this.conn.receivers === undefined;
+    this.announce();
     return undefined;
+  }
+
+  /** The reattach to the client's monitor, if it is still to go. */
+  private announce(): void {
+    const to = this.conn.clientMonitor;
+    if (!this.reattach || to === undefined) return;
+    if (this.b.sendTo(to, message(NetLabel.reattach, []))) {
+      this.reattach = false;
+      this.counters.messages++;
+    } else this.counters.deferred++;
   }
 
   /** The client's transmit message (in the driver VM's monitor): its packets to the link. */
@@ -411,6 +508,12 @@ export class L4NetBack implements LinkClient {
       );
       if (r !== undefined && r.error === 0) {
         this.counters.messages++;
+        // A para-virtualized client's first frame from a new back end (the VMM's front end
+        // says so for its guest).
+        if (this.awaitingFrame && threads) {
+          this.awaitingFrame = false;
+          this.conn.watch?.('first-frame');
+        }
         this.sequence = (this.sequence + n) >>> 0;
         this.receiver = (this.receiver + (threads ? 1 : 0)) % this.receivers.length;
         return;
@@ -428,6 +531,7 @@ export class L4NetBack implements LinkClient {
 
   /** At the driver VM's iret or idle: the waiting frames, then the completions in one message. */
   flush(): void {
+    this.announce();
     this.sendFrames();
     const to = this.conn.clientMonitor;
     while (this.done.length > 0 && to !== undefined) {

@@ -43,6 +43,12 @@ export interface L4VmConfig {
   rtcStartSeconds: number;
   /** The VM's memory in MB (default: all the machine's memory left, up to what the alias holds). */
   memoryMb?: number;
+  /**
+   * A region a destroyed VM gave back, for this VM's memory (its machine address: a driver VM
+   * built again in its place, ResourceMonitor.destroyVm); with `memoryMb`. Default: the next
+   * free region.
+   */
+  region?: number;
 }
 
 export interface L4Vm {
@@ -193,7 +199,7 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     return `${config.kernel.name}: the l4 backend needs a kernel linked above its load address (its one-to-one map of RAM is the VMM's alias) for the l4 backend's alias`;
   // The VM's region starts at the first 4 MB boundary above the kernel's memory, or above the
   // VMs made before it.
-  const regionStart = k.resourceMonitor.freeRegion;
+  const regionStart = config.region ?? k.resourceMonitor.freeRegion;
   // All of it, up to what the kernel's one-to-one map holds: the alias must not reach the
   // kernel's other mappings above it (the project's kernel maps at most 768 MB there, guest
   // memlayout.h PHYS_MAX, and its MMIO window after; Linux's lowmem is 896 MB).
@@ -218,6 +224,7 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
       ioMemory: [{ machine: NIC_MMIO, length: 4096, guestPhysical: deviceGpa }],
       irqs: [nic.configRead(0x3c, 1)],
       dma: machine.dma,
+      reset: () => nic.functionReset(),
     });
   }
   const registerPage = regionStart + guestBytes + VMM_PAGES * 4096;
@@ -233,6 +240,7 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     memoryBytes: vmBytes,
     mapAt,
     devices,
+    ...(config.region === undefined ? {} : { region: config.region }),
   });
   if (typeof vm === 'string') return vm;
   const backend = new L4Backend({
