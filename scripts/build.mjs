@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// `npm run build`: compiles src/ (tests aside) to plain JavaScript in dist/ with tsc
+// (tsconfig.build.json), which bin/previrt.mjs runs instead of loading TypeScript through tsx.
+// dist/.built is written last, with the build's start time as its modification time: a
+// source edited during or after the build is newer than it, and bin/previrt.mjs then runs the
+// sources through tsx (saying so on stderr) until the next build. A failed build leaves no
+// dist/.built, so a half-written dist/ is never run.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(root, 'dist');
+const start = new Date();
+// A clean dist/: a source deleted since the last build leaves no module behind.
+rmSync(dist, { recursive: true, force: true });
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
+  stdio: 'inherit',
+});
+if (r.status !== 0) {
+  console.error('build: tsc failed (above); bin/previrt.mjs runs the sources through tsx');
+  process.exit(1);
+}
+mkdirSync(dist, { recursive: true });
+const stamp = join(dist, '.built');
+writeFileSync(stamp, `built from src/ by scripts/build.mjs, started ${start.toISOString()}\n`);
+utimesSync(stamp, start, start);
