@@ -4,7 +4,8 @@
 // dist/.built is written last, with the build's start time as its modification time: a
 // source edited during or after the build is newer than it, and bin/previrt.mjs then runs the
 // sources through tsx (saying so on stderr) until the next build. A failed build leaves no
-// dist/.built, so a half-written dist/ is never run.
+// dist/.built, so a half-written dist/ is never run. --if-stale builds only when dist/ is not
+// current (scripts/setup.sh).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,6 +13,17 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+if (args.some((a) => a !== '--if-stale')) {
+  console.error(
+    `build: unknown option '${args.find((a) => a !== '--if-stale')}' (usage: --if-stale)`,
+  );
+  process.exit(2);
+}
+if (args.includes('--if-stale')) {
+  const { staleReason } = await import('../bin/stale.mjs');
+  if (staleReason() === undefined) process.exit(0);
+}
 const dist = join(root, 'dist');
 const start = new Date();
 // A clean dist/: a source deleted since the last build leaves no module behind.
