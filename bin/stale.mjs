@@ -21,18 +21,19 @@ function newestSource(dir, newest) {
 /**
  * Why dist/ cannot be run (undefined: it can): no dist/.built (never built, or the last build
  * failed), or a source or tsconfig newer than it (dist/.built carries the build's start time).
+ * `repo` is the repository (a test gives a folder of its own).
  */
-export function staleReason() {
+export function staleReason(repo = root) {
   let built;
   try {
-    built = statSync(join(root, 'dist', '.built')).mtimeMs;
+    built = statSync(join(repo, 'dist', '.built')).mtimeMs;
   } catch {
     return 'dist/ is not built';
   }
   const configs = ['tsconfig.base.json', 'tsconfig.build.json'];
   const newest = configs.reduce(
-    (n, name) => Math.max(n, statSync(join(root, name)).mtimeMs),
-    newestSource(join(root, 'src'), 0),
+    (n, name) => Math.max(n, statSync(join(repo, name)).mtimeMs),
+    newestSource(join(repo, 'src'), 0),
   );
   return newest > built ? 'src/ is newer than dist/' : undefined;
 }
