@@ -4,8 +4,9 @@
 // of the smallest kernel (a multiboot header, cli, hlt: built here with gcc into
 // build/startup/halt.elf; the run ends at once with exit status 4), each run through the
 // TypeScript sources with tsx (PREVIRT_TSX=1, as before dist/) and from the compiled dist/
-// (`npm run build`: dist/bundle/main.mjs, or dist/cli/main.js without a bundle), beside `node -e 0` (Node's own start-up on this machine). The variants
-// take turns within each round, so a busy machine slows them alike; the ratios are of one run.
+// (`npm run build`: dist/bundle/main.mjs, or dist/cli/main.js without a bundle), beside
+// `node -e 0` (Node's own start-up on this machine). The variants take turns within each
+// round, so a busy machine slows them alike; the ratios are of one run.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
