@@ -37,3 +37,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo 'setup: installing npm packages'
   npm ci --no-audit --no-fund >/dev/null
 fi
+# The compiled command (dist/, what bin/previrt.mjs runs for a fast start): built when missing or
+# older than src/.
+if ! node -e "import('./bin/stale.mjs').then((m) => process.exit(m.staleReason() ? 1 : 0))"; then
+  echo 'setup: compiling the previrt command (npm run build)'
+  npm run --silent build
+fi

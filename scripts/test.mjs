@@ -28,7 +28,10 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = `--test-concurrency=${Math.max(1, availableParallelism())}`;
+// PREVIRT_TSX=1: the `previrt` processes the tests start run the TypeScript sources through tsx
+// too (bin/previrt.mjs), not a compiled dist/.
 const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', concurrency, ...files], {
   stdio: 'inherit',
+  env: { ...process.env, PREVIRT_TSX: '1' },
 });
 process.exit(result.status ?? 1);

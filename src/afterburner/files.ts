@@ -4,14 +4,22 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterburn, type AfterburnOptions, type AfterburnReport } from './afterburn.ts';
 
+/**
+ * src/afterburner, also when this file runs compiled from dist/afterburner (bin/previrt.mjs):
+ * the wrapper and the headers are not compiled, they stay in the sources.
+ */
+function sourceDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'afterburner');
+}
+
 /** The directory holding the `as` wrapper, for `gcc -B`. */
 export function wrapperDir(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), 'bin');
+  return join(sourceDir(), 'bin');
 }
 
 /** The header directory, for `-I` when a guest includes afterburn.h. */
 export function includeDir(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), 'include');
+  return join(sourceDir(), 'include');
 }
 
 /** Resolves `.include "name"` as gas does: the name as given, then each -I directory. */

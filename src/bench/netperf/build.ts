@@ -4,10 +4,21 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import type { NetperfRunOptions } from './run.ts';
 
-export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
+/**
+ * The repository: the nearest folder above this module that holds guest/Makefile (this module
+ * runs from src/bench/netperf, compiled from dist/bench/netperf, or bundled from dist/bundle).
+ */
+function repoRoot(): string {
+  for (let dir = import.meta.dirname; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'guest', 'Makefile'))) return dir;
+    if (dirname(dir) === dir) return resolve(import.meta.dirname, '..', '..', '..');
+  }
+}
+
+export const REPO_ROOT = repoRoot();
 
 /**
  * The name the boot loader shows the guest for a kernel file: relative to the repository, so

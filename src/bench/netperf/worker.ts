@@ -18,10 +18,7 @@ port.on('message', (m: { id: number; job: NetperfJob; console: boolean }) => {
     });
     send({ id: m.id, kind: 'done', run });
   } catch (e) {
-    send({
-      id: m.id,
-      kind: 'error',
-      message: e instanceof Error ? (e.stack ?? e.message) : String(e),
-    });
+    // The message alone: the command prints it on one line naming the run.
+    send({ id: m.id, kind: 'error', message: e instanceof Error ? e.message : String(e) });
   }
 });

@@ -12,7 +12,7 @@ import {
   type NetperfConfig,
 } from '../../bench/netperf/build.ts';
 import type { BootModule } from '../../loader/multiboot.ts';
-import { runParallel, type NetperfJob } from '../../bench/netperf/parallel.ts';
+import { NetperfWorkerError, runParallel, type NetperfJob } from '../../bench/netperf/parallel.ts';
 import { runNetperf, type NetperfProgress, type NetperfRun } from '../../bench/netperf/run.ts';
 import {
   formatSize,
@@ -446,18 +446,28 @@ export const bench: Command = {
       console.error(
         `netperf: ${runs.length} runs, ${Math.min(o.jobs, runs.length)} at once (--jobs ${o.jobs})`,
       );
-      const done = await runParallel(
-        runs.map((r) => r.job),
-        o.jobs,
-        {
-          onStart: (k) => console.error(runs[k].header),
-          onProgress: (k, p) => reporters[k].update(p),
-          onConsoleLine: o.console
-            ? (k, line) => console.error(`  [${runs[k].config}] ${line}`)
-            : undefined,
-          onDone: (k, run) => reporters[k].done(run),
-        },
-      );
+      let done: NetperfRun[];
+      try {
+        done = await runParallel(
+          runs.map((r) => r.job),
+          o.jobs,
+          {
+            onStart: (k) => console.error(runs[k].header),
+            onProgress: (k, p) => reporters[k].update(p),
+            onConsoleLine: o.console
+              ? (k, line) => console.error(`  [${runs[k].config}] ${line}`)
+              : undefined,
+            onDone: (k, run) => reporters[k].done(run),
+          },
+        );
+      } catch (e) {
+        if (!(e instanceof NetperfWorkerError)) throw e;
+        const r = runs[e.index];
+        console.error(
+          `previrt bench: ${r.title} (row "${r.row.label}", seed ${r.job.seed}) failed in its worker thread: ${e.message}`,
+        );
+        return 1;
+      }
       done.forEach((run, k) => runs[k].row.runs.push(run));
     }
     const ok = rows.every((r) => r.runs.every((run) => run.ok));
