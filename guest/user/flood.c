@@ -10,13 +10,16 @@
  * FROM and TO are dotted IPv4 addresses (its own, the receiver's), MAC the receiver's Ethernet
  * address (aa:bb:cc:dd:ee:ff; the kernel writes the source MAC), BYTES the UDP payload (18 to
  * 1472, default 1472: full-sized frames), COUNT the frames to send before it stops (default 0:
- * never). It prints one line when the first frame has gone and, with a COUNT, one at the end:
+ * never); then it idles for good (a sleep, again and again), so its VM stays a client of the
+ * driver VM with the interface in raw mode: `flood FROM TO MAC 18 1` is a quiet client that
+ * does not answer for the guest's address. It prints one line when the first frame has gone
+ * and, with a COUNT, one when it stops:
  *
  *   flood: sending 1514-byte frames from 10.0.2.16 to 10.0.2.2
  *   flood: sent N frames, transmit ring full M times
  *
- * and exits with 0; bad arguments, or a device that refuses a frame for another reason, print
- * one line and exit with 2 or 1.
+ * Bad arguments, or a device that refuses a frame for another reason, print one line and exit
+ * with 2 or 1.
  */
 #include "user.h"
 
@@ -123,5 +126,5 @@ int main(int argc, char **argv) {
       printf("flood: sending %d-byte frames from %s to %s\n", len, argv[1], argv[2]);
   }
   printf("flood: sent %u frames, transmit ring full %u times\n", sent, full);
-  return 0;
+  for (;;) sleep(1000);
 }

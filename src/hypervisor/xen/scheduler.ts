@@ -160,9 +160,16 @@ export class XenScheduler {
   }
 
   /**
-   * Picks the domain to run: the boosted one if it can run, else the next runnable one after the
-   * current in round-robin order (the current itself only if no other can run). Undefined: all
-   * are blocked or ended.
+   * Picks the domain to run: the boosted one if it can run; else, of the other runnable domains,
+   * the one that has had the least CPU so far (busy cycles; ties in round-robin order after the
+   * current); the current itself only if no other can run. Undefined: all are blocked or ended.
+   *
+   * Least CPU first is what keeps a domain that spins (a client flooding its network) from
+   * holding up one that was preempted while it had work: Xen's credit scheduler runs vCPUs that
+   * are under their share (UNDER) before those over it (OVER), Linux's CFS the task with the
+   * least virtual runtime. The current domain is never preferred over another runnable one, so
+   * a domain that has had little CPU cannot keep it: the slice still ends and the others run.
+   * With two domains this is the round robin it always was (one other to choose).
    */
   private pick(): Domain | undefined {
     const xen = this.xen;
@@ -171,11 +178,14 @@ export class XenScheduler {
     if (boosted !== undefined && boosted.state === 'running') return boosted;
     const domains = xen.domains;
     const from = xen.current === undefined ? -1 : domains.indexOf(xen.current);
+    let best: Domain | undefined;
     for (let k = 1; k <= domains.length; k++) {
       const d = domains[(from + k) % domains.length];
-      if (d.state === 'running') return d;
+      if (d === xen.current || d.state !== 'running') continue;
+      if (best === undefined || d.busyCycles < best.busyCycles) best = d;
     }
-    return undefined;
+    if (best !== undefined) return best;
+    return xen.current?.state === 'running' ? xen.current : undefined;
   }
 
   /** Between instructions: the chosen domain gets the CPU, with a slice if others wait. */
