@@ -19,7 +19,8 @@
 #define SYS_kill 11    /* kill(pid) -> 0: the process dies with status EXIT_KILLED */
 #define SYS_programs 12 /* programs(buf, n) -> bytes: names of the runnable programs, one a line */
 #define SYS_recv 13    /* recv(buf, n) -> bytes from the TCP connection on port 5001; 0 at its end */
-#define NSYSCALLS 14
+#define SYS_sendframe 14 /* sendframe(buf, n) -> 0: one Ethernet frame to the NIC; -EAGAIN: ring full */
+#define NSYSCALLS 15
 
 #define EPERM 1
 #define ENOENT 2

@@ -123,6 +123,7 @@ void net_init(void);
 void net_tick(u32 now);
 void net_report(void);
 int tcp_recv_wait(u32 n);
+int net_send_raw(u8 *frame, u32 len);
 void tcp_recv_copy(void *dst, u32 n);
 
 /* kalloc.c: physical pages */

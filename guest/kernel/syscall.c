@@ -101,6 +101,16 @@ static int sys_programs(struct trapframe *tf) {
   return programs_list((char *)buf, n);
 }
 
+/* sendframe(buf, len): one whole Ethernet frame to the NIC (rawnet.c), its source MAC written
+ * into the buffer; 0, or -EAGAIN while the transmit ring is full. */
+static int sys_sendframe(struct trapframe *tf) {
+  u32 buf = tf->ebx;
+  int n = (int)tf->ecx, r;
+  if (n < 0) return -EINVAL;
+  if ((r = check(buf, n, 1)) < 0) return r;
+  return net_send_raw((u8 *)buf, (u32)n);
+}
+
 void syscall(struct trapframe *tf) {
   int r;
   switch (tf->eax) {
@@ -117,6 +127,7 @@ void syscall(struct trapframe *tf) {
     case SYS_kill: r = proc_kill((int)tf->ebx); break;
     case SYS_programs: r = sys_programs(tf); break;
     case SYS_recv: r = sys_recv(tf); break;
+    case SYS_sendframe: r = sys_sendframe(tf); break;
     default: r = -ENOSYS;
   }
   tf->eax = (u32)r;

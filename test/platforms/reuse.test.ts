@@ -9,10 +9,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { Dp83820 } from '../../src/machine/devices/dp83820/Dp83820.ts';
+import { TcpSender } from '../../src/net/TcpSender.ts';
 import { REG } from '../../src/machine/devices/dp83820/registers.ts';
 import type { XenBackend } from '../../src/vmm/backends/xen/XenBackend.ts';
 import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
@@ -227,12 +229,18 @@ describe('driver reuse on xen', { skip }, () => {
 describe('driver reuse on xen, two clients', { skip }, () => {
   before(() => {
     assert.ok(make('afterburned').ok);
+    assert.ok(make('user').ok);
   });
 
   it('serves a second client VM beside the guest: each its own MAC, grant window and ring', () => {
     const kernel = readFileSync(kernelPath('afterburned'));
     let out = '';
     let driverOut = '';
+    let secondOut = '';
+    // The second client must not answer the client machine's ARP for 10.0.2.15 (both kernels
+    // have that address): it runs flood quietly (one frame, then idle; its kernel's stack then
+    // takes no frames), and the client machine starts once that frame has gone.
+    let start = (): void => {};
     const g = createGuest({
       platform: 'xen',
       kernel,
@@ -246,10 +254,36 @@ describe('driver reuse on xen, two clients', { skip }, () => {
         cmdline: 'init=sh',
         console: (b) => (driverOut += String.fromCharCode(b)),
       },
-      vms: [{ kernel, kernelName: 'second.elf', cmdline: 'init=sh', clientOfDriverVm: true }],
+      vms: [
+        {
+          kernel,
+          kernelName: 'second.elf',
+          cmdline: 'init=flood -- 10.0.2.16 10.0.2.2 02:00:00:00:00:02 18 1',
+          modules: [
+            {
+              name: 'flood.elf',
+              bytes: readFileSync(join(dirname(kernelPath('afterburned')), '../user/flood.elf')),
+              string: 'flood.elf',
+            },
+          ],
+          clientOfDriverVm: true,
+          console: (b) => {
+            secondOut += String.fromCharCode(b);
+            if (secondOut.includes('flood: sending')) start();
+          },
+        },
+      ],
     });
     assert.ok(typeof g !== 'string', String(g));
-    attachSender(g, 1 << 20, 5);
+    const m = g.machine;
+    const sender = new TcpSender({
+      clock: m.clock,
+      transmit: (frame) => m.link!.send(1, frame),
+      payloadBytes: 1 << 20,
+      seed: 5,
+    });
+    m.link!.attach(1, { receive: (frame) => sender.receive(frame) });
+    start = () => sender.start();
     const end = g.machine.run(2_800_000_000 * 10);
     assert.deepEqual(end, { kind: 'exit', value: 0 }, out);
     assert.match(out, /netserver: received 1048576 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);

@@ -43,6 +43,11 @@ export interface ConfigEntry {
   virtualization: Virtualization;
   /** The NIC's path (run.ts `nicPath`): the real NIC given to the guest unless said. */
   nicPath?: 'emulated' | 'driver-vm';
+  /**
+   * A second client of the driver VM beside the guest (xen, run.ts `secondClient`): `quiet`
+   * sends one frame and idles, `flood` keeps its transmit ring full (guest/user/flood.c).
+   */
+  secondClient?: 'quiet' | 'flood';
 }
 
 /**
@@ -123,6 +128,24 @@ export const CONFIGS = {
     virtualization: 'reuse',
     nicPath: 'driver-vm',
   },
+  // Isolation (README, "Isolation"): the same row beside a second client of the driver VM, one
+  // quiet and one flooding the wire; the guest's figures should stay near the quiet one's.
+  'reuse-quiet-xen': {
+    label: 'DP83820 emulation (xen), a quiet second client',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'xen',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'quiet',
+  },
+  'reuse-flood-xen': {
+    label: 'DP83820 emulation (xen), a flooding second client',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'xen',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'flood',
+  },
 } as const satisfies Record<string, ConfigEntry>;
 
 export type NetperfConfig = keyof typeof CONFIGS;
@@ -143,13 +166,31 @@ export const DRIVER_VM = {
   cmdline: 'init=sh',
 };
 
-/** What a row's NIC path adds to its runs (run.ts options): the driver VM, for a reuse row. */
+/**
+ * The second client's program (a module: guest/Makefile's MODULE_PROGRAMS) and its arguments:
+ * its own address 10.0.2.16, UDP to the client machine (10.0.2.2, its MAC 02:00:00:00:00:02),
+ * full-sized frames for `flood`, one small frame for `quiet` (then it idles; either way its
+ * kernel's stack stops answering for the guest's address).
+ */
+export const SECOND_CLIENT_PROGRAM = {
+  module: join(REPO_ROOT, 'guest/build/user/flood.elf'),
+  flood: 'init=flood -- 10.0.2.16 10.0.2.2 02:00:00:00:00:02 1472',
+  quiet: 'init=flood -- 10.0.2.16 10.0.2.2 02:00:00:00:00:02 18 1',
+  readyLine: 'flood: sending',
+};
+
+/**
+ * What a row's NIC path adds to its runs (run.ts options): the driver VM, for a reuse row, and
+ * the second client, for an isolation row.
+ */
 export function nicPathOptions(c: ConfigEntry): {
   nicPath?: 'emulated' | 'driver-vm';
   driverKernel?: NetperfRunOptions['driverKernel'];
+  secondClient?: NetperfRunOptions['secondClient'];
 } {
   if (c.nicPath === undefined) return {};
   if (c.nicPath === 'emulated') return { nicPath: 'emulated' };
+  const p = SECOND_CLIENT_PROGRAM;
   return {
     nicPath: 'driver-vm',
     driverKernel: {
@@ -157,6 +198,15 @@ export function nicPathOptions(c: ConfigEntry): {
       kernelName: guestKernelName(DRIVER_VM.kernel),
       cmdline: DRIVER_VM.cmdline,
     },
+    ...(c.secondClient === undefined
+      ? {}
+      : {
+          secondClient: {
+            cmdline: p[c.secondClient],
+            modules: [{ name: 'flood.elf', bytes: readFileSync(p.module), string: 'flood.elf' }],
+            readyLine: p.readyLine,
+          },
+        }),
   };
 }
 

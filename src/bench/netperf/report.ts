@@ -249,7 +249,67 @@ export function setting(rows: NetperfRow[]): string {
     lines.push(`Cycles/byte vs ${ok[0].label}: ${vs.join(', ')}.`);
   }
   lines.push(...preVsPara(ok));
+  lines.push(...isolation(rows));
   return lines.join('\n');
+}
+
+/** The client link's counters of a run with several clients (the driver VM's), if any. */
+function linkClients(run: NetperfRun): CounterTree | undefined {
+  for (const tree of Object.values(run.counters.virtualization?.vms ?? {})) {
+    if (typeof tree !== 'object') continue;
+    const link = tree.clientLink;
+    if (typeof link === 'object' && typeof link.clients === 'object') return link.clients;
+  }
+  return undefined;
+}
+
+/**
+ * Runs with a second client of the driver VM (run.ts `secondClient`): each client's frames on
+ * the link and the times its share of the send ring was full, and each domain's busy cycles;
+ * then the guest's throughput and its own cycles per byte against the first such row's.
+ */
+function isolation(rows: NetperfRow[]): string[] {
+  const out: string[] = [];
+  let base: { label: string; mbps: number; own: number } | undefined;
+  for (const row of rows)
+    for (const run of row.runs) {
+      const clients = linkClients(run);
+      if (clients === undefined) continue;
+      const n = (k: string, what: string): number => {
+        const c = clients[k];
+        const v = typeof c === 'object' ? c[what] : undefined;
+        return typeof v === 'number' ? v : 0;
+      };
+      const pair = (what: string): string => `${n('0', what)} / ${n('1', what)}`;
+      const hv = run.counters.virtualization?.hypervisor ?? {};
+      const sched = typeof hv.scheduler === 'object' ? hv.scheduler : {};
+      const busy = typeof sched.busyCycles === 'object' ? sched.busyCycles : {};
+      // Domains in the order built: the driver VM, the second client, the guest.
+      const cycles = ['dom0', 'dom1', 'dom2'].map((d) => {
+        const v = busy[d];
+        return typeof v === 'number' ? v : 0;
+      });
+      const own = cycles[2] / run.payloadBytes;
+      out.push(
+        `${row.label}, seed ${run.seed}: on the link, guest / second client: frames sent ` +
+          `${pair('sent')}, delivered ${pair('delivered')}, not delivered ${pair('notDelivered')}, ` +
+          `share full ${pair('full')} times; busy cycles driver VM / second client / guest ` +
+          `${cycles.map((c) => (c / 1e6).toFixed(1)).join(' / ')} M (the guest's own ` +
+          `${own.toFixed(2)} cycles/byte).`,
+      );
+      if (base === undefined) base = { label: row.label, mbps: run.throughputMbps, own };
+      else {
+        const d = (a: number, b: number): string => {
+          const x = ((a - b) / b) * 100;
+          return `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
+        };
+        out.push(
+          `${row.label} against ${base.label}: the guest's throughput ` +
+            `${d(run.throughputMbps, base.mbps)}, its own cycles/byte ${d(own, base.own)}.`,
+        );
+      }
+    }
+  return out;
 }
 
 /**

@@ -60,6 +60,15 @@ export interface NetperfRunOptions {
    * then reports the restarts and the outage (NetperfRun.driverVm).
    */
   driverVmCrashAtBytes?: number;
+  /**
+   * A second client of the driver VM (nicPath `driver-vm`, xen): the same kernel as the driver
+   * VM in a VM of its own beside the guest, on a connection of its own (GuestConfig.vms,
+   * `clientOfDriverVm`), with this command line and these modules; its console lines go to
+   * onConsoleLine as `[second client] ...`. With `readyLine`, the client machine starts only
+   * once a line of that client's begins so (the flooding client's first frame has gone: its
+   * kernel no longer answers ARP for the guest's address).
+   */
+  secondClient?: { cmdline: string; modules?: BootModule[]; readyLine?: string };
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -183,6 +192,9 @@ function snapshot(g: Guest): Snapshot {
   };
 }
 
+/** The second client's name (its VMM's counters are `vms[SECOND_CLIENT]`). */
+export const SECOND_CLIENT = 'second client';
+
 const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}) (ok|MISMATCH.*)$/;
 
 /** Simulated time the guest gets to exit after its result line before the run is ended. */
@@ -232,6 +244,14 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     line = '';
   };
   const append = o.cmdline ?? `init=netserver${o.append !== undefined ? ` ${o.append}` : ''}`;
+  const second = o.nicPath === 'driver-vm' ? o.secondClient : undefined;
+  // The client machine waits for the second client's line, if there is one to wait for.
+  let secondReady = second?.readyLine === undefined;
+  let startWanted = false;
+  const start = (): void => {
+    startWanted = true;
+    if (secondReady) sender.start();
+  };
   // Under a hypervisor the console is its console_io; the machine's own UART is not used.
   const guest = createGuest({
     platform: o.hypervisor ?? 'none',
@@ -252,6 +272,26 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
           },
         }
       : {}),
+    ...(second === undefined || o.driverKernel === undefined
+      ? {}
+      : {
+          vms: [
+            {
+              kernel: o.driverKernel.kernel,
+              kernelName: SECOND_CLIENT,
+              cmdline: second.cmdline,
+              modules: second.modules,
+              clientOfDriverVm: true,
+              console: lineConsole((l) => {
+                if (second.readyLine !== undefined && l.startsWith(second.readyLine)) {
+                  secondReady = true;
+                  if (startWanted) sender.start();
+                }
+                o.onConsoleLine?.(`[second client] ${l}`);
+              }),
+            },
+          ],
+        }),
   });
   if (typeof guest === 'string') throw new Error(guest);
   ref.guest = guest;
@@ -281,7 +321,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   // announcement or an ARP), or after a simulated second if it stays silent.
   link.attach(1, {
     receive(frame) {
-      sender.start();
+      start();
       sender.receive(frame);
       // The fault: at the ACK that takes the client to the mark, in this wire event.
       if (crashAt !== undefined && !crashed && sender.bytesAcked >= crashAt) {
@@ -290,7 +330,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
       }
     },
   });
-  machine.clock.at(machine.costModel.hz, () => sender.start(), 'netperf.client-start');
+  machine.clock.at(machine.costModel.hz, start, 'netperf.client-start');
 
   const hz = machine.costModel.hz;
   // Generous: boot, then at least 10 Mb/s, then time for retransmission backoff.

@@ -102,6 +102,8 @@ export interface SchedulerState {
   /** The domain that runs since this cycle, and the idle cycles the CPU had counted then. */
   since: { cycle: number; idle: number };
   switches: number;
+  /** Each domain's recent CPU (XenScheduler.recentOf) as of the cycle `at`, by domain id. */
+  recent: { id: number; cycles: number; at: number }[];
 }
 
 export const SCHEDULER_STATE: Check = shape<SchedulerState>({
@@ -110,6 +112,9 @@ export const SCHEDULER_STATE: Check = shape<SchedulerState>({
   boosted: nullable(num),
   since: shape<{ cycle: number; idle: number }>({ cycle: num, idle: num }),
   switches: num,
+  recent: arrayOf(
+    shape<{ id: number; cycles: number; at: number }>({ id: num, cycles: num, at: num }),
+  ),
 });
 
 export class XenScheduler {
@@ -121,6 +126,8 @@ export class XenScheduler {
   private since = { cycle: 0, idle: 0 };
   /** Switches from one domain's virtual CPU to another's. */
   switches = 0;
+  /** Each domain's busy cycles, halved every slice that passes, as of a cycle (by id). */
+  private readonly recent = new Map<number, { cycles: number; at: number }>();
 
   constructor(
     private readonly xen: XenHypervisor,
@@ -160,9 +167,16 @@ export class XenScheduler {
   }
 
   /**
-   * Picks the domain to run: the boosted one if it can run, else the next runnable one after the
-   * current in round-robin order (the current itself only if no other can run). Undefined: all
-   * are blocked or ended.
+   * Picks the domain to run: the boosted one if it can run; else, of the other runnable domains,
+   * the one that has had the least CPU lately (`recentOf`; ties in round-robin order after the
+   * current); the current itself only if no other can run. Undefined: all are blocked or ended.
+   *
+   * Least recent CPU first is what keeps a domain that spins (a client flooding its network) from
+   * holding up one that was preempted while it had work: Xen's credit scheduler runs vCPUs that
+   * are under their share (UNDER) before those over it (OVER), Linux's CFS the task with the
+   * least virtual runtime. The current domain is never preferred over another runnable one, so
+   * a domain that has had little CPU cannot keep it: the slice still ends and the others run.
+   * With two domains this is the round robin it always was (one other to choose).
    */
   private pick(): Domain | undefined {
     const xen = this.xen;
@@ -171,11 +185,14 @@ export class XenScheduler {
     if (boosted !== undefined && boosted.state === 'running') return boosted;
     const domains = xen.domains;
     const from = xen.current === undefined ? -1 : domains.indexOf(xen.current);
+    let best: Domain | undefined;
     for (let k = 1; k <= domains.length; k++) {
       const d = domains[(from + k) % domains.length];
-      if (d.state === 'running') return d;
+      if (d === xen.current || d.state !== 'running') continue;
+      if (best === undefined || this.recentOf(d) < this.recentOf(best)) best = d;
     }
-    return undefined;
+    if (best !== undefined) return best;
+    return xen.current?.state === 'running' ? xen.current : undefined;
   }
 
   /** Between instructions: the chosen domain gets the CPU, with a slice if others wait. */
@@ -224,8 +241,21 @@ export class XenScheduler {
   /** Adds the busy cycles of the domain that ran since the last switch. */
   account(dom: Domain): void {
     const cpu = this.cpu;
-    dom.busyCycles += cpu.cycles - this.since.cycle - (cpu.idleCycles - this.since.idle);
+    const busy = cpu.cycles - this.since.cycle - (cpu.idleCycles - this.since.idle);
+    dom.busyCycles += busy;
+    this.recent.set(dom.id, { cycles: this.recentOf(dom) + busy, at: cpu.cycles });
     this.since = { cycle: cpu.cycles, idle: cpu.idleCycles };
+  }
+
+  /**
+   * A domain's CPU lately: its busy cycles, each halved for every slice (10 ms) since, as the
+   * credit scheduler's accounting forgets all but the last periods; a domain that spins has
+   * about a slice's worth whatever it did long ago, one that mostly waits far less.
+   */
+  private recentOf(dom: Domain): number {
+    const r = this.recent.get(dom.id);
+    if (r === undefined) return 0;
+    return r.cycles * Math.pow(0.5, (this.cpu.cycles - r.at) / this.sliceCycles);
   }
 
   /** A slice while another domain than the current one is runnable; none otherwise. */
@@ -249,6 +279,7 @@ export class XenScheduler {
       boosted: this.boosted?.id ?? null,
       since: { ...this.since },
       switches: this.switches,
+      recent: [...this.recent].map(([id, r]) => ({ id, ...r })),
     };
   }
 
@@ -270,6 +301,8 @@ export class XenScheduler {
     this.boosted = s.boosted === null ? undefined : this.xen.domains[s.boosted];
     this.since = { ...s.since };
     this.switches = s.switches;
+    this.recent.clear();
+    for (const r of s.recent) this.recent.set(r.id, { cycles: r.cycles, at: r.at });
   }
 
   /**

@@ -33,6 +33,7 @@ import type {
 } from '../../machine/device.ts';
 import type { BufferPart } from '../../machine/devices/dp83820/Dp83820.ts';
 import {
+  arrayOf,
   bool,
   bytes,
   checkState,
@@ -103,6 +104,20 @@ export interface ClientLinkCounters {
   badEntries: number;
 }
 
+/**
+ * One client's part of the link's traffic (with several clients only: a link with one shows
+ * the totals alone, as it always did). `full`: the times its share of the send ring was taken
+ * while it had more frames waiting (its side told the link so: `waiting`), the limit a client
+ * that floods the link runs into.
+ */
+export interface LinkClientCounters {
+  offered: number;
+  sent: number;
+  delivered: number;
+  notDelivered: number;
+  full: number;
+}
+
 export interface ClientLinkState {
   version: 1;
   config: string;
@@ -115,6 +130,8 @@ export interface ClientLinkState {
   sendDone: number;
   deliverCons: number;
   counters: ClientLinkCounters;
+  /** Each client's counters (several clients; an empty list for one). */
+  clientCounters: LinkClientCounters[];
 }
 
 const STATE = checkState<ClientLinkState>('client link', 1, {
@@ -134,6 +151,15 @@ const STATE = checkState<ClientLinkState>('client link', 1, {
     notDelivered: num,
     badEntries: num,
   }),
+  clientCounters: arrayOf(
+    shape<LinkClientCounters>({
+      offered: num,
+      sent: num,
+      delivered: num,
+      notDelivered: num,
+      full: num,
+    }),
+  ),
 });
 
 export class ClientLink implements PciFunction, MmioDevice {
@@ -145,6 +171,8 @@ export class ClientLink implements PciFunction, MmioDevice {
     notDelivered: 0,
     badEntries: 0,
   };
+  /** Each client's counters, with several clients (empty with one). */
+  readonly clientCounters: LinkClientCounters[];
   private readonly config = new Uint8Array(256);
   private registration: Registration | undefined;
   private isr = 0;
@@ -160,6 +188,10 @@ export class ClientLink implements PciFunction, MmioDevice {
   private deliverCons = 0;
 
   constructor(private readonly cfg: ClientLinkConfig) {
+    this.clientCounters =
+      cfg.clients.length > 1
+        ? cfg.clients.map(() => ({ offered: 0, sent: 0, delivered: 0, notDelivered: 0, full: 0 }))
+        : [];
     const c = new DataView(this.config.buffer);
     c.setUint16(0x00, LINK_VENDOR, true);
     c.setUint16(0x02, LINK_DEVICE, true);
@@ -306,6 +338,7 @@ export class ClientLink implements PciFunction, MmioDevice {
     this.held[client] = (this.held[client] ?? 0) + 1;
     if (!this.write32(this.sendRing, this.sendProd)) return false;
     this.counters.offered++;
+    if (this.clientCounters[client] !== undefined) this.clientCounters[client].offered++;
     this.isr |= ISR_OFFERED;
     this.updateLine();
     return true;
@@ -321,6 +354,11 @@ export class ClientLink implements PciFunction, MmioDevice {
     const share = Math.floor(RING_SLOTS / Math.max(1, this.cfg.clients.length));
     const free = RING_SLOTS - (this.sendProd - this.sendDone);
     return Math.max(0, Math.min(free, share - (this.held[client] ?? 0)));
+  }
+
+  /** `client` has frames waiting that found no room (its share or the ring full): counted. */
+  waiting(client: number): void {
+    if (this.clientCounters[client] !== undefined) this.clientCounters[client].full++;
   }
 
   /** The module's `done` moved: those frames go back to their clients, oldest first. */
@@ -346,6 +384,8 @@ export class ClientLink implements PciFunction, MmioDevice {
         continue;
       }
       this.counters.sent++;
+      const mine = which === undefined ? undefined : this.clientCounters[which];
+      if (mine !== undefined) mine.sent++;
       client.sent(id);
     }
   }
@@ -372,7 +412,16 @@ export class ClientLink implements PciFunction, MmioDevice {
         which === EVERY_CLIENT ? this.cfg.clients : [this.cfg.clients[which]].filter(Boolean);
       let ok = targets.length > 0 && length >= 14 && length <= 1518;
       if (!ok) this.counters.badEntries++;
-      else for (const c of targets) ok = c.deliver(address, length) && ok;
+      else
+        for (const c of targets) {
+          const took = c.deliver(address, length);
+          const mine = this.clientCounters[this.cfg.clients.indexOf(c)];
+          if (mine !== undefined) {
+            if (took) mine.delivered++;
+            else mine.notDelivered++;
+          }
+          ok = took && ok;
+        }
       if (ok) this.counters.delivered++;
       else this.counters.notDelivered++;
       this.cfg.dma.write(slot + 7, Uint8Array.of(ok ? DELIVERED : NOT_DELIVERED));
@@ -395,6 +444,7 @@ export class ClientLink implements PciFunction, MmioDevice {
       sendDone: this.sendDone,
       deliverCons: this.deliverCons,
       counters: { ...this.counters },
+      clientCounters: this.clientCounters.map((c) => ({ ...c })),
     };
   }
 
@@ -411,6 +461,9 @@ export class ClientLink implements PciFunction, MmioDevice {
     this.sendDone = state.sendDone;
     this.deliverCons = state.deliverCons;
     Object.assign(this.counters, state.counters);
+    state.clientCounters.forEach((c, k) => {
+      if (this.clientCounters[k] !== undefined) Object.assign(this.clientCounters[k], c);
+    });
     // Each client's frames on the send ring, as the entries between done and offered name them.
     this.held = [];
     for (let k = this.sendDone; k !== this.sendProd && this.up; k = (k + 1) >>> 0) {

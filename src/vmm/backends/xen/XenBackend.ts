@@ -110,7 +110,18 @@ export class XenBackend implements VmmBackend {
       ...(served === undefined
         ? {}
         : {
-            clientLink: { ...served.link.counters, ...this.emulatedDma },
+            clientLink: {
+              ...served.link.counters,
+              ...this.emulatedDma,
+              // Several clients: each one's traffic and the times its share was full.
+              ...(served.link.clientCounters.length === 0
+                ? {}
+                : {
+                    clients: Object.fromEntries(
+                      served.link.clientCounters.map((c, k) => [k, { ...c }]),
+                    ),
+                  }),
+            },
             netBack: Object.fromEntries(served.backs.map((b, k) => [k, { ...b.counters }])),
           }),
     };

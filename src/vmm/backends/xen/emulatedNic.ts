@@ -157,6 +157,7 @@ export function serveClients(
     b.serveThrough(
       (parts, id) => link.offer(k, parts, id),
       () => link.roomFor(k),
+      () => link.waiting(k),
     ),
   );
   const taken = platform.addEmulated(LINK_SLOT, link, LINK_IRQ);

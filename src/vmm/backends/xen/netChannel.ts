@@ -543,6 +543,7 @@ export class NetBack extends RingSide implements LinkClient {
   private readonly packets = new Map<number, number>();
   private offerTo: ((parts: BufferPart[], id: number) => boolean) | undefined;
   private room: () => number = () => 0;
+  private tellWaiting: () => void = () => {};
 
   constructor(
     xen: XenHypervisor,
@@ -569,10 +570,18 @@ export class NetBack extends RingSide implements LinkClient {
     return this.port;
   }
 
-  /** Where the link takes this client's frames (the device's `offer` for this client). */
-  serveThrough(offer: (parts: BufferPart[], id: number) => boolean, room: () => number): void {
+  /**
+   * Where the link takes this client's frames (the device's `offer` for this client), its room
+   * for them, and whom to tell when frames wait for room (the link counts it per client).
+   */
+  serveThrough(
+    offer: (parts: BufferPart[], id: number) => boolean,
+    room: () => number,
+    waiting: () => void = () => {},
+  ): void {
     this.offerTo = offer;
     this.room = room;
+    this.tellWaiting = waiting;
   }
 
   /** Tried again at each flush while connect() says 'waiting' (set by the client link's owner). */
@@ -637,6 +646,7 @@ export class NetBack extends RingSide implements LinkClient {
       this.setRing32(TX + REQ_EVENT, this.txCons + 1);
       if (this.ring32(TX + REQ_PROD) === prod || this.room() === 0) break;
     }
+    if (this.txCons !== this.ring32(TX + REQ_PROD)) this.tellWaiting();
   }
 
   /** Requests up to `prod`, each packet mapped into the grant window and offered. */

@@ -1,0 +1,82 @@
+// Isolation between clients of one driver VM (xen; README, "Isolation"): the guest's netperf
+// transfer through the driver VM beside a second client that runs guest/user/flood.c — quiet
+// (one frame, then idle) or flooding the wire with full-sized UDP datagrams of its own address,
+// its transmit ring always full. Both transfers must arrive intact; the flood must really go out
+// (the driver VM bridges it to the wire, where the client machine ignores it), and the client
+// link's counters must tell the two clients apart. How much the flood slows the guest is
+// measured here, not bounded: see the README for the figures and why.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { before, describe, it } from 'node:test';
+import { CONFIGS, nicPathOptions } from '../../src/bench/netperf/build.ts';
+import { runNetperf, SECOND_CLIENT, type NetperfRun } from '../../src/bench/netperf/run.ts';
+import { buildSkipReason, kernelPath, make } from '../guest/guest.ts';
+import { count } from './reuseRuns.ts';
+
+const skip = buildSkipReason();
+
+function run(config: 'reuse-quiet-xen' | 'reuse-flood-xen', lines: string[]): NetperfRun {
+  return runNetperf({
+    label: config,
+    kernel: readFileSync(kernelPath('afterburned')),
+    kernelName: 'guest.elf',
+    payloadBytes: 64 << 10,
+    seed: 1,
+    hypervisor: 'xen',
+    ...nicPathOptions(CONFIGS[config]),
+    onConsoleLine: (l) => lines.push(l),
+  });
+}
+
+describe('driver reuse on xen, a flooding second client', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok);
+    assert.ok(make('user').ok);
+  });
+
+  it("carries the guest's transfer intact beside a quiet and a flooding client", () => {
+    const quietLines: string[] = [];
+    const floodLines: string[] = [];
+    const quiet = run('reuse-quiet-xen', quietLines);
+    const flood = run('reuse-flood-xen', floodLines);
+    assert.ok(quiet.ok, quiet.error);
+    assert.ok(flood.ok, flood.error);
+    for (const lines of [quietLines, floodLines]) {
+      assert.ok(lines.includes('[second client] kernel: starting init: flood'), lines.join('\n'));
+      assert.ok(
+        lines.some((l) => l.startsWith('[second client] flood: sending ')),
+        lines.join('\n'),
+      );
+    }
+    assert.ok(
+      quietLines.includes('[second client] flood: sent 1 frames, transmit ring full 0 times'),
+    );
+
+    // The driver VM's counters (its name is a path, with dots: not one for `count`).
+    const link = (r: NetperfRun, client: number, what: string): number => {
+      const vms = r.counters.virtualization?.vms ?? {};
+      const driver = Object.values(vms).find((t) => typeof t === 'object' && 'clientLink' in t);
+      return count(driver, `clientLink.clients.${client}.${what}`);
+    };
+    // The quiet client sent nothing in the interval; the flooding one hundreds of frames, all
+    // of them taken off the ring by the driver VM and put on the wire, where the client machine
+    // counts them as not its connection's.
+    assert.equal(link(quiet, 1, 'sent'), 0);
+    const flooded = link(flood, 1, 'sent');
+    assert.ok(flooded > 100, `the flood: ${flooded} frames`);
+    assert.ok(flood.sender.counters.ignored >= flooded - 64, JSON.stringify(flood.sender.counters));
+    // Nothing of the flood reached the guest: it was for the wire, not broadcast.
+    assert.equal(link(flood, 1, 'delivered'), 0);
+    // The guest's own frames went both ways on its own part of the link.
+    for (const r of [quiet, flood]) {
+      assert.ok(link(r, 0, 'sent') > 0 && link(r, 0, 'delivered') > 0);
+      assert.equal(count(r.counters.virtualization?.vms, `${SECOND_CLIENT}.netFront.dropped`), 0);
+    }
+    // The flood's CPU is its own domain's: it took more than the guest's, and the guest's
+    // domain did no more than a few times its quiet work for the same bytes.
+    const busy = (r: NetperfRun, dom: number): number =>
+      count(r.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
+    assert.ok(busy(flood, 1) > busy(flood, 2), `${busy(flood, 1)} ${busy(flood, 2)}`);
+    assert.ok(busy(flood, 2) < 4 * busy(quiet, 2), `${busy(flood, 2)} ${busy(quiet, 2)}`);
+  });
+});
