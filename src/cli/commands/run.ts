@@ -11,6 +11,7 @@ import { restoreGuest } from '../../platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot } from '../../snapshot/file.ts';
 import { attachNetwork, parseNic, type Network, type NicOption } from '../nic.ts';
 import { deflateRaw } from '../snapshotCodec.ts';
+import { parseTcp, parseUnix, receiveGuest, runMonitored } from '../migrateNet.ts';
 
 const platformNames = [...PLATFORMS.keys()];
 
@@ -82,6 +83,13 @@ ${platformHelp}
                                 the kernel, modules and machine come from the file (--kernel,
                                 --append, --module, --memory, --cost-model are refused;
                                 --hypervisor, if given, must be the snapshot's platform)
+  --incoming tcp:HOST:PORT      wait there for a guest migrated from another previrt (its
+                                monitor's migrate): built from these options on this
+                                --hypervisor (xen or l4, the same --kernel), it continues here,
+                                its console on this --serial, its exit status this run's
+  --monitor unix:PATH           line commands on that socket (previrt monitor PATH COMMAND):
+                                info status, stop, cont [CYCLE] (run on, to that simulated
+                                cycle), migrate tcp:HOST:PORT, quit; the guest starts stopped
 
 exit status:
   (v << 1) | 1   the guest wrote v to isa-debug-exit (port 0xf4), as QEMU
@@ -115,6 +123,10 @@ interface Options {
   snapshotAt?: number;
   snapshot?: string;
   restore?: string;
+  /** --incoming tcp:HOST:PORT: wait there for a migrated guest. */
+  incoming?: string;
+  /** --monitor unix:PATH: line commands there. */
+  monitor?: string;
   /** Options that build a guest, which a restore takes from the snapshot instead. */
   bootOptions: string[];
 }
@@ -240,6 +252,12 @@ function parse(argv: string[]): Options | string {
         case '--snapshot':
           o.snapshot = need(value());
           break;
+        case '--incoming':
+          o.incoming = need(value());
+          break;
+        case '--monitor':
+          o.monitor = need(value());
+          break;
         case '--restore':
           o.restore = need(value());
           break;
@@ -268,6 +286,17 @@ function parse(argv: string[]): Options | string {
     return '--snapshot-at CYCLES and --snapshot FILE go together';
   if (o.snapshot !== undefined && o.nic?.netperf !== undefined)
     return "--snapshot: a run with --nic ...,netperf= cannot be snapshotted (the client's state is not saved)";
+  if (o.incoming !== undefined) {
+    const t = parseTcp(o.incoming);
+    if (typeof t === 'string') return `--incoming: ${t}`;
+    if (o.restore !== undefined || o.snapshot !== undefined)
+      return '--incoming: a migrated guest is neither restored nor snapshotted';
+  }
+  if (o.monitor !== undefined) {
+    const u = parseUnix(o.monitor);
+    if (typeof u === 'string') return `--monitor: ${u}`;
+    if (o.snapshot !== undefined) return '--monitor and --snapshot do not go together';
+  }
   return o;
 }
 
@@ -428,10 +457,21 @@ export const run: Command = {
     // no file behind.
     let writer: ByteWriter | undefined;
     const console_ = (b: number): void => writer?.byte(b);
-    const guest = o.restore !== undefined ? restore(o, console_) : build(o, console_);
+    let guest = o.restore !== undefined ? restore(o, console_) : build(o, console_);
     if (typeof guest === 'string') {
       console.error(`previrt run: ${guest}`);
       return EXIT_STATUS.usage;
+    }
+    const say = (line: string): void => console.error(`previrt run: ${line}`);
+    if (o.incoming !== undefined) {
+      // The guest built from the options is the destination's configuration; the one that runs
+      // is the migrated guest, put into a guest built from it.
+      const received = await receiveGuest(o.incoming, guest.config, o.hypervisor, console_, say);
+      if (typeof received === 'string') {
+        say(received);
+        return EXIT_STATUS.usage;
+      }
+      guest = received;
     }
     // The far end of the NIC's wire: the responder (and the netperf client). A restored guest with
     // a NIC gets a new responder, which has nothing to restore but its counters.
@@ -468,7 +508,21 @@ export const run: Command = {
     const t0 = performance.now();
     machine.cpu.blocksEnabled = !o.interpret;
     const until = Math.min(o.maxCycles, o.snapshotAt ?? Number.MAX_SAFE_INTEGER);
-    const end = machine.run(until);
+    let end;
+    if (o.monitor === undefined) end = machine.run(until);
+    else {
+      const r = await runMonitored(guest, until, o.monitor, say);
+      if (r.kind === 'error') {
+        say(r.message);
+        return EXIT_STATUS.usage;
+      }
+      if (r.kind !== 'end') {
+        writer?.flush();
+        if (fd !== undefined) closeSync(fd);
+        return 0;
+      }
+      end = r.end;
+    }
     const hostMs = performance.now() - t0;
     writer?.flush();
     if (fd !== undefined) closeSync(fd);

@@ -1,0 +1,320 @@
+/**
+ * Live migration between previrt processes (issue 16): `run --monitor unix:PATH` (the line
+ * commands), `run --incoming tcp:HOST:PORT` (the destination) and the TCP transfer of the
+ * migration stream (src/vmm/migrationStream.ts) between them.
+ *
+ * The simulated run never depends on host timing where a script asks it not to: with a monitor
+ * the guest starts stopped (as QEMU's -S); `cont CYCLE` runs it to that simulated cycle and stops
+ * it there, and `migrate` stops it at the next safe point from where it is — so the same
+ * commands give the same cycles and counters. The destination answers `ok` once its guest is
+ * built and about to run, or the one line that refused the stream; only then does the source
+ * end. Any failure leaves the source's guest where it stopped, ready to go on.
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { existsSync, unlinkSync } from 'node:fs';
+import type { EndReason } from '../machine/Machine.ts';
+import { crc32 } from '../machine/ethernet/frame.ts';
+import { captureGuest, resumeGuest, runToSafePoint } from '../platforms/migrate.ts';
+import type { Guest, GuestConfig } from '../platforms/platform.ts';
+import { encodeStream, StreamReader } from '../vmm/migrationStream.ts';
+
+/** Simulated cycles the guest runs between looks at the monitor (the host's, not the guest's). */
+const SLICE = 2_000_000;
+/** How far past its stop the guest may run to reach a safe point for a migration. */
+const SAFE_POINT_WINDOW = 200_000_000;
+
+/** `tcp:HOST:PORT` parsed, or a message. */
+export function parseTcp(spec: string): { host: string; port: number } | string {
+  const m = /^tcp:([^:]*):(\d+)$/.exec(spec);
+  if (m === null || Number(m[2]) > 65535) return `'${spec}' is not tcp:HOST:PORT`;
+  return { host: m[1] === '' ? '127.0.0.1' : m[1], port: Number(m[2]) };
+}
+
+/** `unix:PATH` parsed, or a message. */
+export function parseUnix(spec: string): string | { path: string } {
+  return spec.startsWith('unix:') && spec.length > 5
+    ? { path: spec.slice(5) }
+    : `'${spec}' is not unix:PATH`;
+}
+
+/** The CRC-32 of the kernel file a guest booted (the stream names it). */
+export function kernelCrc(config: Readonly<GuestConfig>): number {
+  return crc32(config.kernel);
+}
+
+/**
+ * Sends the guest, stopped at a safe point, as a stream to `spec`: undefined once the
+ * destination said it runs it, else the one line why not.
+ */
+export async function sendGuest(guest: Guest, spec: string): Promise<string | undefined> {
+  const to = parseTcp(spec);
+  if (typeof to === 'string') return to;
+  const record = captureGuest(guest);
+  if (typeof record === 'string') return record;
+  const bytes = encodeStream(record, kernelCrc(guest.config));
+  return new Promise((resolve) => {
+    let answer = '';
+    let settled = false;
+    const done = (v: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      resolve(v);
+    };
+    const socket = createConnection(to.port, to.host, () => {
+      socket.end(bytes);
+    });
+    socket.on('data', (d) => {
+      answer += d.toString('utf8');
+      const nl = answer.indexOf('\n');
+      if (nl < 0) return;
+      const line = answer.slice(0, nl);
+      done(line === 'ok' ? undefined : `the destination refused the guest: ${line}`);
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      done(`cannot send to ${spec} (${e.code ?? e.message})`),
+    );
+    socket.on('close', () => done('the destination closed the connection before it answered'));
+  });
+}
+
+/**
+ * Waits on `spec` for a guest: each connection's stream is read; a refused one is answered with
+ * its line (also on stderr) and the next connection waited for; the first accepted one is
+ * resumed on `platform` from `config` and answered `ok`. The guest, or a message if listening
+ * fails.
+ */
+export async function receiveGuest(
+  spec: string,
+  config: Readonly<GuestConfig>,
+  platform: string,
+  console_: (byte: number) => void,
+  say: (line: string) => void,
+): Promise<Guest | string> {
+  const at = parseTcp(spec);
+  if (typeof at === 'string') return at;
+  return new Promise((resolve) => {
+    const server = createServer((socket) => {
+      const reader = new StreamReader({ kernelCrc: kernelCrc(config) });
+      const answer = (): void => {
+        if (reader.record === undefined) {
+          say(`incoming migration refused: ${reader.error}`);
+          socket.end(`${reader.error}\n`);
+          return;
+        }
+        const guest = resumeGuest(reader.record, config, platform, { console: console_ });
+        if (typeof guest === 'string') {
+          say(`incoming migration refused: ${guest}`);
+          socket.end(`${guest}\n`);
+          return;
+        }
+        socket.end('ok\n');
+        server.close();
+        say(
+          `guest received from ${reader.header!.from} (${reader.bytes} bytes), continuing on ${platform} at cycle ${guest.machine.cpu.cycles}`,
+        );
+        resolve(guest);
+      };
+      let answered = false;
+      socket.on('data', (d: Buffer) => {
+        if (answered) return;
+        reader.push(d);
+        if (reader.done) {
+          answered = true;
+          answer();
+        }
+      });
+      socket.on('end', () => {
+        if (answered) return;
+        answered = true;
+        reader.close();
+        answer();
+      });
+      socket.on('error', () => {
+        if (answered) return;
+        answered = true;
+        reader.close();
+        say(`incoming migration refused: ${reader.error}`);
+      });
+    });
+    server.on('error', (e: NodeJS.ErrnoException) =>
+      resolve(`cannot listen on ${spec} (${e.code ?? e.message})`),
+    );
+    server.listen(at.port, at.host, () => say(`waiting for a guest on ${spec}`));
+  });
+}
+
+/** How a monitored run ended. */
+export type MonitoredEnd =
+  | { kind: 'end'; end: EndReason; guest: Guest }
+  | { kind: 'migrated' }
+  | { kind: 'quit' }
+  | { kind: 'error'; message: string };
+
+/**
+ * Runs the guest to `until` (absolute cycles), serving a monitor on `spec` (unix:PATH) if given:
+ * the guest starts stopped with a monitor. Returns how the run ended.
+ */
+export async function runMonitored(
+  guest: Guest,
+  until: number,
+  spec: string | undefined,
+  say: (line: string) => void,
+): Promise<MonitoredEnd> {
+  const m = guest.machine;
+  let running = spec === undefined;
+  let stopAt = until;
+  let finished: MonitoredEnd | undefined;
+  let wake: (() => void) | undefined;
+  let busy: Promise<void> = Promise.resolve();
+  const poke = (): void => {
+    wake?.();
+    wake = undefined;
+  };
+  const status = (): string =>
+    `VM status: ${running ? 'running' : 'paused'} (cycle ${m.cpu.cycles})`;
+
+  const command = async (line: string): Promise<string> => {
+    const [verb, ...args] = line.trim().split(/\s+/);
+    switch (verb) {
+      case 'info':
+        return args[0] === 'status' ? status() : `unknown info: ${args.join(' ')}`;
+      case 'stop':
+        running = false;
+        return `stopped at cycle ${m.cpu.cycles}`;
+      case 'cont': {
+        if (args.length > 0) {
+          const c = Number(args[0]);
+          if (!Number.isSafeInteger(c) || c <= m.cpu.cycles)
+            return `error: cont ${args[0]}: not a cycle after ${m.cpu.cycles}`;
+          stopAt = Math.min(until, c);
+        } else stopAt = until;
+        running = true;
+        poke();
+        return `running (to cycle ${stopAt === Number.MAX_SAFE_INTEGER ? 'the end' : stopAt})`;
+      }
+      case 'migrate': {
+        if (args.length !== 1) return 'error: migrate tcp:HOST:PORT';
+        const target = parseTcp(args[0]);
+        if (typeof target === 'string') return `error: ${target}`;
+        const was = running;
+        running = false;
+        const c = runToSafePoint(guest, m.cpu.cycles + SAFE_POINT_WINDOW);
+        if (!('regs' in c)) {
+          running = was;
+          poke();
+          return `error: migration failed: no safe point (${c.kind}) at cycle ${m.cpu.cycles}`;
+        }
+        const cycle = m.cpu.cycles;
+        const failed = await sendGuest(guest, args[0]);
+        if (failed !== undefined) {
+          say(`migration to ${args[0]} failed: ${failed}`);
+          running = was;
+          poke();
+          return `error: migration failed: ${failed}`;
+        }
+        say(`guest migrated to ${args[0]} at cycle ${cycle}`);
+        finished = { kind: 'migrated' };
+        poke();
+        return `migrated to ${args[0]} at cycle ${cycle}`;
+      }
+      case 'quit':
+        finished = { kind: 'quit' };
+        poke();
+        return `quit at cycle ${m.cpu.cycles}`;
+      default:
+        return `error: unknown command '${line.trim()}' (info status, stop, cont [CYCLE], migrate tcp:HOST:PORT, quit)`;
+    }
+  };
+
+  let server: Server | undefined;
+  if (spec !== undefined) {
+    const at = parseUnix(spec);
+    if (typeof at !== 'string') {
+      if (existsSync(at.path)) unlinkSync(at.path);
+      const s = createServer((socket: Socket) => {
+        let text = '';
+        socket.on('data', (d) => {
+          text += d.toString('utf8');
+          for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n')) {
+            const line = text.slice(0, nl);
+            text = text.slice(nl + 1);
+            // One command at a time, in arrival order, each between slices of the run.
+            busy = busy.then(async () => {
+              const reply = finished === undefined ? await command(line) : 'error: the run is over';
+              if (!socket.destroyed) socket.write(`${reply}\n`);
+            });
+          }
+        });
+        socket.on('error', () => undefined);
+      });
+      const listening = await new Promise<string | undefined>((resolve) => {
+        s.on('error', (e: NodeJS.ErrnoException) =>
+          resolve(`cannot listen on ${spec} (${e.code ?? e.message})`),
+        );
+        s.listen(at.path, () => resolve(undefined));
+      });
+      if (listening !== undefined) return { kind: 'error', message: listening };
+      server = s;
+      say(`monitor on ${spec}, the guest is stopped at cycle ${m.cpu.cycles} (cont to run it)`);
+    } else return { kind: 'error', message: at };
+  }
+  try {
+    for (;;) {
+      await busy;
+      if (finished !== undefined) return finished;
+      if (!running) {
+        await new Promise<void>((r) => (wake = r));
+        continue;
+      }
+      m.resume();
+      const end = m.run(Math.min(stopAt, m.cpu.cycles + SLICE));
+      if (end.kind !== 'cycle-limit') return { kind: 'end', end, guest };
+      if (m.cpu.cycles >= until) return { kind: 'end', end, guest };
+      if (m.cpu.cycles >= stopAt) {
+        running = false;
+        say(`stopped at cycle ${m.cpu.cycles}`);
+      }
+      // Lets the monitor's sockets in between slices.
+      if (server !== undefined) await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    server?.close();
+    if (spec !== undefined) {
+      const at = parseUnix(spec);
+      if (typeof at !== 'string' && existsSync(at.path)) unlinkSync(at.path);
+    }
+  }
+}
+
+/** `previrt monitor PATH COMMAND`: sends one line, prints the answer; undefined or a message. */
+export async function monitorCommand(path: string, line: string): Promise<string | undefined> {
+  const p = path.startsWith('unix:') ? path.slice(5) : path;
+  return new Promise((resolve) => {
+    let text = '';
+    let settled = false;
+    const socket = createConnection(p, () => socket.write(`${line}\n`));
+    socket.on('data', (d) => {
+      text += d.toString('utf8');
+      const nl = text.indexOf('\n');
+      if (nl >= 0 && !settled) {
+        settled = true;
+        process.stdout.write(text.slice(0, nl + 1));
+        socket.end();
+        resolve(text.startsWith('error') ? '' : undefined);
+      }
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      if (!settled) {
+        settled = true;
+        resolve(`cannot reach the monitor at ${p} (${e.code ?? e.message})`);
+      }
+    });
+    socket.on('close', () => {
+      if (!settled) {
+        settled = true;
+        resolve('the monitor closed the connection without an answer');
+      }
+    });
+  });
+}
