@@ -47,11 +47,12 @@ function relay(port: number, to: number, edit: (b: Buffer, at: number) => Buffer
     a.on('data', (d: Buffer) => {
       const e = edit(Buffer.from(d), at);
       at += d.length;
-      if (e === 'cut') (a.destroy(), b.destroy());
-      else b.write(e);
+      if (e === 'cut') {
+        a.destroy();
+        b.destroy();
+      } else b.write(e);
     });
     a.on('end', () => b.end());
-    b.on('data', (d) => a.write(d));
     b.on('end', () => a.end());
     a.on('error', () => b.destroy());
     b.on('error', () => a.destroy());
