@@ -197,6 +197,33 @@ export const SECOND_CLIENT = 'second client';
 
 const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}) (ok|MISMATCH.*)$/;
 
+/**
+ * What is wrong with a transfer, from netserver's result line and the client's report: no line,
+ * an unexpected one, a mismatch, a byte count or checksum other than the client's, a failed
+ * client. None: [].
+ */
+export function transferProblems(
+  resultLine: string | undefined,
+  payloadBytes: number,
+  report: SenderReport,
+): string[] {
+  const problems: string[] = [];
+  const match = resultLine !== undefined ? RESULT.exec(resultLine) : null;
+  if (resultLine === undefined) problems.push('netserver printed no result line');
+  else if (match === null) problems.push(`netserver: unexpected result line '${resultLine}'`);
+  else {
+    if (match[4] !== 'ok') problems.push(`netserver reports a mismatch: '${resultLine}'`);
+    if (Number(match[1]) !== payloadBytes)
+      problems.push(`netserver received ${match[1]} bytes, the client sent ${payloadBytes}`);
+    if (parseInt(match[3], 16) !== report.payloadCrc)
+      problems.push(
+        `netserver's crc32 ${match[3]} is not the client's ${report.payloadCrc.toString(16).padStart(8, '0')}`,
+      );
+  }
+  if (report.state === 'failed') problems.push(`client: ${report.error}`);
+  return problems;
+}
+
 /** Simulated time the guest gets to exit after its result line before the run is ended. */
 const EXIT_GRACE_SECONDS = 0.05;
 
@@ -368,20 +395,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   }
 
   const report = sender.report();
-  const problems: string[] = [];
-  const match = resultLine !== undefined ? RESULT.exec(resultLine) : null;
-  if (resultLine === undefined) problems.push('netserver printed no result line');
-  else if (match === null) problems.push(`netserver: unexpected result line '${resultLine}'`);
-  else {
-    if (match[4] !== 'ok') problems.push(`netserver reports a mismatch: '${resultLine}'`);
-    if (Number(match[1]) !== o.payloadBytes)
-      problems.push(`netserver received ${match[1]} bytes, the client sent ${o.payloadBytes}`);
-    if (parseInt(match[3], 16) !== report.payloadCrc)
-      problems.push(
-        `netserver's crc32 ${match[3]} is not the client's ${report.payloadCrc.toString(16).padStart(8, '0')}`,
-      );
-  }
-  if (report.state === 'failed') problems.push(`client: ${report.error}`);
+  const problems = transferProblems(resultLine, o.payloadBytes, report);
   if (startSnap === undefined) problems.push('the client never sent a SYN');
   if (end.kind === 'exit' && end.value !== 0) problems.push(`guest exit status ${end.value}`);
   if (end.kind === 'triple-fault' || end.kind === 'reset') problems.push(describeEnd(end));
