@@ -1,7 +1,8 @@
 // Isolation between clients of one driver VM (xen; README, "Isolation"): the guest's netperf
 // transfer through the driver VM beside a second client that runs guest/user/flood.c — quiet
 // (one frame, then idle) or flooding the wire with full-sized UDP datagrams of its own address,
-// its transmit ring always full. Both transfers must arrive intact; the flood must really go out
+// its transmit ring always full — or a control that sends one frame and then only computes.
+// Both transfers must arrive intact; the flood must really go out
 // (the driver VM bridges it to the wire, where the client machine ignores it), and the client
 // link's counters must tell the two clients apart. How much the flood slows the guest is
 // measured here, not bounded: see the README for the figures and why.
@@ -15,7 +16,10 @@ import { count } from './reuseRuns.ts';
 
 const skip = buildSkipReason();
 
-function run(config: 'reuse-quiet-xen' | 'reuse-flood-xen', lines: string[]): NetperfRun {
+function run(
+  config: 'reuse-quiet-xen' | 'reuse-spin-xen' | 'reuse-flood-xen',
+  lines: string[],
+): NetperfRun {
   return runNetperf({
     label: config,
     kernel: readFileSync(kernelPath('afterburned')),
@@ -26,6 +30,13 @@ function run(config: 'reuse-quiet-xen' | 'reuse-flood-xen', lines: string[]): Ne
     ...nicPathOptions(CONFIGS[config]),
     onConsoleLine: (l) => lines.push(l),
   });
+}
+
+/** The driver VM's client link counters (its name is a path, with dots: not one for `count`). */
+function link(r: NetperfRun, client: number, what: string): number {
+  const vms = r.counters.virtualization?.vms ?? {};
+  const driver = Object.values(vms).find((t) => typeof t === 'object' && 'clientLink' in t);
+  return count(driver, `clientLink.clients.${client}.${what}`);
 }
 
 describe('driver reuse on xen, a flooding second client', { skip }, () => {
@@ -52,12 +63,6 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       quietLines.includes('[second client] flood: sent 1 frames, transmit ring full 0 times'),
     );
 
-    // The driver VM's counters (its name is a path, with dots: not one for `count`).
-    const link = (r: NetperfRun, client: number, what: string): number => {
-      const vms = r.counters.virtualization?.vms ?? {};
-      const driver = Object.values(vms).find((t) => typeof t === 'object' && 'clientLink' in t);
-      return count(driver, `clientLink.clients.${client}.${what}`);
-    };
     // The quiet client sent nothing in the interval; the flooding one hundreds of frames, all
     // of them taken off the ring by the driver VM and put on the wire, where the client machine
     // counts them as not its connection's.
@@ -78,5 +83,18 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       count(r.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
     assert.ok(busy(flood, 1) > busy(flood, 2), `${busy(flood, 1)} ${busy(flood, 2)}`);
     assert.ok(busy(flood, 2) < 4 * busy(quiet, 2), `${busy(flood, 2)} ${busy(quiet, 2)}`);
+  });
+
+  it('runs the control client that computes and sends nothing after its first frame', () => {
+    const lines: string[] = [];
+    const spin = run('reuse-spin-xen', lines);
+    assert.ok(spin.ok, spin.error);
+    assert.ok(lines.includes('[second client] flood: spinning'), lines.join('\n'));
+    const busy = (dom: number): number =>
+      count(spin.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
+    // It wants all the CPU it gets (no idle cycles left), and puts nothing on the link.
+    assert.ok(busy(1) > busy(2), `${busy(1)} ${busy(2)}`);
+    assert.equal(spin.idleCycles, 0);
+    assert.equal(link(spin, 1, 'sent'), 0);
   });
 });

@@ -270,7 +270,7 @@ function linkClients(run: NetperfRun): CounterTree | undefined {
  */
 function isolation(rows: NetperfRow[]): string[] {
   const out: string[] = [];
-  let base: { label: string; mbps: number; own: number } | undefined;
+  const earlier: { label: string; mbps: number; own: number }[] = [];
   for (const row of rows)
     for (const run of row.runs) {
       const clients = linkClients(run);
@@ -297,17 +297,16 @@ function isolation(rows: NetperfRow[]): string[] {
           `${cycles.map((c) => (c / 1e6).toFixed(1)).join(' / ')} M (the guest's own ` +
           `${own.toFixed(2)} cycles/byte).`,
       );
-      if (base === undefined) base = { label: row.label, mbps: run.throughputMbps, own };
-      else {
-        const d = (a: number, b: number): string => {
-          const x = ((a - b) / b) * 100;
-          return `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
-        };
+      const d = (a: number, b: number): string => {
+        const x = ((a - b) / b) * 100;
+        return `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
+      };
+      for (const base of earlier)
         out.push(
           `${row.label} against ${base.label}: the guest's throughput ` +
             `${d(run.throughputMbps, base.mbps)}, its own cycles/byte ${d(own, base.own)}.`,
         );
-      }
+      earlier.push({ label: row.label, mbps: run.throughputMbps, own });
     }
   return out;
 }

@@ -27,7 +27,8 @@ import { migrateUsage, runBenchMigrate } from './benchMigrate.ts';
 const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
                                        reuse-custom-l4|reuse-emul-l4|reuse-custom-xen|
-                                       reuse-emul-xen|reuse-quiet-xen|reuse-flood-xen[,...]]
+                                       reuse-emul-xen|reuse-quiet-xen|reuse-spin-xen|
+                                       reuse-flood-xen[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
                              [--json] [--console]
 
@@ -75,11 +76,13 @@ options:
                  driver (xen)"),
                  reuse-emul-xen (the same on xen, the afterburned guest against the model;
                  row "DP83820 emulation (xen)"),
-                 reuse-quiet-xen and reuse-flood-xen (isolation: reuse-emul-xen beside a
-                 second client of the driver VM, 10.0.2.16, running guest/user/flood.c:
-                 quiet, one frame and then idle; or flooding the wire with full-sized UDP
-                 datagrams, its transmit ring always full; a line under the tables gives
-                 each client's frames and the times its share of the link was full),
+                 reuse-quiet-xen, reuse-spin-xen and reuse-flood-xen (isolation:
+                 reuse-emul-xen beside a second client of the driver VM, 10.0.2.16,
+                 running guest/user/flood.c: quiet, one frame and then idle; spin, one
+                 frame and then a loop that takes all the CPU its domain gets; or flooding
+                 the wire with full-sized UDP datagrams, its transmit ring always full; a
+                 line under the tables gives each client's frames and the times its share
+                 of the link was full, and the guest's figures against each earlier row),
                  or a comma-separated list (rows in the order above); default the first six,
                  the seed's first table in the seed's order
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
