@@ -265,11 +265,12 @@ test('bad options: one line on stderr, exit status 2', () => {
     ['bench', 'netperf', '--faults', 'drop=2'],
     ['bench', 'netperf', '--faults', 'lose=0.1'],
     ['bench', 'netperf', '--faults', 'seed=-1'],
-    // The driver VM's crash: a bad size, no driver VM row, a row without one beside, a crash
-    // past the transfer's end.
+    // The driver VM's crash: a bad size, no driver VM row, a row without one beside, a row
+    // with a second client, a crash past the transfer's end.
     ['bench', 'netperf', '--config', 'reuse-emul-xen', '--fault', 'driver-vm-crash-at=lots'],
     ['bench', 'netperf', '--config', 'xen-pre', '--faults', 'driver-vm-crash-at=256K'],
     ['bench', 'netperf', '--config', 'reuse-emul-l4,l4-pre', '--fault', 'driver-vm-crash-at=256K'],
+    ['bench', 'netperf', '--config', 'reuse-flood-xen', '--fault', 'driver-vm-crash-at=256K'],
     [
       'bench',
       'netperf',

@@ -275,8 +275,10 @@ function parse(argv: string[]): Options | string {
     const restarted = ['reuse-emul-xen', 'reuse-custom-xen', 'reuse-emul-l4', 'reuse-custom-l4'];
     const other = o.configs.find((c) => !restarted.includes(c));
     const hint = '(--config reuse-emul-xen, reuse-custom-xen, reuse-emul-l4 or reuse-custom-l4)';
-    if (o.guest === 'linux' || !o.configs.some((c) => restarted.includes(c)))
+    if (o.guest === 'linux' || !o.configs.some((c) => c.startsWith('reuse-')))
       return `${crash} needs a driver VM row ${hint}`;
+    if (other?.startsWith('reuse-') === true)
+      return `${crash}: row '${other}' has a second client of the driver VM, and a restart beside one is not measured yet ${hint}`;
     if (other !== undefined) return `${crash}: row '${other}' has no driver VM ${hint}`;
     if (o.driverVmCrashAt >= o.bytes)
       return `${crash} (${formatSize(o.driverVmCrashAt)}) is not below --bytes (${formatSize(o.bytes)}): the driver VM would never crash`;
@@ -441,11 +443,22 @@ export const bench: Command = {
       for (const r of runs) {
         console.error(r.header);
         const progress = progressReporter(r.title);
-        const run = runNetperf({
-          ...r.job,
-          onProgress: (p) => progress.update(p),
-          onConsoleLine: o.console ? (line) => console.error(`  [${r.config}] ${line}`) : undefined,
-        });
+        let run: NetperfRun;
+        try {
+          run = runNetperf({
+            ...r.job,
+            onProgress: (p) => progress.update(p),
+            onConsoleLine: o.console
+              ? (line) => console.error(`  [${r.config}] ${line}`)
+              : undefined,
+          });
+        } catch (e) {
+          // The same one line as a worker thread's failure (below): which run, and why.
+          console.error(
+            `previrt bench: ${r.title} (row "${r.row.label}", seed ${r.job.seed}) failed: ${e instanceof Error ? e.message : String(e)}`,
+          );
+          return 1;
+        }
         progress.done(run);
         r.row.runs.push(run);
       }
