@@ -18,6 +18,8 @@ import { counterDelta, type CounterTree } from '../../machine/counters.ts';
 import type { Dp83820Counters } from '../../machine/devices/dp83820/Dp83820.ts';
 import type { FaultConfig } from '../../machine/ethernet/link.ts';
 import { describeEnd, type EndReason, type MachineStats } from '../../machine/Machine.ts';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { PcapWriter } from '../../net/pcap.ts';
 import { TcpSender, type SenderReport } from '../../net/TcpSender.ts';
 import { createGuest } from '../../platforms/createGuest.ts';
 import type { Guest } from '../../platforms/platform.ts';
@@ -69,6 +71,11 @@ export interface NetperfRunOptions {
    * kernel no longer answers ARP for the guest's address).
    */
   secondClient?: { cmdline: string; modules?: BootModule[]; readyLine?: string };
+  /**
+   * A file to write the wire's capture to (src/net/pcap.ts): every frame the client machine
+   * sent and received, stamped with its simulated time, for tcpdump -r or Wireshark.
+   */
+  pcap?: string;
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -334,9 +341,13 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   let crashed = false;
 
   const link = machine.link!;
+  const capture = o.pcap === undefined ? undefined : openCapture(o.pcap, machine.costModel.hz);
   const sender = new TcpSender({
     clock: machine.clock,
-    transmit: (frame) => link.send(1, frame),
+    transmit: (frame) => {
+      capture?.add(machine.cpu.cycles, frame);
+      return link.send(1, frame);
+    },
     payloadBytes: o.payloadBytes,
     seed: o.seed,
     onEvent: (e) => {
@@ -349,6 +360,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   link.attach(1, {
     receive(frame) {
       start();
+      capture?.add(machine.cpu.cycles, frame);
       sender.receive(frame);
       // The fault: at the ACK that takes the client to the mark, in this wire event.
       if (crashAt !== undefined && !crashed && sender.bytesAcked >= crashAt) {
@@ -365,22 +377,26 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   const t0 = performance.now();
   let end: EndReason;
   let graceUntil: number | undefined;
-  for (;;) {
-    const step = Math.min(limit, machine.cpu.cycles + hz / 100);
-    end = machine.run(step, () =>
-      o.onProgress?.({
-        phase: sender.state === 'idle' || sender.state === 'resolving' ? 'boot' : 'transfer',
-        bytesAcked: sender.bytesAcked,
-        streamBytes: sender.streamBytes,
-        simulatedSeconds: machine.cpu.cycles / hz,
-      }),
-    );
-    if (end.kind !== 'cycle-limit' || machine.cpu.cycles >= limit) break;
-    if (resultLine !== undefined) {
-      graceUntil ??= machine.cpu.cycles + EXIT_GRACE_SECONDS * hz;
-      if (machine.cpu.cycles >= graceUntil) break;
+  try {
+    for (;;) {
+      const step = Math.min(limit, machine.cpu.cycles + hz / 100);
+      end = machine.run(step, () =>
+        o.onProgress?.({
+          phase: sender.state === 'idle' || sender.state === 'resolving' ? 'boot' : 'transfer',
+          bytesAcked: sender.bytesAcked,
+          streamBytes: sender.streamBytes,
+          simulatedSeconds: machine.cpu.cycles / hz,
+        }),
+      );
+      if (end.kind !== 'cycle-limit' || machine.cpu.cycles >= limit) break;
+      if (resultLine !== undefined) {
+        graceUntil ??= machine.cpu.cycles + EXIT_GRACE_SECONDS * hz;
+        if (machine.cpu.cycles >= graceUntil) break;
+      }
+      machine.resume();
     }
-    machine.resume();
+  } finally {
+    capture?.close();
   }
   const hostSeconds = (performance.now() - t0) / 1000;
   o.onProgress?.({
@@ -481,5 +497,19 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     guestMips: total.instructions / Math.max(hostSeconds, 1e-3) / 1e6,
     totalInstructions: total.instructions,
     ...(driverReport === undefined ? {} : { driverVm: driverReport }),
+  };
+}
+
+/** The wire's capture into `path` (NetperfRunOptions.pcap), frames stamped by machine cycles. */
+function openCapture(
+  path: string,
+  hz: number,
+): { add(cycles: number, frame: Uint8Array): void; close(): void } {
+  const fd = openSync(path, 'w');
+  const writer = new PcapWriter((chunk) => writeSync(fd, chunk));
+  const perSecond = BigInt(hz);
+  return {
+    add: (cycles, frame) => writer.add((BigInt(cycles) * 1_000_000_000n) / perSecond, frame),
+    close: () => closeSync(fd),
   };
 }

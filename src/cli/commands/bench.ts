@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from '../command.ts';
 import {
   buildGuest,
@@ -30,7 +31,7 @@ const usage = `usage: previrt bench netperf [--guest own|linux]
                                        reuse-emul-xen|reuse-quiet-xen|reuse-spin-xen|
                                        reuse-flood-xen[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
-                             [--json] [--console]
+                             [--pcap DIR] [--json] [--console]
 
 The seed's netperf receive benchmark on the emulated PC: raw, on the L4-style microkernel and on
 the Xen-style hypervisor.
@@ -100,6 +101,9 @@ options:
   --jobs N       runs at once, each in a worker thread of its own (default: the host's cores,
                  here ${Math.max(1, availableParallelism())}); 1 runs them one after another. Each run is a simulation of its
                  own, so the figures are the same whatever N; only the host times differ
+  --pcap DIR     write each run's wire, as the client machine sent and received it, to
+                 DIR/CONFIG-seedS.pcap (pcap with simulated nanosecond timestamps, frames
+                 without FCS: tcpdump -r, Wireshark); DIR is made if missing
   --json         print one JSON object (every run, every counter) instead of the tables
   --console      copy the guest's console to stderr
 Progress goes to stderr (a bar on a terminal, plain lines otherwise or when runs go on at once);
@@ -122,6 +126,8 @@ interface Options {
   console: boolean;
   /** Runs at once, in worker threads (1: one after another in this thread). */
   jobs: number;
+  /** A folder for each run's capture of the wire (CONFIG-seedS.pcap). */
+  pcap?: string;
 }
 
 /** "64M" → 67108864; K, M, G are powers of 1024 (netperf's convention for sizes). */
@@ -205,6 +211,7 @@ function parse(argv: string[]): Options | string {
       '--faults',
       '--fault',
       '--jobs',
+      '--pcap',
     ].includes(a);
     if (needsValue && value === undefined) return `${a} needs a value`;
     if (needsValue) k++;
@@ -231,6 +238,9 @@ function parse(argv: string[]): Options | string {
         o.bytes = n;
         break;
       }
+      case '--pcap':
+        o.pcap = value;
+        break;
       case '--jobs': {
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n < 1 || n > 256)
@@ -387,6 +397,14 @@ export const bench: Command = {
       console.error('previrt bench: the guest build failed (output above)');
       return 2;
     }
+    if (o.pcap !== undefined) {
+      try {
+        mkdirSync(o.pcap, { recursive: true });
+      } catch (e) {
+        console.error(`previrt bench: --pcap: cannot make ${o.pcap}: ${(e as Error).message}`);
+        return 2;
+      }
+    }
     // Every run in order (row by row, seed by seed), then run one after another or at once.
     const rows: NetperfRow[] = [];
     const runs: {
@@ -435,6 +453,7 @@ export const bench: Command = {
           cmdline,
           modules,
           ...nicPathOptions(c),
+          ...(o.pcap === undefined ? {} : { pcap: join(o.pcap, `${config}-seed${seed}.pcap`) }),
         };
         runs.push({ row, title, header, config, job });
       }
