@@ -17,16 +17,18 @@ import { count } from './reuseRuns.ts';
 const skip = buildSkipReason();
 
 function run(
-  config: 'reuse-quiet-xen' | 'reuse-spin-xen' | 'reuse-flood-xen',
+  config:
+    'reuse-quiet-xen' | 'reuse-spin-xen' | 'reuse-flood-xen' | 'reuse-quiet-l4' | 'reuse-flood-l4',
   lines: string[],
+  bytes = 64 << 10,
 ): NetperfRun {
   return runNetperf({
     label: config,
     kernel: readFileSync(kernelPath('afterburned')),
     kernelName: 'guest.elf',
-    payloadBytes: 64 << 10,
+    payloadBytes: bytes,
     seed: 1,
-    hypervisor: 'xen',
+    hypervisor: CONFIGS[config].hypervisor,
     ...nicPathOptions(CONFIGS[config]),
     onConsoleLine: (l) => lines.push(l),
   });
@@ -96,5 +98,36 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
     assert.ok(busy(1) > busy(2), `${busy(1)} ${busy(2)}`);
     assert.equal(spin.idleCycles, 0);
     assert.equal(link(spin, 1, 'sent'), 0);
+  });
+});
+
+describe('driver reuse on l4, a flooding second client', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok);
+    assert.ok(make('user').ok);
+  });
+
+  it('slows only itself: the guest keeps its throughput and its own work per byte', () => {
+    const quiet = run('reuse-quiet-l4', [], 256 << 10);
+    const flood = run('reuse-flood-l4', [], 256 << 10);
+    assert.ok(quiet.ok, quiet.error);
+    assert.ok(flood.ok, flood.error);
+    // The flood went out through the driver VM, none of it to the guest.
+    assert.ok(link(flood, 1, 'sent') > 100, `the flood: ${link(flood, 1, 'sent')} frames`);
+    assert.equal(link(flood, 1, 'delivered'), 0);
+    // Each VM's busy cycles (the kernel's by VM: vm0 driver, vm1 second client, vm2 guest)
+    // make up the machine's; the flooder took more than the guest, the guest what it did alone.
+    const busy = (r: NetperfRun): Record<string, number> =>
+      r.counters.virtualization?.hypervisor.busyCycles as Record<string, number>;
+    const sum = (r: NetperfRun): number => Object.values(busy(r)).reduce((a, b) => a + b, 0);
+    assert.equal(sum(flood), flood.busyCycles);
+    assert.equal(sum(quiet), quiet.busyCycles);
+    assert.ok(busy(flood).vm1 > busy(flood).vm2, JSON.stringify(busy(flood)));
+    const own = (r: NetperfRun): number => busy(r).vm2 / r.payloadBytes;
+    assert.ok(own(flood) < own(quiet) * 1.05, `${own(flood)} ${own(quiet)} cycles/byte`);
+    assert.ok(
+      flood.throughputMbps > quiet.throughputMbps * 0.95,
+      `${flood.throughputMbps} ${quiet.throughputMbps} Mb/s`,
+    );
   });
 });

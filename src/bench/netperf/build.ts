@@ -44,7 +44,7 @@ export interface ConfigEntry {
   /** The NIC's path (run.ts `nicPath`): the real NIC given to the guest unless said. */
   nicPath?: 'emulated' | 'driver-vm';
   /**
-   * A second client of the driver VM beside the guest (xen, run.ts `secondClient`): `quiet`
+   * A second client of the driver VM beside the guest (run.ts `secondClient`): `quiet`
    * sends one frame and idles, `spin` sends one frame and computes for good (all the CPU its
    * domain gets, nothing on the network), `flood` keeps its transmit ring full
    * (guest/user/flood.c).
@@ -153,6 +153,25 @@ export const CONFIGS = {
     label: 'DP83820 emulation (xen), a flooding second client',
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
     hypervisor: 'xen',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'flood',
+  },
+  // The same on l4 (the seed's platform): the driver VM's VMM serves both clients by IPC. (No
+  // computing client here: at the same priority and 10 ms slices it starves the guest's TCP,
+  // README "A flooding client".)
+  'reuse-quiet-l4': {
+    label: 'DP83820 emulation (l4), a quiet second client',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'l4',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'quiet',
+  },
+  'reuse-flood-l4': {
+    label: 'DP83820 emulation (l4), a flooding second client',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'l4',
     virtualization: 'reuse',
     nicPath: 'driver-vm',
     secondClient: 'flood',

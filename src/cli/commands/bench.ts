@@ -29,7 +29,7 @@ const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
                                        reuse-custom-l4|reuse-emul-l4|reuse-custom-xen|
                                        reuse-emul-xen|reuse-quiet-xen|reuse-spin-xen|
-                                       reuse-flood-xen[,...]]
+                                       reuse-flood-xen|reuse-quiet-l4|reuse-flood-l4[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
                              [--pcap DIR] [--json] [--console]
 
@@ -84,6 +84,8 @@ options:
                  the wire with full-sized UDP datagrams, its transmit ring always full; a
                  line under the tables gives each client's frames and the times its share
                  of the link was full, and the guest's figures against each earlier row),
+                 reuse-quiet-l4 and reuse-flood-l4 (the same on l4, reuse-emul-l4 beside
+                 the quiet or the flooding second client),
                  or a comma-separated list (rows in the order above); default the first six,
                  the seed's first table in the seed's order
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
