@@ -5,15 +5,18 @@
  * (kernel/rawnet.c) again and again; when the transmit ring is full it tries again at once, so
  * the ring stays full and the program uses all the CPU its VM gets.
  *
- *   flood FROM TO MAC [BYTES [COUNT]]
+ *   flood FROM TO MAC [BYTES [COUNT [spin]]]
  *
  * FROM and TO are dotted IPv4 addresses (its own, the receiver's), MAC the receiver's Ethernet
  * address (aa:bb:cc:dd:ee:ff; the kernel writes the source MAC), BYTES the UDP payload (18 to
  * 1472, default 1472: full-sized frames), COUNT the frames to send before it stops (default 0:
  * never); then it idles for good (a sleep, again and again), so its VM stays a client of the
  * driver VM with the interface in raw mode: `flood FROM TO MAC 18 1` is a quiet client that
- * does not answer for the guest's address. It prints one line when the first frame has gone
- * and, with a COUNT, one when it stops:
+ * does not answer for the guest's address. With `spin` after a COUNT it computes for good instead
+ * of idling (a loop that never blocks): `flood FROM TO MAC 18 1 spin` is a client that wants all
+ * the CPU its VM gets and sends nothing, the control that tells what a flood costs the others
+ * through the driver VM from what any busy VM costs them through the scheduler. It prints one
+ * line when the first frame has gone and, with a COUNT, one when it stops:
  *
  *   flood: sending 1514-byte frames from 10.0.2.16 to 10.0.2.2
  *   flood: sent N frames, transmit ring full M times
@@ -80,20 +83,23 @@ static u32 ip_checksum(const u8 *h) {
 }
 
 static void usage(const char *why) {
-  printf("flood: %s (usage: flood FROM TO MAC [BYTES [COUNT]])\n", why);
+  printf("flood: %s (usage: flood FROM TO MAC [BYTES [COUNT [spin]]])\n", why);
   exit(2);
 }
 
 int main(int argc, char **argv) {
   u32 from, to;
   u8 mac[6];
-  if (argc < 4 || argc > 6) usage("wrong number of arguments");
+  if (argc < 4 || argc > 7) usage("wrong number of arguments");
   if (parse_ip(argv[1], &from) < 0 || parse_ip(argv[2], &to) < 0) usage("bad IPv4 address");
   if (parse_mac(argv[3], mac) < 0) usage("bad MAC address");
   int bytes = argc > 4 ? atoi(argv[4]) : 1472;
   if (bytes < 18 || bytes > 1472) usage("BYTES must be 18 to 1472");
   int count = argc > 5 ? atoi(argv[5]) : 0;
   if (count < 0) usage("COUNT must not be negative");
+  int spin = argc > 6;
+  if (spin && (strcmp(argv[6], "spin") != 0 || count == 0))
+    usage("the last word must be spin, after a COUNT");
 
   u8 *ip = frame + ETH_HLEN, *udp = ip + IP_HLEN;
   int len = ETH_HLEN + IP_HLEN + UDP_HLEN + bytes;
@@ -126,5 +132,10 @@ int main(int argc, char **argv) {
       printf("flood: sending %d-byte frames from %s to %s\n", len, argv[1], argv[2]);
   }
   printf("flood: sent %u frames, transmit ring full %u times\n", sent, full);
+  if (spin) {
+    printf("flood: spinning\n");
+    for (volatile u32 n = 0;; n++) {
+    }
+  }
   for (;;) sleep(1000);
 }

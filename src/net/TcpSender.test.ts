@@ -48,6 +48,8 @@ interface ReceiverOptions {
   windowUpdates?: boolean;
   /** Reset the connection after this many bytes. */
   resetAfter?: number;
+  /** Outages: the data segments that arrive `from`-th to `from + count - 1`-th are lost. */
+  lose?: { from: number; count: number }[];
 }
 
 /** A receive-only TCP on link end 0: ARP, SYN-ACK, in-order delivery, ACK every 2nd segment. */
@@ -58,6 +60,7 @@ class TinyReceiver implements EthernetReceiver {
   badFrames = 0;
   outOfOrder = 0;
   duplicates = 0;
+  private dataSegments = 0;
   private rcvNxt = 0;
   private readonly iss = 1000;
   private ourShift = 0;
@@ -121,6 +124,8 @@ class TinyReceiver implements EthernetReceiver {
     const len = tcp.payload.length;
     const fin = (tcp.flags & TCP_FIN) !== 0;
     if (len === 0 && !fin) return;
+    const n = this.dataSegments++;
+    if (this.o.lose?.some((l) => n >= l.from && n < l.from + l.count) === true) return;
     const delta = (tcp.seq - this.rcvNxt) | 0;
     if (delta !== 0) {
       if (delta < 0) this.duplicates++;
@@ -391,6 +396,27 @@ for (const keepOutOfOrder of [false, true]) {
     assert.ok(r.counters.badFcs >= toPeer.corrupted && toPeer.corrupted > 0);
   });
 }
+
+test('after an outage, the duplicate ACKs for data sent again that the receiver kept start no new recovery', () => {
+  // 120 segments lost in a row (a driver VM's outage), the receiver keeping what came after:
+  // one fast retransmit, one going back, and the ACKs for the segments it already had are
+  // not taken for new losses (test/platforms/reuseRestart.test.ts has the whole-system case).
+  const bytes = 4 << 20;
+  const w = world(bytes, {
+    buffer: 256 * 1024,
+    windowScale: 3,
+    keepOutOfOrder: true,
+    lose: [{ from: 1000, count: 120 }],
+  });
+  w.run();
+  const r = w.sender.report();
+  assert.equal(r.state, 'done', r.error);
+  assert.ok(w.receiver.verdict().ok);
+  assert.equal(r.counters.timeouts, 0);
+  assert.equal(r.counters.fastRetransmits, 1, JSON.stringify(r.counters));
+  // Sent again: the lost segments and the window behind them once, at most.
+  assert.ok(r.counters.retransmissions <= 120 + 180, JSON.stringify(r.counters));
+});
 
 test('a lossy start: lost ARP, SYN and SYN-ACK are retried', () => {
   // Drop half of everything: resolution and the handshake must be retried until they pass.

@@ -18,7 +18,9 @@
  * retransmit on the third duplicate ACK (RFC 5681 3.2) if it covers more than all that was sent
  * when the last recovery began (RFC 6582 3.2 step 1), and when the following ACK is only
  * partial (RFC 6582) the sender goes back to it and resends everything after it, which is what a
- * receiver that drops out-of-order segments needs; zero-window probing; FIN with the last data.
+ * receiver that drops out-of-order segments needs, and moves `recover` up to all it had sent (a
+ * receiver that kept them answers the copies with duplicate ACKs: not a new loss); zero-window
+ * probing; FIN with the last data.
  * Anything the guest does wrong (RST, malformed frames, bad checksums) is counted and reported,
  * never thrown.
  *
@@ -424,8 +426,14 @@ export class TcpSender implements EthernetReceiver {
       this.dupAcks = 0;
       if (this.goBackOnPartialAck) {
         this.goBackOnPartialAck = false;
-        // A partial ACK after a fast retransmit: the guest lacks everything after it.
-        if (acked < this.recover) win.nxt = acked;
+        // A partial ACK after a fast retransmit: the guest lacks everything after it. What goes
+        // out again may be data the guest kept out of order; its duplicate ACKs for those
+        // segments are not a new loss, so `recover` moves up to all that was sent (as a
+        // timeout's going back does), and only an ACK beyond it starts another recovery.
+        if (acked < this.recover) {
+          win.nxt = acked;
+          this.recover = win.max;
+        }
       }
       this.restartTimer();
       if (acked === this.streamEnd + 1) {

@@ -51,8 +51,8 @@ export function createGuest(config: GuestConfig): Guest | string {
   if (config.testDevices === true && platform.name !== 'none')
     return "a test device (pc-testdev) is the raw PC's: leave out --hypervisor";
   if ((config.vms ?? []).some((vm) => vm.clientOfDriverVm === true)) {
-    if (platform.name !== 'xen' || config.driverVm === undefined)
-      return "a VM's network through the driver VM needs --hypervisor xen and a driver VM";
+    if ((platform.name !== 'xen' && platform.name !== 'l4') || config.driverVm === undefined)
+      return "a VM's network through the driver VM needs --hypervisor xen or l4 and a driver VM";
   }
   if ((config.vms ?? []).length > 0 && platform.name === 'none')
     return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';

@@ -390,8 +390,8 @@ export function startBesideGuest(
   const l4 = hv;
   const driver = startL4DriverVm(l4, config, driverKernel);
   if (typeof driver === 'string') return driver;
-  const { connection, driverVms, driverVm } = driver;
-  const extra = startExtraL4Vms(l4, config, extraKernels);
+  const { connection, driverVms, driverVm, extraClients } = driver;
+  const extra = startExtraL4Vms(l4, config, extraKernels, extraClients, driverVm);
   if (typeof extra === 'string') return extra;
   const vms = [...driverVms, ...extra];
   return {
@@ -403,7 +403,7 @@ export function startBesideGuest(
       if (vms.length > 0) l4.resourceMonitor.primary = guest;
       if (connection === undefined || driverKernel === undefined) return undefined;
       return supervise(
-        onL4(l4, config, driverKernel, [connection]),
+        onL4(l4, config, driverKernel, [connection, ...extraClients.values()]),
         config.driverVm!,
         driverVm,
         connection,

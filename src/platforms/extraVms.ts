@@ -100,18 +100,24 @@ export function startExtraL4Vms(
   l4: L4Kernel,
   config: GuestConfig,
   kernels: AfterburnedKernel[],
+  clients: ReadonlyMap<number, L4NetConnection> = new Map(),
+  driverVm?: Vm,
 ): ExtraVm[] | string {
   const vms: ExtraVm[] = [];
   for (const [k, spec] of (config.vms ?? []).entries()) {
+    const through = clients.get(k);
     const vm = startL4Vm(l4, {
       kernel: kernels[k],
       cmdline: spec.cmdline ?? '',
       modules: spec.modules ?? [],
       memoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
       rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
+      ...(through === undefined ? {} : { emulatedNic: true, nicThrough: through }),
     });
     if (typeof vm === 'string') return `${spec.kernelName}: ${vm}`;
     vm.vm.console = spec.console;
+    // The toolstack's choice: the driver VM may ask for this client's memory (RmOp.clientDma).
+    if (through !== undefined) driverVm?.serves.add(vm.vm.id);
     vms.push({ name: spec.kernelName, vmm: vm.vmm });
   }
   return vms;
@@ -166,19 +172,31 @@ export function startL4DriverVm(
   l4: L4Kernel,
   config: GuestConfig,
   driverKernel: AfterburnedKernel | undefined,
-): { connection: L4NetConnection | undefined; driverVms: ExtraVm[]; driverVm?: Vm } | string {
+):
+  | {
+      connection: L4NetConnection | undefined;
+      driverVms: ExtraVm[];
+      driverVm?: Vm;
+      /** The extra VMs' connections (`clientOfDriverVm`), by their index in `config.vms`. */
+      extraClients: Map<number, L4NetConnection>;
+    }
+  | string {
   const machine = l4.machine;
   const spec = config.driverVm;
+  const extraClients = new Map<number, L4NetConnection>();
   if (driverKernel === undefined || spec === undefined || machine.nic === undefined)
-    return { connection: undefined, driverVms: [] };
+    return { connection: undefined, driverVms: [], extraClients };
   const connection: L4NetConnection = { mac: clientMac(machine.nic.mac, 0) };
+  for (const [k, vm] of (config.vms ?? []).entries())
+    if (vm.clientOfDriverVm === true)
+      extraClients.set(k, { mac: clientMac(machine.nic.mac, extraClients.size + 1) });
   const driver = startL4Vm(l4, {
     kernel: driverKernel,
     cmdline: spec.cmdline ?? '',
     modules: spec.modules ?? [],
     memoryMb: spec.memoryMb ?? EXTRA_VM_DEFAULT_MB,
     passthroughNic: true,
-    serveClients: [connection],
+    serveClients: [connection, ...extraClients.values()],
     rtcStartSeconds: config.rtcStartSeconds ?? Date.UTC(2026, 0, 1) / 1000,
   });
   if (typeof driver === 'string') return `${spec.kernelName}: ${driver}`;
@@ -187,5 +205,6 @@ export function startL4DriverVm(
     connection,
     driverVms: [{ name: spec.kernelName, vmm: driver.vmm }],
     driverVm: driver.vm,
+    extraClients,
   };
 }

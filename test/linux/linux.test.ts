@@ -14,8 +14,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { buildLinuxGuest, LINUX_GUEST } from '../../src/bench/netperf/build.ts';
-import { runNetperf } from '../../src/bench/netperf/run.ts';
-import { createGuest } from '../../src/platforms/createGuest.ts';
+import { bootLinux, netperfIntoLinux, programLines, qemuLinux } from './common.ts';
 
 const built = buildLinuxGuest();
 const work = mkdtempSync(join(tmpdir(), 'previrt-linux-'));
@@ -29,29 +28,6 @@ function previrt(args: string[]): { status: number | null; stdout: string; stder
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** The lines the guest's programs print (init's, ping's, netserver's), not the kernel's. */
-function programLines(console: string): string[] {
-  return console.split(/\r?\n/).filter((l) => /^(init|ping|netserver): |^\d+ bytes from /.test(l));
-}
-
-/** Boots the Linux guest through createGuest, interpreting (the same results, faster here). */
-function bootLinux(cmdline: string, initrd: { name: string; bytes: Uint8Array }[], nic = false) {
-  let out = '';
-  const g = createGuest({
-    platform: 'none',
-    kernel: readFileSync(kernel),
-    kernelName: 'bzImage',
-    cmdline,
-    modules: initrd.map((m) => ({ ...m, string: m.name })),
-    nic: nic ? {} : undefined,
-    console: (b) => (out += String.fromCharCode(b)),
-  });
-  assert.ok(typeof g !== 'string', g as string);
-  g.machine.cpu.blocksEnabled = false;
-  const end = g.machine.run(g.machine.costModel.hz * 5);
-  return { end, out, guest: g };
-}
-
 test('the Linux guest builds: npm run guest:linux (the kernel once per configuration)', () => {
   assert.ok(built.ok, built.ok ? '' : built.output);
 });
@@ -62,19 +38,9 @@ test('Linux boots on previrt and on QEMU from the same files, and /init prints t
   const p = previrt(['--kernel', kernel, '--initrd', initramfs, '--append', append, '--stats']);
   assert.equal(p.status, 1, `previrt: status ${p.status}\n${p.stderr.slice(-2000)}`);
   assert.match(p.stdout, /Run \/init as init process/);
-  const q = spawnSync(
-    'qemu-system-i386',
-    [
-      ...['-m', '256', '-nographic', '-no-reboot', '-monitor', 'none', '-nic', 'none'],
-      ...['-kernel', kernel, '-initrd', initramfs, '-append', append],
-      ...['-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04'],
-    ],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
-  assert.equal(q.error, undefined, `qemu-system-i386: ${q.error?.message} (bash scripts/setup.sh)`);
-  assert.equal(q.status, 1, `QEMU: status ${q.status}\n${q.stdout.slice(-2000)}`);
+  const q = qemuLinux(kernel, append);
   const mine = programLines(p.stdout);
-  assert.deepEqual(mine, programLines(q.stdout));
+  assert.deepEqual(mine, programLines(q));
   assert.ok(mine.includes('init: checks passed'), mine.join('\n'));
   assert.ok(mine.includes('init: no eth0'));
   // No kernel warnings on previrt (an unknown MSR, an unclaimed device) that QEMU does not give.
@@ -105,23 +71,7 @@ test('--nic dp83820: Linux ns83820 finds it at 00:03.0 on IRQ 11, the link comes
 
 test('netperf with Linux: its TCP receives the stream, netserver verifies the checksum', () => {
   assert.ok(built.ok);
-  const run = runNetperf({
-    label: 'native, raw',
-    kernel: readFileSync(kernel),
-    kernelName: 'bzImage',
-    cmdline: LINUX_GUEST.cmdline,
-    modules: [{ name: 'initramfs.cpio', bytes: readFileSync(initramfs), string: 'initramfs.cpio' }],
-    payloadBytes: 1 << 20,
-    seed: 3,
-  });
-  assert.ok(run.ok, run.error);
-  assert.match(
-    run.resultLine ?? '',
-    /^netserver: received 1048576 bytes in \d+ ms, crc32 [0-9a-f]{8} ok$/,
-  );
-  assert.equal(run.intervalEnd, 'result-line');
-  assert.equal(run.sender.counters.retransmissions, 0);
-  assert.equal(run.counters.nic.rxDropped, 0);
+  const run = netperfIntoLinux(kernel, 'native, raw');
   assert.ok(run.counters.nicInterrupts > 0 && run.counters.softwareInterrupts > 0);
   // Linux's window: the 256 KB receive buffer, with window scaling.
   assert.ok(run.sender.windowScale !== undefined && run.sender.maxWindow >= 128 * 1024);
@@ -130,7 +80,7 @@ test('netperf with Linux: its TCP receives the stream, netserver verifies the ch
 test('an initramfs a user brings boots the same way: gzip-compressed, or two archives one after another', () => {
   assert.ok(built.ok);
   const cpio = readFileSync(initramfs);
-  const gz = bootLinux('console=ttyS0 check', [
+  const gz = bootLinux(kernel, 'console=ttyS0 check', [
     { name: 'initramfs.cpio.gz', bytes: gzipSync(cpio) },
   ]);
   assert.deepEqual(gz.end, { kind: 'exit', value: 0 }, gz.out.slice(-2000));
@@ -139,7 +89,7 @@ test('an initramfs a user brings boots the same way: gzip-compressed, or two arc
   // both, the later file wins (it would fail to boot if the second archive were ignored and
   // the first had no /init).
   const empty = new Uint8Array(0);
-  const first = bootLinux('console=ttyS0 uname', [
+  const first = bootLinux(kernel, 'console=ttyS0 uname', [
     { name: 'empty', bytes: empty },
     { name: 'initramfs.cpio', bytes: cpio },
   ]);

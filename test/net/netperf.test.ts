@@ -6,12 +6,14 @@ import { counterTotal, type CounterTree } from '../../src/machine/counters.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSkipReason, make, previrtAsync, ROOT } from '../guest/guest.ts';
 import { runNetperf } from '../../src/bench/netperf/run.ts';
 import { parseFaults } from '../../src/cli/commands/bench.ts';
 import { CONFIGS } from '../../src/bench/netperf/build.ts';
+import { readPcap } from '../../src/net/pcap.ts';
 
 const PREVIRT = join(ROOT, 'bin', 'previrt.mjs');
 
@@ -204,6 +206,7 @@ test(
   'previrt bench netperf --json: one object with every counter, --faults there both ways',
   { skip },
   () => {
+    const pcapDir = mkdtempSync(join(tmpdir(), 'previrt-netperf-'));
     const r = previrt([
       'bench',
       'netperf',
@@ -216,6 +219,8 @@ test(
       '9',
       '--faults',
       'drop=0.01,dup=0.01,reorder=0.01,corrupt=0.02,seed=3',
+      '--pcap',
+      pcapDir,
     ]);
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);
@@ -249,6 +254,16 @@ test(
     assert.ok(run.counters.nic.rxFcsErrors > 0, 'the NIC saw corrupted frames');
     assert.ok(run.sender.counters.badFcs > 0, 'the client saw corrupted frames');
     assert.ok(run.sender.counters.retransmissions > 0, 'something was lost and sent again');
+    // The capture has every frame the client sent and received, in time order, none with its
+    // FCS; the first is the client's ARP request for the guest.
+    const records = readPcap(readFileSync(join(pcapDir, 'native-seed9.pcap')));
+    rmSync(pcapDir, { recursive: true });
+    assert.ok(Array.isArray(records), String(records));
+    const c = run.sender.counters;
+    assert.equal(records.length, c.framesSent + c.framesReceived);
+    assert.ok(records.every((x, k) => k === 0 || records[k - 1].ns <= x.ns));
+    assert.ok(records.every((x) => x.frame.length >= 60 - 4 && x.frame.length <= 1514));
+    assert.deepEqual([...records[0].frame.subarray(12, 14)], [0x08, 0x06]);
   },
 );
 
@@ -265,11 +280,12 @@ test('bad options: one line on stderr, exit status 2', () => {
     ['bench', 'netperf', '--faults', 'drop=2'],
     ['bench', 'netperf', '--faults', 'lose=0.1'],
     ['bench', 'netperf', '--faults', 'seed=-1'],
-    // The driver VM's crash: a bad size, no driver VM row, a row without one beside, a crash
-    // past the transfer's end.
+    // The driver VM's crash: a bad size, no driver VM row, a row without one beside, a row
+    // with a second client, a crash past the transfer's end.
     ['bench', 'netperf', '--config', 'reuse-emul-xen', '--fault', 'driver-vm-crash-at=lots'],
     ['bench', 'netperf', '--config', 'xen-pre', '--faults', 'driver-vm-crash-at=256K'],
     ['bench', 'netperf', '--config', 'reuse-emul-l4,l4-pre', '--fault', 'driver-vm-crash-at=256K'],
+    ['bench', 'netperf', '--config', 'reuse-flood-xen', '--fault', 'driver-vm-crash-at=256K'],
     [
       'bench',
       'netperf',

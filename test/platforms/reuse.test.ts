@@ -11,7 +11,9 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import type { L4Kernel } from '../../src/hypervisor/l4/L4.ts';
 import type { XenHypervisor } from '../../src/hypervisor/xen/Xen.ts';
+import type { L4Backend } from '../../src/vmm/backends/l4/L4Backend.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
 import type { Dp83820 } from '../../src/machine/devices/dp83820/Dp83820.ts';
 import { TcpSender } from '../../src/net/TcpSender.ts';
@@ -224,15 +226,20 @@ describe('driver reuse on xen', { skip }, () => {
   });
 });
 
-// Several clients of one driver VM (xen): an extra VM of the configuration on a connection of
-// its own, served by the same client link and module beside the guest.
-describe('driver reuse on xen, two clients', { skip }, () => {
+// Several clients of one driver VM (xen and l4): an extra VM of the configuration on a
+// connection of its own, served by the same client link and module beside the guest.
+describe('driver reuse, two clients', { skip }, () => {
   before(() => {
     assert.ok(make('afterburned').ok);
     assert.ok(make('user').ok);
   });
 
-  it('serves a second client VM beside the guest: each its own MAC, grant window and ring', () => {
+  for (const platform of ['xen', 'l4'] as const)
+    it(`serves a second client VM beside the guest on ${platform}: each its own MAC, memory window and connection`, () => {
+      twoClients(platform);
+    });
+
+  function twoClients(platform: 'xen' | 'l4'): void {
     const kernel = readFileSync(kernelPath('afterburned'));
     let out = '';
     let driverOut = '';
@@ -242,7 +249,7 @@ describe('driver reuse on xen, two clients', { skip }, () => {
     // takes no frames), and the client machine starts once that frame has gone.
     let start = (): void => {};
     const g = createGuest({
-      platform: 'xen',
+      platform,
       kernel,
       kernelName: 'guest.elf',
       cmdline: 'init=netserver',
@@ -289,20 +296,30 @@ describe('driver reuse on xen, two clients', { skip }, () => {
     assert.match(out, /netserver: received 1048576 bytes in \d+ ms, crc32 [0-9a-f]{8} ok/);
     assert.match(driverOut, /bridge: .* 2 clients 00:0d:42:00:00:02 00:0d:42:00:00:03/);
     // The second client connected too: its announcement went out through the driver VM.
-    const second = (g.vms[1].vmm.backend as XenBackend).netFront!;
+    const backend = g.vms[1].vmm.backend as XenBackend | L4Backend;
+    const second = backend.netFront!;
     assert.ok(second.counters.frames >= 1, JSON.stringify(second.counters));
-    const xen = g.hypervisor as XenHypervisor;
-    assert.deepEqual(xen.frames.audit(xen.domains), []);
-  });
+    if (platform === 'xen') {
+      const xen = g.hypervisor as XenHypervisor;
+      assert.deepEqual(xen.frames.audit(xen.domains), []);
+    } else {
+      const l4 = g.hypervisor as L4Kernel;
+      assert.deepEqual(l4.audit(), []);
+      // The driver VM reaches both clients' memory, each through a window of its own.
+      const rm = l4.resourceMonitor;
+      const driver = rm.vms[0];
+      assert.deepEqual([...driver.serves].sort(), [rm.vms[1].id, rm.vms[2].id].sort());
+    }
+  }
 
   it('says why it cannot', () => {
     const kernel = readFileSync(kernelPath('afterburned'));
     const vms = [{ kernel, kernelName: 'second.elf', clientOfDriverVm: true }];
-    for (const platform of ['xen', 'l4']) {
+    for (const platform of ['none', 'xen', 'l4']) {
       const g = createGuest({ platform, kernel, kernelName: 'guest.elf', nic: {}, vms });
       assert.match(
         String(g),
-        /^a VM's network through the driver VM needs --hypervisor xen and a driver VM$/,
+        /^a VM's network through the driver VM needs --hypervisor xen or l4 and a driver VM$/,
       );
     }
   });

@@ -1,7 +1,8 @@
 // Isolation between clients of one driver VM (xen; README, "Isolation"): the guest's netperf
 // transfer through the driver VM beside a second client that runs guest/user/flood.c — quiet
 // (one frame, then idle) or flooding the wire with full-sized UDP datagrams of its own address,
-// its transmit ring always full. Both transfers must arrive intact; the flood must really go out
+// its transmit ring always full — or a control that sends one frame and then only computes.
+// Both transfers must arrive intact; the flood must really go out
 // (the driver VM bridges it to the wire, where the client machine ignores it), and the client
 // link's counters must tell the two clients apart. How much the flood slows the guest is
 // measured here, not bounded: see the README for the figures and why.
@@ -15,17 +16,29 @@ import { count } from './reuseRuns.ts';
 
 const skip = buildSkipReason();
 
-function run(config: 'reuse-quiet-xen' | 'reuse-flood-xen', lines: string[]): NetperfRun {
+function run(
+  config:
+    'reuse-quiet-xen' | 'reuse-spin-xen' | 'reuse-flood-xen' | 'reuse-quiet-l4' | 'reuse-flood-l4',
+  lines: string[],
+  bytes = 64 << 10,
+): NetperfRun {
   return runNetperf({
     label: config,
     kernel: readFileSync(kernelPath('afterburned')),
     kernelName: 'guest.elf',
-    payloadBytes: 64 << 10,
+    payloadBytes: bytes,
     seed: 1,
-    hypervisor: 'xen',
+    hypervisor: CONFIGS[config].hypervisor,
     ...nicPathOptions(CONFIGS[config]),
     onConsoleLine: (l) => lines.push(l),
   });
+}
+
+/** The driver VM's client link counters (its name is a path, with dots: not one for `count`). */
+function link(r: NetperfRun, client: number, what: string): number {
+  const vms = r.counters.virtualization?.vms ?? {};
+  const driver = Object.values(vms).find((t) => typeof t === 'object' && 'clientLink' in t);
+  return count(driver, `clientLink.clients.${client}.${what}`);
 }
 
 describe('driver reuse on xen, a flooding second client', { skip }, () => {
@@ -52,12 +65,6 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       quietLines.includes('[second client] flood: sent 1 frames, transmit ring full 0 times'),
     );
 
-    // The driver VM's counters (its name is a path, with dots: not one for `count`).
-    const link = (r: NetperfRun, client: number, what: string): number => {
-      const vms = r.counters.virtualization?.vms ?? {};
-      const driver = Object.values(vms).find((t) => typeof t === 'object' && 'clientLink' in t);
-      return count(driver, `clientLink.clients.${client}.${what}`);
-    };
     // The quiet client sent nothing in the interval; the flooding one hundreds of frames, all
     // of them taken off the ring by the driver VM and put on the wire, where the client machine
     // counts them as not its connection's.
@@ -78,5 +85,49 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       count(r.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
     assert.ok(busy(flood, 1) > busy(flood, 2), `${busy(flood, 1)} ${busy(flood, 2)}`);
     assert.ok(busy(flood, 2) < 4 * busy(quiet, 2), `${busy(flood, 2)} ${busy(quiet, 2)}`);
+  });
+
+  it('runs the control client that computes and sends nothing after its first frame', () => {
+    const lines: string[] = [];
+    const spin = run('reuse-spin-xen', lines);
+    assert.ok(spin.ok, spin.error);
+    assert.ok(lines.includes('[second client] flood: spinning'), lines.join('\n'));
+    const busy = (dom: number): number =>
+      count(spin.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
+    // It wants all the CPU it gets (no idle cycles left), and puts nothing on the link.
+    assert.ok(busy(1) > busy(2), `${busy(1)} ${busy(2)}`);
+    assert.equal(spin.idleCycles, 0);
+    assert.equal(link(spin, 1, 'sent'), 0);
+  });
+});
+
+describe('driver reuse on l4, a flooding second client', { skip }, () => {
+  before(() => {
+    assert.ok(make('afterburned').ok);
+    assert.ok(make('user').ok);
+  });
+
+  it('slows only itself: the guest keeps its throughput and its own work per byte', () => {
+    const quiet = run('reuse-quiet-l4', [], 256 << 10);
+    const flood = run('reuse-flood-l4', [], 256 << 10);
+    assert.ok(quiet.ok, quiet.error);
+    assert.ok(flood.ok, flood.error);
+    // The flood went out through the driver VM, none of it to the guest.
+    assert.ok(link(flood, 1, 'sent') > 100, `the flood: ${link(flood, 1, 'sent')} frames`);
+    assert.equal(link(flood, 1, 'delivered'), 0);
+    // Each VM's busy cycles (the kernel's by VM: vm0 driver, vm1 second client, vm2 guest)
+    // make up the machine's; the flooder took more than the guest, the guest what it did alone.
+    const busy = (r: NetperfRun): Record<string, number> =>
+      r.counters.virtualization?.hypervisor.busyCycles as Record<string, number>;
+    const sum = (r: NetperfRun): number => Object.values(busy(r)).reduce((a, b) => a + b, 0);
+    assert.equal(sum(flood), flood.busyCycles);
+    assert.equal(sum(quiet), quiet.busyCycles);
+    assert.ok(busy(flood).vm1 > busy(flood).vm2, JSON.stringify(busy(flood)));
+    const own = (r: NetperfRun): number => busy(r).vm2 / r.payloadBytes;
+    assert.ok(own(flood) < own(quiet) * 1.05, `${own(flood)} ${own(quiet)} cycles/byte`);
+    assert.ok(
+      flood.throughputMbps > quiet.throughputMbps * 0.95,
+      `${flood.throughputMbps} ${quiet.throughputMbps} Mb/s`,
+    );
   });
 });

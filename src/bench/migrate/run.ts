@@ -18,6 +18,7 @@
  */
 import { TcpSender, type SenderReport } from '../../net/TcpSender.ts';
 import { createGuest } from '../../platforms/createGuest.ts';
+import { transferProblems } from '../netperf/run.ts';
 import {
   announce,
   captureGuest,
@@ -89,8 +90,6 @@ export interface MigrateBenchResult {
   /** Host wall-clock seconds of the whole run. */
   hostSeconds: number;
 }
-
-const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}) (ok|MISMATCH.*)$/;
 
 export function runMigrateBench(o: MigrateBenchOptions): MigrateBenchResult | string {
   if (o.path.length < 2) return 'a migration needs a source and a destination platform';
@@ -265,19 +264,7 @@ export function runMigrateBench(o: MigrateBenchOptions): MigrateBenchResult | st
   );
 
   const report = sender.report();
-  const match = resultLine === undefined ? null : RESULT.exec(resultLine);
-  if (resultLine === undefined) problems.push('netserver printed no result line');
-  else if (match === null) problems.push(`netserver: unexpected result line '${resultLine}'`);
-  else {
-    if (match[4] !== 'ok') problems.push(`netserver reports a mismatch: '${resultLine}'`);
-    if (Number(match[1]) !== o.payloadBytes)
-      problems.push(`netserver received ${match[1]} bytes, the client sent ${o.payloadBytes}`);
-    if (parseInt(match[3], 16) !== report.payloadCrc)
-      problems.push(
-        `netserver's crc32 ${match[3]} is not the client's ${report.payloadCrc.toString(16).padStart(8, '0')}`,
-      );
-  }
-  if (report.state === 'failed') problems.push(`client: ${report.error}`);
+  problems.push(...transferProblems(resultLine, o.payloadBytes, report));
   if (moves.length !== o.path.length - 1 && problems.length === 0)
     problems.push('a move did not happen');
   return {

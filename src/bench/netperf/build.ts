@@ -44,10 +44,12 @@ export interface ConfigEntry {
   /** The NIC's path (run.ts `nicPath`): the real NIC given to the guest unless said. */
   nicPath?: 'emulated' | 'driver-vm';
   /**
-   * A second client of the driver VM beside the guest (xen, run.ts `secondClient`): `quiet`
-   * sends one frame and idles, `flood` keeps its transmit ring full (guest/user/flood.c).
+   * A second client of the driver VM beside the guest (run.ts `secondClient`): `quiet`
+   * sends one frame and idles, `spin` sends one frame and computes for good (all the CPU its
+   * domain gets, nothing on the network), `flood` keeps its transmit ring full
+   * (guest/user/flood.c).
    */
-  secondClient?: 'quiet' | 'flood';
+  secondClient?: 'quiet' | 'spin' | 'flood';
 }
 
 /**
@@ -129,7 +131,8 @@ export const CONFIGS = {
     nicPath: 'driver-vm',
   },
   // Isolation (README, "Isolation"): the same row beside a second client of the driver VM, one
-  // quiet and one flooding the wire; the guest's figures should stay near the quiet one's.
+  // quiet, one that only computes and one flooding the wire; the guest's figures with the
+  // flooder should stay near those beside the client that takes the CPU without the network.
   'reuse-quiet-xen': {
     label: 'DP83820 emulation (xen), a quiet second client',
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
@@ -138,10 +141,37 @@ export const CONFIGS = {
     nicPath: 'driver-vm',
     secondClient: 'quiet',
   },
+  'reuse-spin-xen': {
+    label: 'DP83820 emulation (xen), a second client that computes',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'xen',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'spin',
+  },
   'reuse-flood-xen': {
     label: 'DP83820 emulation (xen), a flooding second client',
     kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
     hypervisor: 'xen',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'flood',
+  },
+  // The same on l4 (the seed's platform): the driver VM's VMM serves both clients by IPC. (No
+  // computing client here: at the same priority and 10 ms slices it starves the guest's TCP,
+  // README "A flooding client".)
+  'reuse-quiet-l4': {
+    label: 'DP83820 emulation (l4), a quiet second client',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'l4',
+    virtualization: 'reuse',
+    nicPath: 'driver-vm',
+    secondClient: 'quiet',
+  },
+  'reuse-flood-l4': {
+    label: 'DP83820 emulation (l4), a flooding second client',
+    kernel: join(REPO_ROOT, 'guest/build/afterburned/kernel.elf'),
+    hypervisor: 'l4',
     virtualization: 'reuse',
     nicPath: 'driver-vm',
     secondClient: 'flood',
@@ -169,13 +199,14 @@ export const DRIVER_VM = {
 /**
  * The second client's program (a module: guest/Makefile's MODULE_PROGRAMS) and its arguments:
  * its own address 10.0.2.16, UDP to the client machine (10.0.2.2, its MAC 02:00:00:00:00:02),
- * full-sized frames for `flood`, one small frame for `quiet` (then it idles; either way its
- * kernel's stack stops answering for the guest's address).
+ * full-sized frames for `flood`, one small frame for `quiet` (then it idles) and for `spin` (then
+ * it loops; in each case its kernel's stack stops answering for the guest's address).
  */
 export const SECOND_CLIENT_PROGRAM = {
   module: join(REPO_ROOT, 'guest/build/user/flood.elf'),
   flood: 'init=flood -- 10.0.2.16 10.0.2.2 02:00:00:00:00:02 1472',
   quiet: 'init=flood -- 10.0.2.16 10.0.2.2 02:00:00:00:00:02 18 1',
+  spin: 'init=flood -- 10.0.2.16 10.0.2.2 02:00:00:00:00:02 18 1 spin',
   readyLine: 'flood: sending',
 };
 

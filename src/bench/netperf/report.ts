@@ -270,7 +270,7 @@ function linkClients(run: NetperfRun): CounterTree | undefined {
  */
 function isolation(rows: NetperfRow[]): string[] {
   const out: string[] = [];
-  let base: { label: string; mbps: number; own: number } | undefined;
+  const earlier: { label: string; hypervisor?: string; mbps: number; own: number }[] = [];
   for (const row of rows)
     for (const run of row.runs) {
       const clients = linkClients(run);
@@ -282,11 +282,18 @@ function isolation(rows: NetperfRow[]): string[] {
       };
       const pair = (what: string): string => `${n('0', what)} / ${n('1', what)}`;
       const hv = run.counters.virtualization?.hypervisor ?? {};
+      // Xen's by domain (its scheduler's), l4's by VM (the kernel's).
       const sched = typeof hv.scheduler === 'object' ? hv.scheduler : {};
-      const busy = typeof sched.busyCycles === 'object' ? sched.busyCycles : {};
-      // Domains in the order built: the driver VM, the second client, the guest.
-      const cycles = ['dom0', 'dom1', 'dom2'].map((d) => {
-        const v = busy[d];
+      const busy =
+        typeof sched.busyCycles === 'object'
+          ? sched.busyCycles
+          : typeof hv.busyCycles === 'object'
+            ? hv.busyCycles
+            : {};
+      const prefix = run.counters.virtualization?.platform === 'l4' ? 'vm' : 'dom';
+      // Domains or VMs in the order built: the driver VM, the second client, the guest.
+      const cycles = [0, 1, 2].map((d) => {
+        const v = busy[`${prefix}${d}`];
         return typeof v === 'number' ? v : 0;
       });
       const own = cycles[2] / run.payloadBytes;
@@ -297,17 +304,16 @@ function isolation(rows: NetperfRow[]): string[] {
           `${cycles.map((c) => (c / 1e6).toFixed(1)).join(' / ')} M (the guest's own ` +
           `${own.toFixed(2)} cycles/byte).`,
       );
-      if (base === undefined) base = { label: row.label, mbps: run.throughputMbps, own };
-      else {
-        const d = (a: number, b: number): string => {
-          const x = ((a - b) / b) * 100;
-          return `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
-        };
+      const d = (a: number, b: number): string => {
+        const x = ((a - b) / b) * 100;
+        return `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
+      };
+      for (const base of earlier.filter((e) => e.hypervisor === row.hypervisor))
         out.push(
           `${row.label} against ${base.label}: the guest's throughput ` +
             `${d(run.throughputMbps, base.mbps)}, its own cycles/byte ${d(own, base.own)}.`,
         );
-      }
+      earlier.push({ label: row.label, hypervisor: row.hypervisor, mbps: run.throughputMbps, own });
     }
   return out;
 }

@@ -18,6 +18,8 @@ import { counterDelta, type CounterTree } from '../../machine/counters.ts';
 import type { Dp83820Counters } from '../../machine/devices/dp83820/Dp83820.ts';
 import type { FaultConfig } from '../../machine/ethernet/link.ts';
 import { describeEnd, type EndReason, type MachineStats } from '../../machine/Machine.ts';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { PcapWriter } from '../../net/pcap.ts';
 import { TcpSender, type SenderReport } from '../../net/TcpSender.ts';
 import { createGuest } from '../../platforms/createGuest.ts';
 import type { Guest } from '../../platforms/platform.ts';
@@ -69,6 +71,11 @@ export interface NetperfRunOptions {
    * kernel no longer answers ARP for the guest's address).
    */
   secondClient?: { cmdline: string; modules?: BootModule[]; readyLine?: string };
+  /**
+   * A file to write the wire's capture to (src/net/pcap.ts): every frame the client machine
+   * sent and received, stamped with its simulated time, for tcpdump -r or Wireshark.
+   */
+  pcap?: string;
   /** Called now and then with the bytes acknowledged so far (from the simulated run loop). */
   onProgress?: (p: NetperfProgress) => void;
   /** Every complete line of the guest's console. */
@@ -197,6 +204,33 @@ export const SECOND_CLIENT = 'second client';
 
 const RESULT = /^netserver: received (\d+) bytes in (\d+) ms, crc32 ([0-9a-f]{8}) (ok|MISMATCH.*)$/;
 
+/**
+ * What is wrong with a transfer, from netserver's result line and the client's report: no line,
+ * an unexpected one, a mismatch, a byte count or checksum other than the client's, a failed
+ * client. None: [].
+ */
+export function transferProblems(
+  resultLine: string | undefined,
+  payloadBytes: number,
+  report: SenderReport,
+): string[] {
+  const problems: string[] = [];
+  const match = resultLine !== undefined ? RESULT.exec(resultLine) : null;
+  if (resultLine === undefined) problems.push('netserver printed no result line');
+  else if (match === null) problems.push(`netserver: unexpected result line '${resultLine}'`);
+  else {
+    if (match[4] !== 'ok') problems.push(`netserver reports a mismatch: '${resultLine}'`);
+    if (Number(match[1]) !== payloadBytes)
+      problems.push(`netserver received ${match[1]} bytes, the client sent ${payloadBytes}`);
+    if (parseInt(match[3], 16) !== report.payloadCrc)
+      problems.push(
+        `netserver's crc32 ${match[3]} is not the client's ${report.payloadCrc.toString(16).padStart(8, '0')}`,
+      );
+  }
+  if (report.state === 'failed') problems.push(`client: ${report.error}`);
+  return problems;
+}
+
 /** Simulated time the guest gets to exit after its result line before the run is ended. */
 const EXIT_GRACE_SECONDS = 0.05;
 
@@ -307,9 +341,13 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   let crashed = false;
 
   const link = machine.link!;
+  const capture = o.pcap === undefined ? undefined : openCapture(o.pcap, machine.costModel.hz);
   const sender = new TcpSender({
     clock: machine.clock,
-    transmit: (frame) => link.send(1, frame),
+    transmit: (frame) => {
+      capture?.add(machine.cpu.cycles, frame);
+      return link.send(1, frame);
+    },
     payloadBytes: o.payloadBytes,
     seed: o.seed,
     onEvent: (e) => {
@@ -322,6 +360,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   link.attach(1, {
     receive(frame) {
       start();
+      capture?.add(machine.cpu.cycles, frame);
       sender.receive(frame);
       // The fault: at the ACK that takes the client to the mark, in this wire event.
       if (crashAt !== undefined && !crashed && sender.bytesAcked >= crashAt) {
@@ -338,22 +377,26 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   const t0 = performance.now();
   let end: EndReason;
   let graceUntil: number | undefined;
-  for (;;) {
-    const step = Math.min(limit, machine.cpu.cycles + hz / 100);
-    end = machine.run(step, () =>
-      o.onProgress?.({
-        phase: sender.state === 'idle' || sender.state === 'resolving' ? 'boot' : 'transfer',
-        bytesAcked: sender.bytesAcked,
-        streamBytes: sender.streamBytes,
-        simulatedSeconds: machine.cpu.cycles / hz,
-      }),
-    );
-    if (end.kind !== 'cycle-limit' || machine.cpu.cycles >= limit) break;
-    if (resultLine !== undefined) {
-      graceUntil ??= machine.cpu.cycles + EXIT_GRACE_SECONDS * hz;
-      if (machine.cpu.cycles >= graceUntil) break;
+  try {
+    for (;;) {
+      const step = Math.min(limit, machine.cpu.cycles + hz / 100);
+      end = machine.run(step, () =>
+        o.onProgress?.({
+          phase: sender.state === 'idle' || sender.state === 'resolving' ? 'boot' : 'transfer',
+          bytesAcked: sender.bytesAcked,
+          streamBytes: sender.streamBytes,
+          simulatedSeconds: machine.cpu.cycles / hz,
+        }),
+      );
+      if (end.kind !== 'cycle-limit' || machine.cpu.cycles >= limit) break;
+      if (resultLine !== undefined) {
+        graceUntil ??= machine.cpu.cycles + EXIT_GRACE_SECONDS * hz;
+        if (machine.cpu.cycles >= graceUntil) break;
+      }
+      machine.resume();
     }
-    machine.resume();
+  } finally {
+    capture?.close();
   }
   const hostSeconds = (performance.now() - t0) / 1000;
   o.onProgress?.({
@@ -368,20 +411,7 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
   }
 
   const report = sender.report();
-  const problems: string[] = [];
-  const match = resultLine !== undefined ? RESULT.exec(resultLine) : null;
-  if (resultLine === undefined) problems.push('netserver printed no result line');
-  else if (match === null) problems.push(`netserver: unexpected result line '${resultLine}'`);
-  else {
-    if (match[4] !== 'ok') problems.push(`netserver reports a mismatch: '${resultLine}'`);
-    if (Number(match[1]) !== o.payloadBytes)
-      problems.push(`netserver received ${match[1]} bytes, the client sent ${o.payloadBytes}`);
-    if (parseInt(match[3], 16) !== report.payloadCrc)
-      problems.push(
-        `netserver's crc32 ${match[3]} is not the client's ${report.payloadCrc.toString(16).padStart(8, '0')}`,
-      );
-  }
-  if (report.state === 'failed') problems.push(`client: ${report.error}`);
+  const problems = transferProblems(resultLine, o.payloadBytes, report);
   if (startSnap === undefined) problems.push('the client never sent a SYN');
   if (end.kind === 'exit' && end.value !== 0) problems.push(`guest exit status ${end.value}`);
   if (end.kind === 'triple-fault' || end.kind === 'reset') problems.push(describeEnd(end));
@@ -467,5 +497,19 @@ export function runNetperf(o: NetperfRunOptions): NetperfRun {
     guestMips: total.instructions / Math.max(hostSeconds, 1e-3) / 1e6,
     totalInstructions: total.instructions,
     ...(driverReport === undefined ? {} : { driverVm: driverReport }),
+  };
+}
+
+/** The wire's capture into `path` (NetperfRunOptions.pcap), frames stamped by machine cycles. */
+function openCapture(
+  path: string,
+  hz: number,
+): { add(cycles: number, frame: Uint8Array): void; close(): void } {
+  const fd = openSync(path, 'w');
+  const writer = new PcapWriter((chunk) => writeSync(fd, chunk));
+  const perSecond = BigInt(hz);
+  return {
+    add: (cycles, frame) => writer.add((BigInt(cycles) * 1_000_000_000n) / perSecond, frame),
+    close: () => closeSync(fd),
   };
 }

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from '../command.ts';
 import {
   buildGuest,
@@ -27,9 +28,10 @@ import { migrateUsage, runBenchMigrate } from './benchMigrate.ts';
 const usage = `usage: previrt bench netperf [--guest own|linux]
                              [--config native|nops|l4-para|l4-pre|xen-para|xen-pre|
                                        reuse-custom-l4|reuse-emul-l4|reuse-custom-xen|
-                                       reuse-emul-xen|reuse-quiet-xen|reuse-flood-xen[,...]]
+                                       reuse-emul-xen|reuse-quiet-xen|reuse-spin-xen|
+                                       reuse-flood-xen|reuse-quiet-l4|reuse-flood-l4[,...]]
                              [--bytes SIZE] [--runs N] [--seed S] [--faults SPEC] [--jobs N]
-                             [--json] [--console]
+                             [--pcap DIR] [--json] [--console]
 
 The seed's netperf receive benchmark on the emulated PC: raw, on the L4-style microkernel and on
 the Xen-style hypervisor.
@@ -75,11 +77,15 @@ options:
                  driver (xen)"),
                  reuse-emul-xen (the same on xen, the afterburned guest against the model;
                  row "DP83820 emulation (xen)"),
-                 reuse-quiet-xen and reuse-flood-xen (isolation: reuse-emul-xen beside a
-                 second client of the driver VM, 10.0.2.16, running guest/user/flood.c:
-                 quiet, one frame and then idle; or flooding the wire with full-sized UDP
-                 datagrams, its transmit ring always full; a line under the tables gives
-                 each client's frames and the times its share of the link was full),
+                 reuse-quiet-xen, reuse-spin-xen and reuse-flood-xen (isolation:
+                 reuse-emul-xen beside a second client of the driver VM, 10.0.2.16,
+                 running guest/user/flood.c: quiet, one frame and then idle; spin, one
+                 frame and then a loop that takes all the CPU its domain gets; or flooding
+                 the wire with full-sized UDP datagrams, its transmit ring always full; a
+                 line under the tables gives each client's frames and the times its share
+                 of the link was full, and the guest's figures against each earlier row),
+                 reuse-quiet-l4 and reuse-flood-l4 (the same on l4, reuse-emul-l4 beside
+                 the quiet or the flooding second client),
                  or a comma-separated list (rows in the order above); default the first six,
                  the seed's first table in the seed's order
   --bytes SIZE   payload per run, e.g. 1M, 64M (default), 1G; K/M/G are powers of 1024
@@ -97,6 +103,9 @@ options:
   --jobs N       runs at once, each in a worker thread of its own (default: the host's cores,
                  here ${Math.max(1, availableParallelism())}); 1 runs them one after another. Each run is a simulation of its
                  own, so the figures are the same whatever N; only the host times differ
+  --pcap DIR     write each run's wire, as the client machine sent and received it, to
+                 DIR/CONFIG-seedS.pcap (pcap with simulated nanosecond timestamps, frames
+                 without FCS: tcpdump -r, Wireshark); DIR is made if missing
   --json         print one JSON object (every run, every counter) instead of the tables
   --console      copy the guest's console to stderr
 Progress goes to stderr (a bar on a terminal, plain lines otherwise or when runs go on at once);
@@ -119,6 +128,8 @@ interface Options {
   console: boolean;
   /** Runs at once, in worker threads (1: one after another in this thread). */
   jobs: number;
+  /** A folder for each run's capture of the wire (CONFIG-seedS.pcap). */
+  pcap?: string;
 }
 
 /** "64M" → 67108864; K, M, G are powers of 1024 (netperf's convention for sizes). */
@@ -202,6 +213,7 @@ function parse(argv: string[]): Options | string {
       '--faults',
       '--fault',
       '--jobs',
+      '--pcap',
     ].includes(a);
     if (needsValue && value === undefined) return `${a} needs a value`;
     if (needsValue) k++;
@@ -228,6 +240,9 @@ function parse(argv: string[]): Options | string {
         o.bytes = n;
         break;
       }
+      case '--pcap':
+        o.pcap = value;
+        break;
       case '--jobs': {
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n < 1 || n > 256)
@@ -272,8 +287,10 @@ function parse(argv: string[]): Options | string {
     const restarted = ['reuse-emul-xen', 'reuse-custom-xen', 'reuse-emul-l4', 'reuse-custom-l4'];
     const other = o.configs.find((c) => !restarted.includes(c));
     const hint = '(--config reuse-emul-xen, reuse-custom-xen, reuse-emul-l4 or reuse-custom-l4)';
-    if (o.guest === 'linux' || !o.configs.some((c) => restarted.includes(c)))
+    if (o.guest === 'linux' || !o.configs.some((c) => c.startsWith('reuse-')))
       return `${crash} needs a driver VM row ${hint}`;
+    if (other?.startsWith('reuse-') === true)
+      return `${crash}: row '${other}' has a second client of the driver VM, and a restart beside one is not measured yet ${hint}`;
     if (other !== undefined) return `${crash}: row '${other}' has no driver VM ${hint}`;
     if (o.driverVmCrashAt >= o.bytes)
       return `${crash} (${formatSize(o.driverVmCrashAt)}) is not below --bytes (${formatSize(o.bytes)}): the driver VM would never crash`;
@@ -382,6 +399,14 @@ export const bench: Command = {
       console.error('previrt bench: the guest build failed (output above)');
       return 2;
     }
+    if (o.pcap !== undefined) {
+      try {
+        mkdirSync(o.pcap, { recursive: true });
+      } catch (e) {
+        console.error(`previrt bench: --pcap: cannot make ${o.pcap}: ${(e as Error).message}`);
+        return 2;
+      }
+    }
     // Every run in order (row by row, seed by seed), then run one after another or at once.
     const rows: NetperfRow[] = [];
     const runs: {
@@ -430,6 +455,7 @@ export const bench: Command = {
           cmdline,
           modules,
           ...nicPathOptions(c),
+          ...(o.pcap === undefined ? {} : { pcap: join(o.pcap, `${config}-seed${seed}.pcap`) }),
         };
         runs.push({ row, title, header, config, job });
       }
@@ -438,11 +464,22 @@ export const bench: Command = {
       for (const r of runs) {
         console.error(r.header);
         const progress = progressReporter(r.title);
-        const run = runNetperf({
-          ...r.job,
-          onProgress: (p) => progress.update(p),
-          onConsoleLine: o.console ? (line) => console.error(`  [${r.config}] ${line}`) : undefined,
-        });
+        let run: NetperfRun;
+        try {
+          run = runNetperf({
+            ...r.job,
+            onProgress: (p) => progress.update(p),
+            onConsoleLine: o.console
+              ? (line) => console.error(`  [${r.config}] ${line}`)
+              : undefined,
+          });
+        } catch (e) {
+          // The same one line as a worker thread's failure (below): which run, and why.
+          console.error(
+            `previrt bench: ${r.title} (row "${r.row.label}", seed ${r.job.seed}) failed: ${e instanceof Error ? e.message : String(e)}`,
+          );
+          return 1;
+        }
         progress.done(run);
         r.row.runs.push(run);
       }

@@ -129,6 +129,14 @@ export interface L4Counters {
   /** DMA of passed-through devices translated, and refused (outside the VM's memory). */
   dmaTranslated: number;
   dmaRefused: number;
+  /**
+   * The machine's busy cycles by whom they went to (`vm0`, `vm1`, ...; `kernel`: the roots'
+   * threads, and the kernel's work with no thread of a VM on the CPU): the x86 thread on the
+   * CPU, or the TypeScript thread whose call returned, in whose VM the kernel's work for them
+   * counts too (as Xen counts a hypercall to the domain that makes it). They add up to the
+   * machine's busy cycles.
+   */
+  busyCycles: Record<string, number>;
 }
 
 function newCounters(): L4Counters {
@@ -156,6 +164,7 @@ function newCounters(): L4Counters {
     stringBytes: 0,
     dmaTranslated: 0,
     dmaRefused: 0,
+    busyCycles: {},
   };
 }
 
@@ -301,6 +310,7 @@ export class L4Kernel implements Hypervisor {
   }
 
   stats(): CounterTree {
+    this.flushAccounting();
     const c = structuredClone(this.counters) as unknown as CounterTree;
     c.kernelFramesInUse = this.pool.inUse;
     return c;
@@ -331,6 +341,37 @@ export class L4Kernel implements Hypervisor {
 
   charge(cycles: number): void {
     this.cpu.charge(cycles);
+  }
+
+  // ---- busy cycles by VM (L4Counters.busyCycles) ----------------------------------------------
+
+  /** Whose the busy cycles are from `acctMark` on; the machine's busy cycles then. */
+  private acctOwner = 'kernel';
+  private acctMark = 0;
+
+  private ownerOf(t: Thread | undefined): string {
+    const vm = t?.space?.vm;
+    return vm === undefined || vm < 0 ? 'kernel' : `vm${vm}`;
+  }
+
+  /** The busy cycles since the mark to their owner; from now on they are `owner`'s. */
+  private accountTo(owner: string): void {
+    const busy = this.cpu.cycles - this.cpu.idleCycles;
+    const b = this.counters.busyCycles;
+    b[this.acctOwner] = (b[this.acctOwner] ?? 0) + (busy - this.acctMark);
+    this.acctMark = busy;
+    this.acctOwner = owner;
+  }
+
+  /** Before a snapshot: every busy cycle so far in the counters (the owner stays). */
+  flushAccounting(): void {
+    this.accountTo(this.acctOwner);
+  }
+
+  /** After a restore: the cycles from now on are the current thread's VM's. */
+  resetAccounting(): void {
+    this.acctMark = this.cpu.cycles - this.cpu.idleCycles;
+    this.acctOwner = this.ownerOf(this.current);
   }
 
   countIpcError(code: number): void {
@@ -592,9 +633,12 @@ export class L4Kernel implements Hypervisor {
       const { thread, result } = this.deliveries.shift()!;
       if (thread.program === undefined || thread.api === undefined) continue;
       this.activate(thread.space!);
+      const before = this.acctOwner;
+      this.accountTo(this.ownerOf(thread));
       // The thread's blocked system call returns now.
       this.charge(this.cpuCosts.iretOuter);
       thread.program.ipcDone(thread.api, result);
+      this.accountTo(before);
     }
   }
 
@@ -758,6 +802,7 @@ export class L4Kernel implements Hypervisor {
     this.handoff = undefined;
     this.sliceOver = false;
     this.yielding = false;
+    this.accountTo(this.ownerOf(next));
     if (next === undefined) {
       this.current = undefined;
       if (this.sliceOwner !== undefined) this.stopSlice(this.sliceOwner);

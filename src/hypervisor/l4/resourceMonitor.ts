@@ -522,7 +522,15 @@ export class ResourceMonitor implements TsProgram {
     const label = tagLabel(r.tag);
     const w = (k: number): number => r.words[k] ?? 0;
     const result = (e: number): ReturnType<typeof message> => message(0, [e === 0 ? 1 : 0, e]);
-    if (vm === undefined || vm.state !== 'running') return undefined;
+    if (vm === undefined) return undefined;
+    if (vm.state !== 'running') {
+      // An ended VM's x86 threads stay waiting (it does not run on), but its VMM's TypeScript
+      // threads are told no at once: a call of theirs left blocked would end the host's next one.
+      const ts = this.k.lookup(r.from, undefined)?.kind === 'ts';
+      return ts && (label & 0xfff0) !== Label.pageFault && label !== Label.exception
+        ? result(L4Error.noPrivilege)
+        : undefined;
+    }
     // GUEST-CONTROLLED: every word of every request.
     if ((label & 0xfff0) === Label.pageFault) return this.pageFault(vm, r);
     if (label === Label.exception) {

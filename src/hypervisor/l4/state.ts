@@ -186,6 +186,7 @@ const L4_STATE: Check = checkState<L4State>('l4', 1, {
 });
 
 export function saveKernel(k: L4Kernel): L4State {
+  k.flushAccounting();
   const spaces = [...k.spaces.values()].sort((a, b) => a.id - b.id);
   const threads = k.allThreads();
   const roots = spaces
@@ -403,6 +404,7 @@ export function restoreKernel(k: L4Kernel, saved: HypervisorState, path: string)
       Object.assign(into, value);
     else counters[key] = value;
   }
+  k.resetAccounting();
   const table =
     k.cpu.entryTable(s.activeEntries) ??
     fail(`activeEntries: no bound-entry table '${s.activeEntries}'`);

@@ -43,6 +43,7 @@ import {
   shape,
 } from '../../machine/state.ts';
 import { configSpaceRead, forEachConfigByte } from '../../machine/devices/pci/configSpace.ts';
+import type { CounterTree } from '../../machine/counters.ts';
 
 export const LINK_VENDOR = 0x7072;
 export const LINK_DEVICE = 0x0001;
@@ -161,6 +162,30 @@ const STATE = checkState<ClientLinkState>('client link', 1, {
     }),
   ),
 });
+
+/**
+ * A driver VM's VMM counters for its link (the VMM's `stats()`, on either hypervisor): the link's
+ * own, with the emulated devices' DMA; with several clients each one's traffic and the times its
+ * share was full; and each back end's.
+ */
+export function servedCounters(
+  link: ClientLink,
+  dma: Record<string, number>,
+  backs: { counters: object }[],
+): { clientLink: CounterTree; netBack: CounterTree } {
+  return {
+    clientLink: {
+      ...link.counters,
+      ...dma,
+      ...(link.clientCounters.length === 0
+        ? {}
+        : { clients: Object.fromEntries(link.clientCounters.map((c, k) => [k, { ...c }])) }),
+    },
+    netBack: Object.fromEntries(
+      backs.map((b, k) => [k, { ...b.counters } as unknown as CounterTree]),
+    ),
+  };
+}
 
 export class ClientLink implements PciFunction, MmioDevice {
   readonly name = 'client-link';

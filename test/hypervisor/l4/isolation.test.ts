@@ -182,3 +182,24 @@ test('console input: offered only when enabled, to a thread of the asking VM, in
   assert.deepEqual(r.words, [1, 0x7a]);
   audit(m);
 });
+
+test("an ended VM's TypeScript threads get an error from the resource monitor, never a call left blocked", () => {
+  const m = bare();
+  const first = parkedVm(m);
+  const other = parkedVm(m);
+  const rm = m.l4.resourceMonitor;
+  rm.primary = first.vm;
+  const helper = api(m, other.vm.createThread({ program: new Recorder() }));
+  const console = (): ReturnType<typeof helper.callIpc> =>
+    helper.callIpc(ROOT_ID, message(RmOp.console, [1, 0x41]));
+  assert.deepEqual(console()?.words.slice(0, 1), [1]);
+  // The VM exits (not the primary: the run goes on); its VMM's helper asks again, twice.
+  assert.deepEqual(helper.callIpc(ROOT_ID, message(RmOp.exit, [3]))?.words.slice(0, 1), [1]);
+  assert.equal(other.vm.state, 'shutdown');
+  for (let k = 0; k < 2; k++) {
+    const r = console();
+    assert.ok(r !== undefined, 'the call returned');
+    assert.deepEqual(r.words.slice(0, 2), [0, L4Error.noPrivilege]);
+  }
+  audit(m);
+});

@@ -69,7 +69,7 @@ import {
 import { L4Migration } from './migrate.ts';
 import { Monitor } from './monitor.ts';
 import type { L4NetBack, L4NetFront } from './netChannel.ts';
-import type { ClientLink } from '../../devices/clientLink.ts';
+import { servedCounters, type ClientLink } from '../../devices/clientLink.ts';
 import { Processes, type ProcessesState } from './processes.ts';
 import { GuestPaging, type L4PagingCounters } from './paging.ts';
 
@@ -315,12 +315,7 @@ export class L4Backend implements VmmBackend {
       l4: structuredClone(this.counters) as unknown as CounterTree,
       ...(this.emulatedRegisterPage === undefined ? {} : { emulatedNic: { ...this.emulatedDma } }),
       ...(this.netFront === undefined ? {} : { netFront: { ...this.netFront.counters } }),
-      ...(served === undefined
-        ? {}
-        : {
-            clientLink: { ...served.link.counters, ...this.emulatedDma },
-            netBack: Object.fromEntries(served.backs.map((b, k) => [k, { ...b.counters }])),
-          }),
+      ...(served === undefined ? {} : servedCounters(served.link, this.emulatedDma, served.backs)),
     };
   }
 

@@ -47,7 +47,7 @@ import { DirectPaging, type DirectPagingState, type XenBackendCounters } from '.
 import { XenMigration } from './migrate.ts';
 import { XenPassthrough } from './passthrough.ts';
 import type { NetBack, NetFront } from './netChannel.ts';
-import type { ClientLink } from '../../devices/clientLink.ts';
+import { servedCounters, type ClientLink } from '../../devices/clientLink.ts';
 
 /** The xen backend in a snapshot (its domain's memory is the machine's, saved with it). */
 export interface XenBackendState {
@@ -107,23 +107,7 @@ export class XenBackend implements VmmBackend {
         ? {}
         : { emulatedNic: { ...this.emulatedDma } }),
       ...(this.netFront === undefined ? {} : { netFront: { ...this.netFront.counters } }),
-      ...(served === undefined
-        ? {}
-        : {
-            clientLink: {
-              ...served.link.counters,
-              ...this.emulatedDma,
-              // Several clients: each one's traffic and the times its share was full.
-              ...(served.link.clientCounters.length === 0
-                ? {}
-                : {
-                    clients: Object.fromEntries(
-                      served.link.clientCounters.map((c, k) => [k, { ...c }]),
-                    ),
-                  }),
-            },
-            netBack: Object.fromEntries(served.backs.map((b, k) => [k, { ...b.counters }])),
-          }),
+      ...(served === undefined ? {} : servedCounters(served.link, this.emulatedDma, served.backs)),
     };
   }
   readonly dom: Domain;
