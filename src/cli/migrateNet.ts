@@ -23,6 +23,9 @@ const SLICE = 2_000_000;
 /** How far past its stop the guest may run to reach a safe point for a migration. */
 const SAFE_POINT_WINDOW = 200_000_000;
 
+/** Host milliseconds without traffic after which the source gives a destination up. */
+const ANSWER_TIMEOUT_MS = 30_000;
+
 /** `tcp:HOST:PORT` parsed, or a message. */
 export function parseTcp(spec: string): { host: string; port: number } | string {
   const m = /^tcp:([^:]*):(\d+)$/.exec(spec);
@@ -64,6 +67,11 @@ export async function sendGuest(guest: Guest, spec: string): Promise<string | un
     const socket = createConnection(to.port, to.host, () => {
       socket.end(bytes);
     });
+    // A destination that neither answers nor reads (stopped, or a peer that is not previrt) is
+    // given up after a while without traffic; the guest stays stopped where it was.
+    socket.setTimeout(ANSWER_TIMEOUT_MS, () =>
+      done(`no answer from ${spec} in ${ANSWER_TIMEOUT_MS / 1000} s`),
+    );
     socket.on('data', (d) => {
       answer += d.toString('utf8');
       const nl = answer.indexOf('\n');
@@ -108,12 +116,15 @@ export async function receiveGuest(
           socket.end(`${guest}\n`);
           return;
         }
-        socket.end('ok\n');
         server.close();
         say(
           `guest received from ${reader.header!.from} (${reader.bytes} bytes), continuing on ${platform} at cycle ${guest.machine.cpu.cycles}`,
         );
-        resolve(guest);
+        // The run that follows holds the event loop (without a monitor, until the guest ends):
+        // it starts only once the answer is out, so the source never waits on it.
+        // (A source that hangs up at once may leave only the close.)
+        socket.on('close', () => resolve(guest));
+        socket.end('ok\n', () => resolve(guest));
       };
       let answered = false;
       socket.on('data', (d: Buffer) => {
