@@ -119,7 +119,7 @@ const platform = (from: string, to: string) => (b: Buffer, at: number) => {
 };
 
 const base = () => ['run', '--kernel', kernelPath('afterburned'), '--append', 'init=selftest'];
-const on = (h: string) => [...base(), '--memory', '64', '--hypervisor', h];
+const on = (h: string) => [...base(), '--memory', '32', '--hypervisor', h];
 
 describe('live migration between processes over TCP', { skip }, () => {
   let ref: Proc;
