@@ -16,13 +16,23 @@ import type { EndReason } from '../machine/Machine.ts';
 import { crc32 } from '../machine/ethernet/frame.ts';
 import { captureGuest, resumeGuest, runToSafePoint } from '../platforms/migrate.ts';
 import type { Guest, GuestConfig } from '../platforms/platform.ts';
-import { encodeStream, StreamReader } from '../vmm/migrationStream.ts';
+import { MigrationLink, preCopy, stopAndCopy } from '../bench/migrate/precopy.ts';
+import { MIGRATION_RECORD_VERSION } from '../vmm/migration.ts';
+import {
+  encodeStream,
+  pagesChunk,
+  streamFinish,
+  streamStart,
+  StreamReader,
+} from '../vmm/migrationStream.ts';
 
 /** Simulated cycles the guest runs between looks at the monitor (the host's, not the guest's). */
 const SLICE = 2_000_000;
 /** How far past its stop the guest may run to reach a safe point for a migration. */
 const SAFE_POINT_WINDOW = 200_000_000;
 
+/** The simulated migration link of `migrate -p` (bits/s; as the in-process bench's). */
+const PRECOPY_LINK_BPS = 1e9;
 /** Host milliseconds without traffic after which the source gives a destination up. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
@@ -54,7 +64,85 @@ export async function sendGuest(guest: Guest, spec: string): Promise<string | un
   if (typeof to === 'string') return to;
   const record = captureGuest(guest);
   if (typeof record === 'string') return record;
-  const bytes = encodeStream(record, kernelCrc(guest.config));
+  return sendStream(spec, to, encodeStream(record, kernelCrc(guest.config)));
+}
+
+/** What a pre-copy migration over the stream did. */
+export interface PreCopyReport {
+  /** Rounds while the guest ran, and the stop-and-copy's pages. */
+  rounds: number[];
+  finalPages: number;
+  /** The stop-and-copy's time on the simulated link (ms): the downtime. */
+  downtimeMs: number;
+  /** The stream's bytes on the socket. */
+  bytes: number;
+}
+
+/**
+ * Sends the guest by pre-copy (src/bench/migrate/precopy.ts): its memory in rounds while it runs
+ * on for each round's time on a simulated link of `bitsPerSecond`, each round's pages as `pages`
+ * chunks of the stream as they go, then it stops at a safe point and the pages written since go
+ * with its state. The report once the destination said it runs it, else the one line why not
+ * (the guest has run on, on the source, and goes on there).
+ */
+export async function sendGuestPreCopy(
+  guest: Guest,
+  spec: string,
+  bitsPerSecond: number,
+): Promise<PreCopyReport | string> {
+  const to = parseTcp(spec);
+  if (typeof to === 'string') return to;
+  const m = guest.machine;
+  const migration = guest.vmm?.backend.migration;
+  if (migration === undefined) return 'the guest has no in-place VMM to migrate';
+  const hz = m.costModel.hz;
+  const parts: Uint8Array[] = streamStart({
+    from: guest.platform,
+    recordVersion: MIGRATION_RECORD_VERSION,
+    guestPages: migration.guestPages,
+    kernelCrc: kernelCrc(guest.config),
+  });
+  const runFor = (cycles: number): boolean => {
+    m.resume();
+    return m.run(m.cpu.cycles + cycles).kind === 'cycle-limit';
+  };
+  const copy = preCopy(guest, new MigrationLink(bitsPerSecond, hz), runFor, (f, page) =>
+    parts.push(pagesChunk(f, page)),
+  );
+  if (typeof copy === 'string') return copy;
+  const context = runToSafePoint(guest, m.cpu.cycles + SAFE_POINT_WINDOW);
+  const record = 'regs' in context ? captureGuest(guest) : `no safe point (${context.kind})`;
+  if (typeof record === 'string') {
+    copy.log?.stop();
+    return record;
+  }
+  const finish = streamFinish(record);
+  const state = finish.reduce((n, c) => n + c.length, 0);
+  const last = stopAndCopy(copy, record, state);
+  if (typeof last === 'string') return last;
+  parts.push(...finish);
+  const bytes = new Uint8Array(parts.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of parts) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  const failed = await sendStream(spec, to, bytes);
+  if (failed !== undefined) return failed;
+  return {
+    rounds: copy.rounds.map((r) => r.pages),
+    finalPages: last.pages,
+    downtimeMs: last.ms,
+    bytes: bytes.length,
+  };
+}
+
+/** Sends `bytes` to `to`: undefined once the destination answered ok, else the line why not. */
+function sendStream(
+  spec: string,
+  to: { host: string; port: number },
+  bytes: Uint8Array,
+): Promise<string | undefined> {
   return new Promise((resolve) => {
     let answer = '';
     let settled = false;
@@ -205,11 +293,27 @@ export async function runMonitored(
         return `running (to cycle ${stopAt === Number.MAX_SAFE_INTEGER ? 'the end' : stopAt})`;
       }
       case 'migrate': {
-        if (args.length !== 1) return 'error: migrate tcp:HOST:PORT';
+        const pre = args[0] === '-p';
+        if (pre) args.shift();
+        if (args.length !== 1) return 'error: migrate [-p] tcp:HOST:PORT';
         const target = parseTcp(args[0]);
         if (typeof target === 'string') return `error: ${target}`;
         const was = running;
         running = false;
+        if (pre) {
+          const r = await sendGuestPreCopy(guest, args[0], PRECOPY_LINK_BPS);
+          if (typeof r === 'string') {
+            say(`migration to ${args[0]} failed: ${r}`);
+            running = was;
+            poke();
+            return `error: migration failed: ${r} (the guest is at cycle ${m.cpu.cycles})`;
+          }
+          const line = `migrated to ${args[0]} at cycle ${m.cpu.cycles} by pre-copy: ${r.rounds.length} rounds (${r.rounds.join(', ')} pages) and the stop-and-copy's ${r.finalPages}, downtime ${r.downtimeMs.toFixed(2)} ms at ${PRECOPY_LINK_BPS / 1e9} Gb/s, ${r.bytes} bytes`;
+          say(`guest ${line}`);
+          finished = { kind: 'migrated' };
+          poke();
+          return line;
+        }
         const c = runToSafePoint(guest, m.cpu.cycles + SAFE_POINT_WINDOW);
         if (!('regs' in c)) {
           running = was;
@@ -234,7 +338,7 @@ export async function runMonitored(
         poke();
         return `quit at cycle ${m.cpu.cycles}`;
       default:
-        return `error: unknown command '${line.trim()}' (info status, stop, cont [CYCLE], migrate tcp:HOST:PORT, quit)`;
+        return `error: unknown command '${line.trim()}' (info status, stop, cont [CYCLE], migrate [-p] tcp:HOST:PORT, quit)`;
     }
   };
 

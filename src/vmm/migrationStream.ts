@@ -98,6 +98,14 @@ export function pageChunks(memory: Uint8Array, pages?: Iterable<number>): Uint8A
   return out;
 }
 
+/** One `pages` chunk: whole pages `bytes` from page `first` on. */
+export function pagesChunk(first: number, bytes: Uint8Array): Uint8Array {
+  const payload = new Uint8Array(4 + bytes.length);
+  new DataView(payload.buffer).setUint32(0, first, true);
+  payload.set(bytes, 4);
+  return chunk(Kind.pages, payload);
+}
+
 /** The stream's close: the record's state, the virtual-CPU block and the end mark. */
 export function streamFinish(record: MigrationRecord): Uint8Array[] {
   const { memory: _memory, vcpuBlock, ...rest } = record;

@@ -65,6 +65,8 @@ export interface PreCopy {
   link: MigrationLink;
   /** The pages written during the last round (sent at the stop). */
   pendingDirty?: Uint8Array;
+  /** Called with each page as it goes (a real transport's copy of the link), if given. */
+  onSend?: (frame: number, page: Uint8Array) => void;
 }
 
 /** The guest runs on in short steps until its dirty log can be looked at (DirtyLog.ready). */
@@ -117,6 +119,8 @@ function sendRound(
       round.pages++;
       if (zero) round.zeroPages++;
       p.dest.set(page, f * 4096);
+      // A zero page never sent before is already the destination's (its memory starts zeroed).
+      if (p.onSend !== undefined && !(zero && p.sent[f] === 0)) p.onSend(f, page);
       p.sent[f] = 1;
     }
     const cycles = p.link.cycles(bytes);
@@ -138,6 +142,7 @@ export function preCopy(
   guest: Guest,
   link: MigrationLink,
   run: (cycles: number) => boolean,
+  onSend?: (frame: number, page: Uint8Array) => void,
 ): PreCopy | string {
   const m = guest.vmm?.backend.migration;
   if (m === undefined) return 'the guest has no in-place VMM to migrate';
@@ -149,6 +154,7 @@ export function preCopy(
     sent: new Uint8Array(pages),
     log,
     link,
+    onSend,
   };
   const ended = 'the guest stopped during the pre-copy (its run ended)';
   if (!untilReady(p, run)) return ended;

@@ -5,7 +5,7 @@ import { monitorCommand } from '../migrateNet.ts';
 const usage = `usage: previrt monitor [unix:]PATH COMMAND...
 
 Sends one command line to the monitor of a 'previrt run --monitor unix:PATH' and prints its
-answer: info status, stop, cont [CYCLE], migrate tcp:HOST:PORT, quit.
+answer: info status, stop, cont [CYCLE], migrate [-p] tcp:HOST:PORT, quit.
 
 exit status: 0 the command was done, 1 it answered with an error, 2 no monitor there.`;
 
