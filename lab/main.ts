@@ -88,7 +88,8 @@ function startWorker(): Worker {
       csp.className = m.compiledBlocks ? 'note' : 'note warn';
     } else if (m.type === 'console') term.write(decoder.decode(m.bytes, { stream: true }));
     else if (m.type === 'sample') showSample(m.sample);
-    else if (m.type === 'state') setState(m.detail === undefined ? m.state : `${m.state}: ${m.detail}`);
+    else if (m.type === 'state')
+      setState(m.detail === undefined ? m.state : `${m.state}: ${m.detail}`);
     else term.write(`\r\n[lab] ${m.message}\r\n`);
   };
   return w;

@@ -5,7 +5,7 @@
  * batches, counters as samples a few times a second.
  */
 import { describeEnd } from '../src/machine/Machine.ts';
-import { flattenCounters } from '../src/machine/counters.ts';
+import { flattenCounters, type CounterTree } from '../src/machine/counters.ts';
 import { createGuest } from '../src/platforms/createGuest.ts';
 import type { Guest } from '../src/platforms/platform.ts';
 import type { FromWorker, Sample, ToWorker } from './protocol.ts';
@@ -52,7 +52,7 @@ function sample(): void {
     instructions: stats.machine.instructions,
     counters: [
       ['interrupts', stats.machine.irqs.reduce((a, b) => a + b, 0)],
-      ...flattenCounters({ cpu: stats.machine.cpu }),
+      ...flattenCounters({ cpu: { ...stats.machine.cpu } } as unknown as CounterTree),
       ...(stats.hypervisor === undefined
         ? []
         : flattenCounters(stats.hypervisor.counters, stats.hypervisor.name)),
