@@ -28,6 +28,7 @@ command -v lz4 >/dev/null || need+=(lz4)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v flock >/dev/null || need+=(util-linux)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+[ -e /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=''
   [ "$(id -u)" -eq 0 ] || sudo='sudo'
