@@ -84,14 +84,18 @@ build_kernel() {
   echo "guest/linux: building the kernel${variant:+ ($variant)} (configuration $key; a few minutes, once)"
   if [ ! -f "$src/Makefile" ]; then
     rm -rf "$src.tmp"
-    # A patched tree starts as a copy of the plain one when there is one (quicker than xz).
+    # A patched tree starts as hard links to the plain one when there is one (Kbuild with O=
+    # writes nothing into the source tree); each file a patch touches becomes a copy first.
     if [ "$src" != "$out/linux-source-$version" ] && [ -f "$out/linux-source-$version/Makefile" ]; then
-      cp -a "$out/linux-source-$version" "$src.tmp"
+      cp -al "$out/linux-source-$version" "$src.tmp"
     else
       mkdir -p "$src.tmp"
       tar xf "$tarball" -C "$src.tmp" --strip-components=1
     fi
     for p in ${patches:-}; do
+      for f in $(sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$p"); do
+        [ ! -f "$src.tmp/$f" ] || { cp "$src.tmp/$f" "$src.tmp/$f.copy" && mv "$src.tmp/$f.copy" "$src.tmp/$f"; }
+      done
       patch -s -p1 -d "$src.tmp" <"$p" || { echo "guest/linux: $p does not apply to $tarball" >&2; exit 1; }
     done
     [ -z "${header:-}" ] || cp "$header" "$src.tmp/arch/x86/include/asm/previrt_afterburn.h"
