@@ -181,3 +181,54 @@ test('as wrapper: gcc -B, with -pipe (standard input) the same object; a missing
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('verify-annotations: int3 bytes no path reaches are fill; a reachable int3 is an offender', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-fill-'));
+  try {
+    const s = join(dir, 'fill.s');
+    writeFileSync(
+      s,
+      [
+        '\t.text',
+        '\t.globl _start',
+        '_start:',
+        '\tcall 1f', // return-stack filling: the int3 between is never reached
+        '\tint3',
+        '1:\tret',
+        '\tint3', // after a return: fill, as the linker's 0xCC between objects
+        '\tint3',
+        'f2:\tnop',
+        '\tint3', // falls through from the nop: an offender
+        '\tjmp 2f',
+        '2:\tint3', // a branch's target: an offender
+        '\tjmp *%eax',
+        '\tnop',
+        '\tint3', // after a jump and a NOP: fill
+        '\tud2',
+        '\tint3', // after ud2: fill
+        '\tret',
+        '',
+      ].join('\n'),
+    );
+    ok('as', ['--32', '-o', join(dir, 'fill.o'), s]);
+    ok('ld', ['-m', 'elf_i386', '-e', '_start', '-o', join(dir, 'fill.elf'), join(dir, 'fill.o')]);
+    const r = run(process.execPath, [
+      previrt,
+      'verify-annotations',
+      join(dir, 'fill.elf'),
+      '--json',
+    ]);
+    assert.equal(r.status, 1, r.stderr);
+    const result = JSON.parse(r.stdout) as {
+      fill: number;
+      offenders: { instruction: string; where: string }[];
+    };
+    assert.equal(result.fill, 5);
+    assert.deepEqual(
+      result.offenders.map((o) => `${o.where} ${o.instruction}`),
+      ['f2+0x1 int3', 'f2+0x4 int3', 'f2+0x9 ud2'],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
