@@ -66,7 +66,8 @@ cc=gcc
 if [ "$variant" = afterburned ]; then
   [ -x "$wrapper/as" ] || { echo "guest/linux: the afterburner's as wrapper is missing ($wrapper/as)" >&2; exit 1; }
   # The patches (in name order) make a source tree of their own, named by their hash; the key
-  # also holds the afterburner (its sources and wrapper), so a changed afterburner rebuilds.
+  # also holds what the wrapper runs (the afterburner's sources but verify-annotations' own, and
+  # the wrapper), so a changed afterburner rebuilds.
   patches=$( (find "$here/patches" -maxdepth 1 -name "*.patch" 2>/dev/null || true) | sort)
   # The tree also gets previrt's annotation header, which the patch includes as
   # <asm/previrt_afterburn.h>.
@@ -74,7 +75,8 @@ if [ "$variant" = afterburned ]; then
   phash=$(cat $patches "$header" | sha256sum | cut -c1-16)
   src=$out/linux-source-$version-patched-$phash
   key=$({ echo "$key"; echo "patches $phash"
-    find "$root/src/afterburner" -maxdepth 2 -type f ! -name '*.test.ts' ! -name '*.md' | sort | xargs cat; } |
+    find "$root/src/afterburner" -maxdepth 2 -type f ! -name '*.test.ts' ! -name '*.md' \
+      ! -name verify.ts ! -name elf.ts ! -name opcode.ts | sort | xargs cat; } |
     sha256sum | cut -c1-16)
   cc="gcc -B$wrapper"
 fi
