@@ -232,3 +232,54 @@ test('verify-annotations: int3 bytes no path reaches are fill; a reachable int3 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a macro parameter as the whole statement: gas makes a site of each sensitive expansion', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-defer-'));
+  try {
+    // As Linux's arch/x86/lib/msr-reg.S: one macro body for rdmsr and wrmsr.
+    const s = join(dir, 'defer.s');
+    writeFileSync(
+      s,
+      [
+        '.macro op_safe_regs op',
+        '1:\t\\op',
+        '\tret',
+        '.endm',
+        '\t.text',
+        '\t.globl _start',
+        '_start:',
+        '\top_safe_regs rdmsr',
+        '\top_safe_regs wrmsr',
+        '\top_safe_regs nop',
+        '\top_safe_regs cli',
+        '',
+      ].join('\n'),
+    );
+    const ab = join(dir, 'defer.ab.s');
+    const burned = run(process.execPath, [previrt, 'afterburn', s, '-o', ab, '--report']);
+    assert.equal(burned.status, 0, burned.stderr);
+    assert.match(burned.stderr, /1 macro-parameter statements decided by gas/);
+    ok('as', ['--32', '-o', join(dir, 'defer.o'), ab]);
+    ok('ld', [
+      '-m',
+      'elf_i386',
+      '-e',
+      '_start',
+      '-o',
+      join(dir, 'defer.elf'),
+      join(dir, 'defer.o'),
+    ]);
+    const r = run(process.execPath, [
+      previrt,
+      'verify-annotations',
+      join(dir, 'defer.elf'),
+      '--json',
+    ]);
+    assert.equal(r.status, 0, r.stdout);
+    const result = JSON.parse(r.stdout) as { sites: number; byKind: Record<string, number> };
+    assert.equal(result.sites, 3);
+    assert.deepEqual(result.byKind, { rdmsr: 1, wrmsr: 1, cli: 1 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
