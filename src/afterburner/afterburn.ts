@@ -83,8 +83,9 @@ const DEFER_MACRO = '__previrt_ab_insn';
 /**
  * Its one-line definition: the parameter's text is compared (`.ifc`) with each sensitive
  * mnemonic that takes no operands (`rdmsr`, `cli`, `pushfl`, ...); a match becomes a site with
- * that kind's padding, anything else is assembled as it is. gas splits a line at `;` before it
- * invokes a macro, so a parameter holding several statements passes only its first here.
+ * that kind's padding and leaves the macro (`.exitm` closes its conditionals); anything else is
+ * assembled as it is. gas splits a line at `;` before it invokes a macro, so a parameter holding
+ * several statements passes only its first here.
  */
 function deferMacro(padding: (n: number) => string): string {
   const byPad = new Map<number, string[]>();
@@ -103,10 +104,13 @@ function deferMacro(padding: (n: number) => string): string {
     .map(
       (pad, k) =>
         `${k === 0 ? '.if' : '.elseif'} .Lab_pad == ${pad}; ${START}: \\insn; ${padding(pad)}; ` +
-        `${END}: ; ${record('.afterburn', START, END)}; `,
+        `${END}: ; ${record('.afterburn', START, END)}; .exitm; `,
     )
     .join('');
-  return `.macro ${DEFER_MACRO} insn:vararg; .set .Lab_pad, 0; ${checks}${sites}.else; \\insn; .endif; .endm; `;
+  // Anything else comes last and outside every conditional: a parameter that opens a block
+  // (`.rept \nr; call 772f; ...; .endr`, Linux's FILL_RETURN_BUFFER) takes the rest of its
+  // line as gas goes on reading after the expansion.
+  return `.macro ${DEFER_MACRO} insn:vararg; .set .Lab_pad, 0; ${checks}${sites}.endif; \\insn; .endm; `;
 }
 
 function isSpace(c: number): boolean {

@@ -252,6 +252,8 @@ test('a macro parameter as the whole statement: gas makes a site of each sensiti
         '\top_safe_regs wrmsr',
         '\top_safe_regs nop',
         '\top_safe_regs cli',
+        // A parameter that opens a block, closed later on its line (Linux's FILL_RETURN_BUFFER).
+        '\top_safe_regs ".rept 2; nop; .endr; nop"',
         '',
       ].join('\n'),
     );
