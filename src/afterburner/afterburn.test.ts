@@ -108,8 +108,20 @@ test('macros: each expansion gets its own site; parameter operands decided by .i
   // A macro named like an instruction: its body is annotated, not its uses.
   assert.equal(burn('.macro cli\n\tnop\n.endm\n\tcli\n'), '.macro cli\n\tnop\n.endm\n\tcli\n');
   assert.match(burn('.macro cli\n\tnop\n.endm\n.purgem cli\n\tcli\n'), /\t77701: cli;/);
-  // A mnemonic that is a parameter cannot be decided: a warning, never silence.
-  const r = afterburn('.macro op x\n\t\\x\n.endm\n', { file: 'm.s' });
+  // A statement that is one parameter goes to the gas macro that decides at each expansion,
+  // defined on the first line (the line numbers stay).
+  const d = afterburn('.macro op x\n1:\t\\x\n.endm\n', { file: 'm.s' });
+  assert.equal(d.report.deferred, 1);
+  assert.deepEqual(d.report.warnings, []);
+  const lines = d.text.split('\n');
+  assert.equal(lines.length, 4);
+  assert.match(
+    lines[0]!,
+    /^\.macro __previrt_ab_insn insn:vararg; .*\.ifc \\insn,rdmsr; \.set \.Lab_pad, 8;.*\.endm; \.macro op x$/,
+  );
+  assert.equal(lines[1], '1:\t__previrt_ab_insn \\x');
+  // A mnemonic that is a parameter, with operands, cannot be decided: a warning, never silence.
+  const r = afterburn('.macro op x\n\t\\x %eax\n.endm\n', { file: 'm.s' });
   assert.match(r.report.warnings[0]!, /^m\.s:2: warning: mnemonic/);
 });
 

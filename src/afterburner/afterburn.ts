@@ -77,6 +77,42 @@ function record(section: string, start: string, end: string): string {
   return `.pushsection ${section},"a"; .balign 4; .long ${start}b, ${end}b; .popsection`;
 }
 
+/** The gas macro that decides a statement that is only a macro parameter (`\op`). */
+const DEFER_MACRO = '__previrt_ab_insn';
+
+/**
+ * Its one-line definition: the parameter's text is compared (`.ifc`) with each sensitive
+ * mnemonic that takes no operands (`rdmsr`, `cli`, `pushfl`, ...); a match becomes a site with
+ * that kind's padding and leaves the macro (`.exitm` closes its conditionals); anything else is
+ * assembled as it is. gas splits a line at `;` before it invokes a macro, so a parameter holding
+ * several statements passes only its first here.
+ */
+function deferMacro(padding: (n: number) => string): string {
+  const byPad = new Map<number, string[]>();
+  for (const [mnemonic, entry] of SENSITIVE) {
+    if (entry.shape !== 'none' || !/^[a-z0-9]+$/.test(mnemonic)) continue;
+    const pad = PADDING[entry.kind];
+    byPad.set(pad, [...(byPad.get(pad) ?? []), mnemonic]);
+  }
+  const pads = [...byPad.keys()].sort((a, b) => a - b);
+  const checks = pads
+    .flatMap((pad) =>
+      byPad.get(pad)!.map((m) => `.ifc \\insn,${m}; .set .Lab_pad, ${pad}; .endif; `),
+    )
+    .join('');
+  const sites = pads
+    .map(
+      (pad, k) =>
+        `${k === 0 ? '.if' : '.elseif'} .Lab_pad == ${pad}; ${START}: \\insn; ${padding(pad)}; ` +
+        `${END}: ; ${record('.afterburn', START, END)}; .exitm; `,
+    )
+    .join('');
+  // Anything else comes last and outside every conditional: a parameter that opens a block
+  // (`.rept \nr; call 772f; ...; .endr`, Linux's FILL_RETURN_BUFFER) takes the rest of its
+  // line as gas goes on reading after the expansion.
+  return `.macro ${DEFER_MACRO} insn:vararg; .set .Lab_pad, 0; ${checks}${sites}.endif; \\insn; .endm; `;
+}
+
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0c || c === 0x0b;
 }
@@ -89,8 +125,11 @@ class Burner {
     paddingBytes: 0,
     noannotateRegions: 0,
     notAnnotated: 0,
+    deferred: 0,
     warnings: [],
   };
+  /** A statement went to DEFER_MACRO: the output must define it. */
+  deferUsed = false;
   private code16 = false;
   /** `.intel_syntax`: operands without `%` and `$`, far jumps spelled `jmp far`. */
   private intel = false;
@@ -332,6 +371,16 @@ class Burner {
     if (dot > 0) mnemonic = mnemonic.slice(0, dot); // `mov.s`, `mov.d32` encoding suffixes
     if (mnemonic.includes('\\')) {
       this.pendingPrefix = -1;
+      // The whole statement is one parameter (`\op`, as `op_safe_regs rdmsr` passes it): gas
+      // decides at each expansion through DEFER_MACRO.
+      const whole = t.slice(stmtStart, to).trim();
+      if (/^\\[A-Za-z_]\w*$/.test(whole) && i >= to) {
+        if (this.noannotate) return;
+        this.edits.push({ at: stmtStart, del: 0, text: `${DEFER_MACRO} ` });
+        this.deferUsed = true;
+        this.report.deferred++;
+        return;
+      }
       this.report.warnings.push(
         `${this.file}:${this.line}: warning: mnemonic '${t.slice(stmtStart, to)}' is a macro parameter; not annotated`,
       );
@@ -572,6 +621,8 @@ export function afterburn(
   options: AfterburnOptions = {},
 ): { text: string; report: AfterburnReport } {
   const burner = new Burner(options);
-  const out = burner.run(text, options.file ?? '<input>') + burner.finish();
+  let out = burner.run(text, options.file ?? '<input>') + burner.finish();
+  // On the first line, so that the output keeps the input's line numbers.
+  if (burner.deferUsed) out = deferMacro((n) => nopDirective(n, false)) + out;
   return { text: out, report: burner.report };
 }

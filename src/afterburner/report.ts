@@ -13,6 +13,11 @@ export interface AfterburnReport {
   noannotateRegions: number;
   /** Sensitive instructions left alone because they lie in such a region. */
   notAnnotated: number;
+  /**
+   * Statements that are a macro parameter alone (`\op`): gas decides at each expansion whether
+   * they are a site (a sensitive mnemonic without operands) or not.
+   */
+  deferred: number;
   /** Things it could not decide (a mnemonic that is a macro parameter), as file:line messages. */
   warnings: string[];
 }
@@ -36,6 +41,8 @@ export function formatReport(report: AfterburnReport, file: string): string {
   );
   const lines = [`${file}: ${report.total} sites, ${report.paddingBytes} bytes of padding added`];
   for (const [kind, n] of kinds) lines.push(`  ${kind.padEnd(10)} ${n}`);
+  if (report.deferred > 0)
+    lines.push(`  ${report.deferred} macro-parameter statements decided by gas at each expansion`);
   if (report.noannotateRegions > 0)
     lines.push(
       `  ${report.noannotateRegions} .afterburn_noannotate regions, ${report.notAnnotated} sensitive instructions left alone`,

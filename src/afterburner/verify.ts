@@ -27,6 +27,12 @@ export interface VerifyResult {
   annotated: number;
   /** Of those, inside an `.afterburn_noannotate` region (exempt). */
   exempt: number;
+  /**
+   * 0xCC bytes that no path reaches: after an unconditional jump or return (NOPs between
+   * allowed), at no symbol's start and no direct branch's target. Linkers, `.fill` and
+   * speculation stops put them there; they are not counted as sensitive instructions.
+   */
+  fill: number;
   /** Records in `.afterburn`. */
   sites: number;
   /** Records in the header's per-kind sections (`.afterburn.pte_set`, ...), by section. */
@@ -104,6 +110,54 @@ function isNop(insn: Insn): boolean {
   return /^(\S+ )*nop[wl]?\b/.test(insn.text) || insn.text.startsWith('xchg %ax,%ax');
 }
 
+/** After these, the next byte is reached only by a branch: jmp (any form), ret, iret, ud0/ud1/ud2. */
+const NO_FALL_THROUGH = /^(\S+ )*(jmp[lw]?|ljmp[lw]?|ret[lwq]?|lret[lwq]?|iret[lwd]?|ud[012]b?)\b/;
+/** The target of a direct jump, call or loop as objdump prints it (`jne c1000abc <f+0x1>`). */
+const DIRECT_BRANCH = /^(\S+ )*(j[a-z]+|call[lw]?|loop[a-z]*) +([0-9a-f]+) </;
+
+/** Addresses that direct branches go to. */
+function branchTargets(insns: Insn[]): Set<number> {
+  const targets = new Set<number>();
+  for (const insn of insns) {
+    const m = DIRECT_BRANCH.exec(insn.text);
+    if (m !== null) targets.add(parseInt(m[3]!, 16));
+  }
+  return targets;
+}
+
+/**
+ * insns[k] is a one-byte int3 that no path reaches: no direct branch goes to it, and the
+ * instructions before it in its section, skipping NOPs and other such bytes, end in one without
+ * fall-through, or it sits between a call and that call's target just after it (the return-stack
+ * filling idiom `call 1f; int3; 1:`, whose return address is never used). A function entered
+ * only through a pointer that began with int3 right after another's return would be taken for
+ * fill; compilers do not emit one.
+ */
+function isFill(insns: Insn[], k: number, targets: Set<number>): boolean {
+  const insn = insns[k]!;
+  if (insn.bytes.length !== 1 || insn.bytes[0] !== 0xcc) return false;
+  if (targets.has(insn.address)) return false;
+  const previous = insns[k - 1];
+  if (previous !== undefined && previous.section === insn.section) {
+    const call = DIRECT_BRANCH.exec(previous.text);
+    if (call !== null && call[2]!.startsWith('call') && parseInt(call[3]!, 16) === insn.address + 1)
+      return true;
+  }
+  for (let j = k - 1; j >= 0; j--) {
+    const before = insns[j]!;
+    if (before.section !== insn.section) return false;
+    if (targets.has(before.address) && !NO_FALL_THROUGH.test(before.text)) return false;
+    if (before.bytes.length === 1 && before.bytes[0] === 0xcc) continue;
+    // A NOP that starts a symbol is an entry (a function beginning with alignment NOPs).
+    if (isNop(before)) {
+      if (before.where !== '' && !before.where.includes('+')) return false;
+      continue;
+    }
+    return NO_FALL_THROUGH.test(before.text);
+  }
+  return false;
+}
+
 /** Verifies `file`. Throws Error with a one-line reason when the file cannot be read as ELF. */
 export function verifyAnnotations(
   file: string,
@@ -139,16 +193,22 @@ export function verifyAnnotations(
     sensitive: 0,
     annotated: 0,
     exempt: 0,
+    fill: 0,
     sites: siteCount,
     headerSites,
     byKind: {},
     offenders: [],
   };
   const used = new Set<number>();
+  const targets = branchTargets(insns);
   for (let k = 0; k < insns.length; k++) {
     const insn = insns[k]!;
     const kind = classifyBytes(insn.bytes);
     if (kind === null) continue;
+    if (kind === 'int' && !sites.has(insn.address) && isFill(insns, k, targets)) {
+      result.fill++;
+      continue;
+    }
     result.sensitive++;
     result.byKind[kind] = (result.byKind[kind] ?? 0) + 1;
     const offend = (problem: string): void => {
@@ -234,6 +294,10 @@ export function formatVerify(r: VerifyResult, max: number): string {
   const lines = [
     `${r.file}: ${r.sensitive} sensitive instructions, ${r.annotated} annotated, ${r.exempt} in .afterburn_noannotate regions, ${r.offenders.length} offenders; ${r.sites} sites in .afterburn`,
   ];
+  if (r.fill > 0)
+    lines.push(
+      `  ${r.fill} int3 bytes no path reaches (after a jump or return): fill, not counted`,
+    );
   const kinds = Object.entries(r.byKind).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (kinds.length > 0) lines.push(`  by kind: ${kinds.map(([k, n]) => `${k} ${n}`).join(', ')}`);
   const header = Object.entries(r.headerSites);

@@ -181,3 +181,107 @@ test('as wrapper: gcc -B, with -pipe (standard input) the same object; a missing
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('verify-annotations: int3 bytes no path reaches are fill; a reachable int3 is an offender', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-fill-'));
+  try {
+    const s = join(dir, 'fill.s');
+    writeFileSync(
+      s,
+      [
+        '\t.text',
+        '\t.globl _start',
+        '_start:',
+        '\tcall 1f', // return-stack filling: the int3 between is never reached
+        '\tint3',
+        '1:\tret',
+        '\tint3', // after a return: fill, as the linker's 0xCC between objects
+        '\tint3',
+        'f2:\tnop',
+        '\tint3', // falls through from the nop: an offender
+        '\tjmp 2f',
+        '2:\tint3', // a branch's target: an offender
+        '\tjmp *%eax',
+        '\tnop',
+        '\tint3', // after a jump and a NOP: fill
+        '\tud2',
+        '\tint3', // after ud2: fill
+        '\tret',
+        '',
+      ].join('\n'),
+    );
+    ok('as', ['--32', '-o', join(dir, 'fill.o'), s]);
+    ok('ld', ['-m', 'elf_i386', '-e', '_start', '-o', join(dir, 'fill.elf'), join(dir, 'fill.o')]);
+    const r = run(process.execPath, [
+      previrt,
+      'verify-annotations',
+      join(dir, 'fill.elf'),
+      '--json',
+    ]);
+    assert.equal(r.status, 1, r.stderr);
+    const result = JSON.parse(r.stdout) as {
+      fill: number;
+      offenders: { instruction: string; where: string }[];
+    };
+    assert.equal(result.fill, 5);
+    assert.deepEqual(
+      result.offenders.map((o) => `${o.where} ${o.instruction}`),
+      ['f2+0x1 int3', 'f2+0x4 int3', 'f2+0x9 ud2'],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a macro parameter as the whole statement: gas makes a site of each sensitive expansion', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-defer-'));
+  try {
+    // As Linux's arch/x86/lib/msr-reg.S: one macro body for rdmsr and wrmsr.
+    const s = join(dir, 'defer.s');
+    writeFileSync(
+      s,
+      [
+        '.macro op_safe_regs op',
+        '1:\t\\op',
+        '\tret',
+        '.endm',
+        '\t.text',
+        '\t.globl _start',
+        '_start:',
+        '\top_safe_regs rdmsr',
+        '\top_safe_regs wrmsr',
+        '\top_safe_regs nop',
+        '\top_safe_regs cli',
+        // A parameter that opens a block, closed later on its line (Linux's FILL_RETURN_BUFFER).
+        '\top_safe_regs ".rept 2; nop; .endr; nop"',
+        '',
+      ].join('\n'),
+    );
+    const ab = join(dir, 'defer.ab.s');
+    const burned = run(process.execPath, [previrt, 'afterburn', s, '-o', ab, '--report']);
+    assert.equal(burned.status, 0, burned.stderr);
+    assert.match(burned.stderr, /1 macro-parameter statements decided by gas/);
+    ok('as', ['--32', '-o', join(dir, 'defer.o'), ab]);
+    ok('ld', [
+      '-m',
+      'elf_i386',
+      '-e',
+      '_start',
+      '-o',
+      join(dir, 'defer.elf'),
+      join(dir, 'defer.o'),
+    ]);
+    const r = run(process.execPath, [
+      previrt,
+      'verify-annotations',
+      join(dir, 'defer.elf'),
+      '--json',
+    ]);
+    assert.equal(r.status, 0, r.stdout);
+    const result = JSON.parse(r.stdout) as { sites: number; byKind: Record<string, number> };
+    assert.equal(result.sites, 3);
+    assert.deepEqual(result.byKind, { rdmsr: 1, wrmsr: 1, cli: 1 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -282,11 +282,21 @@ export const LINUX_GUEST = {
 export const LINUX_APIC_KERNEL = join(REPO_ROOT, 'guest/linux/build/apic/bzImage');
 
 /**
+ * The Linux guest built through the afterburner (`bash guest/linux/build.sh afterburned`: the
+ * default configuration, gcc -B the `as` wrapper, guest/linux/patches applied); its vmlinux is
+ * beside it. The same initramfs.
+ */
+export const LINUX_AFTERBURNED_KERNEL = join(REPO_ROOT, 'guest/linux/build/afterburned/bzImage');
+
+/**
  * `npm run guest:linux` (guest/linux/build.sh): the kernel once per configuration (minutes, the
  * first time), the programs and the initramfs each time (a second). Its progress goes to stderr.
- * `variant` 'apic' builds LINUX_APIC_KERNEL instead of the default kernel.
+ * `variant` 'apic' builds LINUX_APIC_KERNEL instead of the default kernel, 'afterburned'
+ * LINUX_AFTERBURNED_KERNEL.
  */
-export function buildLinuxGuest(variant?: 'apic'): { ok: true } | { ok: false; output: string } {
+export function buildLinuxGuest(
+  variant?: 'apic' | 'afterburned',
+): { ok: true } | { ok: false; output: string } {
   const args = [
     join(REPO_ROOT, 'guest/linux/build.sh'),
     ...(variant === undefined ? [] : [variant]),
@@ -297,7 +307,12 @@ export function buildLinuxGuest(variant?: 'apic'): { ok: true } | { ok: false; o
   });
   if (r.error !== undefined) return { ok: false, output: `bash: ${r.error.message}` };
   if (r.status !== 0) return { ok: false, output: `${r.stdout}${r.stderr}` };
-  const kernel = variant === undefined ? LINUX_GUEST.kernel : LINUX_APIC_KERNEL;
+  const kernel =
+    variant === undefined
+      ? LINUX_GUEST.kernel
+      : variant === 'apic'
+        ? LINUX_APIC_KERNEL
+        : LINUX_AFTERBURNED_KERNEL;
   for (const f of [kernel, LINUX_GUEST.initramfs])
     if (!existsSync(f)) return { ok: false, output: `the build made no ${f}` };
   return { ok: true };
