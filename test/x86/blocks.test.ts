@@ -49,6 +49,7 @@ function twin(
     const cpu = flatCpu(code, 0x1000, platform);
     cpu.blocksEnabled = blocks;
     cpu.blockThreshold = 2;
+    cpu.blockBudget = Infinity; // every hot entry compiled
     const t: Twin = { cpu, platform, log: [] };
     setup(t);
     t.log.push(...drive(cpu));
