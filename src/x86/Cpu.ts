@@ -181,6 +181,8 @@ export class Cpu {
    * that compile everything at threshold 1 or 2).
    */
   blockBudget = BUDGET_PER_INSTRUCTION;
+  /** Characters of block source compiled before the budget applies. */
+  blockAllowance = BUDGET_ALLOWANCE;
   /** Characters of block source compiled so far (the budget's spending; diagnostics). */
   blockSource = 0;
   /** Instructions run in compiled blocks so far (what earns the budget; diagnostics). */
@@ -1233,7 +1235,7 @@ export class Cpu {
       }
       if (blocks) {
         if (instr.block === undefined && ++instr.heat === threshold && csBig) {
-          if (this.blockSource > BUDGET_ALLOWANCE + this.blockInstructions * this.blockBudget) {
+          if (this.blockSource >= this.blockAllowance + this.blockInstructions * this.blockBudget) {
             // The budget is spent: hot again later, it may be compiled then.
             instr.heat = 0;
           } else {
