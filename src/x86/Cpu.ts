@@ -1,6 +1,14 @@
 import type { CpuCosts } from './cost.ts';
 import { CpuFault, Vector, gp, pf } from './fault.ts';
-import { Block, HOT, STACK_BIG, compileBlock, type BlockContext } from './block.ts';
+import {
+  BUDGET_ALLOWANCE,
+  BUDGET_PER_INSTRUCTION,
+  Block,
+  HOT,
+  STACK_BIG,
+  compileBlock,
+  type BlockContext,
+} from './block.ts';
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import * as Lazy from './lazyFlags.ts';
@@ -166,6 +174,19 @@ export class Cpu {
   blocksEnabled = true;
   /** Runs of an entry point in the interpreter before its block is compiled (tests lower it). */
   blockThreshold = HOT;
+  /**
+   * The compile budget (block.ts, BUDGET_*): characters of block source the CPU may compile per
+   * instruction run inside blocks so far, beyond a first allowance; an entry point that gets hot
+   * while the budget is spent waits another `blockThreshold` runs. Infinity: no budget (tests
+   * that compile everything at threshold 1 or 2).
+   */
+  blockBudget = BUDGET_PER_INSTRUCTION;
+  /** Characters of block source compiled before the budget applies. */
+  blockAllowance = BUDGET_ALLOWANCE;
+  /** Characters of block source compiled so far (the budget's spending; diagnostics). */
+  blockSource = 0;
+  /** Instructions run in compiled blocks so far (what earns the budget; diagnostics). */
+  blockInstructions = 0;
   /** Blocks compiled and block runs started (diagnostics, not part of the counters). */
   blocksCompiled = 0;
   blockEntries = 0;
@@ -1214,9 +1235,17 @@ export class Cpu {
       }
       if (blocks) {
         if (instr.block === undefined && ++instr.heat === threshold && csBig) {
-          // Compiled now, and run from this very entry (so threshold 1 runs all code as blocks).
-          instr.block = this.compileAt(instr, eip, csBase);
-          if (instr.block !== undefined) this.blocksCompiled++;
+          if (this.blockSource >= this.blockAllowance + this.blockInstructions * this.blockBudget) {
+            // The budget is spent: hot again later, it may be compiled then.
+            instr.heat = 0;
+          } else {
+            // Compiled now, and run from this very entry (so threshold 1 runs all code as blocks).
+            instr.block = this.compileAt(instr, eip, csBase);
+            if (instr.block !== undefined) {
+              this.blocksCompiled++;
+              this.blockSource += instr.block.size;
+            }
+          }
         }
         const block = instr.block;
         if (block === undefined) {
@@ -1475,7 +1504,9 @@ export class Cpu {
     let block = first;
     for (;;) {
       this.blockEntries++;
-      budget -= block.code(readMask, writeMask, csLimit, budget);
+      const ran = block.code(readMask, writeMask, csLimit, budget);
+      budget -= ran;
+      this.blockInstructions += ran;
       this.lastBlockGeneric = block.generic;
       if (block.generic || budget <= 0 || this.cycles >= this.sliceEnd) return budget;
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0) return budget;

@@ -64,6 +64,16 @@ export const STACK_BIG = 1 << 6;
 
 /** Entry points run this many times in the interpreter before their block is compiled. */
 export const HOT = 256;
+/**
+ * The compile budget (Cpu.blockBudget). V8 parses and compiles a block's source when it is
+ * first called (about a millisecond per 10 KB, and blocks average several KB), and a block pays
+ * that back only after thousands of runs. A Linux boot reaches thousands of different entry
+ * points a few hundred times each and then leaves them: compiled all, they cost more than they
+ * save. So compiling is paid for by what compiled code ran: at most this many characters of
+ * source per instruction run inside blocks so far, after a first allowance.
+ */
+export const BUDGET_PER_INSTRUCTION = 0.05;
+export const BUDGET_ALLOWANCE = 1024 * 1024;
 /** Longest block, in instructions. */
 const MAX_LENGTH = 48;
 
@@ -90,6 +100,8 @@ export class Block {
     readonly multiplies: number,
     /** The last instruction went through its generic handler (it may change anything). */
     readonly generic: boolean,
+    /** Length of the compiled source (what the compile budget counts). */
+    readonly size: number,
   ) {}
 
   /** EIP of the first instruction, and how many instructions the block has. */
@@ -181,5 +193,6 @@ export function compileBlock(
     n - 1,
     multiplies,
     ops[n - 1].form === Form.Generic,
+    source.length,
   );
 }

@@ -93,6 +93,7 @@ f:  addl $100, %ebx
     const cpu = flatCpu(code);
     cpu.blocksEnabled = blocks;
     cpu.blockThreshold = 2;
+    cpu.blockBudget = Infinity; // every hot entry compiled
     const plain = cpu.createEntryTable('plain');
     const hooked = cpu.createEntryTable('hooked');
     let calls = 0;

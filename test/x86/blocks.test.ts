@@ -49,6 +49,7 @@ function twin(
     const cpu = flatCpu(code, 0x1000, platform);
     cpu.blocksEnabled = blocks;
     cpu.blockThreshold = 2;
+    cpu.blockBudget = Infinity; // every hot entry compiled
     const t: Twin = { cpu, platform, log: [] };
     setup(t);
     t.log.push(...drive(cpu));
@@ -140,6 +141,36 @@ test('blocks leave the interpreter’s registers, flags, memory, clock and count
   const [, compiled] = twin(assemble(WORKLOAD));
   assert.equal(compiled.log[0], 'halt');
   assert.ok(compiled.cpu.counters.instructions > 10_000);
+});
+
+test('the compile budget: spent, hot entries wait; earned by code run in blocks', () => {
+  const code = assemble(WORKLOAD);
+  const run = (allowance: number, budget: number): Cpu => {
+    const cpu = flatCpu(code, 0x1000, testPlatform());
+    cpu.blockThreshold = 2;
+    cpu.blockAllowance = allowance;
+    cpu.blockBudget = budget;
+    cpu.run(1e9);
+    return cpu;
+  };
+  const free = run(0, Infinity);
+  const none = run(0, 0);
+  const one = run(1, 0); // the allowance lets the first block in, then nothing more is earned
+  const earned = run(1, 1e6);
+  assert.ok(free.blocksCompiled > 1);
+  assert.equal(none.blocksCompiled, 0);
+  assert.equal(none.blockEntries, 0);
+  assert.equal(one.blocksCompiled, 1);
+  assert.ok(one.blockSource > 1 && one.blockInstructions > 0);
+  assert.ok(earned.blocksCompiled > 1 && earned.blocksCompiled <= free.blocksCompiled);
+  const interpreted = flatCpu(code, 0x1000, testPlatform());
+  interpreted.blocksEnabled = false;
+  interpreted.run(1e9);
+  for (const cpu of [free, none, one, earned]) {
+    assert.deepEqual([...cpu.regs], [...interpreted.regs]);
+    assert.equal(cpu.cycles, interpreted.cycles);
+    assert.deepEqual(cpu.counters, interpreted.counters);
+  }
 });
 
 test('slices of simulated time and instruction budgets that end inside blocks', () => {

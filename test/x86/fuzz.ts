@@ -49,6 +49,7 @@ export function fuzz(
   const cpu = new Cpu(platform, TEST_COSTS);
   cpu.blocksEnabled = (options.blockThreshold ?? 0) > 0;
   cpu.blockThreshold = options.blockThreshold ?? 1;
+  cpu.blockBudget = Infinity; // every hot entry compiled
   const ram = platform.ram;
   writeDescriptor(ram, GDT + 0x08, 0, 0xfffff, 0x9a);
   writeDescriptor(ram, GDT + 0x10, 0, 0xfffff, 0x92);

@@ -73,6 +73,7 @@ function machine(): { cpu: Cpu; platform: TestPlatform } {
 function configure(cpu: Cpu, blocks: boolean, threshold: number): void {
   cpu.blocksEnabled = blocks;
   cpu.blockThreshold = threshold;
+  cpu.blockBudget = Infinity; // every hot entry compiled
 }
 
 /** Everything the CPU leaves behind, its TLBs included, and the RAM. */

@@ -241,6 +241,7 @@ export function runDifferential(
   const cpu = new Cpu(platform, TEST_COSTS);
   cpu.blocksEnabled = blocks;
   cpu.blockThreshold = 1;
+  cpu.blockBudget = Infinity; // every hot entry compiled
   const entry = loadSegments(image, platform.ram);
   cpu.enterFlatProtectedMode();
   cpu.eip = entry;
