@@ -1,0 +1,152 @@
+// The machine's Web Worker: builds the guest with createGuest, runs it in slices of host time
+// so the page's messages (console input, pause) get a look in between, and posts the console
+// bytes and counter samples back. Compiled blocks need `new Function`; under a Content Security
+// Policy that forbids it the CPU interprets every instruction (the same cycles and counters).
+import { describeEnd } from '../machine/Machine.ts';
+import { counterTotal, flattenCounters, type CounterTree } from '../machine/counters.ts';
+import { createGuest } from '../platforms/createGuest.ts';
+import type { Guest } from '../platforms/platform.ts';
+import type { FromWorker, Sample, ToWorker } from './protocol.ts';
+
+interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  onmessage: ((event: { data: ToWorker }) => void) | null;
+}
+const scope = self as unknown as WorkerScope;
+const post = (m: FromWorker): void => scope.postMessage(m);
+
+/** Whether this realm may compile code at run time (a strict CSP forbids it). */
+function evalAllowed(): string | undefined {
+  try {
+    const f = new Function('return 1') as () => number;
+    return f() === 1 ? undefined : 'new Function returned the wrong value';
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+const evalRefusal = evalAllowed();
+
+/** Host milliseconds a slice of guest execution may take before the worker yields. */
+const SLICE_MS = 25;
+/** Host milliseconds between counter samples. */
+const SAMPLE_MS = 250;
+
+let guest: Guest | undefined;
+let generation = 0;
+let paused = false;
+let pending: number[] = [];
+let bootMs = 0;
+let lastSample = { hostMs: 0, instructions: 0 };
+
+function flushConsole(): void {
+  if (pending.length === 0) return;
+  post({ type: 'console', bytes: Uint8Array.from(pending) });
+  pending = [];
+}
+
+function sample(g: Guest): void {
+  const stats = g.stats();
+  const m = stats.machine;
+  const now = performance.now() - bootMs;
+  const dt = now - lastSample.hostMs;
+  const tree: CounterTree = { machine: m.cpu as unknown as CounterTree };
+  if (stats.hypervisor !== undefined) tree[stats.hypervisor.name] = stats.hypervisor.counters;
+  if (stats.vmm !== undefined) tree.vmm = stats.vmm;
+  const cpuTree = m.cpu as unknown as CounterTree;
+  const s: Sample = {
+    hostMs: now,
+    simulatedSeconds: m.simulatedSeconds,
+    cycles: m.cycles,
+    instructions: m.instructions,
+    mips: dt > 0 ? (m.instructions - lastSample.instructions) / dt / 1000 : 0,
+    interrupts: m.irqs.reduce((a, b) => a + b, 0),
+    traps: counterTotal(cpuTree.exceptions) + m.cpu.softwareInterrupts,
+    counters: flattenCounters(tree),
+  };
+  lastSample = { hostMs: now, instructions: m.instructions };
+  post({ type: 'sample', sample: s });
+}
+
+function step(gen: number): void {
+  const g = guest;
+  if (g === undefined || gen !== generation || paused) return;
+  const machine = g.machine;
+  const start = performance.now();
+  const chunk = machine.costModel.hz / 100;
+  let reason: string | undefined;
+  try {
+    while (performance.now() - start < SLICE_MS) {
+      const end = machine.run(machine.cpu.cycles + chunk);
+      if (end.kind !== 'cycle-limit') {
+        reason = describeEnd(end);
+        break;
+      }
+      machine.resume();
+    }
+  } catch (e) {
+    reason = `the emulator failed: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  flushConsole();
+  if (reason !== undefined || performance.now() - bootMs - lastSample.hostMs >= SAMPLE_MS) {
+    sample(g);
+  }
+  if (reason !== undefined) {
+    post({ type: 'ended', reason });
+    guest = undefined;
+    return;
+  }
+  setTimeout(() => step(gen), 0);
+}
+
+scope.onmessage = (event) => {
+  const m = event.data;
+  switch (m.type) {
+    case 'boot': {
+      generation++;
+      pending = [];
+      const g = createGuest({
+        platform: m.platform,
+        kernel: m.kernel,
+        kernelName: m.kernelName,
+        cmdline: m.cmdline,
+        console: (b) => pending.push(b),
+      });
+      if (typeof g === 'string') {
+        guest = undefined;
+        post({ type: 'error', message: g });
+        return;
+      }
+      g.machine.cpu.blocksEnabled = evalRefusal === undefined;
+      post(
+        evalRefusal === undefined
+          ? { type: 'mode', compiled: true }
+          : { type: 'mode', compiled: false, reason: evalRefusal },
+      );
+      guest = g;
+      paused = false;
+      bootMs = performance.now();
+      lastSample = { hostMs: 0, instructions: 0 };
+      post({ type: 'state', state: 'running' });
+      const gen = generation;
+      setTimeout(() => step(gen), 0);
+      return;
+    }
+    case 'pause':
+      paused = true;
+      if (guest !== undefined) sample(guest);
+      post({ type: 'state', state: 'paused' });
+      return;
+    case 'resume':
+      if (!paused) return;
+      paused = false;
+      post({ type: 'state', state: 'running' });
+      {
+        const gen = generation;
+        setTimeout(() => step(gen), 0);
+      }
+      return;
+    case 'input':
+      guest?.input(m.bytes);
+      return;
+  }
+};
