@@ -43,8 +43,7 @@ const term = new Terminal({ cols: 80, rows: 30, convertEol: true, fontSize: 13 }
 term.open(el('terminal'));
 
 const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
-const send = (m: ToWorker, transfer: Transferable[] = []): void =>
-  worker.postMessage(m, transfer);
+const send = (m: ToWorker, transfer: Transferable[] = []): void => worker.postMessage(m, transfer);
 const encoder = new TextEncoder();
 term.onData((data) => send({ type: 'input', bytes: encoder.encode(data.replace(/\r/g, '\n')) }));
 
@@ -102,7 +101,10 @@ function showSample(s: Sample): void {
     'hypercalls / IPCs',
     byKind(s.counters, (n) => /^(xen|l4)\./.test(n) && /hypercall|ipc|syscall/i.test(n)),
   );
-  row('VMM calls', byKind(s.counters, (n) => n.startsWith('vmm.')));
+  row(
+    'VMM calls',
+    byKind(s.counters, (n) => n.startsWith('vmm.')),
+  );
   el('allCounters').textContent = s.counters.map(([n, v]) => `${n} ${v}`).join('\n');
   const irqRate =
     s.hostMs > lastIrq.ms ? ((s.interrupts - lastIrq.n) * 1000) / (s.hostMs - lastIrq.ms) : 0;
@@ -173,7 +175,7 @@ drop.ondrop = (e) => {
   void file.arrayBuffer().then((buf) => {
     dropped = { name: file.name, bytes: new Uint8Array(buf) };
     const value = `dropped:${file.name}`;
-    if (![...kernelSelect.options].some((o) => o.value === value)) {
+    if (!Array.from(kernelSelect.options).some((o) => o.value === value)) {
       kernelSelect.add(new Option(`${file.name} (dropped)`, value));
     }
     kernelSelect.value = value;

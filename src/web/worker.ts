@@ -37,6 +37,22 @@ let paused = false;
 let pending: number[] = [];
 let bootMs = 0;
 let lastSample = { hostMs: 0, instructions: 0 };
+/**
+ * Where simulated time was tied to host time (at boot and resume): an idle guest (a shell
+ * waiting for a key) skips to its next timer at once, so without this it would race through
+ * simulated seconds and keep a host core busy; it never runs ahead of the host clock.
+ */
+let pace = { hostMs: 0, seconds: 0 };
+
+/** Host milliseconds simulated time is ahead of the host clock since `pace` was set. */
+function ahead(g: Guest): number {
+  const simulatedMs = (g.machine.cpu.cycles / g.machine.costModel.hz - pace.seconds) * 1000;
+  return simulatedMs - (performance.now() - pace.hostMs);
+}
+
+function setPace(g: Guest): void {
+  pace = { hostMs: performance.now(), seconds: g.machine.cpu.cycles / g.machine.costModel.hz };
+}
 
 function flushConsole(): void {
   if (pending.length === 0) return;
@@ -75,7 +91,7 @@ function step(gen: number): void {
   const chunk = machine.costModel.hz / 100;
   let reason: string | undefined;
   try {
-    while (performance.now() - start < SLICE_MS) {
+    while (performance.now() - start < SLICE_MS && ahead(g) <= 0) {
       const end = machine.run(machine.cpu.cycles + chunk);
       if (end.kind !== 'cycle-limit') {
         reason = describeEnd(end);
@@ -95,7 +111,7 @@ function step(gen: number): void {
     guest = undefined;
     return;
   }
-  setTimeout(() => step(gen), 0);
+  setTimeout(() => step(gen), Math.min(50, Math.max(0, ahead(g))));
 }
 
 scope.onmessage = (event) => {
@@ -126,6 +142,7 @@ scope.onmessage = (event) => {
       paused = false;
       bootMs = performance.now();
       lastSample = { hostMs: 0, instructions: 0 };
+      setPace(g);
       post({ type: 'state', state: 'running' });
       const gen = generation;
       setTimeout(() => step(gen), 0);
@@ -139,6 +156,7 @@ scope.onmessage = (event) => {
     case 'resume':
       if (!paused) return;
       paused = false;
+      if (guest !== undefined) setPace(guest);
       post({ type: 'state', state: 'running' });
       {
         const gen = generation;

@@ -53,11 +53,11 @@ function serve(): Promise<{ server: Server; url: string }> {
   );
 }
 
+/** The terminal's rows as text (evaluated in the page, which has the DOM this file does not). */
 async function terminalText(page: Page): Promise<string> {
-  return page.evaluate(() =>
-    [...document.querySelectorAll('#terminal .xterm-rows > div')]
-      .map((d) => d.textContent ?? '')
-      .join('\n'),
+  return page.evaluate<string>(
+    "Array.from(document.querySelectorAll('#terminal .xterm-rows > div'))" +
+      ".map((d) => d.textContent).join('\\n')",
   );
 }
 
@@ -67,7 +67,9 @@ async function waitForTerminal(page: Page, text: string, timeoutMs: number): Pro
     if ((await terminalText(page)).includes(text)) return;
     await page.waitForTimeout(100);
   }
-  assert.fail(`terminal never showed ${JSON.stringify(text)}; it shows:\n${await terminalText(page)}`);
+  assert.fail(
+    `terminal never showed ${JSON.stringify(text)}; it shows:\n${await terminalText(page)}`,
+  );
 }
 
 async function bootWith(page: Page, kernel: string, platform: string, cmdline: string) {
@@ -102,7 +104,10 @@ test('the lab in chromium: self-test, shell, strict CSP', { skip, timeout: 60_00
     await bootWith(page, 'native', 'none', 'init=selftest');
     await waitForTerminal(page, 'selftest: PASS', 20_000);
     await page.waitForSelector('#status[data-state="idle"]', { timeout: 10_000 });
-    assert.match(await page.textContent('#status') ?? '', /ended: guest wrote 0 to isa-debug-exit/);
+    assert.match(
+      (await page.textContent('#status')) ?? '',
+      /ended: guest wrote 0 to isa-debug-exit/,
+    );
     assert.equal(await page.textContent('#mode'), 'compiled blocks');
     assert.notEqual(await page.textContent('#counters'), '');
 
