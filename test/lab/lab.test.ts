@@ -1,7 +1,8 @@
 // The lab in a real browser: builds the site (src/web) into dist/lab, serves it with a small
 // static server that sends a strict Content Security Policy on request, and drives Debian's
 // chromium headless through playwright-core: the self-test boots on the raw PC and passes in
-// the terminal, the shell answers a typed command, and under a CSP that forbids `new Function`
+// the terminal, the afterburned build passes it on xen and on l4 (hypercalls or IPCs and VMM
+// calls counted), the shell answers a typed command, and under a CSP that forbids `new Function`
 // the page says it fell back to the interpreter and still boots. A screenshot goes to
 // docs/lab.png.
 import { test } from 'node:test';
@@ -84,53 +85,67 @@ const skip =
     ? `${browserPath} is missing (scripts/setup.sh installs chromium)`
     : false;
 
-test('the lab in chromium: self-test, shell, strict CSP', { skip, timeout: 60_000 }, async () => {
-  assert.ok(
-    existsSync(join(repo, 'guest/build/native/kernel.elf')),
-    'the guest builds are missing: make -C guest',
-  );
-  await build({
-    configFile: join(repo, 'src/web/vite.config.ts'),
-    logLevel: 'warn',
-  });
-  const { server, url } = await serve();
-  const browser = await chromium.launch({ executablePath: browserPath, headless: true });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(url);
-
-    await bootWith(page, 'native', 'none', 'init=selftest');
-    await waitForTerminal(page, 'selftest: PASS', 20_000);
-    await page.waitForSelector('#status[data-state="idle"]', { timeout: 10_000 });
-    assert.match(
-      (await page.textContent('#status')) ?? '',
-      /ended: guest wrote 0 to isa-debug-exit/,
+test(
+  'the lab in chromium: self-test raw, xen, l4, shell, strict CSP',
+  { skip, timeout: 60_000 },
+  async () => {
+    assert.ok(
+      existsSync(join(repo, 'guest/build/native/kernel.elf')),
+      'the guest builds are missing: make -C guest',
     );
-    assert.equal(await page.textContent('#mode'), 'compiled blocks');
-    assert.notEqual(await page.textContent('#counters'), '');
+    await build({
+      configFile: join(repo, 'src/web/vite.config.ts'),
+      logLevel: 'warn',
+    });
+    const { server, url } = await serve();
+    const browser = await chromium.launch({ executablePath: browserPath, headless: true });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(url);
 
-    await bootWith(page, 'native', 'none', 'init=sh');
-    await waitForTerminal(page, '$ ', 20_000);
-    await page.click('#terminal');
-    await page.keyboard.type('hello\r');
-    await waitForTerminal(page, 'hello from pid', 20_000);
-    await page.click('#pause');
-    await page.waitForSelector('#status[data-state="paused"]', { timeout: 5_000 });
-    mkdirSync(join(repo, 'docs'), { recursive: true });
-    await page.screenshot({ path: join(repo, 'docs/lab.png') });
-    await page.click('#resume');
-    await page.waitForSelector('#status[data-state="running"]', { timeout: 5_000 });
+      await bootWith(page, 'native', 'none', 'init=selftest');
+      await waitForTerminal(page, 'selftest: PASS', 20_000);
+      await page.waitForSelector('#status[data-state="idle"]', { timeout: 10_000 });
+      assert.match(
+        (await page.textContent('#status')) ?? '',
+        /ended: guest wrote 0 to isa-debug-exit/,
+      );
+      assert.equal(await page.textContent('#mode'), 'compiled blocks');
+      assert.notEqual(await page.textContent('#counters'), '');
 
-    const strict = await browser.newPage();
-    await strict.goto(`${url}?csp`);
-    await bootWith(strict, 'native', 'none', 'init=selftest');
-    await waitForTerminal(strict, 'selftest: PASS', 40_000);
-    assert.match((await strict.textContent('#mode')) ?? '', /^interpreter: /);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-    server.close();
-  }
-});
+      // The afterburned build on both hypervisors, through the in-place VMM.
+      for (const platform of ['xen', 'l4']) {
+        await bootWith(page, 'afterburned', platform, 'init=selftest');
+        await waitForTerminal(page, 'selftest: PASS', 30_000);
+        await page.waitForSelector('#status[data-state="idle"]', { timeout: 10_000 });
+        const counters = (await page.textContent('#counters')) ?? '';
+        assert.match(counters, /hypercalls \/ IPCs[1-9]/, `${platform}: ${counters}`);
+        assert.match(counters, /VMM calls[1-9]/, `${platform}: ${counters}`);
+      }
+
+      await bootWith(page, 'native', 'none', 'init=sh');
+      await waitForTerminal(page, '$ ', 20_000);
+      await page.click('#terminal');
+      await page.keyboard.type('hello\r');
+      await waitForTerminal(page, 'hello from pid', 20_000);
+      await page.click('#pause');
+      await page.waitForSelector('#status[data-state="paused"]', { timeout: 5_000 });
+      mkdirSync(join(repo, 'docs'), { recursive: true });
+      await page.screenshot({ path: join(repo, 'docs/lab.png') });
+      await page.click('#resume');
+      await page.waitForSelector('#status[data-state="running"]', { timeout: 5_000 });
+
+      const strict = await browser.newPage();
+      await strict.goto(`${url}?csp`);
+      await bootWith(strict, 'native', 'none', 'init=selftest');
+      await waitForTerminal(strict, 'selftest: PASS', 40_000);
+      assert.match((await strict.textContent('#mode')) ?? '', /^interpreter: /);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      server.close();
+    }
+  },
+);
