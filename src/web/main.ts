@@ -9,7 +9,7 @@ import nativeUrl from '../../guest/build/native/kernel.elf?url';
 import afterburnedUrl from '../../guest/build/afterburned/kernel.elf?url';
 import xenParaUrl from '../../guest/build/xen-para/kernel.elf?url';
 import l4ParaUrl from '../../guest/build/l4-para/kernel.elf?url';
-import type { FromWorker, Sample, ToWorker } from './protocol.ts';
+import type { FromWorker, NetperfRowResult, Sample, ToWorker } from './protocol.ts';
 
 /** The bundled guest builds (guest/build), by the name the page shows. */
 const KERNELS: [string, string][] = [
@@ -182,6 +182,137 @@ drop.ondrop = (e) => {
   });
 };
 
+// --- netperf ---
+/**
+ * The rows of `previrt bench netperf` (src/bench/netperf/build.ts, CONFIGS) with the kernel and
+ * platform each uses, and the seed's published cycles/byte for it (reference/seed-results.md,
+ * the README's table: the poster's 2.8 GHz Pentium 4, 1 GB transferred).
+ */
+const NETPERF_ROWS: {
+  key: string;
+  label: string;
+  kernel: string;
+  hypervisor: string;
+  seed: number;
+}[] = [
+  { key: 'native', label: 'native, raw', kernel: 'native', hypervisor: 'none', seed: 9.64 },
+  { key: 'nops', label: 'NOPs, raw', kernel: 'afterburned', hypervisor: 'none', seed: 9.17 },
+  {
+    key: 'l4-para',
+    label: 'L4Ka::Linux-style (l4-para)',
+    kernel: 'l4-para',
+    hypervisor: 'l4',
+    seed: 9.77,
+  },
+  {
+    key: 'l4-pre',
+    label: 'L4Ka in-place VMM',
+    kernel: 'afterburned',
+    hypervisor: 'l4',
+    seed: 10.22,
+  },
+  {
+    key: 'xen-para',
+    label: 'XenoLinux-style (xen-para)',
+    kernel: 'xen-para',
+    hypervisor: 'xen',
+    seed: 11.29,
+  },
+  {
+    key: 'xen-pre',
+    label: 'Xen in-place VMM',
+    kernel: 'afterburned',
+    hypervisor: 'xen',
+    seed: 11.28,
+  },
+];
+const npRows = el<HTMLSpanElement>('npRows');
+for (const r of NETPERF_ROWS) {
+  const label = document.createElement('label');
+  const box = document.createElement('input');
+  box.type = 'checkbox';
+  box.value = r.key;
+  box.checked = r.key === 'native' || r.key === 'xen-pre';
+  label.append(box, ` ${r.key}`);
+  npRows.append(label);
+}
+const npResults: NetperfRowResult[] = [];
+const npPlot = new uPlot(
+  {
+    title: "cycles/byte: previrt and the seed's",
+    width: 420,
+    height: 220,
+    series: [
+      {},
+      {
+        label: 'previrt',
+        fill: '#2a6',
+        stroke: '#2a6',
+        paths: uPlot.paths.bars?.({ size: [0.35] }),
+      },
+      { label: 'seed', fill: '#888', stroke: '#888', paths: uPlot.paths.bars?.({ size: [0.35] }) },
+    ],
+    scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+    axes: [
+      {
+        values: (_u, ticks) =>
+          ticks.map((t) => (Number.isInteger(t) ? (npResults[t]?.label.split(' ')[0] ?? '') : '')),
+      },
+      {},
+    ],
+  },
+  [[], [], []],
+  el('npChart'),
+);
+
+function showNetperfRow(r: NetperfRowResult): void {
+  npResults.push(r);
+  const seed = NETPERF_ROWS.find((x) => x.label === r.label)?.seed;
+  const tr = el<HTMLTableElement>('npTable').tBodies[0].insertRow();
+  const cells = [
+    r.label,
+    r.ok ? r.throughputMbps.toFixed(1) : '',
+    r.ok ? `${(r.cpuUtilisation * 100).toFixed(1)}%` : '',
+    r.ok ? r.cyclesPerByte.toFixed(2) : '',
+    seed === undefined ? '' : seed.toFixed(2),
+    r.verdict,
+    r.hostSeconds.toFixed(1),
+  ];
+  for (const c of cells) tr.insertCell().textContent = c;
+  tr.cells[5].className = r.ok ? 'ok' : 'bad';
+  npPlot.setData([
+    npResults.map((_, k) => k),
+    npResults.map((x) => (x.ok ? x.cyclesPerByte : 0)),
+    npResults.map((x) => NETPERF_ROWS.find((y) => y.label === x.label)?.seed ?? 0),
+  ]);
+}
+
+async function runNetperfRows(): Promise<void> {
+  const picked = NETPERF_ROWS.filter((r) =>
+    Array.from(npRows.querySelectorAll('input')).some((b) => b.checked && b.value === r.key),
+  );
+  if (picked.length === 0) return;
+  const status = el<HTMLSpanElement>('npStatus');
+  el<HTMLButtonElement>('npRun').disabled = true;
+  status.textContent = 'running';
+  el<HTMLTableElement>('npTable').tBodies[0].replaceChildren();
+  npResults.length = 0;
+  const rows = [];
+  for (const r of picked) {
+    const url = KERNELS.find(([n]) => n === r.kernel)?.[1] ?? '';
+    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    rows.push({ label: r.label, kernel: bytes, kernelName: r.kernel, hypervisor: r.hypervisor });
+  }
+  send({
+    type: 'netperf',
+    payloadBytes: Number(el<HTMLSelectElement>('npBytes').value),
+    seed: Number(el<HTMLInputElement>('npSeed').value),
+    rows,
+  });
+  setState('idle', 'netperf');
+}
+el<HTMLButtonElement>('npRun').onclick = () => void runNetperfRows();
+
 worker.onmessage = (event: MessageEvent<FromWorker>) => {
   const m = event.data;
   switch (m.type) {
@@ -205,6 +336,13 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       return;
     case 'error':
       setState('idle', `error: ${m.message}`);
+      return;
+    case 'netperf-row':
+      showNetperfRow(m.row);
+      return;
+    case 'netperf-done':
+      el<HTMLSpanElement>('npStatus').textContent = `done: ${npResults.length} row(s)`;
+      el<HTMLButtonElement>('npRun').disabled = false;
       return;
   }
 };

@@ -11,7 +11,28 @@ export type ToWorker =
     }
   | { type: 'pause' }
   | { type: 'resume' }
-  | { type: 'input'; bytes: Uint8Array };
+  | { type: 'input'; bytes: Uint8Array }
+  | { type: 'netperf'; payloadBytes: number; seed: number; rows: NetperfRowRequest[] };
+
+/** One row of the netperf panel: a configuration of `previrt bench netperf` (build.ts). */
+export interface NetperfRowRequest {
+  label: string;
+  kernel: Uint8Array;
+  kernelName: string;
+  hypervisor: string;
+}
+
+/** One finished netperf row (from NetperfRun). */
+export interface NetperfRowResult {
+  label: string;
+  ok: boolean;
+  /** The checksum verdict: netserver's result line, or why the transfer is not verified. */
+  verdict: string;
+  throughputMbps: number;
+  cpuUtilisation: number;
+  cyclesPerByte: number;
+  hostSeconds: number;
+}
 
 /** One sample of the live counters. */
 export interface Sample {
@@ -35,4 +56,6 @@ export type FromWorker =
   | { type: 'sample'; sample: Sample }
   | { type: 'state'; state: 'running' | 'paused' }
   | { type: 'ended'; reason: string }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  | { type: 'netperf-row'; row: NetperfRowResult }
+  | { type: 'netperf-done' };

@@ -17,5 +17,7 @@ export default defineConfig({
     target: 'es2022',
   },
   worker: { format: 'es' },
+  // The netperf run's one Node import, used only for pcap files the lab never writes (noFs.ts).
+  resolve: { alias: { 'node:fs': fileURLToPath(new URL('./noFs.ts', import.meta.url)) } },
   server: { fs: { allow: [fileURLToPath(new URL('../..', import.meta.url))] } },
 });

@@ -6,7 +6,8 @@ import { describeEnd } from '../machine/Machine.ts';
 import { counterTotal, flattenCounters, type CounterTree } from '../machine/counters.ts';
 import { createGuest } from '../platforms/createGuest.ts';
 import type { Guest } from '../platforms/platform.ts';
-import type { FromWorker, Sample, ToWorker } from './protocol.ts';
+import { runNetperf } from '../bench/netperf/run.ts';
+import type { FromWorker, NetperfRowRequest, Sample, ToWorker } from './protocol.ts';
 
 interface WorkerScope {
   postMessage(message: FromWorker): void;
@@ -114,6 +115,56 @@ function step(gen: number): void {
   setTimeout(() => step(gen), Math.min(50, Math.max(0, ahead(g))));
 }
 
+/** The netperf rows one after another, each posted as it finishes (a row blocks the worker). */
+function netperfRows(
+  rows: NetperfRowRequest[],
+  payloadBytes: number,
+  seed: number,
+  k: number,
+): void {
+  if (k >= rows.length) {
+    post({ type: 'netperf-done' });
+    return;
+  }
+  const r = rows[k];
+  try {
+    const run = runNetperf({
+      label: r.label,
+      kernel: r.kernel,
+      kernelName: r.kernelName,
+      hypervisor: r.hypervisor,
+      payloadBytes,
+      seed,
+    });
+    post({
+      type: 'netperf-row',
+      row: {
+        label: r.label,
+        ok: run.ok,
+        verdict: run.ok ? (run.resultLine ?? 'ok') : (run.error ?? 'failed'),
+        throughputMbps: run.throughputMbps,
+        cpuUtilisation: run.cpuUtilisation,
+        cyclesPerByte: run.cyclesPerByte,
+        hostSeconds: run.hostSeconds,
+      },
+    });
+  } catch (e) {
+    post({
+      type: 'netperf-row',
+      row: {
+        label: r.label,
+        ok: false,
+        verdict: `the emulator failed: ${e instanceof Error ? e.message : String(e)}`,
+        throughputMbps: 0,
+        cpuUtilisation: 0,
+        cyclesPerByte: 0,
+        hostSeconds: 0,
+      },
+    });
+  }
+  setTimeout(() => netperfRows(rows, payloadBytes, seed, k + 1), 0);
+}
+
 scope.onmessage = (event) => {
   const m = event.data;
   switch (m.type) {
@@ -165,6 +216,12 @@ scope.onmessage = (event) => {
       return;
     case 'input':
       guest?.input(m.bytes);
+      return;
+    case 'netperf':
+      // The running guest, if any, stops: one machine at a time in this worker.
+      generation++;
+      guest = undefined;
+      netperfRows(m.rows, m.payloadBytes, m.seed, 0);
       return;
   }
 };

@@ -2,7 +2,8 @@
 // static server that sends a strict Content Security Policy on request, and drives Debian's
 // chromium headless through playwright-core: the self-test boots on the raw PC and passes in
 // the terminal, the afterburned build passes it on xen and on l4 (hypercalls or IPCs and VMM
-// calls counted), the shell answers a typed command, and under a CSP that forbids `new Function`
+// calls counted), the shell answers a typed command, a 64 KB netperf fills a row with its
+// checksum verdict, and under a CSP that forbids `new Function`
 // the page says it fell back to the interpreter and still boots. A screenshot goes to
 // docs/lab.png.
 import { test } from 'node:test';
@@ -86,8 +87,8 @@ const skip =
     : false;
 
 test(
-  'the lab in chromium: self-test raw, xen, l4, shell, strict CSP',
-  { skip, timeout: 60_000 },
+  'the lab in chromium: self-test raw, xen, l4, shell, netperf, strict CSP',
+  { skip, timeout: 90_000 },
   async () => {
     assert.ok(
       existsSync(join(repo, 'guest/build/native/kernel.elf')),
@@ -132,10 +133,21 @@ test(
       await waitForTerminal(page, 'hello from pid', 20_000);
       await page.click('#pause');
       await page.waitForSelector('#status[data-state="paused"]', { timeout: 5_000 });
-      mkdirSync(join(repo, 'docs'), { recursive: true });
-      await page.screenshot({ path: join(repo, 'docs/lab.png') });
       await page.click('#resume');
       await page.waitForSelector('#status[data-state="running"]', { timeout: 5_000 });
+
+      // A small netperf: the native row at 64 KB, its table row with the checksum verdict.
+      await page.selectOption('#npBytes', '65536');
+      await page.uncheck('#npRows input[value="xen-pre"]');
+      await page.check('#npRows input[value="native"]');
+      await page.click('#npRun');
+      await page.waitForSelector('#npStatus:has-text("done: 1 row(s)")', { timeout: 30_000 });
+      const row = (await page.textContent('#npTable tbody tr')) ?? '';
+      assert.match(row, /^native, raw/);
+      assert.match(row, /9\.64/, row);
+      assert.match(row, /crc32 [0-9a-f]{8} ok/, row);
+      mkdirSync(join(repo, 'docs'), { recursive: true });
+      await page.screenshot({ path: join(repo, 'docs/lab.png'), fullPage: true });
 
       const strict = await browser.newPage();
       await strict.goto(`${url}?csp`);
