@@ -87,6 +87,7 @@ const forbidden = {
     '**/web/**',
   ],
   platforms: ['**/cli/**', '**/bench/**', '**/afterburner/**', '**/web/**'],
+  web: ['**/cli/**', '**/afterburner/**'],
   afterburner: [
     '**/x86/**',
     '**/machine/**',

@@ -6,7 +6,8 @@
 # 6.1 source and what building it (tinyconfig + guest/linux/kernel.config, `npm run guest:linux`)
 # needs: bc, bison, flex, lz4, xz-utils (no libelf or libssl: a 32-bit kernel without modules
 # builds neither objtool nor the signing tools), tcpdump (a test reads `bench netperf --pcap`'s
-# captures with it), and the npm packages.
+# captures with it), chromium (the lab's browser test drives it; no browser download), and the npm
+# packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ command -v lz4 >/dev/null || need+=(lz4)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v flock >/dev/null || need+=(util-linux)
 command -v tcpdump >/dev/null || need+=(tcpdump)
-[ -e /usr/bin/chromium ] || need+=(chromium)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=''
   [ "$(id -u)" -eq 0 ] || sudo='sudo'
