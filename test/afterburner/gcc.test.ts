@@ -23,9 +23,18 @@ function ok(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
-test('gcc -S output round-trips: afterburn, assemble, link, verify-annotations', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-gcc-'));
+/** Runs `work` in a new temporary folder, removed afterwards whatever happens. */
+function inTempDir(prefix: string, work: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   try {
+    work(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('gcc -S output round-trips: afterburn, assemble, link, verify-annotations', (t) => {
+  inTempDir('previrt-ab-gcc-', (dir) => {
     const src = join(import.meta.dirname, 'gcc', 'kernel.c');
     const s = join(dir, 'kernel.s');
     const flags = [
@@ -117,14 +126,11 @@ test('gcc -S output round-trips: afterburn, assemble, link, verify-annotations',
     t.diagnostic(
       `gcc output: ${result.sensitive} sensitive instructions, all annotated; header sites ${JSON.stringify(result.headerSites)}`,
     );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('bad input: one line with file:line, non-zero exit, no stack trace', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-bad-'));
-  try {
+  inTempDir('previrt-ab-bad-', (dir) => {
     const bad = join(dir, 'bad.s');
     writeFileSync(bad, '\tnop\n\tlgdt %eax\n');
     const r = run(process.execPath, [previrt, 'afterburn', bad, '-o', join(dir, 'out.s')]);
@@ -149,14 +155,11 @@ test('bad input: one line with file:line, non-zero exit, no stack trace', () => 
     const notElf = run(process.execPath, [previrt, 'verify-annotations', bad]);
     assert.equal(notElf.status, 2);
     assert.match(notElf.stderr, /not an ELF file/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('as wrapper: gcc -B, with -pipe (standard input) the same object; a missing real as is one message', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-wrap-'));
-  try {
+  inTempDir('previrt-ab-wrap-', (dir) => {
     const src = join(import.meta.dirname, 'gcc', 'kernel.c');
     const flags = [
       '-m32',
@@ -177,14 +180,11 @@ test('as wrapper: gcc -B, with -pipe (standard input) the same object; a missing
     });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /previrt as wrapper: cannot run .*no-such-as/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('verify-annotations: int3 bytes no path reaches are fill; a reachable int3 is an offender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-fill-'));
-  try {
+  inTempDir('previrt-ab-fill-', (dir) => {
     const s = join(dir, 'fill.s');
     writeFileSync(
       s,
@@ -228,14 +228,11 @@ test('verify-annotations: int3 bytes no path reaches are fill; a reachable int3 
       result.offenders.map((o) => `${o.where} ${o.instruction}`),
       ['f2+0x1 int3', 'f2+0x4 int3', 'f2+0x9 ud2'],
     );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a macro parameter as the whole statement: gas makes a site of each sensitive expansion', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'previrt-ab-defer-'));
-  try {
+  inTempDir('previrt-ab-defer-', (dir) => {
     // As Linux's arch/x86/lib/msr-reg.S: one macro body for rdmsr and wrmsr.
     const s = join(dir, 'defer.s');
     writeFileSync(
@@ -281,7 +278,5 @@ test('a macro parameter as the whole statement: gas makes a site of each sensiti
     const result = JSON.parse(r.stdout) as { sites: number; byKind: Record<string, number> };
     assert.equal(result.sites, 3);
     assert.deepEqual(result.byKind, { rdmsr: 1, wrmsr: 1, cli: 1 });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
