@@ -23,6 +23,21 @@ function ok(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
+/** `as` and `ld` of `source` into DIR/NAME.elf (entry `_start`), then `verify-annotations --json` of it. */
+function linkAndVerify(dir: string, name: string, source: string): ReturnType<typeof run> {
+  ok('as', ['--32', '-o', join(dir, `${name}.o`), source]);
+  ok('ld', [
+    '-m',
+    'elf_i386',
+    '-e',
+    '_start',
+    '-o',
+    join(dir, `${name}.elf`),
+    join(dir, `${name}.o`),
+  ]);
+  return run(process.execPath, [previrt, 'verify-annotations', join(dir, `${name}.elf`), '--json']);
+}
+
 /** Runs `work` in a new temporary folder, removed afterwards whatever happens. */
 function inTempDir(prefix: string, work: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -210,14 +225,7 @@ test('verify-annotations: int3 bytes no path reaches are fill; a reachable int3 
         '',
       ].join('\n'),
     );
-    ok('as', ['--32', '-o', join(dir, 'fill.o'), s]);
-    ok('ld', ['-m', 'elf_i386', '-e', '_start', '-o', join(dir, 'fill.elf'), join(dir, 'fill.o')]);
-    const r = run(process.execPath, [
-      previrt,
-      'verify-annotations',
-      join(dir, 'fill.elf'),
-      '--json',
-    ]);
+    const r = linkAndVerify(dir, 'fill', s);
     assert.equal(r.status, 1, r.stderr);
     const result = JSON.parse(r.stdout) as {
       fill: number;
@@ -258,22 +266,7 @@ test('a macro parameter as the whole statement: gas makes a site of each sensiti
     const burned = run(process.execPath, [previrt, 'afterburn', s, '-o', ab, '--report']);
     assert.equal(burned.status, 0, burned.stderr);
     assert.match(burned.stderr, /1 macro-parameter statements decided by gas/);
-    ok('as', ['--32', '-o', join(dir, 'defer.o'), ab]);
-    ok('ld', [
-      '-m',
-      'elf_i386',
-      '-e',
-      '_start',
-      '-o',
-      join(dir, 'defer.elf'),
-      join(dir, 'defer.o'),
-    ]);
-    const r = run(process.execPath, [
-      previrt,
-      'verify-annotations',
-      join(dir, 'defer.elf'),
-      '--json',
-    ]);
+    const r = linkAndVerify(dir, 'defer', ab);
     assert.equal(r.status, 0, r.stdout);
     const result = JSON.parse(r.stdout) as { sites: number; byKind: Record<string, number> };
     assert.equal(result.sites, 3);
