@@ -1,9 +1,20 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { kernelPath, make } from '../../test/guest/guest.ts';
 import { assemble } from '../../test/x86/assemble.ts';
 import { createMachine, Machine } from '../machine/Machine.ts';
-import { LoadError } from './elf.ts';
-import { BOOT_CS, BOOT_DS, bootLinux, isLinuxKernel, placeLinux } from './linux.ts';
+import { LoadError, parseElf } from './elf.ts';
+import {
+  BOOT_CS,
+  BOOT_DS,
+  bootLinux,
+  isLinuxKernel,
+  linuxPayload,
+  placeLinux,
+  placeVmlinux,
+} from './linux.ts';
 
 /**
  * A bzImage as `make bzImage` lays one out (Documentation/x86/boot.rst): `setupSects` sectors of
@@ -202,4 +213,65 @@ test('images previrt cannot boot are refused with one line naming the file', () 
   const big = { name: 'big.cpio', bytes: new Uint8Array(50 << 20), string: 'big.cpio' };
   assert.match(place(bzImage(code), { initrd: [big] }), /^big\.cpio: the initrd .* does not fit/);
   assert.equal(BOOT_DS, 0x18);
+});
+
+/** `bytes` as `make bzImage` packs vmlinux.bin: lz4 -l, then the size, as the payload. */
+function withPayload(elf: Uint8Array, o: { version?: number } = {}): Uint8Array {
+  const frame = execFileSync('lz4', ['-l', '-9', '-c'], { input: elf, maxBuffer: 64 << 20 });
+  const payload = new Uint8Array(frame.length + 4);
+  payload.set(frame);
+  new DataView(payload.buffer).setUint32(frame.length, elf.length, true);
+  const image = bzImage(payload, o);
+  const v = new DataView(image.buffer);
+  v.setUint32(0x248, 0, true); // payload_offset, from the protected-mode code
+  v.setUint32(0x24c, payload.length, true); // payload_length
+  return image;
+}
+
+test('the kernel inside a bzImage: the LZ4 payload taken out, placed at its physical addresses, entered at its ELF entry', () => {
+  const built = make('afterburned');
+  assert.ok(built.ok, built.output);
+  const elf = new Uint8Array(readFileSync(kernelPath('afterburned')));
+  const image = withPayload(elf);
+  const out = linuxPayload(image, 'bzImage');
+  assert.ok(out instanceof Uint8Array, out instanceof LoadError ? out.message : '');
+  assert.deepEqual(out, elf);
+  const parsed = parseElf(out, 'bzImage');
+  assert.ok(!(parsed instanceof LoadError));
+  const m = machine(64);
+  const start = placeVmlinux(m.ram, {
+    kernel: out,
+    kernelName: 'bzImage',
+    cmdline: 'init=selftest',
+    initrd: [],
+    bzImage: image,
+    image: parsed,
+  });
+  assert.ok(!(start instanceof LoadError), String(start));
+  assert.equal(start.entry, parsed.entry);
+  for (const s of parsed.segments) {
+    assert.deepEqual(m.ram.subarray(s.paddr, s.paddr + s.data.length), s.data);
+    assert.ok(m.ram.subarray(s.paddr + s.data.length, s.paddr + s.memsz).every((b) => b === 0));
+  }
+  const bp = new DataView(m.ram.buffer, start.bootParams, 0x1000);
+  assert.equal(bp.getUint32(0x202, true), 0x53726448, 'the setup header copied');
+  assert.equal(bp.getUint32(0x228, true), 0x20000, 'the command line');
+
+  // What cannot be taken out: one line each.
+  const fail = (bytes: Uint8Array): string => {
+    const r = linuxPayload(bytes, 'k.img');
+    assert.ok(r instanceof LoadError);
+    return r.message;
+  };
+  assert.match(fail(withPayload(elf, { version: 0x0207 })), /boot protocol 2\.07 has no payload/);
+  const gzip = withPayload(elf);
+  gzip.set([0x1f, 0x8b, 0x08, 0x00], 5 * 512);
+  assert.match(fail(gzip), /not LZ4-compressed \(magic 1f 8b 08 00\)/);
+  const long = withPayload(elf);
+  new DataView(long.buffer).setUint32(0x24c, long.length, true);
+  assert.match(fail(long), /the payload \(\d+ bytes at 0xa00\) lies outside the file/);
+  assert.match(fail(withPayload(elf).subarray(0, 5 * 512 + 1000)), /lies outside the file/);
+  const cut = withPayload(elf);
+  new DataView(cut.buffer).setUint32(0x24c, 1000, true);
+  assert.match(fail(cut), /^k\.img: the payload: /);
 });

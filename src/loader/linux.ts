@@ -24,7 +24,8 @@ import { APIC_DEFAULT_BASE } from '../machine/devices/apic/LocalApic.ts';
 import { IO_APIC_BASE, IoApic } from '../machine/devices/apic/IoApic.ts';
 import type { Machine } from '../machine/Machine.ts';
 import { cpuidLeaf } from '../x86/system/instructions.ts';
-import { LoadError } from './elf.ts';
+import { LoadError, type ElfImage } from './elf.ts';
+import { isLz4Legacy, Lz4Error, lz4LegacyDecode } from './lz4.ts';
 import { writeMpTable } from './mpTable.ts';
 import type { BootModule } from './multiboot.ts';
 
@@ -83,6 +84,8 @@ const BP = {
   initrdAddrMax: 0x22c,
   xloadflags: 0x236,
   cmdlineSize: 0x238,
+  payloadOffset: 0x248,
+  payloadLength: 0x24c,
   prefAddress: 0x258,
   initSize: 0x260,
   e820Table: 0x2d0,
@@ -151,18 +154,26 @@ function writeBiosTables(machine: Machine): void {
   });
 }
 
-/**
- * Places the kernel, the boot parameters, the command line and the initrd in `ram` (physical
- * memory from address 0); the e820 map describes exactly `ram.length` bytes.
- */
-export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart | LoadError {
-  const file = req.kernelName;
-  const image = req.kernel;
+/** A bzImage's setup header, checked: what the loaders below read from it. */
+interface SetupHeader {
+  image: Uint8Array;
+  view: DataView;
+  version: number;
+  /** "2.15": the protocol version as boot.rst writes it. */
+  proto: string;
+  loadFlags: number;
+  /** The boot sector and the setup code: the protected-mode part starts here in the file. */
+  setupBytes: number;
+  /** Where the setup header ends (the bytes copied into the boot parameters). */
+  headerEnd: number;
+}
+
+function readSetupHeader(image: Uint8Array, file: string): SetupHeader | LoadError {
   // GUEST-CONTROLLED (a user's file): every field is checked before it is used.
   if (!isLinuxKernel(image))
     return new LoadError(`${file}: not a Linux kernel image (no "HdrS" setup header at 0x202)`);
-  const iv = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  const version = iv.getUint16(BP.version, true);
+  const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  const version = view.getUint16(BP.version, true);
   const proto = `${version >> 8}.${(version & 0xff).toString().padStart(2, '0')}`;
   if (version < MIN_PROTOCOL)
     return new LoadError(
@@ -173,7 +184,7 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
     return new LoadError(
       `${file}: a zImage (loaded low, below 640 KB); previrt boots bzImages (make bzImage)`,
     );
-  if (version >= 0x020c && (iv.getUint16(BP.xloadflags, true) & XLF_KERNEL_64) !== 0)
+  if (version >= 0x020c && (view.getUint16(BP.xloadflags, true) & XLF_KERNEL_64) !== 0)
     return new LoadError(
       `${file}: a 64-bit (x86-64) kernel; previrt's CPU is IA-32 only: build it with ARCH=i386`,
     );
@@ -190,9 +201,19 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
     return new LoadError(
       `${file}: the setup header ends at ${hex(headerEnd)}, too short for boot protocol ${proto}`,
     );
-  const kernel = image.subarray(setupBytes);
-  const ramSize = ram.length;
-  const mb = (n: number): string => `${Math.ceil(n / 2 ** 20)} MB`;
+  return { image, view, version, proto, loadFlags, setupBytes, headerEnd };
+}
+
+/**
+ * Places the kernel, the boot parameters, the command line and the initrd in `ram` (physical
+ * memory from address 0); the e820 map describes exactly `ram.length` bytes.
+ */
+export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart | LoadError {
+  const file = req.kernelName;
+  const header = readSetupHeader(req.kernel, file);
+  if (header instanceof LoadError) return header;
+  const { view: iv, version } = header;
+  const kernel = header.image.subarray(header.setupBytes);
 
   // The protected-mode kernel where code32_start says (boot.rst: it "defaults to the load address
   // of the kernel, and can be used by the boot loader to determine the proper load address"):
@@ -211,6 +232,107 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
       iv.getUint32(BP.prefAddress, true) + iv.getUint32(BP.prefAddress + 4, true) * 2 ** 32;
     needed = Math.max(needed, Math.max(pref, KERNEL_HIGH) + iv.getUint32(BP.initSize, true));
   }
+  const placed = placeBootParams(ram, req, header, needed);
+  if (placed instanceof LoadError) return placed;
+  ram.fill(0, load, kernelEnd);
+  ram.set(kernel, load);
+  return {
+    // "the 32-bit kernel entry point, which is the start address of loaded 32/64-bit kernel"
+    entry: load,
+    bootParams: BOOT_PARAMS,
+    gdt: GDT,
+    layout: { kernel: [load, kernelEnd], cmdline: CMDLINE, initrd: placed.initrd },
+  };
+}
+
+/**
+ * The kernel inside a bzImage, as Xen's domain builder takes it out (it runs no decompressor):
+ * the payload (boot protocol 2.08+: payload_offset and payload_length, from the protected-mode
+ * code) decompressed — LZ4's legacy frame, Linux's CONFIG_KERNEL_LZ4, the size Linux appends
+ * after it — which is `vmlinux.bin`: the kernel's ELF file, symbols stripped, its allocated
+ * sections (an afterburned kernel's `.afterburn` records among them) kept.
+ */
+export function linuxPayload(image: Uint8Array, file: string): Uint8Array | LoadError {
+  const header = readSetupHeader(image, file);
+  if (header instanceof LoadError) return header;
+  if (header.version < 0x0208)
+    return new LoadError(
+      `${file}: boot protocol ${header.proto} has no payload fields (2.08 or later needed to take the kernel out)`,
+    );
+  const offset = header.view.getUint32(BP.payloadOffset, true);
+  const length = header.view.getUint32(BP.payloadLength, true);
+  const start = header.setupBytes + offset;
+  if (length < 8 || start + length > image.length)
+    return new LoadError(
+      `${file}: the payload (${length} bytes at ${hex(start)}) lies outside the file (${image.length} bytes)`,
+    );
+  const payload = image.subarray(start, start + length);
+  if (!isLz4Legacy(payload)) {
+    const magic = [...payload.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0'));
+    return new LoadError(
+      `${file}: the payload is not LZ4-compressed (magic ${magic.join(' ')}); previrt takes the kernel out of a CONFIG_KERNEL_LZ4 bzImage only`,
+    );
+  }
+  const size = new DataView(payload.buffer, payload.byteOffset + length - 4, 4).getUint32(0, true);
+  const elf = lz4LegacyDecode(payload.subarray(0, length - 4), size);
+  if (elf instanceof Lz4Error) return new LoadError(`${file}: the payload: ${elf.message}`);
+  return elf;
+}
+
+/** The kernel ELF (linuxPayload) where its program headers say, entered at its 32-bit entry. */
+export interface VmlinuxBootRequest extends LinuxBootRequest {
+  /** The bzImage the setup header comes from (`kernel` is then the ELF image). */
+  bzImage: Uint8Array;
+  image: ElfImage;
+}
+
+/**
+ * Places a decompressed kernel (linuxPayload) as the bzImage's decompressor would have left it:
+ * its segments at their physical addresses, entered at `startup_32` (the ELF entry, physical)
+ * with ESI = the boot parameters, which hold the bzImage's setup header.
+ */
+export function placeVmlinux(ram: Uint8Array, req: VmlinuxBootRequest): LinuxStart | LoadError {
+  const file = req.kernelName;
+  const header = readSetupHeader(req.bzImage, file);
+  if (header instanceof LoadError) return header;
+  let low = Infinity;
+  let high = 0;
+  for (const s of req.image.segments) {
+    low = Math.min(low, s.paddr);
+    high = Math.max(high, s.paddr + s.memsz);
+  }
+  if (low < KERNEL_HIGH)
+    return new LoadError(`${file}: the kernel's segments start at ${hex(low)}, below 1 MB`);
+  // The kernel's brk and early page tables follow its image: init_size from its start covers them.
+  const needed = Math.max(high, low + header.view.getUint32(BP.initSize, true));
+  const placed = placeBootParams(ram, req, header, needed);
+  if (placed instanceof LoadError) return placed;
+  for (const s of req.image.segments) {
+    ram.fill(0, s.paddr, s.paddr + s.memsz);
+    ram.set(s.data, s.paddr);
+  }
+  return {
+    entry: req.image.entry,
+    bootParams: BOOT_PARAMS,
+    gdt: GDT,
+    layout: { kernel: [low, high], cmdline: CMDLINE, initrd: placed.initrd },
+  };
+}
+
+/**
+ * The boot parameters (the setup header and the loader's fields), the boot GDT, the command line
+ * and the initrd, for a kernel that needs memory up to `needed`.
+ */
+function placeBootParams(
+  ram: Uint8Array,
+  req: LinuxBootRequest,
+  header: SetupHeader,
+  needed: number,
+): { initrd?: [number, number] } | LoadError {
+  const file = req.kernelName;
+  const { view: iv, version, image, headerEnd, loadFlags } = header;
+  const ramSize = ram.length;
+  const mb = (n: number): string => `${Math.ceil(n / 2 ** 20)} MB`;
   if (needed > ramSize)
     return new LoadError(
       `${file}: the kernel needs ${mb(needed)} of memory to boot, the machine has ${mb(ramSize)}`,
@@ -244,8 +366,6 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
   // Everything checked: fill memory.
   ram.fill(0, BOOT_PARAMS, BOOT_PARAMS + 0x1000);
   ram.set(image.subarray(0x1f1, headerEnd), BOOT_PARAMS + 0x1f1);
-  ram.fill(0, load, kernelEnd);
-  ram.set(kernel, load);
   ram.fill(0, CMDLINE, CMDLINE + cmdline.length + 1);
   ram.set(cmdline, CMDLINE);
   if (initrd !== undefined) {
@@ -299,14 +419,7 @@ export function placeLinux(ram: Uint8Array, req: LinuxBootRequest): LinuxStart |
   bp.setUint8(BP.e820Entries, map.length);
   bp.setUint32(BP.altMemK, (ramSize - 0x100000) >> 10, true);
   bp.setUint16(BP.extMemK, Math.min((ramSize - 0x100000) >> 10, 0xfc00), true);
-
-  return {
-    // "the 32-bit kernel entry point, which is the start address of loaded 32/64-bit kernel"
-    entry: load,
-    bootParams: BOOT_PARAMS,
-    gdt: GDT,
-    layout: { kernel: [load, kernelEnd], cmdline: CMDLINE, initrd },
-  };
+  return { initrd };
 }
 
 function hex(v: number): string {

@@ -27,7 +27,7 @@ export function readExtraKernels(
     const mb = vm.memoryMb ?? EXTRA_VM_DEFAULT_MB;
     if (!Number.isInteger(mb) || mb < 16)
       return `${vm.kernelName}: a VM needs at least 16 MB (got ${mb})`;
-    const k = readVmmKernel({ ...config, ...vm, platform }, platform);
+    const k = readVmmKernel({ ...config, ...vm, platform });
     if (typeof k === 'string') return k;
     kernels.push(k);
   }
@@ -50,7 +50,7 @@ export function readDriverKernel(
   const mb = vm.memoryMb ?? EXTRA_VM_DEFAULT_MB;
   if (!Number.isInteger(mb) || mb < 16)
     return `${vm.kernelName}: a VM needs at least 16 MB (got ${mb})`;
-  return readVmmKernel({ ...config, ...vm, platform }, platform);
+  return readVmmKernel({ ...config, ...vm, platform });
 }
 
 /**

@@ -90,7 +90,7 @@ export const l4Platform: Platform = {
     if (typeof driverKernel === 'string') return driverKernel;
     if (paraVirtualizedFor(config.kernel) === 'l4')
       return prepareL4Para(config, extraKernels, driverKernel);
-    const kernel = readVmmKernel(config, 'l4');
+    const kernel = readVmmKernel(config);
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
       let l4: L4Kernel;

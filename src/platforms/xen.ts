@@ -120,7 +120,7 @@ export const xenPlatform: Platform = {
     if (typeof driverKernel === 'string') return driverKernel;
     if (paraVirtualizedFor(config.kernel) === 'xen')
       return prepareXenPara(config, extraKernels, driverKernel);
-    const kernel = readVmmKernel(config, 'xen');
+    const kernel = readVmmKernel(config);
     if (typeof kernel === 'string') return kernel;
     return (machine) => {
       let xen: XenHypervisor;

@@ -32,6 +32,7 @@ import type { EntryTable } from '../x86/entries.ts';
 import { Vector } from '../x86/fault.ts';
 import { CS, descriptorBase, SS } from '../x86/segment.ts';
 import type { BackendState, GuestEvent, VmmBackend, VmmCore } from './backend.ts';
+import type { KernelEntry } from './load.ts';
 import { VirtualPlatform, type VirtualPlatformState } from './platform.ts';
 import type { CallSite, SiteKind } from './rewriter.ts';
 import { segmentOperand } from './rewriter.ts';
@@ -75,6 +76,8 @@ export interface VmmOptions {
    *  virtual paging is off). */
   kernelOffset: number;
   rtcStartSeconds: number;
+  /** The boot protocol's selectors and GDT at the kernel's entry (load.ts, KernelEntry). */
+  boot: Pick<KernelEntry, 'codeSelector' | 'dataSelector' | 'gdtr'>;
 }
 
 /**
@@ -219,9 +222,12 @@ export class InPlaceVmm implements VmmCore {
     });
     this.block.setUint32(Vcpu.flags, 0x2, true);
     this.virtualIf = false;
-    // The multiboot entry state's selectors (the raw PC's boot loader GDT: code 0x08, data 0x10).
-    this.setSegment(CS, 0x08);
-    for (const s of [0, 2, 3, 4, 5]) this.setSegment(s, 0x10);
+    // The entry state's selectors (multiboot: the raw PC's boot loader GDT, code 0x08 and data
+    // 0x10; Linux: __BOOT_CS and __BOOT_DS of the loader's GDT).
+    const boot = options.boot;
+    this.setSegment(CS, boot.codeSelector);
+    for (const s of [0, 2, 3, 4, 5]) this.setSegment(s, boot.dataSelector);
+    if (boot.gdtr !== undefined) this.gdtr = { ...boot.gdtr };
     this.bind(ENTRY_EMULATE, 'vmm.emulate', () => this.onEmulate());
     this.bind(ENTRY_DELIVER, 'vmm.deliver', () => this.onDeliver());
     this.bind(ENTRY_POPF_DELIVER, 'vmm.popf-deliver', () => this.onPopfDeliver());

@@ -266,6 +266,7 @@ describe('cli and sti under the in-place VMM', () => {
           entries: cpu.defaultEntries,
           kernelOffset: 0,
           rtcStartSeconds: 0,
+          boot: { codeSelector: 0x08, dataSelector: 0x10 },
         });
         // The guest's IDT: an interrupt gate for the timer (SDM 3A 6.11), its 8259 at 0x20.
         writeGate(ram, IDT + TIMER_VECTOR * 8, 0x10, CODE + HANDLER, 0xe, 0);
@@ -325,6 +326,7 @@ describe('cli and sti under the in-place VMM', () => {
       entries: cpu.defaultEntries,
       kernelOffset: 0,
       rtcStartSeconds: 0,
+      boot: { codeSelector: 0x08, dataSelector: 0x10 },
     });
     vmm.virtualIf = true;
     go(cpu, code);
@@ -349,6 +351,7 @@ describe('cpuid under the in-place VMM', () => {
       entries: cpu.defaultEntries,
       kernelOffset: 0,
       rtcStartSeconds: 0,
+      boot: { codeSelector: 0x08, dataSelector: 0x10 },
     });
     cpu.eax = eax;
     go(cpu, CPUID_CODE);
@@ -388,6 +391,7 @@ describe('a trap reaches the guest kernel the same way from a bounced frame and 
       entries: cpu.defaultEntries,
       kernelOffset: 0,
       rtcStartSeconds: 0,
+      boot: { codeSelector: 0x08, dataSelector: 0x10 },
     });
     writeGate(ram, IDT + 14 * 8, 0x60, HANDLER_EIP, 0xe, 0);
     new DataView(ram.buffer).setUint32(TSS + 4, KERNEL_STACK, true); // esp0

@@ -13,7 +13,12 @@ export interface SiteRecord {
   end: number;
 }
 
-export function readSiteRecords(elf: Uint8Array, file: string): SiteRecord[] | string {
+export function readSiteRecords(
+  elf: Uint8Array,
+  file: string,
+  /** How to build an afterburned one, for the message when there is no record. */
+  howToBuild = 'make -C guest afterburned',
+): SiteRecord[] | string {
   const v = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
   if (elf.length < 52) return `${file}: truncated ELF header`;
   const shoff = v.getUint32(32, true);
@@ -54,7 +59,7 @@ export function readSiteRecords(elf: Uint8Array, file: string): SiteRecord[] | s
     }
   }
   if (!found) {
-    return `${file}: not an afterburned kernel (no .afterburn section): the in-place VMM needs a kernel built through the afterburner (make -C guest afterburned)`;
+    return `${file}: not an afterburned kernel (no .afterburn section): the in-place VMM needs a kernel built through the afterburner (${howToBuild})`;
   }
   return out;
 }

@@ -72,6 +72,7 @@ import type { L4NetBack, L4NetFront } from './netChannel.ts';
 import { servedCounters, type ClientLink } from '../../devices/clientLink.ts';
 import { Processes, type ProcessesState } from './processes.ts';
 import { GuestPaging, type L4PagingCounters } from './paging.ts';
+import type { KernelEntry } from '../../load.ts';
 
 export type L4BackendCounters = {
   /** Page faults of the guest kernel's thread mapped, and reflected into the guest as #PF. */
@@ -323,12 +324,12 @@ export class L4Backend implements VmmBackend {
 
   /**
    * The monitor and the helper, the VM's memory mapped at its alias, the entries bound, then
-   * the kernel thread started at ENTRY_BOOT (it enters the kernel with the multiboot registers).
+   * the kernel thread started at ENTRY_BOOT (it enters the kernel with its boot protocol's registers).
    */
   start(
     vmm: VmmCore,
     entries: EntryTable,
-    kernel: { entry: number; magic: number; mbi: number },
+    kernel: KernelEntry,
   ): string | undefined {
     this.vmm = vmm;
     this.main = this.k.lookup(this.mainTid, undefined)!;
@@ -339,8 +340,9 @@ export class L4Backend implements VmmBackend {
     bind(ENTRY_BOOT, 'l4.boot', () => {
       // A guest that migrated here continues where it stopped instead (migrate.ts).
       if (this.bootResume !== undefined) return this.bootResume();
-      this.cpu.eax = kernel.magic;
-      this.cpu.ebx = kernel.mbi;
+      this.cpu.eax = kernel.registers.eax;
+      this.cpu.ebx = kernel.registers.ebx;
+      this.cpu.esi = kernel.registers.esi;
       this.cpu.push(kernel.entry, 4);
     });
     bind(ENTRY_DISPATCH, 'l4.dispatch', () => this.cpu.push(this.onDispatch(), 4));

@@ -265,7 +265,12 @@ export function startL4Vm(k: L4Kernel, config: L4VmConfig): L4Vm | string {
     backend,
     loaded.calls,
     backend.vcpuBlock(),
-    { entries, kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
+    {
+      entries,
+      kernelOffset: loaded.kernelOffset,
+      rtcStartSeconds: config.rtcStartSeconds,
+      boot: loaded,
+    },
   );
   backend.cr0Source = () => vmm.cr0;
   if (nic !== undefined) {

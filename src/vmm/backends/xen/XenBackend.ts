@@ -48,6 +48,7 @@ import { XenMigration } from './migrate.ts';
 import { XenPassthrough } from './passthrough.ts';
 import type { NetBack, NetFront } from './netChannel.ts';
 import { servedCounters, type ClientLink } from '../../devices/clientLink.ts';
+import type { KernelEntry } from '../../load.ts';
 
 /** The xen backend in a snapshot (its domain's memory is the machine's, saved with it). */
 export interface XenBackendState {
@@ -193,9 +194,9 @@ export class XenBackend implements VmmBackend {
   start(
     vmm: VmmCore,
     entries: EntryTable,
-    kernel: { entry: number; magic: number; mbi: number; kernelOffset: number },
+    kernel: KernelEntry & { kernelOffset: number },
   ): string | undefined {
-    const { entry, magic, mbi, kernelOffset: offset } = kernel;
+    const { entry, registers, kernelOffset: offset } = kernel;
     this.vmm = vmm;
     this.passthrough.attach(vmm.platform);
     const xen = this.xen;
@@ -205,7 +206,7 @@ export class XenBackend implements VmmBackend {
     const baseMfn = this.mem.buildInitialSpace(offset);
     if (typeof baseMfn === 'string') return baseMfn;
 
-    // CPU state: ring 1, the kernel's entry with the multiboot registers (after the switch, so
+    // CPU state: ring 1, the kernel's entry with its boot protocol's registers (after the switch, so
     // that a domain already running keeps its virtual CPU: the hypervisor's scheduler.ts).
     dom.entries = entries;
     xen.switchTo(dom);
@@ -226,8 +227,9 @@ export class XenBackend implements VmmBackend {
     cpu.regs.fill(0);
     cpu.setEflags(0x202);
     cpu.eip = entry;
-    cpu.eax = magic;
-    cpu.ebx = mbi;
+    cpu.eax = registers.eax;
+    cpu.ebx = registers.ebx;
+    cpu.esi = registers.esi;
     cpu.esp = VCPU_PAGE + (PAGE_STACK + 1) * 4096;
     cpu.invalidateAllCode();
     dom.startCycle = cpu.cycles;

@@ -71,7 +71,12 @@ export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | str
     backend,
     loaded.calls,
     backend.vcpuBlock(),
-    { entries, kernelOffset: loaded.kernelOffset, rtcStartSeconds: config.rtcStartSeconds },
+    {
+      entries,
+      kernelOffset: loaded.kernelOffset,
+      rtcStartSeconds: config.rtcStartSeconds,
+      boot: loaded,
+    },
   );
   if (config.passthroughNic === true && config.emulatedNic === true)
     return 'a NIC is either passed through or emulated, not both';
