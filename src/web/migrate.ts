@@ -6,7 +6,12 @@
 // left with its CPU and device state (src/platforms/migrate.ts captureGuest), and the guest
 // resumed on the destination from the copy the rounds delivered. Nothing here computes a figure:
 // the rounds, pages and downtime are the pre-copy's own.
-import { captureGuest, resumeGuest, runToSafePoint } from '../platforms/migrate.ts';
+import {
+  captureGuest,
+  migrationRefusal,
+  resumeGuest,
+  runToSafePoint,
+} from '../platforms/migrate.ts';
 import type { Guest } from '../platforms/platform.ts';
 import { MigrationLink, noPreCopy, preCopy, stopAndCopy } from '../bench/migrate/precopy.ts';
 import type { MigrationReport } from './protocol.ts';
@@ -32,6 +37,8 @@ export function migrateLive(
   options: LiveMigrateOptions,
 ): { guest: Guest; report: MigrationReport } | string {
   if (options.to === guest.platform) return `the guest is on ${options.to} already`;
+  const refused = migrationRefusal(guest);
+  if (refused !== undefined) return refused;
   const m = guest.machine;
   const hz = m.costModel.hz;
   const link = new MigrationLink(options.linkBitsPerSecond, hz);

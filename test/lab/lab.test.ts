@@ -239,6 +239,19 @@ test(
     assert.match((await page.textContent('#counters')) ?? '', /hypercalls \/ IPCs[1-9]/);
     assert.doesNotMatch(await terminalText(page), /FAIL/);
 
+    // A guest that cannot move (the para-virtualized build has no in-place VMM): the page says
+    // why, a click is refused with that line, and the guest runs on where it was.
+    await bootWith(page, 'xen-para', 'xen', 'init=selftest', 32);
+    await page.waitForSelector('#migStatus.bad', { timeout: 10_000 });
+    const refusal =
+      "a guest on 'xen' cannot migrate: only the afterburned kernel with the in-place VMM on xen or l4 can";
+    assert.equal(await page.textContent('#migStatus'), refusal);
+    await page.click('#migrateButton');
+    await page.waitForSelector(`#migStatus:has-text("not moved: ")`, { timeout: 10_000 });
+    assert.equal(await page.textContent('#migStatus'), `not moved: ${refusal}`);
+    await waitForTerminal(page, 'selftest: PASS', 30_000);
+    assert.equal(await page.inputValue('#platform'), 'xen');
+
     // A snapshot of the self-test mid-run on the raw PC.
     await bootWith(page, 'native', 'none', 'init=selftest', 32);
     await waitForTerminal(page, 'selftest: kernel:', 20_000);
