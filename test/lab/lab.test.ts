@@ -201,7 +201,7 @@ test(
 test(
   'the lab in chromium: migrate xen -> l4 mid-run, snapshot save, a corrupt file, load',
   { skip, timeout: 90_000 },
-  async () => {
+  async (t) => {
     const { url, browser } = lab!;
     const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
     const errors: string[] = [];
@@ -229,6 +229,7 @@ test(
       /^xen → l4 over 100 Gb\/s: \d+ rounds \([1-9]\d* pre-copy, 1 stop-and-copy\), [1-9]\d* pages, \d+ KB; safe point (kernel|idle); downtime \d+\.\d{3} ms, move \d+\.\d{3} ms \(simulated\)$/,
       summary,
     );
+    t.diagnostic(summary);
     const rounds = await tableRows(page, '#migTable');
     assert.ok(rounds.length >= 2, JSON.stringify(rounds));
     assert.equal(rounds[0][0], '1');
