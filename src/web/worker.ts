@@ -16,11 +16,11 @@ import type { FromWorker, NetperfRowRequest, Sample, ToWorker } from './protocol
 import { readSnapshotFile, writeSnapshotFile } from './snapshotFile.ts';
 
 interface WorkerScope {
-  postMessage(message: FromWorker): void;
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
   onmessage: ((event: { data: ToWorker }) => void) | null;
 }
 const scope = self as unknown as WorkerScope;
-const post = (m: FromWorker): void => scope.postMessage(m);
+const post = (m: FromWorker, transfer: Transferable[] = []): void => scope.postMessage(m, transfer);
 
 /** Whether this realm may compile code at run time (a strict CSP forbids it). */
 function evalAllowed(): string | undefined {
@@ -256,10 +256,12 @@ async function save(g: Guest): Promise<void> {
   sample(g);
   post({ type: 'state', state: 'paused' });
   try {
+    // The state is taken now; the page may resume the guest while the file is compressed.
     const extra: LabExtra = { lab: { console: encodeBytes(joined(transcript)) } };
-    const bytes = await writeSnapshotFile(saveGuest(g, extra));
-    const name = `previrt-${g.platform}-${g.config.kernelName}-${g.machine.cpu.cycles}.pvsnap`;
-    post({ type: 'snapshot', bytes, name });
+    const contents = saveGuest(g, extra);
+    const name = `previrt-${g.platform}-${g.config.kernelName}-${contents.header.cycle}.pvsnap`;
+    const bytes = await writeSnapshotFile(contents);
+    post({ type: 'snapshot', bytes, name }, [bytes.buffer]);
   } catch (e) {
     post({ type: 'snapshot-failed', message: e instanceof Error ? e.message : String(e) });
   }
