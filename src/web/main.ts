@@ -1,6 +1,8 @@
 // The lab page: picks a kernel, platform and command line, boots them in the machine's Web
 // Worker (worker.ts), shows COM1 in xterm.js (typing goes to COM1) and the live counters in a
-// table and a uPlot chart. The page never runs the emulator itself, so it never blocks.
+// table and a uPlot chart; moves the running guest between its xen and l4 hosts (migrate.ts,
+// in the worker) and saves and loads snapshot files. The page never runs the emulator itself,
+// so it never blocks.
 import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
 import uPlot from 'uplot';
@@ -9,7 +11,14 @@ import nativeUrl from '../../guest/build/native/kernel.elf?url';
 import afterburnedUrl from '../../guest/build/afterburned/kernel.elf?url';
 import xenParaUrl from '../../guest/build/xen-para/kernel.elf?url';
 import l4ParaUrl from '../../guest/build/l4-para/kernel.elf?url';
-import type { FromWorker, NetperfRowResult, Sample, ToWorker } from './protocol.ts';
+import type {
+  FromWorker,
+  GuestInfo,
+  MigrationReport,
+  NetperfRowResult,
+  Sample,
+  ToWorker,
+} from './protocol.ts';
 
 /** The bundled guest builds (guest/build), by the name the page shows. */
 const KERNELS: [string, string][] = [
@@ -28,6 +37,7 @@ function el<T extends HTMLElement>(id: string): T {
 const kernelSelect = el<HTMLSelectElement>('kernel');
 const platformSelect = el<HTMLSelectElement>('platform');
 const cmdlineInput = el<HTMLInputElement>('cmdline');
+const memorySelect = el<HTMLSelectElement>('memory');
 const bootButton = el<HTMLButtonElement>('boot');
 const pauseButton = el<HTMLButtonElement>('pause');
 const resumeButton = el<HTMLButtonElement>('resume');
@@ -116,12 +126,29 @@ function showSample(s: Sample): void {
 }
 
 // --- controls ---
-function setState(state: 'idle' | 'running' | 'paused', text?: string): void {
-  status.textContent = text ?? state;
-  status.dataset.state = state;
-  pauseButton.disabled = state !== 'running';
-  resumeButton.disabled = state !== 'paused';
-  resetButton.disabled = state === 'idle';
+const migrateButton = el<HTMLButtonElement>('migrateButton');
+const snapSave = el<HTMLButtonElement>('snapSave');
+/** The guest the worker runs (its last 'guest' message), and the run's state. */
+let current: GuestInfo | undefined;
+let state: 'idle' | 'running' | 'paused' = 'idle';
+
+/** The other host of a migration: xen <-> l4. */
+function otherHost(platform: string): string | undefined {
+  return platform === 'xen' ? 'l4' : platform === 'l4' ? 'xen' : undefined;
+}
+
+function setState(s: 'idle' | 'running' | 'paused', text?: string): void {
+  state = s;
+  const on = current !== undefined && s !== 'idle' ? ` on ${current.platform}` : '';
+  status.textContent = text ?? `${s}${on}`;
+  status.dataset.state = s;
+  pauseButton.disabled = s !== 'running';
+  resumeButton.disabled = s !== 'paused';
+  resetButton.disabled = s === 'idle';
+  const to = current === undefined ? undefined : otherHost(current.platform);
+  migrateButton.textContent = to === undefined ? 'Migrate' : `Migrate to ${to}`;
+  migrateButton.disabled = s !== 'running' || to === undefined;
+  snapSave.disabled = s === 'idle';
 }
 
 async function kernelBytes(): Promise<{ name: string; bytes: Uint8Array }> {
@@ -151,9 +178,12 @@ async function boot(): Promise<void> {
       kernelName: k.name,
       platform: platformSelect.value,
       cmdline: cmdlineInput.value,
+      memoryMb: Number(memorySelect.value),
     },
     [bytes.buffer],
   );
+  current = undefined;
+  migMessage('', false);
   setState('running', 'booting');
 }
 
@@ -313,6 +343,101 @@ async function runNetperfRows(): Promise<void> {
 }
 el<HTMLButtonElement>('npRun').onclick = () => void runNetperfRows();
 
+// --- migrate ---
+const migStatus = el<HTMLSpanElement>('migStatus');
+function migMessage(text: string, bad: boolean): void {
+  migStatus.textContent = text;
+  migStatus.className = bad ? 'bad' : '';
+}
+
+migrateButton.onclick = () => {
+  const to = current === undefined ? undefined : otherHost(current.platform);
+  if (to === undefined) return;
+  migrateButton.disabled = true;
+  migMessage(`migrating to ${to}`, false);
+  send({
+    type: 'migrate',
+    to,
+    preCopy: el<HTMLInputElement>('migPreCopy').checked,
+    linkBitsPerSecond: Number(el<HTMLSelectElement>('migLink').value),
+  });
+};
+
+/** The move's figures as the pre-copy reported them: a line, and a table row per round. */
+function showMigration(r: MigrationReport): void {
+  const gbps = r.linkBitsPerSecond / 1e9;
+  const preRounds = r.rounds.length - 1;
+  migMessage(`moved ${r.from} → ${r.to}`, false);
+  el('migSummary').textContent =
+    `${r.from} → ${r.to} over ${gbps} Gb/s: ${r.rounds.length} rounds ` +
+    `(${preRounds} pre-copy, 1 stop-and-copy), ${r.pagesSent} pages, ` +
+    `${(r.bytesSent / 1024).toFixed(0)} KB; safe point ${r.safePoint}; ` +
+    `downtime ${r.downtimeMs.toFixed(3)} ms, move ${r.totalMs.toFixed(3)} ms (simulated)`;
+  const body = el<HTMLTableElement>('migTable').tBodies[0];
+  body.replaceChildren();
+  r.rounds.forEach((round, k) => {
+    const tr = body.insertRow();
+    const cells = [
+      round.final ? 'stop' : String(k + 1),
+      String(round.pages),
+      String(round.zeroPages),
+      String(round.skipped),
+      (round.bytes / 1024).toFixed(0),
+      round.ms.toFixed(3),
+    ];
+    for (const c of cells) tr.insertCell().textContent = c;
+  });
+}
+
+// --- snapshot ---
+const snapStatus = el<HTMLParagraphElement>('snapStatus');
+const snapFile = el<HTMLInputElement>('snapFile');
+const snapDrop = el<HTMLLabelElement>('snapDrop');
+function snapMessage(text: string, bad: boolean): void {
+  snapStatus.textContent = text;
+  snapStatus.className = bad ? 'bad' : '';
+}
+
+snapSave.onclick = () => {
+  snapMessage('saving', false);
+  send({ type: 'save' });
+};
+
+function loadSnapshot(file: File): void {
+  snapMessage(`loading ${file.name}`, false);
+  void file.arrayBuffer().then((buf) => {
+    const bytes = new Uint8Array(buf);
+    send({ type: 'load', bytes, name: file.name }, [bytes.buffer]);
+  });
+}
+snapFile.onchange = () => {
+  const file = snapFile.files?.[0];
+  if (file !== undefined) loadSnapshot(file);
+  snapFile.value = '';
+};
+snapDrop.ondragover = (e) => {
+  e.preventDefault();
+  snapDrop.classList.add('over');
+};
+snapDrop.ondragleave = () => snapDrop.classList.remove('over');
+snapDrop.ondrop = (e) => {
+  e.preventDefault();
+  snapDrop.classList.remove('over');
+  const file = e.dataTransfer?.files[0];
+  if (file !== undefined) loadSnapshot(file);
+};
+
+function download(bytes: Uint8Array, name: string): void {
+  const url = URL.createObjectURL(
+    new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }),
+  );
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 worker.onmessage = (event: MessageEvent<FromWorker>) => {
   const m = event.data;
   switch (m.type) {
@@ -343,6 +468,39 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
     case 'netperf-done':
       el<HTMLSpanElement>('npStatus').textContent = `done: ${npResults.length} row(s)`;
       el<HTMLButtonElement>('npRun').disabled = false;
+      return;
+    case 'guest':
+      current = m.guest;
+      platformSelect.value = m.guest.platform;
+      if (m.guest.migrationRefusal !== undefined && otherHost(m.guest.platform) !== undefined)
+        migMessage(m.guest.migrationRefusal, true);
+      setState(state);
+      return;
+    case 'migrated':
+      showMigration(m.report);
+      setState(state);
+      return;
+    case 'migrate-failed':
+      migMessage(`not moved: ${m.message}`, true);
+      setState(state);
+      return;
+    case 'snapshot':
+      download(m.bytes, m.name);
+      snapMessage(`saved ${m.name} (${(m.bytes.length / 1024).toFixed(0)} KB)`, false);
+      return;
+    case 'snapshot-failed':
+      snapMessage(`not saved: ${m.message}`, true);
+      return;
+    case 'loaded':
+      // The snapshot's console so far, then the guest's own output goes on after it.
+      term.reset();
+      term.write(m.console);
+      for (const x of series) x.length = 0;
+      lastIrq = { ms: 0, n: 0 };
+      snapMessage(`loaded ${m.name}: running on from cycle ${m.cycle}`, false);
+      return;
+    case 'load-failed':
+      snapMessage(`not loaded: ${m.message}`, true);
       return;
   }
 };

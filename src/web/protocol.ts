@@ -1,4 +1,5 @@
 // The messages between the lab page (main.ts) and the machine's Web Worker (worker.ts).
+import type { Round } from '../bench/migrate/precopy.ts';
 
 /** Page → worker. */
 export type ToWorker =
@@ -8,11 +9,46 @@ export type ToWorker =
       kernelName: string;
       platform: string;
       cmdline: string;
+      /** Machine memory in MB (createGuest's default if absent). */
+      memoryMb?: number;
     }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'input'; bytes: Uint8Array }
-  | { type: 'netperf'; payloadBytes: number; seed: number; rows: NetperfRowRequest[] };
+  | { type: 'netperf'; payloadBytes: number; seed: number; rows: NetperfRowRequest[] }
+  /** Move the running guest to the other host (migrate.ts). */
+  | { type: 'migrate'; to: string; preCopy: boolean; linkBitsPerSecond: number }
+  /** Pause the guest and send its snapshot file back. */
+  | { type: 'save' }
+  /** Continue the guest of a snapshot file in place of the current one (if it is a good one). */
+  | { type: 'load'; bytes: Uint8Array; name: string };
+
+/** What one move did: the pre-copy's rounds and the stop-and-copy (precopy.ts), as they came. */
+export interface MigrationReport {
+  from: string;
+  to: string;
+  /** Where the guest stopped for the stop-and-copy: in its kernel, or idle in `hlt`. */
+  safePoint: 'kernel' | 'idle';
+  preCopy: boolean;
+  linkBitsPerSecond: number;
+  /** The pre-copy rounds, then the stop-and-copy round (the last, `final`). */
+  rounds: Round[];
+  pagesSent: number;
+  bytesSent: number;
+  /** Simulated ms from the start of the move to the guest running on the destination. */
+  totalMs: number;
+  /** Simulated ms the guest was stopped: the stop-and-copy round's time on the link. */
+  downtimeMs: number;
+}
+
+/** The guest the worker runs now (after a boot, a move or a load). */
+export interface GuestInfo {
+  platform: string;
+  kernelName: string;
+  cmdline: string;
+  /** Why it cannot migrate (migrationRefusal), or undefined if it can. */
+  migrationRefusal?: string;
+}
 
 /** One row of the netperf panel: a configuration of `previrt bench netperf` (build.ts). */
 export interface NetperfRowRequest {
@@ -58,4 +94,13 @@ export type FromWorker =
   | { type: 'ended'; reason: string }
   | { type: 'error'; message: string }
   | { type: 'netperf-row'; row: NetperfRowResult }
-  | { type: 'netperf-done' };
+  | { type: 'netperf-done' }
+  | { type: 'guest'; guest: GuestInfo }
+  | { type: 'migrated'; report: MigrationReport }
+  | { type: 'migrate-failed'; message: string }
+  /** A snapshot file: its bytes and a file name for the download. */
+  | { type: 'snapshot'; bytes: Uint8Array; name: string }
+  | { type: 'snapshot-failed'; message: string }
+  /** A snapshot file's guest runs: the console it had printed up to the snapshot comes with it. */
+  | { type: 'loaded'; name: string; cycle: number; console: Uint8Array }
+  | { type: 'load-failed'; message: string };

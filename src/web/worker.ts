@@ -4,17 +4,23 @@
 // Policy that forbids it the CPU interprets every instruction (the same cycles and counters).
 import { describeEnd } from '../machine/Machine.ts';
 import { counterTotal, flattenCounters, type CounterTree } from '../machine/counters.ts';
+import { decodeBytes, encodeBytes } from '../machine/state.ts';
 import { createGuest } from '../platforms/createGuest.ts';
+import { migrationRefusal } from '../platforms/migrate.ts';
 import type { Guest } from '../platforms/platform.ts';
+import { restoreGuest } from '../platforms/restoreGuest.ts';
+import { saveGuest } from '../platforms/snapshot.ts';
 import { runNetperf } from '../bench/netperf/run.ts';
+import { migrateLive } from './migrate.ts';
 import type { FromWorker, NetperfRowRequest, Sample, ToWorker } from './protocol.ts';
+import { readSnapshotFile, writeSnapshotFile } from './snapshotFile.ts';
 
 interface WorkerScope {
-  postMessage(message: FromWorker): void;
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
   onmessage: ((event: { data: ToWorker }) => void) | null;
 }
 const scope = self as unknown as WorkerScope;
-const post = (m: FromWorker): void => scope.postMessage(m);
+const post = (m: FromWorker, transfer: Transferable[] = []): void => scope.postMessage(m, transfer);
 
 /** Whether this realm may compile code at run time (a strict CSP forbids it). */
 function evalAllowed(): string | undefined {
@@ -27,15 +33,24 @@ function evalAllowed(): string | undefined {
 }
 const evalRefusal = evalAllowed();
 
+function modeOf(): { compiled: boolean; reason?: string } {
+  return evalRefusal === undefined ? { compiled: true } : { compiled: false, reason: evalRefusal };
+}
+
 /** Host milliseconds a slice of guest execution may take before the worker yields. */
 const SLICE_MS = 25;
 /** Host milliseconds between counter samples. */
 const SAMPLE_MS = 250;
+/** The console bytes a snapshot keeps (its last ones), so a loaded one shows where it was. */
+const TRANSCRIPT_BYTES = 1 << 20;
 
 let guest: Guest | undefined;
 let generation = 0;
 let paused = false;
 let pending: number[] = [];
+/** The guest's console output since boot, its last TRANSCRIPT_BYTES (chunks as posted). */
+let transcript: Uint8Array[] = [];
+let transcriptBytes = 0;
 let bootMs = 0;
 let lastSample = { hostMs: 0, instructions: 0 };
 /**
@@ -57,8 +72,77 @@ function setPace(g: Guest): void {
 
 function flushConsole(): void {
   if (pending.length === 0) return;
-  post({ type: 'console', bytes: Uint8Array.from(pending) });
+  const bytes = Uint8Array.from(pending);
   pending = [];
+  transcript.push(bytes);
+  transcriptBytes += bytes.length;
+  while (transcriptBytes - transcript[0].length >= TRANSCRIPT_BYTES)
+    transcriptBytes -= transcript.shift()!.length;
+  post({ type: 'console', bytes });
+}
+
+function joined(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out.subarray(Math.max(0, out.length - TRANSCRIPT_BYTES));
+}
+
+/**
+ * What the lab keeps beside the guest in a snapshot (its `extra`): the console so far. A
+ * snapshot from `previrt run` has none of it (its extra is null).
+ */
+interface LabExtra {
+  lab: { console: string };
+}
+
+function transcriptOf(extra: unknown): Uint8Array {
+  const lab = (extra as Partial<LabExtra> | null)?.lab;
+  if (lab === undefined || typeof lab.console !== 'string') return new Uint8Array(0);
+  try {
+    return decodeBytes(lab.console, 'extra.lab.console');
+  } catch {
+    return new Uint8Array(0);
+  }
+}
+
+/** Makes `g` the guest that runs (after a boot, a move or a load) and tells the page. */
+function adopt(g: Guest): void {
+  g.machine.cpu.blocksEnabled = evalRefusal === undefined;
+  guest = g;
+  lastSample = {
+    hostMs: performance.now() - bootMs,
+    instructions: g.machine.cpu.counters.instructions,
+  };
+  setPace(g);
+  post({
+    type: 'guest',
+    guest: {
+      platform: g.platform,
+      kernelName: g.config.kernelName,
+      cmdline: g.config.cmdline ?? '',
+      migrationRefusal: migrationRefusal(g),
+    },
+  });
+}
+
+/** The guest ended while the worker had it outside `step` (a pre-copy): say so as step does. */
+function endedMeanwhile(g: Guest): boolean {
+  const end = g.machine.end;
+  if (end === undefined || end.kind === 'cycle-limit') return false;
+  flushConsole();
+  sample(g);
+  post({ type: 'ended', reason: describeEnd(end) });
+  if (guest === g) guest = undefined;
+  return true;
+}
+
+function start(): void {
+  const gen = generation;
+  setTimeout(() => step(gen), 0);
 }
 
 function sample(g: Guest): void {
@@ -165,17 +249,69 @@ function netperfRows(
   setTimeout(() => netperfRows(rows, payloadBytes, seed, k + 1), 0);
 }
 
+/** Pauses the guest and posts its snapshot file (the console so far goes with it). */
+async function save(g: Guest): Promise<void> {
+  paused = true;
+  flushConsole();
+  sample(g);
+  post({ type: 'state', state: 'paused' });
+  try {
+    // The state is taken now; the page may resume the guest while the file is compressed.
+    const extra: LabExtra = { lab: { console: encodeBytes(joined(transcript)) } };
+    const contents = saveGuest(g, extra);
+    const name = `previrt-${g.platform}-${g.config.kernelName}-${contents.header.cycle}.pvsnap`;
+    const bytes = await writeSnapshotFile(contents);
+    post({ type: 'snapshot', bytes, name }, [bytes.buffer]);
+  } catch (e) {
+    post({ type: 'snapshot-failed', message: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+/**
+ * Continues the snapshot in `bytes` in place of the current guest; a file that is not a good
+ * snapshot is refused with one line and the current guest goes on as it was.
+ */
+async function load(bytes: Uint8Array, name: string): Promise<void> {
+  const contents = await readSnapshotFile(bytes);
+  if (typeof contents === 'string') {
+    post({ type: 'load-failed', message: `${name}: ${contents}` });
+    return;
+  }
+  // The restore runs nothing, so nothing reaches `pending` before the commit below.
+  const g = restoreGuest(contents, { console: (b) => pending.push(b) });
+  if (typeof g === 'string') {
+    post({ type: 'load-failed', message: `${name}: ${g}` });
+    return;
+  }
+  // The commit: the loaded guest replaces the current one.
+  generation++;
+  const console = transcriptOf((contents.state as { extra?: unknown }).extra);
+  transcript = console.length > 0 ? [console] : [];
+  transcriptBytes = console.length;
+  pending = [];
+  paused = false;
+  bootMs = performance.now();
+  adopt(g);
+  post({ type: 'mode', ...modeOf() });
+  post({ type: 'loaded', name, cycle: g.machine.cpu.cycles, console });
+  post({ type: 'state', state: 'running' });
+  start();
+}
+
 scope.onmessage = (event) => {
   const m = event.data;
   switch (m.type) {
     case 'boot': {
       generation++;
       pending = [];
+      transcript = [];
+      transcriptBytes = 0;
       const g = createGuest({
         platform: m.platform,
         kernel: m.kernel,
         kernelName: m.kernelName,
         cmdline: m.cmdline,
+        memoryMb: m.memoryMb,
         console: (b) => pending.push(b),
       });
       if (typeof g === 'string') {
@@ -183,20 +319,12 @@ scope.onmessage = (event) => {
         post({ type: 'error', message: g });
         return;
       }
-      g.machine.cpu.blocksEnabled = evalRefusal === undefined;
-      post(
-        evalRefusal === undefined
-          ? { type: 'mode', compiled: true }
-          : { type: 'mode', compiled: false, reason: evalRefusal },
-      );
-      guest = g;
+      post({ type: 'mode', ...modeOf() });
       paused = false;
       bootMs = performance.now();
-      lastSample = { hostMs: 0, instructions: 0 };
-      setPace(g);
+      adopt(g);
       post({ type: 'state', state: 'running' });
-      const gen = generation;
-      setTimeout(() => step(gen), 0);
+      start();
       return;
     }
     case 'pause':
@@ -209,10 +337,7 @@ scope.onmessage = (event) => {
       paused = false;
       if (guest !== undefined) setPace(guest);
       post({ type: 'state', state: 'running' });
-      {
-        const gen = generation;
-        setTimeout(() => step(gen), 0);
-      }
+      start();
       return;
     case 'input':
       guest?.input(m.bytes);
@@ -222,6 +347,42 @@ scope.onmessage = (event) => {
       generation++;
       guest = undefined;
       netperfRows(m.rows, m.payloadBytes, m.seed, 0);
+      return;
+    case 'migrate': {
+      const g = guest;
+      if (g === undefined) {
+        post({ type: 'migrate-failed', message: 'no guest is running' });
+        return;
+      }
+      // Both hosts are here: the pre-copy runs the source between this message and the next.
+      const moved = migrateLive(g, {
+        to: m.to,
+        preCopy: m.preCopy,
+        linkBitsPerSecond: m.linkBitsPerSecond,
+        console: (b) => pending.push(b),
+      });
+      if (typeof moved === 'string') {
+        post({ type: 'migrate-failed', message: moved });
+        // The source is the guest still: it runs on from where the attempt left it, if it can.
+        if (!endedMeanwhile(g)) g.machine.resume();
+        return;
+      }
+      // The commit: the destination runs, the source is dropped (never run again).
+      flushConsole();
+      adopt(moved.guest);
+      sample(moved.guest);
+      post({ type: 'migrated', report: moved.report });
+      return;
+    }
+    case 'save':
+      if (guest === undefined) {
+        post({ type: 'snapshot-failed', message: 'no guest to save' });
+        return;
+      }
+      void save(guest);
+      return;
+    case 'load':
+      void load(m.bytes, m.name);
       return;
   }
 };
