@@ -26,7 +26,7 @@ import {
   str,
   type Check,
 } from '../machine/state.ts';
-import { cpuidLeaf } from '../x86/system/instructions.ts';
+import { CPUID_FEATURE, cpuidLeaf } from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
 import type { EntryTable } from '../x86/entries.ts';
 import { Vector } from '../x86/fault.ts';
@@ -110,6 +110,8 @@ export interface VmmState {
   backend: BackendState;
   /** A migrated guest's time offset (ns; absent: 0). */
   timeOffsetNs?: number;
+  /** DR0–DR7 (absent: as at reset). */
+  debug?: number[];
 }
 
 const table = shape<{ base: number; limit: number }>({ base: num, limit: num });
@@ -144,6 +146,9 @@ const VMM_STATE: Check = checkState<VmmState>('VMM', 1, {
   timeOffsetNs: (v, path) => {
     if (v !== undefined) num(v, path);
   },
+  debug: (v, path) => {
+    if (v !== undefined) arrayOf(num)(v, path);
+  },
 });
 
 interface Gate {
@@ -174,6 +179,8 @@ export class InPlaceVmm implements VmmCore {
   idtr = { base: 0, limit: 0x3ff };
   ldtr = 0;
   tr = { selector: 0, base: 0 };
+  /** DR0–DR7 as the guest wrote them: kept, never armed (the virtual CPU has no breakpoints). */
+  debug = resetDebugRegisters();
   /** The virtual CS and SS a return to ring 3 loaded (what a trap from ring 3 reports). */
   userCs = 0;
   userSs = 0;
@@ -287,6 +294,9 @@ export class InPlaceVmm implements VmmCore {
       platform: this.platform.save(),
       backend: this.backend.save(),
       ...(this.timeOffsetNs === 0 ? {} : { timeOffsetNs: this.timeOffsetNs }),
+      ...(this.debug.every((v, n) => v === resetDebugRegisters()[n])
+        ? {}
+        : { debug: [...this.debug] }),
     };
   }
 
@@ -318,6 +328,7 @@ export class InPlaceVmm implements VmmCore {
     this.nextTickNs = state.nextTickNs;
     this.armedNs = state.armedNs ?? undefined;
     this.timeOffsetNs = state.timeOffsetNs ?? 0;
+    this.debug = state.debug === undefined ? resetDebugRegisters() : [...state.debug];
     Object.assign(this.counters, structuredClone(state.counters));
     this.platform.restore(state.platform, `${path}.platform`);
     this.backend.restore(state.backend, `${path}.backend`);
@@ -666,6 +677,8 @@ export class InPlaceVmm implements VmmCore {
     const cpu = this.cpu;
     const i = site.instr;
     const kind: SiteKind = site.kind;
+    // Where the site starts as the guest runs it (its load address while paging is off).
+    const start = (next - (site.end - site.start)) >>> 0;
     if (kind === 'in' || kind === 'out') {
       cpu.charge(this.costs.vmmDeviceAccess);
       this.counters.deviceAccesses++;
@@ -772,9 +785,65 @@ export class InPlaceVmm implements VmmCore {
         return next;
       }
       case 'rdtsc':
+      case 'rdtscp':
         cpu.eax = cpu.cycles % 2 ** 32;
         cpu.edx = Math.floor(cpu.cycles / 2 ** 32) >>> 0;
+        // RDTSCP's ECX is IA32_TSC_AUX, which nobody can have written: MSRs are not offered.
+        if (kind === 'rdtscp') cpu.ecx = 0;
         return next;
+      // What the virtual CPU does not offer faults as on a processor without it (SDM Vol. 2):
+      // RDMSR/WRMSR without the MSR feature and SYSEXIT without SEP are invalid opcodes (the
+      // backends hide both, hiddenCpuFeatures), as are MONITOR/MWAIT and XSETBV (CPUID shows
+      // neither MONITOR nor XSAVE); RDPMC at CPL 0 names a counter there is none of: #GP(0).
+      case 'rdmsr':
+      case 'wrmsr':
+        return this.hidden(CPUID_FEATURE.MSR)
+          ? this.raise(Vector.UD, undefined, start)
+          : this.raise(Vector.GP, 0, start);
+      case 'sysexit':
+        return this.hidden(CPUID_FEATURE.SEP)
+          ? this.raise(Vector.UD, undefined, start)
+          : this.raise(Vector.GP, 0, start);
+      case 'monitor':
+      case 'mwait':
+      case 'xsetbv':
+        return this.raise(Vector.UD, undefined, start);
+      case 'rdpmc':
+        return this.raise(Vector.GP, 0, start);
+      // No caches are modelled: writing back and invalidating them has nothing to do.
+      case 'invd':
+      case 'wbinvd':
+        return next;
+      case 'clts':
+        this.cr0 = (this.cr0 & ~CR0_TS) >>> 0;
+        return next;
+      case 'smsw':
+        // The low 16 bits of CR0 to memory; a 32-bit register gets all of it (SDM 2B SMSW).
+        if (i.mod === 3) cpu.setReg(i.rm, i.size, i.size === 4 ? this.cr0 : this.cr0 & 0xffff);
+        else cpu.writeLinear(cpu.eaLinear(i, 2, true), 2, this.cr0 & 0xffff);
+        return next;
+      case 'lmsw': {
+        // PE, MP, EM and TS from the operand; PE can be set, never cleared (SDM 2A LMSW).
+        const word =
+          i.mod === 3 ? cpu.getReg(i.rm, 2) : cpu.readLinear(cpu.eaLinear(i, 2, false), 2);
+        this.writeCr(0, ((this.cr0 & ~0xf) | (word & 0xf) | (this.cr0 & 1)) >>> 0);
+        return next;
+      }
+      case 'mov-to-dr':
+        this.debug[debugRegister(i.reg)] = cpu.getReg(i.rm, 4) >>> 0;
+        return next;
+      case 'mov-from-dr':
+        cpu.setReg(i.rm, 4, this.debug[debugRegister(i.reg)]);
+        return next;
+      case 'lseg': {
+        // LES/LDS/LSS/LFS/LGS: the offset into the register, the selector after it.
+        const at = cpu.eaLinear(i, i.size + 2, false);
+        const offset = cpu.readLinear(at, i.size);
+        const selector = cpu.readLinear((at + i.size) >>> 0, 2);
+        this.setSegment(LSEG_TARGET[i.opcode], selector);
+        cpu.setReg(i.reg, i.size, offset);
+        return next;
+      }
       case 'pte_set':
       case 'pgd_set':
         this.backend.pageTableWrite(kind === 'pte_set' ? 1 : 2, cpu.edx, cpu.eax);
@@ -790,6 +859,25 @@ export class InPlaceVmm implements VmmCore {
         this.backend.crash(`site kind ${kind} has no emulation`);
         return next;
     }
+  }
+
+  /**
+   * The fault the emulated instruction raises, as the processor would: a frame on the kernel's
+   * stack (sites are kernel code) with the instruction's own address, then its IDT gate.
+   */
+  private raise(vector: number, errorCode: number | undefined, eip: number): number {
+    const cpu = this.cpu;
+    cpu.push(this.frameFlags(this.virtualIf), 4);
+    cpu.push(this.segment(CS), 4);
+    cpu.push(eip, 4);
+    if (errorCode !== undefined) cpu.push(errorCode, 4);
+    this.counters.trapsForwarded[vector] = (this.counters.trapsForwarded[vector] ?? 0) + 1;
+    return this.enterGate(vector);
+  }
+
+  /** The backend takes this CPUID feature (leaf 1 EDX) out of what the guest sees. */
+  private hidden(feature: number): boolean {
+    return (this.backend.hiddenCpuFeatures & feature) !== 0;
   }
 
   private readSelector(site: CallSite): number {
@@ -917,4 +1005,26 @@ export class InPlaceVmm implements VmmCore {
 
 function hex(v: number): string {
   return (v >>> 0).toString(16);
+}
+
+/** CR0.TS (SDM 3A 2.5). */
+const CR0_TS = 0x8;
+
+/** DR4 and DR5 are DR6 and DR7 while CR4.DE is clear (the virtual CPU offers no DE). */
+function debugRegister(n: number): number {
+  return n === 4 || n === 5 ? n + 2 : n;
+}
+
+/** The segment register LES, LDS, LSS, LFS and LGS load, by opcode. */
+const LSEG_TARGET: Readonly<Record<number, number>> = {
+  0xc4: 0,
+  0xc5: 3,
+  0x1b2: 2,
+  0x1b4: 4,
+  0x1b5: 5,
+};
+
+/** DR0–DR7 at reset (SDM 3A 18.2): DR6 0xFFFF0FF0, DR7 0x400. */
+function resetDebugRegisters(): number[] {
+  return [0, 0, 0, 0, 0, 0, 0xffff0ff0, 0x400];
 }

@@ -26,6 +26,8 @@ const OF = 0x800;
 const IF = 0x200;
 
 /** A ring-1 CPU with paging: the first 4 MB one-to-one, the window's first two pages. */
+const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+
 function ring1Cpu(): { cpu: Cpu; ram: Uint8Array; vcpu: DataView } {
   const platform = testPlatform(8 << 20);
   const cpu = new Cpu(platform, TEST_COSTS);
@@ -374,6 +376,113 @@ describe('cpuid under the in-place VMM', () => {
     for (const name of ['PSE', 'PGE', 'SEP', 'MSR', 'DE'] as const)
       assert.equal(features & CPUID_FEATURE[name], 0, `${name} is hidden`);
     assert.equal(features & 1, 0, 'no FPU');
+  });
+});
+
+describe('the privileged instructions Linux has, under the in-place VMM', () => {
+  const pad = (bytes: number[]): number[] => [...bytes, ...new Array<number>(8).fill(0x90)];
+  const SITE_RDMSR = pad([0x0f, 0x32]);
+  const UD_HANDLER = 0x800;
+  /** Runs `sites` (each an instruction and 8 bytes of padding), then `jmp .`. */
+  const exec = (sites: number[][], hidden = CPUID_FEATURE.MSR | CPUID_FEATURE.SEP) => {
+    const { cpu, ram, vcpu } = ring1Cpu();
+    const code = [...sites.flat(), 0xeb, 0xfe];
+    const spans: [number, number][] = [];
+    let at = 0;
+    for (const s of sites) spans.push([at, (at += s.length)]);
+    // #UD and #GP handlers: `jmp .` at UD_HANDLER and UD_HANDLER + 2.
+    code.push(...new Array<number>(UD_HANDLER - code.length).fill(0x90), 0xeb, 0xfe, 0xeb, 0xfe);
+    const r = load(ram, code, spans);
+    const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu, hidden), r.calls, vcpu, {
+      entries: cpu.defaultEntries,
+      kernelOffset: 0,
+      rtcStartSeconds: 0,
+      boot: { codeSelector: 0x08, dataSelector: 0x10 },
+    });
+    writeGate(ram, IDT + 6 * 8, 0x10, CODE + UD_HANDLER, 0xe, 0);
+    writeGate(ram, IDT + 13 * 8, 0x10, CODE + UD_HANDLER + 2, 0xe, 0);
+    vmm.idtr = { base: IDT, limit: 0x7ff };
+    return { cpu, ram, vmm, code, end: at };
+  };
+  const runTo = (cpu: Cpu, stop: number): void => {
+    cpu.eip = CODE;
+    cpu.run(cpu.cycles + 100_000, 300);
+    assert.equal(cpu.eip, CODE + stop);
+  };
+
+  it('RDMSR and WRMSR raise #UD with the MSR feature hidden, #GP(0) without; at the instruction', () => {
+    for (const [hidden, vector, stop] of [
+      [CPUID_FEATURE.MSR, 6, UD_HANDLER],
+      [0, 13, UD_HANDLER + 2],
+    ] as const) {
+      const { cpu, vmm } = exec([SITE_RDMSR], hidden);
+      runTo(cpu, stop);
+      const words = vector === 13 ? 4 : 3;
+      const frame = Array.from({ length: words }, (_, k) => cpu.readLinear(cpu.esp + k * 4, 4));
+      if (vector === 13) assert.equal(frame.shift(), 0, 'error code 0');
+      assert.equal(
+        frame[0],
+        CODE,
+        "the frame's EIP is the instruction's (an exception fixup finds it)",
+      );
+      assert.equal(vmm.counters.trapsForwarded[vector], 1);
+    }
+  });
+
+  it('MONITOR, MWAIT, XSETBV raise #UD (CPUID offers neither); RDPMC #GP(0); SYSEXIT #UD without SEP', () => {
+    for (const [site, stop] of [
+      [pad([0x0f, 0x01, 0xc8]), UD_HANDLER],
+      [pad([0x0f, 0x01, 0xc9]), UD_HANDLER],
+      [pad([0x0f, 0x01, 0xd1]), UD_HANDLER],
+      [pad([0x0f, 0x33]), UD_HANDLER + 2],
+      [pad([0x0f, 0x35]), UD_HANDLER],
+    ] as const) {
+      const { cpu } = exec([site]);
+      runTo(cpu, stop);
+    }
+  });
+
+  it('CLTS, LMSW, SMSW work on the virtual CR0; debug registers keep what is written; RDTSCP', () => {
+    const { cpu, vmm, end } = exec([
+      pad([0x0f, 0x06]), //             clts
+      pad([0x0f, 0x01, 0xe0]), //       smsw %eax
+      pad([0x0f, 0x01, 0xf3]), //       lmsw %bx
+      pad([0x0f, 0x23, 0xf9]), //       mov %ecx, %dr7
+      pad([0x0f, 0x21, 0xf2]), //       mov %dr6, %edx
+      pad([0x0f, 0x21, 0xee]), //       mov %dr5, %esi (DR7: CR4.DE is clear)
+      pad([0x0f, 0x09]), //             wbinvd
+      pad([0x0f, 0x01, 0xf9]), //       rdtscp (EDX:EAX, ECX last)
+    ]);
+    vmm.cr0 = 0x3b; // ET, TS, EM, MP, PE
+    cpu.ebx = 0x0002; //                 lmsw: MP only; PE stays
+    cpu.ecx = 0x00000401;
+    runTo(cpu, end);
+    assert.equal(vmm.cr0, 0x33, 'CLTS cleared TS; LMSW loaded MP, cleared EM, kept PE');
+    assert.equal(cpu.ecx, 0, 'RDTSCP: TSC_AUX');
+    assert.equal(cpu.edx, 0, 'the TSC is small here');
+    assert.equal(cpu.esi, 0x401, 'DR5 is DR7');
+    assert.equal(vmm.debug[6], 0xffff0ff0, 'DR6 as at reset');
+    assert.equal(vmm.save().debug?.[7], 0x401, 'a snapshot holds the debug registers');
+  });
+
+  it('SMSW to memory, LSS/LFS load the offset and the virtual selector', () => {
+    const { cpu, ram, vmm, end } = exec([
+      pad([0x0f, 0x01, 0x25, ...le32(0x7000)]), //      smsw 0x7000
+      pad([0x0f, 0xb2, 0x25, ...le32(0x7010)]), //      lss 0x7010, %esp
+      pad([0x0f, 0xb4, 0x1d, ...le32(0x7020)]), //      lfs 0x7020, %ebx
+    ]);
+    const v = new DataView(ram.buffer);
+    v.setUint32(0x7010, 0x00071234, true);
+    v.setUint16(0x7014, 0x0018, true);
+    v.setUint32(0x7020, 0xcafe0000, true);
+    v.setUint16(0x7024, 0x00d8, true);
+    vmm.cr0 = 0x80050033;
+    runTo(cpu, end);
+    assert.equal(v.getUint16(0x7000, true), 0x0033);
+    assert.equal(cpu.esp, 0x00071234);
+    assert.equal(vmm.segment(SS), 0x18);
+    assert.equal(cpu.ebx, 0xcafe0000);
+    assert.equal(vmm.segment(4), 0xd8);
   });
 });
 

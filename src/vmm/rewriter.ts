@@ -53,6 +53,23 @@ export type SiteKind =
   | 'mov-from-cr'
   | 'cpuid'
   | 'rdtsc'
+  | 'rdtscp'
+  | 'rdmsr'
+  | 'wrmsr'
+  | 'rdpmc'
+  | 'sysexit'
+  | 'clts'
+  | 'invd'
+  | 'wbinvd'
+  | 'mov-to-dr'
+  | 'mov-from-dr'
+  | 'smsw'
+  | 'lmsw'
+  | 'lseg'
+  | 'monitor'
+  | 'mwait'
+  | 'xsetbv'
+  | 'ud'
   | 'pte_set'
   | 'pgd_set'
   | 'pte_read'
@@ -97,6 +114,13 @@ const HEADER_KINDS = new Set([
   'mmio_write',
 ]);
 
+/**
+ * Sites left as they are: their instruction does, de-privileged, what it does in ring 0 — UD2
+ * (and UD0, UD1) raise #UD in every ring, and the kernel's handler finds its bug table entry at
+ * the instruction's own address.
+ */
+const KEPT: ReadonlySet<SiteKind> = new Set(['ud']);
+
 /** Rewrites every site; a message for the first one that cannot be handled or does not fit. */
 export function rewriteSites(records: SiteRecord[], read: CodeReader): RewriteResult | string {
   const sorted = [...records].sort((a, b) => a.start - b.start);
@@ -121,6 +145,10 @@ export function rewriteSites(records: SiteRecord[], read: CodeReader): RewriteRe
     // sti; hlt: the interrupt shadow makes the pair atomic, so the check belongs to the hlt.
     const stiBeforeHlt =
       kind === 'sti' && next !== undefined && next.kind === 'hlt' && next.rec.start === rec.end;
+    if (KEPT.has(kind)) {
+      result.counts[kind] = (result.counts[kind] ?? 0) + 1;
+      continue;
+    }
     const code = replacement(kind, instr, rec.start, stiBeforeHlt);
     const room = rec.end - rec.start;
     if (code.length > room) {
@@ -195,11 +223,48 @@ export function classify(section: string, i: Instr): SiteKind | undefined {
       return 'cpuid';
     case 0x131:
       return 'rdtsc';
+    case 0x130:
+      return 'wrmsr';
+    case 0x132:
+      return 'rdmsr';
+    case 0x133:
+      return 'rdpmc';
+    case 0x135:
+      return 'sysexit';
+    case 0x106:
+      return 'clts';
+    case 0x108:
+      return 'invd';
+    case 0x109:
+      return 'wbinvd';
+    case 0x121:
+      return 'mov-from-dr';
+    case 0x123:
+      return 'mov-to-dr';
+    case 0x10b:
+    case 0x1b9:
+    case 0x1ff:
+      return 'ud';
+    case 0xc4:
+    case 0xc5:
+    case 0x1b2:
+    case 0x1b4:
+    case 0x1b5:
+      return i.mod === 3 ? undefined : 'lseg';
     case 0x100:
       return (['sldt', 'str', 'lldt', 'ltr'] as const)[i.reg];
     case 0x101:
-      if (i.mod === 3) return undefined;
-      return (['sgdt', 'sidt', 'lgdt', 'lidt', undefined, undefined, undefined, 'invlpg'] as const)[
+      if (i.mod === 3) {
+        // The register forms of group 7 (SDM Vol. 2 Table A-6): 0F 01 C8 MONITOR, C9 MWAIT,
+        // D1 XSETBV, F9 RDTSCP; SMSW and LMSW take a register too.
+        const form = (i.reg << 3) | i.rm;
+        if (form === 0o10) return 'monitor';
+        if (form === 0o11) return 'mwait';
+        if (form === 0o21) return 'xsetbv';
+        if (form === 0o71) return 'rdtscp';
+        return i.reg === 4 ? 'smsw' : i.reg === 6 ? 'lmsw' : undefined;
+      }
+      return (['sgdt', 'sidt', 'lgdt', 'lidt', 'smsw', undefined, 'lmsw', 'invlpg'] as const)[
         i.reg
       ];
     default:
