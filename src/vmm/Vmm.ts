@@ -30,7 +30,8 @@ import { CPUID_FEATURE, cpuidLeaf } from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
 import type { EntryTable } from '../x86/entries.ts';
 import { Vector } from '../x86/fault.ts';
-import { CS, descriptorBase, SS } from '../x86/segment.ts';
+import type { Instr } from '../x86/instr.ts';
+import { CS, descriptorBase, DS, ES, SS } from '../x86/segment.ts';
 import type { BackendState, GuestEvent, VmmBackend, VmmCore } from './backend.ts';
 import type { KernelEntry } from './load.ts';
 import { VirtualPlatform, type VirtualPlatformState } from './platform.ts';
@@ -112,6 +113,8 @@ export interface VmmState {
   timeOffsetNs?: number;
   /** DR0–DR7 (absent: as at reset). */
   debug?: number[];
+  /** Paging is on and the entries at the load alias are still bound (absent: not). */
+  aliasKept?: boolean;
 }
 
 const table = shape<{ base: number; limit: number }>({ base: num, limit: num });
@@ -148,6 +151,9 @@ const VMM_STATE: Check = checkState<VmmState>('VMM', 1, {
   },
   debug: (v, path) => {
     if (v !== undefined) arrayOf(num)(v, path);
+  },
+  aliasKept: (v, path) => {
+    if (v !== undefined) bool(v, path);
   },
 });
 
@@ -188,6 +194,12 @@ export class InPlaceVmm implements VmmCore {
   private inUser = false;
   private pagingOn = false;
   private readonly aliasUnbind: (() => void)[] = [];
+  /**
+   * The entries at the kernel's load alias are gone: the kernel called the VMM from its link
+   * address with paging on. Not at the CR0 write itself: code at the load address may still
+   * reach a site before it jumps to its link address (Linux's `ljmp` right after it).
+   */
+  private aliasDropped = false;
   private console: number[] = [];
   private timerPeriodNs = 0;
   private nextTickNs = 0;
@@ -253,9 +265,15 @@ export class InPlaceVmm implements VmmCore {
       return r;
     };
     bound(linear, name);
-    if (!this.pagingOn && this.options.kernelOffset !== 0) {
+    if (!this.aliasDropped && this.options.kernelOffset !== 0) {
       this.aliasUnbind.push(bound((linear - this.options.kernelOffset) >>> 0, `${name}@alias`));
     }
+  }
+
+  /** The entries at the load alias go (see aliasDropped). */
+  private dropAlias(): void {
+    this.aliasDropped = true;
+    for (const unbind of this.aliasUnbind.splice(0)) unbind();
   }
 
   get paging(): boolean {
@@ -286,6 +304,9 @@ export class InPlaceVmm implements VmmCore {
       userSs: this.userSs,
       userMode: this.inUser,
       paging: this.pagingOn,
+      ...(this.pagingOn && !this.aliasDropped && this.options.kernelOffset !== 0
+        ? { aliasKept: true }
+        : {}),
       console: [...this.console],
       timerPeriodNs: this.timerPeriodNs,
       nextTickNs: this.nextTickNs,
@@ -321,7 +342,7 @@ export class InPlaceVmm implements VmmCore {
     this.inUser = state.userMode;
     if (state.paging && !this.pagingOn) {
       this.pagingOn = true;
-      for (const unbind of this.aliasUnbind.splice(0)) unbind();
+      if (state.aliasKept !== true) this.dropAlias();
     }
     this.console = [...state.console];
     this.timerPeriodNs = state.timerPeriodNs;
@@ -401,9 +422,11 @@ export class InPlaceVmm implements VmmCore {
     const ret = cpu.pop(4);
     let site = this.calls.get(ret);
     let delta = 0;
-    if (site === undefined && !this.pagingOn) {
+    if (site === undefined && !this.aliasDropped) {
       site = this.calls.get((ret + this.options.kernelOffset) >>> 0);
       delta = -this.options.kernelOffset;
+    } else if (site !== undefined && this.pagingOn && !this.aliasDropped) {
+      this.dropAlias();
     }
     if (site === undefined) {
       this.backend.crash(`call into the VMM from 0x${hex(ret - 5)}, which is not a rewritten site`);
@@ -575,7 +598,7 @@ export class InPlaceVmm implements VmmCore {
   private inWindow(eip: number): boolean {
     if (eip >= WINDOW_BASE) return true;
     const alias = (WINDOW_BASE - this.options.kernelOffset) >>> 0;
-    return !this.pagingOn && eip >= alias && eip < alias + WINDOW_SIZE;
+    return !this.aliasDropped && eip >= alias && eip < alias + WINDOW_SIZE;
   }
 
   /** The hypervisor's selectors in a frame become the guest's virtual ones. */
@@ -691,6 +714,10 @@ export class InPlaceVmm implements VmmCore {
       } else {
         this.platform.write(port, size, cpu.eax & mask);
       }
+      return next;
+    }
+    if (kind === 'ins' || kind === 'outs') {
+      this.stringIo(i, kind === 'ins');
       return next;
     }
     if (kind === 'mmio_read' || kind === 'mmio_write') {
@@ -829,6 +856,12 @@ export class InPlaceVmm implements VmmCore {
         this.writeCr(0, ((this.cr0 & ~0xf) | (word & 0xf) | (this.cr0 & 1)) >>> 0);
         return next;
       }
+      case 'verr':
+      case 'verw': {
+        const ok = this.segmentVerifies(this.readSelector(site), kind === 'verw');
+        cpu.setEflags(((cpu.getEflags() & ~EFLAGS_ZF) | (ok ? EFLAGS_ZF : 0)) >>> 0);
+        return next;
+      }
       case 'mov-to-dr':
         this.debug[debugRegister(i.reg)] = cpu.getReg(i.rm, 4) >>> 0;
         return next;
@@ -873,6 +906,53 @@ export class InPlaceVmm implements VmmCore {
     if (errorCode !== undefined) cpu.push(errorCode, 4);
     this.counters.trapsForwarded[vector] = (this.counters.trapsForwarded[vector] ?? 0) + 1;
     return this.enterGate(vector);
+  }
+
+  /**
+   * INS and OUTS, one element or (REP) ECX of them, as the processor moves them (SDM 2A INS,
+   * OUTS): OUTS from DS:ESI (or the override), INS to ES:EDI, the index stepped by the size,
+   * backwards with DF. Ports go to the virtual platform, each element one device access.
+   */
+  private stringIo(i: Instr, input: boolean): void {
+    const cpu = this.cpu;
+    const size = ((i.opcode & 1) === 0 ? 1 : i.size) as 1 | 2 | 4;
+    const port = cpu.edx & 0xffff;
+    const step = (cpu.getEflags() & EFLAGS_DF) !== 0 ? -size : size;
+    const mask = i.addr32 ? 0xffffffff : 0xffff;
+    let count = i.rep !== 0 ? (i.addr32 ? cpu.ecx : cpu.ecx & 0xffff) : 1;
+    while (count > 0) {
+      cpu.charge(this.costs.vmmDeviceAccess);
+      this.counters.deviceAccesses++;
+      if (input) {
+        const at = cpu.linear(ES, cpu.edi & mask, size, true);
+        cpu.writeLinear(at, size, this.platform.read(port, size));
+        cpu.edi = ((cpu.edi & ~mask) | ((cpu.edi + step) & mask)) >>> 0;
+      } else {
+        const at = cpu.linear(i.seg < 0 ? DS : i.seg, cpu.esi & mask, size, false);
+        this.platform.write(port, size, cpu.readLinear(at, size));
+        cpu.esi = ((cpu.esi & ~mask) | ((cpu.esi + step) & mask)) >>> 0;
+      }
+      count--;
+      if (i.rep !== 0) cpu.ecx = i.addr32 ? count >>> 0 : ((cpu.ecx & ~0xffff) | count) >>> 0;
+    }
+  }
+
+  /**
+   * VERR/VERW on the guest's own descriptor tables (SDM 2B VERR/VERW), at the virtual CPL 0: a
+   * data segment (writable, for VERW) or a readable code segment (VERR), whose DPL the
+   * selector's RPL may reach (conforming code at any).
+   */
+  private segmentVerifies(selector: number, write: boolean): boolean {
+    if ((selector & ~3) === 0) return false;
+    const table = (selector & 4) !== 0 ? undefined : this.gdtr;
+    if (table === undefined || (selector | 7) > table.limit) return false;
+    const hi = this.cpu.readLinear((table.base + (selector & ~7) + 4) >>> 0, 4, true);
+    const type = (hi >>> 8) & 0xf;
+    if ((hi & 0x1000) === 0 || (hi & 0x8000) === 0) return false; // system, or not present
+    const code = (type & 8) !== 0;
+    const conforming = code && (type & 4) !== 0;
+    if (!conforming && ((hi >>> 13) & 3) < (selector & 3)) return false;
+    return write ? !code && (type & 2) !== 0 : !code || (type & 2) !== 0;
   }
 
   /** The backend takes this CPUID feature (leaf 1 EDX) out of what the guest sees. */
@@ -934,7 +1014,6 @@ export class InPlaceVmm implements VmmCore {
         this.cr0 = value;
         if (enable) {
           this.pagingOn = true;
-          for (const unbind of this.aliasUnbind.splice(0)) unbind();
           this.backend.enablePaging(this.cr3);
         }
         return;
@@ -1009,6 +1088,8 @@ function hex(v: number): string {
 
 /** CR0.TS (SDM 3A 2.5). */
 const CR0_TS = 0x8;
+const EFLAGS_ZF = 0x40;
+const EFLAGS_DF = 0x400;
 
 /** DR4 and DR5 are DR6 and DR7 while CR4.DE is clear (the virtual CPU offers no DE). */
 function debugRegister(n: number): number {

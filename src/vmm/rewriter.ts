@@ -70,6 +70,10 @@ export type SiteKind =
   | 'mwait'
   | 'xsetbv'
   | 'ud'
+  | 'verr'
+  | 'verw'
+  | 'ins'
+  | 'outs'
   | 'pte_set'
   | 'pgd_set'
   | 'pte_read'
@@ -252,7 +256,13 @@ export function classify(section: string, i: Instr): SiteKind | undefined {
     case 0x1b5:
       return i.mod === 3 ? undefined : 'lseg';
     case 0x100:
-      return (['sldt', 'str', 'lldt', 'ltr'] as const)[i.reg];
+      return (['sldt', 'str', 'lldt', 'ltr', 'verr', 'verw'] as const)[i.reg];
+    case 0x6c:
+    case 0x6d:
+      return 'ins';
+    case 0x6e:
+    case 0x6f:
+      return 'outs';
     case 0x101:
       if (i.mod === 3) {
         // The register forms of group 7 (SDM Vol. 2 Table A-6): 0F 01 C8 MONITOR, C9 MWAIT,
