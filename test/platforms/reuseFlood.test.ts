@@ -117,6 +117,23 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
     assert.ok(charged > 0.8 * driver && charged < 1.02 * driver, `${charged} of ${driver}`);
   });
 
+  it('keeps the guest at its speed beside a client that computes (4 MB): the back end runs first', () => {
+    // The driver domain, runnable with frames for the guest, runs before the domain a boost
+    // preempted gets the CPU back: without that rule the spinning client, preempted by the
+    // driver domain's boosts, came back each time while the driver domain waited behind it
+    // (731.2 against 936.7 Mb/s, 53 of the guest's frames dropped). The last stop's scheduler
+    // gave 911.6 (97.3%).
+    const quiet = run('reuse-quiet-xen', [], 4 << 20);
+    const spin = run('reuse-spin-xen', [], 4 << 20);
+    assert.ok(quiet.ok, quiet.error);
+    assert.ok(spin.ok, spin.error);
+    assert.equal(link(spin, 0, 'notDelivered'), 0);
+    assert.ok(
+      spin.throughputMbps >= quiet.throughputMbps * 0.98,
+      `${spin.throughputMbps} against ${quiet.throughputMbps} Mb/s`,
+    );
+  });
+
   it('runs the control client that computes and sends nothing after its first frame', () => {
     const lines: string[] = [];
     const spin = run('reuse-spin-xen', lines);
