@@ -4,8 +4,9 @@
 // its transmit ring always full — or a control that sends one frame and then only computes.
 // Both transfers must arrive intact; the flood must really go out
 // (the driver VM bridges it to the wire, where the client machine ignores it), and the client
-// link's counters must tell the two clients apart. How much the flood slows the guest is
-// measured here, not bounded: see the README for the figures and why.
+// link's counters must tell the two clients apart. The flood slows only itself: beside it the
+// guest loses none of its frames and keeps the throughput it has beside the control (1 MB), the
+// driver domain's work for the flooder charged to the flooder in the scheduler's share.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
@@ -65,12 +66,12 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       quietLines.includes('[second client] flood: sent 1 frames, transmit ring full 0 times'),
     );
 
-    // The quiet client sent nothing in the interval; the flooding one hundreds of frames, all
-    // of them taken off the ring by the driver VM and put on the wire, where the client machine
-    // counts them as not its connection's.
+    // The quiet client sent nothing in the interval; the flooding one dozens of frames in these
+    // 64 KB (the CPU the guest leaves it), all of them taken off the ring by the driver VM and
+    // put on the wire, where the client machine counts them as not its connection's.
     assert.equal(link(quiet, 1, 'sent'), 0);
     const flooded = link(flood, 1, 'sent');
-    assert.ok(flooded > 100, `the flood: ${flooded} frames`);
+    assert.ok(flooded > 50, `the flood: ${flooded} frames`);
     assert.ok(flood.sender.counters.ignored >= flooded - 64, JSON.stringify(flood.sender.counters));
     // Nothing of the flood reached the guest: it was for the wire, not broadcast.
     assert.equal(link(flood, 1, 'delivered'), 0);
@@ -79,12 +80,58 @@ describe('driver reuse on xen, a flooding second client', { skip }, () => {
       assert.ok(link(r, 0, 'sent') > 0 && link(r, 0, 'delivered') > 0);
       assert.equal(count(r.counters.virtualization?.vms, `${SECOND_CLIENT}.netFront.dropped`), 0);
     }
-    // The flood's CPU is its own domain's: it took more than the guest's, and the guest's
-    // domain did no more than a few times its quiet work for the same bytes.
+    // The flood's CPU is its own domain's, and the guest's domain did no more than a few times
+    // its quiet work for the same bytes.
     const busy = (r: NetperfRun, dom: number): number =>
       count(r.counters.virtualization?.hypervisor, `scheduler.busyCycles.dom${dom}`);
-    assert.ok(busy(flood, 1) > busy(flood, 2), `${busy(flood, 1)} ${busy(flood, 2)}`);
+    assert.ok(busy(flood, 1) > 0, `${busy(flood, 1)}`);
     assert.ok(busy(flood, 2) < 4 * busy(quiet, 2), `${busy(flood, 2)} ${busy(quiet, 2)}`);
+  });
+
+  it('slows only itself: the guest keeps the throughput it has beside a client that computes', () => {
+    // 1 MB: the transfer starts about 1.5 ms after the guest's boot (3.3 ms of its CPU), which
+    // the scheduler's "least CPU lately" still remembers; before the preempted domain got the
+    // CPU back after a boost, the flood's frames had the driver domain preempt the guest again
+    // and again, the flooder came next each time, and the guest fell 5% behind the control
+    // with 93 of its frames dropped.
+    const spin = run('reuse-spin-xen', [], 1 << 20);
+    const flood = run('reuse-flood-xen', [], 1 << 20);
+    assert.ok(spin.ok, spin.error);
+    assert.ok(flood.ok, flood.error);
+    assert.ok(link(flood, 1, 'sent') > 500, `the flood: ${link(flood, 1, 'sent')} frames`);
+    assert.equal(link(flood, 0, 'notDelivered'), 0);
+    assert.equal(flood.sender.counters.retransmissions, 0);
+    assert.ok(
+      flood.throughputMbps >= spin.throughputMbps * 0.98,
+      `${flood.throughputMbps} against ${spin.throughputMbps} Mb/s`,
+    );
+    // The driver domain's work for each client went to that client's share: more for the
+    // flooder than for the guest, together about all of the driver domain's busy cycles (it
+    // does nothing else; a span that began before the interval counts where it ends).
+    const hv = (r: NetperfRun, path: string): number =>
+      count(r.counters.virtualization?.hypervisor, `scheduler.${path}`);
+    const [forFlood, forGuest] = [hv(flood, 'chargedCycles.dom1'), hv(flood, 'chargedCycles.dom2')];
+    assert.ok(forFlood > forGuest && forGuest > 0, `${forFlood} ${forGuest}`);
+    const driver = hv(flood, 'busyCycles.dom0');
+    const charged = forFlood + forGuest;
+    assert.ok(charged > 0.8 * driver && charged < 1.02 * driver, `${charged} of ${driver}`);
+  });
+
+  it('keeps the guest at its speed beside a client that computes (4 MB): the back end runs first', () => {
+    // The driver domain, runnable with frames for the guest, runs before the domain a boost
+    // preempted gets the CPU back: without that rule the spinning client, preempted by the
+    // driver domain's boosts, came back each time while the driver domain waited behind it
+    // (731.2 against 936.7 Mb/s, 53 of the guest's frames dropped). The last stop's scheduler
+    // gave 911.6 (97.3%).
+    const quiet = run('reuse-quiet-xen', [], 4 << 20);
+    const spin = run('reuse-spin-xen', [], 4 << 20);
+    assert.ok(quiet.ok, quiet.error);
+    assert.ok(spin.ok, spin.error);
+    assert.equal(link(spin, 0, 'notDelivered'), 0);
+    assert.ok(
+      spin.throughputMbps >= quiet.throughputMbps * 0.98,
+      `${spin.throughputMbps} against ${quiet.throughputMbps} Mb/s`,
+    );
   });
 
   it('runs the control client that computes and sends nothing after its first frame', () => {

@@ -90,7 +90,7 @@ export interface XenOptions {
  */
 export interface XenState {
   kind: 'xen';
-  version: 2;
+  version: 3;
   frames: FrameTableState;
   domains: DomainSaved[];
   current: number | null;
@@ -105,7 +105,7 @@ export interface XenState {
 }
 
 /** The shape a saved hypervisor must have (its domains are checked as they are restored). */
-const XEN_STATE: Check = checkState<XenState>('xen', 2, {
+const XEN_STATE: Check = checkState<XenState>('xen', 3, {
   kind: oneOf('xen'),
   frames: shape<FrameTableState>({
     frames: num,
@@ -305,7 +305,7 @@ export class XenHypervisor implements Hypervisor {
   save(): XenState {
     return {
       kind: 'xen',
-      version: 2,
+      version: 3,
       frames: this.frames.save(),
       domains: this.domains.map((d) => d.save()),
       current: this.current?.id ?? null,

@@ -327,6 +327,7 @@ const mapGrant: Op = (xen, dom, v) => {
   writeFlags(xen, e.at, e.flags | GTF.reading | (active.writers > 0 ? GTF.writing : 0));
   dom.grantTable.maps[handle] = { granter: granter.id, ref, mfn: e.frame, slot, readonly };
   xen.grantCounters.maps++;
+  xen.scheduler.workFor(granter);
   // Applying a mapping: as one validated page-table entry (cost-model.md, Xen rows).
   xen.cpu.charge(xen.costs.xenPteUpdate);
   v.setUint32(GnttabMap.handle, handle, true);
@@ -351,6 +352,8 @@ const unmapGrant: Op = (xen, dom, v) => {
   dom.grantTable.maps[handle] = undefined;
   releaseMapping(xen, m);
   xen.grantCounters.unmaps++;
+  const granter = xen.domains[m.granter];
+  if (granter !== undefined) xen.scheduler.workFor(granter);
   xen.cpu.charge(xen.costs.xenPteUpdate);
   return status(GNTST.okay);
 };
@@ -390,6 +393,8 @@ const copyGrant: Op = (xen, dom, v) => {
   };
   const len = v.getUint16(GnttabCopy.len, true);
   const flags = v.getUint16(GnttabCopy.flags, true);
+  /** The domains whose grants the copy uses: the work is theirs (scheduler.ts, workFor). */
+  const granters: Domain[] = [];
   const side = (at: number, isRef: boolean, write: boolean): number => {
     const value = v.getUint32(at, true);
     const offset = v.getUint16(at + 6, true);
@@ -409,6 +414,7 @@ const copyGrant: Op = (xen, dom, v) => {
     if (granter === undefined || granter === dom) return GNTST.bad_domain;
     const e = checkEntry(xen, granter, dom, value, write);
     if (typeof e === 'number') return e;
+    granters.push(granter);
     return e.frame * 4096 + offset;
   };
   const from = side(GnttabCopy.source, (flags & GNTCOPY.source_gref) !== 0, false);
@@ -421,5 +427,6 @@ const copyGrant: Op = (xen, dom, v) => {
   xen.cpu.charge(1 + Math.ceil(len / 4));
   xen.grantCounters.copies++;
   xen.grantCounters.copiedBytes += len;
+  for (const g of granters) xen.scheduler.workFor(g);
   return status(GNTST.okay);
 };
