@@ -964,6 +964,18 @@ export class Cpu {
     );
   }
 
+  /**
+   * For compiled blocks: charges `n` more instructions at the base cost (none if `n` <= 0), to
+   * bring the clock up to date before a slow path, a handler or an exit. One call in place of
+   * the arithmetic written out at every such place keeps blocks' source small.
+   */
+  blockSync(n: number): void {
+    if (n > 0) {
+      this.cycles += n * this.costs.base;
+      this.counters.instructions += n;
+    }
+  }
+
   /** Segment registers the blocks' inline memory paths may use now (block.ts STACK_BIG). */
   private flatSegments(): number {
     let mask = 0;
