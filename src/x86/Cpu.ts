@@ -12,6 +12,7 @@ import {
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import * as Lazy from './lazyFlags.ts';
+import { shift } from './ops/shift.ts';
 import { CodeCache } from './codeCache.ts';
 import { PhysicalMemory } from './memory.ts';
 import { newCounters, type CpuCounters } from './counters.ts';
@@ -928,6 +929,7 @@ export class Cpu {
       dtlb: this.dtlb,
       counters: this.counters,
       gp,
+      shift,
     };
     return compileBlock(
       this.blockContext,

@@ -66,6 +66,7 @@ export enum Form {
   Pop,
   SetCC, // SETcc r8
   CmovRR,
+  ShiftR, // group 2 (ROL ROR RCL RCR SHL SHR SAL SAR) on r32 by 1, imm8 or CL
   Jcc,
   Jmp,
   Call,
@@ -87,9 +88,15 @@ export const LAZY_OF_ALU = [
 /** A decoded instruction as the compiler sees it: its form and operands. */
 export interface Op {
   form: Form;
-  /** ALU operation 0–7 (AluRR/AluRM), 8 for TEST; condition code (Jcc, SetCC, CmovRR). */
+  /**
+   * ALU operation 0–7 (AluRR/AluRM), 8 for TEST; condition code (Jcc, SetCC, CmovRR); group 2
+   * operation (ShiftR).
+   */
   alu: number;
-  /** Destination and source register (-1 none); `imm` when the source is an immediate. */
+  /**
+   * Destination and source register (-1 none); `imm` when the source is an immediate (ShiftR:
+   * the count, or -1 for CL).
+   */
   dst: number;
   src: number;
   imm: number;
@@ -190,6 +197,10 @@ export function classify(i: Instr): Op {
         : op(Form.LoadExtend, 0, i.reg, -1, 0, size, signed);
     }
     if (o >= 0x140 && o <= 0x14f && reg) return op(Form.CmovRR, o & 15, i.reg, i.rm);
+    if (reg && (o === 0xc1 || o === 0xd1 || o === 0xd3)) {
+      const count = o === 0xd1 ? 1 : o === 0xd3 ? -1 : i.imm & 0xff;
+      return op(Form.ShiftR, i.reg, i.rm, -1, count);
+    }
   }
   if (i.size === 1) {
     if (o === 0x88 && !reg) return op(Form.Store8, 0, -1, i.reg, 0, 1);

@@ -369,6 +369,23 @@ export class Writer {
         out.push(`${flush} if (${cond}) regs[${o.dst}] = regs[${o.src}];`);
         break;
       }
+      case Form.ShiftR: {
+        // Through ops/shift.ts's `shift`, the interpreter's own code (it sets the flags in the
+        // CPU, and RCL/RCR read CF there): only the pending flags go first, the registers stay
+        // in locals. ROL ROR RCL RCR leave ZF and SF as they were, so `fr` keeps the result
+        // they come from; the others set them from their result, unless the masked count is 0.
+        const count = o.imm < 0 ? 'regs[1] & 0xff' : String(o.imm);
+        out.push(
+          `${this.flush(true)} regs[${o.dst}] = shift(cpu, ${o.alu}, regs[${o.dst}], ${count}, 4) | 0;`,
+        );
+        if (o.alu >= 4 && o.imm < 0) {
+          this.resultKnown = false; // a count of 0 in CL would leave ZF and SF as they were
+        } else if (o.alu >= 4 && (o.imm & 0x1f) !== 0) {
+          out.push(`fr = regs[${o.dst}];`);
+          this.resultKnown = true;
+        }
+        break;
+      }
       case Form.Jcc: {
         const [flush, cond] = this.condition(o.alu);
         out.push(`k = ${k}; ${flush} if (${cond}) ${this.branch(k, (next + o.imm) >>> 0)}`);

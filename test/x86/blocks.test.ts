@@ -337,3 +337,43 @@ gdtr:
   assert.equal(ram.getUint32(0x10100, true), 1);
   assert.equal(ram.getUint32(0x200, true), 1);
 });
+
+test('shifts and rotates of a register inside blocks: the flags they set, keep, or keep at count 0', () => {
+  // Each result feeds a condition in the same block: ZF/SF after SHL/SHR/SAR come from their
+  // result, after ROL/ROR/RCL/RCR and after any shift by 0 (in CL or as an immediate) from the
+  // instruction before.
+  const code = assemble(`
+    movl $200, %edi
+    xorl %ebx, %ebx
+1:  movl %edi, %eax
+    imull $0x9e3779b1, %eax, %eax
+    movl %edi, %ecx
+    andl $31, %ecx
+    cmpl $7, %ecx
+    shll %cl, %eax               /* CL is 0 one time in 32: ZF, SF from the CMP then */
+    sete %dl
+    sets %dh
+    addl %edx, %ebx
+    testl %eax, %eax
+    rorl $5, %eax                /* ZF, SF still from the TEST; CF, OF from the rotate */
+    setz %dl
+    setc %dh
+    adcl %edx, %ebx
+    sarl $3, %eax
+    setl %dl
+    seto %dh
+    addl %edx, %ebx
+    shrl $0, %eax                /* a count of 0: no flag changes */
+    setg %dl
+    addl %edx, %ebx
+    rcll $1, %eax
+    sbbl %eax, %ebx
+    roll %cl, %ebx
+    shrl %eax
+    jz 2f
+    xorl %eax, %ebx
+2:  decl %edi
+    jnz 1b
+    hlt`);
+  twin(code);
+});
