@@ -66,6 +66,8 @@ export enum Form {
   Pop,
   SetCC, // SETcc r8
   CmovRR,
+  AluMR, // add or and sub xor, m32 with r32 or imm as the source, result to memory
+  Neg, // NEG r32
   ShiftR, // group 2 (ROL ROR RCL RCR SHL SHR SAL SAR) on r32 by 1, imm8 or CL
   Jcc,
   Jmp,
@@ -171,7 +173,7 @@ export function classify(i: Instr): Op {
       if (reg)
         return (o & 2) === 0 ? op(Form.AluRR, alu, i.rm, i.reg) : op(Form.AluRR, alu, i.reg, i.rm);
       if ((o & 2) !== 0) return op(Form.AluRM, alu, i.reg, -1);
-      return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.Generic); // CMP m32, r32
+      return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.AluMR, alu, -1, i.reg);
     }
     if (o < 0x40 && (o & 7) === 5) {
       const alu = (o >> 3) & 7;
@@ -180,7 +182,9 @@ export function classify(i: Instr): Op {
     if ((o === 0x81 || o === 0x83) && i.reg !== 2 && i.reg !== 3) {
       if (reg) return op(Form.AluRR, i.reg, i.rm, -1, i.imm | 0);
       if (i.reg === 7) return op(Form.AluRM, 7, -1, -1, i.imm | 0); // CMP m32, imm
+      return op(Form.AluMR, i.reg, -1, -1, i.imm | 0);
     }
+    if (o === 0xf7 && i.reg === 3 && reg) return op(Form.Neg, 5, i.rm);
     if (o === 0xa9) return op(Form.AluRR, 8, 0, -1, i.imm | 0);
     if (o === 0xf7 && i.reg === 0 && reg) return op(Form.AluRR, 8, i.rm, -1, i.imm | 0);
     if (o === 0xc7 && i.reg === 0) {
@@ -223,7 +227,8 @@ export function memoryForm(form: Form): boolean {
     form === Form.LoadExtend ||
     form === Form.Load8 ||
     form === Form.Store8 ||
-    form === Form.AluRM
+    form === Form.AluRM ||
+    form === Form.AluMR
   );
 }
 

@@ -323,6 +323,31 @@ export class Writer {
         out.push(load, compute, this.afterSlow(k));
         break;
       }
+      case Form.AluMR: {
+        // Read, operate, write back. The fast path keeps the flags out of `pending`: the slow
+        // one runs the interpreter's handler, which sets them in the CPU before its write, so
+        // a fault on the write (a read-only page) leaves them as the interpreter does. Either
+        // way they are in the CPU afterwards; the pending ones go first, so a fault in this
+        // instruction has nothing of its own to store (pendingAt).
+        const flush = this.flush(true);
+        this.pendingAt[k] = Pending.None;
+        const src = o.src >= 0 ? `regs[${o.src}]` : String(o.imm);
+        const compute = this.alu(o.alu, 'v', src, undefined);
+        const lazy = this.flush(true);
+        this.resultKnown = false;
+        const at = '(e & -4096) | (a & 0xfff)';
+        out.push(
+          `k = ${k}; ${flush} a = ${this.ea(i)}; e = dtlb[a >>> 12];`,
+          `if ((e & wm) === wm && (e & rm) === rm && (a & 0xfff) <= 0xffc) { e = ${at}; v = view.getInt32(e, true); ${compute} view.setInt32(e, fr, true); ${lazy} }`,
+          `else { ${this.sync(k + 1)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; s = 1; }`,
+          this.afterSlow(k),
+        );
+        break;
+      }
+      case Form.Neg:
+        // NEG is SUB from 0, flags and all (SDM NEG: CF is set unless the operand is 0).
+        out.push(this.alu(5, '0', `regs[${o.dst}]`, `regs[${o.dst}]`));
+        break;
       case Form.IncDec: {
         // CF stays: its current value goes into fc first.
         const add = o.alu === 0;

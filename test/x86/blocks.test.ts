@@ -338,7 +338,7 @@ gdtr:
   assert.equal(ram.getUint32(0x200, true), 1);
 });
 
-test('shifts and rotates of a register inside blocks: the flags they set, keep, or keep at count 0', () => {
+test('shifts, rotates, NEG and ALU operations to memory inside blocks: the flags they set or keep', () => {
   // Each result feeds a condition in the same block: ZF/SF after SHL/SHR/SAR come from their
   // result, after ROL/ROR/RCL/RCR and after any shift by 0 (in CL or as an immediate) from the
   // instruction before.
@@ -372,7 +372,22 @@ test('shifts and rotates of a register inside blocks: the flags they set, keep, 
     shrl %eax
     jz 2f
     xorl %eax, %ebx
-2:  decl %edi
+2:  negl %eax                    /* NEG: the flags of 0 - EAX */
+    setc %dl
+    setl %dh
+    addl %edx, %ebx
+    addl %eax, 0x40000(,%edi,4)  /* ALU to memory: read, operate, write; flags after */
+    seto %dl
+    subl $0x1234, 0x40000(,%edi,4)
+    setb %dh
+    xorl %ebx, 0x40000
+    sets %cl
+    orl $0x10, 0x40004
+    andl %edi, 0x40008
+    sete %ch
+    addl %edx, %ebx
+    addl %ecx, %ebx
+    decl %edi
     jnz 1b
     hlt`);
   twin(code);
