@@ -73,6 +73,9 @@ export enum Form {
   Jmp,
   Call,
   Ret,
+  CallR, // CALL r32 (FF /2, register operand `src`)
+  CallM, // CALL m32 (FF /2, memory operand)
+  JmpR, // JMP r32 (FF /4, register operand `src`)
 }
 
 /** ALU operations (ModRM reg-field order) the compiler writes out, and their lazy kind. */
@@ -201,6 +204,8 @@ export function classify(i: Instr): Op {
         : op(Form.LoadExtend, 0, i.reg, -1, 0, size, signed);
     }
     if (o >= 0x140 && o <= 0x14f && reg) return op(Form.CmovRR, o & 15, i.reg, i.rm);
+    if (o === 0xff && i.reg === 2) return reg ? op(Form.CallR, 0, -1, i.rm) : op(Form.CallM);
+    if (o === 0xff && i.reg === 4 && reg) return op(Form.JmpR, 0, -1, i.rm);
     if (reg && (o === 0xc1 || o === 0xd1 || o === 0xd3)) {
       const count = o === 0xd1 ? 1 : o === 0xd3 ? -1 : i.imm & 0xff;
       return op(Form.ShiftR, i.reg, i.rm, -1, count);
@@ -217,7 +222,14 @@ export function classify(i: Instr): Op {
 
 /** Forms that always leave the block (they set EIP); a Jcc leaves it only when taken. */
 export function ends(form: Form): boolean {
-  return form === Form.Jmp || form === Form.Call || form === Form.Ret;
+  return (
+    form === Form.Jmp ||
+    form === Form.Call ||
+    form === Form.Ret ||
+    form === Form.CallR ||
+    form === Form.CallM ||
+    form === Form.JmpR
+  );
 }
 
 export function memoryForm(form: Form): boolean {
@@ -228,12 +240,20 @@ export function memoryForm(form: Form): boolean {
     form === Form.Load8 ||
     form === Form.Store8 ||
     form === Form.AluRM ||
-    form === Form.AluMR
+    form === Form.AluMR ||
+    form === Form.CallM
   );
 }
 
 export function stackForm(form: Form): boolean {
-  return form === Form.Push || form === Form.Pop || form === Form.Call || form === Form.Ret;
+  return (
+    form === Form.Push ||
+    form === Form.Pop ||
+    form === Form.Call ||
+    form === Form.Ret ||
+    form === Form.CallR ||
+    form === Form.CallM
+  );
 }
 
 /**

@@ -338,7 +338,7 @@ gdtr:
   assert.equal(ram.getUint32(0x200, true), 1);
 });
 
-test('shifts, rotates, NEG and ALU operations to memory inside blocks: the flags they set or keep', () => {
+test('shifts, rotates, NEG, ALU operations to memory, indirect calls and jumps inside blocks', () => {
   // Each result feeds a condition in the same block: ZF/SF after SHL/SHR/SAR come from their
   // result, after ROL/ROR/RCL/RCR and after any shift by 0 (in CL or as an immediate) from the
   // instruction before.
@@ -387,7 +387,15 @@ test('shifts, rotates, NEG and ALU operations to memory inside blocks: the flags
     sete %ch
     addl %edx, %ebx
     addl %ecx, %ebx
-    decl %edi
+    movl $3f, %eax               /* indirect calls and jumps end blocks */
+    call *%eax
+    movl $3f, 0x40010
+    call *0x40010
+    movl $4f, %eax
+    jmp *%eax
+3:  addl $3, %ebx
+    ret
+4:  decl %edi
     jnz 1b
     hlt`);
   twin(code);
