@@ -75,7 +75,7 @@ export const HOT = 256;
  * save. So compiling is paid for by what compiled code ran: at most this many characters of
  * source per instruction run inside blocks so far, after a first allowance.
  */
-export const BUDGET_PER_INSTRUCTION = 0.02;
+export const BUDGET_PER_INSTRUCTION = 0.05;
 export const BUDGET_ALLOWANCE = 1024 * 1024;
 /** Longest block, in instructions. */
 const MAX_LENGTH = 48;
