@@ -12,6 +12,7 @@ import {
 import * as Fast from './ops/fast.ts';
 import * as F from './flags.ts';
 import * as Lazy from './lazyFlags.ts';
+import { shift } from './ops/shift.ts';
 import { CodeCache } from './codeCache.ts';
 import { PhysicalMemory } from './memory.ts';
 import { newCounters, type CpuCounters } from './counters.ts';
@@ -928,6 +929,7 @@ export class Cpu {
       dtlb: this.dtlb,
       counters: this.counters,
       gp,
+      shift,
     };
     return compileBlock(
       this.blockContext,
@@ -962,6 +964,18 @@ export class Cpu {
       this.blockEpoch !== epoch ||
       this.cycles + before * costs.base + multiplies * (costs.mul - costs.base) >= this.sliceEnd
     );
+  }
+
+  /**
+   * For compiled blocks: charges `n` more instructions at the base cost (none if `n` <= 0), to
+   * bring the clock up to date before a slow path, a handler or an exit. One call in place of
+   * the arithmetic written out at every such place keeps blocks' source small.
+   */
+  blockSync(n: number): void {
+    if (n > 0) {
+      this.cycles += n * this.costs.base;
+      this.counters.instructions += n;
+    }
   }
 
   /** Segment registers the blocks' inline memory paths may use now (block.ts STACK_BIG). */
@@ -1178,7 +1192,7 @@ export class Cpu {
     const blocks = this.blocksEnabled;
     const threshold = this.blockThreshold;
     const generation = this.codeGeneration;
-    let flat = this.flatSegments();
+    let flat = -1; // the blocks' flat-segment mask (flatSegments), -1 until a block needs it
     // PERF: the instruction the last one linked to (Instr.next/target), if any, and the one whose
     // link the next cache lookup should fill in. Links stay inside one code page, are made only
     // between cache hits, and are followed only while nothing but inline forms ran: CS, paging
@@ -1198,7 +1212,7 @@ export class Cpu {
         csLimit = cs.limit;
         readMask = this.readMask;
         writeMask = this.writeMask;
-        flat = this.flatSegments();
+        flat = -1;
         predicted = linkFrom = undefined;
         continue;
       }
@@ -1212,7 +1226,7 @@ export class Cpu {
         csLimit = cs.limit;
         readMask = this.readMask;
         writeMask = this.writeMask;
-        flat = this.flatSegments();
+        flat = -1;
         predicted = linkFrom = undefined;
         continue;
       }
@@ -1250,7 +1264,10 @@ export class Cpu {
         const block = instr.block;
         if (block === undefined) {
           // Interpreted (not hot yet, or nothing to compile here).
-        } else if (this.blockReady(block, eip, csBase, csLimit, flat, budget)) {
+        } else if (
+          (flat >= 0 || (flat = this.flatSegments()) >= 0) &&
+          this.blockReady(block, eip, csBase, csLimit, flat, budget)
+        ) {
           budget = this.runBlocks(block, budget, readMask, writeMask, csBase, csLimit, flat);
           predicted = linkFrom = undefined;
           if (this.lastBlockGeneric) {
@@ -1260,7 +1277,7 @@ export class Cpu {
             csLimit = cs.limit;
             readMask = this.readMask;
             writeMask = this.writeMask;
-            flat = this.flatSegments();
+            flat = -1;
           }
           continue;
         } else if (block.generation !== generation[block.page] || block.epoch !== this.blockEpoch) {
@@ -1290,7 +1307,7 @@ export class Cpu {
           csLimit = cs.limit;
           readMask = this.readMask;
           writeMask = this.writeMask;
-          if (blocks) flat = this.flatSegments();
+          flat = -1;
           predicted = linkFrom = undefined;
           break;
         case Fast.FAST_MOV_RR:

@@ -35,6 +35,7 @@ import {
   type Op,
 } from './blockForms.ts';
 import { Writer } from './blockWriter.ts';
+import type { shift } from './ops/shift.ts';
 import { SS } from './segment.ts';
 
 /**
@@ -57,6 +58,8 @@ export interface BlockContext {
   dtlb: Int32Array;
   counters: CpuCounters;
   gp: (code: number) => CpuFault;
+  /** ops/shift.ts `shift`: group 2 on a value, setting the flags (Form.ShiftR). */
+  shift: typeof shift;
 }
 
 /** A flat-segment requirement bit per segment register, and one for a 32-bit stack (SS.B). */
@@ -176,7 +179,7 @@ export function compileBlock(
     'X',
     'I',
     'E',
-    'const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp;\n' +
+    'const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp, shift = X.shift;\n' +
       `return function block_${eip.toString(16)}(rm, wm, lim, budget) {\n${source}\n};`,
   ) as (context: BlockContext, instrs: Instr[], eips: number[]) => BlockCode;
   const code = factory(context, instrs, eips);

@@ -66,10 +66,16 @@ export enum Form {
   Pop,
   SetCC, // SETcc r8
   CmovRR,
+  AluMR, // add or and sub xor, m32 with r32 or imm as the source, result to memory
+  Neg, // NEG r32
+  ShiftR, // group 2 (ROL ROR RCL RCR SHL SHR SAL SAR) on r32 by 1, imm8 or CL
   Jcc,
   Jmp,
   Call,
   Ret,
+  CallR, // CALL r32 (FF /2, register operand `src`)
+  CallM, // CALL m32 (FF /2, memory operand)
+  JmpR, // JMP r32 (FF /4, register operand `src`)
 }
 
 /** ALU operations (ModRM reg-field order) the compiler writes out, and their lazy kind. */
@@ -87,9 +93,15 @@ export const LAZY_OF_ALU = [
 /** A decoded instruction as the compiler sees it: its form and operands. */
 export interface Op {
   form: Form;
-  /** ALU operation 0–7 (AluRR/AluRM), 8 for TEST; condition code (Jcc, SetCC, CmovRR). */
+  /**
+   * ALU operation 0–7 (AluRR/AluRM), 8 for TEST; condition code (Jcc, SetCC, CmovRR); group 2
+   * operation (ShiftR).
+   */
   alu: number;
-  /** Destination and source register (-1 none); `imm` when the source is an immediate. */
+  /**
+   * Destination and source register (-1 none); `imm` when the source is an immediate (ShiftR:
+   * the count, or -1 for CL).
+   */
   dst: number;
   src: number;
   imm: number;
@@ -164,7 +176,7 @@ export function classify(i: Instr): Op {
       if (reg)
         return (o & 2) === 0 ? op(Form.AluRR, alu, i.rm, i.reg) : op(Form.AluRR, alu, i.reg, i.rm);
       if ((o & 2) !== 0) return op(Form.AluRM, alu, i.reg, -1);
-      return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.Generic); // CMP m32, r32
+      return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.AluMR, alu, -1, i.reg);
     }
     if (o < 0x40 && (o & 7) === 5) {
       const alu = (o >> 3) & 7;
@@ -173,7 +185,9 @@ export function classify(i: Instr): Op {
     if ((o === 0x81 || o === 0x83) && i.reg !== 2 && i.reg !== 3) {
       if (reg) return op(Form.AluRR, i.reg, i.rm, -1, i.imm | 0);
       if (i.reg === 7) return op(Form.AluRM, 7, -1, -1, i.imm | 0); // CMP m32, imm
+      return op(Form.AluMR, i.reg, -1, -1, i.imm | 0);
     }
+    if (o === 0xf7 && i.reg === 3 && reg) return op(Form.Neg, 5, i.rm);
     if (o === 0xa9) return op(Form.AluRR, 8, 0, -1, i.imm | 0);
     if (o === 0xf7 && i.reg === 0 && reg) return op(Form.AluRR, 8, i.rm, -1, i.imm | 0);
     if (o === 0xc7 && i.reg === 0) {
@@ -190,6 +204,12 @@ export function classify(i: Instr): Op {
         : op(Form.LoadExtend, 0, i.reg, -1, 0, size, signed);
     }
     if (o >= 0x140 && o <= 0x14f && reg) return op(Form.CmovRR, o & 15, i.reg, i.rm);
+    if (o === 0xff && i.reg === 2) return reg ? op(Form.CallR, 0, -1, i.rm) : op(Form.CallM);
+    if (o === 0xff && i.reg === 4 && reg) return op(Form.JmpR, 0, -1, i.rm);
+    if (reg && (o === 0xc1 || o === 0xd1 || o === 0xd3)) {
+      const count = o === 0xd1 ? 1 : o === 0xd3 ? -1 : i.imm & 0xff;
+      return op(Form.ShiftR, i.reg, i.rm, -1, count);
+    }
   }
   if (i.size === 1) {
     if (o === 0x88 && !reg) return op(Form.Store8, 0, -1, i.reg, 0, 1);
@@ -202,7 +222,14 @@ export function classify(i: Instr): Op {
 
 /** Forms that always leave the block (they set EIP); a Jcc leaves it only when taken. */
 export function ends(form: Form): boolean {
-  return form === Form.Jmp || form === Form.Call || form === Form.Ret;
+  return (
+    form === Form.Jmp ||
+    form === Form.Call ||
+    form === Form.Ret ||
+    form === Form.CallR ||
+    form === Form.CallM ||
+    form === Form.JmpR
+  );
 }
 
 export function memoryForm(form: Form): boolean {
@@ -212,12 +239,21 @@ export function memoryForm(form: Form): boolean {
     form === Form.LoadExtend ||
     form === Form.Load8 ||
     form === Form.Store8 ||
-    form === Form.AluRM
+    form === Form.AluRM ||
+    form === Form.AluMR ||
+    form === Form.CallM
   );
 }
 
 export function stackForm(form: Form): boolean {
-  return form === Form.Push || form === Form.Pop || form === Form.Call || form === Form.Ret;
+  return (
+    form === Form.Push ||
+    form === Form.Pop ||
+    form === Form.Call ||
+    form === Form.Ret ||
+    form === Form.CallR ||
+    form === Form.CallM
+  );
 }
 
 /**

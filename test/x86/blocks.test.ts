@@ -337,3 +337,66 @@ gdtr:
   assert.equal(ram.getUint32(0x10100, true), 1);
   assert.equal(ram.getUint32(0x200, true), 1);
 });
+
+test('shifts, rotates, NEG, ALU operations to memory, indirect calls and jumps inside blocks', () => {
+  // Each result feeds a condition in the same block: ZF/SF after SHL/SHR/SAR come from their
+  // result, after ROL/ROR/RCL/RCR and after any shift by 0 (in CL or as an immediate) from the
+  // instruction before.
+  const code = assemble(`
+    movl $200, %edi
+    xorl %ebx, %ebx
+1:  movl %edi, %eax
+    imull $0x9e3779b1, %eax, %eax
+    movl %edi, %ecx
+    andl $31, %ecx
+    cmpl $7, %ecx
+    shll %cl, %eax               /* CL is 0 one time in 32: ZF, SF from the CMP then */
+    sete %dl
+    sets %dh
+    addl %edx, %ebx
+    testl %eax, %eax
+    rorl $5, %eax                /* ZF, SF still from the TEST; CF, OF from the rotate */
+    setz %dl
+    setc %dh
+    adcl %edx, %ebx
+    sarl $3, %eax
+    setl %dl
+    seto %dh
+    addl %edx, %ebx
+    shrl $0, %eax                /* a count of 0: no flag changes */
+    setg %dl
+    addl %edx, %ebx
+    rcll $1, %eax
+    sbbl %eax, %ebx
+    roll %cl, %ebx
+    shrl %eax
+    jz 2f
+    xorl %eax, %ebx
+2:  negl %eax                    /* NEG: the flags of 0 - EAX */
+    setc %dl
+    setl %dh
+    addl %edx, %ebx
+    addl %eax, 0x40000(,%edi,4)  /* ALU to memory: read, operate, write; flags after */
+    seto %dl
+    subl $0x1234, 0x40000(,%edi,4)
+    setb %dh
+    xorl %ebx, 0x40000
+    sets %cl
+    orl $0x10, 0x40004
+    andl %edi, 0x40008
+    sete %ch
+    addl %edx, %ebx
+    addl %ecx, %ebx
+    movl $3f, %eax               /* indirect calls and jumps end blocks */
+    call *%eax
+    movl $3f, 0x40010
+    call *0x40010
+    movl $4f, %eax
+    jmp *%eax
+3:  addl $3, %ebx
+    ret
+4:  decl %edi
+    jnz 1b
+    hlt`);
+  twin(code);
+});
