@@ -270,6 +270,20 @@ export class InPlaceVmm implements VmmCore {
     }
   }
 
+  /** Call sites' instruction ends inside their padding → the site's end (see iret). */
+  private paddingResume: Map<number, number> | undefined;
+
+  private afterInstruction(): Map<number, number> {
+    if (this.paddingResume !== undefined) return this.paddingResume;
+    const map = new Map<number, number>();
+    for (const site of this.calls.values()) {
+      const end = site.start + site.instr.length;
+      if (end < site.end) map.set(end, site.end);
+    }
+    this.paddingResume = map;
+    return map;
+  }
+
   /** The entries at the load alias go (see aliasDropped). */
   private dropAlias(): void {
     this.aliasDropped = true;
@@ -433,10 +447,25 @@ export class InPlaceVmm implements VmmCore {
       cpu.push(ret, 4);
       return;
     }
-    this.counters.calls[site.kind] = (this.counters.calls[site.kind] ?? 0) + 1;
+    const kind = site.kind;
+    this.counters.calls[kind] = (this.counters.calls[kind] ?? 0) + 1;
+    const cycles = cpu.cycles;
     cpu.charge(this.costs.vmmCall);
     const next = (site.end + delta) >>> 0;
-    cpu.push(this.emulate(site, next), 4);
+    // The call's return-address slot, for a restart: a fault in the emulation (a guest page the
+    // hypervisor has not mapped yet, e.g. the guest's IDT read for a fault it raises) undoes
+    // the call (Cpu.callBound: registers and flags as at the call, EIP at the entry) and the
+    // guest retries it once the page is there. What the emulation pushed may have overwritten
+    // the slot, and what it counted and charged is counted again: both are undone here.
+    const slot = (cpu.segs[SS].base + cpu.esp - 4) >>> 0;
+    try {
+      cpu.push(this.emulate(site, next), 4);
+    } catch (e) {
+      cpu.writeLinear(slot, 4, ret);
+      cpu.cycles = cycles;
+      this.counters.calls[kind]--;
+      throw e;
+    }
   }
 
   /** From the interrupt check after sti/popf: the virtual IF is on and something is pending. */
@@ -904,8 +933,9 @@ export class InPlaceVmm implements VmmCore {
     cpu.push(this.segment(CS), 4);
     cpu.push(eip, 4);
     if (errorCode !== undefined) cpu.push(errorCode, 4);
+    const handler = this.enterGate(vector);
     this.counters.trapsForwarded[vector] = (this.counters.trapsForwarded[vector] ?? 0) + 1;
-    return this.enterGate(vector);
+    return handler;
   }
 
   /**
@@ -1056,6 +1086,12 @@ export class InPlaceVmm implements VmmCore {
   private iret(): number {
     const cpu = this.cpu;
     const vcs = this.frameRead(4) & 0xffff;
+    // A return to right after an emulated instruction (an exception fixup's address: Linux's
+    // extable entries for RDMSR/WRMSR name the next instruction) lands in the site's padding,
+    // which the rewriter overwrote; in the original binary that padding is NOPs, so the guest
+    // continues at the site's end.
+    const resume = (vcs & 3) === 3 ? undefined : this.afterInstruction().get(this.frameRead(0));
+    if (resume !== undefined) this.frameWrite(0, resume);
     const vflags = this.frameRead(8);
     const toUser = (vcs & 3) === 3;
     const interruptsOn = toUser || (vflags & IF) !== 0;

@@ -1,11 +1,22 @@
 /**
- * The virtual 8254 (Intel 8254 datasheet): channel 0 only does anything; its rate becomes the
- * hypervisor timer. The guest programs a rate (mode 2 or 3, low then high byte); the VMM turns
- * each period into a one-shot deadline of the backend's timer and raises IRQ 0 when it fires.
- * Counter reads are computed from the backend's time.
+ * The virtual 8254 (Intel 8254 datasheet): channel 0's rate becomes the hypervisor timer. The
+ * guest programs a rate (mode 2 or 3, low then high byte); the VMM turns each period into a
+ * one-shot deadline of the backend's timer and raises IRQ 0 when it fires. Channels 1 and 2
+ * drive nothing but count, as on the PC (their gates are always open here), so a kernel can time
+ * its TSC against channel 2 (Linux's quick_pit_calibrate). Counter reads are computed from the
+ * backend's time.
  */
 import type { AccessSize, PortDevice } from '../../machine/device.ts';
-import { bool, checkState, nullable, num, type Check } from '../../machine/state.ts';
+import {
+  arrayOf,
+  bool,
+  checkState,
+  nullable,
+  num,
+  shape,
+  StateError,
+  type Check,
+} from '../../machine/state.ts';
 
 export const PIT_HZ = 1193182;
 
@@ -27,7 +38,33 @@ export interface VirtualPitState {
   startNs: number;
   pendingLow: number;
   running: boolean;
+  /** Channels 1 and 2 (absent: never programmed). */
+  counters?: CounterState[];
 }
+
+/** A channel that only counts (1 or 2) in a snapshot. */
+export interface CounterState {
+  mode: number;
+  access: number;
+  reload: number;
+  lowNext: boolean;
+  pendingLow: number;
+  latch: number | null;
+  readLow: boolean;
+  /** When counting started (ns of the backend's time); null: not programmed. */
+  startNs: number | null;
+}
+
+const COUNTER: Check = shape<CounterState>({
+  mode: num,
+  access: num,
+  reload: num,
+  lowNext: bool,
+  pendingLow: num,
+  latch: nullable(num),
+  readLow: bool,
+  startNs: nullable(num),
+});
 
 const VIRTUAL_PIT: Check = checkState<VirtualPitState>('virtual PIT', 1, {
   reload: num,
@@ -38,7 +75,95 @@ const VIRTUAL_PIT: Check = checkState<VirtualPitState>('virtual PIT', 1, {
   startNs: num,
   pendingLow: num,
   running: bool,
+  counters: (v, path) => {
+    if (v === undefined) return;
+    arrayOf(COUNTER)(v, path);
+    if ((v as unknown[]).length !== 2) throw new StateError(`${path}: 2 channels expected`);
+  },
 });
+
+/** Channel 1 or 2: programmed and read like channel 0, counting from the backend's time. */
+class Counter {
+  mode = 0;
+  access = 3;
+  reload = 0x10000;
+  lowNext = true;
+  pendingLow = 0;
+  latch: number | undefined;
+  readLow = true;
+  startNs: number | undefined;
+
+  control(value: number, nowNs: number): void {
+    const access = (value >>> 4) & 3;
+    if (access === 0) {
+      this.latch = this.count(nowNs);
+      this.readLow = true;
+      return;
+    }
+    this.access = access;
+    this.mode = (value >>> 1) & 7;
+    this.lowNext = true;
+    this.readLow = true;
+    this.startNs = undefined;
+  }
+
+  write(value: number, nowNs: number): void {
+    if (this.access === 3 && this.lowNext) {
+      this.pendingLow = value;
+      this.lowNext = false;
+      return;
+    }
+    const reload =
+      this.access === 3 ? this.pendingLow | (value << 8) : this.access === 1 ? value : value << 8;
+    this.lowNext = true;
+    this.reload = reload === 0 ? 0x10000 : reload;
+    this.startNs = nowNs;
+  }
+
+  read(nowNs: number): number {
+    const count = this.latch ?? this.count(nowNs);
+    const low = this.access === 1 || (this.access === 3 && this.readLow);
+    if (this.access === 3) this.readLow = !this.readLow;
+    if (this.access !== 3 || this.readLow) this.latch = undefined;
+    return low ? count & 0xff : (count >>> 8) & 0xff;
+  }
+
+  /**
+   * Modes 2 and 3 reload at terminal count; the others count on through 0 to 0xFFFF (datasheet,
+   * mode 0: "the counter continues counting").
+   */
+  private count(nowNs: number): number {
+    if (this.startNs === undefined) return 0;
+    const ticks = Math.floor(((nowNs - this.startNs) * PIT_HZ) / 1e9);
+    const periodic = (this.mode & 3) === 2 || (this.mode & 3) === 3;
+    if (periodic) return this.reload - (ticks % this.reload);
+    return (((this.reload - ticks) % 0x10000) + 0x10000) % 0x10000;
+  }
+
+  save(): CounterState {
+    return {
+      mode: this.mode,
+      access: this.access,
+      reload: this.reload,
+      lowNext: this.lowNext,
+      pendingLow: this.pendingLow,
+      latch: this.latch ?? null,
+      readLow: this.readLow,
+      startNs: this.startNs ?? null,
+    };
+  }
+
+  restore(s: CounterState): void {
+    this.mode = s.mode;
+    this.access = s.access;
+    this.reload = s.reload;
+    this.lowNext = s.lowNext;
+    this.pendingLow = s.pendingLow;
+    this.latch = s.latch ?? undefined;
+    this.readLow = s.readLow;
+    this.startNs = s.startNs ?? undefined;
+  }
+}
 
 export class VirtualPit implements PortDevice {
   readonly name = 'vpit';
@@ -50,6 +175,9 @@ export class VirtualPit implements PortDevice {
   private startNs = 0;
   private pendingLow = 0;
   running = false;
+  /** Channels 1 and 2; `touched` once the guest programmed either (only then saved). */
+  private readonly counters = [new Counter(), new Counter()];
+  private touched = false;
 
   constructor(private readonly host: PitHost) {}
 
@@ -64,6 +192,7 @@ export class VirtualPit implements PortDevice {
       startNs: this.startNs,
       pendingLow: this.pendingLow,
       running: this.running,
+      ...(this.touched ? { counters: this.counters.map((c) => c.save()) } : {}),
     };
   }
 
@@ -77,6 +206,9 @@ export class VirtualPit implements PortDevice {
     this.startNs = s.startNs;
     this.pendingLow = s.pendingLow;
     this.running = s.running;
+    this.touched = s.counters !== undefined;
+    const fresh = new Counter().save();
+    this.counters.forEach((c, k) => c.restore(s.counters?.[k] ?? fresh));
   }
 
   get periodNs(): number {
@@ -84,6 +216,7 @@ export class VirtualPit implements PortDevice {
   }
 
   ioRead(offset: number, _size: AccessSize): number {
+    if (offset === 1 || offset === 2) return this.counters[offset - 1].read(this.host.nowNs());
     if (offset !== 0) return 0;
     const count = this.latch ?? this.count();
     const low = this.access === 1 || (this.access === 3 && this.readLow);
@@ -95,7 +228,13 @@ export class VirtualPit implements PortDevice {
   ioWrite(offset: number, _size: AccessSize, value: number): void {
     value &= 0xff;
     if (offset === 3) {
-      if (value >>> 6 !== 0) return; // channels 1 and 2 are not wired to anything here
+      const channel = value >>> 6;
+      if (channel === 3) return; // read-back: not offered
+      if (channel !== 0) {
+        this.touched = true;
+        this.counters[channel - 1].control(value, this.host.nowNs());
+        return;
+      }
       const access = (value >>> 4) & 3;
       if (access === 0) {
         this.latch = this.count(); // counter latch command
@@ -105,6 +244,11 @@ export class VirtualPit implements PortDevice {
       this.access = access;
       this.lowNext = true;
       this.readLow = true;
+      return;
+    }
+    if (offset === 1 || offset === 2) {
+      this.touched = true;
+      this.counters[offset - 1].write(value, this.host.nowNs());
       return;
     }
     if (offset !== 0) return;
