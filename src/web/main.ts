@@ -267,26 +267,48 @@ for (const r of NETPERF_ROWS) {
   npRows.append(label);
 }
 const npResults: NetperfRowResult[] = [];
+/** The short name of a result's row (its checkbox's), for the chart's axis and legend. */
+function npKey(k: number): string {
+  const label = npResults[k]?.label;
+  return NETPERF_ROWS.find((r) => r.label === label)?.key ?? '';
+}
+// Two bars per row, side by side: previrt's to the left of the row's x, the seed's to the right
+// (align -1 and 1). uPlot centres every bar series on x by default (align 0), so with the same
+// size the seed's bar, drawn last, covered previrt's. The x scale runs half a row beyond the
+// first and last rows so that their bars are not cut at the plot's edges.
 const npPlot = new uPlot(
   {
     title: "cycles/byte: previrt and the seed's",
     width: 420,
     height: 220,
     series: [
-      {},
+      { label: 'row', value: (_u, v) => (v === null ? '--' : npKey(v)) },
       {
         label: 'previrt',
         fill: '#2a6',
         stroke: '#2a6',
-        paths: uPlot.paths.bars?.({ size: [0.35] }),
+        paths: uPlot.paths.bars?.({ size: [0.35], align: -1 }),
+        points: { show: false },
+        value: (_u, v) => (v === null ? '--' : v.toFixed(2)),
       },
-      { label: 'seed', fill: '#888', stroke: '#888', paths: uPlot.paths.bars?.({ size: [0.35] }) },
+      {
+        label: 'seed',
+        fill: '#888',
+        stroke: '#888',
+        paths: uPlot.paths.bars?.({ size: [0.35], align: 1 }),
+        points: { show: false },
+        value: (_u, v) => (v === null ? '--' : v.toFixed(2)),
+      },
     ],
-    scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+    scales: {
+      x: { time: false, range: () => [-0.5, Math.max(0, npResults.length - 1) + 0.5] },
+      y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+    },
     axes: [
       {
-        values: (_u, ticks) =>
-          ticks.map((t) => (Number.isInteger(t) ? (npResults[t]?.label.split(' ')[0] ?? '') : '')),
+        splits: () => npResults.map((_, k) => k),
+        values: (_u, ticks) => ticks.map((t) => npKey(t)),
+        grid: { show: false },
       },
       {},
     ],

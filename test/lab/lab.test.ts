@@ -114,6 +114,43 @@ async function tableRows(page: Page, selector: string): Promise<string[][]> {
   );
 }
 
+type Bar = { pixels: number; left: number; right: number };
+
+/**
+ * For each colour (#rrggbb), how many pixels of a canvas have exactly it and the leftmost and
+ * rightmost columns they are in (evaluated in the page, as a string: this file has no DOM).
+ */
+async function canvasColours<K extends string>(
+  page: Page,
+  selector: string,
+  colours: Record<K, string>,
+): Promise<Record<K, Bar>> {
+  const rgb = Object.entries<string>(colours).map(([name, hex]) => [
+    name,
+    [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)),
+  ]);
+  return page.evaluate<Record<K, Bar>>(
+    `(() => {
+      const canvas = document.querySelector(${JSON.stringify(selector)});
+      const { width, height } = canvas;
+      const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+      const out = {};
+      for (const [name, [r, g, b]] of ${JSON.stringify(rgb)}) {
+        const bar = { pixels: 0, left: width, right: -1 };
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i] !== r || data[i + 1] !== g || data[i + 2] !== b) continue;
+          const x = (i / 4) % width;
+          bar.pixels++;
+          bar.left = Math.min(bar.left, x);
+          bar.right = Math.max(bar.right, x);
+        }
+        out[name] = bar;
+      }
+      return out;
+    })()`,
+  );
+}
+
 /** The site built once, served, and one browser for every test of this file. */
 let lab: { server: Server; url: string; browser: Browser } | undefined;
 
@@ -184,6 +221,13 @@ test(
     assert.match(row, /^native, raw/);
     assert.match(row, /9\.64/, row);
     assert.match(row, /crc32 [0-9a-f]{8} ok/, row);
+    // The bar chart: previrt's green bar and the seed's grey one both drawn, side by side.
+    const bars = await canvasColours(page, '#npChart canvas', {
+      previrt: '#22aa66',
+      seed: '#888888',
+    });
+    assert.ok(bars.previrt.pixels > 200 && bars.seed.pixels > 200, JSON.stringify(bars));
+    assert.ok(bars.previrt.right < bars.seed.left, JSON.stringify(bars));
     mkdirSync(join(repo, 'docs'), { recursive: true });
     await page.screenshot({ path: join(repo, 'docs/lab.png'), fullPage: true });
 
