@@ -77,7 +77,7 @@ const plot = new uPlot(
     width: 420,
     height: 220,
     series: [
-      {},
+      { label: 'host s' },
       { label: 'guest MIPS', stroke: '#2a6', scale: 'mips' },
       { label: 'interrupts/s', stroke: '#c42', scale: 'irq' },
     ],
@@ -267,6 +267,8 @@ for (const r of NETPERF_ROWS) {
   npRows.append(label);
 }
 const npResults: NetperfRowResult[] = [];
+/** How many rows the current netperf run has. */
+let npTotal = 0;
 /** The short name of a result's row (its checkbox's), for the chart's axis and legend. */
 function npKey(k: number): string {
   const label = npResults[k]?.label;
@@ -319,6 +321,10 @@ const npPlot = new uPlot(
 
 function showNetperfRow(r: NetperfRowResult): void {
   npResults.push(r);
+  if (npResults.length < npTotal) {
+    el<HTMLSpanElement>('npStatus').textContent =
+      `running: ${npResults.length} of ${npTotal} row(s)`;
+  }
   const seed = NETPERF_ROWS.find((x) => x.label === r.label)?.seed;
   const tr = el<HTMLTableElement>('npTable').tBodies[0].insertRow();
   const cells = [
@@ -344,11 +350,12 @@ async function runNetperfRows(): Promise<void> {
     Array.from(npRows.querySelectorAll('input')).some((b) => b.checked && b.value === r.key),
   );
   if (picked.length === 0) return;
-  const status = el<HTMLSpanElement>('npStatus');
   el<HTMLButtonElement>('npRun').disabled = true;
-  status.textContent = 'running';
+  npTotal = picked.length;
+  el<HTMLSpanElement>('npStatus').textContent = `running: 0 of ${npTotal} row(s)`;
   el<HTMLTableElement>('npTable').tBodies[0].replaceChildren();
   npResults.length = 0;
+  npPlot.setData([[], [], []]);
   const rows = [];
   for (const r of picked) {
     const url = KERNELS.find(([n]) => n === r.kernel)?.[1] ?? '';
@@ -361,7 +368,9 @@ async function runNetperfRows(): Promise<void> {
     seed: Number(el<HTMLInputElement>('npSeed').value),
     rows,
   });
-  setState('idle', 'netperf');
+  // The worker stops the running guest, if any (one machine at a time): the status says so, or
+  // keeps how the last run ended.
+  setState('idle', state === 'idle' ? (status.textContent ?? 'idle') : 'stopped for netperf');
 }
 el<HTMLButtonElement>('npRun').onclick = () => void runNetperfRows();
 
