@@ -160,6 +160,13 @@ async function kernelBytes(): Promise<{ name: string; bytes: Uint8Array }> {
 }
 
 async function boot(): Promise<void> {
+  // At once, before the kernel's fetch: the last run's console and status are gone as soon as
+  // Boot is clicked (neither its 'selftest: PASS' nor its 'ended: ...' can pass for this run's).
+  term.reset();
+  for (const s of series) s.length = 0;
+  lastIrq = { ms: 0, n: 0 };
+  status.textContent = 'loading the kernel';
+  status.dataset.state = 'loading';
   let k: { name: string; bytes: Uint8Array };
   try {
     k = await kernelBytes();
@@ -167,9 +174,6 @@ async function boot(): Promise<void> {
     setState('idle', `cannot load the kernel: ${e instanceof Error ? e.message : String(e)}`);
     return;
   }
-  term.reset();
-  for (const s of series) s.length = 0;
-  lastIrq = { ms: 0, n: 0 };
   const bytes = k.bytes.slice();
   send(
     {
@@ -340,7 +344,7 @@ function showNetperfRow(r: NetperfRowResult): void {
   tr.cells[5].className = r.ok ? 'ok' : 'bad';
   npPlot.setData([
     npResults.map((_, k) => k),
-    npResults.map((x) => (x.ok ? x.cyclesPerByte : 0)),
+    npResults.map((x) => (x.ok ? x.cyclesPerByte : null)),
     npResults.map((x) => NETPERF_ROWS.find((y) => y.label === x.label)?.seed ?? 0),
   ]);
 }
