@@ -77,7 +77,7 @@ const plot = new uPlot(
     width: 420,
     height: 220,
     series: [
-      {},
+      { label: 'host s' },
       { label: 'guest MIPS', stroke: '#2a6', scale: 'mips' },
       { label: 'interrupts/s', stroke: '#c42', scale: 'irq' },
     ],
@@ -160,6 +160,13 @@ async function kernelBytes(): Promise<{ name: string; bytes: Uint8Array }> {
 }
 
 async function boot(): Promise<void> {
+  // At once, before the kernel's fetch: the last run's console and status are gone as soon as
+  // Boot is clicked (neither its 'selftest: PASS' nor its 'ended: ...' can pass for this run's).
+  term.reset();
+  for (const s of series) s.length = 0;
+  lastIrq = { ms: 0, n: 0 };
+  status.textContent = 'loading the kernel';
+  status.dataset.state = 'loading';
   let k: { name: string; bytes: Uint8Array };
   try {
     k = await kernelBytes();
@@ -167,9 +174,6 @@ async function boot(): Promise<void> {
     setState('idle', `cannot load the kernel: ${e instanceof Error ? e.message : String(e)}`);
     return;
   }
-  term.reset();
-  for (const s of series) s.length = 0;
-  lastIrq = { ms: 0, n: 0 };
   const bytes = k.bytes.slice();
   send(
     {
@@ -267,26 +271,50 @@ for (const r of NETPERF_ROWS) {
   npRows.append(label);
 }
 const npResults: NetperfRowResult[] = [];
+/** How many rows the current netperf run has. */
+let npTotal = 0;
+/** The short name of a result's row (its checkbox's), for the chart's axis and legend. */
+function npKey(k: number): string {
+  const label = npResults[k]?.label;
+  return NETPERF_ROWS.find((r) => r.label === label)?.key ?? '';
+}
+// Two bars per row, side by side: previrt's to the left of the row's x, the seed's to the right
+// (align -1 and 1). uPlot centres every bar series on x by default (align 0), so with the same
+// size the seed's bar, drawn last, covered previrt's. The x scale runs half a row beyond the
+// first and last rows so that their bars are not cut at the plot's edges.
 const npPlot = new uPlot(
   {
     title: "cycles/byte: previrt and the seed's",
     width: 420,
     height: 220,
     series: [
-      {},
+      { label: 'row', value: (_u, v) => (v === null ? '--' : npKey(v)) },
       {
         label: 'previrt',
         fill: '#2a6',
         stroke: '#2a6',
-        paths: uPlot.paths.bars?.({ size: [0.35] }),
+        paths: uPlot.paths.bars?.({ size: [0.35], align: -1 }),
+        points: { show: false },
+        value: (_u, v) => (v === null ? '--' : v.toFixed(2)),
       },
-      { label: 'seed', fill: '#888', stroke: '#888', paths: uPlot.paths.bars?.({ size: [0.35] }) },
+      {
+        label: 'seed',
+        fill: '#888',
+        stroke: '#888',
+        paths: uPlot.paths.bars?.({ size: [0.35], align: 1 }),
+        points: { show: false },
+        value: (_u, v) => (v === null ? '--' : v.toFixed(2)),
+      },
     ],
-    scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+    scales: {
+      x: { time: false, range: () => [-0.5, Math.max(0, npResults.length - 1) + 0.5] },
+      y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+    },
     axes: [
       {
-        values: (_u, ticks) =>
-          ticks.map((t) => (Number.isInteger(t) ? (npResults[t]?.label.split(' ')[0] ?? '') : '')),
+        splits: () => npResults.map((_, k) => k),
+        values: (_u, ticks) => ticks.map((t) => npKey(t)),
+        grid: { show: false },
       },
       {},
     ],
@@ -297,6 +325,10 @@ const npPlot = new uPlot(
 
 function showNetperfRow(r: NetperfRowResult): void {
   npResults.push(r);
+  if (npResults.length < npTotal) {
+    el<HTMLSpanElement>('npStatus').textContent =
+      `running: ${npResults.length} of ${npTotal} row(s)`;
+  }
   const seed = NETPERF_ROWS.find((x) => x.label === r.label)?.seed;
   const tr = el<HTMLTableElement>('npTable').tBodies[0].insertRow();
   const cells = [
@@ -312,7 +344,7 @@ function showNetperfRow(r: NetperfRowResult): void {
   tr.cells[5].className = r.ok ? 'ok' : 'bad';
   npPlot.setData([
     npResults.map((_, k) => k),
-    npResults.map((x) => (x.ok ? x.cyclesPerByte : 0)),
+    npResults.map((x) => (x.ok ? x.cyclesPerByte : null)),
     npResults.map((x) => NETPERF_ROWS.find((y) => y.label === x.label)?.seed ?? 0),
   ]);
 }
@@ -322,11 +354,12 @@ async function runNetperfRows(): Promise<void> {
     Array.from(npRows.querySelectorAll('input')).some((b) => b.checked && b.value === r.key),
   );
   if (picked.length === 0) return;
-  const status = el<HTMLSpanElement>('npStatus');
   el<HTMLButtonElement>('npRun').disabled = true;
-  status.textContent = 'running';
+  npTotal = picked.length;
+  el<HTMLSpanElement>('npStatus').textContent = `running: 0 of ${npTotal} row(s)`;
   el<HTMLTableElement>('npTable').tBodies[0].replaceChildren();
   npResults.length = 0;
+  npPlot.setData([[], [], []]);
   const rows = [];
   for (const r of picked) {
     const url = KERNELS.find(([n]) => n === r.kernel)?.[1] ?? '';
@@ -339,7 +372,9 @@ async function runNetperfRows(): Promise<void> {
     seed: Number(el<HTMLInputElement>('npSeed').value),
     rows,
   });
-  setState('idle', 'netperf');
+  // The worker stops the running guest, if any (one machine at a time): the status says so, or
+  // keeps how the last run ended.
+  setState('idle', state === 'idle' ? (status.textContent ?? 'idle') : 'stopped for netperf');
 }
 el<HTMLButtonElement>('npRun').onclick = () => void runNetperfRows();
 

@@ -2,9 +2,10 @@
 // static server that sends a strict Content Security Policy on request, and drives Debian's
 // chromium headless through playwright-core: the self-test boots on the raw PC and passes in
 // the terminal, the afterburned build passes it on xen and on l4 (hypercalls or IPCs and VMM
-// calls counted), the shell answers a typed command, a 64 KB netperf fills a row with its
-// checksum verdict, and under a CSP that forbids `new Function`
-// the page says it fell back to the interpreter and still boots. A screenshot goes to
+// calls counted), the shell answers a typed command, a 64 KB netperf of two rows fills the
+// table with their checksum verdicts and draws previrt's bar beside the seed's for each (the
+// chart canvas's pixels), and under a CSP that forbids `new Function` the page says it fell
+// back to the interpreter and still boots. A screenshot goes to
 // docs/lab.png. Then the two panels of the guest's state: the self-test started on xen and
 // migrated to l4 mid-run (pre-copy rounds, pages and downtime shown) passes there; a snapshot
 // saved mid-run, a corrupt copy refused with one line (the paused guest untouched), the saved
@@ -114,6 +115,46 @@ async function tableRows(page: Page, selector: string): Promise<string[][]> {
   );
 }
 
+/** The columns a colour occupies in a canvas: its runs of adjacent columns, left to right. */
+type Runs = [left: number, right: number][];
+
+/**
+ * For each colour (#rrggbb), the runs of adjacent columns of a canvas that have a pixel of
+ * exactly that colour (evaluated in the page, as a string: this file has no DOM).
+ */
+async function canvasColumns<K extends string>(
+  page: Page,
+  selector: string,
+  colours: Record<K, string>,
+): Promise<Record<K, Runs>> {
+  const rgb = Object.entries<string>(colours).map(([name, hex]) => [
+    name,
+    [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)),
+  ]);
+  return page.evaluate<Record<K, Runs>>(
+    `(() => {
+      const canvas = document.querySelector(${JSON.stringify(selector)});
+      const { width, height } = canvas;
+      const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+      const out = {};
+      for (const [name, [r, g, b]] of ${JSON.stringify(rgb)}) {
+        const has = new Array(width).fill(false);
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i] === r && data[i + 1] === g && data[i + 2] === b) has[(i / 4) % width] = true;
+        }
+        const runs = [];
+        for (let x = 0; x < width; x++) {
+          if (!has[x]) continue;
+          if (runs.length > 0 && runs[runs.length - 1][1] === x - 1) runs[runs.length - 1][1] = x;
+          else runs.push([x, x]);
+        }
+        out[name] = runs;
+      }
+      return out;
+    })()`,
+  );
+}
+
 /** The site built once, served, and one browser for every test of this file. */
 let lab: { server: Server; url: string; browser: Browser } | undefined;
 
@@ -174,16 +215,51 @@ test(
     await page.click('#resume');
     await page.waitForSelector('#status[data-state="running"]', { timeout: 5_000 });
 
-    // A small netperf: the native row at 64 KB, its table row with the checksum verdict.
+    // A small netperf: the native and nops rows at 64 KB, the table's rows with the checksum
+    // verdict and the seed's figure; the running shell stops for it.
     await page.selectOption('#npBytes', '65536');
     await page.uncheck('#npRows input[value="xen-pre"]');
     await page.check('#npRows input[value="native"]');
+    await page.check('#npRows input[value="nops"]');
     await page.click('#npRun');
-    await page.waitForSelector('#npStatus:has-text("done: 1 row(s)")', { timeout: 30_000 });
-    const row = (await page.textContent('#npTable tbody tr')) ?? '';
-    assert.match(row, /^native, raw/);
-    assert.match(row, /9\.64/, row);
-    assert.match(row, /crc32 [0-9a-f]{8} ok/, row);
+    await page.waitForSelector('#npStatus:has-text("done: 2 row(s)")', { timeout: 30_000 });
+    assert.equal(await page.textContent('#status'), 'stopped for netperf');
+    const npTable = await tableRows(page, '#npTable');
+    assert.deepEqual(
+      npTable.map((r) => [r[0], r[4]]),
+      [
+        ['native, raw', '9.64'],
+        ['NOPs, raw', '9.17'],
+      ],
+    );
+    for (const r of npTable) assert.match(r[5], /crc32 [0-9a-f]{8} ok/, r.join(' | '));
+    // The bar chart: for each row, previrt's green bar and the seed's grey one both drawn, side
+    // by side (previrt's left), each pair apart from the next, the axis naming the rows.
+    const bars = await canvasColumns(page, '#npChart canvas', {
+      previrt: '#22aa66',
+      seed: '#888888',
+    });
+    const shown = JSON.stringify(bars);
+    assert.equal(bars.previrt.length, 2, shown);
+    assert.equal(bars.seed.length, 2, shown);
+    for (let k = 0; k < 2; k++) {
+      assert.ok(bars.previrt[k][1] - bars.previrt[k][0] >= 20, shown);
+      assert.ok(bars.seed[k][1] - bars.seed[k][0] >= 20, shown);
+      assert.ok(bars.previrt[k][1] < bars.seed[k][0], shown);
+    }
+    assert.ok(bars.seed[0][1] < bars.previrt[1][0], shown);
+    // Over the second pair, the legend names its row and gives both figures of the table.
+    await page.locator('#npChart').scrollIntoViewIfNeeded();
+    const canvasBox = await page.locator('#npChart canvas').boundingBox();
+    const overBox = await page.locator('#npChart .u-over').boundingBox();
+    assert.ok(canvasBox !== null && overBox !== null);
+    await page.mouse.move(canvasBox.x + bars.previrt[1][0] + 5, overBox.y + overBox.height / 2, {
+      steps: 3,
+    });
+    const legend = await page.evaluate<string[]>(
+      "Array.from(document.querySelectorAll('#npChart .u-legend .u-value')).map((v) => v.textContent)",
+    );
+    assert.deepEqual(legend, ['nops', npTable[1][3], '9.17']);
     mkdirSync(join(repo, 'docs'), { recursive: true });
     await page.screenshot({ path: join(repo, 'docs/lab.png'), fullPage: true });
 
