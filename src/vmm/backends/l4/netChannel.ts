@@ -128,7 +128,8 @@ export class L4NetFront implements DirectWire {
   private nextId = 1;
   /** Packets given to the model, not yet sent to the driver VM; and those with it, by id. */
   private queued: { id: number; parts: BufferPart[] }[] = [];
-  private readonly inFlight = new Map<number, (ok: boolean) => void>();
+  /** The model's packet number of each id with the driver VM (DirectWire.transmit). */
+  private readonly inFlight = new Map<number, number>();
   /** The receive buffers the monitor waits with (guest-physical), in the model's ring order. */
   private rxBuffers: { address: number; length: number }[] = [];
   /** How many the driver VM was last told of (NetLabel.credit); -1: not yet. */
@@ -170,7 +171,7 @@ export class L4NetFront implements DirectWire {
       this.model?.rxUnclaim();
       this.model?.setLink(false);
       // Last: a completion may make the model hand over its next packet, which fails at once.
-      for (const done of failed) done(false);
+      for (const packet of failed) this.model?.txPeerDone(packet, false);
     }
     if (!this.linkUp && this.conn.connected === true) {
       this.linkUp = true;
@@ -183,14 +184,15 @@ export class L4NetFront implements DirectWire {
 
   // ---- DirectWire ---------------------------------------------------------------------------
 
-  transmit(parts: BufferPart[], done: (ok: boolean) => void): void {
+  transmit(parts: BufferPart[], packet: number): void {
+    const done = (ok: boolean): void => this.model?.txPeerDone(packet, ok);
     const ram = this.b.guestPages * 4096;
     // GUEST-CONTROLLED: the guest's descriptors; a buffer outside its RAM is a bus error.
     if (parts.length === 0 || parts.some((p) => p.address < 0 || p.address + p.length > ram))
       return done(false);
     if (this.conn.driverMonitor === undefined || !this.linkUp) return done(false);
     const id = this.nextId++;
-    this.inFlight.set(id, done);
+    this.inFlight.set(id, packet);
     this.queued.push({ id, parts });
     this.counters.frames++;
   }
@@ -266,10 +268,10 @@ export class L4NetFront implements DirectWire {
       const w = r.words;
       for (let k = 0, n = w[0] ?? 0; k < n; k++) {
         const id = w[1 + 2 * k] >>> 0;
-        const done = this.inFlight.get(id);
-        if (done === undefined) continue;
+        const packet = this.inFlight.get(id);
+        if (packet === undefined) continue;
         this.inFlight.delete(id);
-        done(w[2 + 2 * k] === 0);
+        this.model?.txPeerDone(packet, w[2 + 2 * k] === 0);
       }
       return true;
     }

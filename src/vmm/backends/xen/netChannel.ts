@@ -221,7 +221,7 @@ export class NetFront extends RingSide implements DirectWire {
   /** TX packets waiting for their responses, by their first slot's request index. */
   private readonly txPending = new Map<
     number,
-    { slots: number; left: number; ok: boolean; done: (ok: boolean) => void }
+    { slots: number; left: number; ok: boolean; packet: number }
   >();
   private readonly rxPosted: number[] = new Array<number>(SLOTS).fill(0);
   /** The back end's incarnation it published for (XenNetConnection.backend). */
@@ -331,7 +331,7 @@ export class NetFront extends RingSide implements DirectWire {
     this.model?.setLink(false);
     // Last, with the ring disconnected: a completion may make the model hand over its next
     // packet, which then fails at once.
-    for (const p of failed) p.done(false);
+    for (const p of failed) this.model?.txPeerDone(p.packet, false);
     const driver = this.conn.driverDom;
     if (driver !== undefined && this.publish(driver) === undefined)
       this.listen?.(this.port, () => this.event());
@@ -371,7 +371,8 @@ export class NetFront extends RingSide implements DirectWire {
 
   // ---- DirectWire ---------------------------------------------------------------------------
 
-  transmit(parts: BufferPart[], done: (ok: boolean) => void): void {
+  transmit(parts: BufferPart[], packet: number): void {
+    const done = (ok: boolean): void => this.model?.txPeerDone(packet, ok);
     // A buffer crossing a page boundary is two grants.
     const frags: { mfn: number; offset: number; length: number }[] = [];
     for (const p of parts) {
@@ -397,7 +398,7 @@ export class NetFront extends RingSide implements DirectWire {
       this.touch(SLOT);
       this.txProd = (this.txProd + 1) >>> 0;
     });
-    this.txPending.set(first, { slots: frags.length, left: frags.length, ok: true, done });
+    this.txPending.set(first, { slots: frags.length, left: frags.length, ok: true, packet });
     this.counters.frames++;
     this.push(TX + REQ_PROD, TX + REQ_EVENT, this.txProd);
   }
@@ -507,7 +508,7 @@ export class NetFront extends RingSide implements DirectWire {
     if (status < 0) p.ok = false;
     if (--p.left === 0) {
       this.txPending.delete(packet);
-      p.done(p.ok);
+      this.model?.txPeerDone(p.packet, p.ok);
     }
   }
 
