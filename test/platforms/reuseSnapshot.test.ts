@@ -116,4 +116,5 @@ function roundTrip(platform: 'xen' | 'l4', client: string): void {
 
 describe('snapshots with a driver VM: a transfer saved mid-way continues exactly', { skip }, () => {
   it('xen, DP83820 emulation', () => roundTrip('xen', kernelPath('afterburned')));
+  it('l4, DP83820 emulation', () => roundTrip('l4', kernelPath('afterburned')));
 });
