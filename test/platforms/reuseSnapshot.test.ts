@@ -114,7 +114,17 @@ function roundTrip(platform: 'xen' | 'l4', client: string): void {
   );
 }
 
-describe('snapshots with a driver VM: a transfer saved mid-way continues exactly', { skip }, () => {
+describe('snapshots with a driver VM', { skip }, () => {
   it('xen, DP83820 emulation', () => roundTrip('xen', kernelPath('afterburned')));
   it('l4, DP83820 emulation', () => roundTrip('l4', kernelPath('afterburned')));
+  it('xen, custom driver', () => roundTrip('xen', kernelPath('xen-para')));
+  it('l4, custom driver', () => roundTrip('l4', kernelPath('l4-para')));
+  it('after a driver VM crash (the toolstack built another): refused, one line', () => {
+    const out = { text: '', driver: '' };
+    const g = build('xen', kernelPath('afterburned'), out);
+    assert.equal(g.machine.run(20_000_000).kind, 'cycle-limit');
+    g.machine.resume();
+    assert.ok(g.driverVm!.crash('test: crashed'));
+    assert.throws(() => g.save(), /^Error: a guest whose driver VM crashed cannot be snapshotted/);
+  });
 });
