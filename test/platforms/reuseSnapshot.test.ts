@@ -2,7 +2,9 @@
 // transfer into the afterburned guest behind a driver VM of the same kernel, saved mid-transfer
 // (segments in flight, both ends of the net channel at work) through the snapshot file, restored
 // and run to its end, ends exactly as the uninterrupted run: the same cycles, console (the
-// guest's and the driver VM's), counters of every VM and the client machine's report.
+// guest's and the driver VM's), counters of every VM and the client machine's report; for
+// DP83820 emulation and the custom driver, on xen and on l4. A snapshot after a driver VM
+// restart is refused.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
