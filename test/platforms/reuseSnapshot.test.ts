@@ -121,11 +121,23 @@ describe('snapshots with a driver VM', { skip }, () => {
   it('l4, DP83820 emulation', () => roundTrip('l4', kernelPath('afterburned')));
   it('xen, custom driver', () => roundTrip('xen', kernelPath('xen-para')));
   it('l4, custom driver', () => roundTrip('l4', kernelPath('l4-para')));
-  it('after a driver VM crash (the toolstack built another): refused, one line', () => {
+  it('a state without the connection, and after a driver VM crash: refused, one line', () => {
     const out = { text: '', driver: '' };
     const g = build('xen', kernelPath('afterburned'), out);
     assert.equal(g.machine.run(20_000_000).kind, 'cycle-limit');
     g.machine.resume();
+    // A snapshot whose driver VM lacks its side of the connection does not fit: one line.
+    const good = readSnapshot(writeSnapshot(g.save(), nodeCodec), nodeCodec);
+    assert.ok(typeof good !== 'string');
+    const state = structuredClone(good.state) as { vmVmms: { backend: { netBacks: unknown[] } }[] };
+    assert.equal(state.vmVmms[0].backend.netBacks.length, 1);
+    state.vmVmms[0].backend.netBacks = [];
+    const bad = restoreGuest({ ...good, state });
+    assert.equal(typeof bad, 'string');
+    assert.match(
+      String(bad),
+      /^the snapshot does not fit: vmVmms\[0\]\.backend: the saved network connections are not this VM's$/,
+    );
     assert.ok(g.driverVm!.crash('test: crashed'));
     assert.throws(() => g.save(), /^Error: a guest whose driver VM crashed cannot be snapshotted/);
   });
