@@ -13,6 +13,8 @@ export interface RestoreOptions {
   console?: (byte: number) => void;
   /** Where extra VM k's console output goes (GuestConfig.vms). */
   vmConsole?: (k: number, name: string) => (byte: number) => void;
+  /** Where the driver VM's console output goes (GuestConfig.driverVm). */
+  driverConsole?: (byte: number) => void;
   /**
    * Restores the caller's part (`extra` as saved) — a peer re-attached to the new machine's
    * link, its events on the new clock — before the audit checks that every event came back.
@@ -80,9 +82,28 @@ export function restoreGuest(
           }),
           memoryMb: v.memoryMb ?? undefined,
           console: options.vmConsole?.(k, v.kernelName),
+          ...(v.clientOfDriverVm ? { clientOfDriverVm: true } : {}),
         };
       }),
     };
+    const d = c.driverVm;
+    if (d !== null) {
+      const bytes = contents.blobs.get('driver.kernel');
+      if (bytes === undefined) throw new StateError("the snapshot lacks the driver VM's kernel");
+      config.driverVm = {
+        kernel: bytes,
+        kernelName: d.kernelName,
+        cmdline: d.cmdline,
+        modules: d.modules.map((m, j) => {
+          const b = contents.blobs.get(`driver.module.${j}`);
+          if (b === undefined)
+            throw new StateError(`the snapshot lacks the driver VM's module ${j} (${m.name})`);
+          return { name: m.name, string: m.string, bytes: b };
+        }),
+        memoryMb: d.memoryMb ?? undefined,
+        console: options.driverConsole,
+      };
+    }
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }

@@ -21,7 +21,7 @@ import type { VmmState } from '../vmm/Vmm.ts';
 import type { Guest, GuestConfig } from './platform.ts';
 
 /** The version of GuestState (and so of the snapshot's state section). */
-export const GUEST_STATE_VERSION = 2;
+export const GUEST_STATE_VERSION = 3;
 
 /** The configuration as data: what `createGuest` needs again, but the files (blobs). */
 export interface GuestConfigState {
@@ -40,7 +40,19 @@ export interface GuestConfigState {
     cmdline: string;
     modules: { name: string; string: string }[];
     memoryMb: number | null;
+    /** Its network through the driver VM (ExtraVmConfig.clientOfDriverVm). */
+    clientOfDriverVm: boolean;
   }[];
+  /**
+   * The driver VM (GuestConfig.driverVm), or null; its kernel is the blob `driver.kernel`, its
+   * modules `driver.module.<j>`. Its VMM is the first of `vmVmms`.
+   */
+  driverVm: {
+    kernelName: string;
+    cmdline: string;
+    modules: { name: string; string: string }[];
+    memoryMb: number | null;
+  } | null;
 }
 
 export interface GuestState {
@@ -86,7 +98,17 @@ function configState(c: GuestConfig): GuestConfigState {
       cmdline: v.cmdline ?? '',
       modules: (v.modules ?? []).map((m) => ({ name: m.name, string: m.string })),
       memoryMb: v.memoryMb ?? null,
+      clientOfDriverVm: v.clientOfDriverVm === true,
     })),
+    driverVm:
+      c.driverVm === undefined
+        ? null
+        : {
+            kernelName: c.driverVm.kernelName,
+            cmdline: c.driverVm.cmdline ?? '',
+            modules: (c.driverVm.modules ?? []).map((m) => ({ name: m.name, string: m.string })),
+            memoryMb: c.driverVm.memoryMb ?? null,
+          },
   };
 }
 
@@ -95,9 +117,12 @@ function configState(c: GuestConfig): GuestConfigState {
  * state that goes with it (it must be JSON data). Call it between runs of the machine.
  */
 export function saveGuest(guest: Guest, extra: unknown = null): SnapshotContents {
-  // Callers refuse it first (previrt run does): the connections are not part of the state yet.
-  if (guest.config.driverVm !== undefined)
-    throw new Error('a guest with a driver VM cannot be snapshotted yet');
+  // A restarted driver VM is a VM the configuration does not build: a restore could not build
+  // it again. Callers refuse it first (previrt run does).
+  if ((guest.driverVm?.restarts.length ?? 0) > 0)
+    throw new Error(
+      'a guest whose driver VM crashed cannot be snapshotted (the toolstack built another)',
+    );
   const machine = guest.machine.save({ ram: false });
   const state: GuestState = {
     version: GUEST_STATE_VERSION,
@@ -115,6 +140,11 @@ export function saveGuest(guest: Guest, extra: unknown = null): SnapshotContents
     blobs.set(`vm.${k}.kernel`, v.kernel);
     (v.modules ?? []).forEach((m, j) => blobs.set(`vm.${k}.module.${j}`, m.bytes));
   });
+  const driver = guest.config.driverVm;
+  if (driver !== undefined) {
+    blobs.set('driver.kernel', driver.kernel);
+    (driver.modules ?? []).forEach((m, j) => blobs.set(`driver.module.${j}`, m.bytes));
+  }
   return {
     header: {
       format: 'previrt-snapshot',

@@ -393,8 +393,8 @@ describe('whole-guest snapshots that do not fit', { skip }, () => {
       ],
       [
         'a newer state',
-        changed(() => {}, { ...good.header, stateVersion: 3 }),
-        /state version 3 is not supported/,
+        changed(() => {}, { ...good.header, stateVersion: 4 }),
+        /state version 4 is not supported/,
       ],
       [
         'the VMM state of another version',

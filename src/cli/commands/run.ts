@@ -280,8 +280,6 @@ function parse(argv: string[]): Options | string {
     return '--driver-vm needs --nic dp83820 (the NIC it drives)';
   if (o.driverVm !== undefined && o.nic?.emulated === true)
     return "--driver-vm: the guest's NIC is the VMM's model already; leave out ',emulated'";
-  if (o.driverVm !== undefined && o.snapshot !== undefined)
-    return '--snapshot: a run with a driver VM cannot be snapshotted yet (its connection to the guest is not saved)';
   if ((o.snapshotAt === undefined) !== (o.snapshot === undefined))
     return '--snapshot-at CYCLES and --snapshot FILE go together';
   if (o.snapshot !== undefined && o.nic?.netperf !== undefined)
@@ -438,6 +436,7 @@ function restore(o: Options, console: (byte: number) => void): Guest | string {
   const guest = restoreGuest(contents, {
     console,
     vmConsole: (k) => prefixedConsole(`[vm${k + 1}] `, console),
+    driverConsole: prefixedConsole('[driver] ', console),
   });
   return typeof guest === 'string' ? `${file}: ${guest}` : guest;
 }
@@ -528,8 +527,16 @@ export const run: Command = {
     if (fd !== undefined) closeSync(fd);
     if (o.snapshotAt !== undefined && end.kind === 'cycle-limit' && until === o.snapshotAt) {
       // Stopped at the cycle asked for: the whole machine goes to the file, the run ends here.
+      let file: Uint8Array;
       try {
-        writeFileSync(o.snapshot!, writeSnapshot(guest.save(), deflateRaw));
+        file = writeSnapshot(guest.save(), deflateRaw);
+      } catch (e) {
+        // A guest the snapshot cannot hold (saveGuest says why: a restarted driver VM).
+        console.error(`previrt run: --snapshot: ${e instanceof Error ? e.message : String(e)}`);
+        return EXIT_STATUS.usage;
+      }
+      try {
+        writeFileSync(o.snapshot!, file);
       } catch (e) {
         console.error(
           `previrt run: ${o.snapshot}: cannot write the snapshot (${(e as NodeJS.ErrnoException).code ?? 'error'})`,

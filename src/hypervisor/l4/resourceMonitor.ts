@@ -277,7 +277,13 @@ export class Vm {
 }
 
 interface RmState {
-  vms: { id: number; state: 'running' | 'shutdown'; ending: string | null }[];
+  vms: {
+    id: number;
+    state: 'running' | 'shutdown';
+    ending: string | null;
+    /** A driver VM's client windows (RmOp.clientDma): bus address and the client's VM id. */
+    clientWindows: { at: number; vm: number }[];
+  }[];
   unresolved: number;
 }
 
@@ -668,7 +674,12 @@ export class ResourceMonitor implements TsProgram {
 
   save(): RmState {
     return {
-      vms: this.vms.map((v) => ({ id: v.id, state: v.state, ending: v.ending ?? null })),
+      vms: this.vms.map((v) => ({
+        id: v.id,
+        state: v.state,
+        ending: v.ending ?? null,
+        clientWindows: v.clientWindows.map((c) => ({ at: c.at, vm: c.vm.id })),
+      })),
       unresolved: this.unresolved,
     };
   }
@@ -691,6 +702,15 @@ export class ResourceMonitor implements TsProgram {
         throw new StateError(`${path}.vms[${k}].state: ${String(v.state)}`);
       this.vms[k].state = v.state;
       this.vms[k].ending = v.ending ?? undefined;
+      if (!Array.isArray(v.clientWindows))
+        throw new StateError(`${path}.vms[${k}].clientWindows: expected a list`);
+      const windows = v.clientWindows.map((c, j) => {
+        const client = this.vms.find((x) => x.id === c?.vm);
+        if (client === undefined || typeof c.at !== 'number')
+          throw new StateError(`${path}.vms[${k}].clientWindows[${j}]: not a client window`);
+        return { at: c.at, vm: client };
+      });
+      this.vms[k].clientWindows.splice(0, Infinity, ...windows);
     });
     this.unresolved = s.unresolved;
   }

@@ -427,8 +427,8 @@ test('DP83820 state: mid-DMA, hold-off armed, FIFO full, TX in progress: a resto
 
   state = throughJson(a.nic.save());
   assert.throws(
-    () => b.nic.restore({ ...state, version: 2 } as never),
-    /nic: DP83820 state version 2/,
+    () => b.nic.restore({ ...state, version: 3 } as never),
+    /nic: DP83820 state version 3/,
   );
   assert.throws(
     () => b.nic.restore({ ...state, tx: [{ kind: 'later', at: { cycle: 1, seq: 1 } }] } as never),

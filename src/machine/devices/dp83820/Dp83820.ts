@@ -74,8 +74,12 @@ export interface Dp83820Config {
 
 /** The peer of a DP83820 without a wire (Dp83820Config.direct). */
 export interface DirectWire {
-  /** A packet's buffers (bus addresses and lengths); `done` when the peer is through with them. */
-  transmit(parts: BufferPart[], done: (ok: boolean) => void): void;
+  /**
+   * A packet's buffers (bus addresses and lengths), numbered `packet`: the peer calls the
+   * model's `txPeerDone(packet, ok)` when it is through with them (a number, not a callback, so
+   * that what the peer holds is data a snapshot keeps).
+   */
+  transmit(parts: BufferPart[], packet: number): void;
   /** The driver enabled the RX engine (CR.RXE): there may be buffers to claim. */
   rxKick(): void;
 }
@@ -85,12 +89,7 @@ export interface BufferPart {
   length: number;
 }
 
-interface TxDescriptor {
-  addr: number;
-  cmdsts: number;
-  link: number;
-  extsts: number;
-}
+type TxDescriptor = TxDescriptorState;
 
 export interface Dp83820Counters {
   rxFrames: number;
@@ -117,8 +116,30 @@ export type TxEventState =
  * EEPROM, the interrupt line and hold-off timer, both engines mid-DMA (the events pending on the
  * clock) and the frames waiting in the receive FIFO, and the model's counters.
  */
+/** A TX descriptor as the engine read it (a direct packet's, while the peer has it). */
+export interface TxDescriptorState {
+  addr: number;
+  cmdsts: number;
+  link: number;
+  extsts: number;
+}
+
+/**
+ * The direct peer's part of the chip (Dp83820Config.direct; empty without one): the packets
+ * with the peer by number, with the descriptors they came from; whether the engine waits for one
+ * of them; whether TXE was written since the last flush; the RX buffers the peer claimed.
+ */
+export interface Dp83820DirectState {
+  txWaiting: boolean;
+  txKicked: boolean;
+  nextPacket: number;
+  handedOver: { packet: number; length: number; descs: TxDescriptorState[] }[];
+  rxClaimed: number[];
+  rxClaimAt: number | null;
+}
+
 export interface Dp83820State {
-  version: 1;
+  version: 2;
   config: string;
   /** The 64 registers at 0x00–0xFC, u32 each. */
   regs: number[];
@@ -136,6 +157,7 @@ export interface Dp83820State {
   /** Frames (with FCS) in the receive FIFO, oldest first; the RX DMA of the first, if under way. */
   rxFifo: string[];
   rxDma: TimerState | null;
+  direct: Dp83820DirectState;
   counters: Dp83820Counters;
 }
 
@@ -149,7 +171,14 @@ const TX_EVENT: Check = (v, path) => {
     );
 };
 
-const STATE = checkState<Dp83820State>('DP83820', 1, {
+const TX_DESCRIPTOR: Check = shape<TxDescriptorState>({
+  addr: num,
+  cmdsts: num,
+  link: num,
+  extsts: num,
+});
+
+const STATE = checkState<Dp83820State>('DP83820', 2, {
   config: bytes,
   regs: arrayOf(num, 64),
   filter: bytes,
@@ -164,6 +193,20 @@ const STATE = checkState<Dp83820State>('DP83820', 1, {
   rxIdle: bool,
   rxFifo: arrayOf(bytes),
   rxDma: nullable(timer),
+  direct: shape<Dp83820DirectState>({
+    txWaiting: bool,
+    txKicked: bool,
+    nextPacket: num,
+    handedOver: arrayOf(
+      shape<Dp83820DirectState['handedOver'][number]>({
+        packet: num,
+        length: num,
+        descs: arrayOf(TX_DESCRIPTOR),
+      }),
+    ),
+    rxClaimed: arrayOf(num),
+    rxClaimAt: nullable(num),
+  }),
   counters: shape<Dp83820Counters>({
     rxFrames: num,
     rxBytes: num,
@@ -219,7 +262,12 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   private txBusy = false;
   /** Direct TX: a packet is with the peer (the engine goes on when it is through). */
   private txWaiting = false;
-  private txGeneration = 0;
+  /**
+   * Direct TX: the packets with the peer by number (a reset forgets them: the peer's late
+   * completion of one then does nothing), and the next packet's number.
+   */
+  private readonly txHandedOver = new Map<number, { length: number; descs: TxDescriptor[] }>();
+  private txNextPacket = 1;
   /** Direct TX: TXE was written since the last flush. */
   private txKicked = false;
   /** Direct TX: descriptors whose packets are with the peer. */
@@ -291,7 +339,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     this.rxClaimed = [];
     this.rxClaimAt = undefined;
     this.txWaiting = false;
-    this.txGeneration++;
+    this.txHandedOver.clear();
     this.txInFlight.clear();
     this.txKicked = false;
     this.updateLine();
@@ -733,31 +781,13 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
    * waits for it there.
    */
   private txHandOver(parts: BufferPart[], descs: TxDescriptor[]): void {
-    const direct = this.cfg.direct!;
     const length = parts.reduce((n, p) => n + p.length, 0);
-    const generation = this.txGeneration;
+    const packet = this.txNextPacket;
+    this.txNextPacket = (this.txNextPacket + 1) % 0x100000000;
     for (const d of descs) this.txInFlight.add(d.addr);
+    this.txHandedOver.set(packet, { length, descs });
     const last = descs[descs.length - 1];
-    direct.transmit(parts, (ok) => {
-      // A reset in between: the packet's descriptors are the driver's again.
-      if (generation !== this.txGeneration) return;
-      for (const d of descs) {
-        this.txInFlight.delete(d.addr);
-        const status = (d.cmdsts & ~CMDSTS.OWN) | (ok ? CMDSTS.OK : CMDSTS.TX_ABORT);
-        this.writeCmdsts(d.addr, d === last ? status : d.cmdsts & ~CMDSTS.OWN);
-      }
-      if (ok) {
-        this.counters.txFrames++;
-        this.counters.txBytes += length;
-      }
-      this.raise(
-        (ok ? ISR.TXOK : ISR.TXERR) | ((last.cmdsts & CMDSTS.INTR) !== 0 ? ISR.TXDESC : 0),
-      );
-      if (this.txWaiting) {
-        this.txWaiting = false;
-        this.txStep();
-      }
-    });
+    this.cfg.direct!.transmit(parts, packet);
     if (last.link === 0) {
       this.txIdle();
       return;
@@ -765,6 +795,33 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
     // No DMA to wait for: the next packet now (at most a ring's worth, then an owned one).
     this.set(REG.TXDP, last.link);
     this.txStep();
+  }
+
+  /**
+   * Direct TX: the peer is through with `packet` (sent, or not: `ok`); its status is written
+   * back and the engine goes on if it waited for it. A packet the chip no longer knows (a reset
+   * in between: its descriptors are the driver's again) is ignored.
+   */
+  txPeerDone(packet: number, ok: boolean): void {
+    const p = this.txHandedOver.get(packet);
+    if (p === undefined) return;
+    this.txHandedOver.delete(packet);
+    const { descs, length } = p;
+    const last = descs[descs.length - 1];
+    for (const d of descs) {
+      this.txInFlight.delete(d.addr);
+      const status = (d.cmdsts & ~CMDSTS.OWN) | (ok ? CMDSTS.OK : CMDSTS.TX_ABORT);
+      this.writeCmdsts(d.addr, d === last ? status : d.cmdsts & ~CMDSTS.OWN);
+    }
+    if (ok) {
+      this.counters.txFrames++;
+      this.counters.txBytes += length;
+    }
+    this.raise((ok ? ISR.TXOK : ISR.TXERR) | ((last.cmdsts & CMDSTS.INTR) !== 0 ? ISR.TXDESC : 0));
+    if (this.txWaiting) {
+      this.txWaiting = false;
+      this.txStep();
+    }
   }
 
   /** A packet is sent (`free`: when the wire is free again) or not: status back, then go on. */
@@ -1045,7 +1102,7 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
   save(): Dp83820State {
     const at = (t: Timer): TimerState => ({ cycle: t.cycle, seq: t.seq });
     return {
-      version: 1,
+      version: 2,
       config: encodeBytes(this.config),
       regs: Array.from(this.regs),
       filter: encodeBytes(this.filter),
@@ -1064,6 +1121,18 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       rxIdle: this.rxIdle,
       rxFifo: this.rxQueue.map(encodeBytes),
       rxDma: this.rxDma === undefined ? null : at(this.rxDma),
+      direct: {
+        txWaiting: this.txWaiting,
+        txKicked: this.txKicked,
+        nextPacket: this.txNextPacket,
+        handedOver: [...this.txHandedOver].map(([packet, p]) => ({
+          packet,
+          length: p.length,
+          descs: p.descs.map((d) => ({ ...d })),
+        })),
+        rxClaimed: [...this.rxClaimed],
+        rxClaimAt: this.rxClaimAt ?? null,
+      },
       counters: { ...this.counters },
     };
   }
@@ -1110,6 +1179,18 @@ export class Dp83820 implements PciFunction, EthernetReceiver, Stateful<Dp83820S
       state.rxDma === null
         ? undefined
         : this.cfg.clock.restoreAt(state.rxDma, () => this.rxDmaDone(), 'dp83820.rx-dma');
+    const d = state.direct;
+    this.txWaiting = d.txWaiting;
+    this.txKicked = d.txKicked;
+    this.txNextPacket = d.nextPacket;
+    this.txHandedOver.clear();
+    this.txInFlight.clear();
+    for (const p of d.handedOver) {
+      this.txHandedOver.set(p.packet, { length: p.length, descs: p.descs.map((x) => ({ ...x })) });
+      for (const x of p.descs) this.txInFlight.add(x.addr);
+    }
+    this.rxClaimed = [...d.rxClaimed];
+    this.rxClaimAt = d.rxClaimAt ?? undefined;
     Object.assign(this.counters, state.counters);
     this.linkUp = (this.get(REG.CFG) & CFG.LNKSTS) !== 0;
     this.cfg.irq.set(this.lineLevel);

@@ -20,7 +20,7 @@ function rig(options: { holdoffWithoutEvent?: boolean } = {}) {
   const ram = new Uint8Array(1 << 16);
   const view = new DataView(ram.buffer);
   const dma = ramDma(ram);
-  const handed: { parts: BufferPart[]; done: (ok: boolean) => void }[] = [];
+  const handed: { parts: BufferPart[]; packet: number; done: (ok: boolean) => void }[] = [];
   let kicks = 0;
   let mmio: MmioDevice | undefined;
   const nic = new Dp83820({
@@ -37,7 +37,8 @@ function rig(options: { holdoffWithoutEvent?: boolean } = {}) {
     mac: Uint8Array.of(0, 0x0d, 0x42, 0, 0, 2),
     transmit: () => assert.fail('a direct NIC puts nothing on a wire'),
     direct: {
-      transmit: (parts, done) => handed.push({ parts, done }),
+      transmit: (parts, packet) =>
+        handed.push({ parts, packet, done: (ok) => nic.txPeerDone(packet, ok) }),
       rxKick: () => kicks++,
     },
     holdoffWithoutEvent: options.holdoffWithoutEvent,
@@ -52,7 +53,7 @@ function rig(options: { holdoffWithoutEvent?: boolean } = {}) {
     view.setUint32(at + 8, cmdsts >>> 0, true);
   };
   const cmdsts = (at: number): number => view.getUint32(at + 8, true);
-  return { nic, wr, rd, desc, cmdsts, handed, kicks: () => kicks, t, line: () => line };
+  return { nic, ram, wr, rd, desc, cmdsts, handed, kicks: () => kicks, t, line: () => line };
 }
 
 test('direct TX: at the flush, packets handed over at once, completed in order', () => {
@@ -150,6 +151,40 @@ test('a peer that goes away: its buffers unclaimed, the link down and up (CFG.LN
   nic.setLink(true);
   assert.equal(u(rd(REG.CFG) & CFG.LNKSTS), u(CFG.LNKSTS));
   assert.equal(rd(REG.ISR) & ISR.PHY, ISR.PHY);
+});
+
+test('a snapshot with packets and buffers with the peer: the restored chip completes them', () => {
+  const a = rig();
+  a.desc(0x1000, 0x1020, 0x4000, CMDSTS.OWN | 60);
+  a.desc(0x1020, 0x1040, 0x5000, CMDSTS.OWN | CMDSTS.MORE | 20);
+  a.desc(0x1040, 0x1000, 0x6000, CMDSTS.OWN | CMDSTS.INTR | 40);
+  a.desc(0x2000, 0x2020, 0x8000, CMDSTS.INTR | 1536);
+  a.desc(0x2020, 0x2000, 0x8800, CMDSTS.INTR | 1536);
+  a.wr(REG.TXDP, 0x1000);
+  a.wr(REG.RXDP, 0x2000);
+  a.wr(REG.CR, CR.TXE | CR.RXE);
+  a.nic.txFlush();
+  assert.equal(a.handed.length, 2);
+  a.handed[0].done(true);
+  assert.deepEqual(a.nic.rxClaim(), { address: 0x8000, length: 1536 });
+  // Saved with the second packet and the first RX buffer with the peer, the third
+  // descriptor waited for (the ring wrapped onto the first, still its until the status).
+  const state = JSON.parse(JSON.stringify(a.nic.save())) as ReturnType<typeof a.nic.save>;
+  assert.equal(state.direct.handedOver.length, 1);
+  const b = rig();
+  b.ram.set(a.ram);
+  b.nic.restore(state);
+  for (const r of [a, b]) {
+    r.nic.txPeerDone(a.handed[1].packet, true);
+    assert.ok(r.nic.rxComplete(60, true, 0));
+    assert.deepEqual(r.nic.rxClaim(), { address: 0x8800, length: 1536 });
+  }
+  assert.deepEqual(b.ram, a.ram, 'the same descriptors written back');
+  assert.deepEqual(b.nic.save(), a.nic.save());
+  assert.equal(u(b.cmdsts(0x1040) & (CMDSTS.OWN | CMDSTS.OK)), u(CMDSTS.OK));
+  // A packet number the restored chip does not know is ignored.
+  b.nic.txPeerDone(a.handed[0].packet, false);
+  assert.deepEqual(b.nic.save(), a.nic.save());
 });
 
 test('a function reset (the device back from a destroyed VM): engines stopped, decoding off', () => {

@@ -48,6 +48,7 @@ import {
   num,
   oneOf,
   shape,
+  StateError,
   type Check,
 } from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
@@ -68,7 +69,7 @@ import {
 } from './layout.ts';
 import { L4Migration } from './migrate.ts';
 import { Monitor } from './monitor.ts';
-import type { L4NetBack, L4NetFront } from './netChannel.ts';
+import type { L4NetBack, L4NetBackState, L4NetFront, L4NetFrontState } from './netChannel.ts';
 import { servedCounters, type ClientLink } from '../../devices/clientLink.ts';
 import { Processes, type ProcessesState } from './processes.ts';
 import { GuestPaging, type L4PagingCounters } from './paging.ts';
@@ -108,7 +109,7 @@ interface KernelTrap {
 /** The l4 backend in a snapshot (the VM's memory is the machine's, the threads the kernel's). */
 export interface L4BackendState {
   kind: 'l4';
-  version: 2;
+  version: 3;
   mainState: 'kernel' | 'user' | 'idle';
   kernelStack: number;
   timerCycles: number | null;
@@ -123,10 +124,14 @@ export interface L4BackendState {
   counters: L4BackendCounters;
   /** The emulated NIC's DMA (zero without the model). */
   emulatedDma: { dmaTranslated: number; dmaRefused: number };
+  /** A client's side of its connection to the driver VM (netChannel.ts), if it has one. */
+  netFront: L4NetFrontState | null;
+  /** A driver VM's sides of its clients' connections, in the link's order. */
+  netBacks: L4NetBackState[];
 }
 
 const counts: Check = (v, path) => shape<object>({})(v, path);
-const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 2, {
+const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 3, {
   kind: oneOf('l4'),
   mainState: oneOf('kernel', 'user', 'idle'),
   kernelStack: num,
@@ -162,6 +167,11 @@ const L4_BACKEND_STATE: Check = checkState<L4BackendState>('l4 backend', 2, {
     dmaTranslated: num,
     dmaRefused: num,
   }),
+  // Each side checks its own state (netChannel.ts) when it restores it.
+  netFront: (v, path) => {
+    if (v !== null) counts(v, path);
+  },
+  netBacks: arrayOf(counts),
 });
 
 /** A message the kernel thread received, taken from its UTCB. */
@@ -326,11 +336,7 @@ export class L4Backend implements VmmBackend {
    * The monitor and the helper, the VM's memory mapped at its alias, the entries bound, then
    * the kernel thread started at ENTRY_BOOT (it enters the kernel with its boot protocol's registers).
    */
-  start(
-    vmm: VmmCore,
-    entries: EntryTable,
-    kernel: KernelEntry,
-  ): string | undefined {
+  start(vmm: VmmCore, entries: EntryTable, kernel: KernelEntry): string | undefined {
     this.vmm = vmm;
     this.main = this.k.lookup(this.mainTid, undefined)!;
     const bind = (at: number, name: string, handler: () => void): void => {
@@ -769,7 +775,7 @@ export class L4Backend implements VmmBackend {
     });
     return {
       kind: 'l4',
-      version: 2,
+      version: 3,
       mainState: this.mainState,
       kernelStack: this.kernelStack,
       timerCycles: this.timerCycles ?? null,
@@ -788,6 +794,8 @@ export class L4Backend implements VmmBackend {
       },
       counters: structuredClone(this.counters),
       emulatedDma: { ...this.emulatedDma },
+      netFront: this.netFront?.save() ?? null,
+      netBacks: this.clientLink?.backs.map((b) => b.save()) ?? [],
     };
   }
 
@@ -813,5 +821,13 @@ export class L4Backend implements VmmBackend {
     Object.assign(this.paging.counters, c.paging);
     Object.assign(this.counters, { ...c, paging: this.paging.counters });
     Object.assign(this.emulatedDma, s.emulatedDma);
+    const backs = this.clientLink?.backs ?? [];
+    if (
+      (s.netFront === null) !== (this.netFront === undefined) ||
+      s.netBacks.length !== backs.length
+    )
+      throw new StateError(`${path}: the saved network connections are not this VM's`);
+    if (s.netFront !== null) this.netFront?.restore(s.netFront, `${path}.netFront`);
+    backs.forEach((b, k) => b.restore(s.netBacks[k], `${path}.netBacks[${k}]`));
   }
 }

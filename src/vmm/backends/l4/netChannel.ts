@@ -42,6 +42,15 @@ import { acceptor, RmOp, stringItem } from '../../../hypervisor/l4/abi.ts';
 import { message } from '../../../hypervisor/l4/api.ts';
 import type { IpcResult } from '../../../hypervisor/l4/thread.ts';
 import type { BufferPart, DirectWire, Dp83820 } from '../../../machine/devices/dp83820/Dp83820.ts';
+import {
+  arrayOf,
+  bool,
+  checkState,
+  nullable,
+  num,
+  shape,
+  type Check,
+} from '../../../machine/state.ts';
 import type { LinkClient } from '../../devices/clientLink.ts';
 import type { L4Backend } from './L4Backend.ts';
 
@@ -112,6 +121,102 @@ export interface L4NetCounters {
   dropped: number;
 }
 
+/** The connection record's data (its closure, `watch`, is the toolstack's again). */
+export interface L4NetConnectionState {
+  clientVm: number | null;
+  clientMonitor: number | null;
+  clientHelper: number | null;
+  driverMonitor: number | null;
+  driverHelper: number | null;
+  receivers: number[] | null;
+  backend: number | null;
+  connected: boolean | null;
+}
+
+type Parts = { address: number; length: number }[];
+
+/**
+ * The client's side in a snapshot: the packets not yet sent and those with the driver VM (by
+ * id, with the model's packet numbers: Dp83820's `txPeerDone`), the receive buffers its
+ * monitor holds out, what the driver VM was told, the back end and the link.
+ */
+export interface L4NetFrontState {
+  version: 1;
+  counters: L4NetCounters;
+  nextId: number;
+  queued: { id: number; parts: Parts }[];
+  inFlight: { id: number; packet: number }[];
+  rxBuffers: Parts;
+  told: number;
+  backend: number;
+  linkUp: boolean;
+  awaitingFrame: boolean;
+}
+
+/** The driver VM's side in a snapshot, with the toolstack's record of its connection. */
+export interface L4NetBackState {
+  version: 1;
+  counters: L4NetCounters;
+  window: number | null;
+  windowBytes: number;
+  waiting: { id: number; parts: Parts }[];
+  done: number[];
+  credits: number[];
+  receiver: number;
+  pending: Parts;
+  sequence: number;
+  reattach: boolean;
+  awaitingFrame: boolean;
+  connection: L4NetConnectionState;
+}
+
+const COUNTERS: Check = shape<L4NetCounters>({
+  messages: num,
+  deferred: num,
+  frames: num,
+  dropped: num,
+});
+const PARTS: Check = arrayOf(shape<Parts[number]>({ address: num, length: num }));
+const PACKETS: Check = arrayOf(shape<{ id: number; parts: Parts }>({ id: num, parts: PARTS }));
+
+const FRONT_STATE = checkState<L4NetFrontState>('l4 net front', 1, {
+  counters: COUNTERS,
+  nextId: num,
+  queued: PACKETS,
+  inFlight: arrayOf(shape<{ id: number; packet: number }>({ id: num, packet: num })),
+  rxBuffers: PARTS,
+  told: num,
+  backend: num,
+  linkUp: bool,
+  awaitingFrame: bool,
+});
+
+const BACK_STATE = checkState<L4NetBackState>('l4 net back', 1, {
+  counters: COUNTERS,
+  window: nullable(num),
+  windowBytes: num,
+  waiting: PACKETS,
+  done: arrayOf(num),
+  credits: arrayOf(num),
+  receiver: num,
+  pending: PARTS,
+  sequence: num,
+  reattach: bool,
+  awaitingFrame: bool,
+  connection: shape<L4NetConnectionState>({
+    clientVm: nullable(num),
+    clientMonitor: nullable(num),
+    clientHelper: nullable(num),
+    driverMonitor: nullable(num),
+    driverHelper: nullable(num),
+    receivers: nullable(arrayOf(num)),
+    backend: nullable(num),
+    connected: nullable(bool),
+  }),
+});
+
+const copyParts = (parts: Parts): Parts => parts.map((p) => ({ ...p }));
+
 /** Most packets in one transmit message (64 message registers). */
 const PACKETS_PER_MESSAGE = 15;
 /** Most frames in one receive message: string buffers BR1..BR32, two registers each. */
@@ -128,7 +233,8 @@ export class L4NetFront implements DirectWire {
   private nextId = 1;
   /** Packets given to the model, not yet sent to the driver VM; and those with it, by id. */
   private queued: { id: number; parts: BufferPart[] }[] = [];
-  private readonly inFlight = new Map<number, (ok: boolean) => void>();
+  /** The model's packet number of each id with the driver VM (DirectWire.transmit). */
+  private readonly inFlight = new Map<number, number>();
   /** The receive buffers the monitor waits with (guest-physical), in the model's ring order. */
   private rxBuffers: { address: number; length: number }[] = [];
   /** How many the driver VM was last told of (NetLabel.credit); -1: not yet. */
@@ -170,7 +276,7 @@ export class L4NetFront implements DirectWire {
       this.model?.rxUnclaim();
       this.model?.setLink(false);
       // Last: a completion may make the model hand over its next packet, which fails at once.
-      for (const done of failed) done(false);
+      for (const packet of failed) this.model?.txPeerDone(packet, false);
     }
     if (!this.linkUp && this.conn.connected === true) {
       this.linkUp = true;
@@ -183,14 +289,15 @@ export class L4NetFront implements DirectWire {
 
   // ---- DirectWire ---------------------------------------------------------------------------
 
-  transmit(parts: BufferPart[], done: (ok: boolean) => void): void {
+  transmit(parts: BufferPart[], packet: number): void {
+    const done = (ok: boolean): void => this.model?.txPeerDone(packet, ok);
     const ram = this.b.guestPages * 4096;
     // GUEST-CONTROLLED: the guest's descriptors; a buffer outside its RAM is a bus error.
     if (parts.length === 0 || parts.some((p) => p.address < 0 || p.address + p.length > ram))
       return done(false);
     if (this.conn.driverMonitor === undefined || !this.linkUp) return done(false);
     const id = this.nextId++;
-    this.inFlight.set(id, done);
+    this.inFlight.set(id, packet);
     this.queued.push({ id, parts });
     this.counters.frames++;
   }
@@ -266,10 +373,10 @@ export class L4NetFront implements DirectWire {
       const w = r.words;
       for (let k = 0, n = w[0] ?? 0; k < n; k++) {
         const id = w[1 + 2 * k] >>> 0;
-        const done = this.inFlight.get(id);
-        if (done === undefined) continue;
+        const packet = this.inFlight.get(id);
+        if (packet === undefined) continue;
         this.inFlight.delete(id);
-        done(w[2 + 2 * k] === 0);
+        this.model?.txPeerDone(packet, w[2 + 2 * k] === 0);
       }
       return true;
     }
@@ -296,6 +403,36 @@ export class L4NetFront implements DirectWire {
     });
     this.claim();
     return true;
+  }
+
+  save(): L4NetFrontState {
+    return {
+      version: 1,
+      counters: { ...this.counters },
+      nextId: this.nextId,
+      queued: this.queued.map((p) => ({ id: p.id, parts: copyParts(p.parts) })),
+      inFlight: [...this.inFlight].map(([id, packet]) => ({ id, packet })),
+      rxBuffers: copyParts(this.rxBuffers),
+      told: this.told,
+      backend: this.backend,
+      linkUp: this.linkUp,
+      awaitingFrame: this.awaitingFrame,
+    };
+  }
+
+  /** The saved side again (the monitor's string buffers are in its UTCB, saved with it). */
+  restore(state: L4NetFrontState, path = 'netFront'): void {
+    FRONT_STATE(state, path);
+    Object.assign(this.counters, state.counters);
+    this.nextId = state.nextId;
+    this.queued = state.queued.map((p) => ({ id: p.id, parts: copyParts(p.parts) }));
+    this.inFlight.clear();
+    for (const { id, packet } of state.inFlight) this.inFlight.set(id, packet);
+    this.rxBuffers = copyParts(state.rxBuffers);
+    this.told = state.told;
+    this.backend = state.backend;
+    this.linkUp = state.linkUp;
+    this.awaitingFrame = state.awaitingFrame;
   }
 
   /** The connection, at the client's start of day: its monitor, for the driver VM. */
@@ -521,6 +658,60 @@ export class L4NetBack implements LinkClient {
       this.credits[this.receiver] = credit;
     }
     this.counters.dropped += n;
+  }
+
+  save(): L4NetBackState {
+    const c = this.conn;
+    return {
+      version: 1,
+      counters: { ...this.counters },
+      window: this.window ?? null,
+      windowBytes: this.windowBytes,
+      waiting: this.waiting.map((p) => ({ id: p.id, parts: copyParts(p.parts) })),
+      done: [...this.done],
+      credits: Array.from(this.credits, (n) => n ?? 0),
+      receiver: this.receiver,
+      pending: copyParts(this.pending),
+      sequence: this.sequence,
+      reattach: this.reattach,
+      awaitingFrame: this.awaitingFrame,
+      connection: {
+        clientVm: c.clientVm ?? null,
+        clientMonitor: c.clientMonitor ?? null,
+        clientHelper: c.clientHelper ?? null,
+        driverMonitor: c.driverMonitor ?? null,
+        driverHelper: c.driverHelper ?? null,
+        receivers: c.receivers === undefined ? null : [...c.receivers],
+        backend: c.backend ?? null,
+        connected: c.connected ?? null,
+      },
+    };
+  }
+
+  /** The saved side and its connection record again. */
+  restore(state: L4NetBackState, path = 'netBack'): void {
+    BACK_STATE(state, path);
+    Object.assign(this.counters, state.counters);
+    this.window = state.window ?? undefined;
+    this.windowBytes = state.windowBytes;
+    this.waiting = state.waiting.map((p) => ({ id: p.id, parts: copyParts(p.parts) }));
+    this.done = [...state.done];
+    this.credits = [...state.credits];
+    this.receiver = state.receiver;
+    this.pending = copyParts(state.pending);
+    this.sequence = state.sequence;
+    this.reattach = state.reattach;
+    this.awaitingFrame = state.awaitingFrame;
+    const r = state.connection;
+    const c = this.conn;
+    c.clientVm = r.clientVm ?? undefined;
+    c.clientMonitor = r.clientMonitor ?? undefined;
+    c.clientHelper = r.clientHelper ?? undefined;
+    c.driverMonitor = r.driverMonitor ?? undefined;
+    c.driverHelper = r.driverHelper ?? undefined;
+    c.receivers = r.receivers === null ? undefined : [...r.receivers];
+    c.backend = r.backend ?? undefined;
+    c.connected = r.connected ?? undefined;
   }
 
   /** Before the driver VM's NIC writes to [address, +length): frames waiting there go first. */

@@ -29,7 +29,15 @@ import type { EntryTable } from '../../../x86/entries.ts';
 import { Vector } from '../../../x86/fault.ts';
 import { CS, DS, ES, FS, GS, SS } from '../../../x86/segment.ts';
 import { CPUID_FEATURE } from '../../../x86/system/instructions.ts';
-import { checkState, num, oneOf, shape, type Check } from '../../../machine/state.ts';
+import {
+  arrayOf,
+  checkState,
+  num,
+  oneOf,
+  shape,
+  StateError,
+  type Check,
+} from '../../../machine/state.ts';
 import type { CounterTree } from '../../../machine/counters.ts';
 import type { BackendState, VmmBackend, VmmCore } from '../../backend.ts';
 import { STUB_IRET, VCPU_PAGE, VIRTUAL_FLAGS, EFLAGS_IF } from '../../window.ts';
@@ -46,22 +54,26 @@ import {
 import { DirectPaging, type DirectPagingState, type XenBackendCounters } from './paging.ts';
 import { XenMigration } from './migrate.ts';
 import { XenPassthrough } from './passthrough.ts';
-import type { NetBack, NetFront } from './netChannel.ts';
+import type { NetBack, NetBackState, NetFront, NetFrontState } from './netChannel.ts';
 import { servedCounters, type ClientLink } from '../../devices/clientLink.ts';
 import type { KernelEntry } from '../../load.ts';
 
 /** The xen backend in a snapshot (its domain's memory is the machine's, saved with it). */
 export interface XenBackendState {
   kind: 'xen';
-  version: 2;
+  version: 3;
   timerPort: number;
   kernelStack: number;
   paging: DirectPagingState;
   passthrough: { irq: number; port: number };
   emulatedDma: { dmaTranslated: number; dmaRefused: number };
+  /** A client's side of its connection to the driver VM (netChannel.ts), if it has one. */
+  netFront: NetFrontState | null;
+  /** A driver VM's sides of its clients' connections, in the link's order. */
+  netBacks: NetBackState[];
 }
 
-const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 2, {
+const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 3, {
   kind: oneOf('xen'),
   timerPort: num,
   kernelStack: num,
@@ -71,6 +83,11 @@ const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 2, {
     dmaTranslated: num,
     dmaRefused: num,
   }),
+  // Each side checks its own state (netChannel.ts) when it restores it.
+  netFront: (v, path) => {
+    if (v !== null) shape<object>({})(v, path);
+  },
+  netBacks: arrayOf(shape<object>({})),
 });
 
 /** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
@@ -160,12 +177,14 @@ export class XenBackend implements VmmBackend {
   save(): XenBackendState {
     return {
       kind: 'xen',
-      version: 2,
+      version: 3,
       timerPort: this.timerPort,
       kernelStack: this.kernelStack,
       paging: this.paging.save(),
       passthrough: this.passthrough.save(),
       emulatedDma: { ...this.emulatedDma },
+      netFront: this.netFront?.save() ?? null,
+      netBacks: this.clientLink?.backs.map((b) => b.save()) ?? [],
     };
   }
 
@@ -177,6 +196,23 @@ export class XenBackend implements VmmBackend {
     this.passthrough.restore(s.passthrough);
     this.paging.restore(s.paging, `${path}.paging`);
     Object.assign(this.emulatedDma, s.emulatedDma);
+    const backs = this.clientLink?.backs ?? [];
+    if (
+      (s.netFront === null) !== (this.netFront === undefined) ||
+      s.netBacks.length !== backs.length
+    )
+      throw new StateError(`${path}: the saved network connections are not this VM's`);
+    // The ports' handlers as the sides' start of day and connect set them (emulatedNic.ts).
+    this.portHandlers.clear();
+    const front = this.netFront;
+    if (front !== undefined && s.netFront !== null) {
+      front.restore(s.netFront, `${path}.netFront`);
+      if (front.eventPort !== 0) this.onEvent(front.eventPort, () => front.event());
+    }
+    backs.forEach((b, k) => {
+      b.restore(s.netBacks[k], `${path}.netBacks[${k}]`);
+      if (b.isConnected) this.onEvent(b.eventPort, () => b.event());
+    });
   }
 
   /** The guest's physical memory as one array (domain frames are allocated contiguously). */

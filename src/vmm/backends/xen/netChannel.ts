@@ -45,6 +45,15 @@ import {
 import type { Domain } from '../../../hypervisor/xen/domain.ts';
 import type { XenHypervisor } from '../../../hypervisor/xen/Xen.ts';
 import type { BufferPart, DirectWire, Dp83820 } from '../../../machine/devices/dp83820/Dp83820.ts';
+import {
+  arrayOf,
+  bool,
+  checkState,
+  nullable,
+  num,
+  shape,
+  type Check,
+} from '../../../machine/state.ts';
 import type { LinkClient } from '../../devices/clientLink.ts';
 import type { HypercallChannel } from './channel.ts';
 import { ARGS_PAGE } from './layout.ts';
@@ -83,6 +92,110 @@ export interface XenNetConnection {
 
 /** NetBack.connect: connected, waiting for the client to publish, or why not. */
 export type ConnectResult = 'connected' | 'waiting' | { failed: string };
+
+/** The connection record's data (its closures, `find` and `watch`, are the toolstack's again). */
+export interface XenNetConnectionState {
+  clientDom: number | null;
+  ringRef: number | null;
+  clientPort: number | null;
+  driverDom: number | null;
+  backend: number | null;
+}
+
+/**
+ * The client's side in a snapshot: the ring page, its indices, the model's packets by their
+ * first request (the model's packet numbers: Dp83820's `txPeerDone`), the buffers posted, the
+ * back end it works with and the link's state. Its port's handler is the backend's again.
+ */
+export interface NetFrontState {
+  version: 1;
+  counters: NetChannelCounters;
+  port: number;
+  notifyPending: boolean;
+  ringMfn: number;
+  txProd: number;
+  txCons: number;
+  rxProd: number;
+  rxCons: number;
+  txPending: { first: number; slots: number; left: number; ok: boolean; packet: number }[];
+  rxPosted: number[];
+  backend: number;
+  linkUp: boolean;
+  awaitingFrame: boolean;
+  eventsOff: boolean;
+}
+
+/** The driver VM's side in a snapshot, with the toolstack's record of its connection. */
+export interface NetBackState {
+  version: 1;
+  counters: NetChannelCounters;
+  port: number;
+  notifyPending: boolean;
+  ringHandle: number;
+  txCons: number;
+  rxCons: number;
+  txRsp: number;
+  rxRsp: number;
+  txHandles: number[];
+  /** The packets with the link: first request and end. */
+  packets: { first: number; end: number }[];
+  waiting: boolean;
+  connection: XenNetConnectionState;
+}
+
+const COUNTERS: Check = shape<NetChannelCounters>({
+  notifications: num,
+  suppressed: num,
+  grantOps: num,
+  frames: num,
+  dropped: num,
+});
+
+const FRONT_STATE = checkState<NetFrontState>('xen net front', 1, {
+  counters: COUNTERS,
+  port: num,
+  notifyPending: bool,
+  ringMfn: num,
+  txProd: num,
+  txCons: num,
+  rxProd: num,
+  rxCons: num,
+  txPending: arrayOf(
+    shape<NetFrontState['txPending'][number]>({
+      first: num,
+      slots: num,
+      left: num,
+      ok: bool,
+      packet: num,
+    }),
+  ),
+  rxPosted: arrayOf(num, 64),
+  backend: num,
+  linkUp: bool,
+  awaitingFrame: bool,
+  eventsOff: bool,
+});
+
+const BACK_STATE = checkState<NetBackState>('xen net back', 1, {
+  counters: COUNTERS,
+  port: num,
+  notifyPending: bool,
+  ringHandle: num,
+  txCons: num,
+  rxCons: num,
+  txRsp: num,
+  rxRsp: num,
+  txHandles: arrayOf(num, 64),
+  packets: arrayOf(shape<{ first: number; end: number }>({ first: num, end: num })),
+  waiting: bool,
+  connection: shape<XenNetConnectionState>({
+    clientDom: nullable(num),
+    ringRef: nullable(num),
+    clientPort: nullable(num),
+    driverDom: nullable(num),
+    backend: nullable(num),
+  }),
+});
 
 /** Counters of one side, for the statistics. */
 export interface NetChannelCounters {
@@ -221,7 +334,7 @@ export class NetFront extends RingSide implements DirectWire {
   /** TX packets waiting for their responses, by their first slot's request index. */
   private readonly txPending = new Map<
     number,
-    { slots: number; left: number; ok: boolean; done: (ok: boolean) => void }
+    { slots: number; left: number; ok: boolean; packet: number }
   >();
   private readonly rxPosted: number[] = new Array<number>(SLOTS).fill(0);
   /** The back end's incarnation it published for (XenNetConnection.backend). */
@@ -331,7 +444,7 @@ export class NetFront extends RingSide implements DirectWire {
     this.model?.setLink(false);
     // Last, with the ring disconnected: a completion may make the model hand over its next
     // packet, which then fails at once.
-    for (const p of failed) p.done(false);
+    for (const p of failed) this.model?.txPeerDone(p.packet, false);
     const driver = this.conn.driverDom;
     if (driver !== undefined && this.publish(driver) === undefined)
       this.listen?.(this.port, () => this.event());
@@ -369,9 +482,53 @@ export class NetFront extends RingSide implements DirectWire {
     return mfn === undefined || !this.xen.frames.ownedBy(this.dom, mfn) ? undefined : mfn;
   }
 
+  // ---- snapshot -----------------------------------------------------------------------------
+
+  save(): NetFrontState {
+    return {
+      version: 1,
+      counters: { ...this.counters },
+      port: this.port,
+      notifyPending: this.notifyPending,
+      ringMfn: this.ringMfn,
+      txProd: this.txProd,
+      txCons: this.txCons,
+      rxProd: this.rxProd,
+      rxCons: this.rxCons,
+      txPending: [...this.txPending].map(([first, p]) => ({ first, ...p })),
+      rxPosted: [...this.rxPosted],
+      backend: this.backend,
+      linkUp: this.linkUp,
+      awaitingFrame: this.awaitingFrame,
+      eventsOff: this.eventsOff,
+    };
+  }
+
+  /** The saved side again; its port's handler is the owner's to set again (`eventPort`). */
+  restore(state: NetFrontState, path = 'netFront'): void {
+    FRONT_STATE(state, path);
+    Object.assign(this.counters, state.counters);
+    this.port = state.port;
+    this.notifyPending = state.notifyPending;
+    this.ringMfn = state.ringMfn;
+    this.txProd = state.txProd;
+    this.txCons = state.txCons;
+    this.rxProd = state.rxProd;
+    this.rxCons = state.rxCons;
+    this.txPending.clear();
+    for (const { first, slots, left, ok, packet } of state.txPending)
+      this.txPending.set(first, { slots, left, ok, packet });
+    this.rxPosted.splice(0, SLOTS, ...state.rxPosted);
+    this.backend = state.backend;
+    this.linkUp = state.linkUp;
+    this.awaitingFrame = state.awaitingFrame;
+    this.eventsOff = state.eventsOff;
+  }
+
   // ---- DirectWire ---------------------------------------------------------------------------
 
-  transmit(parts: BufferPart[], done: (ok: boolean) => void): void {
+  transmit(parts: BufferPart[], packet: number): void {
+    const done = (ok: boolean): void => this.model?.txPeerDone(packet, ok);
     // A buffer crossing a page boundary is two grants.
     const frags: { mfn: number; offset: number; length: number }[] = [];
     for (const p of parts) {
@@ -397,7 +554,7 @@ export class NetFront extends RingSide implements DirectWire {
       this.touch(SLOT);
       this.txProd = (this.txProd + 1) >>> 0;
     });
-    this.txPending.set(first, { slots: frags.length, left: frags.length, ok: true, done });
+    this.txPending.set(first, { slots: frags.length, left: frags.length, ok: true, packet });
     this.counters.frames++;
     this.push(TX + REQ_PROD, TX + REQ_EVENT, this.txProd);
   }
@@ -507,7 +664,7 @@ export class NetFront extends RingSide implements DirectWire {
     if (status < 0) p.ok = false;
     if (--p.left === 0) {
       this.txPending.delete(packet);
-      p.done(p.ok);
+      this.model?.txPeerDone(p.packet, p.ok);
     }
   }
 
@@ -724,6 +881,59 @@ export class NetBack extends RingSide implements LinkClient {
       this.txRsp = (this.txRsp + 1) >>> 0;
     }
     this.push(TX + RSP_PROD, TX + RSP_EVENT, this.txRsp);
+  }
+
+  /** Whether it has mapped the client's ring (its port then has this side's handler). */
+  get isConnected(): boolean {
+    return this.ringHandle >= 0;
+  }
+
+  save(): NetBackState {
+    const c = this.conn;
+    return {
+      version: 1,
+      counters: { ...this.counters },
+      port: this.port,
+      notifyPending: this.notifyPending,
+      ringHandle: this.ringHandle,
+      txCons: this.txCons,
+      rxCons: this.rxCons,
+      txRsp: this.txRsp,
+      rxRsp: this.rxRsp,
+      txHandles: [...this.txHandles],
+      packets: [...this.packets].map(([first, end]) => ({ first, end })),
+      waiting: this.waiting,
+      connection: {
+        clientDom: c.clientDom ?? null,
+        ringRef: c.ringRef ?? null,
+        clientPort: c.clientPort ?? null,
+        driverDom: c.driverDom ?? null,
+        backend: c.backend ?? null,
+      },
+    };
+  }
+
+  /** The saved side and its connection record again; its port's handler is the owner's. */
+  restore(state: NetBackState, path = 'netBack'): void {
+    BACK_STATE(state, path);
+    Object.assign(this.counters, state.counters);
+    this.port = state.port;
+    this.notifyPending = state.notifyPending;
+    this.ringHandle = state.ringHandle;
+    this.txCons = state.txCons;
+    this.rxCons = state.rxCons;
+    this.txRsp = state.txRsp;
+    this.rxRsp = state.rxRsp;
+    this.txHandles.splice(0, SLOTS, ...state.txHandles);
+    this.packets.clear();
+    for (const p of state.packets) this.packets.set(p.first, p.end);
+    this.waiting = state.waiting;
+    const r = state.connection;
+    this.conn.clientDom = r.clientDom ?? undefined;
+    this.conn.ringRef = r.ringRef ?? undefined;
+    this.conn.clientPort = r.clientPort ?? undefined;
+    this.conn.driverDom = r.driverDom ?? undefined;
+    this.conn.backend = r.backend ?? undefined;
   }
 
   /** A frame from the wire for this client: one grant copy into its next posted buffer. */
