@@ -26,7 +26,7 @@ import {
   str,
   type Check,
 } from '../machine/state.ts';
-import { CPUID_FEATURE, cpuidLeaf } from '../x86/system/instructions.ts';
+import { CPUID_EXTENDED_FEATURE, CPUID_FEATURE, cpuidLeaf } from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
 import type { EntryTable } from '../x86/entries.ts';
 import { Vector } from '../x86/fault.ts';
@@ -68,6 +68,8 @@ export interface VmmCounters {
   timerTicks: number;
   /** Interrupts of passed-through devices raised on the virtual PIC. */
   deviceInterrupts: number;
+  /** User-mode IN/OUT the guest kernel allowed (its TSS I/O bitmap or IOPL), done here. */
+  userPortAccesses?: number;
 }
 
 export interface VmmOptions {
@@ -143,6 +145,9 @@ const VMM_STATE: Check = checkState<VmmState>('VMM', 1, {
     deviceAccesses: num,
     timerTicks: num,
     deviceInterrupts: num,
+    userPortAccesses: (v, path) => {
+      if (v !== undefined) num(v, path);
+    },
   }),
   platform: counts,
   backend: shape<BackendState>({ kind: str, version: num }),
@@ -561,10 +566,23 @@ export class InPlaceVmm implements VmmCore {
     const errorCode = event.errorCode;
     const fromUser = this.inUser;
     if (event.faultAddress !== undefined) this.cr2 = event.faultAddress >>> 0;
+    // An x87 instruction while the guest's CR0.EM is set is #NM (SDM 3A 2.5, Table 2-2), its
+    // math emulator's cue; the real CPU, whose CR0 is the hypervisor's, reports #UD for it.
+    if (vector === Vector.UD && (this.cr0 & CR0_EM) !== 0 && fromUser) {
+      const eip =
+        event.context.kind === 'frame'
+          ? this.frameRead(errorCode === undefined ? 0 : 4)
+          : event.context.eip;
+      if (this.isX87(eip)) vector = Vector.NM;
+    }
     if (event.context.kind === 'frame') {
       this.virtualizeFrame(errorCode === undefined ? 0 : 4, fromUser);
     } else if (!this.pushFrame(event.context, errorCode, fromUser)) {
       return cpu.eip;
+    }
+    if (vector === Vector.GP && fromUser && errorCode === 0 && event.software !== true) {
+      const resumed = this.userPortIo();
+      if (resumed !== undefined) return resumed;
     }
     if (event.software && fromUser) {
       const gate = this.gate(vector);
@@ -732,17 +750,8 @@ export class InPlaceVmm implements VmmCore {
     // Where the site starts as the guest runs it (its load address while paging is off).
     const start = (next - (site.end - site.start)) >>> 0;
     if (kind === 'in' || kind === 'out') {
-      cpu.charge(this.costs.vmmDeviceAccess);
-      this.counters.deviceAccesses++;
       const port = (i.opcode & 8) !== 0 ? cpu.edx & 0xffff : i.imm & 0xff;
-      const size = ((i.opcode & 1) === 0 ? 1 : i.size) as 1 | 2 | 4;
-      const mask = size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
-      if (kind === 'in') {
-        const v = this.platform.read(port, size) & mask;
-        cpu.eax = size === 4 ? v >>> 0 : ((cpu.eax & ~mask) | v) >>> 0;
-      } else {
-        this.platform.write(port, size, cpu.eax & mask);
-      }
+      this.portIo(kind === 'in', port, ((i.opcode & 1) === 0 ? 1 : i.size) as 1 | 2 | 4);
       return next;
     }
     if (kind === 'ins' || kind === 'outs') {
@@ -837,7 +846,14 @@ export class InPlaceVmm implements VmmCore {
         cpu.eax = a;
         cpu.ebx = b;
         cpu.ecx = c;
-        cpu.edx = leaf === 1 ? d & ~this.backend.hiddenCpuFeatures : d;
+        // And no RDTSCP: a kernel that patches its own code by CPU feature (Linux's
+        // alternatives: rdtsc_ordered becomes RDTSCP) would write over a rewritten RDTSC site.
+        cpu.edx =
+          leaf === 1
+            ? d & ~this.backend.hiddenCpuFeatures
+            : leaf === 0x80000001
+              ? d & ~CPUID_EXTENDED_FEATURE.RDTSCP
+              : d;
         return next;
       }
       case 'rdtsc':
@@ -985,6 +1001,110 @@ export class InPlaceVmm implements VmmCore {
     return write ? !code && (type & 2) !== 0 : !code || (type & 2) !== 0;
   }
 
+  /** IN or OUT of `size` bytes at `port` on the virtual platform, with EAX (SDM 2A IN, OUT). */
+  private portIo(input: boolean, port: number, size: 1 | 2 | 4): void {
+    const cpu = this.cpu;
+    cpu.charge(this.costs.vmmDeviceAccess);
+    this.counters.deviceAccesses++;
+    const mask = size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+    if (input) {
+      const v = this.platform.read(port, size) & mask;
+      cpu.eax = size === 4 ? v >>> 0 : ((cpu.eax & ~mask) | v) >>> 0;
+    } else {
+      this.platform.write(port, size, cpu.eax & mask);
+    }
+  }
+
+  /**
+   * A #GP(0) from user mode at an IN or OUT the guest kernel allowed — its virtual IOPL 3, or
+   * the I/O permission bitmap of its TSS (SDM 1 19.5: Linux's ioperm) — where the real CPU,
+   * whose bitmap is the hypervisor's, refused it: the access is done on the virtual platform
+   * and the process continues after the instruction, through the core's own iret. The frame
+   * (error code, EIP, CS, EFLAGS, ESP, SS) is on the stack. Undefined if it is no such access.
+   */
+  private userPortIo(): number | undefined {
+    const cpu = this.cpu;
+    const eip = this.frameRead(4);
+    let at = eip;
+    let size: 1 | 2 | 4 = 4;
+    let op = this.guestByte(at++);
+    if (op === 0x66) {
+      size = 2;
+      op = this.guestByte(at++);
+    }
+    if (op === undefined || (op & 0xf4) !== 0xe4) return undefined; // E4–E7, EC–EF
+    if ((op & 1) === 0) size = 1;
+    let port = cpu.edx & 0xffff;
+    if ((op & 8) === 0) {
+      const imm = this.guestByte(at++);
+      if (imm === undefined) return undefined;
+      port = imm;
+    }
+    const iopl = (this.frameRead(12) & IOPL) >>> 12;
+    if (iopl < 3 && !this.ioBitmapAllows(port, size)) return undefined;
+    this.portIo((op & 2) === 0, port, size);
+    cpu.esp = (cpu.esp + 4) >>> 0; // the error code
+    this.frameWrite(0, at >>> 0);
+    this.counters.userPortAccesses = (this.counters.userPortAccesses ?? 0) + 1;
+    return this.iret();
+  }
+
+  /**
+   * Whether the guest's TSS I/O bitmap clears every port of the access: the map's base at
+   * offset 0x66, one bit per port, bytes past the TSS's limit counting as set (SDM 1 19.5.2).
+   */
+  private ioBitmapAllows(port: number, size: number): boolean {
+    if (this.tr.base === 0) return false;
+    const at = (this.gdtr.base + (this.tr.selector & ~7)) >>> 0;
+    const lo = this.guestWord(at);
+    const hi = this.guestWord(at + 4);
+    if (lo === undefined || hi === undefined) return false;
+    let limit = (lo & 0xffff) | (hi & 0xf0000);
+    if ((hi & 0x800000) !== 0) limit = limit * 4096 + 0xfff;
+    const mapLow = this.guestByte(this.tr.base + 0x66);
+    const mapHigh = this.guestByte(this.tr.base + 0x67);
+    if (mapLow === undefined || mapHigh === undefined) return false;
+    const map = mapLow | (mapHigh << 8);
+    for (let p = port; p < port + size; p++) {
+      const offset = map + (p >>> 3);
+      if (offset > limit) return false;
+      const b = this.guestByte(this.tr.base + offset);
+      if (b === undefined || (b & (1 << (p & 7))) !== 0) return false;
+    }
+    return true;
+  }
+
+  /** A byte of guest-virtual memory: through the CPU, else the backend's walk; or undefined. */
+  private guestByte(linear: number): number | undefined {
+    const at = linear >>> 0;
+    try {
+      return this.cpu.readLinear(at, 1, true);
+    } catch {
+      return this.backend.readGuestByte?.(at);
+    }
+  }
+
+  private guestWord(linear: number): number | undefined {
+    let v = 0;
+    for (let k = 3; k >= 0; k--) {
+      const b = this.guestByte(linear + k);
+      if (b === undefined) return undefined;
+      v = v * 256 + b;
+    }
+    return v;
+  }
+
+  /** The instruction at `eip` (guest linear) is an x87 escape, D8–DF after its prefixes. */
+  private isX87(eip: number): boolean {
+    for (let k = 0; k < 15; k++) {
+      const b = this.guestByte(eip + k);
+      if (b === undefined) return false; // not mapped: left as the CPU reported it
+      if (b >= 0xd8 && b <= 0xdf) return true;
+      if (!X86_PREFIXES.has(b)) return false;
+    }
+    return false;
+  }
+
   /** The backend takes this CPUID feature (leaf 1 EDX) out of what the guest sees. */
   private hidden(feature: number): boolean {
     return (this.backend.hiddenCpuFeatures & feature) !== 0;
@@ -1124,6 +1244,11 @@ function hex(v: number): string {
 
 /** CR0.TS (SDM 3A 2.5). */
 const CR0_TS = 0x8;
+const CR0_EM = 0x4;
+/** Instruction prefixes (SDM 2A 2.1.1). */
+const X86_PREFIXES: ReadonlySet<number> = new Set([
+  0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3,
+]);
 const EFLAGS_ZF = 0x40;
 const EFLAGS_DF = 0x400;
 

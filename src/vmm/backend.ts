@@ -57,6 +57,13 @@ export interface VmmBackend {
    */
   readonly hiddenCpuFeatures: number;
   /**
+   * A byte of guest-virtual memory through the guest's own page tables, for what the CPU cannot
+   * read from where the VMM runs (on l4, a process's page the kernel's L4 space has not been
+   * given); undefined if the guest has no mapping there. Optional: without it the core reads
+   * only what its own address space maps.
+   */
+  readGuestByte?(linear: number): number | undefined;
+  /**
    * With an emulated device (devices/emulatedNic.ts): the physical address, as the CPU sees it,
    * of the page the backend maps where the guest maps the device's memory BAR; a register access
    * whose address lands there is the model's. Undefined without one.

@@ -342,11 +342,16 @@ function replacement(kind: SiteKind, i: Instr, at: number, stiBeforeHlt: boolean
   }
 }
 
-/** Pads a replacement to the site's length: a short jump over what is left, or NOPs. */
+/**
+ * Pads a replacement to the site's length: a short jump over what is left, or NOPs. The bytes
+ * jumped over are INT3, not NOPs: a kernel that rewrites NOP runs in place (Linux's
+ * alternatives, optimize_nops) would otherwise merge them with the NOPs after the site into one
+ * long NOP, and the jump would land inside it.
+ */
 function fill(code: number[], room: number): number[] {
   const left = room - code.length;
   if (left === 0) return code;
   if (left === 1) return [...code, 0x90];
   if (left === 2) return [...code, 0x66, 0x90];
-  return [...code, 0xeb, left - 2, ...new Array<number>(left - 2).fill(0x90)];
+  return [...code, 0xeb, left - 2, ...new Array<number>(left - 2).fill(0xcc)];
 }

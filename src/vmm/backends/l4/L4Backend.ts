@@ -287,6 +287,12 @@ export class L4Backend implements VmmBackend {
   }
 
   /** The guest's RAM as one array (index = guest-physical address). */
+  readGuestByte(linear: number): number | undefined {
+    if (!this.paging.paging) return this.guestRam()[linear];
+    const w = this.paging.walk(this.paging.cr3, linear, false, false, false);
+    return w.ok ? this.guestRam()[w.frame * 4096 + (linear & 0xfff)] : undefined;
+  }
+
   guestRam(): Uint8Array {
     return this.k.machine.ram.subarray(this.vm.base, this.vm.base + this.guestPages * 4096);
   }
