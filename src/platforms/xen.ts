@@ -122,6 +122,8 @@ export const xenPlatform: Platform = {
       return prepareXenPara(config, extraKernels, driverKernel);
     const kernel = readVmmKernel(config);
     if (typeof kernel === 'string') return kernel;
+    if (kernel.bzImage !== undefined)
+      return `${config.kernelName}: a Linux bzImage; pre-virtualized Linux runs on --hypervisor l4 (and none), not yet on xen (its direct paging of Linux's page tables is not done)`;
     return (machine) => {
       let xen: XenHypervisor;
       try {

@@ -869,6 +869,12 @@ export class InPlaceVmm implements VmmCore {
       // neither MONITOR nor XSAVE); RDPMC at CPL 0 names a counter there is none of: #GP(0).
       case 'rdmsr':
       case 'wrmsr':
+        // But MSR 0x8B, IA32_BIOS_SIGN_ID, as on the raw PC: it reads 0 (no microcode update),
+        // writes are ignored; Linux reads it on every Intel family 6 CPU, CPUID or not.
+        if (cpu.ecx === MSR_BIOS_SIGN_ID) {
+          if (kind === 'rdmsr') cpu.eax = cpu.edx = 0;
+          return next;
+        }
         return this.hidden(CPUID_FEATURE.MSR)
           ? this.raise(Vector.UD, undefined, start)
           : this.raise(Vector.GP, 0, start);
@@ -1244,6 +1250,7 @@ function hex(v: number): string {
 
 /** CR0.TS (SDM 3A 2.5). */
 const CR0_TS = 0x8;
+const MSR_BIOS_SIGN_ID = 0x8b;
 const CR0_EM = 0x4;
 /** Instruction prefixes (SDM 2A 2.1.1). */
 const X86_PREFIXES: ReadonlySet<number> = new Set([

@@ -66,3 +66,25 @@ test('the afterburned kernel drives the DP83820 through its annotated MMIO: ping
   assert.match(p.out, /eth0: ns83820 v0\.23: DP83820 v1\.3: /);
   assert.match(p.out, /ping: 3 packets transmitted, 3 received/);
 });
+
+test("the same bzImage runs its init on l4 through the in-place VMM: check passes, the lines are the raw run's", () => {
+  assert.ok(built.ok);
+  const append = 'console=ttyS0 check';
+  const initrd = [{ name: 'initramfs.cpio', bytes: readFileSync(LINUX_GUEST.initramfs) }];
+  const raw = bootLinux(kernel, append, initrd, false);
+  const p = bootLinux(kernel, append, initrd, false, 'l4');
+  // init powers off through isa-debug-exit from user mode (ioperm): the VMM honours the TSS bitmap.
+  assert.deepEqual(p.end, { kind: 'exit', value: 0 }, p.out.slice(-3000));
+  const mine = programLines(p.out);
+  assert.ok(mine.includes('init: checks passed'), mine.join('\n'));
+  assert.deepEqual(mine, programLines(raw.out));
+  assert.doesNotMatch(p.out, /Call Trace|WARNING|BUG:|Oops|Kernel panic|unchecked MSR/);
+  const vmm = p.guest.stats().vmm as { calls: Record<string, number>; userPortAccesses?: number };
+  // The kernel reached the VMM through its rewritten sites, and init's power-off was a user OUT.
+  for (const kind of ['cli', 'iret', 'pte_set', 'mov-to-cr'])
+    assert.ok(
+      kind === 'cli' || (vmm.calls[kind] ?? 0) > 0,
+      `no ${kind}: ${JSON.stringify(vmm.calls)}`,
+    );
+  assert.equal(vmm.userPortAccesses, 1);
+});

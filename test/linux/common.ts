@@ -17,7 +17,7 @@ export function programLines(console: string): string[] {
 }
 
 /**
- * Boots `kernel` with `initrd` on the raw PC, interpreting (the same results, faster here), for
+ * Boots `kernel` with `initrd` on the raw PC (or `platform`), interpreting (the same results, faster here), for
  * at most 5 simulated seconds. `network`: a DP83820 on the wire with the host 10.0.2.2, as
  * `previrt run --nic dp83820`.
  */
@@ -26,10 +26,11 @@ export function bootLinux(
   cmdline: string,
   initrd: { name: string; bytes: Uint8Array }[],
   network = false,
+  platform: 'none' | 'xen' | 'l4' = 'none',
 ) {
   let out = '';
   const g = createGuest({
-    platform: 'none',
+    platform,
     kernel: readFileSync(kernel),
     kernelName: 'bzImage',
     cmdline,

@@ -103,7 +103,7 @@ test('bzImages previrt cannot run are refused with one line and status 2', () =>
   assert.equal(xen.status, 2);
   assert.match(
     xen.stderr,
-    /^previrt run: .*bzImage: a Linux bzImage; the xen platform boots afterburned multiboot kernels only/,
+    /^previrt run: .*bzImage\)?: (not an afterburned kernel|a Linux bzImage; pre-virtualized Linux runs on --hypervisor l4)/,
   );
   assert.equal(xen.stderr.trim().split('\n').length, 1);
   const args = previrt(['--kernel', kernel, '--module', `${initramfs} root=/dev/ram0`]);

@@ -82,6 +82,38 @@ const VIRTUAL_PIT: Check = checkState<VirtualPitState>('virtual PIT', 1, {
   },
 });
 
+/** How a channel's count is written and read (the control word's access mode, datasheet). */
+interface CountAccess {
+  access: number;
+  reload: number;
+  lowNext: boolean;
+  pendingLow: number;
+  latch: number | undefined;
+  readLow: boolean;
+}
+
+/** A count byte written (LSB, MSB, or LSB then MSB): true once `reload` holds a new count. */
+function writeCount(c: CountAccess, value: number): boolean {
+  if (c.access === 3 && c.lowNext) {
+    c.pendingLow = value;
+    c.lowNext = false;
+    return false;
+  }
+  const reload = c.access === 3 ? c.pendingLow | (value << 8) : c.access === 1 ? value : value << 8;
+  c.lowNext = true;
+  c.reload = reload === 0 ? 0x10000 : reload;
+  return true;
+}
+
+/** A byte of the latched count, or of `count` (the counter now). */
+function readCount(c: CountAccess, count: number): number {
+  const value = c.latch ?? count;
+  const low = c.access === 1 || (c.access === 3 && c.readLow);
+  if (c.access === 3) c.readLow = !c.readLow;
+  if (c.access !== 3 || c.readLow) c.latch = undefined;
+  return low ? value & 0xff : (value >>> 8) & 0xff;
+}
+
 /** Channel 1 or 2: programmed and read like channel 0, counting from the backend's time. */
 class Counter {
   mode = 0;
@@ -108,24 +140,11 @@ class Counter {
   }
 
   write(value: number, nowNs: number): void {
-    if (this.access === 3 && this.lowNext) {
-      this.pendingLow = value;
-      this.lowNext = false;
-      return;
-    }
-    const reload =
-      this.access === 3 ? this.pendingLow | (value << 8) : this.access === 1 ? value : value << 8;
-    this.lowNext = true;
-    this.reload = reload === 0 ? 0x10000 : reload;
-    this.startNs = nowNs;
+    if (writeCount(this, value)) this.startNs = nowNs;
   }
 
   read(nowNs: number): number {
-    const count = this.latch ?? this.count(nowNs);
-    const low = this.access === 1 || (this.access === 3 && this.readLow);
-    if (this.access === 3) this.readLow = !this.readLow;
-    if (this.access !== 3 || this.readLow) this.latch = undefined;
-    return low ? count & 0xff : (count >>> 8) & 0xff;
+    return readCount(this, this.count(nowNs));
   }
 
   /**
@@ -167,13 +186,13 @@ class Counter {
 
 export class VirtualPit implements PortDevice {
   readonly name = 'vpit';
-  private reload = 0x10000;
-  private access = 3;
-  private lowNext = true;
-  private latch: number | undefined;
-  private readLow = true;
+  reload = 0x10000;
+  access = 3;
+  lowNext = true;
+  latch: number | undefined;
+  readLow = true;
   private startNs = 0;
-  private pendingLow = 0;
+  pendingLow = 0;
   running = false;
   /** Channels 1 and 2; `touched` once the guest programmed either (only then saved). */
   private readonly counters = [new Counter(), new Counter()];
@@ -218,11 +237,7 @@ export class VirtualPit implements PortDevice {
   ioRead(offset: number, _size: AccessSize): number {
     if (offset === 1 || offset === 2) return this.counters[offset - 1].read(this.host.nowNs());
     if (offset !== 0) return 0;
-    const count = this.latch ?? this.count();
-    const low = this.access === 1 || (this.access === 3 && this.readLow);
-    if (this.access === 3) this.readLow = !this.readLow;
-    if (this.access !== 3 || this.readLow) this.latch = undefined;
-    return low ? count & 0xff : (count >>> 8) & 0xff;
+    return readCount(this, this.count());
   }
 
   ioWrite(offset: number, _size: AccessSize, value: number): void {
@@ -251,16 +266,7 @@ export class VirtualPit implements PortDevice {
       this.counters[offset - 1].write(value, this.host.nowNs());
       return;
     }
-    if (offset !== 0) return;
-    if (this.access === 3 && this.lowNext) {
-      this.pendingLow = value;
-      this.lowNext = false;
-      return;
-    }
-    const reload =
-      this.access === 3 ? this.pendingLow | (value << 8) : this.access === 1 ? value : value << 8;
-    this.lowNext = true;
-    this.reload = reload === 0 ? 0x10000 : reload;
+    if (offset !== 0 || !writeCount(this, value)) return;
     this.startNs = this.host.nowNs();
     this.running = true;
     this.host.programmed(this.periodNs);
