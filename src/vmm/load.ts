@@ -18,13 +18,7 @@
  * backend's.
  */
 import { LoadError, parseElf, type ElfImage } from '../loader/elf.ts';
-import {
-  BOOT_CS,
-  BOOT_DS,
-  isLinuxKernel,
-  linuxPayload,
-  placeVmlinux,
-} from '../loader/linux.ts';
+import { BOOT_CS, BOOT_DS, isLinuxKernel, linuxPayload, placeVmlinux } from '../loader/linux.ts';
 import { placeMultiboot, type BootModule } from '../loader/multiboot.ts';
 import { rewriteSites, type CallSite } from './rewriter.ts';
 import { readSiteRecords, type SiteRecord } from './sections.ts';
