@@ -26,7 +26,12 @@ import {
   str,
   type Check,
 } from '../machine/state.ts';
-import { CPUID_EXTENDED_FEATURE, CPUID_FEATURE, cpuidLeaf } from '../x86/system/instructions.ts';
+import {
+  CPUID_EXTENDED_FEATURE,
+  CPUID_FEATURE,
+  cpuidLeaf,
+  MSR_BIOS_SIGN_ID,
+} from '../x86/system/instructions.ts';
 import type { Cpu } from '../x86/Cpu.ts';
 import type { EntryTable } from '../x86/entries.ts';
 import { Vector } from '../x86/fault.ts';
@@ -1250,7 +1255,6 @@ function hex(v: number): string {
 
 /** CR0.TS (SDM 3A 2.5). */
 const CR0_TS = 0x8;
-const MSR_BIOS_SIGN_ID = 0x8b;
 const CR0_EM = 0x4;
 /** Instruction prefixes (SDM 2A 2.1.1). */
 const X86_PREFIXES: ReadonlySet<number> = new Set([

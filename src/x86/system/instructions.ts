@@ -346,7 +346,7 @@ const MSR_TSC = 0x10;
  * loaded". This CPU never has one: writes are ignored and reads give 0, as on a P6 whose BIOS
  * loaded no update. Linux reads it on every family-6 Intel CPU (intel_get_microcode_revision).
  */
-const MSR_BIOS_SIGN_ID = 0x8b;
+export const MSR_BIOS_SIGN_ID = 0x8b;
 const MSR_SYSENTER_CS = 0x174;
 const MSR_SYSENTER_ESP = 0x175;
 const MSR_SYSENTER_EIP = 0x176;
