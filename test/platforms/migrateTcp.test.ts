@@ -71,10 +71,16 @@ async function monitor(path: string, line: string): Promise<string> {
   await exited(p, `previrt monitor ${line}`);
   return p.out.trim();
 }
-/** A relay on `port` to `to` (both ways), changing what the source sends with `edit`. */
+/**
+ * A relay on `port` to `to` (both ways), changing what the source sends with `edit`. Both of its
+ * sockets stay half open, as a direct connection does: a destination that refused the guest
+ * answers and ends its side but reads on, so the source's remaining bytes still go to it (with
+ * Node's default, the relay's write after that end failed, it dropped the source's side, and
+ * the source got EPIPE before it read the answer: seen under load).
+ */
 function relay(port: number, to: number, edit: (b: Buffer, at: number) => Buffer | 'cut'): Server {
-  return createServer((a) => {
-    const b = createConnection(to, '127.0.0.1');
+  return createServer({ allowHalfOpen: true }, (a) => {
+    const b = createConnection({ port: to, host: '127.0.0.1', allowHalfOpen: true });
     let at = 0;
     a.on('data', (d: Buffer) => {
       const e = edit(Buffer.from(d), at);
