@@ -16,8 +16,8 @@
  * Then the caller runs `guest.machine.run(...)`: the machine, not the guest, owns time.
  */
 import { paraVirtualizedFor } from '../loader/notes.ts';
-import { createMachine } from '../machine/Machine.ts';
-import type { Guest, GuestConfig, GuestStats, Platform } from './platform.ts';
+import { createMachine, type Machine } from '../machine/Machine.ts';
+import type { BootedGuest, Guest, GuestConfig, GuestStats, Platform } from './platform.ts';
 import { rawPlatform } from './raw.ts';
 import { saveGuest } from './snapshot.ts';
 import { l4Platform } from './l4.ts';
@@ -31,37 +31,9 @@ export const PLATFORMS: ReadonlyMap<string, Platform> = new Map(
 /** Builds the machine and boots the kernel on the platform; or one line saying why not. */
 export function createGuest(config: GuestConfig): Guest | string {
   // 1. The platform checks the kernel.
-  const platform = PLATFORMS.get(config.platform);
-  if (platform === undefined)
-    return `unknown platform '${config.platform}' (known: ${[...PLATFORMS.keys()].join(', ')})`;
-  const refusal = paraRefusal(config.kernel, config.kernelName, platform);
-  if (refusal !== undefined) return refusal;
-  if (
-    config.nic?.emulated === true &&
-    (platform.name === 'none' || paraVirtualizedFor(config.kernel) !== undefined)
-  )
-    return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen or l4 and an afterburned kernel";
-  if (config.driverVm !== undefined) {
-    if (platform.name !== 'xen' && platform.name !== 'l4')
-      return 'a driver VM needs a hypervisor (--hypervisor xen or l4)';
-    if (config.nic === undefined) return 'a driver VM needs a network (--nic dp83820)';
-    const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
-    if (refused !== undefined) return refused;
-  }
-  if (config.testDevices === true && platform.name !== 'none')
-    return "a test device (pc-testdev) is the raw PC's: leave out --hypervisor";
-  if ((config.vms ?? []).some((vm) => vm.clientOfDriverVm === true)) {
-    if ((platform.name !== 'xen' && platform.name !== 'l4') || config.driverVm === undefined)
-      return "a VM's network through the driver VM needs --hypervisor xen or l4 and a driver VM";
-  }
-  if ((config.vms ?? []).length > 0 && platform.name === 'none')
-    return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';
-  for (const vm of config.vms ?? []) {
-    const refused = paraRefusal(vm.kernel, vm.kernelName, platform);
-    if (refused !== undefined) return refused;
-  }
-  const boot = platform.prepare(config);
-  if (typeof boot === 'string') return boot;
+  const prepared = prepareGuest(config);
+  if (typeof prepared === 'string') return prepared;
+  const { platform, boot } = prepared;
 
   // 2. The PC.
   const machine = createMachine({
@@ -124,4 +96,52 @@ export function paraRefusal(
       ? 'which no platform of this previrt offers'
       : `it runs only with --hypervisor ${home.name}`;
   return `${file}: a kernel para-virtualized for ${target} (its previrt ELF note): ${runs}, not on ${where}`;
+}
+
+/**
+ * Whether the platform would run this configuration (step 1 alone, nothing built): one line
+ * saying why not, or undefined. For a caller with several guests to run that wants every
+ * refusal before the first one runs (the benchmark's Linux rows).
+ */
+export function guestRefusal(config: GuestConfig): string | undefined {
+  const prepared = prepareGuest(config);
+  return typeof prepared === 'string' ? prepared : undefined;
+}
+
+/** Step 1: the platform, its checks of the configuration, and its boot of the kernel to come. */
+function prepareGuest(
+  config: GuestConfig,
+): { platform: Platform; boot: (machine: Machine) => BootedGuest | string } | string {
+  const platform = PLATFORMS.get(config.platform);
+  if (platform === undefined)
+    return `unknown platform '${config.platform}' (known: ${[...PLATFORMS.keys()].join(', ')})`;
+  const refusal = paraRefusal(config.kernel, config.kernelName, platform);
+  if (refusal !== undefined) return refusal;
+  if (
+    config.nic?.emulated === true &&
+    (platform.name === 'none' || paraVirtualizedFor(config.kernel) !== undefined)
+  )
+    return "an emulated NIC is the in-place VMM's: it needs --hypervisor xen or l4 and an afterburned kernel";
+  if (config.driverVm !== undefined) {
+    if (platform.name !== 'xen' && platform.name !== 'l4')
+      return 'a driver VM needs a hypervisor (--hypervisor xen or l4)';
+    if (config.nic === undefined) return 'a driver VM needs a network (--nic dp83820)';
+    const refused = paraRefusal(config.driverVm.kernel, config.driverVm.kernelName, platform);
+    if (refused !== undefined) return refused;
+  }
+  if (config.testDevices === true && platform.name !== 'none')
+    return "a test device (pc-testdev) is the raw PC's: leave out --hypervisor";
+  if ((config.vms ?? []).some((vm) => vm.clientOfDriverVm === true)) {
+    if ((platform.name !== 'xen' && platform.name !== 'l4') || config.driverVm === undefined)
+      return "a VM's network through the driver VM needs --hypervisor xen or l4 and a driver VM";
+  }
+  if ((config.vms ?? []).length > 0 && platform.name === 'none')
+    return 'more VMs need a hypervisor (--hypervisor xen or l4), not the raw PC';
+  for (const vm of config.vms ?? []) {
+    const refused = paraRefusal(vm.kernel, vm.kernelName, platform);
+    if (refused !== undefined) return refused;
+  }
+  const boot = platform.prepare(config);
+  if (typeof boot === 'string') return boot;
+  return { platform, boot };
 }

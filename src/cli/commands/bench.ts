@@ -9,6 +9,8 @@ import {
   DEFAULT_CONFIGS,
   guestKernelName,
   LINUX_GUEST,
+  linuxInitramfs,
+  linuxRowRefusal,
   nicPathOptions,
   type NetperfConfig,
 } from '../../bench/netperf/build.ts';
@@ -55,7 +57,13 @@ para-virtualized one on the same hypervisor.
 options:
   --guest G      own: the project's kernel (default); linux: Debian's Linux 6.1 with its
                  ns83820 driver and TCP and the project's netserver (npm run guest:linux builds
-                 it, the kernel once per configuration); only --config native
+                 it, the kernel once per configuration), rows native (guest/linux/build/bzImage),
+                 nops, l4-pre and xen-pre (the one afterburned guest/linux/build/afterburned/
+                 bzImage on the raw PC and through the in-place VMM, the NIC passed through);
+                 the para-virtualized rows stay the project's kernel's (there is no
+                 para-virtualized Linux). A row whose platform does not run Linux yet (xen-pre:
+                 xen refuses the bzImage) is left out of the default with a note, and an error
+                 when --config asks for it
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
                  l4-para (guest/build/l4-para/kernel.elf, para-virtualized for l4, on
@@ -117,6 +125,11 @@ failed), 2 bad usage or the guest build failed.`;
 interface Options {
   guest: 'own' | 'linux';
   configs: NetperfConfig[];
+  /**
+   * --guest linux with --config: a row its platform refuses is an error (without: the row is
+   * left out, with a note).
+   */
+  linuxRowsGiven?: boolean;
   bytes: number;
   runs: number;
   seed: number;
@@ -296,12 +309,43 @@ function parse(argv: string[]): Options | string {
       return `${crash} (${formatSize(o.driverVmCrashAt)}) is not below --bytes (${formatSize(o.bytes)}): the driver VM would never crash`;
   }
   if (o.guest === 'linux') {
-    const other = o.configs.find((c) => !LINUX_GUEST.configs.includes(c));
+    const rows = Object.keys(LINUX_GUEST.configs);
+    const other = o.configs.find((c) => !rows.includes(c));
     if (configsGiven && other !== undefined)
-      return `--guest linux: no configuration '${other}' yet (the Linux guest runs natively on the raw PC only: --config native)`;
-    o.configs = [...LINUX_GUEST.configs];
+      return (
+        `--guest linux: no row '${other}' with Linux (its rows: ${rows.join(', ')}; ` +
+        "the para-virtualized and driver reuse rows are the project's kernel's)"
+      );
+    if (!configsGiven) o.configs = o.configs.filter((c) => rows.includes(c));
+    o.linuxRowsGiven = configsGiven;
   }
   return o;
+}
+
+/**
+ * What a Linux table ran (under it): the kernel of each row, the rows left out and why, and that
+ * the para-virtualized rows are not Linux's.
+ */
+function linuxLines(
+  configs: NetperfConfig[],
+  leftOut: { config: NetperfConfig; reason: string }[],
+): string {
+  const byKernel = new Map<string, string[]>();
+  for (const c of configs) {
+    const kernel = guestKernelName(LINUX_GUEST.configs[c] ?? LINUX_GUEST.kernel);
+    byKernel.set(kernel, [...(byKernel.get(kernel) ?? []), `"${CONFIGS[c].label}"`]);
+  }
+  const kernels = [...byKernel].map(([k, labels]) => `${k} in ${labels.join(', ')}`);
+  const lines = [
+    `Guest: Debian's Linux 6.1 (${kernels.join('; ')}; its ns83820 driver and TCP, the ` +
+      `socket's receive buffer 256 KB) running the project's netserver from ` +
+      `${guestKernelName(LINUX_GUEST.initramfs)}.`,
+    ...leftOut.map((l) => `Left out: "${CONFIGS[l.config].label}" (${l.config}): ${l.reason}.`),
+    "The para-virtualized rows (the seed's L4Ka::Linux and XenoLinux) stay the project's " +
+      "kernel's, hand-ported to each hypervisor; previrt has no para-virtualized Linux: " +
+      'previrt bench netperf --config l4-para,xen-para.',
+  ];
+  return lines.join('\n');
 }
 
 /** The driver VM's crash and restart, in simulated ms (means over the runs that had one). */
@@ -393,11 +437,36 @@ export const bench: Command = {
         ? 'netperf: building the Linux guest (npm run guest:linux; the kernel takes minutes the first time)'
         : 'netperf: building the guest (make -C guest)',
     );
-    const built = o.guest === 'linux' ? buildLinuxGuest() : buildGuest();
-    if (!built.ok) {
-      console.error(built.output.trimEnd());
-      console.error('previrt bench: the guest build failed (output above)');
-      return 2;
+    const linux = o.guest === 'linux';
+    // The afterburned Linux too when a row runs it (nops and the in-place VMM rows).
+    const afterburned =
+      linux && o.configs.some((c) => LINUX_GUEST.configs[c] !== LINUX_GUEST.kernel);
+    const builds = linux
+      ? [() => buildLinuxGuest(), ...(afterburned ? [() => buildLinuxGuest('afterburned')] : [])]
+      : [buildGuest];
+    for (const build of builds) {
+      const built = build();
+      if (!built.ok) {
+        console.error(built.output.trimEnd());
+        console.error('previrt bench: the guest build failed (output above)');
+        return 2;
+      }
+    }
+    // A Linux row whose platform does not run Linux yet (its own line): an error when asked
+    // for, left out of the default with a note.
+    const leftOut: { config: NetperfConfig; reason: string }[] = [];
+    if (linux) {
+      for (const config of o.configs) {
+        const reason = linuxRowRefusal(config);
+        if (reason === undefined) continue;
+        if (o.linuxRowsGiven === true) {
+          console.error(`previrt bench: --guest linux --config ${config}: ${reason}`);
+          return 2;
+        }
+        leftOut.push({ config, reason });
+        console.error(`netperf: left out ${config} (${reason})`);
+      }
+      o.configs = o.configs.filter((c) => !leftOut.some((l) => l.config === c));
     }
     if (o.pcap !== undefined) {
       try {
@@ -417,18 +486,13 @@ export const bench: Command = {
       job: NetperfJob;
     }[] = [];
     for (const config of o.configs) {
-      const linux = o.guest === 'linux';
-      const c = linux ? { ...CONFIGS[config], kernel: LINUX_GUEST.kernel } : CONFIGS[config];
+      const linuxKernel = LINUX_GUEST.configs[config];
+      const c =
+        linux && linuxKernel !== undefined
+          ? { ...CONFIGS[config], kernel: linuxKernel }
+          : CONFIGS[config];
       const kernel = readFileSync(c.kernel);
-      const modules: BootModule[] | undefined = linux
-        ? [
-            {
-              name: guestKernelName(LINUX_GUEST.initramfs),
-              bytes: readFileSync(LINUX_GUEST.initramfs),
-              string: guestKernelName(LINUX_GUEST.initramfs),
-            },
-          ]
-        : undefined;
+      const modules: BootModule[] | undefined = linux ? [linuxInitramfs()] : undefined;
       const cmdline = linux ? LINUX_GUEST.cmdline : undefined;
       const row: NetperfRow = {
         label: c.label,
@@ -518,7 +582,7 @@ export const bench: Command = {
         JSON.stringify(
           {
             benchmark: 'netperf',
-            ...(o.guest === 'linux' ? { guest: 'linux' } : {}),
+            ...(linux ? { guest: 'linux', leftOut } : {}),
             payloadBytes: o.bytes,
             runsPerConfig: o.runs,
             seed: o.seed,
@@ -535,12 +599,7 @@ export const bench: Command = {
       console.log(markdownTables(rows));
       console.log('');
       console.log(setting(rows));
-      if (o.guest === 'linux')
-        console.log(
-          `Guest: Debian's Linux ${'6.1'} (${guestKernelName(LINUX_GUEST.kernel)}, its ns83820 driver and TCP, ` +
-            `the socket's receive buffer 256 KB) running the project's netserver from ` +
-            `${guestKernelName(LINUX_GUEST.initramfs)}.`,
-        );
+      if (linux) console.log(linuxLines(o.configs, leftOut));
       if (o.driverVmCrashAt !== undefined) console.log(driverVmLine(rows, o.driverVmCrashAt));
       if (o.faults !== undefined) {
         const f = o.faults;
