@@ -56,8 +56,11 @@ export interface PlatformHost extends PitHost {
   deviceEoi(irq: number): void;
 }
 
-/** A passed-through device's interrupt line: idle, asserted, or in service in the guest. */
-type LineState = 'idle' | 'asserted' | 'in-service';
+/**
+ * A passed-through device's interrupt line: idle, asserted, in service in the guest, or ended by
+ * the guest's EOI while it had the line masked (the real line is re-enabled at the unmask).
+ */
+type LineState = 'idle' | 'asserted' | 'in-service' | 'ended-masked';
 
 /** Any object: the device it belongs to checks the rest when it is restored. */
 const object: Check = (v, path) => shape<object>({})(v, path);
@@ -76,7 +79,7 @@ const VIRTUAL_PLATFORM: Check = checkState<VirtualPlatformState>('virtual platfo
   deviceLines: arrayOf((v, path) => {
     if (!Array.isArray(v) || v.length !== 2) throw new StateError(`${path}: expected [irq, state]`);
     num(v[0], `${path}[0]`);
-    oneOf('idle', 'asserted', 'in-service')(v[1], `${path}[1]`);
+    oneOf('idle', 'asserted', 'in-service', 'ended-masked')(v[1], `${path}[1]`);
   }),
 });
 
@@ -228,7 +231,9 @@ export class VirtualPlatform {
   write(port: number, size: AccessSize, value: number): void {
     this.ports.write(port, size, value);
     if ((port === 0x20 || port === 0xa0) && (value & 0x10) !== 0) this.edgesAfterIcw1(port);
-    if ((port === 0x20 || port === 0xa0) && this.deviceLines.size > 0) this.checkEoi();
+    // A command (EOI) may end a line's service, a mask write (OCW1) release an ended line.
+    const pic = port === 0x20 || port === 0x21 || port === 0xa0 || port === 0xa1;
+    if (pic && this.deviceLines.size > 0) this.checkEoi();
   }
 
   /**
@@ -340,12 +345,33 @@ export class VirtualPlatform {
     return (chip.isr & (1 << (irq & 7))) !== 0;
   }
 
-  /** After a write to a PIC command port: a device line whose service ended is lowered. */
+  /** The guest has the line masked in its PIC's IMR (OCW1). */
+  private masked(irq: number): boolean {
+    const chip = irq < 8 ? this.pic.master : this.pic.slave;
+    return (chip.imr & (1 << (irq & 7))) !== 0;
+  }
+
+  /**
+   * After a write to a PIC port: a device line whose service ended is lowered and the real line
+   * re-enabled (`deviceEoi`). A line the guest masked before its EOI (Linux's level-triggered
+   * 8259 lines: mask and EOI, the handler, unmask) is re-enabled only at the unmask: on a PC the
+   * PIC passes nothing before it, and by then the driver has quietened its device; re-enabled
+   * at the EOI, the real line would take the device's level, still up while the handler runs,
+   * as a second interrupt (Intel 8259A datasheet, OCW1: a masked input is not acknowledged).
+   */
   private checkEoi(): void {
     for (const [irq, state] of this.deviceLines) {
-      if (state !== 'in-service' || this.inService(irq)) continue;
+      if (state === 'ended-masked') {
+        if (this.masked(irq)) continue;
+      } else {
+        if (state !== 'in-service' || this.inService(irq)) continue;
+        this.pic.setIrq(irq, false);
+        if (this.masked(irq)) {
+          this.deviceLines.set(irq, 'ended-masked');
+          continue;
+        }
+      }
       this.deviceLines.set(irq, 'idle');
-      this.pic.setIrq(irq, false);
       this.host.deviceEoi(irq);
     }
   }
