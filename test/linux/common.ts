@@ -73,10 +73,14 @@ export function qemuLinux(kernel: string, append: string): string {
   return out;
 }
 
-/** 1 MB of the benchmark into `kernel`'s netserver: the checksum verified, nothing lost. */
-export function netperfIntoLinux(kernel: string, label: string): NetperfRun {
+/**
+ * 1 MB of the benchmark into `kernel`'s netserver (on the raw PC, or `hypervisor` with the NIC
+ * passed through): the checksum verified, nothing lost.
+ */
+export function netperfIntoLinux(kernel: string, label: string, hypervisor = 'none'): NetperfRun {
   const run = runNetperf({
     label,
+    hypervisor,
     kernel: readFileSync(kernel),
     kernelName: 'bzImage',
     cmdline: LINUX_GUEST.cmdline,
