@@ -22,8 +22,14 @@ import type { XenBackend } from './XenBackend.ts';
 export class XenMigration implements BackendMigration {
   constructor(
     private readonly backend: XenBackend,
-    private readonly paging: DirectPaging,
+    /** Undefined under shadow paging, whose guests do not migrate yet. */
+    private readonly direct: DirectPaging | undefined,
   ) {}
+
+  private get paging(): DirectPaging {
+    if (this.direct === undefined) throw new Error('xen backend: migration under shadow paging');
+    return this.direct;
+  }
 
   get guestPages(): number {
     return this.backend.guestPages;
@@ -31,6 +37,8 @@ export class XenMigration implements BackendMigration {
 
   safePoint(): GuestContext | string {
     const { xen, dom, cpu } = this.backend;
+    if (this.direct === undefined)
+      return 'the guest runs under shadow paging (--hypervisor xen with a Linux bzImage), which does not migrate yet';
     if (xen.current !== dom) return 'another domain runs';
     const regs = Array.from(cpu.regs, (r) => r >>> 0);
     const eflags = (cpu.getEflags() & ~VIRTUAL_FLAGS) >>> 0;
