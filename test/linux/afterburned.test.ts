@@ -14,6 +14,10 @@ import {
   LINUX_AFTERBURNED_KERNEL,
   LINUX_GUEST,
 } from '../../src/bench/netperf/build.ts';
+import { deflateRaw } from '../../src/cli/snapshotCodec.ts';
+import { createGuest } from '../../src/platforms/createGuest.ts';
+import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
+import { readSnapshot, writeSnapshot } from '../../src/snapshot/file.ts';
 import { bootLinux, programLines, qemuLinux } from './common.ts';
 
 const built = buildLinuxGuest('afterburned');
@@ -93,8 +97,9 @@ test("the same bzImage runs its init on l4 through the in-place VMM: check passe
   virtualized('l4');
 });
 
+let onXen: ReturnType<typeof bootLinux> | undefined;
 test("the same bzImage runs its init on xen through the in-place VMM and shadow paging: check passes, the raw run's lines", (t) => {
-  const p = virtualized('xen');
+  const p = (onXen = virtualized('xen'));
   // Linux's tables stayed its own: the hypervisor validated the VMM's shadows of them.
   const stats = p.guest.stats();
   const paging = (stats.vmm as { paging: Record<string, number> }).paging;
@@ -102,4 +107,33 @@ test("the same bzImage runs its init on xen through the in-place VMM and shadow 
   t.diagnostic(
     `xen: ${p.guest.machine.cpu.cycles} cycles, shadow paging ${JSON.stringify(paging)}`,
   );
+});
+
+test('a snapshot of Linux on xen mid-boot continues exactly as the run it came from (the shadows in it)', () => {
+  assert.ok(onXen !== undefined, 'the xen run above');
+  let out = '';
+  const g = createGuest({
+    platform: 'xen',
+    kernel: readFileSync(kernel),
+    kernelName: 'bzImage',
+    cmdline: 'console=ttyS0 check',
+    modules: [{ name: 'initramfs.cpio', bytes: readFileSync(LINUX_GUEST.initramfs), string: '' }],
+    console: (b) => (out += String.fromCharCode(b)),
+  });
+  assert.ok(typeof g !== 'string', g as string);
+  g.machine.cpu.blocksEnabled = false;
+  // After init's fork-and-pipe check (processes' directories and tables shadowed), in its
+  // loopback TCP check.
+  assert.equal(g.machine.run(95_000_000).kind, 'cycle-limit');
+  const contents = readSnapshot(writeSnapshot(g.save(), deflateRaw), deflateRaw);
+  assert.ok(typeof contents !== 'string', String(contents));
+  let after = '';
+  const r = restoreGuest(contents, { console: (b) => (after += String.fromCharCode(b)) });
+  assert.ok(typeof r !== 'string', r as string);
+  r.machine.cpu.blocksEnabled = false;
+  r.machine.resume();
+  assert.deepEqual(r.machine.run(r.machine.costModel.hz * 5), onXen.end);
+  assert.equal(out + after, onXen.out);
+  assert.equal(r.machine.cpu.cycles, onXen.guest.machine.cpu.cycles);
+  assert.deepEqual(r.stats().vmm, onXen.guest.stats().vmm);
 });
