@@ -16,6 +16,7 @@ import {
 } from '../../src/bench/netperf/build.ts';
 import { deflateRaw } from '../../src/cli/snapshotCodec.ts';
 import { createGuest } from '../../src/platforms/createGuest.ts';
+import { migrationRefusal } from '../../src/platforms/migrate.ts';
 import { restoreGuest } from '../../src/platforms/restoreGuest.ts';
 import { readSnapshot, writeSnapshot } from '../../src/snapshot/file.ts';
 import { bootLinux, programLines, qemuLinux } from './common.ts';
@@ -104,6 +105,7 @@ test("the same bzImage runs its init on xen through the in-place VMM and shadow 
   const stats = p.guest.stats();
   const paging = (stats.vmm as { paging: Record<string, number> }).paging;
   assert.ok(paging.tablesMade > 0 && paging.pageTableUpdates > 0, JSON.stringify(paging));
+  assert.match(migrationRefusal(p.guest) ?? '', /under shadow paging .* cannot migrate yet/);
   t.diagnostic(
     `xen: ${p.guest.machine.cpu.cycles} cycles, shadow paging ${JSON.stringify(paging)}`,
   );

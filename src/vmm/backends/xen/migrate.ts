@@ -31,14 +31,18 @@ export class XenMigration implements BackendMigration {
     return this.direct;
   }
 
+  refusal(): string | undefined {
+    return this.direct === undefined
+      ? 'a guest under shadow paging (a Linux bzImage on xen) cannot migrate yet'
+      : undefined;
+  }
+
   get guestPages(): number {
     return this.backend.guestPages;
   }
 
   safePoint(): GuestContext | string {
     const { xen, dom, cpu } = this.backend;
-    if (this.direct === undefined)
-      return 'the guest runs under shadow paging (--hypervisor xen with a Linux bzImage), which does not migrate yet';
     if (xen.current !== dom) return 'another domain runs';
     const regs = Array.from(cpu.regs, (r) => r >>> 0);
     const eflags = (cpu.getEflags() & ~VIRTUAL_FLAGS) >>> 0;

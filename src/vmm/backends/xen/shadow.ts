@@ -12,12 +12,14 @@
  *   directory entry gives them. On each CR3 load the guest directory is compared with what the
  *   shadow was made from (a new process's directory is copied with plain writes), changed slots
  *   are made again.
- * - Shadow table entries are made on the guest's first access (a page fault the guest's tables
- *   allow): the guest's accessed bit is set then, and its dirty bit on the first write; a page
- *   is mapped writable only once the guest's entry is dirty, so both bits are exact. An access
- *   the guest's tables do not allow is the guest's own page fault.
+ * - A shadow table is made from the whole guest table when a directory first links it: present
+ *   and writable as the guest's entries are, accessed and dirty already (the guest's A and D
+ *   are not tracked: an annotated read of an entry a shadow maps says accessed, and dirty if
+ *   writable, which errs toward what Linux's reclaim and writeback take as safe).
  * - The guest's annotated entry writes (pte_set, pgd_set, test-and-clear) write its table and
- *   make the shadow entry again at once; invlpg makes the entry again if the guest's differs.
+ *   make the shadow entry again at once; invlpg makes it again if the guest's differs; a page
+ *   fault the guest's tables allow (an entry changed without an annotated write) makes it again
+ *   and retries; any other fault is the guest's own.
  * - When the pool runs out, every shadow is dropped (unpinned) and made again as used.
  */
 import {
