@@ -38,6 +38,8 @@ export function migrationRefusal(guest: Guest): string | undefined {
   const c = guest.config;
   if (guest.vmm?.backend.migration === undefined)
     return `a guest on '${guest.platform}' cannot migrate: only the afterburned kernel with the in-place VMM on xen or l4 can`;
+  const backend = guest.vmm.backend.migration.refusal?.();
+  if (backend !== undefined) return backend;
   if (c.nic !== undefined && c.nic.emulated !== true)
     return "a guest with a passed-through device cannot migrate (the device stays with its machine): give it the VMM's model (--nic dp83820,emulated)";
   if (c.driverVm !== undefined || (c.vms ?? []).length > 0)

@@ -122,8 +122,6 @@ export const xenPlatform: Platform = {
       return prepareXenPara(config, extraKernels, driverKernel);
     const kernel = readVmmKernel(config);
     if (typeof kernel === 'string') return kernel;
-    if (kernel.bzImage !== undefined)
-      return `${config.kernelName}: a Linux bzImage; pre-virtualized Linux runs on --hypervisor l4 (and none), not yet on xen (its direct paging of Linux's page tables is not done)`;
     return (machine) => {
       let xen: XenHypervisor;
       try {
@@ -147,6 +145,11 @@ export const xenPlatform: Platform = {
         emulatedNic: config.nic?.emulated === true || connection !== undefined,
         nicThrough: connection,
         rtcStartSeconds,
+        // A kernel of the Linux boot protocol takes frame numbers from page-table entries it
+        // reads without annotation (Linux's pmd_page_vaddr, pte_pfn on *pte): the VMM keeps
+        // its tables as written and gives the hypervisor shadows (shadow.ts). A multiboot kernel
+        // reads them through annotated sites: its tables are the real ones (paging.ts).
+        paging: kernel.bzImage !== undefined ? 'shadow' : 'direct',
       });
       if (typeof vm === 'string') return vm;
       // A crashed driver VM is restarted and the guest's connection made again (driverVm.ts).

@@ -71,6 +71,8 @@ export interface MigrationRecord {
 
 /** A backend's side of migration (VmmBackend.migration). */
 export interface BackendMigration {
+  /** Why this guest cannot migrate at all on this backend, if it cannot (one line). */
+  refusal?(): string | undefined;
   /** The guest's context if it is at a safe point now (between runs), else why not. */
   safePoint(): GuestContext | string;
   /** Where the page tables are, in guest-physical frames and addresses. */

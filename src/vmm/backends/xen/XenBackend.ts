@@ -51,7 +51,8 @@ import {
   PAGE_STACK,
   trapEntry,
 } from './layout.ts';
-import { DirectPaging, type DirectPagingState, type XenBackendCounters } from './paging.ts';
+import { DirectPaging, type DirectPagingState } from './paging.ts';
+import { ShadowPaging, type ShadowPagingState } from './shadow.ts';
 import { XenMigration } from './migrate.ts';
 import { XenPassthrough } from './passthrough.ts';
 import type { NetBack, NetBackState, NetFront, NetFrontState } from './netChannel.ts';
@@ -64,7 +65,7 @@ export interface XenBackendState {
   version: 3;
   timerPort: number;
   kernelStack: number;
-  paging: DirectPagingState;
+  paging: DirectPagingState | ShadowPagingState;
   passthrough: { irq: number; port: number };
   emulatedDma: { dmaTranslated: number; dmaRefused: number };
   /** A client's side of its connection to the driver VM (netChannel.ts), if it has one. */
@@ -93,6 +94,9 @@ const XEN_BACKEND_STATE: Check = checkState<XenBackendState>('xen backend', 3, {
 /** Vectors whose exceptions push an error code (SDM 3A Table 6-1). */
 const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
 
+/** How the VMM gives the guest's page tables to the hypervisor (XenBackend.create). */
+export type XenPagingMode = 'direct' | 'shadow';
+
 export class XenBackend implements VmmBackend {
   readonly name = 'xen';
   /**
@@ -113,9 +117,10 @@ export class XenBackend implements VmmBackend {
     CPUID_FEATURE.SEP |
     CPUID_FEATURE.MSR |
     CPUID_FEATURE.DE;
-  readonly counters: XenBackendCounters;
+  /** The paging's counters: page-table updates, write protections, pins; or the shadows'. */
+  readonly counters: Readonly<Record<string, number>>;
 
-  /** Direct paging's counters: page-table updates, write protections, pins. */
+  /** The paging's counters (direct: updates, write protections, pins; shadow: fills, remakes). */
   stats(): CounterTree {
     // The emulated NIC's DMA, with the model only (a run without it shows what it always did).
     const served = this.clientLink;
@@ -140,38 +145,48 @@ export class XenBackend implements VmmBackend {
   private readonly portHandlers = new Map<number, () => void>();
   /** Work of the backend's devices at the end of the start of day, in the domain's context. */
   private readonly startHooks: (() => string | undefined)[] = [];
-  private readonly paging: DirectPaging;
+  private readonly paging: DirectPaging | ShadowPaging;
   /** Live migration out of and into the domain (migrate.ts). */
   readonly migration: XenMigration;
   private timerPort = 0;
   private kernelStack = -1;
 
-  /** Builds the domain (`domainMb` of memory) and its backend; or a message. */
-  static create(xen: XenHypervisor, domainMb: number): XenBackend | string {
-    const mem = DomainMemory.build(xen, domainMb);
-    return typeof mem === 'string' ? mem : new XenBackend(xen, mem, domainMb);
+  /**
+   * Builds the domain (`domainMb` of memory) and its backend; or a message. `paging`: direct
+   * (the guest's tables are the real ones, paging.ts) or shadow (the VMM's, shadow.ts: 1/32 of
+   * the domain's frames kept for them).
+   */
+  static create(
+    xen: XenHypervisor,
+    domainMb: number,
+    paging: XenPagingMode = 'direct',
+  ): XenBackend | string {
+    const pool = paging === 'shadow' ? Math.max(256, (domainMb * 256) >>> 5) : 0;
+    const mem = DomainMemory.build(xen, domainMb, pool);
+    return typeof mem === 'string' ? mem : new XenBackend(xen, mem, domainMb, paging);
   }
 
   private constructor(
     readonly xen: XenHypervisor,
     private readonly mem: DomainMemory,
     domainMb: number,
+    paging: XenPagingMode,
   ) {
     this.cpu = xen.machine.cpu;
     this.dom = mem.dom;
     this.guestPages = mem.guestPages;
     this.channel = new HypercallChannel(mem, this.cpu);
     this.passthrough = new XenPassthrough(this.channel);
-    this.paging = new DirectPaging(
-      mem,
-      this.channel,
-      this.cpu,
-      this.passthrough,
-      (message) => this.crash(message),
-      domainMb,
-    );
+    const crash = (message: string): void => this.crash(message);
+    this.paging =
+      paging === 'shadow'
+        ? new ShadowPaging(mem, this.channel, this.cpu, this.passthrough, crash)
+        : new DirectPaging(mem, this.channel, this.cpu, this.passthrough, crash, domainMb);
     this.counters = this.paging.counters;
-    this.migration = new XenMigration(this, this.paging);
+    this.migration = new XenMigration(
+      this,
+      this.paging instanceof DirectPaging ? this.paging : undefined,
+    );
   }
 
   save(): XenBackendState {
@@ -194,7 +209,11 @@ export class XenBackend implements VmmBackend {
     this.timerPort = s.timerPort;
     this.kernelStack = s.kernelStack;
     this.passthrough.restore(s.passthrough);
-    this.paging.restore(s.paging, `${path}.paging`);
+    if (this.paging instanceof ShadowPaging !== ('kind' in s.paging && s.paging.kind === 'shadow'))
+      throw new StateError(`${path}.paging: saved with the other paging (direct or shadow)`);
+    if (this.paging instanceof ShadowPaging)
+      this.paging.restore(s.paging as ShadowPagingState, `${path}.paging`);
+    else this.paging.restore(s.paging as DirectPagingState, `${path}.paging`);
     Object.assign(this.emulatedDma, s.emulatedDma);
     const backs = this.clientLink?.backs ?? [];
     if (
@@ -463,7 +482,7 @@ export class XenBackend implements VmmBackend {
     let faultAddress: number | undefined;
     if (vector === Vector.PF) {
       faultAddress = this.channel.readShared32(SharedInfo.cr2);
-      if (((errorCode ?? 0) & 3) === 3 && this.paging.fixWriteFault(faultAddress)) {
+      if (this.paging.resolveFault(faultAddress, errorCode ?? 0)) {
         cpu.esp = (cpu.esp + 4) >>> 0;
         cpu.push(STUB_IRET, 4);
         return;
@@ -500,5 +519,10 @@ export class XenBackend implements VmmBackend {
 
   invlpg(linear: number): void {
     this.paging.invlpg(linear);
+  }
+
+  /** Under shadow paging, through the guest's own tables (the shadow may not map it yet). */
+  readGuestByte(linear: number): number | undefined {
+    return this.paging instanceof ShadowPaging ? this.paging.readGuestByte(linear) : undefined;
   }
 }

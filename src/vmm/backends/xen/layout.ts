@@ -57,6 +57,9 @@ export class DomainMemory {
   readonly windowL1Pfn: number;
   readonly initL2Pfn: number;
   readonly initL1Pfn: number;
+  /** Frames for the VMM's shadow page tables (shadow.ts), after the initial tables; 0 without. */
+  readonly shadowPoolPfn: number;
+  readonly shadowPoolPages: number;
   /** The console ring's event channel. */
   readonly consolePort: number;
 
@@ -65,6 +68,7 @@ export class DomainMemory {
     readonly dom: Domain,
     m2p: Int32Array,
     guestPages: number,
+    shadowPoolPages: number,
   ) {
     const ram = xen.machine.ram;
     this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
@@ -75,16 +79,22 @@ export class DomainMemory {
     this.windowL1Pfn = guestPages + WINDOW_MAPPED;
     this.initL2Pfn = this.windowL1Pfn + 2;
     this.initL1Pfn = this.initL2Pfn + 1;
+    // The domain's last frames (after the initial tables' L1s, one per 4 MB of the domain).
+    this.shadowPoolPfn = this.initL1Pfn + Math.ceil((guestPages + shadowPoolPages) / 1024);
+    this.shadowPoolPages = shadowPoolPages;
   }
 
-  /** Allocates and registers a domain of `domainMb`; or a message. */
-  static build(xen: XenHypervisor, domainMb: number): DomainMemory | string {
+  /**
+   * Allocates and registers a domain of `domainMb`, `shadowPoolPages` of them kept for shadow
+   * page tables; or a message.
+   */
+  static build(xen: XenHypervisor, domainMb: number, shadowPoolPages = 0): DomainMemory | string {
     const machine = xen.machine;
     const m2p = new Int32Array(machine.ram.length >>> 12).fill(-1);
     const total = domainMb * 256;
     const nrL1 = Math.ceil(total / 1024);
     // At the top: the window pages and their L1, the console ring, the initial tables.
-    const privatePages = WINDOW_MAPPED + 1 + 1 + 1 + nrL1;
+    const privatePages = WINDOW_MAPPED + 1 + 1 + 1 + nrL1 + shadowPoolPages;
     const guestPages = total - privatePages;
     const id = xen.domains.length;
     // In one run: tools see the domain's memory as one array (guestRam), also when it is built
@@ -100,7 +110,7 @@ export class DomainMemory {
       m2p[mfn] = pfn;
     });
     xen.setM2p(sharedInfoMfn, INVALID_P2M_ENTRY);
-    const mem = new DomainMemory(xen, dom, m2p, guestPages);
+    const mem = new DomainMemory(xen, dom, m2p, guestPages, shadowPoolPages);
     dom.sharedInfoMfn = sharedInfoMfn;
     dom.consoleMfn = frames[mem.windowL1Pfn + 1];
     xen.frames.noPageTable[sharedInfoMfn] = 1;

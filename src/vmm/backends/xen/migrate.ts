@@ -22,8 +22,20 @@ import type { XenBackend } from './XenBackend.ts';
 export class XenMigration implements BackendMigration {
   constructor(
     private readonly backend: XenBackend,
-    private readonly paging: DirectPaging,
+    /** Undefined under shadow paging, whose guests do not migrate yet. */
+    private readonly direct: DirectPaging | undefined,
   ) {}
+
+  private get paging(): DirectPaging {
+    if (this.direct === undefined) throw new Error('xen backend: migration under shadow paging');
+    return this.direct;
+  }
+
+  refusal(): string | undefined {
+    return this.direct === undefined
+      ? 'a guest under shadow paging (a Linux bzImage on xen) cannot migrate yet'
+      : undefined;
+  }
 
   get guestPages(): number {
     return this.backend.guestPages;

@@ -491,6 +491,11 @@ export class DirectPaging {
     this.mmuext(MmuExt.INVLPG_LOCAL, linear);
   }
 
+  /** A page fault the VMM resolves (true: retry): a write to a mapping it made read-only. */
+  resolveFault(va: number, errorCode: number): boolean {
+    return (errorCode & 3) === 3 && this.fixWriteFault(va);
+  }
+
   /**
    * A write fault in a mapping the VMM made read-only (the guest wants it writable): the frame
    * is no page table any more (its last table reference went, or it is a pinned directory the

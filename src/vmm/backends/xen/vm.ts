@@ -13,7 +13,7 @@ import { InPlaceVmm } from '../../Vmm.ts';
 import { emulateNic, serveClients } from './emulatedNic.ts';
 import type { XenNetConnection } from './netChannel.ts';
 import { passThroughNic } from './passthrough.ts';
-import { XenBackend } from './XenBackend.ts';
+import { XenBackend, type XenPagingMode } from './XenBackend.ts';
 
 export interface XenVmConfig {
   kernel: AfterburnedKernel;
@@ -43,6 +43,8 @@ export interface XenVmConfig {
   serveClients?: XenNetConnection[];
   /** Seconds since the Unix epoch the virtual RTC shows at the domain's system time 0. */
   rtcStartSeconds: number;
+  /** How the VMM gives the guest's page tables to the hypervisor (default direct). */
+  paging?: XenPagingMode;
 }
 
 export interface XenVm {
@@ -59,7 +61,7 @@ export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | str
   if (domainMb < 16) return `domain memory must be at least 16 MB (got ${domainMb} MB)`;
   if (config.passthroughNic === true && machine.nic === undefined)
     return 'NIC pass-through needs a machine with a network';
-  const backend = XenBackend.create(xen, domainMb);
+  const backend = XenBackend.create(xen, domainMb, config.paging);
   if (typeof backend === 'string') return backend;
   const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
   if (typeof loaded === 'string') return loaded;
