@@ -279,9 +279,8 @@ export const LINUX_AFTERBURNED_KERNEL = join(REPO_ROOT, 'guest/linux/build/after
  * itself, each with its kernel: native the plain bzImage; nops, l4-pre and xen-pre the one
  * afterburned bzImage, with the NIC passed through as for the project's kernel (CONFIGS). The
  * para-virtualized rows stay the project's kernel's: previrt has no hand-ported Linux. A row
- * whose platform refuses the kernel (createGuest's line; xen, for now) is left out of the
- * default and refused when asked for (linuxRowRefusal), so it needs no change here once its
- * platform runs Linux.
+ * whose platform refuses the kernel (createGuest's line) is left out of the default and refused
+ * when asked for (linuxRowRefusal), so a platform that comes to run Linux needs no change here.
  */
 export const LINUX_GUEST = {
   kernel: join(REPO_ROOT, 'guest/linux/build/bzImage'),

@@ -61,8 +61,8 @@ options:
                  nops, l4-pre and xen-pre (the one afterburned guest/linux/build/afterburned/
                  bzImage on the raw PC and through the in-place VMM, the NIC passed through);
                  the para-virtualized rows stay the project's kernel's (there is no
-                 para-virtualized Linux). A row whose platform does not run Linux yet (xen-pre:
-                 xen refuses the bzImage) is left out of the default with a note, and an error
+                 para-virtualized Linux). A row whose platform refuses its kernel (the
+                 platform's own line) is left out of the default with a note, and is an error
                  when --config asks for it
   --config C     native (guest/build/native/kernel.elf, row "native, raw"),
                  nops (guest/build/afterburned/kernel.elf, row "NOPs, raw"),
