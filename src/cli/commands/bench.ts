@@ -467,6 +467,10 @@ export const bench: Command = {
         console.error(`netperf: left out ${config} (${reason})`);
       }
       o.configs = o.configs.filter((c) => !leftOut.some((l) => l.config === c));
+      if (o.configs.length === 0) {
+        console.error('previrt bench: --guest linux: no platform runs a Linux row (above)');
+        return 2;
+      }
     }
     if (o.pcap !== undefined) {
       try {
