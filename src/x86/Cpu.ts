@@ -399,10 +399,13 @@ export class Cpu {
     this.lazyMask = F.ZF | F.SF | F.PF | F.AF;
   }
 
-  /** Sets status flags directly (the listed bits), materialising the rest first. */
+  /**
+   * Sets status flags directly (the listed bits); the others stay as they are, lazy or not.
+   * PERF: each lazy flag is computed on its own (lazyFlags.ts), so the rest need not be
+   * materialised: SHA-256's rotates (CF and OF only) did that after every ADD or XOR.
+   */
   setFlagBits(mask: number, values: number): void {
-    if ((this.lazyMask & ~mask) === 0) this.lazyMask = 0;
-    else if (this.lazyMask !== 0) this.materialize();
+    this.lazyMask &= ~mask;
     this.flagsBits = (this.flagsBits & ~mask) | (values & mask);
   }
 
