@@ -419,6 +419,11 @@ export class Writer {
       case Form.Jmp:
         out.push(`k = ${k}; ${this.branch(k, (next + o.imm) >>> 0)}`);
         break;
+      case Form.JmpOn:
+        // The target is the next instruction of the block (`next`); a target past CS's limit is
+        // #GP at the JMP, as in the interpreter.
+        out.push(`k = ${k}; if (${next} > lim) throw gp(0);`);
+        break;
       case Form.Call: {
         const target = (next + o.imm) >>> 0;
         out.push(
