@@ -644,16 +644,19 @@ export class TcpSender implements EthernetReceiver {
     let flags = TCP_ACK;
     if (len > 0 && off + len === win.written) flags |= TCP_PSH;
     if (fin) flags |= TCP_FIN;
-    const frame = this.link.segmentFrame({
-      srcPort: this.localPort,
-      dstPort: this.guestPort,
-      seq: this.wireSeq(off),
-      ack: this.rcvNxt,
-      flags,
-      window: OUR_WINDOW,
-      options: {},
-      payload,
-    });
+    const frame = this.link.segmentFrame(
+      {
+        srcPort: this.localPort,
+        dstPort: this.guestPort,
+        seq: this.wireSeq(off),
+        ack: this.rcvNxt,
+        flags,
+        window: OUR_WINDOW,
+        options: {},
+        payload,
+      },
+      true,
+    );
     this.armTimer();
     return frame;
   }

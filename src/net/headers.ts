@@ -4,6 +4,7 @@
  * (RFC 7323 section 2) options. Frames here are without FCS; the link layer adds and checks it.
  * Parsers never throw: anything malformed comes back as a message string for the caller to count.
  */
+import { crc32 } from '../machine/ethernet/frame.ts';
 import { foldChecksum, internetChecksum, sum16 } from './checksum.ts';
 
 export const ETHERTYPE_IPV4 = 0x0800;
@@ -302,14 +303,16 @@ export interface Route {
 }
 
 /**
- * A whole Ethernet frame (without FCS) carrying one TCP segment in an IPv4 packet. PERF: built
- * in one buffer (the client machine builds one per segment it sends), byte for byte what
- * `buildEthernet(…, buildIpv4(…) + buildTcp(…))` gives.
+ * A whole Ethernet frame (without FCS; with `fcs`, followed by it, as `withFcs` gives it)
+ * carrying one TCP segment in an IPv4 packet. PERF: built in one buffer (the client machine
+ * builds one per segment it sends), byte for byte what `buildEthernet(…, buildIpv4(…) +
+ * buildTcp(…))` gives.
  */
-export function buildTcpFrame(route: Route, ipId: number, s: TcpSegment): Uint8Array {
+export function buildTcpFrame(route: Route, ipId: number, s: TcpSegment, fcs = false): Uint8Array {
   const options = encodeOptions(s.options);
   const tcpLength = 20 + options.length + s.payload.length;
-  const frame = new Uint8Array(Math.max(MIN_FRAME, 14 + 20 + tcpLength));
+  const length = Math.max(MIN_FRAME, 14 + 20 + tcpLength);
+  const frame = new Uint8Array(fcs ? length + 4 : length);
   frame.set(route.dstMac, 0);
   frame.set(route.srcMac, 6);
   view(frame).setUint16(12, ETHERTYPE_IPV4);
@@ -327,6 +330,7 @@ export function buildTcpFrame(route: Route, ipId: number, s: TcpSegment): Uint8A
     },
     tcpLength,
   );
+  if (fcs) view(frame).setUint32(length, crc32(frame, 0, length), true);
   return frame;
 }
 
