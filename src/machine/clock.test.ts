@@ -57,3 +57,38 @@ test('a restored clock fires the restored events in the saved order, the audit n
   );
   assert.throws(() => partial.restore({ ...state, version: 2 as 1 }), /version 2/);
 });
+
+test('events cancelled anywhere in the queue leave the others in (cycle, insertion) order', () => {
+  // A seeded mix of inserts, cancels (taken out of the heap at once) and firing, against a
+  // sorted list of what is still pending.
+  let now = 0;
+  const clock = new SimClock(1000, () => now);
+  let state = 12345;
+  const rand = (n: number): number => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return (state >>> 8) % n;
+  };
+  const live: { cycle: number; seq: number; cancel: () => void }[] = [];
+  const fired: number[] = [];
+  for (let step = 0; step < 3000; step++) {
+    const op = rand(10);
+    if (op < 6) {
+      const cycle = now + rand(50);
+      const t = clock.at(cycle, () => fired.push(t.seq));
+      live.push({ cycle, seq: t.seq, cancel: () => t.cancel() });
+    } else if (op < 9 && live.length > 0) {
+      const [gone] = live.splice(rand(live.length), 1);
+      gone.cancel();
+      gone.cancel(); // twice is once
+    } else {
+      now += rand(20);
+      live.sort((a, b) => a.cycle - b.cycle || a.seq - b.seq);
+      const due = live.filter((e) => e.cycle <= now).map((e) => e.seq);
+      live.splice(0, due.length);
+      fired.length = 0;
+      assert.equal(clock.fireDue(now), due.length);
+      assert.deepEqual(fired, due);
+      assert.equal(clock.pending, live.length);
+    }
+  }
+});

@@ -8,6 +8,8 @@ interface Event {
   callback: () => void;
   cancelled: boolean;
   owner: string;
+  /** Its place in the heap, -1 once it left (fired or cancelled). */
+  index: number;
 }
 
 /**
@@ -62,12 +64,16 @@ export class SimClock implements Clock {
   }
 
   private insert(cycle: number, seq: number, callback: () => void, owner: string): Timer {
-    const event: Event = { cycle, seq, callback, cancelled: false, owner };
+    const event: Event = { cycle, seq, callback, cancelled: false, owner, index: -1 };
     this.push(event);
     this.scheduled(event.cycle);
     return {
       cancel: () => {
         event.cancelled = true;
+        // PERF: out of the heap at once, not when its cycle comes: a retransmission timer
+        // restarted on every ACK would otherwise leave thousands of dead events in it. The
+        // order the others fire in is their (cycle, seq) order either way.
+        if (event.index >= 0) this.remove(event.index);
       },
       cycle,
       seq,
@@ -85,6 +91,8 @@ export class SimClock implements Clock {
   /** Empties the queue and takes the saved insertion number; the owners restore their events. */
   restore(state: ClockState, path = 'clock'): void {
     STATE(state, path);
+    // The old events' timers may still be cancelled (owners drop them in their restore).
+    for (const e of this.heap) e.index = -1;
     this.heap.length = 0;
     this.seq = state.seq;
   }
@@ -151,31 +159,60 @@ export class SimClock implements Clock {
 
   private push(e: Event): void {
     const h = this.heap;
+    e.index = h.length;
     h.push(e);
-    let k = h.length - 1;
-    while (k > 0) {
-      const parent = (k - 1) >> 1;
-      if (!this.less(h[k], h[parent])) break;
-      [h[k], h[parent]] = [h[parent], h[k]];
-      k = parent;
-    }
+    this.siftUp(e.index);
   }
 
+  /** Takes the first event out of the heap. */
   private pop(): void {
+    this.remove(0);
+  }
+
+  /** Takes the event at heap place `k` out, the heap order kept for the rest. */
+  private remove(k: number): void {
     const h = this.heap;
-    const last = h.pop();
-    if (last === undefined || h.length === 0) return;
-    h[0] = last;
-    let k = 0;
+    const gone = h[k];
+    gone.index = -1;
+    const last = h.pop()!;
+    if (k === h.length) return;
+    h[k] = last;
+    last.index = k;
+    if (k > 0 && this.less(last, h[(k - 1) >> 1])) this.siftUp(k);
+    else this.siftDown(k);
+  }
+
+  private siftUp(k: number): void {
+    const h = this.heap;
+    const e = h[k];
+    while (k > 0) {
+      const parent = (k - 1) >> 1;
+      const p = h[parent];
+      if (!this.less(e, p)) break;
+      h[k] = p;
+      p.index = k;
+      k = parent;
+    }
+    h[k] = e;
+    e.index = k;
+  }
+
+  private siftDown(k: number): void {
+    const h = this.heap;
+    const e = h[k];
+    const n = h.length;
     for (;;) {
       const l = 2 * k + 1;
+      if (l >= n) break;
       const r = l + 1;
-      let m = k;
-      if (l < h.length && this.less(h[l], h[m])) m = l;
-      if (r < h.length && this.less(h[r], h[m])) m = r;
-      if (m === k) return;
-      [h[k], h[m]] = [h[m], h[k]];
+      const m = r < n && this.less(h[r], h[l]) ? r : l;
+      const c = h[m];
+      if (!this.less(c, e)) break;
+      h[k] = c;
+      c.index = k;
       k = m;
     }
+    h[k] = e;
+    e.index = k;
   }
 }

@@ -42,7 +42,10 @@ export interface LinkUser {
   segment(seg: TcpSegment): void;
   /** An ARP packet from the guest's address told its MAC. */
   guestResolved(): void;
-  /** The next data segment's frame, when no control frame waits (undefined: none now). */
+  /**
+   * The next data segment's frame with its FCS (`segmentFrame(s, true)`), when no control
+   * frame waits (undefined: none now).
+   */
   nextDataFrame(): Uint8Array | undefined;
   /** Whether to look for another frame after one has gone (the connection is sending). */
   sending(): boolean;
@@ -174,11 +177,11 @@ export class PeerLink {
     this.queue(this.segmentFrame(s));
   }
 
-  /** The frame of a segment to the guest (counted as sent). */
-  segmentFrame(s: TcpSegment): Uint8Array {
+  /** The frame of a segment to the guest (counted as sent); with `fcs`, followed by its FCS. */
+  segmentFrame(s: TcpSegment, fcs = false): Uint8Array {
     this.counters.segmentsSent++;
     this.ipId = (this.ipId + 1) & 0xffff;
-    return buildTcpFrame(this.route(), this.ipId, s);
+    return buildTcpFrame(this.route(), this.ipId, s, fcs);
   }
 
   private queue(frame: Uint8Array): void {
@@ -194,10 +197,12 @@ export class PeerLink {
       this.pumpTimer = this.clock.at(this.wireFreeAt, this.wireFree, OWNER);
       return;
     }
-    const frame = this.control.shift() ?? this.user.nextDataFrame();
+    // PERF: a data frame comes with its FCS, built in one buffer (no copy to append it).
+    const control = this.control.shift();
+    const frame = control !== undefined ? withFcs(control) : this.user.nextDataFrame();
     if (frame === undefined) return;
     this.counters.framesSent++;
-    this.wireFreeAt = this.transmit(withFcs(frame)) ?? now;
+    this.wireFreeAt = this.transmit(frame) ?? now;
     if (this.control.length > 0 || this.user.sending()) this.pump();
   }
 

@@ -119,6 +119,11 @@ export class TcpSender implements EthernetReceiver {
   private lastFastRetransmit = -1;
   /** RFC 6582's recover, as a stream offset (-1: the ISS, before any byte). */
   private recover = -1;
+  /**
+   * PERF: the bytes of the segment being built (the frame copies them), reused from one
+   * segment to the next instead of a new array each; grown when a larger MSS needs it.
+   */
+  private scratch = new Uint8Array(1460);
   private goBackOnPartialAck = false;
   private pendingRetransmit: number | undefined;
   private forceProbe = false;
@@ -620,7 +625,8 @@ export class TcpSender implements EthernetReceiver {
   /** A segment of stream bytes [off, off + len), with the FIN if it ends the stream. */
   private dataSegment(off: number, len: number, fin: boolean, advance: boolean): Uint8Array {
     const win = this.win;
-    const payload = new Uint8Array(len);
+    if (len > this.scratch.length) this.scratch = new Uint8Array(len);
+    const payload = this.scratch.subarray(0, len);
     this.stream.read(off, payload);
     const segEnd = off + len + (fin ? 1 : 0);
     if (off < win.max) {
@@ -638,16 +644,19 @@ export class TcpSender implements EthernetReceiver {
     let flags = TCP_ACK;
     if (len > 0 && off + len === win.written) flags |= TCP_PSH;
     if (fin) flags |= TCP_FIN;
-    const frame = this.link.segmentFrame({
-      srcPort: this.localPort,
-      dstPort: this.guestPort,
-      seq: this.wireSeq(off),
-      ack: this.rcvNxt,
-      flags,
-      window: OUR_WINDOW,
-      options: {},
-      payload,
-    });
+    const frame = this.link.segmentFrame(
+      {
+        srcPort: this.localPort,
+        dstPort: this.guestPort,
+        seq: this.wireSeq(off),
+        ack: this.rcvNxt,
+        flags,
+        window: OUR_WINDOW,
+        options: {},
+        payload,
+      },
+      true,
+    );
     this.armTimer();
     return frame;
   }

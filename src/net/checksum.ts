@@ -14,6 +14,14 @@
 export function sum16(bytes: Uint8Array, start = 0, end = bytes.length, acc = 0): number {
   let sum = acc;
   let k = start;
+  // PERF: eight bytes a step (the client machine sums every segment it sends and receives).
+  for (; k + 7 < end; k += 8) {
+    sum +=
+      ((bytes[k] << 8) | bytes[k + 1]) +
+      ((bytes[k + 2] << 8) | bytes[k + 3]) +
+      ((bytes[k + 4] << 8) | bytes[k + 5]) +
+      ((bytes[k + 6] << 8) | bytes[k + 7]);
+  }
   for (; k + 1 < end; k += 2) sum += (bytes[k] << 8) | bytes[k + 1];
   if (k < end) sum += bytes[k] << 8;
   return sum;

@@ -30,6 +30,7 @@ import {
   classify,
   ends,
   memoryForm,
+  op,
   plainGeneric,
   stackForm,
   type Op,
@@ -75,7 +76,10 @@ export const HOT = 256;
  * save. So compiling is paid for by what compiled code ran: at most this many characters of
  * source per instruction run inside blocks so far, after a first allowance.
  */
-export const BUDGET_PER_INSTRUCTION = 0.05;
+// 0.005 since the blocks nobody entered are gone (Cpu.blockShadow): bench:cpu's workloads
+// compile less than the allowance, and a Linux boot took 4.9 s of user CPU at 0.005 against
+// 5.2 s at 0.02 and 6.8 s at 0.05 (one run each, loaded machine; src/x86/README.md).
+export const BUDGET_PER_INSTRUCTION = 0.005;
 export const BUDGET_ALLOWANCE = 1024 * 1024;
 /** Longest block, in instructions. */
 const MAX_LENGTH = 48;
@@ -96,7 +100,7 @@ export class Block {
     readonly epoch: number,
     /** Segments that must be flat, bit per register, plus STACK_BIG. */
     readonly segments: number,
-    /** Offset of the block's last byte, for the CS limit check. */
+    /** Offset of the block's last byte (the highest, JMPs followed), for the CS limit check. */
     readonly lastByte: number,
     /** Instructions before the last one, and how many of those are multiplies (costs.mul). */
     readonly before: number,
@@ -150,15 +154,41 @@ export function compileBlock(
   const eips: number[] = [];
   let at = eip;
   let p = physical;
+  let lastByte = 0;
   let instr: Instr | undefined = head;
   while (instr !== undefined && instr.codeBig && !instr.dead && instrs.length < MAX_LENGTH) {
     if (instrs.length > 0 && isBound((csBase + at) | 0)) break;
-    const o = classify(instr);
+    let o = classify(instr);
     instrs.push(instr);
-    ops.push(o);
     eips.push(at);
     at = (at + instr.length) >>> 0;
     p += instr.length;
+    lastByte = Math.max(lastByte, (at - 1) >>> 0);
+    if (o.form === Form.Jmp) {
+      // PERF: a direct JMP to code in the same page that is not in the block yet is followed:
+      // the block goes on at its target (one block run, not two). bench:cpu's `realcode` ran a
+      // JMP every 50 instructions, and a block ran 11.5 instructions on average.
+      const target = (at + o.imm) >>> 0;
+      const linear = (csBase + target) | 0;
+      // A target that has a block of its own is left to it (the loop runs it next), so that
+      // hot code is not compiled twice.
+      const q = (physical & ~0xfff) | (linear & 0xfff);
+      const next = decodedAt(q);
+      if (
+        target !== eip &&
+        linear >>> 12 === ((csBase + eip) | 0) >>> 12 &&
+        !eips.includes(target) &&
+        next?.block === undefined
+      ) {
+        o = op(Form.JmpOn);
+        at = target;
+        p = q;
+        ops.push(o);
+        instr = next;
+        continue;
+      }
+    }
+    ops.push(o);
     if (ends(o.form) || (o.form === Form.Generic && !plainGeneric(instr))) break;
     if ((p & 0xfff) === 0 || p >>> 12 !== physical >>> 12) break;
     instr = decodedAt(p);
@@ -175,12 +205,16 @@ export function compileBlock(
     if (k < n - 1 && form === Form.ImulRRI) multiplies++;
   }
   const source = new Writer(instrs, ops, eips, physical >>> 12, generation, epoch).source();
+  // PERF: the parentheses make V8 compile the block's function with the factory, at once
+  // (its eager-compile heuristic for a parenthesized function). Without them `new Function`
+  // pre-parses the block and its first call parses it again in full: bench:cpu's `realcode`
+  // spent 352 ms in those first calls, 7 ms with the parentheses, and compiling got no slower.
   const factory = new Function(
     'X',
     'I',
     'E',
     'const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp, shift = X.shift;\n' +
-      `return function block_${eip.toString(16)}(rm, wm, lim, budget) {\n${source}\n};`,
+      `return (function block_${eip.toString(16)}(rm, wm, lim, budget) {\n${source}\n});`,
   ) as (context: BlockContext, instrs: Instr[], eips: number[]) => BlockCode;
   const code = factory(context, instrs, eips);
   return new Block(
@@ -192,7 +226,7 @@ export function compileBlock(
     generation,
     epoch,
     segments,
-    (at - 1) >>> 0,
+    lastByte,
     n - 1,
     multiplies,
     ops[n - 1].form === Form.Generic,

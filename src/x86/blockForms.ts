@@ -76,6 +76,11 @@ export enum Form {
   CallR, // CALL r32 (FF /2, register operand `src`)
   CallM, // CALL m32 (FF /2, memory operand)
   JmpR, // JMP r32 (FF /4, register operand `src`)
+  /**
+   * A direct JMP the block follows (block.ts): its target, in the same page, is the block's
+   * next instruction, so only the CS limit check is left of it.
+   */
+  JmpOn,
 }
 
 /** ALU operations (ModRM reg-field order) the compiler writes out, and their lazy kind. */
@@ -110,7 +115,7 @@ export interface Op {
   signed: boolean;
 }
 
-function op(form: Form, alu = 0, dst = -1, src = -1, imm = 0, size = 4, signed = false): Op {
+export function op(form: Form, alu = 0, dst = -1, src = -1, imm = 0, size = 4, signed = false): Op {
   return { form, alu, dst, src, imm, size, signed };
 }
 

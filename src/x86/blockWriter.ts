@@ -400,6 +400,24 @@ export class Writer {
         // in locals. ROL ROR RCL RCR leave ZF and SF as they were, so `fr` keeps the result
         // they come from; the others set them from their result, unless the masked count is 0.
         const count = o.imm < 0 ? 'regs[1] & 0xff' : String(o.imm);
+        const n = o.imm & 0x1f;
+        if (o.alu <= 1 && o.imm >= 0 && n !== 0) {
+          // ROL/ROR by an immediate, inline (SHA-256 has dozens per round): as `shift`, CF and
+          // OF from the result (ROL: CF bit 0, OF bit 31 ^ CF; ROR: CF bit 31, OF bit 31 ^ bit
+          // 30), the other flags left as they are.
+          const d = `regs[${o.dst}]`;
+          const [rot, bits] =
+            o.alu === 0
+              ? [`(v << ${n}) | (v >>> ${32 - n})`, `(v & 1) | (((v >>> 31) ^ v) & 1) << 11`]
+              : [
+                  `(v >>> ${n}) | (v << ${32 - n})`,
+                  `(v >>> 31) | (((v >>> 31) ^ (v >>> 30)) & 1) << 11`,
+                ];
+          out.push(
+            `${this.flush(true)} v = ${d}; v = ${rot}; ${d} = v; cpu.setFlagBits(${F.CF | F.OF}, ${bits});`,
+          );
+          break;
+        }
         out.push(
           `${this.flush(true)} regs[${o.dst}] = shift(cpu, ${o.alu}, regs[${o.dst}], ${count}, 4) | 0;`,
         );
@@ -418,6 +436,11 @@ export class Writer {
       }
       case Form.Jmp:
         out.push(`k = ${k}; ${this.branch(k, (next + o.imm) >>> 0)}`);
+        break;
+      case Form.JmpOn:
+        // The target is the next instruction of the block (`next`); a target past CS's limit is
+        // #GP at the JMP, as in the interpreter.
+        out.push(`k = ${k}; if (${next} > lim) throw gp(0);`);
         break;
       case Form.Call: {
         const target = (next + o.imm) >>> 0;

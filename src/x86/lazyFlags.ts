@@ -84,12 +84,13 @@ export function getZF(f: LazyFlags): boolean {
 export function materializedBits(f: LazyFlags): number {
   const lazy = f.lazyMask;
   let bits = f.flagsBits & ~lazy;
+  // Any subset may be lazy (Cpu.setFlagBits sets some flags and leaves the rest lazy).
   if ((lazy & F.CF) !== 0 && lazyFlag(f, F.CF)) bits |= F.CF;
-  if (lazyFlag(f, F.PF)) bits |= F.PF;
-  if (lazyFlag(f, F.AF)) bits |= F.AF;
-  if (lazyFlag(f, F.ZF)) bits |= F.ZF;
-  if (lazyFlag(f, F.SF)) bits |= F.SF;
-  if (lazyFlag(f, F.OF)) bits |= F.OF;
+  if ((lazy & F.PF) !== 0 && lazyFlag(f, F.PF)) bits |= F.PF;
+  if ((lazy & F.AF) !== 0 && lazyFlag(f, F.AF)) bits |= F.AF;
+  if ((lazy & F.ZF) !== 0 && lazyFlag(f, F.ZF)) bits |= F.ZF;
+  if ((lazy & F.SF) !== 0 && lazyFlag(f, F.SF)) bits |= F.SF;
+  if ((lazy & F.OF) !== 0 && lazyFlag(f, F.OF)) bits |= F.OF;
   return bits;
 }
 

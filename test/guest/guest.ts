@@ -88,6 +88,25 @@ export interface RunOptions {
   memMb?: number;
 }
 
+/** Runs argv[1..] with this process's stdin held back until the program's first output. */
+const QEMU_FEEDER = `
+const { spawn } = require('node:child_process');
+const chunks = [];
+process.stdin.on('data', (d) => chunks.push(d));
+const child = spawn(process.argv[1], process.argv.slice(2), { stdio: ['pipe', 'pipe', 'inherit'] });
+let fed = false;
+child.stdout.on('data', (d) => {
+  process.stdout.write(d);
+  if (fed) return;
+  fed = true;
+  const send = () => child.stdin.end(Buffer.concat(chunks));
+  if (process.stdin.readableEnded) send();
+  else process.stdin.on('end', send);
+});
+child.stdin.on('error', () => {});
+child.on('close', (code) => (process.exitCode = code ?? 1));
+`;
+
 /** Boots a kernel on QEMU with the isa-debug-exit device and COM1 on stdio. */
 export function runQemu(kernel: string, append: string, opts: RunOptions = {}): GuestRun {
   const args = [
@@ -107,7 +126,10 @@ export function runQemu(kernel: string, append: string, opts: RunOptions = {}): 
   ];
   // QEMU separates modules with commas.
   if (opts.modules) args.push('-initrd', opts.modules.join(','));
-  const r = spawnSync('qemu-system-i386', args, {
+  // The console input goes in once the kernel has printed (so its UART is set up): given at
+  // QEMU's start, it could reach the UART's FIFO before the kernel's FIFO reset cleared it (a
+  // line lost under load). A small Node process feeds it and passes QEMU's status on.
+  const r = spawnSync(process.execPath, ['-e', QEMU_FEEDER, 'qemu-system-i386', ...args], {
     input: opts.input ?? '',
     encoding: 'utf8',
     timeout: 60_000,

@@ -400,3 +400,42 @@ test('shifts, rotates, NEG, ALU operations to memory, indirect calls and jumps i
     hlt`);
   twin(code);
 });
+
+test('direct JMPs a block follows: forward, backward, into code the block ran, and as its last instruction', () => {
+  // The block from 1 follows the JMPs to 3, 2 and 4 (forward and backward in the page); the
+  // JMP back to 2 goes to an instruction the block has already, so there the block leaves.
+  // Run whole and in slices that end everywhere inside the blocks.
+  const code = assemble(`
+    movl $300, %edi
+    xorl %ebx, %ebx
+1:  movl %edi, %eax
+    andl $7, %eax
+    jmp 3f
+2:  addl %eax, %ebx
+    cmpl $5, %eax
+    jb 5f
+    jmp 4f
+3:  imull $0x9e3779b1, %eax, %ecx
+    xorl %ecx, %ebx
+    jmp 2b
+4:  roll $3, %ebx
+    subl $5, %eax
+    jmp 2b
+5:  incl %ebx
+    movl %ebx, 0x40000(,%edi,4)
+    decl %edi
+    jnz 1b
+    hlt`);
+  const [, compiled] = twin(code);
+  assert.equal(compiled.log[0], 'halt');
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 37), 1 + ((k * 5) % 43));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  twin(code, bySlices);
+});

@@ -3,12 +3,25 @@
  * so a corrupted frame is detected by the receiver exactly as on a real link.
  */
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
+/**
+ * CRC-32 tables for slicing by 8 (Intel's "slicing-by-8", Kounavis and Berry 2005): row 0 is the
+ * byte-at-a-time table, row k the CRC of a byte followed by k zero bytes. PERF: every frame on
+ * the wire is checksummed by its sender and again by its receiver, and the client machine's
+ * stream too, so a 1 GB netperf run feeds these loops about 3 GB; eight bytes per step are
+ * several times faster than one.
+ */
+const CRC_TABLES = (() => {
+  const t = new Int32Array(8 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
+    t[n] = c;
+  }
+  for (let n = 0; n < 256; n++) {
+    for (let k = 1; k < 8; k++) {
+      const prev = t[(k - 1) * 256 + n];
+      t[k * 256 + n] = t[prev & 0xff] ^ (prev >>> 8);
+    }
   }
   return t;
 })();
@@ -18,8 +31,22 @@ const CRC_TABLE = (() => {
  * a followed by b, and `crc32Update(0, x)` equals zlib's `crc32(x)`.
  */
 export function crc32Update(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = ~crc >>> 0;
-  for (let k = start; k < end; k++) c = CRC_TABLE[(c ^ bytes[k]) & 0xff] ^ (c >>> 8);
+  const t = CRC_TABLES;
+  let c = ~crc;
+  let k = start;
+  for (; k + 8 <= end; k += 8) {
+    const lo = c ^ (bytes[k] | (bytes[k + 1] << 8) | (bytes[k + 2] << 16) | (bytes[k + 3] << 24));
+    c =
+      t[1792 + (lo & 0xff)] ^
+      t[1536 + ((lo >>> 8) & 0xff)] ^
+      t[1280 + ((lo >>> 16) & 0xff)] ^
+      t[1024 + (lo >>> 24)] ^
+      t[768 + bytes[k + 4]] ^
+      t[512 + bytes[k + 5]] ^
+      t[256 + bytes[k + 6]] ^
+      t[bytes[k + 7]];
+  }
+  for (; k < end; k++) c = t[(c ^ bytes[k]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
 

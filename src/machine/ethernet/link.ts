@@ -170,7 +170,7 @@ export class EthernetLink implements Stateful<LinkState> {
     d.busyUntil = end;
     d.counters.frames++;
     d.counters.bytes += frame.length;
-    const copy = Uint8Array.from(frame);
+    const copy = frame.slice(); // PERF: slice, not Uint8Array.from (which iterates)
     // The frame is there when its last bit is: preamble, SFD and frame, not the gap after it.
     const arrival =
       start + Math.ceil(((8 + frame.length) * 8 * this.clock.hz) / this.bitsPerSecond);
@@ -197,7 +197,7 @@ export class EthernetLink implements Stateful<LinkState> {
       }
       if ((f.duplicate ?? 0) > 0 && this.rand() < (f.duplicate ?? 0)) {
         d.counters.duplicated++;
-        this.schedule(d, cycle, Uint8Array.from(frame));
+        this.schedule(d, cycle, frame.slice());
       }
     }
     this.schedule(d, cycle, frame);

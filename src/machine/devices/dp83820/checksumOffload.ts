@@ -76,6 +76,14 @@ function findIpv4(frame: Uint8Array): Ipv4At | undefined {
 function sum16(frame: Uint8Array, start: number, end: number, acc = 0): number {
   let s = acc;
   let k = start;
+  // PERF: eight bytes a step (every received frame is summed when the driver asks for IPEN).
+  for (; k + 7 < end; k += 8) {
+    s +=
+      ((frame[k] << 8) | frame[k + 1]) +
+      ((frame[k + 2] << 8) | frame[k + 3]) +
+      ((frame[k + 4] << 8) | frame[k + 5]) +
+      ((frame[k + 6] << 8) | frame[k + 7]);
+  }
   for (; k + 1 < end; k += 2) s += (frame[k] << 8) | frame[k + 1];
   if (k < end) s += frame[k] << 8;
   return s;

@@ -160,8 +160,9 @@ export class XenBackend implements VmmBackend {
     xen: XenHypervisor,
     domainMb: number,
     paging: XenPagingMode = 'direct',
+    shadowPoolPages = Math.max(256, (domainMb * 256) >>> 5),
   ): XenBackend | string {
-    const pool = paging === 'shadow' ? Math.max(256, (domainMb * 256) >>> 5) : 0;
+    const pool = paging === 'shadow' ? shadowPoolPages : 0;
     const mem = DomainMemory.build(xen, domainMb, pool);
     return typeof mem === 'string' ? mem : new XenBackend(xen, mem, domainMb, paging);
   }

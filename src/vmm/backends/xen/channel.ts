@@ -4,9 +4,12 @@
  * at ARGS_PAGE in every address space, so pointer arguments are that virtual address); and the
  * domain's shared-info page, read and written in place.
  */
+import { Hypercall, MMU_UPDATE_SIZE } from '../../../hypervisor/xen/abi.ts';
 import { dispatchHypercall, HYPERCALL_NAMES } from '../../../hypervisor/xen/hypercalls.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
-import { PAGE_ARGS, type DomainMemory } from './layout.ts';
+import { ARGS_PAGE, ARGS_PAGES, PAGE_ARGS, type DomainMemory } from './layout.ts';
+
+const DOMID_SELF = 0x7ff0;
 
 export class HypercallChannel {
   constructor(
@@ -27,6 +30,34 @@ export class HypercallChannel {
     if (r < 0) xen.counters.hypercallErrors++;
     this.cpu.charge(this.cpu.costs.iretOuter);
     return r;
+  }
+
+  /**
+   * Page-table entry writes (machine address, value) in mmu_update calls, as many per call as
+   * the argument pages hold: 0, or the first call's refusal (the rest are not sent).
+   */
+  mmuUpdate(entries: readonly { maddr: number; value: number }[]): number {
+    const max = (ARGS_PAGES * 4096) / MMU_UPDATE_SIZE;
+    for (let at = 0; at < entries.length; at += max) {
+      const batch = entries.slice(at, at + max);
+      batch.forEach((u, k) => {
+        this.argWrite(k * 16, 4, u.maddr);
+        this.argWrite(k * 16 + 4, 4, 0);
+        this.argWrite(k * 16 + 8, 4, u.value);
+        this.argWrite(k * 16 + 12, 4, 0);
+      });
+      const r = this.hypercall(Hypercall.mmu_update, [ARGS_PAGE, batch.length, 0, DOMID_SELF]);
+      if (r !== 0) return r;
+    }
+    return 0;
+  }
+
+  /** One mmuext_op (`cmd` on `arg`, a frame or a linear address) for this domain. */
+  mmuext(cmd: number, arg: number): number {
+    this.argWrite(0, 4, cmd);
+    this.argWrite(4, 4, arg);
+    this.argWrite(8, 4, 0);
+    return this.hypercall(Hypercall.mmuext_op, [ARGS_PAGE, 1, 0, DOMID_SELF]);
   }
 
   argWrite(offset: number, size: 1 | 2 | 4, value: number): void {

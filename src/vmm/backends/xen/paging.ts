@@ -8,9 +8,7 @@
  */
 import {
   Hypercall,
-  MMU_UPDATE_SIZE,
   MmuExt,
-  MMUEXT_OP_SIZE,
   PTE_A,
   PTE_D,
   PTE_P,
@@ -23,7 +21,7 @@ import type { Cpu } from '../../../x86/Cpu.ts';
 import type { PageTableMap } from '../../migration.ts';
 import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
-import { ARGS_PAGE, ARGS_PAGES, type DomainMemory } from './layout.ts';
+import type { DomainMemory } from './layout.ts';
 
 /** An available PTE bit (SDM 3A Table 4-6, bits 9–11): the guest wants this mapping writable. */
 const GUEST_RW = 0x200;
@@ -32,7 +30,6 @@ const GUEST_RW = 0x200;
  * one (harvestDirty); the guest sees it as its dirty bit (toGuest).
  */
 const GUEST_D = 0x400;
-const DOMID_SELF = 0x7ff0;
 /** Entries `written` holds before the ones no longer as written are dropped. */
 const WRITTEN_LIMIT = 1 << 18;
 
@@ -301,38 +298,18 @@ export class DirectPaging {
     }
   }
 
-  /** Sends the queued entry writes in one mmu_update. */
+  /** Sends the queued entry writes in mmu_update calls. */
   private flush(): void {
-    const max = (ARGS_PAGES * 4096) / MMU_UPDATE_SIZE;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, max);
-      batch.forEach((u, k) => {
-        this.channel.argWrite(k * 16, 4, u.maddr);
-        this.channel.argWrite(k * 16 + 4, 4, 0);
-        this.channel.argWrite(k * 16 + 8, 4, u.value);
-        this.channel.argWrite(k * 16 + 12, 4, 0);
-      });
-      this.counters.pageTableUpdates += batch.length;
-      const r = this.channel.hypercall(Hypercall.mmu_update, [
-        ARGS_PAGE,
-        batch.length,
-        0,
-        DOMID_SELF,
-      ]);
-      if (r !== 0) {
-        this.queue = [];
-        this.crash(`mmu_update refused (${r})`);
-        return;
-      }
-    }
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.counters.pageTableUpdates += batch.length;
+    const r = this.channel.mmuUpdate(batch);
+    if (r !== 0) this.crash(`mmu_update refused (${r})`);
   }
 
   private mmuext(cmd: number, arg: number): number {
-    this.channel.argWrite(0, 4, cmd);
-    this.channel.argWrite(4, 4, arg);
-    this.channel.argWrite(8, 4, 0);
-    void MMUEXT_OP_SIZE;
-    return this.channel.hypercall(Hypercall.mmuext_op, [ARGS_PAGE, 1, 0, DOMID_SELF]);
+    return this.channel.mmuext(cmd, arg);
   }
 
   private rmapAdd(target: number, maddr: number, value: number): void {

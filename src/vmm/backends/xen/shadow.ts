@@ -24,7 +24,6 @@
  */
 import {
   Hypercall,
-  MMU_UPDATE_SIZE,
   MmuExt,
   PTE_A,
   PTE_D,
@@ -38,10 +37,9 @@ import { arrayOf, bool, num, shape, StateError, type Check } from '../../../mach
 import type { Cpu } from '../../../x86/Cpu.ts';
 import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
-import { ARGS_PAGE, ARGS_PAGES, type DomainMemory } from './layout.ts';
+import type { DomainMemory } from './layout.ts';
 import type { DeviceFrames } from './paging.ts';
 
-const DOMID_SELF = 0x7ff0;
 /** PWT and PCD: cache bits a shadow entry takes from the guest's. */
 const PTE_CACHE = 0x18;
 /** The bits of a guest entry a shadow follows (A and D are the VMM's to set). */
@@ -364,36 +362,17 @@ export class ShadowPaging {
 
   /** Sends the queued entry writes in mmu_update calls; false (crashed) if one was refused. */
   private flush(): boolean {
-    const max = (ARGS_PAGES * 4096) / MMU_UPDATE_SIZE;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, max);
-      batch.forEach((u, k) => {
-        this.channel.argWrite(k * 16, 4, u.maddr);
-        this.channel.argWrite(k * 16 + 4, 4, 0);
-        this.channel.argWrite(k * 16 + 8, 4, u.value);
-        this.channel.argWrite(k * 16 + 12, 4, 0);
-      });
-      this.counters.pageTableUpdates += batch.length;
-      const r = this.channel.hypercall(Hypercall.mmu_update, [
-        ARGS_PAGE,
-        batch.length,
-        0,
-        DOMID_SELF,
-      ]);
-      if (r !== 0) {
-        this.queue = [];
-        this.crash(`mmu_update of a shadow table refused (${r})`);
-        return false;
-      }
-    }
-    return true;
+    if (this.queue.length === 0) return true;
+    const batch = this.queue;
+    this.queue = [];
+    this.counters.pageTableUpdates += batch.length;
+    const r = this.channel.mmuUpdate(batch);
+    if (r !== 0) this.crash(`mmu_update of a shadow table refused (${r})`);
+    return r === 0;
   }
 
   private mmuext(cmd: number, arg: number): number {
-    this.channel.argWrite(0, 4, cmd);
-    this.channel.argWrite(4, 4, arg);
-    this.channel.argWrite(8, 4, 0);
-    return this.channel.hypercall(Hypercall.mmuext_op, [ARGS_PAGE, 1, 0, DOMID_SELF]);
+    return this.channel.mmuext(cmd, arg);
   }
 
   // ---- the backend's calls -------------------------------------------------------------------

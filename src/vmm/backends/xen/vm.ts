@@ -45,6 +45,8 @@ export interface XenVmConfig {
   rtcStartSeconds: number;
   /** How the VMM gives the guest's page tables to the hypervisor (default direct). */
   paging?: XenPagingMode;
+  /** Shadow paging's pool in frames (default 1/32 of the domain, at least 256; tests: less). */
+  shadowPoolPages?: number;
 }
 
 export interface XenVm {
@@ -61,7 +63,7 @@ export function startXenVm(xen: XenHypervisor, config: XenVmConfig): XenVm | str
   if (domainMb < 16) return `domain memory must be at least 16 MB (got ${domainMb} MB)`;
   if (config.passthroughNic === true && machine.nic === undefined)
     return 'NIC pass-through needs a machine with a network';
-  const backend = XenBackend.create(xen, domainMb, config.paging);
+  const backend = XenBackend.create(xen, domainMb, config.paging, config.shadowPoolPages);
   if (typeof backend === 'string') return backend;
   const loaded = loadAfterburned(backend.guestRam(), config.kernel, config.cmdline, config.modules);
   if (typeof loaded === 'string') return loaded;
