@@ -129,7 +129,30 @@ build_kernel() {
   # The afterburner's report: one line per assembled file (sites by kind, padding).
   local report=''
   [ "$variant" != afterburned ] || report=$obj/afterburn-report.txt
+  # The afterburned build's `as` runs are served by one afterburner server (src/afterburner/
+  # server.ts): Node starts once, not once per source file. Without it (it did not start) the
+  # wrapper starts Node each time, slower but the same objects.
+  local server_pid='' portfile=$obj/.as-server
+  if [ "$variant" = afterburned ]; then
+    node "$wrapper/server.mjs" --port-file "$portfile" --jobs "$jobs" --idle 900 &
+    server_pid=$!
+    # shellcheck disable=SC2064 # the pid is known now
+    trap "kill $server_pid 2>/dev/null || true" EXIT
+    for _ in $(seq 300); do [ -s "$portfile" ] || ! kill -0 "$server_pid" 2>/dev/null && break; sleep 0.1; done
+    if [ -s "$portfile" ]; then
+      export PREVIRT_AS_SERVER
+      PREVIRT_AS_SERVER=$(cat "$portfile")
+    else
+      echo "guest/linux: the afterburner server did not start; every as run starts Node instead" >&2
+    fi
+  fi
   PREVIRT_AFTERBURN_REPORT=$report "${kmake[@]}" -j"$jobs" bzImage
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    trap - EXIT
+    unset PREVIRT_AS_SERVER
+  fi
   mkdir -p "$kout"
   cp "$obj/arch/x86/boot/bzImage" "$kout/bzImage.tmp"
   [ "$variant" != afterburned ] || cp "$obj/vmlinux" "$kout/vmlinux"

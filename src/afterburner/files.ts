@@ -22,12 +22,20 @@ export function includeDir(): string {
   return join(sourceDir(), 'include');
 }
 
-/** Resolves `.include "name"` as gas does: the name as given, then each -I directory. */
-export function includeReader(dirs: string[]): NonNullable<AfterburnOptions['include']> {
+/**
+ * Resolves `.include "name"` as gas does: the name as given (relative to `cwd`, as's working
+ * directory), then each -I directory.
+ */
+export function includeReader(
+  dirs: string[],
+  cwd = process.cwd(),
+): NonNullable<AfterburnOptions['include']> {
   return (name) => {
     const candidates = isAbsolute(name) ? [name] : [name, ...dirs.map((d) => join(d, name))];
-    for (const path of candidates)
-      if (existsSync(path)) return { path, text: readFileSync(path, 'latin1') };
+    for (const path of candidates) {
+      const file = resolve(cwd, path);
+      if (existsSync(file)) return { path, text: readFileSync(file, 'latin1') };
+    }
     return null;
   };
 }
@@ -40,6 +48,7 @@ export function afterburnText(
   text: string,
   file: string,
   includeDirs: string[],
+  cwd = process.cwd(),
 ): { text: string; report: AfterburnReport } {
-  return afterburn(text, { file, include: includeReader(includeDirs) });
+  return afterburn(text, { file, include: includeReader(includeDirs, cwd) });
 }

@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { includeDir, wrapperDir } from '../../src/afterburner/files.ts';
+import { includeDir } from '../../src/afterburner/files.ts';
+import { WRAPPER_CFLAGS } from './wrapperFlags.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const previrt = join(root, 'bin', 'previrt.mjs');
@@ -176,16 +177,7 @@ test('bad input: one line with file:line, non-zero exit, no stack trace', () => 
 test('as wrapper: gcc -B, with -pipe (standard input) the same object; a missing real as is one message', () => {
   inTempDir('previrt-ab-wrap-', (dir) => {
     const src = join(import.meta.dirname, 'gcc', 'kernel.c');
-    const flags = [
-      '-m32',
-      '-O2',
-      '-ffreestanding',
-      '-fno-pie',
-      `-I${includeDir()}`,
-      `-B${wrapperDir()}`,
-      '-c',
-      src,
-    ];
+    const flags = [...WRAPPER_CFLAGS, '-c', src];
     ok('gcc', [...flags, '-o', join(dir, 'a.o')]);
     ok('gcc', [...flags, '-pipe', '-o', join(dir, 'b.o')]);
     assert.deepEqual(readFileSync(join(dir, 'a.o')), readFileSync(join(dir, 'b.o')));
