@@ -58,17 +58,18 @@ export enum Form {
   ExtendRR, // MOVZX/MOVSX r32, r8/r16
   Load8, // MOV r8, m8
   Store8, // MOV m8, r8 / imm8
-  AluRR, // add or and sub xor cmp, r32 with r32 or imm (also TEST)
-  AluRM, // add or and sub xor cmp, r32 with m32 as the source (also CMP m32, r32/imm)
+  AluRR, // the eight ALU operations, r32 with r32 or imm (also TEST)
+  AluRM, // the eight ALU operations, r32 with m32 as the source (also CMP m32, r32/imm)
   IncDec,
   ImulRRI,
   Push, // register or imm
   Pop,
   SetCC, // SETcc r8
   CmovRR,
-  AluMR, // add or and sub xor, m32 with r32 or imm as the source, result to memory
+  AluMR, // add or adc sbb and sub xor, m32 with r32 or imm as the source, result to memory
   Neg, // NEG r32
   ShiftR, // group 2 (ROL ROR RCL RCR SHL SHR SAL SAR) on r32 by 1, imm8 or CL
+  ShiftM, // SHL SHR SAL SAR on m32 by 1, imm8 or CL
   Jcc,
   Jmp,
   Call,
@@ -83,12 +84,12 @@ export enum Form {
   JmpOn,
 }
 
-/** ALU operations (ModRM reg-field order) the compiler writes out, and their lazy kind. */
+/** ALU operations (ModRM reg-field order) and their lazy kind (ADC and SBB: blockWriter.ts). */
 export const LAZY_OF_ALU = [
   F.LAZY_ADD,
   F.LAZY_LOGIC,
-  0,
-  0,
+  F.LAZY_ADD,
+  F.LAZY_SUB,
   F.LAZY_LOGIC,
   F.LAZY_SUB,
   F.LAZY_LOGIC,
@@ -177,17 +178,15 @@ export function classify(i: Instr): Op {
   if (i.size === 4) {
     if (o < 0x40 && (o & 7) <= 3 && (o & 1) === 1) {
       const alu = (o >> 3) & 7;
-      if (alu === 2 || alu === 3) return op(Form.Generic); // ADC, SBB
       if (reg)
         return (o & 2) === 0 ? op(Form.AluRR, alu, i.rm, i.reg) : op(Form.AluRR, alu, i.reg, i.rm);
       if ((o & 2) !== 0) return op(Form.AluRM, alu, i.reg, -1);
       return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.AluMR, alu, -1, i.reg);
     }
     if (o < 0x40 && (o & 7) === 5) {
-      const alu = (o >> 3) & 7;
-      return alu === 2 || alu === 3 ? op(Form.Generic) : op(Form.AluRR, alu, 0, -1, i.imm | 0);
+      return op(Form.AluRR, (o >> 3) & 7, 0, -1, i.imm | 0);
     }
-    if ((o === 0x81 || o === 0x83) && i.reg !== 2 && i.reg !== 3) {
+    if (o === 0x81 || o === 0x83) {
       if (reg) return op(Form.AluRR, i.reg, i.rm, -1, i.imm | 0);
       if (i.reg === 7) return op(Form.AluRM, 7, -1, -1, i.imm | 0); // CMP m32, imm
       return op(Form.AluMR, i.reg, -1, -1, i.imm | 0);
@@ -211,9 +210,10 @@ export function classify(i: Instr): Op {
     if (o >= 0x140 && o <= 0x14f && reg) return op(Form.CmovRR, o & 15, i.reg, i.rm);
     if (o === 0xff && i.reg === 2) return reg ? op(Form.CallR, 0, -1, i.rm) : op(Form.CallM);
     if (o === 0xff && i.reg === 4 && reg) return op(Form.JmpR, 0, -1, i.rm);
-    if (reg && (o === 0xc1 || o === 0xd1 || o === 0xd3)) {
+    if (o === 0xc1 || o === 0xd1 || o === 0xd3) {
       const count = o === 0xd1 ? 1 : o === 0xd3 ? -1 : i.imm & 0xff;
-      return op(Form.ShiftR, i.reg, i.rm, -1, count);
+      if (reg) return op(Form.ShiftR, i.reg, i.rm, -1, count);
+      if (i.reg >= 4) return op(Form.ShiftM, i.reg, -1, -1, count);
     }
   }
   if (i.size === 1) {
@@ -246,6 +246,7 @@ export function memoryForm(form: Form): boolean {
     form === Form.Store8 ||
     form === Form.AluRM ||
     form === Form.AluMR ||
+    form === Form.ShiftM ||
     form === Form.CallM
   );
 }

@@ -20,6 +20,9 @@ enum Pending {
   IncKeep = 6, // fd + 1 = fr, CF as the CPU has it (nothing was pending before the INC)
   DecKeep = 7,
   Mul = 8, // IMUL: result fr, CF = OF = fm
+  Shift = 9, // SHL SHR SAR by 1-31: result fr, CF and OF in fc (F.CF, F.OF bits), AF clear
+  Adc = 10, // fd + fs + fc = fr (fc the carry in)
+  Sbb = 11, // fd - fs - fc = fr
 }
 
 /** Code that stores pending state `p` into the CPU (nothing for None). */
@@ -35,6 +38,11 @@ function store(p: Pending): string {
       return `cpu.setLazyKeepCarry(${p === Pending.IncKeep ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1);`;
     case Pending.Mul:
       return 'cpu.setMulFlags(fr, -1, fm);';
+    case Pending.Shift:
+      return 'cpu.setShiftFlags(fr, fc);';
+    case Pending.Adc:
+    case Pending.Sbb:
+      return `cpu.setLazy(${p === Pending.Adc ? F.LAZY_ADD : F.LAZY_SUB}, fd, fs, fr, -1, fc);`;
     case Pending.Logic:
       return `cpu.setLazy(${p}, 0, 0, fr, -1);`;
     default:
@@ -50,6 +58,18 @@ function setByteReg(r: number, v: string): string {
   return r < 4
     ? `regs[${r}] = (regs[${r}] & ~0xff) | (${v});`
     : `regs[${r - 4}] = (regs[${r - 4}] & ~0xff00) | ((${v}) << 8);`;
+}
+
+/**
+ * SHL/SAL (4, 6), SHR (5) or SAR (7) of `v` (int32) by a count of 1-31: `n`, `32 - n` and
+ * `n - 1` as expressions. Sets `fr` to the result and `fc` to CF and OF as F.CF and F.OF bits,
+ * as ops/shift.ts `shift` computes them (OF from the count-1 formula for every count, as the
+ * host CPU does: SHL the result's sign bit ^ CF, SHR the operand's sign bit, SAR 0).
+ */
+function shiftBy(alu: number, n: string, rest: string, less: string): string {
+  if (alu === 5) return `fr = (v >>> ${n}) | 0; fc = ((v >>> ${less}) & 1) | ((v >>> 31) << 11);`;
+  if (alu === 7) return `fr = v >> ${n}; fc = (v >> ${less}) & 1;`;
+  return `fr = v << ${n}; fc = (v >>> ${rest}) & 1; fc |= ((fr >>> 31) ^ fc) << 11;`;
 }
 
 /**
@@ -103,6 +123,12 @@ export class Writer {
         return 'fc';
       case Pending.Mul:
         return '(fm ? 1 : 0)';
+      case Pending.Shift:
+        return '(fc & 1)';
+      case Pending.Adc:
+        return '((fd >>> 0) + (fs >>> 0) + fc > 0xffffffff ? 1 : 0)';
+      case Pending.Sbb:
+        return '((fd >>> 0) < (fs >>> 0) + fc ? 1 : 0)';
       default:
         return '(cpu.getCF() ? 1 : 0)';
     }
@@ -226,6 +252,20 @@ export class Writer {
       ];
     } else if (this.pending === Pending.Mul && kind <= 1) {
       r = 'fm'; // OF and CF
+    } else if (this.pending === Pending.Shift) {
+      const of = `(fc & ${F.OF}) !== 0`;
+      r = [
+        of,
+        '(fc & 1) !== 0',
+        'fr === 0',
+        '(fc & 1) !== 0 || fr === 0',
+        'fr < 0',
+        undefined,
+        `(fr < 0) !== (${of})`,
+        `fr === 0 || (fr < 0) !== (${of})`,
+      ][kind];
+    } else if ((this.pending === Pending.Adc || this.pending === Pending.Sbb) && kind === 1) {
+      r = `${this.carry()} !== 0`;
     } else if (this.resultKnown && (kind === 2 || kind === 4)) {
       r = kind === 2 ? 'fr === 0' : 'fr < 0';
     }
@@ -235,6 +275,15 @@ export class Writer {
 
   /** Sets the pending flags from an ALU operation on `d` and `s` (expressions); result in fr. */
   private alu(alu: number, d: string, src: string, write: string | undefined): string {
+    if (alu === 2 || alu === 3) {
+      // ADC, SBB: the carry in comes from what is pending (or the CPU) before it is replaced.
+      const cin = this.carry();
+      this.pending = alu === 2 ? Pending.Adc : Pending.Sbb;
+      this.resultKnown = true;
+      const sign = alu === 2 ? '+' : '-';
+      const store = write === undefined ? '' : ` ${write} = fr;`;
+      return `fc = ${cin}; fd = ${d}; fs = ${src}; fr = (fd ${sign} fs ${sign} fc) | 0;${store}`;
+    }
     const lazy = alu === 8 ? F.LAZY_LOGIC : LAZY_OF_ALU[alu];
     this.pending = lazy as Pending;
     this.resultKnown = true;
@@ -395,17 +444,34 @@ export class Writer {
         break;
       }
       case Form.ShiftR: {
-        // Through ops/shift.ts's `shift`, the interpreter's own code (it sets the flags in the
-        // CPU, and RCL/RCR read CF there): only the pending flags go first, the registers stay
-        // in locals. ROL ROR RCL RCR leave ZF and SF as they were, so `fr` keeps the result
-        // they come from; the others set them from their result, unless the masked count is 0.
-        const count = o.imm < 0 ? 'regs[1] & 0xff' : String(o.imm);
+        const d = `regs[${o.dst}]`;
         const n = o.imm & 0x1f;
+        if (o.alu >= 4 && o.imm >= 0) {
+          // SHL SHR SAR by 1 or an immediate, inline, the flags pending (the CRC-32 loop of
+          // netserver shifts twice per word, and an XOR replaces those flags at once). A masked
+          // count of 0 changes nothing, flags included (SDM Vol. 2B SAL/SAR/SHL/SHR).
+          if (n === 0) break;
+          this.pending = Pending.Shift;
+          this.resultKnown = true;
+          out.push(
+            `v = ${d}; ${shiftBy(o.alu, String(n), String(32 - n), String(n - 1))} ${d} = fr;`,
+          );
+          break;
+        }
+        if (o.alu >= 4) {
+          // By CL: the count is known only when it runs, and 0 leaves the flags as they were,
+          // so they go to the CPU here.
+          out.push(
+            `${this.flush(true)} q = regs[1] & 31; if (q !== 0) { v = ${d};`,
+            `${shiftBy(o.alu, 'q', '(32 - q)', '(q - 1)')} ${d} = fr; cpu.setShiftFlags(fr, fc); }`,
+          );
+          this.resultKnown = false;
+          break;
+        }
         if (o.alu <= 1 && o.imm >= 0 && n !== 0) {
           // ROL/ROR by an immediate, inline (SHA-256 has dozens per round): as `shift`, CF and
           // OF from the result (ROL: CF bit 0, OF bit 31 ^ CF; ROR: CF bit 31, OF bit 31 ^ bit
           // 30), the other flags left as they are.
-          const d = `regs[${o.dst}]`;
           const [rot, bits] =
             o.alu === 0
               ? [`(v << ${n}) | (v >>> ${32 - n})`, `(v & 1) | (((v >>> 31) ^ v) & 1) << 11`]
@@ -418,15 +484,38 @@ export class Writer {
           );
           break;
         }
-        out.push(
-          `${this.flush(true)} regs[${o.dst}] = shift(cpu, ${o.alu}, regs[${o.dst}], ${count}, 4) | 0;`,
-        );
-        if (o.alu >= 4 && o.imm < 0) {
-          this.resultKnown = false; // a count of 0 in CL would leave ZF and SF as they were
-        } else if (o.alu >= 4 && (o.imm & 0x1f) !== 0) {
-          out.push(`fr = regs[${o.dst}];`);
-          this.resultKnown = true;
+        // The rest (ROL ROR by CL, RCL RCR) through ops/shift.ts's `shift`, the interpreter's
+        // own code (it sets the flags in the CPU, and RCL/RCR read CF there): only the pending
+        // flags go first, the registers stay in locals. These leave ZF and SF as they were, so
+        // `fr` keeps the result they come from.
+        const count = o.imm < 0 ? 'regs[1] & 0xff' : String(o.imm);
+        out.push(`${this.flush(true)} ${d} = shift(cpu, ${o.alu}, ${d}, ${count}, 4) | 0;`);
+        break;
+      }
+      case Form.ShiftM: {
+        // SHL SHR SAR on m32 by 1, an immediate or CL: read, shift, write back, as AluMR (the
+        // slow path runs the handler; the flags go to the CPU either way). The interpreter reads
+        // and writes the operand even for a count of 0, so the fast path needs both rights.
+        const flush = this.flush(true);
+        this.pendingAt[k] = Pending.None;
+        this.resultKnown = false;
+        const at = '(e & -4096) | (a & 0xfff)';
+        let body: string;
+        if (o.imm >= 0) {
+          const n = o.imm & 0x1f;
+          body =
+            n === 0
+              ? ''
+              : `v = view.getInt32(e, true); ${shiftBy(o.alu, String(n), String(32 - n), String(n - 1))} view.setInt32(e, fr, true); cpu.setShiftFlags(fr, fc);`;
+        } else {
+          body = `q = regs[1] & 31; if (q !== 0) { v = view.getInt32(e, true); ${shiftBy(o.alu, 'q', '(32 - q)', '(q - 1)')} view.setInt32(e, fr, true); cpu.setShiftFlags(fr, fc); }`;
         }
+        out.push(
+          `k = ${k}; ${flush} a = ${this.ea(i)}; e = dtlb[a >>> 12];`,
+          `if ((e & wm) === wm && (e & rm) === rm && (a & 0xfff) <= 0xffc) { e = ${at}; ${body} }`,
+          `else { ${this.sync(k + 1)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; s = 1; }`,
+          this.afterSlow(k),
+        );
         break;
       }
       case Form.Jcc: {
@@ -542,7 +631,7 @@ export class Writer {
           ];
     return [
       'const costs = cpu.costs, B = costs.base;',
-      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, x = 0, y = 0, fd = 0, fs = 0, fr = 0, fc = 0, fm = false;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, q = 0, s = 0, w = 1, x = 0, y = 0, fd = 0, fs = 0, fr = 0, fc = 0, fm = false;',
       locals.length === 0 ? '' : `let ${locals.join(', ')};`,
       'try { out: for (;;) {',
       body,

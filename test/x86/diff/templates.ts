@@ -42,6 +42,7 @@ for (const op of ['add', 'or', 'adc', 'sbb', 'and', 'sub', 'xor', 'cmp']) {
   add(`${op}l $0x12345678, %eax`, af); // the accumulator form (05, 0D, ... 3D)
   add(`${op}w $0x8001, %cx`, af);
   add(`${op}b $0x80, 1(%edi)`, af);
+  add(`${op}l $-3, 8(%edi)`, af); // 83 /r on memory (AluMR, AluRM in blocks)
 }
 for (const op of ['inc', 'dec', 'neg', 'not']) {
   add(`${op}l %eax`);
@@ -69,6 +70,13 @@ for (const op of ['rol', 'ror', 'rcl', 'rcr', 'shl', 'shr', 'sar']) {
     add(`${op}${size[0]} $5, ${size[1]}`, shiftAf | OF);
   }
   add(`${op}l %cl, 4(%edi)`, shiftAf | OF);
+  // Blocks write these out inline (32 bits): a count of 0 changes no flag, counts are masked
+  // to 5 bits (33 is 1, so OF is defined), by 1 and an immediate on memory.
+  add(`${op}l $0, %esi`);
+  add(`${op}l $33, %edx`, shiftAf);
+  add(`${op}l $31, %ebx`, shiftAf | OF);
+  add(`${op}l 8(%edi)`, shiftAf);
+  add(`${op}l $9, 12(%edi)`, shiftAf | OF);
 }
 for (const op of ['shld', 'shrd']) {
   add(`${op}l $7, %ebx, %eax`, AF | OF);
