@@ -60,6 +60,15 @@ function setByteReg(r: number, v: string): string {
     : `regs[${r - 4}] = (regs[${r - 4}] & ~0xff00) | ((${v}) << 8);`;
 }
 
+/** Register `r` of `size` bytes (1: AL CL DL BL AH CH DH BH) as an expression, and an assignment. */
+function sizedReg(r: number, size: number): string {
+  return size === 4 ? `regs[${r}]` : size === 2 ? `(regs[${r}] & 0xffff)` : byteReg(r);
+}
+function setSizedReg(r: number, size: number, v: string): string {
+  if (size === 4) return `regs[${r}] = ${v};`;
+  return size === 2 ? `regs[${r}] = (regs[${r}] & ~0xffff) | (${v});` : setByteReg(r, v);
+}
+
 /**
  * SHL/SAL (4, 6), SHR (5) or SAR (7) of `v` (int32) by a count of 1-31: `n`, `32 - n` and
  * `n - 1` as expressions. Sets `fr` to the result and `fc` to CF and OF as F.CF and F.OF bits,
@@ -296,6 +305,58 @@ export class Writer {
     return compute + store;
   }
 
+  /**
+   * An 8- or 16-bit ALU operation or TEST (Form.AluSized), as ops/alu.ts `alu`: operands and
+   * result masked to the size, the flags stored in the CPU at once (what was pending is dead:
+   * these set all six; ADC and SBB read CF from it first).
+   */
+  private aluSized(k: number, i: Instr, o: Op): void {
+    const size = o.size;
+    const m = size === 1 ? 0xff : 0xffff;
+    const lazy = o.alu === 8 ? F.LAZY_LOGIC : LAZY_OF_ALU[o.alu];
+    const sign = ['+', '|', '+', '-', '&', '-', '^', '-', '&'][o.alu];
+    const writes = o.alu !== 7 && o.alu !== 8;
+    const carries = o.alu === 2 || o.alu === 3;
+    const compute = (d: string, src: string): string => {
+      const cin = carries ? `fc = ${this.carry()}; ` : '';
+      this.pending = Pending.None;
+      this.resultKnown = false;
+      const r = carries ? `(fd ${sign} fs ${sign} fc) & ${m}` : `(fd ${sign} fs) & ${m}`;
+      return `${cin}fd = ${d}; fs = ${src}; fr = ${r}; cpu.setLazy(${lazy}, fd, fs, fr, ${m}${carries ? ', fc' : ''});`;
+    };
+    const src = o.src >= 0 ? sizedReg(o.src, size) : o.src === -1 ? String(o.imm) : 'v';
+    const out = this.out;
+    if (o.dst >= 0) {
+      // Register destination; the source a register, an immediate or memory.
+      const load = o.src === -2 ? `k = ${k}; a = ${this.ea(i)}; ${this.load(k, size)} ` : '';
+      const code = compute(sizedReg(o.dst, size), src);
+      out.push(`${load}${code} ${writes ? setSizedReg(o.dst, size, 'fr') : ''}`);
+      if (o.src === -2) out.push(this.afterSlow(k));
+      return;
+    }
+    if (!writes) {
+      // CMP, TEST on memory: a read.
+      const load = `k = ${k}; a = ${this.ea(i)}; ${this.load(k, size)}`;
+      out.push(load, compute('v', src), this.afterSlow(k));
+      return;
+    }
+    // Read, operate, write back, as AluMR (the flags in the CPU before a slow write can fault).
+    const flush = this.flush(true);
+    this.pendingAt[k] = Pending.None;
+    const code = compute('v', src);
+    const at = '(e & -4096) | (a & 0xfff)';
+    const [fits, get, put] =
+      size === 1
+        ? ['', 'ram[e]', 'ram[e] = fr;']
+        : [' && (a & 0xfff) <= 0xffe', 'view.getUint16(e, true)', 'view.setUint16(e, fr, true);'];
+    out.push(
+      `k = ${k}; ${flush} a = ${this.ea(i)}; e = dtlb[a >>> 12];`,
+      `if ((e & wm) === wm && (e & rm) === rm${fits}) { e = ${at}; v = ${get}; ${code} ${put} }`,
+      `else { ${this.sync(k + 1)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; s = 1; }`,
+      this.afterSlow(k),
+    );
+  }
+
   private emit(k: number): void {
     const i = this.instrs[k];
     const o = this.ops[k];
@@ -317,7 +378,7 @@ export class Writer {
         break;
       case Form.Load:
         out.push(
-          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 4)} regs[${o.dst}] = v;`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, o.size)} ${setSizedReg(o.dst, o.size, 'v')}`,
           this.afterSlow(k),
         );
         break;
@@ -337,7 +398,7 @@ export class Writer {
         break;
       case Form.Store:
         out.push(
-          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 4, o.src >= 0 ? `regs[${o.src}]` : String(o.imm))}`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, o.size, o.src >= 0 ? sizedReg(o.src, o.size) : String(o.imm))}`,
           this.afterSlow(k),
         );
         break;
@@ -346,6 +407,20 @@ export class Writer {
           `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 1, o.src >= 0 ? byteReg(o.src) : String(o.imm))}`,
           this.afterSlow(k),
         );
+        break;
+      case Form.MovSmall:
+        out.push(setSizedReg(o.dst, o.size, sizedReg(o.src, o.size)));
+        break;
+      case Form.Not:
+        out.push(`regs[${o.dst}] = ~regs[${o.dst}];`);
+        break;
+      case Form.Bswap:
+        out.push(
+          `v = regs[${o.dst}]; regs[${o.dst}] = (v << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);`,
+        );
+        break;
+      case Form.AluSized:
+        this.aluSized(k, i, o);
         break;
       case Form.ExtendRR: {
         const src = o.size === 1 ? byteReg(o.src) : `(regs[${o.src}] & 0xffff)`;

@@ -487,6 +487,70 @@ test('SHL/SHR/SAR and ADC/SBB inline: their pending flags read by every conditio
   twin(code, bySlices);
 });
 
+test('8- and 16-bit ALU, TEST and MOV forms, NOT, BSWAP and hint NOPs inside blocks', () => {
+  // Their flags go to the CPU at once; the conditions after them, and ADC/SBB reading CF from
+  // a pending 32-bit producer before them, must see what the interpreter sees.
+  const code = assemble(`
+    movl $300, %edi
+    xorl %ebx, %ebx
+    xorl %edx, %edx
+1:  movl %edi, %eax
+    imull $0x9e3779b1, %eax, %eax
+    movl %eax, 0x40000(,%edi,4)
+    nopw 0x0(%eax,%eax,1)
+    movl %eax, %ecx
+    bswap %ecx
+    addb %cl, %al
+    setc %dl
+    seto %dh
+    addl %edx, %ebx
+    shrl $3, %ecx                /* CF pending for the ADC */
+    adcb %ah, %bl
+    setbe %dl
+    sbbw %cx, %bx
+    setl %dh
+    addl %edx, %ebx
+    cmpb 0x40000(,%edi,4), %ch
+    seta %dl
+    setg %dh
+    addl %edx, %ebx
+    testb $0x80, %al
+    jz 2f
+    subw $0x1234, %si
+    andb $0x3f, %ah
+    orw 0x40002(,%edi,4), %cx
+    sets %dl
+    setp %dh
+    addl %edx, %ebx
+2:  testw %cx, %ax
+    setne %dl
+    xorb %dl, 0x40001(,%edi,4)   /* on memory: read, operate, write */
+    setns %dh
+    addw $0x4321, 0x40002(,%edi,4)
+    seto %dl
+    adcb $1, 0x40003(,%edi,4)
+    setc %dh
+    addl %edx, %ebx
+    cmpw $0x8000, 0x40002(,%edi,4)
+    setge %dl
+    testb %bl, 0x40001(,%edi,4)
+    setz %dh
+    addl %edx, %ebx
+    movw %bx, 0x40002(,%edi,4)
+    movw $0x55aa, 0x40006(,%edi,4)
+    movw 0x40000(,%edi,4), %si
+    movb %bh, %dl
+    movw %si, %cx
+    notl %ecx
+    xorl %ecx, %ebx
+    addl 0x40000(,%edi,4), %ebx
+    addl %esi, %ebx
+    decl %edi
+    jnz 1b
+    hlt`);
+  twin(code);
+});
+
 test('direct JMPs a block follows: forward, backward, into code the block ran, and as its last instruction', () => {
   // The block from 1 follows the JMPs to 3, 2 and 4 (forward and backward in the page); the
   // JMP back to 2 goes to an instruction the block has already, so there the block leaves.
