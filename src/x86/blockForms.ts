@@ -58,7 +58,7 @@ export enum Form {
   ExtendRR, // MOVZX/MOVSX r32, r8/r16
   Load8, // MOV r8, m8
   Store8, // MOV m8, r8 / imm8
-  MovSmall, // MOV r8, r8 / r16, r16 (`size`)
+  MovSmall, // MOV r8, r8 / r16, r16 (`size`); MOV r8, imm8 (`src` -1)
   /**
    * The eight ALU operations and TEST (alu 8) on 8 or 16 bits (`size`): `dst` a register or -1
    * (memory), `src` a register, -1 (`imm`) or -2 (memory). The flags go to the CPU at once.
@@ -241,6 +241,7 @@ export function classify(i: Instr): Op {
     if (o === 0xc7 && i.reg === 0 && !reg) return op(Form.Store, 0, -1, -1, i.imm & 0xffff, 2);
   }
   if (i.size === 1) {
+    if (o >= 0xb0 && o <= 0xb7) return op(Form.MovSmall, 0, o & 7, -1, i.imm & 0xff, 1);
     if (o === 0x88 && reg) return op(Form.MovSmall, 0, i.rm, i.reg, 0, 1);
     if (o === 0x8a && reg) return op(Form.MovSmall, 0, i.reg, i.rm, 0, 1);
     if (o === 0x88 && !reg) return op(Form.Store8, 0, -1, i.reg, 0, 1);

@@ -409,7 +409,7 @@ export class Writer {
         );
         break;
       case Form.MovSmall:
-        out.push(setSizedReg(o.dst, o.size, sizedReg(o.src, o.size)));
+        out.push(setSizedReg(o.dst, o.size, o.src >= 0 ? sizedReg(o.src, o.size) : String(o.imm)));
         break;
       case Form.Not:
         out.push(`regs[${o.dst}] = ~regs[${o.dst}];`);

@@ -540,6 +540,8 @@ test('8- and 16-bit ALU, TEST and MOV forms, NOT, BSWAP and hint NOPs inside blo
     movw $0x55aa, 0x40006(,%edi,4)
     movw 0x40000(,%edi,4), %si
     movb %bh, %dl
+    movb $0x9c, %ch
+    movb $7, %al
     movw %si, %cx
     notl %ecx
     xorl %ecx, %ebx

@@ -186,6 +186,7 @@ add('movw $0x8765, 2(%edi)');
 add('movw 4(%edi), %dx');
 add('movb %ah, %dl');
 add('movw %bx, %cx');
+add('movb $0x9c, %dh');
 add('nop');
 // The hint-NOP space (0F 18 with memory, 0F 19-0F 1F): NOPs on a P6, ENDBR32 among them.
 add('endbr32');
