@@ -400,6 +400,22 @@ export class Cpu {
   }
 
   /**
+   * Flags after SHL/SHR/SAR of a 32-bit value by a count of 1–31 (compiled blocks): CF and OF
+   * given in `bits` (F.CF, F.OF), SF, ZF, PF from the result (lazily), AF clear, as ops/shift.ts
+   * `shift` leaves them.
+   */
+  setShiftFlags(res: number, bits: number): void {
+    this.flagsBits = (this.flagsBits & ~(F.CF | F.OF)) | bits;
+    this.lazyOp = F.LAZY_LOGIC;
+    this.lazyRes = res;
+    this.lazyDst = 0;
+    this.lazySrc = 0;
+    this.lazyCin = 0;
+    this.lazySizeMask = -1;
+    this.lazyMask = F.ZF | F.SF | F.PF | F.AF;
+  }
+
+  /**
    * Sets status flags directly (the listed bits); the others stay as they are, lazy or not.
    * PERF: each lazy flag is computed on its own (lazyFlags.ts), so the rest need not be
    * materialised: SHA-256's rotates (CF and OF only) did that after every ADD or XOR.

@@ -200,7 +200,7 @@ export function compileBlock(
   let multiplies = 0;
   for (let k = 0; k < n; k++) {
     const form = ops[k].form;
-    if (memoryForm(form)) segments |= 1 << instrs[k].seg;
+    if (memoryForm(ops[k])) segments |= 1 << instrs[k].seg;
     if (stackForm(form)) segments |= (1 << SS) | STACK_BIG;
     if (k < n - 1 && form === Form.ImulRRI) multiplies++;
   }

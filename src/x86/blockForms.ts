@@ -52,23 +52,32 @@ export enum Form {
   MovRR, // regs[dst] = regs[src]
   MovRI, // regs[dst] = imm
   Lea,
-  Load, // regs[reg] = [ea], 32 bits (8B, A1)
-  Store, // [ea] = regs[reg] or imm (89, C7, A3)
+  Load, // regs[reg] = [ea], 32 or 16 bits (8B, A1)
+  Store, // [ea] = regs[reg] or imm, 32 or 16 bits (89, C7, A3)
   LoadExtend, // MOVZX/MOVSX r32, m8/m16
   ExtendRR, // MOVZX/MOVSX r32, r8/r16
   Load8, // MOV r8, m8
   Store8, // MOV m8, r8 / imm8
-  AluRR, // add or and sub xor cmp, r32 with r32 or imm (also TEST)
-  AluRM, // add or and sub xor cmp, r32 with m32 as the source (also CMP m32, r32/imm)
+  MovSmall, // MOV r8, r8 / r16, r16 (`size`); MOV r8, imm8 (`src` -1)
+  /**
+   * The eight ALU operations and TEST (alu 8) on 8 or 16 bits (`size`): `dst` a register or -1
+   * (memory), `src` a register, -1 (`imm`) or -2 (memory). The flags go to the CPU at once.
+   */
+  AluSized,
+  Not, // NOT r32
+  Bswap, // BSWAP r32
+  AluRR, // the eight ALU operations, r32 with r32 or imm (also TEST)
+  AluRM, // the eight ALU operations, r32 with m32 as the source (also CMP m32, r32/imm)
   IncDec,
   ImulRRI,
   Push, // register or imm
   Pop,
   SetCC, // SETcc r8
   CmovRR,
-  AluMR, // add or and sub xor, m32 with r32 or imm as the source, result to memory
+  AluMR, // add or adc sbb and sub xor, m32 with r32 or imm as the source, result to memory
   Neg, // NEG r32
   ShiftR, // group 2 (ROL ROR RCL RCR SHL SHR SAL SAR) on r32 by 1, imm8 or CL
+  ShiftM, // SHL SHR SAL SAR on m32 by 1, imm8 or CL
   Jcc,
   Jmp,
   Call,
@@ -83,12 +92,12 @@ export enum Form {
   JmpOn,
 }
 
-/** ALU operations (ModRM reg-field order) the compiler writes out, and their lazy kind. */
+/** ALU operations (ModRM reg-field order) and their lazy kind (ADC and SBB: blockWriter.ts). */
 export const LAZY_OF_ALU = [
   F.LAZY_ADD,
   F.LAZY_LOGIC,
-  0,
-  0,
+  F.LAZY_ADD,
+  F.LAZY_SUB,
   F.LAZY_LOGIC,
   F.LAZY_SUB,
   F.LAZY_LOGIC,
@@ -172,22 +181,23 @@ export function classify(i: Instr): Op {
   const o = i.opcode;
   if (i.lock || i.length > 15) return op(Form.Generic); // the handler raises the fault
   if (o === 0x90) return op(Form.Nop); // NOP, XCHG (E)AX,(E)AX, PAUSE
+  // The hint NOPs 0F 19-0F 1F (opcodes.ts): any operand size, prefix or ModRM, no memory access.
+  // The afterburner's padding is NOPW (0F 1F), at every annotated site.
+  if (o >= 0x119 && o <= 0x11f) return op(Form.Nop);
   if (i.rep !== 0 || !i.addr32) return op(Form.Generic);
   const reg = i.mod === 3;
   if (i.size === 4) {
     if (o < 0x40 && (o & 7) <= 3 && (o & 1) === 1) {
       const alu = (o >> 3) & 7;
-      if (alu === 2 || alu === 3) return op(Form.Generic); // ADC, SBB
       if (reg)
         return (o & 2) === 0 ? op(Form.AluRR, alu, i.rm, i.reg) : op(Form.AluRR, alu, i.reg, i.rm);
       if ((o & 2) !== 0) return op(Form.AluRM, alu, i.reg, -1);
       return alu === 7 ? op(Form.AluRM, 7, -1, i.reg) : op(Form.AluMR, alu, -1, i.reg);
     }
     if (o < 0x40 && (o & 7) === 5) {
-      const alu = (o >> 3) & 7;
-      return alu === 2 || alu === 3 ? op(Form.Generic) : op(Form.AluRR, alu, 0, -1, i.imm | 0);
+      return op(Form.AluRR, (o >> 3) & 7, 0, -1, i.imm | 0);
     }
-    if ((o === 0x81 || o === 0x83) && i.reg !== 2 && i.reg !== 3) {
+    if (o === 0x81 || o === 0x83) {
       if (reg) return op(Form.AluRR, i.reg, i.rm, -1, i.imm | 0);
       if (i.reg === 7) return op(Form.AluRM, 7, -1, -1, i.imm | 0); // CMP m32, imm
       return op(Form.AluMR, i.reg, -1, -1, i.imm | 0);
@@ -209,20 +219,66 @@ export function classify(i: Instr): Op {
         : op(Form.LoadExtend, 0, i.reg, -1, 0, size, signed);
     }
     if (o >= 0x140 && o <= 0x14f && reg) return op(Form.CmovRR, o & 15, i.reg, i.rm);
+    if (o === 0xf7 && i.reg === 2 && reg) return op(Form.Not, 0, i.rm);
+    if (o >= 0x1c8 && o <= 0x1cf) return op(Form.Bswap, 0, o & 7);
     if (o === 0xff && i.reg === 2) return reg ? op(Form.CallR, 0, -1, i.rm) : op(Form.CallM);
     if (o === 0xff && i.reg === 4 && reg) return op(Form.JmpR, 0, -1, i.rm);
-    if (reg && (o === 0xc1 || o === 0xd1 || o === 0xd3)) {
+    if (o === 0xc1 || o === 0xd1 || o === 0xd3) {
       const count = o === 0xd1 ? 1 : o === 0xd3 ? -1 : i.imm & 0xff;
-      return op(Form.ShiftR, i.reg, i.rm, -1, count);
+      if (reg) return op(Form.ShiftR, i.reg, i.rm, -1, count);
+      if (i.reg >= 4) return op(Form.ShiftM, i.reg, -1, -1, count);
     }
   }
+  if (i.size === 1 || i.size === 2) {
+    const sized = aluSized(i);
+    if (sized !== undefined) return sized;
+  }
+  if (i.size === 2) {
+    if (o === 0x89)
+      return reg ? op(Form.MovSmall, 0, i.rm, i.reg, 0, 2) : op(Form.Store, 0, -1, i.reg, 0, 2);
+    if (o === 0x8b)
+      return reg ? op(Form.MovSmall, 0, i.reg, i.rm, 0, 2) : op(Form.Load, 0, i.reg, -1, 0, 2);
+    if (o === 0xc7 && i.reg === 0 && !reg) return op(Form.Store, 0, -1, -1, i.imm & 0xffff, 2);
+  }
   if (i.size === 1) {
+    if (o >= 0xb0 && o <= 0xb7) return op(Form.MovSmall, 0, o & 7, -1, i.imm & 0xff, 1);
+    if (o === 0x88 && reg) return op(Form.MovSmall, 0, i.rm, i.reg, 0, 1);
+    if (o === 0x8a && reg) return op(Form.MovSmall, 0, i.reg, i.rm, 0, 1);
     if (o === 0x88 && !reg) return op(Form.Store8, 0, -1, i.reg, 0, 1);
     if (o === 0xc6 && !reg && i.reg === 0) return op(Form.Store8, 0, -1, -1, i.imm & 0xff, 1);
     if (o === 0x8a && !reg) return op(Form.Load8, 0, i.reg, -1, 0, 1);
   }
   if (o >= 0x190 && o <= 0x19f && reg) return op(Form.SetCC, o & 15, i.rm);
   return op(Form.Generic);
+}
+
+/**
+ * The 8- and 16-bit ALU and TEST forms (Form.AluSized), or undefined: 00-3D, 80, 81, 83, 84,
+ * 85, A8, A9, F6 /0, F7 /0.
+ */
+function aluSized(i: Instr): Op | undefined {
+  const o = i.opcode;
+  const size = i.size;
+  const reg = i.mod === 3;
+  // Byte opcodes are even (80: odd 81 and 83 are the 16-bit ones); the decoder set the size.
+  const imm = i.imm & (size === 1 ? 0xff : 0xffff);
+  if (o < 0x40 && (o & 7) <= 3) {
+    const alu = (o >> 3) & 7;
+    if ((o & 2) === 0)
+      return reg
+        ? op(Form.AluSized, alu, i.rm, i.reg, 0, size)
+        : op(Form.AluSized, alu, -1, i.reg, 0, size);
+    return op(Form.AluSized, alu, i.reg, reg ? i.rm : -2, 0, size);
+  }
+  if (o < 0x40 && ((o & 7) === 4 || (o & 7) === 5))
+    return op(Form.AluSized, (o >> 3) & 7, 0, -1, imm, size);
+  if (o === 0x80 || o === 0x81 || o === 0x83)
+    return op(Form.AluSized, i.reg, reg ? i.rm : -1, -1, imm, size);
+  if (o === 0x84 || o === 0x85) return op(Form.AluSized, 8, reg ? i.rm : -1, i.reg, 0, size);
+  if (o === 0xa8 || o === 0xa9) return op(Form.AluSized, 8, 0, -1, imm, size);
+  if ((o === 0xf6 || o === 0xf7) && i.reg === 0)
+    return op(Form.AluSized, 8, reg ? i.rm : -1, -1, imm, size);
+  return undefined;
 }
 
 /** Forms that always leave the block (they set EIP); a Jcc leaves it only when taken. */
@@ -237,7 +293,8 @@ export function ends(form: Form): boolean {
   );
 }
 
-export function memoryForm(form: Form): boolean {
+export function memoryForm(op: Op): boolean {
+  const form = op.form;
   return (
     form === Form.Load ||
     form === Form.Store ||
@@ -246,6 +303,8 @@ export function memoryForm(form: Form): boolean {
     form === Form.Store8 ||
     form === Form.AluRM ||
     form === Form.AluMR ||
+    form === Form.ShiftM ||
+    (form === Form.AluSized && (op.dst < 0 || op.src === -2)) ||
     form === Form.CallM
   );
 }

@@ -20,6 +20,9 @@ enum Pending {
   IncKeep = 6, // fd + 1 = fr, CF as the CPU has it (nothing was pending before the INC)
   DecKeep = 7,
   Mul = 8, // IMUL: result fr, CF = OF = fm
+  Shift = 9, // SHL SHR SAR by 1-31: result fr, CF and OF in fc (F.CF, F.OF bits), AF clear
+  Adc = 10, // fd + fs + fc = fr (fc the carry in)
+  Sbb = 11, // fd - fs - fc = fr
 }
 
 /** Code that stores pending state `p` into the CPU (nothing for None). */
@@ -35,6 +38,11 @@ function store(p: Pending): string {
       return `cpu.setLazyKeepCarry(${p === Pending.IncKeep ? F.LAZY_ADD : F.LAZY_SUB}, fd, 1, fr, -1);`;
     case Pending.Mul:
       return 'cpu.setMulFlags(fr, -1, fm);';
+    case Pending.Shift:
+      return 'cpu.setShiftFlags(fr, fc);';
+    case Pending.Adc:
+    case Pending.Sbb:
+      return `cpu.setLazy(${p === Pending.Adc ? F.LAZY_ADD : F.LAZY_SUB}, fd, fs, fr, -1, fc);`;
     case Pending.Logic:
       return `cpu.setLazy(${p}, 0, 0, fr, -1);`;
     default:
@@ -50,6 +58,27 @@ function setByteReg(r: number, v: string): string {
   return r < 4
     ? `regs[${r}] = (regs[${r}] & ~0xff) | (${v});`
     : `regs[${r - 4}] = (regs[${r - 4}] & ~0xff00) | ((${v}) << 8);`;
+}
+
+/** Register `r` of `size` bytes (1: AL CL DL BL AH CH DH BH) as an expression, and an assignment. */
+function sizedReg(r: number, size: number): string {
+  return size === 4 ? `regs[${r}]` : size === 2 ? `(regs[${r}] & 0xffff)` : byteReg(r);
+}
+function setSizedReg(r: number, size: number, v: string): string {
+  if (size === 4) return `regs[${r}] = ${v};`;
+  return size === 2 ? `regs[${r}] = (regs[${r}] & ~0xffff) | (${v});` : setByteReg(r, v);
+}
+
+/**
+ * SHL/SAL (4, 6), SHR (5) or SAR (7) of `v` (int32) by a count of 1-31: `n`, `32 - n` and
+ * `n - 1` as expressions. Sets `fr` to the result and `fc` to CF and OF as F.CF and F.OF bits,
+ * as ops/shift.ts `shift` computes them (OF from the count-1 formula for every count, as the
+ * host CPU does: SHL the result's sign bit ^ CF, SHR the operand's sign bit, SAR 0).
+ */
+function shiftBy(alu: number, n: string, rest: string, less: string): string {
+  if (alu === 5) return `fr = (v >>> ${n}) | 0; fc = ((v >>> ${less}) & 1) | ((v >>> 31) << 11);`;
+  if (alu === 7) return `fr = v >> ${n}; fc = (v >> ${less}) & 1;`;
+  return `fr = v << ${n}; fc = (v >>> ${rest}) & 1; fc |= ((fr >>> 31) ^ fc) << 11;`;
 }
 
 /**
@@ -103,6 +132,12 @@ export class Writer {
         return 'fc';
       case Pending.Mul:
         return '(fm ? 1 : 0)';
+      case Pending.Shift:
+        return '(fc & 1)';
+      case Pending.Adc:
+        return '((fd >>> 0) + (fs >>> 0) + fc > 0xffffffff ? 1 : 0)';
+      case Pending.Sbb:
+        return '((fd >>> 0) < (fs >>> 0) + fc ? 1 : 0)';
       default:
         return '(cpu.getCF() ? 1 : 0)';
     }
@@ -226,6 +261,20 @@ export class Writer {
       ];
     } else if (this.pending === Pending.Mul && kind <= 1) {
       r = 'fm'; // OF and CF
+    } else if (this.pending === Pending.Shift) {
+      const of = `(fc & ${F.OF}) !== 0`;
+      r = [
+        of,
+        '(fc & 1) !== 0',
+        'fr === 0',
+        '(fc & 1) !== 0 || fr === 0',
+        'fr < 0',
+        undefined,
+        `(fr < 0) !== (${of})`,
+        `fr === 0 || (fr < 0) !== (${of})`,
+      ][kind];
+    } else if ((this.pending === Pending.Adc || this.pending === Pending.Sbb) && kind === 1) {
+      r = `${this.carry()} !== 0`;
     } else if (this.resultKnown && (kind === 2 || kind === 4)) {
       r = kind === 2 ? 'fr === 0' : 'fr < 0';
     }
@@ -235,6 +284,15 @@ export class Writer {
 
   /** Sets the pending flags from an ALU operation on `d` and `s` (expressions); result in fr. */
   private alu(alu: number, d: string, src: string, write: string | undefined): string {
+    if (alu === 2 || alu === 3) {
+      // ADC, SBB: the carry in comes from what is pending (or the CPU) before it is replaced.
+      const cin = this.carry();
+      this.pending = alu === 2 ? Pending.Adc : Pending.Sbb;
+      this.resultKnown = true;
+      const sign = alu === 2 ? '+' : '-';
+      const store = write === undefined ? '' : ` ${write} = fr;`;
+      return `fc = ${cin}; fd = ${d}; fs = ${src}; fr = (fd ${sign} fs ${sign} fc) | 0;${store}`;
+    }
     const lazy = alu === 8 ? F.LAZY_LOGIC : LAZY_OF_ALU[alu];
     this.pending = lazy as Pending;
     this.resultKnown = true;
@@ -245,6 +303,58 @@ export class Writer {
         : `fd = ${d}; fs = ${src}; fr = (fd ${sign} fs) | 0;`;
     const store = alu === 7 || alu === 8 || write === undefined ? '' : ` ${write} = fr;`;
     return compute + store;
+  }
+
+  /**
+   * An 8- or 16-bit ALU operation or TEST (Form.AluSized), as ops/alu.ts `alu`: operands and
+   * result masked to the size, the flags stored in the CPU at once (what was pending is dead:
+   * these set all six; ADC and SBB read CF from it first).
+   */
+  private aluSized(k: number, i: Instr, o: Op): void {
+    const size = o.size;
+    const m = size === 1 ? 0xff : 0xffff;
+    const lazy = o.alu === 8 ? F.LAZY_LOGIC : LAZY_OF_ALU[o.alu];
+    const sign = ['+', '|', '+', '-', '&', '-', '^', '-', '&'][o.alu];
+    const writes = o.alu !== 7 && o.alu !== 8;
+    const carries = o.alu === 2 || o.alu === 3;
+    const compute = (d: string, src: string): string => {
+      const cin = carries ? `fc = ${this.carry()}; ` : '';
+      this.pending = Pending.None;
+      this.resultKnown = false;
+      const r = carries ? `(fd ${sign} fs ${sign} fc) & ${m}` : `(fd ${sign} fs) & ${m}`;
+      return `${cin}fd = ${d}; fs = ${src}; fr = ${r}; cpu.setLazy(${lazy}, fd, fs, fr, ${m}${carries ? ', fc' : ''});`;
+    };
+    const src = o.src >= 0 ? sizedReg(o.src, size) : o.src === -1 ? String(o.imm) : 'v';
+    const out = this.out;
+    if (o.dst >= 0) {
+      // Register destination; the source a register, an immediate or memory.
+      const load = o.src === -2 ? `k = ${k}; a = ${this.ea(i)}; ${this.load(k, size)} ` : '';
+      const code = compute(sizedReg(o.dst, size), src);
+      out.push(`${load}${code} ${writes ? setSizedReg(o.dst, size, 'fr') : ''}`);
+      if (o.src === -2) out.push(this.afterSlow(k));
+      return;
+    }
+    if (!writes) {
+      // CMP, TEST on memory: a read.
+      const load = `k = ${k}; a = ${this.ea(i)}; ${this.load(k, size)}`;
+      out.push(load, compute('v', src), this.afterSlow(k));
+      return;
+    }
+    // Read, operate, write back, as AluMR (the flags in the CPU before a slow write can fault).
+    const flush = this.flush(true);
+    this.pendingAt[k] = Pending.None;
+    const code = compute('v', src);
+    const at = '(e & -4096) | (a & 0xfff)';
+    const [fits, get, put] =
+      size === 1
+        ? ['', 'ram[e]', 'ram[e] = fr;']
+        : [' && (a & 0xfff) <= 0xffe', 'view.getUint16(e, true)', 'view.setUint16(e, fr, true);'];
+    out.push(
+      `k = ${k}; ${flush} a = ${this.ea(i)}; e = dtlb[a >>> 12];`,
+      `if ((e & wm) === wm && (e & rm) === rm${fits}) { e = ${at}; v = ${get}; ${code} ${put} }`,
+      `else { ${this.sync(k + 1)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; s = 1; }`,
+      this.afterSlow(k),
+    );
   }
 
   private emit(k: number): void {
@@ -268,7 +378,7 @@ export class Writer {
         break;
       case Form.Load:
         out.push(
-          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, 4)} regs[${o.dst}] = v;`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.load(k, o.size)} ${setSizedReg(o.dst, o.size, 'v')}`,
           this.afterSlow(k),
         );
         break;
@@ -288,7 +398,7 @@ export class Writer {
         break;
       case Form.Store:
         out.push(
-          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 4, o.src >= 0 ? `regs[${o.src}]` : String(o.imm))}`,
+          `k = ${k}; a = ${this.ea(i)}; ${this.store(k, o.size, o.src >= 0 ? sizedReg(o.src, o.size) : String(o.imm))}`,
           this.afterSlow(k),
         );
         break;
@@ -297,6 +407,20 @@ export class Writer {
           `k = ${k}; a = ${this.ea(i)}; ${this.store(k, 1, o.src >= 0 ? byteReg(o.src) : String(o.imm))}`,
           this.afterSlow(k),
         );
+        break;
+      case Form.MovSmall:
+        out.push(setSizedReg(o.dst, o.size, o.src >= 0 ? sizedReg(o.src, o.size) : String(o.imm)));
+        break;
+      case Form.Not:
+        out.push(`regs[${o.dst}] = ~regs[${o.dst}];`);
+        break;
+      case Form.Bswap:
+        out.push(
+          `v = regs[${o.dst}]; regs[${o.dst}] = (v << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);`,
+        );
+        break;
+      case Form.AluSized:
+        this.aluSized(k, i, o);
         break;
       case Form.ExtendRR: {
         const src = o.size === 1 ? byteReg(o.src) : `(regs[${o.src}] & 0xffff)`;
@@ -395,17 +519,34 @@ export class Writer {
         break;
       }
       case Form.ShiftR: {
-        // Through ops/shift.ts's `shift`, the interpreter's own code (it sets the flags in the
-        // CPU, and RCL/RCR read CF there): only the pending flags go first, the registers stay
-        // in locals. ROL ROR RCL RCR leave ZF and SF as they were, so `fr` keeps the result
-        // they come from; the others set them from their result, unless the masked count is 0.
-        const count = o.imm < 0 ? 'regs[1] & 0xff' : String(o.imm);
+        const d = `regs[${o.dst}]`;
         const n = o.imm & 0x1f;
+        if (o.alu >= 4 && o.imm >= 0) {
+          // SHL SHR SAR by 1 or an immediate, inline, the flags pending (the CRC-32 loop of
+          // netserver shifts twice per word, and an XOR replaces those flags at once). A masked
+          // count of 0 changes nothing, flags included (SDM Vol. 2B SAL/SAR/SHL/SHR).
+          if (n === 0) break;
+          this.pending = Pending.Shift;
+          this.resultKnown = true;
+          out.push(
+            `v = ${d}; ${shiftBy(o.alu, String(n), String(32 - n), String(n - 1))} ${d} = fr;`,
+          );
+          break;
+        }
+        if (o.alu >= 4) {
+          // By CL: the count is known only when it runs, and 0 leaves the flags as they were,
+          // so they go to the CPU here.
+          out.push(
+            `${this.flush(true)} q = regs[1] & 31; if (q !== 0) { v = ${d};`,
+            `${shiftBy(o.alu, 'q', '(32 - q)', '(q - 1)')} ${d} = fr; cpu.setShiftFlags(fr, fc); }`,
+          );
+          this.resultKnown = false;
+          break;
+        }
         if (o.alu <= 1 && o.imm >= 0 && n !== 0) {
           // ROL/ROR by an immediate, inline (SHA-256 has dozens per round): as `shift`, CF and
           // OF from the result (ROL: CF bit 0, OF bit 31 ^ CF; ROR: CF bit 31, OF bit 31 ^ bit
           // 30), the other flags left as they are.
-          const d = `regs[${o.dst}]`;
           const [rot, bits] =
             o.alu === 0
               ? [`(v << ${n}) | (v >>> ${32 - n})`, `(v & 1) | (((v >>> 31) ^ v) & 1) << 11`]
@@ -418,15 +559,38 @@ export class Writer {
           );
           break;
         }
-        out.push(
-          `${this.flush(true)} regs[${o.dst}] = shift(cpu, ${o.alu}, regs[${o.dst}], ${count}, 4) | 0;`,
-        );
-        if (o.alu >= 4 && o.imm < 0) {
-          this.resultKnown = false; // a count of 0 in CL would leave ZF and SF as they were
-        } else if (o.alu >= 4 && (o.imm & 0x1f) !== 0) {
-          out.push(`fr = regs[${o.dst}];`);
-          this.resultKnown = true;
+        // The rest (ROL ROR by CL, RCL RCR) through ops/shift.ts's `shift`, the interpreter's
+        // own code (it sets the flags in the CPU, and RCL/RCR read CF there): only the pending
+        // flags go first, the registers stay in locals. These leave ZF and SF as they were, so
+        // `fr` keeps the result they come from.
+        const count = o.imm < 0 ? 'regs[1] & 0xff' : String(o.imm);
+        out.push(`${this.flush(true)} ${d} = shift(cpu, ${o.alu}, ${d}, ${count}, 4) | 0;`);
+        break;
+      }
+      case Form.ShiftM: {
+        // SHL SHR SAR on m32 by 1, an immediate or CL: read, shift, write back, as AluMR (the
+        // slow path runs the handler; the flags go to the CPU either way). The interpreter reads
+        // and writes the operand even for a count of 0, so the fast path needs both rights.
+        const flush = this.flush(true);
+        this.pendingAt[k] = Pending.None;
+        this.resultKnown = false;
+        const at = '(e & -4096) | (a & 0xfff)';
+        let body: string;
+        if (o.imm >= 0) {
+          const n = o.imm & 0x1f;
+          body =
+            n === 0
+              ? ''
+              : `v = view.getInt32(e, true); ${shiftBy(o.alu, String(n), String(32 - n), String(n - 1))} view.setInt32(e, fr, true); cpu.setShiftFlags(fr, fc);`;
+        } else {
+          body = `q = regs[1] & 31; if (q !== 0) { v = view.getInt32(e, true); ${shiftBy(o.alu, 'q', '(32 - q)', '(q - 1)')} view.setInt32(e, fr, true); cpu.setShiftFlags(fr, fc); }`;
         }
+        out.push(
+          `k = ${k}; ${flush} a = ${this.ea(i)}; e = dtlb[a >>> 12];`,
+          `if ((e & wm) === wm && (e & rm) === rm && (a & 0xfff) <= 0xffc) { e = ${at}; ${body} }`,
+          `else { ${this.sync(k + 1)} ${WRITE_BACK} w = 0; I[${k}].exec(cpu, I[${k}]); w = 1; s = 1; }`,
+          this.afterSlow(k),
+        );
         break;
       }
       case Form.Jcc: {
@@ -542,7 +706,7 @@ export class Writer {
           ];
     return [
       'const costs = cpu.costs, B = costs.base;',
-      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, s = 0, w = 1, x = 0, y = 0, fd = 0, fs = 0, fr = 0, fc = 0, fm = false;',
+      'let c = 0, t = 0, k = 0, a = 0, e = 0, v = 0, q = 0, s = 0, w = 1, x = 0, y = 0, fd = 0, fs = 0, fr = 0, fc = 0, fm = false;',
       locals.length === 0 ? '' : `let ${locals.join(', ')};`,
       'try { out: for (;;) {',
       body,

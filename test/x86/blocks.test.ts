@@ -401,6 +401,158 @@ test('shifts, rotates, NEG, ALU operations to memory, indirect calls and jumps i
   twin(code);
 });
 
+test('SHL/SHR/SAR and ADC/SBB inline: their pending flags read by every condition, INC, ADC and the exits', () => {
+  // Each shift leaves its flags pending in the block: Jcc, SETcc, CMOVcc, INC (keeps the
+  // shift's CF), ADC (reads it), a taken branch out and the end of the block must see them; a
+  // count of 0 in CL (one pass in 32) or on memory leaves the flags of the instruction before.
+  const conditions = ['o', 'no', 'b', 'ae', 'e', 'ne', 'be', 'a', 's', 'ns', 'p', 'np'];
+  const more = ['l', 'ge', 'le', 'g'];
+  const uses = (cc: string[]): string =>
+    cc.map((c, n) => `set${c} %dl\n    addl %edx, %ebx\n    roll $${n + 1}, %ebx`).join('\n    ');
+  const code = assemble(`
+    movl $300, %edi
+    xorl %ebx, %ebx
+    xorl %edx, %edx
+    movl $0x9e3779b1, %esi
+1:  movl %edi, %eax
+    imull $0x9e3779b1, %eax, %eax
+    movl %eax, 0x40000(,%edi,4)
+    shrl $3, %eax
+    ${uses(conditions)}
+    shll $1, %eax
+    ${uses(more)}
+    sarl $7, %eax
+    ${uses(conditions)}
+    shll $31, %esi
+    ${uses(more)}
+    cmovbl %eax, %ebp
+    cmovol %esi, %ebp
+    shrl $1, %esi
+    incl %eax                    /* CF from the SHR stays */
+    adcl $0, %ebx
+    shll $4, %eax
+    adcl %eax, %ebx              /* carry in from the SHL */
+    adcl 0x40000(,%edi,4), %ebx
+    sbbl %edi, %ebx
+    sbbl $7, %eax
+    ${uses(conditions)}
+    adcl %esi, %eax
+    ${uses(more)}
+    sbbl 0x40000(,%edi,4), %edx
+    setb %cl
+    adcl %ebx, 0x40000(,%edi,4)  /* ADC, SBB to memory */
+    sbbl $1, 0x40004(,%edi,4)
+    setc %ch
+    addl %ecx, %ebx
+    movl %edi, %ecx
+    andl $31, %ecx
+    cmpl $9, %ecx
+    shrl %cl, %eax               /* CL 0: the CMP's flags */
+    seta %dl
+    sarl %cl, 0x40000(,%edi,4)   /* on memory, by CL */
+    setl %dh
+    shll $5, 0x40004(,%edi,4)    /* on memory, by an immediate */
+    setc %cl
+    shrl 0x40008(,%edi,4)
+    sets %ch
+    addl %edx, %ebx
+    addl %ecx, %ebx
+    movl %edi, %ecx
+    andl $3, %ecx
+    cmpl $0, 0x40000(,%edi,4)
+    shll $0, 0x40008(,%edi,4)    /* a count of 0: no flag changes */
+    sbbl %eax, %ebx
+    shrl $2, %eax
+    jc 2f                        /* leaves the block with the shift's flags pending */
+    shll $3, %esi
+    jo 2f
+    sarl $2, %ebx
+    jl 2f
+    shrl $5, %edx
+2:  adcl %eax, %ebx
+    decl %edi
+    jnz 1b
+    shrl $3, %ebx                /* pending at the end of the block: HLT reads no flag */
+    hlt`);
+  twin(code);
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 200_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 37), 1 + ((k * 5) % 47));
+      trace.push(cpu.eip, cpu.cycles, cpu.getEflags(), why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  twin(code, bySlices);
+});
+
+test('8- and 16-bit ALU, TEST and MOV forms, NOT, BSWAP and hint NOPs inside blocks', () => {
+  // Their flags go to the CPU at once; the conditions after them, and ADC/SBB reading CF from
+  // a pending 32-bit producer before them, must see what the interpreter sees.
+  const code = assemble(`
+    movl $300, %edi
+    xorl %ebx, %ebx
+    xorl %edx, %edx
+1:  movl %edi, %eax
+    imull $0x9e3779b1, %eax, %eax
+    movl %eax, 0x40000(,%edi,4)
+    nopw 0x0(%eax,%eax,1)
+    movl %eax, %ecx
+    bswap %ecx
+    addb %cl, %al
+    setc %dl
+    seto %dh
+    addl %edx, %ebx
+    shrl $3, %ecx                /* CF pending for the ADC */
+    adcb %ah, %bl
+    setbe %dl
+    sbbw %cx, %bx
+    setl %dh
+    addl %edx, %ebx
+    cmpb 0x40000(,%edi,4), %ch
+    seta %dl
+    setg %dh
+    addl %edx, %ebx
+    testb $0x80, %al
+    jz 2f
+    subw $0x1234, %si
+    andb $0x3f, %ah
+    orw 0x40002(,%edi,4), %cx
+    sets %dl
+    setp %dh
+    addl %edx, %ebx
+2:  testw %cx, %ax
+    setne %dl
+    xorb %dl, 0x40001(,%edi,4)   /* on memory: read, operate, write */
+    setns %dh
+    addw $0x4321, 0x40002(,%edi,4)
+    seto %dl
+    adcb $1, 0x40003(,%edi,4)
+    setc %dh
+    addl %edx, %ebx
+    cmpw $0x8000, 0x40002(,%edi,4)
+    setge %dl
+    testb %bl, 0x40001(,%edi,4)
+    setz %dh
+    addl %edx, %ebx
+    movw %bx, 0x40002(,%edi,4)
+    movw $0x55aa, 0x40006(,%edi,4)
+    movw 0x40000(,%edi,4), %si
+    movb %bh, %dl
+    movb $0x9c, %ch
+    movb $7, %al
+    movw %si, %cx
+    notl %ecx
+    xorl %ecx, %ebx
+    addl 0x40000(,%edi,4), %ebx
+    addl %esi, %ebx
+    decl %edi
+    jnz 1b
+    hlt`);
+  twin(code);
+});
+
 test('direct JMPs a block follows: forward, backward, into code the block ran, and as its last instruction', () => {
   // The block from 1 follows the JMPs to 3, 2 and 4 (forward and backward in the page); the
   // JMP back to 2 goes to an instruction the block has already, so there the block leaves.

@@ -42,6 +42,7 @@ for (const op of ['add', 'or', 'adc', 'sbb', 'and', 'sub', 'xor', 'cmp']) {
   add(`${op}l $0x12345678, %eax`, af); // the accumulator form (05, 0D, ... 3D)
   add(`${op}w $0x8001, %cx`, af);
   add(`${op}b $0x80, 1(%edi)`, af);
+  add(`${op}l $-3, 8(%edi)`, af); // 83 /r on memory (AluMR, AluRM in blocks)
 }
 for (const op of ['inc', 'dec', 'neg', 'not']) {
   add(`${op}l %eax`);
@@ -54,6 +55,21 @@ for (const op of ['test']) {
   add(`${op}l %ebx, %eax`, AF);
   add(`${op}w $0x8000, %cx`, AF);
   add(`${op}b %al, %ah`, AF);
+  // The 8- and 16-bit forms blocks write out: accumulator, memory, immediates.
+  add(`${op}b $0x81, %al`, AF);
+  add(`${op}w $0x8001, %ax`, AF);
+  add(`${op}b $0x40, 1(%edi)`, AF);
+  add(`${op}w %si, 2(%edi)`, AF);
+  add(`${op}b %dh, %bl`, AF);
+}
+// 8- and 16-bit ALU forms with a memory source, and on the accumulator (blocks: AluSized).
+for (const op of ['add', 'adc', 'sbb', 'and', 'cmp']) {
+  const af = op === 'and' ? AF : 0;
+  add(`${op}b 1(%edi), %ah`, af);
+  add(`${op}w 2(%edi), %si`, af);
+  add(`${op}b $0x7f, %al`, af);
+  add(`${op}w $-5, %dx`, af);
+  add(`${op}b %dl, 3(%edi)`, af);
 }
 // Shifts and rotates: by 1, by CL (any count), by immediates; OF is undefined unless the
 // count is 1, AF undefined for shifts.
@@ -69,6 +85,13 @@ for (const op of ['rol', 'ror', 'rcl', 'rcr', 'shl', 'shr', 'sar']) {
     add(`${op}${size[0]} $5, ${size[1]}`, shiftAf | OF);
   }
   add(`${op}l %cl, 4(%edi)`, shiftAf | OF);
+  // Blocks write these out inline (32 bits): a count of 0 changes no flag, counts are masked
+  // to 5 bits (33 is 1, so OF is defined), by 1 and an immediate on memory.
+  add(`${op}l $0, %esi`);
+  add(`${op}l $33, %edx`, shiftAf);
+  add(`${op}l $31, %ebx`, shiftAf | OF);
+  add(`${op}l 8(%edi)`, shiftAf);
+  add(`${op}l $9, 12(%edi)`, shiftAf | OF);
 }
 for (const op of ['shld', 'shrd']) {
   add(`${op}l $7, %ebx, %eax`, AF | OF);
@@ -158,6 +181,12 @@ add('movzbl 1(%edi), %eax');
 add('movzwl 2(%edi), %ecx');
 add('movb %bh, 3(%edi)');
 add('movb %cl, (%edi)');
+add('movw %si, 6(%edi)');
+add('movw $0x8765, 2(%edi)');
+add('movw 4(%edi), %dx');
+add('movb %ah, %dl');
+add('movw %bx, %cx');
+add('movb $0x9c, %dh');
 add('nop');
 // The hint-NOP space (0F 18 with memory, 0F 19-0F 1F): NOPs on a P6, ENDBR32 among them.
 add('endbr32');
