@@ -37,6 +37,7 @@ function el<T extends HTMLElement>(id: string): T {
 const kernelSelect = el<HTMLSelectElement>('kernel');
 const platformSelect = el<HTMLSelectElement>('platform');
 const cmdlineInput = el<HTMLInputElement>('cmdline');
+const pauseOnInput = el<HTMLInputElement>('pauseOn');
 const memorySelect = el<HTMLSelectElement>('memory');
 const bootButton = el<HTMLButtonElement>('boot');
 const pauseButton = el<HTMLButtonElement>('pause');
@@ -137,9 +138,14 @@ function otherHost(platform: string): string | undefined {
   return platform === 'xen' ? 'l4' : platform === 'l4' ? 'xen' : undefined;
 }
 
+/** ` on PLATFORM` for the guest the worker runs, or nothing before it has said. */
+function platformOn(): string {
+  return current === undefined ? '' : ` on ${current.platform}`;
+}
+
 function setState(s: 'idle' | 'running' | 'paused', text?: string): void {
   state = s;
-  const on = current !== undefined && s !== 'idle' ? ` on ${current.platform}` : '';
+  const on = s !== 'idle' ? platformOn() : '';
   status.textContent = text ?? `${s}${on}`;
   status.dataset.state = s;
   pauseButton.disabled = s !== 'running';
@@ -147,7 +153,9 @@ function setState(s: 'idle' | 'running' | 'paused', text?: string): void {
   resetButton.disabled = s === 'idle';
   const to = current === undefined ? undefined : otherHost(current.platform);
   migrateButton.textContent = to === undefined ? 'Migrate' : `Migrate to ${to}`;
-  migrateButton.disabled = s !== 'running' || to === undefined;
+  // A paused guest moves too and stays paused (with pre-copy it runs on for the rounds' time on
+  // the link, as any live migration's source does).
+  migrateButton.disabled = s === 'idle' || to === undefined;
   snapSave.disabled = s === 'idle';
 }
 
@@ -183,6 +191,7 @@ async function boot(): Promise<void> {
       platform: platformSelect.value,
       cmdline: cmdlineInput.value,
       memoryMb: Number(memorySelect.value),
+      pauseOn: pauseOnInput.value,
     },
     [bytes.buffer],
   );
@@ -489,7 +498,8 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       showSample(m.sample);
       return;
     case 'state':
-      setState(m.state);
+      // A guest that paused itself says why: `paused on xen: the console printed "..."`.
+      setState(m.state, m.why === undefined ? undefined : `${m.state}${platformOn()}: ${m.why}`);
       return;
     case 'ended':
       setState('idle', `ended: ${m.reason}`);

@@ -11,6 +11,11 @@ export type ToWorker =
       cmdline: string;
       /** Machine memory in MB (createGuest's default if absent). */
       memoryMb?: number;
+      /**
+       * Pause the guest, once, at the end of the first 10-ms slice of simulated time in which
+       * its console has printed this text (absent or empty: never).
+       */
+      pauseOn?: string;
     }
   | { type: 'pause' }
   | { type: 'resume' }
@@ -90,7 +95,8 @@ export type FromWorker =
   | { type: 'mode'; compiled: boolean; reason?: string }
   | { type: 'console'; bytes: Uint8Array }
   | { type: 'sample'; sample: Sample }
-  | { type: 'state'; state: 'running' | 'paused' }
+  /** `why`: what paused it, when the guest paused itself (a `pauseOn` text it printed). */
+  | { type: 'state'; state: 'running' | 'paused'; why?: string }
   | { type: 'ended'; reason: string }
   | { type: 'error'; message: string }
   | { type: 'netperf-row'; row: NetperfRowResult }

@@ -59,6 +59,27 @@ let lastSample = { hostMs: 0, instructions: 0 };
  * simulated seconds and keep a host core busy; it never runs ahead of the host clock.
  */
 let pace = { hostMs: 0, seconds: 0 };
+/**
+ * The boot's `pauseOn` text while it has not appeared: `at` is how many of `pending`'s bytes
+ * were looked at, `tail` the last bytes before them (a text split across two chunks is found).
+ * It is looked for after each chunk of simulated time, so the pause falls on the same cycle
+ * however fast the host is.
+ */
+let watch: { text: string; at: number; tail: string } | undefined;
+
+/** Whether the console has printed the watched text by now (then it is watched no more). */
+function consoleShows(): boolean {
+  if (watch === undefined || pending.length === watch.at) return false;
+  let seen = watch.tail;
+  for (let i = watch.at; i < pending.length; i++) seen += String.fromCharCode(pending[i]);
+  watch.at = pending.length;
+  if (seen.includes(watch.text)) {
+    watch = undefined;
+    return true;
+  }
+  watch.tail = seen.slice(Math.max(0, seen.length - (watch.text.length - 1)));
+  return false;
+}
 
 /** Host milliseconds simulated time is ahead of the host clock since `pace` was set. */
 function ahead(g: Guest): number {
@@ -74,6 +95,7 @@ function flushConsole(): void {
   if (pending.length === 0) return;
   const bytes = Uint8Array.from(pending);
   pending = [];
+  if (watch !== undefined) watch.at = 0;
   transcript.push(bytes);
   transcriptBytes += bytes.length;
   while (transcriptBytes - transcript[0].length >= TRANSCRIPT_BYTES)
@@ -175,6 +197,7 @@ function step(gen: number): void {
   const start = performance.now();
   const chunk = machine.costModel.hz / 100;
   let reason: string | undefined;
+  let shown: string | undefined;
   try {
     while (performance.now() - start < SLICE_MS && ahead(g) <= 0) {
       const end = machine.run(machine.cpu.cycles + chunk);
@@ -183,6 +206,11 @@ function step(gen: number): void {
         break;
       }
       machine.resume();
+      const text = watch?.text;
+      if (consoleShows()) {
+        shown = text;
+        break;
+      }
     }
   } catch (e) {
     reason = `the emulator failed: ${e instanceof Error ? e.message : String(e)}`;
@@ -194,6 +222,12 @@ function step(gen: number): void {
   if (reason !== undefined) {
     post({ type: 'ended', reason });
     guest = undefined;
+    return;
+  }
+  if (shown !== undefined) {
+    paused = true;
+    sample(g);
+    post({ type: 'state', state: 'paused', why: `the console printed ${JSON.stringify(shown)}` });
     return;
   }
   setTimeout(() => step(gen), Math.min(50, Math.max(0, ahead(g))));
@@ -289,6 +323,7 @@ async function load(bytes: Uint8Array, name: string): Promise<void> {
   transcript = console.length > 0 ? [console] : [];
   transcriptBytes = console.length;
   pending = [];
+  watch = undefined;
   paused = false;
   bootMs = performance.now();
   adopt(g);
@@ -306,6 +341,10 @@ scope.onmessage = (event) => {
       pending = [];
       transcript = [];
       transcriptBytes = 0;
+      watch =
+        m.pauseOn === undefined || m.pauseOn === ''
+          ? undefined
+          : { text: m.pauseOn, at: 0, tail: '' };
       const g = createGuest({
         platform: m.platform,
         kernel: m.kernel,

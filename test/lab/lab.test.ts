@@ -287,11 +287,18 @@ test(
     // The self-test on xen, moved to l4 as its kernel tests begin: pre-copy over a 100 Gb/s
     // link and 32 MB of memory, so that the rounds (the guest runs on while they are on the
     // wire) fit well inside the rest of its run, some 60 simulated ms.
+    // The guest pauses itself there (a click could come too late on a busy machine), moves while
+    // paused and stays paused until Resume.
+    await page.fill('#pauseOn', 'selftest: kernel tests');
     await bootWith(page, 'afterburned', 'xen', 'init=selftest', 32);
-    await waitForTerminal(page, 'selftest: kernel tests', 30_000);
+    await page.waitForSelector('#status[data-state="paused"]', { timeout: 30_000 });
+    await page.fill('#pauseOn', '');
     await page.selectOption('#migLink', '100000000000');
     await page.click('#migrateButton');
     await page.waitForSelector('#migStatus:has-text("moved xen → l4")', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('#status', 'data-state'), 'paused');
+    assert.equal(await page.textContent('#status'), 'paused on l4');
+    await page.click('#resume');
     await waitForTerminal(page, 'selftest: PASS', 30_000);
     await page.waitForSelector('#status[data-state="idle"]', { timeout: 10_000 });
     assert.match(
@@ -329,9 +336,19 @@ test(
     await waitForTerminal(page, 'selftest: PASS', 30_000);
     assert.equal(await page.inputValue('#platform'), 'xen');
 
-    // A snapshot of the self-test mid-run on the raw PC.
+    // A snapshot of the self-test mid-run on the raw PC: the guest pauses itself once its
+    // console shows the text (the self-test is over in some 60 simulated ms, too soon for a
+    // click to land in it for sure on a busy machine).
+    await page.fill('#pauseOn', 'selftest: kernel:');
     await bootWith(page, 'native', 'none', 'init=selftest', 32);
-    await waitForTerminal(page, 'selftest: kernel:', 20_000);
+    await page.waitForSelector('#status[data-state="paused"]', { timeout: 20_000 });
+    assert.equal(
+      await page.textContent('#status'),
+      'paused on none: the console printed "selftest: kernel:"',
+    );
+    assert.match(await terminalText(page), /selftest: kernel:/);
+    assert.doesNotMatch(await terminalText(page), /selftest: PASS/);
+    await page.fill('#pauseOn', '');
     const downloaded = page.waitForEvent('download');
     await page.click('#snapSave');
     const download = await downloaded;
