@@ -200,7 +200,13 @@ export function serve(options: ServeOptions): Promise<void> {
         });
       });
     });
+    let stopping = false;
     const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      // The idle timer would keep the process alive until it fired (a build waiting for the
+      // server to exit waited that long: up to --idle seconds).
+      if (timer !== undefined) clearTimeout(timer);
       server.close();
       // The build's log says how much the server did (a fallback is a Node wrapper run).
       console.error(
@@ -211,6 +217,7 @@ export function serve(options: ServeOptions): Promise<void> {
       stopped();
     };
     const restartTimer = (): void => {
+      if (stopping) return;
       if (timer !== undefined) clearTimeout(timer);
       timer = setTimeout(stop, options.idleSeconds * 1000);
     };

@@ -59,3 +59,13 @@ test('a shadow pool too small for the boot: dropped and made again, the checks p
     `72 frames: ${JSON.stringify(small.paging)}; default: ${JSON.stringify(full.paging)}`,
   );
 });
+
+test('a shadow pool too small for one address space: the domain stops with a line that says so', () => {
+  assert.ok(built.ok);
+  const tiny = boot(16);
+  assert.notDeepEqual(tiny.end, { kind: 'exit', value: 0 });
+  assert.match(
+    tiny.out + JSON.stringify(tiny.end),
+    /the shadow page-table pool is too small: its 16 frames do not hold the shadows of one address space/,
+  );
+});

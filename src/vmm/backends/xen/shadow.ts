@@ -126,6 +126,11 @@ export class ShadowPaging {
   private currentL2 = -1;
   /** Pool frames (domain frames beyond guest memory) not in use, lowest last. */
   private free: number[] = [];
+  /**
+   * An allocation found the pool empty since it was last reset (`fitted` reads it right after a
+   * dropAll and a retry, so it is no state to save: every reset clears it).
+   */
+  private ranOut = false;
   /** Shadow table of each guest table (guest frame → pool frame). */
   private readonly tables = new Map<number, number>();
   private readonly directories = new Map<number, ShadowDirectory>();
@@ -143,6 +148,7 @@ export class ShadowPaging {
   }
 
   private resetPool(): void {
+    this.ranOut = false;
     const { shadowPoolPfn, shadowPoolPages } = this.mem;
     this.free = [];
     for (let k = shadowPoolPages - 1; k >= 0; k--) this.free.push(shadowPoolPfn + k);
@@ -254,7 +260,10 @@ export class ShadowPaging {
   /** A pool frame, zeroed; undefined when the pool is empty. */
   private allocate(): number | undefined {
     const pfn = this.free.pop();
-    if (pfn === undefined) return undefined;
+    if (pfn === undefined) {
+      this.ranOut = true;
+      return undefined;
+    }
     const at = this.mem.mfn(pfn) * 4096;
     this.mem.xen.machine.ram.fill(0, at, at + 4096);
     this.counters.tablesMade++;
@@ -329,9 +338,20 @@ export class ShadowPaging {
     const first = make();
     if (first !== undefined) return first;
     this.dropAll();
-    const again = make();
-    if (again === undefined) this.crash('the shadow page-table pool is too small');
-    return again;
+    return this.fitted(make());
+  }
+
+  /**
+   * `made` after every shadow was dropped: undefined because the pool ran out means it cannot
+   * hold one address space, which stops the domain with a line that says so.
+   */
+  private fitted<T>(made: T | undefined): T | undefined {
+    if (made === undefined && this.ranOut)
+      this.crash(
+        `the shadow page-table pool is too small: its ${this.mem.shadowPoolPages} frames do not ` +
+          `hold the shadows of one address space (its directory and the tables in use)`,
+      );
+    return made;
   }
 
   /** The pool ran out: every shadow dropped, the current directory's made again as the base. */
@@ -342,7 +362,8 @@ export class ShadowPaging {
 
   /** The current guest directory's shadow as the base again (after dropAll). */
   private switchBase(): void {
-    const d = this.directories.get(this.currentL2) ?? this.directoryFor(this.currentL2);
+    const d =
+      this.directories.get(this.currentL2) ?? this.fitted(this.directoryFor(this.currentL2));
     if (d === undefined) return;
     const r = this.mmuext(MmuExt.NEW_BASEPTR, this.mem.mfn(d.pfn));
     if (r !== 0) this.crash(`new base pointer refused (${r})`);
