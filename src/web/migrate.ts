@@ -10,6 +10,7 @@ import {
   captureGuest,
   migrationRefusal,
   resumeGuest,
+  routeRefusal,
   runToSafePoint,
 } from '../platforms/migrate.ts';
 import type { Guest } from '../platforms/platform.ts';
@@ -37,7 +38,7 @@ export function migrateLive(
   options: LiveMigrateOptions,
 ): { guest: Guest; report: MigrationReport } | string {
   if (options.to === guest.platform) return `the guest is on ${options.to} already`;
-  const refused = migrationRefusal(guest);
+  const refused = migrationRefusal(guest) ?? routeRefusal(guest.platform, guest.config, options.to);
   if (refused !== undefined) return refused;
   const m = guest.machine;
   const hz = m.costModel.hz;

@@ -105,7 +105,8 @@ test("the same bzImage runs its init on xen through the in-place VMM and shadow 
   const stats = p.guest.stats();
   const paging = (stats.vmm as { paging: Record<string, number> }).paging;
   assert.ok(paging.tablesMade > 0 && paging.pageTableUpdates > 0, JSON.stringify(paging));
-  assert.match(migrationRefusal(p.guest) ?? '', /under shadow paging .* cannot migrate yet/);
+  // It may move (test/linux/migrate.test.ts moves it).
+  assert.equal(migrationRefusal(p.guest), undefined);
   t.diagnostic(
     `xen: ${p.guest.machine.cpu.cycles} cycles, shadow paging ${JSON.stringify(paging)}`,
   );

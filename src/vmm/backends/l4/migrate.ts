@@ -33,7 +33,8 @@ export class L4Migration implements BackendMigration {
    * The written bits of each guest page's alias in the main space and every mapping derived
    * from it: an unmap with no rights revokes nothing and returns them, reset (L4Ka's
    * resource monitor's working-set scan, 64 one-page fpages a call). The bits it takes are
-   * kept for the fold into the guest's own accessed and dirty bits (paging.ts `taken`).
+   * kept for the fold into the guest's own accessed and dirty bits (paging.ts `taken`). The
+   * frames the VMM wrote itself (paging.ts `vmmWrote`: no alias sees those writes) are added.
    */
   dirtySource(): DirtySource {
     const collect = (into: Uint8Array | undefined): void => {
@@ -52,6 +53,9 @@ export class L4Migration implements BackendMigration {
           if (into !== undefined && (bits & W) !== 0) into[f + k] = 1;
         }
       }
+      // What the VMM wrote itself (page-table entries, accessed and dirty bits).
+      if (into !== undefined) for (let f = 0; f < b.guestPages; f++) into[f] |= p.vmmWrote[f];
+      p.vmmWrote.fill(0);
     };
     return {
       start: () => collect(undefined),

@@ -77,6 +77,14 @@ export class GuestPaging {
    * fold into the guest's accessed and dirty bits gets them still.
    */
   readonly taken: Uint8Array;
+  /**
+   * Guest frames written where a migration's dirty log (migrate.ts) would not see it, since it
+   * last looked: by the VMM itself (entries the guest wrote through it, accessed and dirty bits
+   * its walks set), and through mappings it revoked (their written bits came back to it, not to
+   * the log's scan of the aliases). The log adds them. Not state to save: its first look
+   * clears it.
+   */
+  readonly vmmWrote: Uint8Array;
 
   constructor(
     private readonly view: DataView,
@@ -85,6 +93,7 @@ export class GuestPaging {
   ) {
     this.mappedOut = new Uint8Array(guestPages + 64);
     this.taken = new Uint8Array(guestPages + 64);
+    this.vmmWrote = new Uint8Array(guestPages);
   }
 
   /** Forgets the entries no longer as written (their frame is data again), so the map stays small. */
@@ -102,6 +111,7 @@ export class GuestPaging {
   }
 
   private write32(gpa: number, value: number): void {
+    this.vmmWrote[gpa >>> 12] = 1;
     this.view.setUint32(gpa, value >>> 0, true);
   }
 
@@ -237,6 +247,8 @@ export class GuestPaging {
         const f = frames[b.at];
         status[b.at] = ((out[j] ?? 0) | this.taken[f]) & RWX;
         this.taken[f] = 0;
+        // Written through a mapping now gone: the dirty log's scan would not see it.
+        if (((out[j] ?? 0) & W) !== 0 && f < this.vmmWrote.length) this.vmmWrote[f] = 1;
       });
     }
     return status;

@@ -184,10 +184,7 @@ export class XenBackend implements VmmBackend {
         ? new ShadowPaging(mem, this.channel, this.cpu, this.passthrough, crash)
         : new DirectPaging(mem, this.channel, this.cpu, this.passthrough, crash, domainMb);
     this.counters = this.paging.counters;
-    this.migration = new XenMigration(
-      this,
-      this.paging instanceof DirectPaging ? this.paging : undefined,
-    );
+    this.migration = new XenMigration(this, this.paging);
   }
 
   save(): XenBackendState {

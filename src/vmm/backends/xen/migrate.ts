@@ -5,7 +5,9 @@
  * a domain the toolstack just built for it: the memory, the page tables back in machine frames
  * and pinned (validated by the hypervisor, paging.ts `adoptTables`), the base pointer, the
  * kernel stack, and the virtual CPU in ring 1 where the guest stopped. The domain's event
- * channels, shared info and callbacks are its own from its start of day.
+ * channels, shared info and callbacks are its own from its start of day. Under shadow paging
+ * (shadow.ts, a Linux bzImage) the guest's tables are guest-physical already: the memory goes
+ * as it is, and the destination makes its shadows again from the guest's tables.
  */
 import { SharedInfo } from '../../../hypervisor/xen/abi.ts';
 import type { DirtySource } from '../../dirty.ts';
@@ -15,27 +17,26 @@ import type {
   MigrationRecord,
   PageTableMap,
 } from '../../migration.ts';
-import { EFLAGS_IF, VIRTUAL_FLAGS, WINDOW_BASE, WINDOW_SLOT } from '../../window.ts';
-import type { DirectPaging } from './paging.ts';
+import { EFLAGS_IF, VIRTUAL_FLAGS, WINDOW_BASE } from '../../window.ts';
 import type { XenBackend } from './XenBackend.ts';
+
+/** What a migration asks of the domain's paging, direct (paging.ts) or shadow (shadow.ts). */
+export interface MigratingPaging {
+  /** Where the guest's page tables are, in guest frames. */
+  migrationTables(): PageTableMap;
+  /** The copy of guest memory in `view` into guest-physical form (the tables' entries). */
+  canonicalize(view: DataView, tables: PageTableMap): void;
+  /** The pages written since the last harvest, marked in `into` (dirty.ts). */
+  harvestDirty(into: Uint8Array | undefined): void;
+  /** Destination: the tables in guest memory given to the hypervisor, paging on at `cr3`. */
+  adoptTables(map: PageTableMap, cr3: number): string | undefined;
+}
 
 export class XenMigration implements BackendMigration {
   constructor(
     private readonly backend: XenBackend,
-    /** Undefined under shadow paging, whose guests do not migrate yet. */
-    private readonly direct: DirectPaging | undefined,
+    private readonly paging: MigratingPaging,
   ) {}
-
-  private get paging(): DirectPaging {
-    if (this.direct === undefined) throw new Error('xen backend: migration under shadow paging');
-    return this.direct;
-  }
-
-  refusal(): string | undefined {
-    return this.direct === undefined
-      ? 'a guest under shadow paging (a Linux bzImage on xen) cannot migrate yet'
-      : undefined;
-  }
 
   get guestPages(): number {
     return this.backend.guestPages;
@@ -76,20 +77,7 @@ export class XenMigration implements BackendMigration {
 
   exportMemory(tables: PageTableMap): Uint8Array {
     const copy = this.backend.guestRam().slice();
-    const view = new DataView(copy.buffer);
-    const frame = (f: number, level: 1 | 2): void => {
-      for (let k = 0; k < 1024; k++) {
-        const at = f * 4096 + k * 4;
-        const e = view.getUint32(at, true);
-        // The window's and the hypervisor's slots are no guest mapping (XS zeroes them too).
-        const v = level === 2 && k >= WINDOW_SLOT ? 0 : this.paging.canonicalEntry(e, level);
-        view.setUint32(at, v, true);
-      }
-    };
-    for (const d of tables.directories) frame(d, 2);
-    for (const t of tables.tables) frame(t, 1);
-    for (const [at, level] of tables.entries)
-      view.setUint32(at, this.paging.canonicalEntry(view.getUint32(at, true), level), true);
+    this.paging.canonicalize(new DataView(copy.buffer), tables);
     return copy;
   }
 

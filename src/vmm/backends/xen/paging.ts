@@ -29,7 +29,7 @@ const GUEST_RW = 0x200;
  * Another available bit: the guest's own dirty bit while a migration's dirty log clears the real
  * one (harvestDirty); the guest sees it as its dirty bit (toGuest).
  */
-const GUEST_D = 0x400;
+export const GUEST_D = 0x400;
 /** Entries `written` holds before the ones no longer as written are dropped. */
 const WRITTEN_LIMIT = 1 << 18;
 
@@ -524,6 +524,26 @@ export class DirectPaging {
       entries.push([pfn * 4096 + (maddr & 0xfff), this.writtenL2.has(maddr) ? 2 : 1]);
     }
     return { directories, tables, entries };
+  }
+
+  /**
+   * The copy of guest memory in `view` in guest-physical form: every entry of the tables and
+   * the single entries written elsewhere canonicalised (machine frames to guest frames).
+   */
+  canonicalize(view: DataView, tables: PageTableMap): void {
+    const frame = (f: number, level: 1 | 2): void => {
+      for (let k = 0; k < 1024; k++) {
+        const at = f * 4096 + k * 4;
+        const e = view.getUint32(at, true);
+        // The window's and the hypervisor's slots are no guest mapping (XS zeroes them too).
+        const v = level === 2 && k >= WINDOW_SLOT ? 0 : this.canonicalEntry(e, level);
+        view.setUint32(at, v, true);
+      }
+    };
+    for (const d of tables.directories) frame(d, 2);
+    for (const t of tables.tables) frame(t, 1);
+    for (const [at, level] of tables.entries)
+      view.setUint32(at, this.canonicalEntry(view.getUint32(at, true), level), true);
   }
 
   /** An entry in guest-physical form: a directory's (its frame) or a table's (toGuest). */

@@ -21,6 +21,10 @@
  *   fault the guest's tables allow (an entry changed without an annotated write) makes it again
  *   and retries; any other fault is the guest's own.
  * - When the pool runs out, every shadow is dropped (unpinned) and made again as used.
+ * - Live migration (migrate.ts): the guest's tables are guest-physical already, so its memory
+ *   goes out as it is and comes back as it was; the destination makes its shadows again as
+ *   used. A pre-copy's dirty log is the dirty bits of the shadow tables (harvestDirty), as
+ *   direct paging's is of the guest's own.
  */
 import {
   Hypercall,
@@ -35,15 +39,16 @@ import {
 import { runLengthEncode, runLengthRestore } from '../../../machine/runLength.ts';
 import { arrayOf, bool, num, shape, StateError, type Check } from '../../../machine/state.ts';
 import type { Cpu } from '../../../x86/Cpu.ts';
+import type { PageTableMap } from '../../migration.ts';
 import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
 import type { DomainMemory } from './layout.ts';
-import type { DeviceFrames } from './paging.ts';
+import { GUEST_D, type DeviceFrames } from './paging.ts';
 
 /** PWT and PCD: cache bits a shadow entry takes from the guest's. */
 const PTE_CACHE = 0x18;
 /** The bits of a guest entry a shadow follows (A and D are the VMM's to set). */
-const FOLLOWED = ~(PTE_A | PTE_D) >>> 0;
+const FOLLOWED = ~(PTE_A | PTE_D | GUEST_D) >>> 0;
 
 export type ShadowPagingCounters = {
   /**
@@ -131,6 +136,13 @@ export class ShadowPaging {
    * dropAll and a retry, so it is no state to save: every reset clears it).
    */
   private ranOut = false;
+  /**
+   * Guest frames written since the last dirty harvest that the shadows' dirty bits no longer
+   * show: the VMM's own writes (the guest's annotated entry writes go to its tables, plain
+   * memory), and pages whose dirty shadow entry was made again or dropped (keepDirty). The
+   * harvest adds them. Not state to save: a dirty log's first harvest clears it.
+   */
+  private readonly vmmWrote: Uint8Array;
   /** Shadow table of each guest table (guest frame → pool frame). */
   private readonly tables = new Map<number, number>();
   private readonly directories = new Map<number, ShadowDirectory>();
@@ -144,6 +156,7 @@ export class ShadowPaging {
     private readonly crash: (message: string) => void,
   ) {
     this.guestPages = mem.guestPages;
+    this.vmmWrote = new Uint8Array(mem.guestPages);
     this.resetPool();
   }
 
@@ -190,6 +203,8 @@ export class ShadowPaging {
   }
 
   private guestWrite(gpa: number, value: number): void {
+    // No page table sees this write (it is the VMM's, for an annotated one of the guest's).
+    this.vmmWrote[gpa >>> 12] = 1;
     this.mem.view.setUint32(this.mem.mfn(gpa >>> 12) * 4096 + (gpa & 0xffc), value >>> 0, true);
   }
 
@@ -325,6 +340,10 @@ export class ShadowPaging {
   private dropAll(): void {
     this.counters.poolFlushes++;
     this.queue = [];
+    for (const t of this.tables.values()) {
+      const base = this.mem.mfn(t) * 4096;
+      for (let k = 0; k < 1024; k++) this.keepDirty(base + k * 4);
+    }
     // Off the shadows first: the initial space (kept pinned for this) is the base meanwhile.
     this.mmuext(MmuExt.NEW_BASEPTR, this.mem.mfn(this.mem.initL2Pfn));
     for (const d of this.directories.values()) this.mmuext(MmuExt.UNPIN_TABLE, this.mem.mfn(d.pfn));
@@ -376,9 +395,21 @@ export class ShadowPaging {
     const maddr = this.mem.mfn(s) * 4096 + (gpa & 0xffc);
     const e = this.shadowEntry(this.guestRead(gpa));
     if (this.mem.read32(maddr) === e) return;
+    this.keepDirty(maddr);
     this.counters.entriesRemade++;
     this.queue.push({ maddr, value: e });
     this.flush();
+  }
+
+  /**
+   * The shadow entry at `maddr` is about to be replaced or dropped: if the CPU marked its page
+   * dirty, a dirty log's next harvest must still see that page (vmmWrote).
+   */
+  private keepDirty(maddr: number): void {
+    const e = this.mem.read32(maddr);
+    if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) return;
+    const t = this.mem.m2p[e >>> 12];
+    if (t >= 0 && t < this.guestPages) this.vmmWrote[t] = 1;
   }
 
   /** Sends the queued entry writes in mmu_update calls; false (crashed) if one was refused. */
@@ -445,7 +476,8 @@ export class ShadowPaging {
     const s = this.tables.get(gpa >>> 12);
     if (s === undefined || (e & PTE_P) === 0) return e;
     const shadow = this.mem.read32(this.mem.mfn(s) * 4096 + (gpa & 0xffc));
-    return (e | (shadow & (PTE_A | PTE_D))) >>> 0;
+    const dirty = (shadow & GUEST_D) !== 0 ? PTE_D : 0;
+    return (e | (shadow & (PTE_A | PTE_D)) | dirty) >>> 0;
   }
 
   pageTableTestClear(ptr: number): number {
@@ -513,6 +545,7 @@ export class ShadowPaging {
     const old = this.mem.read32(this.mem.mfn(s) * 4096 + (w.pteAt & 0xffc));
     // Nothing to change: the fault is not the shadow's (retrying would loop).
     if (e === 0 || ((old ^ e) & FOLLOWED) === 0) return false;
+    this.keepDirty(this.mem.mfn(s) * 4096 + (w.pteAt & 0xffc));
     this.counters.shadowFills++;
     this.counters.pageTableUpdates++;
     const r = this.channel.hypercall(Hypercall.update_va_mapping, [va & ~0xfff, e, 0, UVMF_INVLPG]);
@@ -521,6 +554,77 @@ export class ShadowPaging {
       return false;
     }
     return true;
+  }
+
+  // ---- live migration (migrate.ts) -----------------------------------------------------------
+
+  /**
+   * Where the guest's page tables are: CR3's directory and the tables it links, in guest frames.
+   * Not every directory that has a shadow: one of a process that is gone may be a data page
+   * again. Nothing else is needed where the guest goes (the destination's shadows, or l4's
+   * spaces, are made again from the guest's tables as they are loaded), and no single entries:
+   * the guest's writes went to its own tables, plain guest memory here.
+   */
+  migrationTables(): PageTableMap {
+    if (!this.pagingOn || this.currentL2 < 0) return { directories: [], tables: [], entries: [] };
+    const d = this.currentL2;
+    const tables = new Set<number>();
+    for (let k = 0; k < WINDOW_SLOT; k++) {
+      const pde = this.guestRead(d * 4096 + k * 4);
+      const t = pde >>> 12;
+      if ((pde & PTE_P) !== 0 && t < this.guestPages && t !== d) tables.add(t);
+    }
+    return { directories: [d], tables: [...tables].sort((a, b) => a - b), entries: [] };
+  }
+
+  /**
+   * The copy of guest memory as it goes out: already guest-physical, so as it is. (The guest's
+   * directories never map the window's slots: the VMM keeps them out of its writes.)
+   */
+  canonicalize(): void {}
+
+  /**
+   * A migration's dirty log (../../dirty.ts): every guest frame a shadow entry maps with its
+   * dirty bit set was written since the last harvest (or since the entry was made: a new one is
+   * made dirty if writable, so it counts once more than it must, never less), and every frame
+   * the VMM wrote itself (an annotated entry write goes to the guest's table, plain memory, past
+   * every page table); marked in `into`,
+   * the bit cleared through mmu_update with GUEST_D kept in its place (so an annotated read
+   * still says dirty, withShadowBits), then the TLB flushed, so that the next write sets it.
+   */
+  harvestDirty(into: Uint8Array | undefined): void {
+    const m2p = this.mem.m2p;
+    for (const s of this.tables.values()) {
+      const base = this.mem.mfn(s) * 4096;
+      for (let k = 0; k < 1024; k++) {
+        const e = this.mem.read32(base + k * 4);
+        if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) continue;
+        const t = m2p[e >>> 12];
+        if (t < 0 || t >= this.guestPages) continue;
+        if (into !== undefined) into[t] = 1;
+        this.queue.push({ maddr: base + k * 4, value: ((e & ~PTE_D) | GUEST_D) >>> 0 });
+      }
+    }
+    if (into !== undefined) for (let f = 0; f < this.guestPages; f++) into[f] |= this.vmmWrote[f];
+    this.vmmWrote.fill(0);
+    this.flush();
+    this.mmuext(MmuExt.TLB_FLUSH_LOCAL, 0);
+  }
+
+  /**
+   * A migrated guest's memory is in place, its tables as it wrote them: paging on at `cr3`,
+   * whose shadow is made now (the others' when they are loaded). One line if refused.
+   */
+  adoptTables(map: PageTableMap, cr3: number): string | undefined {
+    const frames = [...map.directories, ...map.tables];
+    if (frames.some((f) => f < 0 || f >= this.guestPages) || cr3 >>> 12 >= this.guestPages)
+      return 'a page table outside guest memory';
+    this.pagingOn = true;
+    this.cpu.invalidateAllCode();
+    this.loadCr3(cr3);
+    if (this.currentL2 !== cr3 >>> 12 || !this.directories.has(cr3 >>> 12))
+      return 'the base page directory was refused';
+    return undefined;
   }
 
   /** A byte of guest memory at `linear` through the guest's own tables (undefined: unmapped). */
