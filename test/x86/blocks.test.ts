@@ -591,3 +591,55 @@ test('direct JMPs a block follows: forward, backward, into code the block ran, a
   };
   twin(code, bySlices);
 });
+
+test('blocks that follow each other across code pages: CALL, JMP and RET, with code-TLB misses between', () => {
+  // Paging on; the loop in the first page calls f in the second, which jumps to h in the third,
+  // and g in the third; every 16th pass an INVLPG drops g's translation, so the block that calls
+  // g finds no code-TLB entry for it and the loop walks the page tables (a counted TLB miss).
+  // Whole, and in slices that end everywhere inside the blocks.
+  const code = assemble(`
+    movl $0x80000, %eax
+    movl %eax, %cr3
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    xorl %ebx, %ebx
+    movl $400, %ecx
+1:  call f
+    addl %eax, %ebx
+    testl $15, %ecx
+    jnz 2f
+    invlpg g
+2:  call g
+    decl %ecx
+    jnz 1b
+    hlt
+    .balign 4096
+f:  movl %ecx, %eax
+    imull $0x9e3779b1, %eax, %eax
+    jmp h
+    .balign 4096
+g:  xorl %eax, %ebx
+    roll $5, %ebx
+    ret
+h:  addl $7, %eax
+    ret`);
+  const paging = ({ platform }: Twin): void => {
+    const ram = new DataView(platform.ram.buffer);
+    ram.setUint32(0x80000, 0x81000 | 3, true);
+    for (let p = 0; p < 512; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
+  };
+  const [interpreted, compiled] = twin(code, undefined, paging);
+  assert.equal(compiled.log[0], 'halt');
+  assert.ok(interpreted.cpu.counters.tlbMisses > 25, 'the INVLPGs made code-TLB misses');
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 41), 1 + ((k * 7) % 47));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  twin(code, bySlices, paging);
+});
