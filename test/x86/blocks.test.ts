@@ -10,7 +10,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Cpu } from '../../src/x86/Cpu.ts';
 import type { CpuEvent } from '../../src/x86/monitor.ts';
-import { flatCpu, testPlatform, type TestPlatform } from '../../src/x86/testing.ts';
+import { gp } from '../../src/x86/fault.ts';
+import { DS } from '../../src/x86/segment.ts';
+import { loadSegment } from '../../src/x86/system/descriptors.ts';
+import {
+  flatCpu,
+  testPlatform,
+  writeDescriptor,
+  type TestPlatform,
+} from '../../src/x86/testing.ts';
 import { assemble } from './assemble.ts';
 
 /** Everything a run leaves behind that blocks could get wrong. */
@@ -642,4 +650,65 @@ h:  addl $7, %eax
     return trace;
   };
   twin(code, bySlices, paging);
+});
+
+test('a bound entry called between blocks: the blocks go on after it, or the loop does when it changed what they hold', () => {
+  // The loop calls the bound entry f from a block; the handler adds to EBX and now and then
+  // charges the clock, raises the interrupt line, loads a DS that is not flat (the blocks'
+  // inline memory paths may not go on) and back, or faults (#GP at the entry, then called
+  // again). The monitor records every event and lowers the line.
+  const code = assemble(`
+    sti
+    movl $0x40000, %esi
+    movl $600, %ecx
+1:  movl %ecx, %eax
+    andl $3, %eax
+    addl %eax, %ebx
+    call f
+    movl %ebx, (%esi,%ecx,4)
+    xorl %eax, %ebx
+    decl %ecx
+    jnz 1b
+    hlt
+f:  ret`);
+  const f = 0x1000 + code.length - 1;
+  const entry = ({ cpu, log }: Twin): void => {
+    let calls = 0;
+    cpu.bindEntry(f, () => {
+      calls++;
+      if (calls === 13 || calls === 401) throw gp(0);
+      cpu.ebx = (cpu.ebx + calls) | 0;
+      if (calls % 7 === 0) cpu.charge(50);
+      if (calls % 11 === 0) cpu.setInterruptLine(true);
+      if (calls % 17 === 0) loadSegment(cpu, DS, calls % 34 === 0 ? 0x10 : 0x18);
+    });
+    cpu.attachMonitor({
+      onEvent(e: CpuEvent) {
+        log.push(e, cpu.eip, cpu.cycles, cpu.ebx, calls);
+        cpu.setInterruptLine(false);
+      },
+    });
+  };
+  const setup = (t: Twin): void => {
+    // GDT at 0x70000: flat code and data (0x08, 0x10) and data based at 0x10000 (0x18).
+    const ram = t.platform.ram;
+    writeDescriptor(ram, 0x70008, 0, 0xfffff, 0x9a);
+    writeDescriptor(ram, 0x70010, 0, 0xfffff, 0x92);
+    writeDescriptor(ram, 0x70018, 0x10000, 0xfffff, 0x92);
+    t.cpu.gdtr = { base: 0x70000, limit: 0x1f };
+    entry(t);
+  };
+  const [interpreted, compiled] = twin(code, undefined, setup);
+  assert.equal(compiled.log.at(-1), 'halt');
+  assert.ok(interpreted.log.filter((x) => typeof x === 'object' && x !== null).length > 50);
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 43), 1 + ((k * 3) % 53));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  twin(code, bySlices, setup);
 });
