@@ -1561,53 +1561,13 @@ export class Cpu {
       if (block.generic || budget <= 0 || this.cycles >= this.sliceEnd) return budget;
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0) return budget;
       // A bound entry is never the head of a valid block (compileAt, bindEntry's epoch).
-      let eip = this.eip;
-      let next = this.blockAt((csBase + eip) | 0);
-      if (next === undefined) {
-        // PERF: a bound entry (the in-place VMM's calls) is called here as the loop would call
-        // it, and the blocks go on after it when nothing they depend on changed.
-        if (this.bound.size === 0) return budget;
-        this.instrEip = eip;
-        if (!this.callBound(eip)) return budget;
-        budget--;
-        this.lastBlockGeneric = true; // if the loop goes on from here, it reads CS again
-        if (!this.blocksGoOn(budget, csBase, csLimit, readMask, writeMask, flat)) return budget;
-        eip = this.eip;
-        next = this.blockAt((csBase + eip) | 0);
-        if (next === undefined) return budget;
+      const eip = this.eip;
+      const next = this.blockAt((csBase + eip) | 0);
+      if (next === undefined || !this.blockReady(next, eip, csBase, csLimit, flat, budget)) {
+        return budget;
       }
-      if (!this.blockReady(next, eip, csBase, csLimit, flat, budget)) return budget;
       block = next;
     }
-  }
-
-  /**
-   * After a bound call between blocks (runBlocks): the loop would go straight on to the next
-   * instruction (budget left, the slice not over, no interrupt deliverable, no interrupt shadow)
-   * with what runBlocks holds for the blocks (CS base, limit and size, the access masks of the
-   * CPL, flat segments) unchanged by the handler.
-   */
-  private blocksGoOn(
-    budget: number,
-    csBase: number,
-    csLimit: number,
-    readMask: number,
-    writeMask: number,
-    flat: number,
-  ): boolean {
-    const cs = this.segs[CS];
-    return (
-      budget > 0 &&
-      this.cycles < this.sliceEnd &&
-      !this.interruptShadow &&
-      !(this.interruptLine && (this.flagsBits & F.IF) !== 0) &&
-      cs.base === csBase &&
-      cs.limit === csLimit &&
-      cs.big &&
-      this.readMask === readMask &&
-      this.writeMask === writeMask &&
-      this.flatSegments() === flat
-    );
   }
 
   /**

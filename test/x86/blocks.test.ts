@@ -652,11 +652,11 @@ h:  addl $7, %eax
   twin(code, bySlices, paging);
 });
 
-test('a bound entry called between blocks: the blocks go on after it, or the loop does when it changed what they hold', () => {
-  // The loop calls the bound entry f from a block; the handler adds to EBX and now and then
-  // charges the clock, raises the interrupt line, loads a DS that is not flat (the blocks'
-  // inline memory paths may not go on) and back, or faults (#GP at the entry, then called
-  // again). The monitor records every event and lowers the line.
+test('a bound entry called between blocks, its handler changing what the blocks depend on', () => {
+  // A block calls the bound entry f; the handler adds to EBX and now and then charges the
+  // clock, raises the interrupt line, loads a DS that is not flat (the blocks' inline memory
+  // paths may not run) and back, or faults (#GP at the entry, then called again). The monitor
+  // records every event and lowers the line.
   const code = assemble(`
     sti
     movl $0x40000, %esi
