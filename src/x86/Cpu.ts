@@ -1573,11 +1573,14 @@ export class Cpu {
   /**
    * The block headed at `linear` (32-bit code), as the loop's fetch would find it without a page
    * walk: in the fetch page, or in another page whose translation is in the code TLB with the
-   * rights a fetch needs at this CPL (instructionAt's fast path, which makes that page the fetch
-   * page, as here). A miss returns undefined and leaves the walk, its counters and its faults to
-   * the loop. PERF: blocks used to follow each other only inside one page; a CALL, RET or JMP to
-   * another page went back to the loop, which was 98% of the loop's block entries in bench:cpu's
-   * `realcode` (1.75 M of 1.79 M) and 82-89% in a 16 MB netperf row (native, xen-pre).
+   * rights a fetch needs at this CPL (instructionAt on a code-TLB hit, which makes that page the
+   * fetch page, as here). A miss returns undefined and leaves the walk, its counters and its
+   * faults to the loop. PERF: blocks used to follow each other only inside one page; a CALL, RET
+   * or JMP to another page went back to the loop, which was 98% of the loop's block entries in
+   * bench:cpu's `realcode` (1.75 M of 1.79 M) and 82-89% in a 16 MB netperf row (native,
+   * xen-pre). In turn with the commit before, on a loaded machine, the busiest thread's CPU
+   * time: a 256 MB native row 11.2 and 11.9 s against 14.0 s, a 64 MB xen-pre row 3.85 and
+   * 4.04 s against 4.33 and 4.38 s (src/x86/README.md, "Blocks across pages").
    */
   private blockAt(linear: number): Block | undefined {
     if (linear >>> 12 === this.fetchPage) return this.fetchCode[linear & 0xfff]?.block;
