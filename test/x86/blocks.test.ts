@@ -10,7 +10,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Cpu } from '../../src/x86/Cpu.ts';
 import type { CpuEvent } from '../../src/x86/monitor.ts';
-import { flatCpu, testPlatform, type TestPlatform } from '../../src/x86/testing.ts';
+import { gp } from '../../src/x86/fault.ts';
+import { DS } from '../../src/x86/segment.ts';
+import { loadSegment } from '../../src/x86/system/descriptors.ts';
+import {
+  flatCpu,
+  testPlatform,
+  writeDescriptor,
+  type TestPlatform,
+} from '../../src/x86/testing.ts';
 import { assemble } from './assemble.ts';
 
 /** Everything a run leaves behind that blocks could get wrong. */
@@ -590,4 +598,117 @@ test('direct JMPs a block follows: forward, backward, into code the block ran, a
     return trace;
   };
   twin(code, bySlices);
+});
+
+test('blocks that follow each other across code pages: CALL, JMP and RET, with code-TLB misses between', () => {
+  // Paging on; the loop in the first page calls f in the second, which jumps to h in the third,
+  // and g in the third; every 16th pass an INVLPG drops g's translation, so the block that calls
+  // g finds no code-TLB entry for it and the loop walks the page tables (a counted TLB miss).
+  // Whole, and in slices that end everywhere inside the blocks.
+  const code = assemble(`
+    movl $0x80000, %eax
+    movl %eax, %cr3
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    xorl %ebx, %ebx
+    movl $400, %ecx
+1:  call f
+    addl %eax, %ebx
+    testl $15, %ecx
+    jnz 2f
+    invlpg g
+2:  call g
+    decl %ecx
+    jnz 1b
+    hlt
+    .balign 4096
+f:  movl %ecx, %eax
+    imull $0x9e3779b1, %eax, %eax
+    jmp h
+    .balign 4096
+g:  xorl %eax, %ebx
+    roll $5, %ebx
+    ret
+h:  addl $7, %eax
+    ret`);
+  const paging = ({ platform }: Twin): void => {
+    const ram = new DataView(platform.ram.buffer);
+    ram.setUint32(0x80000, 0x81000 | 3, true);
+    for (let p = 0; p < 512; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
+  };
+  const [interpreted, compiled] = twin(code, undefined, paging);
+  assert.equal(compiled.log[0], 'halt');
+  assert.ok(interpreted.cpu.counters.tlbMisses > 25, 'the INVLPGs made code-TLB misses');
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 41), 1 + ((k * 7) % 47));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  twin(code, bySlices, paging);
+});
+
+test('a bound entry called between blocks, its handler changing what the blocks depend on', () => {
+  // A block calls the bound entry f; the handler adds to EBX and now and then charges the
+  // clock, raises the interrupt line, loads a DS that is not flat (the blocks' inline memory
+  // paths may not run) and back, or faults (#GP at the entry, then called again). The monitor
+  // records every event and lowers the line.
+  const code = assemble(`
+    sti
+    movl $0x40000, %esi
+    movl $600, %ecx
+1:  movl %ecx, %eax
+    andl $3, %eax
+    addl %eax, %ebx
+    call f
+    movl %ebx, (%esi,%ecx,4)
+    xorl %eax, %ebx
+    decl %ecx
+    jnz 1b
+    hlt
+f:  ret`);
+  const f = 0x1000 + code.length - 1;
+  const entry = ({ cpu, log }: Twin): void => {
+    let calls = 0;
+    cpu.bindEntry(f, () => {
+      calls++;
+      if (calls === 13 || calls === 401) throw gp(0);
+      cpu.ebx = (cpu.ebx + calls) | 0;
+      if (calls % 7 === 0) cpu.charge(50);
+      if (calls % 11 === 0) cpu.setInterruptLine(true);
+      if (calls % 17 === 0) loadSegment(cpu, DS, calls % 34 === 0 ? 0x10 : 0x18);
+    });
+    cpu.attachMonitor({
+      onEvent(e: CpuEvent) {
+        log.push(e, cpu.eip, cpu.cycles, cpu.ebx, calls);
+        cpu.setInterruptLine(false);
+      },
+    });
+  };
+  const setup = (t: Twin): void => {
+    // GDT at 0x70000: flat code and data (0x08, 0x10) and data based at 0x10000 (0x18).
+    const ram = t.platform.ram;
+    writeDescriptor(ram, 0x70008, 0, 0xfffff, 0x9a);
+    writeDescriptor(ram, 0x70010, 0, 0xfffff, 0x92);
+    writeDescriptor(ram, 0x70018, 0x10000, 0xfffff, 0x92);
+    t.cpu.gdtr = { base: 0x70000, limit: 0x1f };
+    entry(t);
+  };
+  const [interpreted, compiled] = twin(code, undefined, setup);
+  assert.equal(compiled.log.at(-1), 'halt');
+  assert.ok(interpreted.log.filter((x) => typeof x === 'object' && x !== null).length > 50);
+  const bySlices = (cpu: Cpu): unknown[] => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % 43), 1 + ((k * 3) % 53));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+  twin(code, bySlices, setup);
 });
