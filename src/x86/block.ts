@@ -66,8 +66,17 @@ export interface BlockContext {
 /** A flat-segment requirement bit per segment register, and one for a 32-bit stack (SS.B). */
 export const STACK_BIG = 1 << 6;
 
-/** Entry points run this many times in the interpreter before their block is compiled. */
-export const HOT = 256;
+/**
+ * Entry points run this many times in the interpreter before their block is compiled.
+ * PERF: V8 optimizes a block's function with TurboFan after it has run a few thousand guest
+ * instructions, and that costs several milliseconds per block (5-8 ms in a Linux boot, on the
+ * background thread, where the interpreter loop's own re-optimizations wait behind it): a block
+ * pays back only after hundreds of thousands of instructions. At 256 a Linux boot compiled 446
+ * blocks (1.26 MB of source), 407 of which ran fewer than 10,000 times; at 8,192 it compiled 88
+ * (301 KB) that ran 35.5 M of its 54 M instructions, and with the block ends below 71 (164 KB)
+ * that run 35.3 M (src/x86/README.md, "The threshold and the blocks' shape").
+ */
+export const HOT = 8192;
 /**
  * The compile budget (Cpu.blockBudget). V8 parses and compiles a block's source when it is
  * first called (about a millisecond per 10 KB, and blocks average several KB), and a block pays
@@ -158,6 +167,13 @@ export function compileBlock(
   let instr: Instr | undefined = head;
   while (instr !== undefined && instr.codeBig && !instr.dead && instrs.length < MAX_LENGTH) {
     if (instrs.length > 0 && isBound((csBase + at) | 0)) break;
+    // PERF: the block ends before the head of another block (the loop runs that one next, as
+    // it does a JMP's target below) and before an instruction the interpreter reached less than
+    // an eighth as often as the head (`Instr.heat` counts its runs there; with a threshold below
+    // 8 nothing is cut): the path rarely goes on to it (a Jcc before it is mostly taken). A Linux
+    // boot compiled blocks of 40-43 instructions that ran 2-10 on average, and V8 compiles all
+    // of a block's source, run or not.
+    if (instrs.length > 0 && (instr.block !== undefined || instr.heat < head.heat >> 3)) break;
     let o = classify(instr);
     instrs.push(instr);
     eips.push(at);
@@ -217,6 +233,11 @@ export function compileBlock(
       `return (function block_${eip.toString(16)}(rm, wm, lim, budget) {\n${source}\n});`,
   ) as (context: BlockContext, instrs: Instr[], eips: number[]) => BlockCode;
   const code = factory(context, instrs, eips);
+  // PERF: the block's other instructions start counting again as entry points: they were a
+  // few runs short of the threshold when the head reached it, and a stray run of one of them
+  // in the interpreter (its head entered from elsewhere) made it the head of a block that
+  // almost never ran (bench:cpu's `cpu` workload at a threshold of 8,192: 22 such blocks).
+  for (let k = 1; k < n; k++) instrs[k].heat = 0;
   return new Block(
     code,
     instrs,

@@ -712,3 +712,54 @@ f:  ret`);
   };
   twin(code, bySlices, setup);
 });
+
+test('blocks that end before rarely reached code and before another block’s head', () => {
+  // The JNZ skips the ADDs in all but one pass of 64: at a threshold of 16 or more the block
+  // from 1 ends before them (the interpreter reached them a 64th as often as its head), and at
+  // 2 it ends before the head of the block that starts there. Run whole and in slices.
+  const adds = Array.from({ length: 24 }, (_, k) => `addl $${k + 1}, %ebx`).join('\n');
+  const code = assemble(`
+    movl $3000, %ecx
+    xorl %ebx, %ebx
+1:  movl %ecx, %eax
+    andl $63, %eax
+    jnz 2f
+    ${adds}
+2:  addl %ecx, %ebx
+    movl %ebx, 0x40000(,%eax,4)
+    decl %ecx
+    jnz 1b
+    hlt`);
+  const interpreted = flatCpu(code, 0x1000, testPlatform());
+  interpreted.blocksEnabled = false;
+  interpreted.run(1e9);
+  for (const threshold of [16, 64]) {
+    for (const sliced of [false, true]) {
+      const platform = testPlatform();
+      const cpu = flatCpu(code, 0x1000, platform);
+      cpu.blockThreshold = threshold;
+      cpu.blockBudget = Infinity;
+      if (sliced) {
+        for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+          if (cpu.run(cpu.cycles + 1 + (k % 37), 1 + ((k * 5) % 43)) === 'halt') break;
+        }
+      } else cpu.run(1e9);
+      assert.ok(cpu.blockEntries > 0, `threshold ${threshold}: no block ran`);
+      assert.ok(cpu.halted);
+      assert.deepEqual([...cpu.regs], [...interpreted.regs]);
+      assert.equal(cpu.getEflags(), interpreted.getEflags());
+      assert.equal(cpu.cycles, interpreted.cycles);
+      assert.deepEqual(cpu.counters, interpreted.counters);
+    }
+  }
+  // At threshold 2 nothing is cut for heat (a head's heat is 2): the loop's block holds the
+  // ADDs, and the source compiled is larger.
+  const source = (threshold: number): number => {
+    const cpu = flatCpu(code, 0x1000, testPlatform());
+    cpu.blockThreshold = threshold;
+    cpu.blockBudget = Infinity;
+    cpu.run(1e9);
+    return cpu.blockSource;
+  };
+  assert.ok(source(16) < source(2), `${source(16)} characters at 16, ${source(2)} at 2`);
+});
