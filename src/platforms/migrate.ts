@@ -50,7 +50,8 @@ export function migrationRefusal(guest: Guest): string | undefined {
 /**
  * Why a guest of `config` cannot move from `from` to `to` (undefined if it may). Linux under
  * xen's shadow paging moves to xen, and from l4 to xen; to l4 it is refused: moved there at
- * some points of its boot (a test here: 2 of 8), it faults later, and why is not known yet.
+ * some points of its boot (3 of 8 tried), it faults later or loses its console output, and
+ * why is not known yet (README, "Linux migrates to xen").
  */
 export function routeRefusal(
   from: string,

@@ -145,6 +145,23 @@ const WORKLOAD = `
     movl %eax, 4(%esp)
     ret`;
 
+/**
+ * Runs a CPU to its HLT in slices of odd lengths and budgets (slice k: 1 + k % `cycles` cycles,
+ * 1 + (k * `step`) % `budget` instructions), so that slices end at every position inside the
+ * blocks; the EIP, clock and reason after each.
+ */
+function slices(cycles: number, step: number, budget: number): (cpu: Cpu) => unknown[] {
+  return (cpu) => {
+    const trace: unknown[] = [];
+    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+      const why = cpu.run(cpu.cycles + 1 + (k % cycles), 1 + ((k * step) % budget));
+      trace.push(cpu.eip, cpu.cycles, why);
+      if (why === 'halt') break;
+    }
+    return trace;
+  };
+}
+
 test('blocks leave the interpreter’s registers, flags, memory, clock and counters', () => {
   const [, compiled] = twin(assemble(WORKLOAD));
   assert.equal(compiled.log[0], 'halt');
@@ -183,15 +200,7 @@ test('the compile budget: spent, hot entries wait; earned by code run in blocks'
 
 test('slices of simulated time and instruction budgets that end inside blocks', () => {
   // Odd slice lengths and budgets, so slices end at every position inside the blocks.
-  const bySlices = (cpu: Cpu): unknown[] => {
-    const trace: unknown[] = [];
-    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
-      const why = cpu.run(cpu.cycles + 1 + (k % 53), 1 + ((k * 7) % 61));
-      trace.push(cpu.eip, cpu.cycles, why);
-      if (why === 'halt') break;
-    }
-    return trace;
-  };
+  const bySlices = slices(53, 7, 61);
   const [, compiled] = twin(assemble(WORKLOAD), bySlices);
   assert.ok(compiled.log.includes('halt'));
 });
@@ -588,15 +597,7 @@ test('direct JMPs a block follows: forward, backward, into code the block ran, a
     hlt`);
   const [, compiled] = twin(code);
   assert.equal(compiled.log[0], 'halt');
-  const bySlices = (cpu: Cpu): unknown[] => {
-    const trace: unknown[] = [];
-    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
-      const why = cpu.run(cpu.cycles + 1 + (k % 37), 1 + ((k * 5) % 43));
-      trace.push(cpu.eip, cpu.cycles, why);
-      if (why === 'halt') break;
-    }
-    return trace;
-  };
+  const bySlices = slices(37, 5, 43);
   twin(code, bySlices);
 });
 
@@ -640,15 +641,7 @@ h:  addl $7, %eax
   const [interpreted, compiled] = twin(code, undefined, paging);
   assert.equal(compiled.log[0], 'halt');
   assert.ok(interpreted.cpu.counters.tlbMisses > 25, 'the INVLPGs made code-TLB misses');
-  const bySlices = (cpu: Cpu): unknown[] => {
-    const trace: unknown[] = [];
-    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
-      const why = cpu.run(cpu.cycles + 1 + (k % 41), 1 + ((k * 7) % 47));
-      trace.push(cpu.eip, cpu.cycles, why);
-      if (why === 'halt') break;
-    }
-    return trace;
-  };
+  const bySlices = slices(41, 7, 47);
   twin(code, bySlices, paging);
 });
 
@@ -701,15 +694,7 @@ f:  ret`);
   const [interpreted, compiled] = twin(code, undefined, setup);
   assert.equal(compiled.log.at(-1), 'halt');
   assert.ok(interpreted.log.filter((x) => typeof x === 'object' && x !== null).length > 50);
-  const bySlices = (cpu: Cpu): unknown[] => {
-    const trace: unknown[] = [];
-    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
-      const why = cpu.run(cpu.cycles + 1 + (k % 43), 1 + ((k * 3) % 53));
-      trace.push(cpu.eip, cpu.cycles, why);
-      if (why === 'halt') break;
-    }
-    return trace;
-  };
+  const bySlices = slices(43, 3, 53);
   twin(code, bySlices, setup);
 });
 
