@@ -48,19 +48,18 @@ export function migrationRefusal(guest: Guest): string | undefined {
 }
 
 /**
- * Why a guest of `config` cannot move from `from` to `to` (undefined if it may). Linux under
- * xen's shadow paging moves to xen, and from l4 to xen; to l4 it is refused: moved there at
- * some points of its boot (3 of 8 tried), it faults later or loses its console output, and
- * why is not known yet (README, "Linux migrates to xen").
+ * Why a guest of `config` cannot move from `from` to `to` (undefined if it may). Linux moves to
+ * xen (from xen's shadow paging or from l4); to l4 it is refused: moved there at some points of
+ * its boot (from xen 3 of 8 tried, from l4 1 of 6), it faults later or loses its console
+ * output, and why is not known yet (README, "Linux migrates to xen").
  */
 export function routeRefusal(
   from: string,
   config: Readonly<GuestConfig>,
   to: string,
 ): string | undefined {
-  const linux = isLinuxImage(config.kernel);
-  if (from === 'xen' && to === 'l4' && linux)
-    return 'a Linux guest on xen (shadow paging) moves only to xen for now, not to l4';
+  if (to === 'l4' && isLinuxImage(config.kernel))
+    return `a Linux guest moves only to xen for now, not to l4 (from ${from})`;
   return undefined;
 }
 

@@ -5,7 +5,7 @@
  * it runs (the lab's migrateLive: the rounds' dirty logs must see every page written, or the
  * stop-and-copy's check of the destination's copy fails). The moved guest passes its checks
  * with the lines of the run that stayed, and the record's page tables are guest-physical.
- * From xen to l4 it is refused with one line (src/platforms/migrate.ts routeRefusal says why).
+ * To l4 it is refused with one line (src/platforms/migrate.ts routeRefusal says why).
  * Builds the afterburned Linux when it is missing (minutes, once).
  */
 import assert from 'node:assert/strict';
@@ -146,11 +146,11 @@ describe('Linux moves to xen while it boots', { skip: !built.ok && built.output 
     t.diagnostic(`stop-and-copy: ${moved('l4', 'xen', 60_000_000, false)}`);
     t.diagnostic(`pre-copy: ${moved('l4', 'xen', 30_000_000, true)}`);
   });
-  it('xen to l4 is refused with one line, and the guest runs on where it was', () => {
+  it('to l4 it is refused with one line, and the guest runs on where it was', () => {
     const out = { text: '' };
     const g = boot('xen', out);
     g.machine.run(60_000_000);
-    const refusal = 'a Linux guest on xen (shadow paging) moves only to xen for now, not to l4';
+    const refusal = 'a Linux guest moves only to xen for now, not to l4 (from xen)';
     assert.equal(migrateGuest(g, 'l4'), refusal);
     assert.equal(
       migrateLive(g, { to: 'l4', preCopy: true, linkBitsPerSecond: 10e9, console: () => {} }),
