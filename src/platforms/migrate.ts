@@ -10,6 +10,7 @@
  * CPU continues where the guest stopped. The source is left as it stopped: it is the caller's
  * to run on (a failed move) or to drop.
  */
+import { isLinuxKernel } from '../loader/linux.ts';
 import { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
 import { withFcs } from '../machine/ethernet/frame.ts';
 import type { EndReason } from '../machine/Machine.ts';
@@ -58,17 +59,9 @@ export function routeRefusal(
   config: Readonly<GuestConfig>,
   to: string,
 ): string | undefined {
-  if (to === 'l4' && isLinuxImage(config.kernel))
+  if (to === 'l4' && isLinuxKernel(config.kernel))
     return `a Linux guest moves only to xen for now, not to l4 (from ${from})`;
   return undefined;
-}
-
-/** "HdrS" at 0x202: a Linux bzImage (loader/linux.ts), which xen runs under shadow paging. */
-function isLinuxImage(kernel: Uint8Array): boolean {
-  return (
-    kernel.length > 0x206 &&
-    new DataView(kernel.buffer, kernel.byteOffset).getUint32(0x202, true) === 0x53726448
-  );
 }
 
 /** The guest's context if it is at a safe point now, else why not (one line). */

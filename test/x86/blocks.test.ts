@@ -148,14 +148,21 @@ const WORKLOAD = `
 /**
  * Runs a CPU to its HLT in slices of odd lengths and budgets (slice k: 1 + k % `cycles` cycles,
  * 1 + (k * `step`) % `budget` instructions), so that slices end at every position inside the
- * blocks; the EIP, clock and reason after each.
+ * blocks; the EIP, clock (and with `flags`, EFLAGS) and reason after each, for at most `limit`
+ * slices.
  */
-function slices(cycles: number, step: number, budget: number): (cpu: Cpu) => unknown[] {
+function slices(
+  cycles: number,
+  step: number,
+  budget: number,
+  { flags = false, limit = 100_000 } = {},
+): (cpu: Cpu) => unknown[] {
   return (cpu) => {
     const trace: unknown[] = [];
-    for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+    for (let k = 0; cpu.halted === false && k < limit; k++) {
       const why = cpu.run(cpu.cycles + 1 + (k % cycles), 1 + ((k * step) % budget));
-      trace.push(cpu.eip, cpu.cycles, why);
+      if (flags) trace.push(cpu.eip, cpu.cycles, cpu.getEflags(), why);
+      else trace.push(cpu.eip, cpu.cycles, why);
       if (why === 'halt') break;
     }
     return trace;
@@ -492,15 +499,7 @@ test('SHL/SHR/SAR and ADC/SBB inline: their pending flags read by every conditio
     shrl $3, %ebx                /* pending at the end of the block: HLT reads no flag */
     hlt`);
   twin(code);
-  const bySlices = (cpu: Cpu): unknown[] => {
-    const trace: unknown[] = [];
-    for (let k = 0; cpu.halted === false && k < 200_000; k++) {
-      const why = cpu.run(cpu.cycles + 1 + (k % 37), 1 + ((k * 5) % 47));
-      trace.push(cpu.eip, cpu.cycles, cpu.getEflags(), why);
-      if (why === 'halt') break;
-    }
-    return trace;
-  };
+  const bySlices = slices(37, 5, 47, { flags: true, limit: 200_000 });
   twin(code, bySlices);
 });
 
