@@ -147,6 +147,8 @@ export class Cpu {
   /** The code page the last fetch used (linear page number), for sequential execution. */
   private fetchPage = -1;
   private fetchCode: (Instr | undefined)[] = [];
+  /** The physical page `fetchCode` holds (valid while `fetchPage` is not -1). */
+  private fetchPhysical = -1;
 
   private readonly codeCache: CodeCache;
   /** PERF: the decoded-instruction cache's page table (codeCache.ts), read by the fetch path. */
@@ -925,6 +927,7 @@ export class Cpu {
     if (page !== undefined) {
       this.fetchPage = linear >>> 12;
       this.fetchCode = page;
+      this.fetchPhysical = ppage;
       const instr = page[physical & 0xfff];
       if (instr !== undefined && instr.codeBig === cs.big) return instr;
     }
@@ -1312,6 +1315,7 @@ export class Cpu {
           continue;
         } else if (block.generation !== generation[block.page] || block.epoch !== this.blockEpoch) {
           // Its code changed, or bound entries did: compile again when hot again.
+          block.after0 = block.after1 = undefined;
           instr.block = undefined;
           instr.heat = 0;
         } else {
@@ -1562,10 +1566,29 @@ export class Cpu {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0) return budget;
       // A bound entry is never the head of a valid block (compileAt, bindEntry's epoch).
       const eip = this.eip;
-      const next = this.blockAt((csBase + eip) | 0);
-      if (next === undefined || !this.blockReady(next, eip, csBase, csLimit, flat, budget)) {
-        return budget;
+      const linear = (csBase + eip) | 0;
+      // PERF: the block remembers the last two blocks that followed it. One of them is what
+      // blockAt would find when it starts at this EIP in the fetch page's physical page and is
+      // still valid (blockReady): a valid block is always its head instruction's block (a
+      // write there retires the instruction and bumps the generation; dropCode bumps the
+      // epoch). blockAt's chain of loads (the page's instructions, the Instr, its Block)
+      // missed the data cache at each step.
+      let next = block.after0;
+      if (next === undefined || next.eip !== eip || next.page !== this.fetchPhysical) {
+        next = block.after1;
+        if (next === undefined || next.eip !== eip || next.page !== this.fetchPhysical) {
+          next = undefined;
+        }
       }
+      if (next === undefined || linear >>> 12 !== this.fetchPage) {
+        next = this.blockAt(linear);
+        if (next === undefined) return budget;
+        if (next !== block.after0) {
+          block.after1 = block.after0;
+          block.after0 = next;
+        }
+      }
+      if (!this.blockReady(next, eip, csBase, csLimit, flat, budget)) return budget;
       block = next;
     }
   }
@@ -1594,6 +1617,7 @@ export class Cpu {
     if (page === undefined) return undefined;
     this.fetchPage = linear >>> 12;
     this.fetchCode = page;
+    this.fetchPhysical = e >>> 12;
     return page[linear & 0xfff]?.block;
   }
 

@@ -118,15 +118,22 @@ export class Block {
     readonly generic: boolean,
     /** Length of the compiled source (what the compile budget counts). */
     readonly size: number,
-  ) {}
+  ) {
+    this.eip = eips[0];
+    this.count = instrs.length;
+  }
 
-  /** EIP of the first instruction, and how many instructions the block has. */
-  get eip(): number {
-    return this.eips[0];
-  }
-  get count(): number {
-    return this.instrs.length;
-  }
+  /**
+   * EIP of the first instruction, and how many instructions the block has. PERF: fields, not
+   * getters on `eips` and `instrs`: `runBlocks` reads both before every block, and each
+   * getter was two more dependent loads (the array, its elements) in a chain that already
+   * goes page table -> Instr -> Block; see `Cpu.blockAt`.
+   */
+  readonly eip: number;
+  readonly count: number;
+  /** The last two blocks `Cpu.runBlocks` ran after this one (a cache: checked before use). */
+  after0: Block | undefined = undefined;
+  after1: Block | undefined = undefined;
 
   /**
    * True when the interpreter would run every instruction of the block from `cycles`: the

@@ -110,5 +110,7 @@ function retire(instr: Instr): void {
   instr.dead = true;
   instr.next = undefined;
   instr.target = undefined;
+  // Its block is dead too: it lets go of the blocks that followed it (Block.after0).
+  if (instr.block !== undefined) instr.block.after0 = instr.block.after1 = undefined;
   instr.block = undefined;
 }
