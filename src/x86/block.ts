@@ -236,7 +236,7 @@ export function compileBlock(
     'X',
     'I',
     'E',
-    'const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp, shift = X.shift;\n' +
+    "'use strict'; const cpu = X.cpu, regs = X.regs, view = X.view, ram = X.ram, dtlb = X.dtlb, counters = X.counters, gp = X.gp, shift = X.shift;\n" +
       `return (function block_${eip.toString(16)}(rm, wm, lim, budget) {\n${source}\n});`,
   ) as (context: BlockContext, instrs: Instr[], eips: number[]) => BlockCode;
   const code = factory(context, instrs, eips);
