@@ -747,3 +747,52 @@ test('blocks that end before rarely reached code and before another block’s he
   };
   assert.ok(source(16) < source(2), `${source(16)} characters at 16, ${source(2)} at 2`);
 });
+
+test('a block that reaches the head of a short block takes that block’s instructions in whole', () => {
+  // B (at 2) is entered only through JMP *%esi while the first loop runs, so it becomes a
+  // block of its own (3 instructions). The second loop's block (at 4) then reaches B's head
+  // through its JMP and takes B in whole: one block run per pass where two were, with the
+  // interpreter's results, whole and in slices.
+  const code = assemble(`
+    xorl %ebx, %ebx
+    movl $2f, %esi
+    movl $1f, %edi
+    movl $200, %ecx
+1:  decl %ecx
+    jz 3f
+    jmp *%esi
+2:  addl %ecx, %ebx
+    xorl $0x55, %ebx
+    jmp *%edi
+3:  movl $4f, %edi
+    movl $300, %ecx
+4:  decl %ecx
+    jz 5f
+    roll $3, %ebx
+    addl $7, %ebx
+    jmp 2b
+5:  hlt`);
+  const interpreted = flatCpu(code, 0x1000, testPlatform());
+  interpreted.blocksEnabled = false;
+  interpreted.run(1e9);
+  for (const sliced of [false, true]) {
+    const cpu = flatCpu(code, 0x1000, testPlatform());
+    cpu.blockThreshold = 16;
+    cpu.blockBudget = Infinity;
+    if (sliced) {
+      for (let k = 0; cpu.halted === false && k < 100_000; k++) {
+        if (cpu.run(cpu.cycles + 1 + (k % 37), 1 + ((k * 5) % 43)) === 'halt') break;
+      }
+    } else {
+      cpu.run(1e9);
+      // The first loop: about 2 block runs a pass (its own block, B); the second: 1.
+      assert.ok(cpu.blockEntries > 2 * 150 + 250, `${cpu.blockEntries} block runs`);
+      assert.ok(cpu.blockEntries < 2 * 200 + 300 + 40, `${cpu.blockEntries} block runs`);
+    }
+    assert.ok(cpu.halted);
+    assert.deepEqual([...cpu.regs], [...interpreted.regs]);
+    assert.equal(cpu.getEflags(), interpreted.getEflags());
+    assert.equal(cpu.cycles, interpreted.cycles);
+    assert.deepEqual(cpu.counters, interpreted.counters);
+  }
+});
