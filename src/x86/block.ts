@@ -182,6 +182,8 @@ export function compileBlock(
   let instr: Instr | undefined = head;
   // Instructions still to take from a block met on the way (their heat is not looked at).
   let inherited = 0;
+  // The return addresses of the CALLs the block followed and has not returned from.
+  const returns: number[] = [];
   // The block at `at` may be taken in whole: compiled for that EIP, this CS base, code and
   // entries, not ending in a generic handler, short, and this block stays under MAX_LENGTH.
   const takes = (other: Block, at: number): boolean =>
@@ -216,7 +218,7 @@ export function compileBlock(
     at = (at + instr.length) >>> 0;
     p += instr.length;
     lastByte = Math.max(lastByte, (at - 1) >>> 0);
-    if (o.form === Form.Jmp) {
+    if (o.form === Form.Jmp || o.form === Form.Call) {
       // PERF: a direct JMP to code in the same page that is not in the block yet is followed:
       // the block goes on at its target (one block run, not two). bench:cpu's `realcode` ran a
       // JMP every 50 instructions, and a block ran 11.5 instructions on average.
@@ -232,11 +234,28 @@ export function compileBlock(
         !eips.includes(target) &&
         (next?.block === undefined || takes(next.block, target))
       ) {
-        o = op(Form.JmpOn);
+        if (o.form === Form.Call) returns.push(at);
+        o = o.form === Form.Jmp ? op(Form.JmpOn) : op(Form.CallOn);
         at = target;
         p = q;
         ops.push(o);
         instr = next;
+        continue;
+      }
+    }
+    if (o.form === Form.Ret && returns.length > 0) {
+      // PERF: a RET after a CALL the block followed goes on at the return address when it is
+      // in the page and not in the block yet (RetOn checks at run time that it is the one
+      // popped). The callee's RET no longer ends the block.
+      const back = returns.pop()!;
+      const linear = (csBase + back) | 0;
+      const q = (physical & ~0xfff) | (linear & 0xfff);
+      if (linear >>> 12 === ((csBase + eip) | 0) >>> 12 && !eips.includes(back)) {
+        o = op(Form.RetOn);
+        at = back;
+        p = q;
+        ops.push(o);
+        instr = decodedAt(q);
         continue;
       }
     }

@@ -90,6 +90,17 @@ export enum Form {
    * next instruction, so only the CS limit check is left of it.
    */
   JmpOn,
+  /**
+   * A direct CALL the block follows (block.ts): it pushes the return address, and its target,
+   * in the same page, is the block's next instruction.
+   */
+  CallOn,
+  /**
+   * A RET the block follows (block.ts) to the return address a CallOn of the same block pushed
+   * (`imm`): the block goes on there when the address popped is that one, and leaves for the
+   * address popped when it is not.
+   */
+  RetOn,
 }
 
 /** ALU operations (ModRM reg-field order) and their lazy kind (ADC and SBB: blockWriter.ts). */
@@ -314,6 +325,8 @@ export function stackForm(form: Form): boolean {
     form === Form.Push ||
     form === Form.Pop ||
     form === Form.Call ||
+    form === Form.CallOn ||
+    form === Form.RetOn ||
     form === Form.Ret ||
     form === Form.CallR ||
     form === Form.CallM

@@ -606,6 +606,26 @@ export class Writer {
         // #GP at the JMP, as in the interpreter.
         out.push(`k = ${k}; if (${next} > lim) throw gp(0);`);
         break;
+      case Form.CallOn: {
+        // As ops/control.ts callRel: the return address is pushed, then the target (the next
+        // instruction of the block, `next`) is checked against CS's limit.
+        const back = (this.eips[k] + i.length) >>> 0;
+        out.push(
+          `k = ${k}; a = (regs[4] - 4) | 0; ${this.store(k, 4, String(back))} regs[4] = a; if (${next} > lim) throw gp(0);`,
+          this.afterSlow(k),
+        );
+        break;
+      }
+      case Form.RetOn: {
+        // As ops/control.ts retNear: the address is read and checked against CS's limit before
+        // ESP moves. The block goes on at its next instruction, the return address it expects.
+        out.push(
+          `k = ${k}; a = regs[4]; ${this.load(k, 4)} v = v >>> 0; if (v > lim) throw gp(0); regs[4] = (a + 4) | 0;`,
+          `if (v !== ${next}) ${this.leave(k + 1, 'v')}`,
+          this.afterSlow(k),
+        );
+        break;
+      }
       case Form.Call: {
         const target = (next + o.imm) >>> 0;
         out.push(

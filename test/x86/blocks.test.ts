@@ -206,8 +206,10 @@ test('the compile budget: spent, hot entries wait; earned by code run in blocks'
 });
 
 test('slices of simulated time and instruction budgets that end inside blocks', () => {
-  // Odd slice lengths and budgets, so slices end at every position inside the blocks.
-  const bySlices = slices(53, 7, 61);
+  // Odd slice lengths and budgets, so slices end at every position inside the blocks (up to
+  // MAX_LENGTH, 48 instructions, now that blocks follow CALLs and their RETs: slices of at
+  // most 53 cycles let none of the workload's blocks in).
+  const bySlices = slices(131, 7, 127);
   const [, compiled] = twin(assemble(WORKLOAD), bySlices);
   assert.ok(compiled.log.includes('halt'));
 });
@@ -598,6 +600,90 @@ test('direct JMPs a block follows: forward, backward, into code the block ran, a
   assert.equal(compiled.log[0], 'halt');
   const bySlices = slices(37, 5, 43);
   twin(code, bySlices);
+});
+
+test('direct CALLs a block follows into its page, and their RETs: a fault on the push', () => {
+  // The block from 1 follows the CALLs to 2 and 3 (in the page): the return address goes to
+  // the stack, the block goes on in the callee, and at its RET back after the CALL (the address
+  // popped is the one pushed). Run whole and in slices; then
+  // with paging on and the stack moving down into pages that are not present, so that the
+  // push of a followed CALL faults in the middle of a block (the monitor maps the page).
+  const code = assemble(`
+    movl $400, %edi
+    xorl %ebx, %ebx
+1:  movl %edi, %eax
+    call 2f
+    addl %eax, %ebx
+    call 3f
+    decl %edi
+    jnz 1b
+    hlt
+2:  imull $0x9e3779b1, %eax, %eax
+    xorl %eax, %ebx
+    ret
+3:  roll $5, %ebx
+    movl %ebx, 0x40000(,%edi,4)
+    ret`);
+  const [, compiled] = twin(code);
+  assert.equal(compiled.log[0], 'halt');
+  // The loop is one block (1, 2, the ADD, 3, the DEC and JNZ back to 1) that loops inside its
+  // function: a few block runs in all, where five a pass were before blocks followed CALLs
+  // and three before they followed RETs.
+  assert.ok(compiled.cpu.blockEntries < 10, `${compiled.cpu.blockEntries} block runs`);
+  twin(code, slices(37, 5, 43));
+  // A callee that returns elsewhere (it rewrites its return address): the block leaves at
+  // the RET for the address popped.
+  const elsewhere = assemble(`
+    movl $300, %ecx
+    xorl %ebx, %ebx
+1:  movl %ecx, %eax
+    call 2f
+    incl %ebx
+3:  addl %eax, %ebx
+    decl %ecx
+    jnz 1b
+    hlt
+2:  testl $1, %eax
+    jz 4f
+    movl $3b, (%esp)
+4:  ret`);
+  twin(elsewhere);
+  twin(elsewhere, slices(37, 5, 43));
+  const paged = assemble(`
+    movl $0x80000, %eax
+    movl %eax, %cr3
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    movl $0x20a000, %esp
+    xorl %ebx, %ebx
+    movl $60, %ecx
+1:  subl $0x100, %esp
+    movl %ecx, %eax
+    call 2f
+    decl %ecx
+    jnz 1b
+    hlt
+2:  addl %eax, %ebx
+    roll $3, %ebx
+    ret`);
+  const events = ({ cpu, platform, log }: Twin): void => {
+    const ram = new DataView(platform.ram.buffer);
+    ram.setUint32(0x80000, 0x81000 | 3, true);
+    // 0–2 MB present; the stack's pages above it fault on first use.
+    for (let p = 0; p < 512; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
+    cpu.attachMonitor({
+      onEvent(e: CpuEvent) {
+        log.push(e, cpu.eip, cpu.cr2, cpu.esp, cpu.cycles, cpu.counters.instructions);
+        const page = cpu.cr2 >>> 12;
+        ram.setUint32(0x81000 + page * 4, (page << 12) | 3, true);
+      },
+    });
+  };
+  const [, faulted] = twin(paged, undefined, events);
+  // The pushes go from 0x209efc down to 0x2064fc: pages 0x209 (the first pass, interpreted)
+  // down to 0x206 (in the loop's block, at 2 runs of an entry point compiled).
+  assert.equal(faulted.log.filter((x) => typeof x === 'object' && x !== null).length, 4);
 });
 
 test('blocks that follow each other across code pages: CALL, JMP and RET, with code-TLB misses between', () => {
