@@ -75,6 +75,29 @@ function twin(
   return [interpreted, compiled];
 }
 
+/**
+ * For the page-fault tests (paging on, CR3 = 0x80000): a directory whose first table maps the
+ * first `present` pages one to one, and a monitor that logs `record` at each event and maps
+ * the page at CR2, so that the access runs again.
+ */
+function mapOnFault(
+  present: number,
+  record: (e: CpuEvent, cpu: Cpu) => unknown[],
+): (t: Twin) => void {
+  return ({ cpu, platform, log }) => {
+    const ram = new DataView(platform.ram.buffer);
+    ram.setUint32(0x80000, 0x81000 | 3, true);
+    for (let p = 0; p < present; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
+    cpu.attachMonitor({
+      onEvent(e: CpuEvent) {
+        log.push(...record(e, cpu));
+        const page = cpu.cr2 >>> 12;
+        ram.setUint32(0x81000 + page * 4, (page << 12) | 3, true);
+      },
+    });
+  };
+}
+
 /** Loops over the forms the compiler writes out, and generic ones between them. */
 const WORKLOAD = `
     movl $0x40000, %esi          /* data */
@@ -252,19 +275,15 @@ test('a page fault in the middle of a block: the same EIP, CR2, clock and counte
     decl %ecx
     jnz 1b
     hlt`);
-  const events = ({ cpu, platform, log }: Twin): void => {
-    const ram = new DataView(platform.ram.buffer);
-    ram.setUint32(0x80000, 0x81000 | 3, true);
-    // 0–2 MB present, and 2 MB + one page; the pages after it fault on first use.
-    for (let p = 0; p < 513; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
-    cpu.attachMonitor({
-      onEvent(e: CpuEvent) {
-        log.push(e, cpu.eip, cpu.cr2, cpu.cycles, cpu.counters.instructions, cpu.getEflags());
-        const page = cpu.cr2 >>> 12;
-        ram.setUint32(0x81000 + page * 4, (page << 12) | 3, true);
-      },
-    });
-  };
+  // 0–2 MB present, and 2 MB + one page; the pages after it fault on first use.
+  const events = mapOnFault(513, (e, cpu) => [
+    e,
+    cpu.eip,
+    cpu.cr2,
+    cpu.cycles,
+    cpu.counters.instructions,
+    cpu.getEflags(),
+  ]);
   const [, compiled] = twin(code, undefined, events);
   // Pages 0x201000 to 0x205000.
   assert.equal(compiled.log.filter((x) => typeof x === 'object' && x !== null).length, 5);
@@ -667,19 +686,15 @@ test('direct CALLs a block follows into its page, and their RETs: a fault on the
 2:  addl %eax, %ebx
     roll $3, %ebx
     ret`);
-  const events = ({ cpu, platform, log }: Twin): void => {
-    const ram = new DataView(platform.ram.buffer);
-    ram.setUint32(0x80000, 0x81000 | 3, true);
-    // 0–2 MB present; the stack's pages above it fault on first use.
-    for (let p = 0; p < 512; p++) ram.setUint32(0x81000 + p * 4, (p << 12) | 3, true);
-    cpu.attachMonitor({
-      onEvent(e: CpuEvent) {
-        log.push(e, cpu.eip, cpu.cr2, cpu.esp, cpu.cycles, cpu.counters.instructions);
-        const page = cpu.cr2 >>> 12;
-        ram.setUint32(0x81000 + page * 4, (page << 12) | 3, true);
-      },
-    });
-  };
+  // 0–2 MB present; the stack's pages above it fault on first use.
+  const events = mapOnFault(512, (e, cpu) => [
+    e,
+    cpu.eip,
+    cpu.cr2,
+    cpu.esp,
+    cpu.cycles,
+    cpu.counters.instructions,
+  ]);
   const [, faulted] = twin(paged, undefined, events);
   // The pushes go from 0x209efc down to 0x2064fc: pages 0x209 (the first pass, interpreted)
   // down to 0x206 (in the loop's block, at 2 runs of an entry point compiled).
