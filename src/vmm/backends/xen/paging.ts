@@ -618,17 +618,33 @@ export class DirectPaging {
   harvestDirty(into: Uint8Array | undefined): void {
     for (let f = 0; f < this.guestPages; f++) {
       if (this.l1Links[f] <= 0 || this.pinnedL2.has(f)) continue;
-      const base = this.mfn(f) * 4096;
-      for (let k = 0; k < 1024; k++) {
-        const e = this.read32(base + k * 4);
-        if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) continue;
-        const t = this.m2p[e >>> 12];
-        if (t < 0 || t >= this.guestPages) continue;
-        if (into !== undefined) into[t] = 1;
-        this.queue.push({ maddr: base + k * 4, value: ((e & ~PTE_D) | GUEST_D) >>> 0 });
-      }
+      harvestTable(this.mem, this.mfn(f), this.guestPages, into, this.queue);
     }
     this.flush();
     this.mmuext(MmuExt.TLB_FLUSH_LOCAL, 0);
+  }
+}
+
+/**
+ * One page table's share of a dirty harvest (DirectPaging's and ShadowPaging's harvestDirty):
+ * each entry of the table in machine frame `mfn` that is present and dirty and maps a guest
+ * frame marks that frame in `into` and is queued for mmu_update with its dirty bit cleared and
+ * GUEST_D set in its place.
+ */
+export function harvestTable(
+  mem: DomainMemory,
+  mfn: number,
+  guestPages: number,
+  into: Uint8Array | undefined,
+  queue: PendingUpdate[],
+): void {
+  const base = mfn * 4096;
+  for (let k = 0; k < 1024; k++) {
+    const e = mem.read32(base + k * 4);
+    if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) continue;
+    const t = mem.m2p[e >>> 12];
+    if (t < 0 || t >= guestPages) continue;
+    if (into !== undefined) into[t] = 1;
+    queue.push({ maddr: base + k * 4, value: ((e & ~PTE_D) | GUEST_D) >>> 0 });
   }
 }

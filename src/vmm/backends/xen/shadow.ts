@@ -43,7 +43,7 @@ import type { PageTableMap } from '../../migration.ts';
 import { WINDOW_SLOT } from '../../window.ts';
 import type { HypercallChannel } from './channel.ts';
 import type { DomainMemory } from './layout.ts';
-import { GUEST_D, type DeviceFrames } from './paging.ts';
+import { GUEST_D, harvestTable, type DeviceFrames } from './paging.ts';
 
 /** PWT and PCD: cache bits a shadow entry takes from the guest's. */
 const PTE_CACHE = 0x18;
@@ -593,17 +593,8 @@ export class ShadowPaging {
    * still says dirty, withShadowBits), then the TLB flushed, so that the next write sets it.
    */
   harvestDirty(into: Uint8Array | undefined): void {
-    const m2p = this.mem.m2p;
     for (const s of this.tables.values()) {
-      const base = this.mem.mfn(s) * 4096;
-      for (let k = 0; k < 1024; k++) {
-        const e = this.mem.read32(base + k * 4);
-        if ((e & (PTE_P | PTE_D)) !== (PTE_P | PTE_D)) continue;
-        const t = m2p[e >>> 12];
-        if (t < 0 || t >= this.guestPages) continue;
-        if (into !== undefined) into[t] = 1;
-        this.queue.push({ maddr: base + k * 4, value: ((e & ~PTE_D) | GUEST_D) >>> 0 });
-      }
+      harvestTable(this.mem, this.mem.mfn(s), this.guestPages, into, this.queue);
     }
     if (into !== undefined) for (let f = 0; f < this.guestPages; f++) into[f] |= this.vmmWrote[f];
     this.vmmWrote.fill(0);
