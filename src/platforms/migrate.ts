@@ -10,7 +10,6 @@
  * CPU continues where the guest stopped. The source is left as it stopped: it is the caller's
  * to run on (a failed move) or to drop.
  */
-import { isLinuxKernel } from '../loader/linux.ts';
 import { Dp83820 } from '../machine/devices/dp83820/Dp83820.ts';
 import { withFcs } from '../machine/ethernet/frame.ts';
 import type { EndReason } from '../machine/Machine.ts';
@@ -45,22 +44,6 @@ export function migrationRefusal(guest: Guest): string | undefined {
     return "a guest with a passed-through device cannot migrate (the device stays with its machine): give it the VMM's model (--nic dp83820,emulated)";
   if (c.driverVm !== undefined || (c.vms ?? []).length > 0)
     return 'a guest with other VMs beside it cannot migrate';
-  return undefined;
-}
-
-/**
- * Why a guest of `config` cannot move from `from` to `to` (undefined if it may). Linux moves to
- * xen (from xen's shadow paging or from l4); to l4 it is refused: moved there at some points of
- * its boot (from xen 3 of 8 tried, from l4 1 of 6), it faults later or loses its console
- * output, and why is not known yet (README, "Linux migrates to xen").
- */
-export function routeRefusal(
-  from: string,
-  config: Readonly<GuestConfig>,
-  to: string,
-): string | undefined {
-  if (to === 'l4' && isLinuxKernel(config.kernel))
-    return `a Linux guest moves only to xen for now, not to l4 (from ${from})`;
   return undefined;
 }
 
@@ -158,8 +141,6 @@ export function resumeGuest(
 ): Guest | string {
   if (record.version !== MIGRATION_RECORD_VERSION)
     return `migration record version ${String(record.version)} is not supported (this previrt reads version ${MIGRATION_RECORD_VERSION})`;
-  const route = routeRefusal(record.from, config, to);
-  if (route !== undefined) return route;
   let memoryMb = options.memoryMb ?? config.memoryMb ?? 256;
   let guest: Guest | string = '';
   for (let attempt = 0; attempt < 4; attempt++) {
@@ -203,8 +184,6 @@ export function migrateGuest(
   to: string,
   options: MigrateOptions = {},
 ): { guest: Guest; record: MigrationRecord } | string {
-  const route = routeRefusal(guest.platform, guest.config, to);
-  if (route !== undefined) return route;
   const record = captureGuest(guest);
   if (typeof record === 'string') return record;
   const moved = resumeGuest(record, guest.config, to, options);

@@ -480,8 +480,17 @@ export class InPlaceVmm implements VmmCore {
 
   /** From the interrupt check after sti/popf: the virtual IF is on and something is pending. */
   private onDeliver(): void {
-    const ret = this.cpu.pop(4);
-    this.cpu.push(this.interruptAt(ret), 4);
+    const cpu = this.cpu;
+    const slot = (cpu.segs[SS].base + cpu.esp) >>> 0;
+    const ret = cpu.pop(4);
+    try {
+      cpu.push(this.interruptAt(ret), 4);
+    } catch (e) {
+      // A fault in the frame's pushes (a stack page not mapped yet) undoes the call as in
+      // onEmulate: the frame's EFLAGS went over the return address, which the retry pops.
+      cpu.writeLinear(slot, 4, ret);
+      throw e;
+    }
   }
 
   /**
@@ -491,11 +500,22 @@ export class InPlaceVmm implements VmmCore {
    */
   private onPopfDeliver(): void {
     const cpu = this.cpu;
+    const slot = (cpu.segs[SS].base + cpu.esp) >>> 0;
+    const cycles = cpu.cycles;
     const ret = cpu.pop(4);
     const word = cpu.pop(4);
     cpu.charge(this.costs.vmmEmulate);
     cpu.setEflags(((cpu.getEflags() & ~POPF_LOADS) | (word & POPF_LOADS)) >>> 0);
-    cpu.push(this.interruptAt(ret), 4);
+    try {
+      cpu.push(this.interruptAt(ret), 4);
+    } catch (e) {
+      // As in onDeliver: the frame went over the return address and the word; both back, and
+      // the charge (the retry makes it again).
+      cpu.writeLinear(slot, 4, ret);
+      cpu.writeLinear((slot + 4) >>> 0, 4, word);
+      cpu.cycles = cycles;
+      throw e;
+    }
   }
 
   /**
@@ -504,11 +524,14 @@ export class InPlaceVmm implements VmmCore {
    */
   private interruptAt(eip: number): number {
     if (!this.virtualIf || !this.interruptPending) return eip;
+    // The gate before the frame (enterInterrupt says why): a fault reading it leaves the stack
+    // as it was.
+    const gate = this.pendingGate();
     const cpu = this.cpu;
     cpu.push(this.frameFlags(true), 4);
     cpu.push(this.segment(CS), 4);
     cpu.push(eip, 4);
-    return this.enterInterrupt();
+    return this.enterInterrupt(gate);
   }
 
   /** EFLAGS as the guest sees them: the real arithmetic flags, the virtual IF and IOPL. */
@@ -521,17 +544,28 @@ export class InPlaceVmm implements VmmCore {
     return ((real & ~SYSTEM_FLAGS) | iopl | (interruptsOn ? IF : 0)) >>> 0;
   }
 
-  /** Acknowledges the virtual PIC and enters the handler of its vector (frame already built). */
-  private enterInterrupt(): number {
+  /**
+   * Acknowledges the virtual PIC and enters the handler of its vector (frame already built).
+   * The gate is read first: reading it may fault (l4 maps the guest kernel's pages beyond its
+   * alias on demand, and Linux's IDT is in its fixmap, where a migrated guest's space has nothing
+   * yet), and the entry is then made again after the fault, when the interrupt must still be
+   * pending; acknowledged first, it was in service with no handler run, and the PIC held it and
+   * every lower IRQ back for good (a Linux moved to l4 lost its console output so).
+   */
+  private enterInterrupt(gate = this.pendingGate()): number {
     const vector = this.platform.acknowledge() & 0xff;
     this.counters.virtualInterrupts[vector] = (this.counters.virtualInterrupts[vector] ?? 0) + 1;
     this.cpu.charge(this.costs.vmmInterrupt);
-    return this.enterGate(vector);
+    return this.enterGate(vector, gate);
+  }
+
+  /** The gate of the interrupt the virtual PIC would give now (nothing acknowledged). */
+  private pendingGate(): Gate | undefined {
+    return this.gate(this.platform.pendingVector() & 0xff);
   }
 
   /** Virtual IDT lookup; the virtual IF and CS as the gate says. */
-  private enterGate(vector: number): number {
-    const gate = this.gate(vector);
+  private enterGate(vector: number, gate = this.gate(vector)): number {
     if (gate === undefined) {
       this.backend.crash(`vector ${vector} has no present gate in the guest's IDT`);
       return this.cpu.eip;

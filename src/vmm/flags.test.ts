@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { P4_2_8GHZ } from '../machine/costModel.ts';
 import { Cpu } from '../x86/Cpu.ts';
+import { CpuFault } from '../x86/fault.ts';
 import { CS, DS, ES, FS, GS, SS } from '../x86/segment.ts';
 import { cpuidLeaf, CPUID_FEATURE } from '../x86/system/instructions.ts';
 import { TEST_COSTS, testPlatform, writeDescriptor, writeGate } from '../x86/testing.ts';
@@ -584,6 +585,71 @@ describe('a trap reaches the guest kernel the same way from a bounced frame and 
       ];
       assert.deepEqual(frame(a.cpu, words), expected, 'the bounced frame, rewritten');
       assert.deepEqual(frame(b.cpu, words), expected, 'the frame pushed from the registers');
+    });
+  }
+});
+
+describe('an interrupt delivery that faults on the guest IDT page', () => {
+  // On l4 the kernel thread's pages beyond the alias are mapped on demand (a migrated Linux's
+  // IDT, in its fixmap, at first): the gate's read faults inside the delivery entry, which runs
+  // again once the page is there (the CPU's bound-call rule puts the registers back, not memory
+  // or the virtual PIC). The interrupt must still be pending then, and the return address the
+  // retry pops where it was.
+  for (const entry of ['onDeliver', 'onPopfDeliver'] as const) {
+    it(`${entry}: the PIC not acknowledged and the stack as it was; delivered on the retry`, () => {
+      const { cpu, ram, vcpu } = ring1Cpu();
+      const r = load(ram, [0xeb, 0xfe], []);
+      const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
+        entries: cpu.defaultEntries,
+        kernelOffset: 0,
+        rtcStartSeconds: 0,
+        boot: { codeSelector: 0x08, dataSelector: 0x10 },
+      });
+      writeGate(ram, IDT + TIMER_VECTOR * 8, 0x10, CODE + HANDLER, 0xe, 0);
+      vmm.idtr = { base: IDT, limit: 0x7ff };
+      vmm.setSegment(CS, 0x10);
+      for (const [port, value] of [
+        [0x20, 0x11],
+        [0x21, TIMER_VECTOR],
+        [0x21, 0x04],
+        [0x21, 0x01],
+        [0x21, 0x00],
+      ])
+        vmm.platform.write(port, 1, value);
+      vmm.virtualIf = true;
+      vmm.platform.pic.setIrq(0, true);
+      vmm.platform.pic.setIrq(0, false);
+      // The stack as the entry finds it: the return address (and popf's word).
+      const ret = CODE + 0x40;
+      const word = 0x246;
+      if (entry === 'onPopfDeliver') cpu.push(word, 4);
+      cpu.push(ret, 4);
+      const esp = cpu.esp;
+      const words = (): number[] => [0, 4].map((o) => cpu.readLinear(esp + o, 4) >>> 0);
+      const before = words();
+      // The IDT's page not present (the identity table's entry for it).
+      const pte = 0x301000 + (IDT >>> 12) * 4;
+      const view = new DataView(ram.buffer);
+      const mapped = view.getUint32(pte, true);
+      view.setUint32(pte, 0, true);
+      const call = (): void => (vmm as unknown as Record<typeof entry, () => void>)[entry]();
+      assert.throws(call, (e: unknown) => e instanceof CpuFault && e.vector === 14);
+      assert.ok(vmm.interruptPending, 'still pending');
+      assert.equal(vmm.platform.pic.master.isr, 0, 'not in service');
+      assert.deepEqual(vmm.counters.virtualInterrupts, {});
+      assert.deepEqual(words(), before, 'the return address (and the word) as they were');
+      // The retry, as the CPU makes it: ESP back, the page mapped.
+      cpu.esp = esp;
+      view.setUint32(pte, mapped, true);
+      call();
+      assert.equal(vmm.counters.virtualInterrupts[TIMER_VECTOR], 1);
+      assert.equal(vmm.platform.pic.master.isr, 1, 'IRQ 0 in service');
+      // Popped the return address (and the word), pushed the frame and the handler's address.
+      const frame = [0, 4, 8, 12].map((o) => cpu.readLinear(cpu.esp + o, 4) >>> 0);
+      assert.equal(frame[0], CODE + HANDLER, 'to the handler');
+      assert.equal(frame[1], ret, "the frame's EIP");
+      assert.equal(frame[2], 0x10, "the frame's CS");
+      assert.equal(frame[3] & IF, IF, "the frame's EFLAGS, IF on");
     });
   }
 });

@@ -331,6 +331,11 @@ export class VirtualPlatform {
     this.pic.setIrq(irq, true);
   }
 
+  /** The vector the next INTA would give, nothing acknowledged. */
+  pendingVector(): number {
+    return this.pic.pendingVector();
+  }
+
   /** INTA of the virtual PIC (the VMM delivering an interrupt). */
   acknowledge(): number {
     const vector = this.pic.acknowledge();

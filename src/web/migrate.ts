@@ -10,7 +10,6 @@ import {
   captureGuest,
   migrationRefusal,
   resumeGuest,
-  routeRefusal,
   runToSafePoint,
 } from '../platforms/migrate.ts';
 import type { Guest } from '../platforms/platform.ts';
@@ -38,7 +37,7 @@ export function migrateLive(
   options: LiveMigrateOptions,
 ): { guest: Guest; report: MigrationReport } | string {
   if (options.to === guest.platform) return `the guest is on ${options.to} already`;
-  const refused = migrationRefusal(guest) ?? routeRefusal(guest.platform, guest.config, options.to);
+  const refused = migrationRefusal(guest);
   if (refused !== undefined) return refused;
   const m = guest.machine;
   const hz = m.costModel.hz;

@@ -1,11 +1,11 @@
 /**
  * Live migration of the afterburned Linux to xen (shadow paging, src/vmm/backends/xen/
- * shadow.ts) from xen and from l4, mid-boot: at a safe point in its kernel, by
- * stop-and-copy (src/platforms/migrate.ts) and by pre-copy over a simulated 10 Gb/s link while
- * it runs (the lab's migrateLive: the rounds' dirty logs must see every page written, or the
- * stop-and-copy's check of the destination's copy fails). The moved guest passes its checks
+ * shadow.ts) and to l4 (its spaces faulted in again from the guest's tables), from either,
+ * mid-boot: at a safe point in its kernel, by stop-and-copy (src/platforms/migrate.ts) and by
+ * pre-copy over a simulated 10 Gb/s link while it runs (the lab's migrateLive: the rounds' dirty
+ * logs must see every page written, or the stop-and-copy's check of the destination's copy
+ * fails). The moved guest passes its checks
  * with the lines of the run that stayed, and the record's page tables are guest-physical.
- * To l4 it is refused with one line (src/platforms/migrate.ts routeRefusal says why).
  * Builds the afterburned Linux when it is missing (minutes, once).
  */
 import assert from 'node:assert/strict';
@@ -135,7 +135,7 @@ function moved(from: string, to: string, cycle: number, preCopy: boolean): strin
   return note;
 }
 
-describe('Linux moves to xen while it boots', { skip: !built.ok && built.output }, () => {
+describe('Linux migrates while it boots', { skip: !built.ok && built.output }, () => {
   // Early in init (about 30 M cycles), after its first checks (60 M: its x87 line), and in its
   // loopback TCP check (88 M); xen's boot is some 115 M cycles, l4's some 75 M.
   it('xen to xen (the shadows made again there): stop-and-copy, and pre-copy during the TCP check', (t) => {
@@ -146,18 +146,18 @@ describe('Linux moves to xen while it boots', { skip: !built.ok && built.output 
     t.diagnostic(`stop-and-copy: ${moved('l4', 'xen', 60_000_000, false)}`);
     t.diagnostic(`pre-copy: ${moved('l4', 'xen', 30_000_000, true)}`);
   });
-  it('to l4 it is refused with one line, and the guest runs on where it was', () => {
-    const out = { text: '' };
-    const g = boot('xen', out);
-    g.machine.run(60_000_000);
-    const refusal = 'a Linux guest moves only to xen for now, not to l4 (from xen)';
-    assert.equal(migrateGuest(g, 'l4'), refusal);
-    assert.equal(
-      migrateLive(g, { to: 'l4', preCopy: true, linkBitsPerSecond: 10e9, console: () => {} }),
-      refusal,
-    );
-    g.machine.resume();
-    assert.deepEqual(g.machine.run(FIVE_SECONDS), { kind: 'exit', value: 0 });
-    assert.deepEqual(programLines(out.text), reference('xen'));
+  // Two points that each met a VMM entry not made again whole after a fault on a page the
+  // destination's space had not mapped yet (src/vmm/Vmm.ts enterInterrupt, onDeliver): 40 M
+  // (the PIC acknowledged before the IDT's gate was read: the timer's IRQ 0 stayed in service,
+  // and init's console output never came) and 45 M (the frame pushed over the return address:
+  // EIP 0x247, EFLAGS taken for it).
+  it('l4 to l4 (its spaces re-faulted from the guest tables): stop-and-copy, and pre-copy', (t) => {
+    t.diagnostic(`stop-and-copy at 40 M: ${moved('l4', 'l4', 40_000_000, false)}`);
+    t.diagnostic(`stop-and-copy at 45 M: ${moved('l4', 'l4', 45_000_000, false)}`);
+    t.diagnostic(`pre-copy: ${moved('l4', 'l4', 45_000_000, true)}`);
+  });
+  it('xen to l4: stop-and-copy, and pre-copy', (t) => {
+    t.diagnostic(`stop-and-copy: ${moved('xen', 'l4', 88_000_000, false)}`);
+    t.diagnostic(`pre-copy: ${moved('xen', 'l4', 80_000_000, true)}`);
   });
 });

@@ -225,6 +225,15 @@ export class DualPic implements Stateful<PicState> {
     this.intr(this.master.pending() >= 0);
   }
 
+  /** The vector `acknowledge` would return now, nothing acknowledged. */
+  pendingVector(): number {
+    const irq = this.master.pending();
+    if (irq < 0) return this.master.base + 7;
+    if (irq !== 2) return this.master.base + irq;
+    const slaveIrq = this.slave.pending();
+    return this.slave.base + (slaveIrq < 0 ? 7 : slaveIrq);
+  }
+
   /** INTA: the vector for the CPU (SDM 3A 6.3.1); IRQ 7 or 15 of the chip if nothing is left. */
   acknowledge(): number {
     const irq = this.master.acknowledge();
