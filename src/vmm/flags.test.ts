@@ -217,6 +217,38 @@ const IDT = 0x5000;
 const TIMER_VECTOR = 0x20;
 
 /**
+ * An in-place VMM on `cpu` whose guest has an interrupt gate for the timer in its IDT (SDM 3A
+ * 6.11) and its 8259 programmed at 0x20 (the timer at TIMER_VECTOR), CS loaded, virtual IF on.
+ */
+function timerVmm(
+  cpu: Cpu,
+  ram: Uint8Array,
+  vcpu: DataView,
+  calls: RewriteResult['calls'],
+): InPlaceVmm {
+  const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), calls, vcpu, {
+    entries: cpu.defaultEntries,
+    kernelOffset: 0,
+    rtcStartSeconds: 0,
+    boot: { codeSelector: 0x08, dataSelector: 0x10 },
+  });
+  writeGate(ram, IDT + TIMER_VECTOR * 8, 0x10, CODE + HANDLER, 0xe, 0);
+  vmm.idtr = { base: IDT, limit: 0x7ff };
+  vmm.setSegment(CS, 0x10);
+  for (const [port, value] of [
+    [0x20, 0x11],
+    [0x21, TIMER_VECTOR],
+    [0x21, 0x04],
+    [0x21, 0x01],
+    [0x21, 0x00],
+  ]) {
+    vmm.platform.write(port, 1, value);
+  }
+  vmm.virtualIf = true;
+  return vmm;
+}
+
+/**
  * cmpl %edx, %eax; cli; (real flags to %esi); sti; (real flags to %edi); setcc and jcc on the
  * flags of the cmp. The interrupt handler clobbers the flags and records its frame's EIP.
  */
@@ -265,26 +297,7 @@ describe('cli and sti under the in-place VMM', () => {
       for (const [a, b] of cases) {
         const { cpu, ram, vcpu } = ring1Cpu();
         const r = load(ram, CLI_STI_CODE, CLI_STI_SITES);
-        const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
-          entries: cpu.defaultEntries,
-          kernelOffset: 0,
-          rtcStartSeconds: 0,
-          boot: { codeSelector: 0x08, dataSelector: 0x10 },
-        });
-        // The guest's IDT: an interrupt gate for the timer (SDM 3A 6.11), its 8259 at 0x20.
-        writeGate(ram, IDT + TIMER_VECTOR * 8, 0x10, CODE + HANDLER, 0xe, 0);
-        vmm.idtr = { base: IDT, limit: 0x7ff };
-        vmm.setSegment(CS, 0x10);
-        for (const [port, value] of [
-          [0x20, 0x11],
-          [0x21, TIMER_VECTOR],
-          [0x21, 0x04],
-          [0x21, 0x01],
-          [0x21, 0x00],
-        ]) {
-          vmm.platform.write(port, 1, value);
-        }
-        vmm.virtualIf = true;
+        const vmm = timerVmm(cpu, ram, vcpu, r.calls);
         if (pending) {
           // Raised before the cli: the inline cli is no safe point, the sti is the first.
           vmm.platform.pic.setIrq(0, true);
@@ -599,24 +612,7 @@ describe('an interrupt delivery that faults on the guest IDT page', () => {
     it(`${entry}: the PIC not acknowledged and the stack as it was; delivered on the retry`, () => {
       const { cpu, ram, vcpu } = ring1Cpu();
       const r = load(ram, [0xeb, 0xfe], []);
-      const vmm = new InPlaceVmm(cpu, P4_2_8GHZ.software, quietBackend(cpu), r.calls, vcpu, {
-        entries: cpu.defaultEntries,
-        kernelOffset: 0,
-        rtcStartSeconds: 0,
-        boot: { codeSelector: 0x08, dataSelector: 0x10 },
-      });
-      writeGate(ram, IDT + TIMER_VECTOR * 8, 0x10, CODE + HANDLER, 0xe, 0);
-      vmm.idtr = { base: IDT, limit: 0x7ff };
-      vmm.setSegment(CS, 0x10);
-      for (const [port, value] of [
-        [0x20, 0x11],
-        [0x21, TIMER_VECTOR],
-        [0x21, 0x04],
-        [0x21, 0x01],
-        [0x21, 0x00],
-      ])
-        vmm.platform.write(port, 1, value);
-      vmm.virtualIf = true;
+      const vmm = timerVmm(cpu, ram, vcpu, r.calls);
       vmm.platform.pic.setIrq(0, true);
       vmm.platform.pic.setIrq(0, false);
       // The stack as the entry finds it: the return address (and popf's word).
