@@ -1566,31 +1566,34 @@ export class Cpu {
       if (this.interruptLine && (this.flagsBits & F.IF) !== 0) return budget;
       // A bound entry is never the head of a valid block (compileAt, bindEntry's epoch).
       const eip = this.eip;
-      const linear = (csBase + eip) | 0;
-      // PERF: the block remembers the last two blocks that followed it. One of them is what
-      // blockAt would find when it starts at this EIP in the fetch page's physical page and is
-      // still valid (blockReady): a valid block is always its head instruction's block (a
-      // write there retires the instruction and bumps the generation; dropCode bumps the
-      // epoch). blockAt's chain of loads (the page's instructions, the Instr, its Block)
-      // missed the data cache at each step.
-      let next = block.after0;
-      if (next === undefined || next.eip !== eip || next.page !== this.fetchPhysical) {
-        next = block.after1;
-        if (next === undefined || next.eip !== eip || next.page !== this.fetchPhysical) {
-          next = undefined;
-        }
-      }
-      if (next === undefined || linear >>> 12 !== this.fetchPage) {
-        next = this.blockAt(linear);
-        if (next === undefined) return budget;
-        if (next !== block.after0) {
-          block.after1 = block.after0;
-          block.after0 = next;
-        }
-      }
+      const next = this.blockAfter(block, (csBase + eip) | 0, eip);
+      if (next === undefined) return budget;
       if (!this.blockReady(next, eip, csBase, csLimit, flat, budget)) return budget;
       block = next;
     }
+  }
+
+  /**
+   * The block `blockAt` finds at `linear` (EIP `eip`) after `block` ran. PERF: the block
+   * remembers the last two blocks that followed it, and one of them is the one blockAt would
+   * find when it heads this EIP in the fetch page's physical page, if it is valid (blockReady
+   * tells): a valid block is always its head instruction's block (a write there retires the
+   * instruction and bumps the generation; dropCode bumps the epoch). blockAt's chain of loads
+   * (the page's instructions, the Instr, its Block) missed the data cache at each step.
+   */
+  private blockAfter(block: Block, linear: number, eip: number): Block | undefined {
+    if (linear >>> 12 === this.fetchPage) {
+      const a = block.after0;
+      if (a !== undefined && a.eip === eip && a.page === this.fetchPhysical) return a;
+      const b = block.after1;
+      if (b !== undefined && b.eip === eip && b.page === this.fetchPhysical) return b;
+    }
+    const next = this.blockAt(linear);
+    if (next !== undefined && next !== block.after0) {
+      block.after1 = block.after0;
+      block.after0 = next;
+    }
+    return next;
   }
 
   /**

@@ -180,6 +180,12 @@ export function compileBlock(
   let p = physical;
   let lastByte = 0;
   let instr: Instr | undefined = head;
+  // Where EIP `target` is in the head's physical page, and whether the block may go on there:
+  // in the head's linear page, and not in the block yet.
+  const physicalOf = (target: number): number =>
+    (physical & ~0xfff) | (((csBase + target) | 0) & 0xfff);
+  const onward = (target: number): boolean =>
+    ((csBase + target) | 0) >>> 12 === ((csBase + eip) | 0) >>> 12 && !eips.includes(target);
   // Instructions still to take from a block met on the way (their heat is not looked at).
   let inherited = 0;
   // The return addresses of the CALLs the block followed and has not returned from.
@@ -223,15 +229,13 @@ export function compileBlock(
       // the block goes on at its target (one block run, not two). bench:cpu's `realcode` ran a
       // JMP every 50 instructions, and a block ran 11.5 instructions on average.
       const target = (at + o.imm) >>> 0;
-      const linear = (csBase + target) | 0;
       // A target that has a block of its own is left to it (the loop runs it next), so that
       // hot code is not compiled twice, unless the block is short (INHERIT, as above).
-      const q = (physical & ~0xfff) | (linear & 0xfff);
+      const q = physicalOf(target);
       const next = decodedAt(q);
       if (
         target !== eip &&
-        linear >>> 12 === ((csBase + eip) | 0) >>> 12 &&
-        !eips.includes(target) &&
+        onward(target) &&
         (next?.block === undefined || takes(next.block, target))
       ) {
         if (o.form === Form.Call) returns.push(at);
@@ -248,9 +252,8 @@ export function compileBlock(
       // in the page and not in the block yet (RetOn checks at run time that it is the one
       // popped). The callee's RET no longer ends the block.
       const back = returns.pop()!;
-      const linear = (csBase + back) | 0;
-      const q = (physical & ~0xfff) | (linear & 0xfff);
-      if (linear >>> 12 === ((csBase + eip) | 0) >>> 12 && !eips.includes(back)) {
+      if (onward(back)) {
+        const q = physicalOf(back);
         o = op(Form.RetOn);
         at = back;
         p = q;
