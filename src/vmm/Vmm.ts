@@ -468,12 +468,29 @@ export class InPlaceVmm implements VmmCore {
     // guest retries it once the page is there. What the emulation pushed may have overwritten
     // the slot, and what it counted and charged is counted again: both are undone here.
     const slot = (cpu.segs[SS].base + cpu.esp - 4) >>> 0;
+    this.retryable(
+      slot,
+      [ret],
+      () => cpu.push(this.emulate(site, next), 4),
+      () => {
+        cpu.cycles = cycles;
+        this.counters.calls[kind]--;
+      },
+    );
+  }
+
+  /**
+   * Runs the rest of an entry that popped `words` from the stack at linear `slot`. A fault on
+   * the way (Cpu.callBound puts the registers and flags back, and the entry runs again once the
+   * page is there) puts the words back, since what the entry pushed may have gone over them, and
+   * runs `undo` for what else the retry would make twice (charges, counts).
+   */
+  private retryable(slot: number, words: number[], rest: () => void, undo = (): void => {}): void {
     try {
-      cpu.push(this.emulate(site, next), 4);
+      rest();
     } catch (e) {
-      cpu.writeLinear(slot, 4, ret);
-      cpu.cycles = cycles;
-      this.counters.calls[kind]--;
+      for (const [k, w] of words.entries()) this.cpu.writeLinear((slot + 4 * k) >>> 0, 4, w);
+      undo();
       throw e;
     }
   }
@@ -483,14 +500,9 @@ export class InPlaceVmm implements VmmCore {
     const cpu = this.cpu;
     const slot = (cpu.segs[SS].base + cpu.esp) >>> 0;
     const ret = cpu.pop(4);
-    try {
-      cpu.push(this.interruptAt(ret), 4);
-    } catch (e) {
-      // A fault in the frame's pushes (a stack page not mapped yet) undoes the call as in
-      // onEmulate: the frame's EFLAGS went over the return address, which the retry pops.
-      cpu.writeLinear(slot, 4, ret);
-      throw e;
-    }
+    // A fault in the frame's pushes (a stack page not mapped yet) or its gate's read: the
+    // frame's EFLAGS went over the return address, which the retry pops.
+    this.retryable(slot, [ret], () => cpu.push(this.interruptAt(ret), 4));
   }
 
   /**
@@ -506,16 +518,16 @@ export class InPlaceVmm implements VmmCore {
     const word = cpu.pop(4);
     cpu.charge(this.costs.vmmEmulate);
     cpu.setEflags(((cpu.getEflags() & ~POPF_LOADS) | (word & POPF_LOADS)) >>> 0);
-    try {
-      cpu.push(this.interruptAt(ret), 4);
-    } catch (e) {
-      // As in onDeliver: the frame went over the return address and the word; both back, and
-      // the charge (the retry makes it again).
-      cpu.writeLinear(slot, 4, ret);
-      cpu.writeLinear((slot + 4) >>> 0, 4, word);
-      cpu.cycles = cycles;
-      throw e;
-    }
+    // As in onDeliver: the frame goes over the return address and the word; the charge is
+    // made again by the retry.
+    this.retryable(
+      slot,
+      [ret, word],
+      () => cpu.push(this.interruptAt(ret), 4),
+      () => {
+        cpu.cycles = cycles;
+      },
+    );
   }
 
   /**
